@@ -1,0 +1,199 @@
+//! Builds and runs the region core: connects Postgres (running migrations)
+//! and Redis, spawns the hold writers, the expiry sweeper and the Redis
+//! recovery supervisor, and serves the HTTP API. `Application::build`
+//! binds the listener first, so tests can ask for port 0.
+
+use crate::auth::TokenKeys;
+use crate::breaker::Breaker;
+use crate::config::Settings;
+use crate::error::ApiError;
+use crate::holds::writer::{HoldWriters, WriterConfig};
+use crate::redis_path::RedisPath;
+use crate::shows::ShowCache;
+use crate::state::AppState;
+use crate::{catalog, health, holds, recovery, seat_map, sweeper};
+use anyhow::Context;
+use axum::extract::DefaultBodyLimit;
+use axum::Router;
+use sqlx::postgres::PgPoolOptions;
+use sqlx::PgPool;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+/// Largest request body accepted (hold and catalog bodies are small).
+const BODY_LIMIT: usize = 256 * 1024;
+
+/// The HTTP router over a built state.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .merge(catalog::router())
+        .merge(holds::router())
+        .merge(seat_map::router())
+        .merge(health::router())
+        .fallback(|| async { ApiError::not_found("no_route", "no such endpoint") })
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(tower_http::trace::TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+/// Connects to Postgres and applies pending migrations.
+pub async fn connect_db(settings: &Settings) -> anyhow::Result<PgPool> {
+    let db = PgPoolOptions::new()
+        .max_connections(settings.db_pool_size)
+        .acquire_timeout(Duration::from_secs(3))
+        .connect(&settings.database_url)
+        .await
+        .with_context(|| "connecting to REGION_DATABASE_URL".to_string())?;
+    migrate(&db).await?;
+    Ok(db)
+}
+
+/// Applies the migrations in `migrations/` (the only way the schema changes).
+pub async fn migrate(db: &PgPool) -> anyhow::Result<()> {
+    sqlx::migrate!("../migrations")
+        .run(db)
+        .await
+        .context("running migrations")
+}
+
+/// A built, listening region core.
+pub struct Application {
+    listener: TcpListener,
+    state: AppState,
+    shutdown_tx: watch::Sender<bool>,
+    background: Vec<JoinHandle<()>>,
+}
+
+impl Application {
+    /// Connects, migrates, spawns background work and binds the listener.
+    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        settings.validate()?;
+        health::install_metrics();
+        if settings.unsafe_disable_seat_protection {
+            tracing::error!("SEAT PROTECTION IS DISABLED (negative-control mode): double bookings are possible");
+        }
+        let db = connect_db(&settings).await?;
+        let breaker = Breaker::new(
+            settings.breaker_threshold,
+            Duration::from_millis(settings.breaker_open_ms),
+        );
+        let redis = RedisPath::new(&settings.redis_url, settings.redis_timeout(), breaker)
+            .await
+            .context("configuring REGION_REDIS_URL")?;
+        let writers = HoldWriters::spawn(
+            db.clone(),
+            redis.clone(),
+            WriterConfig {
+                writers: settings.hold_writers,
+                batch_max: settings.hold_batch_max,
+                queue: settings.hold_queue,
+                protect: !settings.unsafe_disable_seat_protection,
+            },
+        );
+        let listener = TcpListener::bind(&settings.listen)
+            .await
+            .with_context(|| format!("binding REGION_LISTEN={}", settings.listen))?;
+        let (shutdown_tx, shutdown_rx) = watch::channel(false);
+        let background = vec![
+            tokio::spawn(sweeper::run(
+                db.clone(),
+                redis.clone(),
+                Duration::from_millis(settings.sweep_interval_ms),
+                shutdown_rx.clone(),
+            )),
+            tokio::spawn(recovery::run(db.clone(), redis.clone(), shutdown_rx)),
+        ];
+        let state = AppState {
+            tokens: TokenKeys::new(&settings.jwt_secret),
+            db,
+            redis,
+            writers,
+            shows: ShowCache::default(),
+            settings: Arc::new(settings),
+        };
+        Ok(Self {
+            listener,
+            state,
+            shutdown_tx,
+            background,
+        })
+    }
+
+    /// The bound address.
+    pub fn local_addr(&self) -> anyhow::Result<SocketAddr> {
+        Ok(self.listener.local_addr()?)
+    }
+
+    /// The shared state (tests inspect Redis and Postgres through it).
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Serves until `shutdown` completes, then drains in-flight requests
+    /// and stops the background tasks.
+    pub async fn run_until(self, shutdown: impl std::future::Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+        let addr = self.local_addr()?;
+        tracing::info!(%addr, "region core listening");
+        let app = router(self.state.clone());
+        axum::serve(self.listener, app)
+            .with_graceful_shutdown(shutdown)
+            .await
+            .context("serving HTTP")?;
+        let _ = self.shutdown_tx.send(true);
+        for h in self.background {
+            let _ = h.await;
+        }
+        tracing::info!("region core stopped");
+        Ok(())
+    }
+
+    /// Serves in a background task; the returned handle stops it.
+    pub fn spawn(self) -> anyhow::Result<RunningApp> {
+        let addr = self.local_addr()?;
+        let state = self.state.clone();
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            let stop = async move {
+                let _ = stop_rx.await;
+            };
+            if let Err(e) = self.run_until(stop).await {
+                tracing::error!(error = ?e, "region core failed");
+            }
+        });
+        Ok(RunningApp {
+            addr,
+            state,
+            stop: Some(stop_tx),
+            task,
+        })
+    }
+}
+
+/// A region core serving in the background.
+pub struct RunningApp {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    /// Its state.
+    pub state: AppState,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: JoinHandle<()>,
+}
+
+impl RunningApp {
+    /// Base URL, e.g. `http://127.0.0.1:41234`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Stops serving and waits for the background tasks.
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        let _ = (&mut self.task).await;
+    }
+}

@@ -1,0 +1,146 @@
+//! Start-up configuration. Every setting has a default that runs locally
+//! and an environment variable (`REGION_…`) to override it; values are
+//! validated once, at start-up, with a message naming the variable.
+
+use clap::Args;
+use std::time::Duration;
+
+/// Settings of one region-core process (one city shard).
+#[derive(Debug, Clone, Args)]
+pub struct Settings {
+    /// Address to listen on (`127.0.0.1:0` picks a free port).
+    #[arg(long, env = "REGION_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: String,
+
+    /// This shard's Postgres (source of truth).
+    #[arg(
+        long,
+        env = "REGION_DATABASE_URL",
+        default_value = "postgres://postgres:postgres@127.0.0.1:5432/booking"
+    )]
+    pub database_url: String,
+
+    /// Postgres pool size.
+    #[arg(long, env = "REGION_DB_POOL_SIZE", default_value_t = 24)]
+    pub db_pool_size: u32,
+
+    /// This shard's Redis (seat locks, seat maps).
+    #[arg(long, env = "REGION_REDIS_URL", default_value = "redis://127.0.0.1:6379")]
+    pub redis_url: String,
+
+    /// Short shard code, used in keys and (later) booking numbers.
+    #[arg(long, env = "REGION_SHARD_CODE", default_value = "dev")]
+    pub shard_code: String,
+
+    /// HS256 key that user and operator JWTs are verified with.
+    #[arg(
+        long,
+        env = "REGION_JWT_SECRET",
+        default_value = "dev-only-secret-change-me",
+        hide_env_values = true
+    )]
+    pub jwt_secret: String,
+
+    /// How long a hold keeps its seats, in seconds.
+    #[arg(long, env = "REGION_HOLD_TTL_SECS", default_value_t = 600)]
+    pub hold_ttl_secs: u64,
+
+    /// How much the one allowed extension adds, in seconds.
+    #[arg(long, env = "REGION_HOLD_EXTENSION_SECS", default_value_t = 300)]
+    pub hold_extension_secs: u64,
+
+    /// Most seats one hold may take.
+    #[arg(long, env = "REGION_MAX_SEATS_PER_HOLD", default_value_t = 10)]
+    pub max_seats_per_hold: usize,
+
+    /// How often the expiry sweeper runs, in milliseconds.
+    #[arg(long, env = "REGION_SWEEP_INTERVAL_MS", default_value_t = 1000)]
+    pub sweep_interval_ms: u64,
+
+    /// Group-commit writers (each owns a share of the shows).
+    #[arg(long, env = "REGION_HOLD_WRITERS", default_value_t = 2)]
+    pub hold_writers: usize,
+
+    /// Most holds one group commit may carry.
+    #[arg(long, env = "REGION_HOLD_BATCH_MAX", default_value_t = 256)]
+    pub hold_batch_max: usize,
+
+    /// Holds waiting for a writer before new ones get 503.
+    #[arg(long, env = "REGION_HOLD_QUEUE", default_value_t = 8192)]
+    pub hold_queue: usize,
+
+    /// A Redis call slower than this counts as a failure, in milliseconds.
+    #[arg(long, env = "REGION_REDIS_TIMEOUT_MS", default_value_t = 250)]
+    pub redis_timeout_ms: u64,
+
+    /// Consecutive Redis failures that open the circuit breaker.
+    #[arg(long, env = "REGION_BREAKER_THRESHOLD", default_value_t = 3)]
+    pub breaker_threshold: u32,
+
+    /// How long the breaker stays open before probing Redis, in milliseconds.
+    #[arg(long, env = "REGION_BREAKER_OPEN_MS", default_value_t = 1000)]
+    pub breaker_open_ms: u64,
+
+    /// Lifetime of a seat map rebuilt from Postgres, in seconds (bounds
+    /// how long a lost update can leave the map stale).
+    #[arg(long, env = "REGION_SEATMAP_TTL_SECS", default_value_t = 30)]
+    pub seatmap_ttl_secs: u64,
+
+    /// Negative-control switch for tests ONLY: turns off the Redis lock and
+    /// the Postgres availability/version checks. Never set in production.
+    #[arg(long, env = "REGION_UNSAFE_DISABLE_SEAT_PROTECTION", default_value_t = false, hide = true)]
+    pub unsafe_disable_seat_protection: bool,
+}
+
+impl Settings {
+    /// Defaults plus environment, as the binary would read them.
+    pub fn from_env() -> anyhow::Result<Self> {
+        #[derive(clap::Parser)]
+        struct Wrapper {
+            #[command(flatten)]
+            settings: Settings,
+        }
+        let w = <Wrapper as clap::Parser>::try_parse_from(["region-core"])?;
+        w.settings.validate()?;
+        Ok(w.settings)
+    }
+
+    /// Checks values that clap's types cannot.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        let check = |ok: bool, msg: &str| {
+            if ok {
+                Ok(())
+            } else {
+                Err(anyhow::anyhow!("invalid configuration: {msg}"))
+            }
+        };
+        check(self.hold_ttl_secs >= 1, "REGION_HOLD_TTL_SECS must be at least 1")?;
+        check(
+            (1..=100).contains(&self.max_seats_per_hold),
+            "REGION_MAX_SEATS_PER_HOLD must be 1..=100",
+        )?;
+        check(self.hold_writers >= 1, "REGION_HOLD_WRITERS must be at least 1")?;
+        check(self.hold_batch_max >= 1, "REGION_HOLD_BATCH_MAX must be at least 1")?;
+        check(self.hold_queue >= 1, "REGION_HOLD_QUEUE must be at least 1")?;
+        check(self.db_pool_size >= 4, "REGION_DB_POOL_SIZE must be at least 4")?;
+        check(self.breaker_threshold >= 1, "REGION_BREAKER_THRESHOLD must be at least 1")?;
+        check(self.jwt_secret.len() >= 16, "REGION_JWT_SECRET must be at least 16 bytes")?;
+        check(
+            !self.shard_code.is_empty()
+                && self.shard_code.len() <= 8
+                && self.shard_code.bytes().all(|b| b.is_ascii_alphanumeric()),
+            "REGION_SHARD_CODE must be 1-8 ASCII letters or digits",
+        )?;
+        Ok(())
+    }
+
+    /// Hold lifetime.
+    pub fn hold_ttl(&self) -> Duration {
+        Duration::from_secs(self.hold_ttl_secs)
+    }
+
+    /// Redis call timeout.
+    pub fn redis_timeout(&self) -> Duration {
+        Duration::from_millis(self.redis_timeout_ms)
+    }
+}

@@ -1,0 +1,327 @@
+//! Seat holds: `POST /v1/shows/{id}/holds`, `GET`/`DELETE /v1/holds/{id}`,
+//! `POST /v1/holds/{id}/extend`.
+//!
+//! A hold takes the Redis lock first (all seats or none), then is written
+//! to Postgres by a group-commit writer, where the seat rows are checked
+//! again under lock (the durable second line). When the Redis breaker is
+//! open, holds go to Postgres alone with `FOR UPDATE NOWAIT`.
+
+pub mod decide;
+pub mod store;
+pub mod writer;
+
+use crate::auth::User;
+use crate::error::{ApiError, ApiJson, ApiPath};
+use crate::shows::ShowLayout;
+use crate::state::AppState;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use axum::Router;
+use chrono::{DateTime, Utc};
+use shared::api::{CreateHold, Hold, HoldState};
+use shared::seat::{parse_seat_list, SeatError};
+use shared::{HoldId, SeatState, ShowId};
+use store::{codes, NewHold, StoredHold};
+use uuid::Uuid;
+use writer::Outcome;
+
+/// Hold routes.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/v1/shows/{id}/holds", post(create_hold))
+        .route("/v1/holds/{id}", get(get_hold).delete(release_hold))
+        .route("/v1/holds/{id}/extend", post(extend_hold))
+}
+
+fn seat_error(e: SeatError) -> ApiError {
+    let code = match e {
+        SeatError::BadLabel(_) => "invalid_seat_label",
+        SeatError::Empty => "no_seats",
+        SeatError::TooMany { .. } => "too_many_seats",
+        SeatError::Duplicate(_) => "duplicate_seat",
+    };
+    ApiError::unprocessable(code, e.to_string())
+}
+
+fn seats_unavailable(labels: Vec<String>) -> ApiError {
+    ApiError::Conflict {
+        code: "seats_unavailable",
+        message: format!("seats not available: {}", labels.join(", ")),
+        details: Some(serde_json::json!(labels)),
+    }
+}
+
+/// Millisecond precision: what Postgres stores and the API returns agree.
+fn truncate_ms(t: DateTime<Utc>) -> DateTime<Utc> {
+    DateTime::from_timestamp_millis(t.timestamp_millis()).unwrap_or(t)
+}
+
+#[tracing::instrument(skip_all, fields(show = %show))]
+async fn create_hold(
+    State(state): State<AppState>,
+    user: User,
+    ApiPath(show): ApiPath<String>,
+    ApiJson(req): ApiJson<CreateHold>,
+) -> Result<(StatusCode, ApiJson<Hold>), ApiError> {
+    let show = crate::catalog::parse_show_id(&show)?;
+    let labels = parse_seat_list(&req.seats, state.settings.max_seats_per_hold).map_err(seat_error)?;
+    let layout = state
+        .shows
+        .get(&state.db, show)
+        .await?
+        .ok_or_else(|| ApiError::not_found("unknown_show", format!("no show {show}")))?;
+    let now = Utc::now();
+    if now >= layout.starts_at {
+        return Err(ApiError::conflict("show_started", "the show has already started"));
+    }
+    let unknown: Vec<String> = labels
+        .iter()
+        .filter(|l| layout.seat(l.as_str()).is_none())
+        .map(|l| l.to_string())
+        .collect();
+    if !unknown.is_empty() {
+        return Err(ApiError::unprocessable(
+            "unknown_seat",
+            format!("no such seats in this show: {}", unknown.join(", ")),
+        ));
+    }
+    let mut seats: Vec<_> = labels.iter().filter_map(|l| layout.seat(l.as_str())).collect();
+    seats.sort_by_key(|s| s.ordinal);
+    let hold = NewHold {
+        hold_id: Uuid::now_v7(),
+        show_id: show.0,
+        user_id: user.id,
+        seat_ids: seats.iter().map(|s| s.seat_id).collect(),
+        ordinals: seats.iter().map(|s| s.ordinal).collect(),
+        expires_at: truncate_ms(now + state.settings.hold_ttl()),
+    };
+    let sorted_labels: Vec<String> = seats.iter().map(|s| s.label.clone()).collect();
+    let path = place_hold(&state, &layout, &hold, &sorted_labels).await?;
+    metrics::counter!("holds_created_total", "path" => path).increment(1);
+    Ok((
+        StatusCode::CREATED,
+        ApiJson(Hold {
+            hold_id: HoldId(hold.hold_id),
+            show_id: show,
+            seats: sorted_labels,
+            state: HoldState::Active,
+            expires_at: hold.expires_at,
+            extended: false,
+        }),
+    ))
+}
+
+/// Takes the seats: Redis then group commit, or Postgres alone when the
+/// breaker is open (or Redis fails on this very request). Returns which
+/// path served the hold.
+async fn place_hold(
+    state: &AppState,
+    layout: &ShowLayout,
+    hold: &NewHold,
+    labels: &[String],
+) -> Result<&'static str, ApiError> {
+    let protect = !state.settings.unsafe_disable_seat_protection;
+    let label_refs: Vec<&str> = labels.iter().map(String::as_str).collect();
+    let ttl = state.settings.hold_ttl();
+    if !protect {
+        return group_commit(state, layout, hold, None).await.map(|_| "unprotected");
+    }
+    if state.redis.fast_path_available() {
+        match state.redis.acquire(layout.id, &label_refs, hold.hold_id, ttl).await {
+            Ok(taken) if taken.is_empty() => {
+                return group_commit(state, layout, hold, Some(&label_refs)).await.map(|_| "redis");
+            }
+            Ok(taken) => {
+                metrics::counter!("hold_conflicts_total", "stage" => "redis").increment(1);
+                let taken = taken.into_iter().filter_map(|i| labels.get(i).cloned()).collect();
+                return Err(seats_unavailable(taken));
+            }
+            Err(e) => tracing::warn!(error = %e, "redis lock failed; using the Postgres-only path"),
+        }
+    }
+    postgres_only(state, layout, hold).await.map(|_| "postgres_only")
+}
+
+/// The durable second line, shared with other holds in one transaction.
+/// On any failure the Redis keys taken for this hold are released.
+async fn group_commit(
+    state: &AppState,
+    layout: &ShowLayout,
+    hold: &NewHold,
+    redis_keys: Option<&[&str]>,
+) -> Result<(), ApiError> {
+    let result = state.writers.submit(hold.clone()).await;
+    let err = match result {
+        Ok(Ok(Outcome::Held)) => return Ok(()),
+        Ok(Ok(Outcome::Unavailable(seat_ids))) => {
+            metrics::counter!("hold_conflicts_total", "stage" => "postgres").increment(1);
+            seats_unavailable(labels_of(layout, &seat_ids))
+        }
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "hold not written");
+            ApiError::unavailable("hold_write_failed", "the hold could not be recorded; retry shortly")
+        }
+        Err(writer::Overloaded) => {
+            metrics::counter!("holds_shed_total").increment(1);
+            ApiError::unavailable("overloaded", "too many holds in flight; retry shortly")
+        }
+    };
+    if let Some(keys) = redis_keys {
+        if let Err(e) = state.redis.release(layout.id, keys, hold.hold_id).await {
+            tracing::warn!(error = %e, "could not release redis keys of a failed hold; they expire by TTL");
+        }
+    }
+    Err(err)
+}
+
+/// Seat-of-last-resort path while Redis is unavailable: one transaction,
+/// `FOR UPDATE NOWAIT` so a loser fails fast instead of queueing.
+async fn postgres_only(state: &AppState, layout: &ShowLayout, hold: &NewHold) -> Result<(), ApiError> {
+    match writer::write_batch(&state.db, &[hold], true, true).await {
+        Ok(outcomes) => match outcomes.into_iter().next() {
+            Some(Outcome::Held) => Ok(()),
+            Some(Outcome::Unavailable(seat_ids)) => Err(seats_unavailable(labels_of(layout, &seat_ids))),
+            None => Err(anyhow::anyhow!("empty outcome for a batch of one").into()),
+        },
+        Err(store::ApplyError::Db(e)) if store::sqlstate(&e).as_deref() == Some(codes::LOCK_NOT_AVAILABLE) => {
+            metrics::counter!("hold_conflicts_total", "stage" => "postgres_nowait").increment(1);
+            Err(ApiError::Conflict {
+                code: "seats_unavailable",
+                message: "some of these seats are being held by another request".into(),
+                details: None,
+            })
+        }
+        Err(store::ApplyError::Db(e)) => Err(e.into()),
+        Err(e @ store::ApplyError::VersionMismatch { .. }) => {
+            tracing::warn!(error = %e, "postgres-only hold lost a race");
+            Err(ApiError::unavailable("hold_write_failed", "the hold could not be recorded; retry shortly"))
+        }
+    }
+}
+
+fn labels_of(layout: &ShowLayout, seat_ids: &[Uuid]) -> Vec<String> {
+    layout
+        .seats
+        .iter()
+        .filter(|s| seat_ids.contains(&s.seat_id))
+        .map(|s| s.label.clone())
+        .collect()
+}
+
+fn parse_hold_id(raw: &str) -> Result<HoldId, ApiError> {
+    HoldId::parse(raw).map_err(|e| ApiError::bad_request("invalid_hold_id", e.to_string()))
+}
+
+/// Loads a hold the caller owns; someone else's hold is "not found".
+async fn owned_hold(state: &AppState, user: &User, id: HoldId) -> Result<StoredHold, ApiError> {
+    let mut conn = state.db.acquire().await?;
+    match store::fetch(&mut conn, id.0).await? {
+        Some(h) if h.user_id == user.id => Ok(h),
+        _ => Err(ApiError::not_found("unknown_hold", format!("no hold {id}"))),
+    }
+}
+
+fn hold_view(h: &StoredHold, now: DateTime<Utc>) -> Hold {
+    let mut state = HoldState::from_db_str(&h.state).unwrap_or(HoldState::Expired);
+    if state == HoldState::Active && h.expires_at <= now {
+        state = HoldState::Expired;
+    }
+    Hold {
+        hold_id: HoldId(h.id),
+        show_id: ShowId(h.show_id),
+        seats: h.seats.iter().map(|s| s.0.clone()).collect(),
+        state,
+        expires_at: h.expires_at,
+        extended: h.extended,
+    }
+}
+
+/// Why an active-hold operation changed nothing.
+fn not_active_error(h: &StoredHold, now: DateTime<Utc>) -> ApiError {
+    match hold_view(h, now).state {
+        HoldState::Expired => ApiError::Gone {
+            code: "hold_expired",
+            message: "the hold has expired; its seats may have been taken".into(),
+        },
+        HoldState::Active if h.extended => {
+            ApiError::conflict("hold_already_extended", "a hold may be extended only once")
+        }
+        HoldState::Active => ApiError::Gone {
+            code: "hold_lost",
+            message: "the hold no longer owns all its seats".into(),
+        },
+        other => ApiError::conflict(
+            "hold_not_active",
+            format!("the hold is {}", other.as_db_str()),
+        ),
+    }
+}
+
+async fn get_hold(
+    State(state): State<AppState>,
+    user: User,
+    ApiPath(id): ApiPath<String>,
+) -> Result<ApiJson<Hold>, ApiError> {
+    let id = parse_hold_id(&id)?;
+    let h = owned_hold(&state, &user, id).await?;
+    Ok(ApiJson(hold_view(&h, Utc::now())))
+}
+
+#[tracing::instrument(skip_all, fields(hold = %id))]
+async fn release_hold(
+    State(state): State<AppState>,
+    user: User,
+    ApiPath(id): ApiPath<String>,
+) -> Result<ApiJson<Hold>, ApiError> {
+    let id = parse_hold_id(&id)?;
+    let mut h = owned_hold(&state, &user, id).await?;
+    let now = Utc::now();
+    if h.state == HoldState::Released.as_db_str() {
+        return Ok(ApiJson(hold_view(&h, now))); // releasing twice is harmless
+    }
+    let mut tx = state.db.begin().await?;
+    let Some(freed) = store::release(&mut tx, h.show_id, h.id, now).await? else {
+        return Err(not_active_error(&h, now));
+    };
+    tx.commit().await?;
+    let show = ShowId(h.show_id);
+    let labels: Vec<&str> = h.seats.iter().map(|s| s.0.as_str()).collect();
+    if let Err(e) = state.redis.release(show, &labels, h.id).await {
+        tracing::warn!(error = %e, "released in Postgres; redis keys will expire by TTL");
+    }
+    state
+        .redis
+        .seatmap_update(&[(show, freed.into_iter().map(|o| (o, SeatState::Available)).collect())])
+        .await;
+    metrics::counter!("holds_released_total").increment(1);
+    h.state = HoldState::Released.as_db_str().into();
+    Ok(ApiJson(hold_view(&h, now)))
+}
+
+#[tracing::instrument(skip_all, fields(hold = %id))]
+async fn extend_hold(
+    State(state): State<AppState>,
+    user: User,
+    ApiPath(id): ApiPath<String>,
+) -> Result<ApiJson<Hold>, ApiError> {
+    let id = parse_hold_id(&id)?;
+    let mut h = owned_hold(&state, &user, id).await?;
+    let now = Utc::now();
+    let new_expiry = truncate_ms(h.expires_at + chrono::Duration::seconds(state.settings.hold_extension_secs as i64));
+    let mut tx = state.db.begin().await?;
+    if !store::extend(&mut tx, h.show_id, h.id, now, new_expiry).await? {
+        return Err(not_active_error(&h, now));
+    }
+    tx.commit().await?;
+    let labels: Vec<&str> = h.seats.iter().map(|s| s.0.as_str()).collect();
+    let ttl = (new_expiry - Utc::now()).to_std().unwrap_or_default();
+    match state.redis.extend(ShowId(h.show_id), &labels, h.id, ttl).await {
+        Ok(true) => {}
+        Ok(false) => tracing::warn!("redis keys of an extended hold belong to another hold; Postgres decides"),
+        Err(e) => tracing::warn!(error = %e, "extended in Postgres only"),
+    }
+    h.expires_at = new_expiry;
+    h.extended = true;
+    Ok(ApiJson(hold_view(&h, now)))
+}

@@ -1,0 +1,440 @@
+//! SQL of the hold tables (`holds`, `hold_seats`, and the hold columns of
+//! `show_seats`). Every path locks `show_seats` rows first, in
+//! (show_id, seat_id) order, then touches `hold_seats` and `holds`: one
+//! lock order for all, so paths cannot deadlock each other.
+
+use super::decide::{Decision, SeatKey, SeatRow};
+use chrono::{DateTime, Utc};
+use shared::SeatState;
+use sqlx::{PgConnection, Postgres, Transaction};
+use std::collections::HashMap;
+use uuid::Uuid;
+
+/// A hold about to be written.
+#[derive(Debug, Clone)]
+pub struct NewHold {
+    /// Hold id (fencing token).
+    pub hold_id: Uuid,
+    /// Show id.
+    pub show_id: Uuid,
+    /// Holder.
+    pub user_id: String,
+    /// Seat ids, sorted.
+    pub seat_ids: Vec<Uuid>,
+    /// Their seat-map ordinals, same order.
+    pub ordinals: Vec<i32>,
+    /// End of the hold.
+    pub expires_at: DateTime<Utc>,
+}
+
+/// Postgres error codes we act on.
+pub mod codes {
+    /// `lock_not_available`: NOWAIT met a locked row.
+    pub const LOCK_NOT_AVAILABLE: &str = "55P03";
+    /// `deadlock_detected`.
+    pub const DEADLOCK: &str = "40P01";
+    /// `serialization_failure`.
+    pub const SERIALIZATION: &str = "40001";
+}
+
+/// The SQLSTATE of a database error, if any.
+pub fn sqlstate(e: &sqlx::Error) -> Option<String> {
+    e.as_database_error().and_then(|d| d.code()).map(|c| c.into_owned())
+}
+
+/// Locks (or, for the negative control, merely reads) the rows of `keys`.
+/// `nowait`: fail at once with 55P03 instead of waiting for a lock.
+pub async fn lock_rows(
+    conn: &mut PgConnection,
+    keys: &[SeatKey],
+    nowait: bool,
+    protect: bool,
+) -> Result<HashMap<SeatKey, SeatRow>, sqlx::Error> {
+    let shows: Vec<Uuid> = keys.iter().map(|k| k.0).collect();
+    let seats: Vec<Uuid> = keys.iter().map(|k| k.1).collect();
+    let lock = match (protect, nowait) {
+        (false, _) => "",
+        (true, false) => "FOR UPDATE",
+        (true, true) => "FOR UPDATE NOWAIT",
+    };
+    type Row = (Uuid, Uuid, String, Option<Uuid>, Option<DateTime<Utc>>, i64);
+    let rows: Vec<Row> = sqlx::query_as(&format!(
+        "SELECT ss.show_id, ss.seat_id, ss.status, ss.hold_id, ss.hold_expires_at, ss.version
+           FROM show_seats ss
+          WHERE (ss.show_id, ss.seat_id) IN (SELECT * FROM unnest($1::uuid[], $2::uuid[]))
+          ORDER BY ss.show_id, ss.seat_id
+          {lock}"
+    ))
+    .bind(&shows)
+    .bind(&seats)
+    .fetch_all(&mut *conn)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(show, seat, status, hold_id, exp, version)| {
+            let row = SeatRow {
+                status: SeatState::from_db_str(&status).unwrap_or(SeatState::Booked),
+                hold_id,
+                hold_expires_at: exp,
+                version,
+            };
+            ((show, seat), row)
+        })
+        .collect())
+}
+
+/// Why writing accepted holds failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    /// A row changed under us despite the lock (optimistic check failed):
+    /// the transaction must be rolled back and retried.
+    #[error("seat row version changed: expected {expected} rows, updated {updated}")]
+    VersionMismatch {
+        /// Rows that should have changed.
+        expected: u64,
+        /// Rows that did.
+        updated: u64,
+    },
+    /// Database error.
+    #[error(transparent)]
+    Db(#[from] sqlx::Error),
+}
+
+/// Writes the accepted holds of a batch: the hold rows, the takeovers of
+/// expired holders, the seat rows (with a version check) and the live
+/// hold_seats rows. Five statements whatever the batch size.
+pub async fn apply_accepted(
+    tx: &mut Transaction<'_, Postgres>,
+    holds: &[&NewHold],
+    decisions: &[&Decision],
+    rows: &HashMap<SeatKey, SeatRow>,
+    protect: bool,
+) -> Result<(), ApplyError> {
+    if holds.is_empty() {
+        return Ok(());
+    }
+    let ids: Vec<Uuid> = holds.iter().map(|h| h.hold_id).collect();
+    let shows: Vec<Uuid> = holds.iter().map(|h| h.show_id).collect();
+    let users: Vec<&str> = holds.iter().map(|h| h.user_id.as_str()).collect();
+    let counts: Vec<i32> = holds.iter().map(|h| h.seat_ids.len() as i32).collect();
+    let exps: Vec<DateTime<Utc>> = holds.iter().map(|h| h.expires_at).collect();
+    sqlx::query(
+        "INSERT INTO holds (id, show_id, user_id, seat_count, expires_at)
+         SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::int[], $5::timestamptz[])",
+    )
+    .bind(&ids)
+    .bind(&shows)
+    .bind(&users)
+    .bind(&counts)
+    .bind(&exps)
+    .execute(&mut **tx)
+    .await?;
+
+    // Expired holders lose the seats we take over (the sweeper had not
+    // reached them yet).
+    let (old_holds, old_seats): (Vec<Uuid>, Vec<Uuid>) = decisions
+        .iter()
+        .flat_map(|d| match d {
+            Decision::Accept { takeovers } => takeovers.clone(),
+            Decision::Reject { .. } => vec![],
+        })
+        .unzip();
+    if !old_holds.is_empty() {
+        sqlx::query(
+            "UPDATE hold_seats SET live = false
+              WHERE live AND (hold_id, seat_id) IN (SELECT * FROM unnest($1::uuid[], $2::uuid[]))",
+        )
+        .bind(&old_holds)
+        .bind(&old_seats)
+        .execute(&mut **tx)
+        .await?;
+        sqlx::query(
+            "UPDATE holds SET state = 'EXPIRED', updated_at = now()
+              WHERE id = ANY($1) AND state = 'ACTIVE'",
+        )
+        .bind(&old_holds)
+        .execute(&mut **tx)
+        .await?;
+    }
+
+    let mut s_show = Vec::new();
+    let mut s_seat = Vec::new();
+    let mut s_hold = Vec::new();
+    let mut s_exp = Vec::new();
+    let mut s_ver = Vec::new();
+    for h in holds {
+        for seat in &h.seat_ids {
+            s_show.push(h.show_id);
+            s_seat.push(*seat);
+            s_hold.push(h.hold_id);
+            s_exp.push(h.expires_at);
+            s_ver.push(rows.get(&(h.show_id, *seat)).map_or(0, |r| r.version));
+        }
+    }
+    // The version check is the optimistic third line (seed Q1): with the
+    // rows locked it always matches; if it ever does not, nothing commits.
+    let version_check = if protect { "AND ss.version = u.version" } else { "" };
+    let updated = sqlx::query(&format!(
+        "UPDATE show_seats ss
+            SET status = 'HELD', hold_id = u.hold_id, hold_expires_at = u.exp, version = ss.version + 1
+           FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::timestamptz[], $5::bigint[])
+                AS u(show_id, seat_id, hold_id, exp, version)
+          WHERE ss.show_id = u.show_id AND ss.seat_id = u.seat_id {version_check}"
+    ))
+    .bind(&s_show)
+    .bind(&s_seat)
+    .bind(&s_hold)
+    .bind(&s_exp)
+    .bind(&s_ver)
+    .execute(&mut **tx)
+    .await?
+    .rows_affected();
+    let expected = s_seat.len() as u64;
+    if updated != expected {
+        return Err(ApplyError::VersionMismatch { expected, updated });
+    }
+
+    sqlx::query(
+        "INSERT INTO hold_seats (hold_id, show_id, seat_id)
+         SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::uuid[])",
+    )
+    .bind(&s_hold)
+    .bind(&s_show)
+    .bind(&s_seat)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// A stored hold with its seats.
+#[derive(Debug, Clone)]
+pub struct StoredHold {
+    /// Hold id.
+    pub id: Uuid,
+    /// Show id.
+    pub show_id: Uuid,
+    /// Holder.
+    pub user_id: String,
+    /// State column.
+    pub state: String,
+    /// End.
+    pub expires_at: DateTime<Utc>,
+    /// Extension used.
+    pub extended: bool,
+    /// (label, ordinal) of every seat the hold was created with, by ordinal.
+    pub seats: Vec<(String, i32)>,
+}
+
+/// Loads a hold and its seats.
+pub async fn fetch(conn: &mut PgConnection, id: Uuid) -> Result<Option<StoredHold>, sqlx::Error> {
+    let head: Option<(Uuid, String, String, DateTime<Utc>, bool)> =
+        sqlx::query_as("SELECT show_id, user_id, state, expires_at, extended FROM holds WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&mut *conn)
+            .await?;
+    let Some((show_id, user_id, state, expires_at, extended)) = head else {
+        return Ok(None);
+    };
+    let seats: Vec<(String, i32)> = sqlx::query_as(
+        "SELECT s.label, ss.ordinal
+           FROM hold_seats hs
+           JOIN seats s ON s.id = hs.seat_id
+           JOIN show_seats ss ON ss.show_id = hs.show_id AND ss.seat_id = hs.seat_id
+          WHERE hs.hold_id = $1
+          ORDER BY ss.ordinal",
+    )
+    .bind(id)
+    .fetch_all(&mut *conn)
+    .await?;
+    Ok(Some(StoredHold {
+        id,
+        show_id,
+        user_id,
+        state,
+        expires_at,
+        extended,
+        seats,
+    }))
+}
+
+/// Locks the seat rows still owned by `hold` (fencing: rows another hold
+/// has taken are not ours and are not returned). Returns their ordinals.
+pub async fn lock_owned_seats(
+    conn: &mut PgConnection,
+    show: Uuid,
+    hold: Uuid,
+) -> Result<Vec<i32>, sqlx::Error> {
+    let rows: Vec<(i32,)> = sqlx::query_as(
+        "SELECT ordinal FROM show_seats
+          WHERE show_id = $1 AND hold_id = $2 AND status = 'HELD'
+          ORDER BY show_id, seat_id
+          FOR UPDATE",
+    )
+    .bind(show)
+    .bind(hold)
+    .fetch_all(&mut *conn)
+    .await?;
+    Ok(rows.into_iter().map(|r| r.0).collect())
+}
+
+/// Releases an active, unexpired hold: seats back to AVAILABLE. Returns
+/// the freed ordinals, or `None` (changing nothing) if the hold is not
+/// active at `now`.
+pub async fn release(
+    tx: &mut Transaction<'_, Postgres>,
+    show: Uuid,
+    hold: Uuid,
+    now: DateTime<Utc>,
+) -> Result<Option<Vec<i32>>, sqlx::Error> {
+    let owned = lock_owned_seats(tx, show, hold).await?;
+    let done = sqlx::query(
+        "UPDATE holds SET state = 'RELEASED', updated_at = now()
+          WHERE id = $1 AND state = 'ACTIVE' AND expires_at > $2",
+    )
+    .bind(hold)
+    .bind(now)
+    .execute(&mut **tx)
+    .await?
+    .rows_affected();
+    if done == 0 {
+        return Ok(None);
+    }
+    free_seats_of(tx, show, hold).await?;
+    Ok(Some(owned))
+}
+
+/// Seats of `hold` back to AVAILABLE; its hold_seats rows no longer live.
+async fn free_seats_of(tx: &mut Transaction<'_, Postgres>, show: Uuid, hold: Uuid) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE show_seats
+            SET status = 'AVAILABLE', hold_id = NULL, hold_expires_at = NULL, version = version + 1
+          WHERE show_id = $1 AND hold_id = $2 AND status = 'HELD'",
+    )
+    .bind(show)
+    .bind(hold)
+    .execute(&mut **tx)
+    .await?;
+    sqlx::query("UPDATE hold_seats SET live = false WHERE hold_id = $1 AND live")
+        .bind(hold)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+/// Extends an active, unexpired, never-extended hold that still owns all
+/// its seats to `new_expiry`. Returns false (changing nothing) otherwise.
+pub async fn extend(
+    tx: &mut Transaction<'_, Postgres>,
+    show: Uuid,
+    hold: Uuid,
+    now: DateTime<Utc>,
+    new_expiry: DateTime<Utc>,
+) -> Result<bool, sqlx::Error> {
+    let owned = lock_owned_seats(tx, show, hold).await?;
+    let done = sqlx::query(
+        "UPDATE holds SET expires_at = $3, extended = true, updated_at = now()
+          WHERE id = $1 AND state = 'ACTIVE' AND expires_at > $2 AND NOT extended AND seat_count = $4",
+    )
+    .bind(hold)
+    .bind(now)
+    .bind(new_expiry)
+    .bind(owned.len() as i32)
+    .execute(&mut **tx)
+    .await?
+    .rows_affected();
+    if done == 0 {
+        return Ok(false);
+    }
+    sqlx::query(
+        "UPDATE show_seats SET hold_expires_at = $3, version = version + 1
+          WHERE show_id = $1 AND hold_id = $2 AND status = 'HELD'",
+    )
+    .bind(show)
+    .bind(hold)
+    .bind(new_expiry)
+    .execute(&mut **tx)
+    .await?;
+    Ok(true)
+}
+
+/// One seat freed by the sweeper.
+#[derive(Debug, Clone)]
+pub struct FreedSeat {
+    /// Show id.
+    pub show_id: Uuid,
+    /// Seat-map ordinal.
+    pub ordinal: i32,
+}
+
+/// Frees up to `limit` seats whose hold ended at or before `now`, skipping
+/// rows other transactions hold (so the sweeper never blocks a hold), and
+/// marks their holds EXPIRED. Returns the freed seats.
+pub async fn sweep_expired(
+    tx: &mut Transaction<'_, Postgres>,
+    now: DateTime<Utc>,
+    limit: i64,
+) -> Result<Vec<FreedSeat>, sqlx::Error> {
+    let freed: Vec<(Uuid, Uuid, i32, Uuid)> = sqlx::query_as(
+        "WITH expired AS (
+             SELECT show_id, seat_id, hold_id FROM show_seats
+              WHERE status = 'HELD' AND hold_expires_at <= $1
+              ORDER BY show_id, seat_id
+              LIMIT $2
+              FOR UPDATE SKIP LOCKED)
+         UPDATE show_seats ss
+            SET status = 'AVAILABLE', hold_id = NULL, hold_expires_at = NULL, version = ss.version + 1
+           FROM expired e
+          WHERE ss.show_id = e.show_id AND ss.seat_id = e.seat_id
+         RETURNING ss.show_id, ss.seat_id, ss.ordinal, e.hold_id",
+    )
+    .bind(now)
+    .bind(limit)
+    .fetch_all(&mut **tx)
+    .await?;
+    if freed.is_empty() {
+        return Ok(vec![]);
+    }
+    let holds: Vec<Uuid> = freed.iter().map(|f| f.3).collect();
+    let seats: Vec<Uuid> = freed.iter().map(|f| f.1).collect();
+    sqlx::query(
+        "UPDATE hold_seats SET live = false
+          WHERE live AND (hold_id, seat_id) IN (SELECT * FROM unnest($1::uuid[], $2::uuid[]))",
+    )
+    .bind(&holds)
+    .bind(&seats)
+    .execute(&mut **tx)
+    .await?;
+    sqlx::query(
+        "UPDATE holds SET state = 'EXPIRED', updated_at = now()
+          WHERE id = ANY($1) AND state = 'ACTIVE' AND expires_at <= $2",
+    )
+    .bind(&holds)
+    .bind(now)
+    .execute(&mut **tx)
+    .await?;
+    Ok(freed
+        .into_iter()
+        .map(|(show_id, _, ordinal, _)| FreedSeat { show_id, ordinal })
+        .collect())
+}
+
+/// Holds whose seats must be in Redis: (show, label, hold, expires_at) of
+/// every live held seat, optionally only holds created since `since`.
+pub async fn live_held_seats(
+    conn: &mut PgConnection,
+    now: DateTime<Utc>,
+    since: Option<DateTime<Utc>>,
+) -> Result<Vec<(Uuid, String, Uuid, DateTime<Utc>)>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT ss.show_id, s.label, ss.hold_id, ss.hold_expires_at
+           FROM show_seats ss
+           JOIN seats s ON s.id = ss.seat_id
+           JOIN holds h ON h.id = ss.hold_id
+          WHERE ss.status = 'HELD' AND ss.hold_expires_at > $1
+            AND ($2::timestamptz IS NULL OR h.created_at >= $2 OR h.updated_at >= $2)",
+    )
+    .bind(now)
+    .bind(since)
+    .fetch_all(&mut *conn)
+    .await
+}

@@ -1,0 +1,100 @@
+//! `region-core` binary: serve, migrate, or mint a development token.
+
+use clap::{Parser, Subcommand};
+use region_core::auth::{Role, TokenKeys};
+use region_core::{Application, Settings};
+
+#[derive(Parser)]
+#[command(name = "region-core", about = "One city shard's booking service")]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the HTTP API (the default).
+    Serve {
+        #[command(flatten)]
+        settings: Settings,
+    },
+    /// Apply database migrations and exit.
+    Migrate {
+        #[command(flatten)]
+        settings: Settings,
+    },
+    /// Print a signed JWT for local development and tests.
+    MintToken {
+        /// The token's subject (user id).
+        #[arg(long)]
+        sub: String,
+        /// `user` or `operator`.
+        #[arg(long, default_value = "user")]
+        role: String,
+        /// Lifetime in seconds.
+        #[arg(long, default_value_t = 3600)]
+        ttl_secs: i64,
+        /// Signing key.
+        #[arg(long, env = "REGION_JWT_SECRET", default_value = "dev-only-secret-change-me", hide_env_values = true)]
+        jwt_secret: String,
+    },
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,sqlx=warn,tower_http=warn".into()),
+        )
+        .init();
+    let cli = Cli::parse();
+    match cli.command {
+        None => serve(Settings::from_env()?).await,
+        Some(Command::Serve { settings }) => serve(settings).await,
+        Some(Command::Migrate { settings }) => {
+            region_core::app::connect_db(&settings).await?;
+            println!("migrations applied");
+            Ok(())
+        }
+        Some(Command::MintToken {
+            sub,
+            role,
+            ttl_secs,
+            jwt_secret,
+        }) => {
+            let role = match role.as_str() {
+                "user" => Role::User,
+                "operator" => Role::Operator,
+                other => anyhow::bail!("--role must be user or operator, got {other:?}"),
+            };
+            let now = chrono::Utc::now().timestamp();
+            println!("{}", TokenKeys::new(&jwt_secret).mint(&sub, role, now, ttl_secs)?);
+            Ok(())
+        }
+    }
+}
+
+async fn serve(settings: Settings) -> anyhow::Result<()> {
+    let app = Application::build(settings).await?;
+    app.run_until(shutdown_signal()).await
+}
+
+/// Ctrl-C or SIGTERM: stop accepting, finish in-flight requests.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+}

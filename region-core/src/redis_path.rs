@@ -1,0 +1,427 @@
+//! The Redis fast path: seat locks (one Lua script takes every seat of a
+//! hold or none), compare-and-delete release, extension, and the seat-map
+//! bitfield. Every call has a timeout and feeds the circuit breaker; when
+//! the breaker is open callers use Postgres alone.
+//!
+//! Keys share the show's hash tag (`seat:{<show>}:A5`, `seatmap:{<show>}`)
+//! so one show stays in one Redis Cluster slot and the multi-key script
+//! remains valid when a shard's Redis grows into a cluster.
+
+use crate::breaker::{Breaker, BreakerState};
+use redis::aio::ConnectionManager;
+use redis::Script;
+use shared::{SeatState, ShowId};
+use std::future::Future;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+use uuid::Uuid;
+
+/// Takes every key (value = hold id, PX = ttl) or none. Returns the 1-based
+/// indexes of keys already taken; an empty list means the lock is ours.
+pub const ACQUIRE_LUA: &str = r#"
+local taken = {}
+for i, k in ipairs(KEYS) do
+  if redis.call('EXISTS', k) == 1 then taken[#taken + 1] = i end
+end
+if #taken > 0 then return taken end
+for _, k in ipairs(KEYS) do
+  redis.call('SET', k, ARGV[1], 'PX', ARGV[2])
+end
+return taken
+"#;
+
+/// Deletes each key only if it still holds this hold id (a stale holder
+/// can never delete a lock that has passed to someone else).
+const RELEASE_LUA: &str = r#"
+local n = 0
+for _, k in ipairs(KEYS) do
+  if redis.call('GET', k) == ARGV[1] then
+    redis.call('DEL', k)
+    n = n + 1
+  end
+end
+return n
+"#;
+
+/// Re-sets each key to this hold id with a new TTL, unless some key is held
+/// by another hold (then nothing changes and 0 is returned).
+const EXTEND_LUA: &str = r#"
+for _, k in ipairs(KEYS) do
+  local v = redis.call('GET', k)
+  if v and v ~= ARGV[1] then return 0 end
+end
+for _, k in ipairs(KEYS) do
+  redis.call('SET', k, ARGV[1], 'PX', ARGV[2])
+end
+return 1
+"#;
+
+/// Applies (ordinal, state) pairs to a seat map only if it exists: a map
+/// is rebuilt whole from Postgres, never born from a partial update.
+const SEATMAP_UPDATE_LUA: &str = r#"
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+local args = {}
+for i = 1, #ARGV, 2 do
+  args[#args + 1] = 'SET'
+  args[#args + 1] = 'u2'
+  args[#args + 1] = '#' .. ARGV[i]
+  args[#args + 1] = ARGV[i + 1]
+end
+redis.call('BITFIELD', KEYS[1], unpack(args))
+return 1
+"#;
+
+/// The Redis key of one seat of a show.
+pub fn seat_key(show: ShowId, label: &str) -> String {
+    format!("seat:{{{show}}}:{label}")
+}
+
+/// The Redis key of a show's seat-map bitfield.
+pub fn seatmap_key(show: ShowId) -> String {
+    format!("seatmap:{{{show}}}")
+}
+
+/// Why a Redis call did not give an answer.
+#[derive(Debug, thiserror::Error)]
+pub enum RedisFailure {
+    /// The breaker is open: Redis was not tried.
+    #[error("redis circuit breaker is open")]
+    BreakerOpen,
+    /// No answer within the timeout.
+    #[error("redis call timed out")]
+    Timeout,
+    /// Connection or protocol error.
+    #[error("redis error: {0}")]
+    Redis(#[from] redis::RedisError),
+}
+
+/// Redis connection, scripts and circuit breaker of one shard.
+#[derive(Clone)]
+pub struct RedisPath {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    client: redis::Client,
+    // std RwLock, not tokio's: it is only held to clone the handle, never
+    // across an `.await`.
+    conn: RwLock<Option<ConnectionManager>>,
+    breaker: Mutex<Breaker>,
+    timeout: Duration,
+    acquire: Script,
+    release: Script,
+    extend: Script,
+    seatmap_update: Script,
+}
+
+impl RedisPath {
+    /// Connects lazily: if Redis is down at start-up the breaker opens and
+    /// the supervisor connects once it answers.
+    pub async fn new(url: &str, timeout: Duration, breaker: Breaker) -> anyhow::Result<Self> {
+        let client = redis::Client::open(url)?;
+        let this = Self {
+            inner: Arc::new(Inner {
+                client,
+                conn: RwLock::new(None),
+                breaker: Mutex::new(breaker),
+                timeout,
+                acquire: Script::new(ACQUIRE_LUA),
+                release: Script::new(RELEASE_LUA),
+                extend: Script::new(EXTEND_LUA),
+                seatmap_update: Script::new(SEATMAP_UPDATE_LUA),
+            }),
+        };
+        if let Err(e) = this.connect().await {
+            tracing::warn!(error = %e, "redis unreachable at start-up; holds use Postgres until it answers");
+            let now = Instant::now();
+            let mut b = this.breaker();
+            while b.allows_fast_path() {
+                b.on_failure(now);
+            }
+        }
+        Ok(this)
+    }
+
+    async fn connect(&self) -> Result<ConnectionManager, RedisFailure> {
+        if let Some(c) = self.current_conn() {
+            return Ok(c);
+        }
+        let config = redis::aio::ConnectionManagerConfig::new()
+            .set_connection_timeout(self.inner.timeout)
+            .set_response_timeout(self.inner.timeout)
+            .set_number_of_retries(1);
+        let fut = self.inner.client.get_connection_manager_with_config(config);
+        let conn = tokio::time::timeout(self.inner.timeout * 4, fut)
+            .await
+            .map_err(|_| RedisFailure::Timeout)??;
+        *self.inner.conn.write().unwrap_or_else(|p| p.into_inner()) = Some(conn.clone());
+        Ok(conn)
+    }
+
+    fn current_conn(&self) -> Option<ConnectionManager> {
+        self.inner.conn.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    fn breaker(&self) -> std::sync::MutexGuard<'_, Breaker> {
+        self.inner.breaker.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Whether holds may take the fast path now.
+    pub fn fast_path_available(&self) -> bool {
+        self.breaker().allows_fast_path()
+    }
+
+    /// The breaker's state (for health and tests).
+    pub fn breaker_state(&self) -> BreakerState {
+        self.breaker().state()
+    }
+
+    /// Runs one Redis operation with the timeout, feeding the breaker.
+    /// `gated`: refuse without trying when the breaker is not closed.
+    async fn run<T, F, Fut>(&self, gated: bool, op: F) -> Result<T, RedisFailure>
+    where
+        F: FnOnce(ConnectionManager) -> Fut,
+        Fut: Future<Output = redis::RedisResult<T>>,
+    {
+        if gated && !self.fast_path_available() {
+            return Err(RedisFailure::BreakerOpen);
+        }
+        let conn = match self.current_conn() {
+            Some(c) => c,
+            None => self.connect().await.inspect_err(|_| self.record_failure())?,
+        };
+        match tokio::time::timeout(self.inner.timeout, op(conn)).await {
+            Ok(Ok(v)) => {
+                self.breaker().on_success();
+                Ok(v)
+            }
+            Ok(Err(e)) => {
+                // A script error is a bug of ours, not an outage.
+                if e.kind() != redis::ErrorKind::ResponseError {
+                    self.record_failure();
+                }
+                Err(e.into())
+            }
+            Err(_) => {
+                self.record_failure();
+                Err(RedisFailure::Timeout)
+            }
+        }
+    }
+
+    fn record_failure(&self) {
+        if self.breaker().on_failure(Instant::now()) {
+            tracing::warn!("redis circuit breaker opened: holds switch to the Postgres-only path");
+            metrics::counter!("redis_breaker_opened_total").increment(1);
+        }
+    }
+
+    /// Takes all `labels` of `show` for `hold` or none. `Ok(vec![])` means
+    /// taken; otherwise the 0-based indexes of seats already locked.
+    pub async fn acquire(
+        &self,
+        show: ShowId,
+        labels: &[&str],
+        hold: Uuid,
+        ttl: Duration,
+    ) -> Result<Vec<usize>, RedisFailure> {
+        let script = &self.inner.acquire;
+        let mut inv = script.prepare_invoke();
+        for l in labels {
+            inv.key(seat_key(show, l));
+        }
+        inv.arg(hold.to_string()).arg(ttl.as_millis() as u64);
+        let taken: Vec<usize> = self
+            .run(true, |mut c| async move { inv.invoke_async(&mut c).await })
+            .await?;
+        Ok(taken.into_iter().map(|i| i.saturating_sub(1)).collect())
+    }
+
+    /// Deletes the seat keys still owned by `hold`.
+    pub async fn release(&self, show: ShowId, labels: &[&str], hold: Uuid) -> Result<u32, RedisFailure> {
+        let mut inv = self.inner.release.prepare_invoke();
+        for l in labels {
+            inv.key(seat_key(show, l));
+        }
+        inv.arg(hold.to_string());
+        self.run(false, |mut c| async move { inv.invoke_async(&mut c).await })
+            .await
+    }
+
+    /// Re-sets the seat keys of `hold` with a new TTL. `Ok(false)` if a key
+    /// belongs to another hold.
+    pub async fn extend(
+        &self,
+        show: ShowId,
+        labels: &[&str],
+        hold: Uuid,
+        ttl: Duration,
+    ) -> Result<bool, RedisFailure> {
+        let mut inv = self.inner.extend.prepare_invoke();
+        for l in labels {
+            inv.key(seat_key(show, l));
+        }
+        inv.arg(hold.to_string()).arg(ttl.as_millis().max(1) as u64);
+        let ok: i32 = self
+            .run(true, |mut c| async move { inv.invoke_async(&mut c).await })
+            .await?;
+        Ok(ok == 1)
+    }
+
+    /// The raw seat-map bitfield of a show, if present.
+    pub async fn seatmap_get(&self, show: ShowId) -> Result<Option<Vec<u8>>, RedisFailure> {
+        let key = seatmap_key(show);
+        self.run(true, |mut c| async move {
+            redis::cmd("GET").arg(key).query_async(&mut c).await
+        })
+        .await
+    }
+
+    /// Stores a seat map rebuilt from Postgres unless one appeared meanwhile.
+    pub async fn seatmap_put(&self, show: ShowId, map: Vec<u8>, ttl: Duration) -> Result<(), RedisFailure> {
+        let key = seatmap_key(show);
+        self.run(true, |mut c| async move {
+            redis::cmd("SET")
+                .arg(key)
+                .arg(map)
+                .arg("NX")
+                .arg("PX")
+                .arg(ttl.as_millis() as u64)
+                .query_async::<()>(&mut c)
+                .await
+        })
+        .await
+    }
+
+    /// Applies seat state changes to the seat maps of several shows in one
+    /// round trip. Best effort: a stale map heals when it is rebuilt.
+    pub async fn seatmap_update(&self, changes: &[(ShowId, Vec<(i32, SeatState)>)]) {
+        if changes.is_empty() || !self.fast_path_available() {
+            return;
+        }
+        let mut pipe = redis::pipe();
+        for (show, seats) in changes {
+            if seats.is_empty() {
+                continue;
+            }
+            let mut cmd = redis::cmd("EVALSHA");
+            cmd.arg(self.inner.seatmap_update.get_hash()).arg(1).arg(seatmap_key(*show));
+            for (ordinal, state) in seats {
+                cmd.arg(*ordinal).arg(state.code());
+            }
+            pipe.add_command(cmd).ignore();
+        }
+        let script = self.inner.seatmap_update.clone();
+        let res = self
+            .run(false, |mut c| async move {
+                match pipe.query_async::<()>(&mut c).await {
+                    // After a Redis restart the script cache is empty: load and retry once.
+                    Err(e) if e.kind() == redis::ErrorKind::NoScriptError => {
+                        script.prepare_invoke().load_async(&mut c).await?;
+                        pipe.query_async::<()>(&mut c).await
+                    }
+                    other => other,
+                }
+            })
+            .await;
+        if let Err(e) = res {
+            tracing::debug!(error = %e, "seat map update skipped");
+        }
+    }
+
+    /// Deletes a show's seat map so the next read rebuilds it.
+    pub async fn seatmap_invalidate(&self, show: ShowId) -> Result<(), RedisFailure> {
+        let key = seatmap_key(show);
+        self.run(false, |mut c| async move {
+            redis::cmd("DEL").arg(key).query_async::<()>(&mut c).await
+        })
+        .await
+    }
+
+    /// PING, used by the supervisor's probe and by readiness.
+    pub async fn ping(&self) -> Result<(), RedisFailure> {
+        self.run(false, |mut c| async move {
+            redis::cmd("PING").query_async::<String>(&mut c).await.map(|_| ())
+        })
+        .await
+    }
+
+    /// Ends an open period if it is time and Redis answers; returns true
+    /// when the caller should now re-assert live holds.
+    pub async fn probe_if_due(&self) -> bool {
+        if !self.breaker().should_probe(Instant::now()) {
+            return false;
+        }
+        match self.connect().await {
+            Ok(mut c) => {
+                let pong = tokio::time::timeout(
+                    self.inner.timeout,
+                    redis::cmd("PING").query_async::<String>(&mut c),
+                )
+                .await;
+                if matches!(pong, Ok(Ok(_))) {
+                    self.breaker().begin_recovery();
+                    return true;
+                }
+                self.breaker().on_failure(Instant::now());
+                false
+            }
+            Err(_) => {
+                self.breaker().on_failure(Instant::now());
+                false
+            }
+        }
+    }
+
+    /// Re-assertion finished: the fast path is open again.
+    pub fn finish_recovery(&self) {
+        self.breaker().finish_recovery();
+        tracing::info!("redis circuit breaker closed: holds use the fast path again");
+    }
+
+    /// A failure during re-assertion: wait and probe again.
+    pub fn recovery_failed(&self) {
+        self.breaker().on_failure(Instant::now());
+    }
+
+    /// Runs an arbitrary command batch during recovery (not gated by the
+    /// breaker, which is `Recovering` then).
+    pub async fn recovery_pipe(&self, pipe: redis::Pipeline) -> Result<(), RedisFailure> {
+        self.run(false, |mut c| async move { pipe.query_async::<()>(&mut c).await })
+            .await
+    }
+
+    /// All keys matching `pattern` (SCAN), for re-assertion.
+    pub async fn scan_keys(&self, pattern: &str) -> Result<Vec<String>, RedisFailure> {
+        let mut cursor: u64 = 0;
+        let mut keys = Vec::new();
+        loop {
+            let (next, batch): (u64, Vec<String>) = self
+                .run(false, |mut c| async move {
+                    redis::cmd("SCAN")
+                        .arg(cursor)
+                        .arg("MATCH")
+                        .arg(pattern)
+                        .arg("COUNT")
+                        .arg(1000)
+                        .query_async(&mut c)
+                        .await
+                })
+                .await?;
+            keys.extend(batch);
+            if next == 0 {
+                return Ok(keys);
+            }
+            cursor = next;
+        }
+    }
+
+    /// Reads one seat key (tests and consistency checks).
+    pub async fn seat_owner(&self, show: ShowId, label: &str) -> Result<Option<String>, RedisFailure> {
+        let key = seat_key(show, label);
+        self.run(false, |mut c| async move {
+            redis::cmd("GET").arg(key).query_async(&mut c).await
+        })
+        .await
+    }
+}

@@ -1,0 +1,328 @@
+//! Request and response bodies of the region core's HTTP API. The edge
+//! uses the same types, so both sides agree on the wire format.
+
+use crate::{CityCode, HoldId, ShowId};
+use chrono::{DateTime, NaiveDate, Utc};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use uuid::Uuid;
+
+/// `POST /v1/operator/cities`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateCity {
+    /// Routing key, 2–8 lowercase letters.
+    pub code: CityCode,
+    /// Display name.
+    pub name: String,
+}
+
+/// A city served by this shard.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct City {
+    /// Routing key.
+    pub code: CityCode,
+    /// Display name.
+    pub name: String,
+}
+
+/// `POST /v1/operator/venues`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateVenue {
+    /// The venue's city (must exist).
+    pub city: CityCode,
+    /// Display name.
+    pub name: String,
+    /// IANA time zone, e.g. `Asia/Kolkata`: show dates and local times use it.
+    pub time_zone: String,
+}
+
+/// A venue.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Venue {
+    /// Venue id.
+    pub id: Uuid,
+    /// City code.
+    pub city: CityCode,
+    /// Display name.
+    pub name: String,
+    /// IANA time zone.
+    pub time_zone: String,
+}
+
+/// One row of a screen's seat layout: seats `row1` … `row{seats}`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RowLayout {
+    /// Row letters, e.g. `A`.
+    pub row: String,
+    /// Number of seats, numbered from 1.
+    pub seats: u16,
+    /// Price category, e.g. `PREMIUM` (must have a price in every show).
+    pub category: String,
+}
+
+/// `POST /v1/operator/screens`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateScreen {
+    /// The venue (must exist).
+    pub venue_id: Uuid,
+    /// Display name, unique within the venue.
+    pub name: String,
+    /// Rows, front to back.
+    pub rows: Vec<RowLayout>,
+}
+
+/// A screen (auditorium, hall, arena) with its fixed seat layout.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Screen {
+    /// Screen id.
+    pub id: Uuid,
+    /// Venue id.
+    pub venue_id: Uuid,
+    /// Display name.
+    pub name: String,
+    /// Number of seats.
+    pub seat_count: u32,
+    /// Categories present in the layout.
+    pub categories: Vec<String>,
+}
+
+/// `POST /v1/operator/movies` — a film, concert or other event.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateMovie {
+    /// Title.
+    pub title: String,
+    /// Running time in minutes.
+    pub duration_minutes: u16,
+    /// Optional language.
+    #[serde(default)]
+    pub language: Option<String>,
+}
+
+/// A film or event.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Movie {
+    /// Movie id.
+    pub id: Uuid,
+    /// Title.
+    pub title: String,
+    /// Running time in minutes.
+    pub duration_minutes: u16,
+    /// Language, if given.
+    pub language: Option<String>,
+}
+
+/// How a show's seats are sold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SaleMode {
+    /// Anyone may hold seats.
+    Open,
+    /// Holds need an admission pass from the edge's waiting room.
+    FlashSale,
+}
+
+impl SaleMode {
+    /// The database spelling.
+    pub fn as_db_str(self) -> &'static str {
+        match self {
+            Self::Open => "open",
+            Self::FlashSale => "flash_sale",
+        }
+    }
+
+    /// Parses the database spelling.
+    pub fn from_db_str(s: &str) -> Option<Self> {
+        match s {
+            "open" => Some(Self::Open),
+            "flash_sale" => Some(Self::FlashSale),
+            _ => None,
+        }
+    }
+}
+
+/// `POST /v1/operator/shows`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateShow {
+    /// The screen (its layout becomes the show's seats).
+    pub screen_id: Uuid,
+    /// What is shown.
+    pub movie_id: Uuid,
+    /// Start time, UTC (RFC 3339 with an offset is accepted and converted).
+    pub starts_at: DateTime<Utc>,
+    /// Price per category in minor units (paise, cents); every category of
+    /// the screen's layout needs one.
+    pub prices: BTreeMap<String, i64>,
+    /// ISO 4217 currency, e.g. `INR`.
+    pub currency: String,
+    /// Open or flash sale.
+    #[serde(default = "default_sale_mode")]
+    pub sale_mode: SaleMode,
+}
+
+fn default_sale_mode() -> SaleMode {
+    SaleMode::Open
+}
+
+/// A show with the context a buyer needs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Show {
+    /// Show id.
+    pub id: ShowId,
+    /// City code.
+    pub city: CityCode,
+    /// Venue id.
+    pub venue_id: Uuid,
+    /// Venue name.
+    pub venue_name: String,
+    /// Screen id.
+    pub screen_id: Uuid,
+    /// Screen name.
+    pub screen_name: String,
+    /// Movie id.
+    pub movie_id: Uuid,
+    /// Movie title.
+    pub movie_title: String,
+    /// Start, UTC.
+    pub starts_at: DateTime<Utc>,
+    /// Start in the venue's time zone, RFC 3339 with its offset.
+    pub starts_at_local: String,
+    /// The venue's IANA time zone.
+    pub time_zone: String,
+    /// The show's date in the venue's time zone.
+    pub local_date: NaiveDate,
+    /// Price per category, minor units.
+    pub prices: BTreeMap<String, i64>,
+    /// Currency.
+    pub currency: String,
+    /// Sale mode.
+    pub sale_mode: SaleMode,
+    /// Number of seats.
+    pub seat_count: u32,
+}
+
+/// `GET /v1/cities/{code}/shows?date=…`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ShowList {
+    /// City code.
+    pub city: CityCode,
+    /// The local date asked for.
+    pub date: NaiveDate,
+    /// Shows that start on that date in their venue's time zone.
+    pub shows: Vec<Show>,
+}
+
+/// One seat on the seat map.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SeatMapSeat {
+    /// Label, e.g. `A5`.
+    pub label: String,
+    /// Category.
+    pub category: String,
+    /// Current state.
+    pub status: crate::SeatState,
+}
+
+/// `GET /v1/shows/{id}/seats`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SeatMap {
+    /// Show id.
+    pub show_id: ShowId,
+    /// Seats free to hold.
+    pub available: u32,
+    /// Seats in live holds.
+    pub held: u32,
+    /// Seats sold.
+    pub booked: u32,
+    /// Every seat, front row first.
+    pub seats: Vec<SeatMapSeat>,
+}
+
+/// `GET /v1/shows/{id}/availability`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Availability {
+    /// Show id.
+    pub show_id: ShowId,
+    /// Seats free to hold.
+    pub available: u32,
+    /// All seats.
+    pub total: u32,
+}
+
+/// `POST /v1/shows/{id}/holds`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateHold {
+    /// Seat labels; all are held or none.
+    pub seats: Vec<String>,
+}
+
+/// Lifecycle of a hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum HoldState {
+    /// Seats are held until `expires_at`.
+    Active,
+    /// Released by its holder.
+    Released,
+    /// Its time ran out; the seats are free again.
+    Expired,
+    /// Turned into a booking.
+    Consumed,
+}
+
+impl HoldState {
+    /// The database spelling.
+    pub fn as_db_str(self) -> &'static str {
+        match self {
+            Self::Active => "ACTIVE",
+            Self::Released => "RELEASED",
+            Self::Expired => "EXPIRED",
+            Self::Consumed => "CONSUMED",
+        }
+    }
+
+    /// Parses the database spelling.
+    pub fn from_db_str(s: &str) -> Option<Self> {
+        match s {
+            "ACTIVE" => Some(Self::Active),
+            "RELEASED" => Some(Self::Released),
+            "EXPIRED" => Some(Self::Expired),
+            "CONSUMED" => Some(Self::Consumed),
+            _ => None,
+        }
+    }
+}
+
+/// A seat hold.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Hold {
+    /// Hold id (also the fencing token).
+    pub hold_id: HoldId,
+    /// Show id.
+    pub show_id: ShowId,
+    /// The held seats.
+    pub seats: Vec<String>,
+    /// State; an `ACTIVE` hold past `expires_at` reads as `EXPIRED`.
+    pub state: HoldState,
+    /// When the seats are released unless the hold is extended or consumed.
+    pub expires_at: DateTime<Utc>,
+    /// Whether the one allowed extension was used.
+    pub extended: bool,
+}
+
+/// `GET /healthz`, `GET /readyz`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Health {
+    /// `ok` or `degraded` / `unavailable`.
+    pub status: String,
+    /// Postgres reachable.
+    pub postgres: bool,
+    /// Lock path: `redis` (fast path) or `postgres_only` (breaker open).
+    pub lock_path: String,
+}

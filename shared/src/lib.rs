@@ -1,0 +1,15 @@
+//! Pure domain code shared by the edge Worker and the region core.
+//!
+//! Everything here compiles for both native targets and
+//! `wasm32-unknown-unknown`: no I/O, no clock reads (callers pass `now`),
+//! no async runtime. It holds the identifiers and their parsing, the API's
+//! request and response types, and the error body every boundary returns.
+
+pub mod api;
+pub mod error;
+pub mod ids;
+pub mod seat;
+
+pub use error::{ErrorBody, ErrorDetail};
+pub use ids::{CityCode, HoldId, ParseIdError, ShowId};
+pub use seat::{SeatLabel, SeatState};
