@@ -248,8 +248,9 @@ impl RedisPath {
             .await
     }
 
-    /// Re-sets the seat keys of `hold` with a new TTL. `Ok(false)` if a key
-    /// belongs to another hold.
+    /// Sets the seat keys of `hold` with a new TTL (extension, or asserting
+    /// a hold written through Postgres alone). `Ok(false)` if a key belongs
+    /// to another hold.
     pub async fn extend(
         &self,
         show: ShowId,

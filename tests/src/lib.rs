@@ -1,1 +1,253 @@
+//! Test harness for the end-to-end tests: a region core per test on port
+//! 0, each on a fresh Postgres database (migrated by the app itself), an
+//! optional private `redis-server` on a free port for tests that kill it,
+//! HTTP helpers, catalog seeding, and the invariant checker every
+//! concurrency test ends with.
 
+pub mod invariants;
+pub mod redis_server;
+
+use anyhow::Context;
+use region_core::auth::{Role, TokenKeys};
+use region_core::{Application, RunningApp, Settings};
+use serde_json::{json, Value};
+use sqlx::postgres::PgPoolOptions;
+use sqlx::PgPool;
+use uuid::Uuid;
+
+/// JWT key of every test app.
+pub const SECRET: &str = "test-secret-0123456789abcdef";
+
+/// Postgres server URL with a database we may CREATE DATABASE from.
+pub fn admin_url() -> String {
+    std::env::var("TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres:postgres@127.0.0.1:5432/postgres".into())
+}
+
+/// The shared Redis (tests that do not kill Redis use it; shows are
+/// UUIDs, so keys never collide between tests).
+pub fn shared_redis_url() -> String {
+    std::env::var("TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+}
+
+fn url_with_db(base: &str, db: &str) -> String {
+    let cut = base.rfind('/').unwrap_or(base.len());
+    format!("{}/{}", &base[..cut], db)
+}
+
+/// Creates an empty database and returns its URL.
+pub async fn fresh_database() -> anyhow::Result<String> {
+    let name = format!("e2e_{}", Uuid::new_v4().simple());
+    let admin = PgPoolOptions::new()
+        .max_connections(1)
+        .connect(&admin_url())
+        .await
+        .context("connecting to TEST_DATABASE_URL")?;
+    sqlx::query(&format!("CREATE DATABASE {name}")).execute(&admin).await?;
+    admin.close().await;
+    Ok(url_with_db(&admin_url(), &name))
+}
+
+/// Settings for a test app: fresh database, port 0, test key.
+pub async fn test_settings() -> anyhow::Result<Settings> {
+    let mut s = Settings::from_env()?;
+    s.listen = "127.0.0.1:0".into();
+    s.database_url = fresh_database().await?;
+    s.redis_url = shared_redis_url();
+    s.jwt_secret = SECRET.into();
+    s.db_pool_size = 16;
+    Ok(s)
+}
+
+/// A running region core plus what tests need to talk to it.
+pub struct TestApp {
+    /// The server.
+    pub app: RunningApp,
+    /// Its base URL.
+    pub url: String,
+    /// HTTP client.
+    pub http: reqwest::Client,
+    /// A pool on the app's database, for checks.
+    pub db: PgPool,
+    /// Redis URL the app uses.
+    pub redis_url: String,
+    operator: String,
+}
+
+impl TestApp {
+    /// Builds and starts an app with `settings`.
+    pub async fn spawn(settings: Settings) -> anyhow::Result<Self> {
+        let db_url = settings.database_url.clone();
+        let redis_url = settings.redis_url.clone();
+        let app = Application::build(settings).await?.spawn()?;
+        let db = PgPoolOptions::new().max_connections(4).connect(&db_url).await?;
+        Ok(Self {
+            url: app.url(),
+            app,
+            http: reqwest::Client::builder().pool_max_idle_per_host(1024).build()?,
+            db,
+            redis_url,
+            operator: token("operator-1", Role::Operator),
+        })
+    }
+
+    /// An app with default test settings.
+    pub async fn default() -> anyhow::Result<Self> {
+        Self::spawn(test_settings().await?).await
+    }
+
+    /// POST JSON as the operator.
+    pub async fn operator_post(&self, path: &str, body: Value) -> anyhow::Result<(u16, Value)> {
+        self.send(reqwest::Method::POST, path, Some(&self.operator), Some(body)).await
+    }
+
+    /// Sends a request; returns status and parsed JSON body (Null if empty).
+    pub async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> anyhow::Result<(u16, Value)> {
+        let mut req = self.http.request(method, format!("{}{}", self.url, path));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req.send().await?;
+        let status = resp.status().as_u16();
+        let bytes = resp.bytes().await?;
+        let v = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into()))
+        };
+        Ok((status, v))
+    }
+
+    /// GET without a token.
+    pub async fn get(&self, path: &str) -> anyhow::Result<(u16, Value)> {
+        self.send(reqwest::Method::GET, path, None, None).await
+    }
+
+    /// `POST /v1/shows/{show}/holds` as `user`.
+    pub async fn hold(&self, user: &str, show: &str, seats: &[&str]) -> anyhow::Result<(u16, Value)> {
+        self.send(
+            reqwest::Method::POST,
+            &format!("/v1/shows/{show}/holds"),
+            Some(user),
+            Some(json!({ "seats": seats })),
+        )
+        .await
+    }
+
+    /// Seeds a city, venue, screen (`rows` rows of `per_row` seats), movie
+    /// and a show starting in `starts_in`; returns the show id.
+    pub async fn seed_show(&self, rows: usize, per_row: u16, starts_in: chrono::Duration) -> anyhow::Result<String> {
+        let tag = Uuid::new_v4().simple().to_string();
+        let city: String = tag.chars().filter(|c| c.is_ascii_alphabetic()).take(6).collect::<String>() + "zz";
+        let (s, _) = self.operator_post("/v1/operator/cities", json!({"code": city, "name": "Test City"})).await?;
+        anyhow::ensure!(s == 201 || s == 409, "city: {s}");
+        let (s, venue) = self
+            .operator_post(
+                "/v1/operator/venues",
+                json!({"city": city, "name": format!("Venue {tag}"), "time_zone": "Asia/Kolkata"}),
+            )
+            .await?;
+        anyhow::ensure!(s == 201, "venue: {s} {venue}");
+        let row_names: Vec<String> = (0..rows).map(row_name).collect();
+        let layout: Vec<Value> = row_names
+            .iter()
+            .map(|r| json!({"row": r, "seats": per_row, "category": "REGULAR"}))
+            .collect();
+        let (s, screen) = self
+            .operator_post(
+                "/v1/operator/screens",
+                json!({"venue_id": venue["id"], "name": "Screen 1", "rows": layout}),
+            )
+            .await?;
+        anyhow::ensure!(s == 201, "screen: {s} {screen}");
+        let (s, movie) = self
+            .operator_post("/v1/operator/movies", json!({"title": "Test Movie", "duration_minutes": 120}))
+            .await?;
+        anyhow::ensure!(s == 201, "movie: {s} {movie}");
+        let (s, show) = self
+            .operator_post(
+                "/v1/operator/shows",
+                json!({
+                    "screen_id": screen["id"], "movie_id": movie["id"],
+                    "starts_at": (chrono::Utc::now() + starts_in).to_rfc3339(),
+                    "prices": {"REGULAR": 25000}, "currency": "INR"
+                }),
+            )
+            .await?;
+        anyhow::ensure!(s == 201, "show: {s} {show}");
+        Ok(show["id"].as_str().context("show id")?.to_owned())
+    }
+
+    /// The lock path `/healthz` reports: `redis` or `postgres_only`.
+    pub async fn lock_path(&self) -> String {
+        match self.get("/healthz").await {
+            Ok((200, v)) => v["lock_path"].as_str().unwrap_or_default().to_owned(),
+            _ => String::new(),
+        }
+    }
+
+    /// Waits (up to 15 s) until holds use the Redis fast path.
+    pub async fn wait_for_fast_path(&self) -> bool {
+        eventually(std::time::Duration::from_secs(15), || async { self.lock_path().await == "redis" }).await
+    }
+
+    /// A redis connection to the app's Redis.
+    pub async fn redis(&self) -> anyhow::Result<redis::aio::MultiplexedConnection> {
+        Ok(redis::Client::open(self.redis_url.as_str())?
+            .get_multiplexed_async_connection()
+            .await?)
+    }
+}
+
+/// `A`, `B`, … `Z`, `AA`, `AB`, …
+pub fn row_name(i: usize) -> String {
+    let mut n = i;
+    let mut s = String::new();
+    loop {
+        s.insert(0, (b'A' + (n % 26) as u8) as char);
+        if n < 26 {
+            return s;
+        }
+        n = n / 26 - 1;
+    }
+}
+
+/// A token signed with the test key.
+pub fn token(sub: &str, role: Role) -> String {
+    let now = chrono::Utc::now().timestamp();
+    TokenKeys::new(SECRET)
+        .mint(sub, role, now, 3600)
+        .unwrap_or_else(|e| panic!("minting a test token: {e}"))
+}
+
+/// A user token.
+pub fn user(sub: &str) -> String {
+    token(sub, Role::User)
+}
+
+/// Polls `check` every 50 ms until it returns true or `timeout` passes.
+pub async fn eventually<F, Fut>(timeout: std::time::Duration, mut check: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let end = tokio::time::Instant::now() + timeout;
+    loop {
+        if check().await {
+            return true;
+        }
+        if tokio::time::Instant::now() >= end {
+            return false;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}

@@ -127,6 +127,7 @@ async fn place_hold(
     if !protect {
         return group_commit(state, layout, hold, None).await.map(|_| "unprotected");
     }
+    let mut redis_failed = false;
     if state.redis.fast_path_available() {
         match state.redis.acquire(layout.id, &label_refs, hold.hold_id, ttl).await {
             Ok(taken) if taken.is_empty() => {
@@ -137,10 +138,29 @@ async fn place_hold(
                 let taken = taken.into_iter().filter_map(|i| labels.get(i).cloned()).collect();
                 return Err(seats_unavailable(taken));
             }
-            Err(e) => tracing::warn!(error = %e, "redis lock failed; using the Postgres-only path"),
+            Err(e) => {
+                tracing::warn!(error = %e, "redis lock failed; using the Postgres-only path");
+                redis_failed = true;
+            }
         }
     }
-    postgres_only(state, layout, hold).await.map(|_| "postgres_only")
+    let result = postgres_only(state, layout, hold).await;
+    // Keep Redis in step where it answers: a hold written through Postgres
+    // alone is asserted in Redis (so the fast path refuses its seats up
+    // front); a refused one gives back any key a timed-out lock call may
+    // still have set.
+    match &result {
+        Ok(()) => {
+            if let Err(e) = state.redis.extend(layout.id, &label_refs, hold.hold_id, ttl).await {
+                tracing::debug!(error = %e, "postgres-only hold not asserted in redis; recovery will");
+            }
+        }
+        Err(_) if redis_failed => {
+            let _ = state.redis.release(layout.id, &label_refs, hold.hold_id).await;
+        }
+        Err(_) => {}
+    }
+    result.map(|_| "postgres_only")
 }
 
 /// The durable second line, shared with other holds in one transaction.
