@@ -74,7 +74,9 @@ impl Application {
         settings.validate()?;
         health::install_metrics();
         if settings.unsafe_disable_seat_protection {
-            tracing::error!("SEAT PROTECTION IS DISABLED (negative-control mode): double bookings are possible");
+            tracing::error!(
+                "SEAT PROTECTION IS DISABLED (negative-control mode): double bookings are possible"
+            );
         }
         let db = connect_db(&settings).await?;
         let breaker = Breaker::new(
@@ -135,7 +137,10 @@ impl Application {
 
     /// Serves until `shutdown` completes, then drains in-flight requests
     /// and stops the background tasks.
-    pub async fn run_until(self, shutdown: impl std::future::Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+    pub async fn run_until(
+        self,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
         let addr = self.local_addr()?;
         tracing::info!(%addr, "region core listening");
         let app = router(self.state.clone());

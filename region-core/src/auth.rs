@@ -53,14 +53,24 @@ impl TokenKeys {
     }
 
     /// Mints a token for `sub` with `role`, valid for `ttl_secs` from `now_unix`.
-    pub fn mint(&self, sub: &str, role: Role, now_unix: i64, ttl_secs: i64) -> anyhow::Result<String> {
+    pub fn mint(
+        &self,
+        sub: &str,
+        role: Role,
+        now_unix: i64,
+        ttl_secs: i64,
+    ) -> anyhow::Result<String> {
         let claims = Claims {
             sub: sub.to_owned(),
             role,
             iat: now_unix,
             exp: now_unix + ttl_secs,
         };
-        Ok(encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)?)
+        Ok(encode(
+            &Header::new(Algorithm::HS256),
+            &claims,
+            &self.encoding,
+        )?)
     }
 
     /// Verifies signature and expiry.
@@ -82,7 +92,9 @@ fn bearer(parts: &Parts) -> Result<&str, ApiError> {
         .and_then(|v| v.strip_prefix("Bearer "))
         .map(str::trim)
         .filter(|t| !t.is_empty())
-        .ok_or_else(|| ApiError::Unauthorized("Authorization header must be 'Bearer <token>'".into()))
+        .ok_or_else(|| {
+            ApiError::Unauthorized("Authorization header must be 'Bearer <token>'".into())
+        })
 }
 
 /// A request made by a signed-in user (any role may act as a user).
@@ -95,10 +107,15 @@ pub struct User {
 impl FromRequestParts<AppState> for User {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
         let claims = state.tokens.verify(bearer(parts)?)?;
         if claims.sub.is_empty() || claims.sub.len() > 200 {
-            return Err(ApiError::Unauthorized("token subject must be 1-200 characters".into()));
+            return Err(ApiError::Unauthorized(
+                "token subject must be 1-200 characters".into(),
+            ));
         }
         Ok(User { id: claims.sub })
     }
@@ -114,10 +131,15 @@ pub struct Operator {
 impl FromRequestParts<AppState> for Operator {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
         let claims = state.tokens.verify(bearer(parts)?)?;
         if claims.role != Role::Operator {
-            return Err(ApiError::Forbidden("this endpoint needs an operator token".into()));
+            return Err(ApiError::Forbidden(
+                "this endpoint needs an operator token".into(),
+            ));
         }
         Ok(Operator { id: claims.sub })
     }

@@ -123,7 +123,10 @@ mod tests {
         assert!(b.should_probe(t0 + Duration::from_secs(1)));
         b.begin_recovery();
         assert_eq!(b.state(), BreakerState::Recovering);
-        assert!(!b.allows_fast_path(), "no fast path until holds are re-asserted");
+        assert!(
+            !b.allows_fast_path(),
+            "no fast path until holds are re-asserted"
+        );
         b.finish_recovery();
         assert!(b.allows_fast_path());
     }

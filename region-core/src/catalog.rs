@@ -12,8 +12,8 @@ use chrono::{DateTime, NaiveDate, Utc};
 use chrono_tz::Tz;
 use serde::Deserialize;
 use shared::api::{
-    City, CreateCity, CreateMovie, CreateScreen, CreateShow, CreateVenue, Movie, SaleMode, Screen, Show,
-    ShowList, Venue,
+    City, CreateCity, CreateMovie, CreateScreen, CreateShow, CreateVenue, Movie, SaleMode, Screen,
+    Show, ShowList, Venue,
 };
 use shared::{CityCode, SeatLabel, ShowId};
 use std::collections::{BTreeMap, BTreeSet, HashSet};
@@ -88,18 +88,22 @@ async fn create_venue(
     if req.time_zone.parse::<Tz>().is_err() {
         return Err(ApiError::unprocessable(
             "invalid_time_zone",
-            format!("{:?} is not an IANA time zone (e.g. Asia/Kolkata)", req.time_zone),
+            format!(
+                "{:?} is not an IANA time zone (e.g. Asia/Kolkata)",
+                req.time_zone
+            ),
         ));
     }
     city_exists(&state, &req.city).await?;
     let id = Uuid::now_v7();
-    let res = sqlx::query("INSERT INTO venues (id, city_code, name, time_zone) VALUES ($1, $2, $3, $4)")
-        .bind(id)
-        .bind(req.city.as_str())
-        .bind(&req.name)
-        .bind(&req.time_zone)
-        .execute(&state.db)
-        .await;
+    let res =
+        sqlx::query("INSERT INTO venues (id, city_code, name, time_zone) VALUES ($1, $2, $3, $4)")
+            .bind(id)
+            .bind(req.city.as_str())
+            .bind(&req.name)
+            .bind(&req.time_zone)
+            .execute(&state.db)
+            .await;
     match res {
         Err(e) if unique_violation(&e) => Err(ApiError::conflict(
             "venue_exists",
@@ -131,7 +135,10 @@ async fn city_exists(state: &AppState, city: &CityCode) -> Result<(), ApiError> 
 /// A validated seat row: (row label, number, category) per seat.
 fn expand_layout(req: &CreateScreen) -> Result<Vec<(String, i32, String)>, ApiError> {
     if req.rows.is_empty() {
-        return Err(ApiError::unprocessable("invalid_layout", "a screen needs at least one row"));
+        return Err(ApiError::unprocessable(
+            "invalid_layout",
+            "a screen needs at least one row",
+        ));
     }
     let mut rows_seen = HashSet::new();
     let mut seats = Vec::new();
@@ -142,8 +149,15 @@ fn expand_layout(req: &CreateScreen) -> Result<Vec<(String, i32, String)>, ApiEr
                 format!("row {} must have at least one seat", r.row),
             ));
         }
-        SeatLabel::from_parts(&r.row, r.seats)
-            .map_err(|_| ApiError::unprocessable("invalid_layout", format!("row label {:?} must be 1-3 letters A-Z and seats 1-9999", r.row)))?;
+        SeatLabel::from_parts(&r.row, r.seats).map_err(|_| {
+            ApiError::unprocessable(
+                "invalid_layout",
+                format!(
+                    "row label {:?} must be 1-3 letters A-Z and seats 1-9999",
+                    r.row
+                ),
+            )
+        })?;
         if !rows_seen.insert(r.row.clone()) {
             return Err(ApiError::unprocessable(
                 "invalid_layout",
@@ -177,7 +191,10 @@ async fn create_screen(
         .fetch_optional(&state.db)
         .await?;
     if venue.is_none() {
-        return Err(ApiError::not_found("unknown_venue", format!("no venue {}", req.venue_id)));
+        return Err(ApiError::not_found(
+            "unknown_venue",
+            format!("no venue {}", req.venue_id),
+        ));
     }
     let id = Uuid::now_v7();
     let mut tx = state.db.begin().await?;
@@ -189,7 +206,10 @@ async fn create_screen(
         .await;
     if let Err(e) = res {
         return Err(if unique_violation(&e) {
-            ApiError::conflict("screen_exists", format!("screen {:?} already exists in this venue", req.name))
+            ApiError::conflict(
+                "screen_exists",
+                format!("screen {:?} already exists in this venue", req.name),
+            )
         } else {
             e.into()
         });
@@ -244,13 +264,15 @@ async fn create_movie(
         check_name("language", l, 40)?;
     }
     let id = Uuid::now_v7();
-    sqlx::query("INSERT INTO movies (id, title, duration_minutes, language) VALUES ($1, $2, $3, $4)")
-        .bind(id)
-        .bind(&req.title)
-        .bind(i32::from(req.duration_minutes))
-        .bind(&req.language)
-        .execute(&state.db)
-        .await?;
+    sqlx::query(
+        "INSERT INTO movies (id, title, duration_minutes, language) VALUES ($1, $2, $3, $4)",
+    )
+    .bind(id)
+    .bind(&req.title)
+    .bind(i32::from(req.duration_minutes))
+    .bind(&req.language)
+    .execute(&state.db)
+    .await?;
     Ok((
         StatusCode::CREATED,
         ApiJson(Movie {
@@ -269,7 +291,10 @@ async fn create_show(
     ApiJson(req): ApiJson<CreateShow>,
 ) -> Result<(StatusCode, ApiJson<Show>), ApiError> {
     if req.starts_at <= Utc::now() {
-        return Err(ApiError::unprocessable("show_in_past", "starts_at must be in the future"));
+        return Err(ApiError::unprocessable(
+            "show_in_past",
+            "starts_at must be in the future",
+        ));
     }
     if !(req.currency.len() == 3 && req.currency.bytes().all(|b| b.is_ascii_uppercase())) {
         return Err(ApiError::unprocessable(
@@ -288,14 +313,21 @@ async fn create_show(
         .fetch_optional(&state.db)
         .await?;
     if movie.is_none() {
-        return Err(ApiError::not_found("unknown_movie", format!("no movie {}", req.movie_id)));
+        return Err(ApiError::not_found(
+            "unknown_movie",
+            format!("no movie {}", req.movie_id),
+        ));
     }
-    let cats: Vec<(String,)> = sqlx::query_as("SELECT DISTINCT category FROM seats WHERE screen_id = $1")
-        .bind(req.screen_id)
-        .fetch_all(&state.db)
-        .await?;
+    let cats: Vec<(String,)> =
+        sqlx::query_as("SELECT DISTINCT category FROM seats WHERE screen_id = $1")
+            .bind(req.screen_id)
+            .fetch_all(&state.db)
+            .await?;
     if cats.is_empty() {
-        return Err(ApiError::not_found("unknown_screen", format!("no screen {}", req.screen_id)));
+        return Err(ApiError::not_found(
+            "unknown_screen",
+            format!("no screen {}", req.screen_id),
+        ));
     }
     let missing: Vec<&str> = cats
         .iter()
@@ -340,13 +372,20 @@ async fn create_show(
     Ok((StatusCode::CREATED, ApiJson(show)))
 }
 
-async fn list_cities(state: axum::extract::State<AppState>) -> Result<ApiJson<Vec<City>>, ApiError> {
+async fn list_cities(
+    state: axum::extract::State<AppState>,
+) -> Result<ApiJson<Vec<City>>, ApiError> {
     let rows: Vec<(String, String)> = sqlx::query_as("SELECT code, name FROM cities ORDER BY code")
         .fetch_all(&state.db)
         .await?;
     let cities = rows
         .into_iter()
-        .filter_map(|(code, name)| Some(City { code: CityCode::parse(&code).ok()?, name }))
+        .filter_map(|(code, name)| {
+            Some(City {
+                code: CityCode::parse(&code).ok()?,
+                name,
+            })
+        })
         .collect();
     Ok(ApiJson(cities))
 }
@@ -382,10 +421,9 @@ type ShowRow = (
 );
 
 fn show_from_row(r: ShowRow) -> Result<Show, ApiError> {
-    let tz: Tz = r
-        .9
-        .parse()
-        .map_err(|_| anyhow::anyhow!("venue has invalid time zone {:?}", r.9))?;
+    let tz: Tz =
+        r.9.parse()
+            .map_err(|_| anyhow::anyhow!("venue has invalid time zone {:?}", r.9))?;
     let local = r.8.with_timezone(&tz);
     Ok(Show {
         id: ShowId(r.0),
@@ -438,12 +476,19 @@ async fn list_shows(
     ApiPath(code): ApiPath<String>,
     ApiQuery(q): ApiQuery<DateQuery>,
 ) -> Result<ApiJson<ShowList>, ApiError> {
-    let city = CityCode::parse(&code).map_err(|e| ApiError::bad_request("invalid_city", e.to_string()))?;
+    let city =
+        CityCode::parse(&code).map_err(|e| ApiError::bad_request("invalid_city", e.to_string()))?;
     city_exists(&state, &city).await?;
     // A local date spans at most 26 UTC hours either side; narrow by UTC
     // first so the index on starts_at is used, then filter exactly.
-    let lo = q.date.and_hms_opt(0, 0, 0).map(|d| d.and_utc() - chrono::Duration::hours(15));
-    let hi = q.date.and_hms_opt(0, 0, 0).map(|d| d.and_utc() + chrono::Duration::hours(39));
+    let lo = q
+        .date
+        .and_hms_opt(0, 0, 0)
+        .map(|d| d.and_utc() - chrono::Duration::hours(15));
+    let hi = q
+        .date
+        .and_hms_opt(0, 0, 0)
+        .map(|d| d.and_utc() + chrono::Duration::hours(39));
     let rows: Vec<ShowRow> = sqlx::query_as(&format!(
         "{SHOW_SELECT}
          WHERE v.city_code = $1 AND sh.starts_at >= $3 AND sh.starts_at < $4
@@ -456,7 +501,10 @@ async fn list_shows(
     .bind(hi)
     .fetch_all(&state.db)
     .await?;
-    let shows = rows.into_iter().map(show_from_row).collect::<Result<_, _>>()?;
+    let shows = rows
+        .into_iter()
+        .map(show_from_row)
+        .collect::<Result<_, _>>()?;
     Ok(ApiJson(ShowList {
         city,
         date: q.date,

@@ -25,7 +25,11 @@ pub struct Settings {
     pub db_pool_size: u32,
 
     /// This shard's Redis (seat locks, seat maps).
-    #[arg(long, env = "REGION_REDIS_URL", default_value = "redis://127.0.0.1:6379")]
+    #[arg(
+        long,
+        env = "REGION_REDIS_URL",
+        default_value = "redis://127.0.0.1:6379"
+    )]
     pub redis_url: String,
 
     /// Short shard code, used in keys and (later) booking numbers.
@@ -88,7 +92,12 @@ pub struct Settings {
 
     /// Negative-control switch for tests ONLY: turns off the Redis lock and
     /// the Postgres availability/version checks. Never set in production.
-    #[arg(long, env = "REGION_UNSAFE_DISABLE_SEAT_PROTECTION", default_value_t = false, hide = true)]
+    #[arg(
+        long,
+        env = "REGION_UNSAFE_DISABLE_SEAT_PROTECTION",
+        default_value_t = false,
+        hide = true
+    )]
     pub unsafe_disable_seat_protection: bool,
 }
 
@@ -114,17 +123,35 @@ impl Settings {
                 Err(anyhow::anyhow!("invalid configuration: {msg}"))
             }
         };
-        check(self.hold_ttl_secs >= 1, "REGION_HOLD_TTL_SECS must be at least 1")?;
+        check(
+            self.hold_ttl_secs >= 1,
+            "REGION_HOLD_TTL_SECS must be at least 1",
+        )?;
         check(
             (1..=100).contains(&self.max_seats_per_hold),
             "REGION_MAX_SEATS_PER_HOLD must be 1..=100",
         )?;
-        check(self.hold_writers >= 1, "REGION_HOLD_WRITERS must be at least 1")?;
-        check(self.hold_batch_max >= 1, "REGION_HOLD_BATCH_MAX must be at least 1")?;
+        check(
+            self.hold_writers >= 1,
+            "REGION_HOLD_WRITERS must be at least 1",
+        )?;
+        check(
+            self.hold_batch_max >= 1,
+            "REGION_HOLD_BATCH_MAX must be at least 1",
+        )?;
         check(self.hold_queue >= 1, "REGION_HOLD_QUEUE must be at least 1")?;
-        check(self.db_pool_size >= 4, "REGION_DB_POOL_SIZE must be at least 4")?;
-        check(self.breaker_threshold >= 1, "REGION_BREAKER_THRESHOLD must be at least 1")?;
-        check(self.jwt_secret.len() >= 16, "REGION_JWT_SECRET must be at least 16 bytes")?;
+        check(
+            self.db_pool_size >= 4,
+            "REGION_DB_POOL_SIZE must be at least 4",
+        )?;
+        check(
+            self.breaker_threshold >= 1,
+            "REGION_BREAKER_THRESHOLD must be at least 1",
+        )?;
+        check(
+            self.jwt_secret.len() >= 16,
+            "REGION_JWT_SECRET must be at least 16 bytes",
+        )?;
         check(
             !self.shard_code.is_empty()
                 && self.shard_code.len() <= 8

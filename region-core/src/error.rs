@@ -149,7 +149,10 @@ impl From<sqlx::Error> for ApiError {
         match &e {
             sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed => {
                 tracing::warn!(error = %e, "database unavailable");
-                Self::unavailable("database_unavailable", "the database is unavailable; retry shortly")
+                Self::unavailable(
+                    "database_unavailable",
+                    "the database is unavailable; retry shortly",
+                )
             }
             _ => Self::Internal(e.into()),
         }
@@ -190,9 +193,10 @@ impl IntoResponse for ApiError {
 impl From<JsonRejection> for ApiError {
     fn from(r: JsonRejection) -> Self {
         match r {
-            JsonRejection::JsonSyntaxError(e) => {
-                Self::bad_request("malformed_json", format!("request body is not valid JSON: {}", e.body_text()))
-            }
+            JsonRejection::JsonSyntaxError(e) => Self::bad_request(
+                "malformed_json",
+                format!("request body is not valid JSON: {}", e.body_text()),
+            ),
             JsonRejection::JsonDataError(e) => Self::unprocessable("invalid_body", e.body_text()),
             JsonRejection::MissingJsonContentType(_) => Self::bad_request(
                 "unsupported_media_type",

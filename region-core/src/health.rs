@@ -48,16 +48,23 @@ async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
         postgres: pg,
         lock_path: lock_path(&state).into(),
     };
-    let code = if pg { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let code = if pg {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
     let mut resp = (code, Json(body)).into_response();
     if !pg {
-        resp.headers_mut()
-            .insert(axum::http::header::RETRY_AFTER, axum::http::HeaderValue::from(1));
+        resp.headers_mut().insert(
+            axum::http::header::RETRY_AFTER,
+            axum::http::HeaderValue::from(1),
+        );
     }
     resp
 }
 
-static PROMETHEUS: OnceLock<Option<metrics_exporter_prometheus::PrometheusHandle>> = OnceLock::new();
+static PROMETHEUS: OnceLock<Option<metrics_exporter_prometheus::PrometheusHandle>> =
+    OnceLock::new();
 
 /// Installs the process-wide Prometheus recorder once (several apps may
 /// share a process in tests and the load generator).

@@ -35,7 +35,12 @@ enum Command {
         #[arg(long, default_value_t = 3600)]
         ttl_secs: i64,
         /// Signing key.
-        #[arg(long, env = "REGION_JWT_SECRET", default_value = "dev-only-secret-change-me", hide_env_values = true)]
+        #[arg(
+            long,
+            env = "REGION_JWT_SECRET",
+            default_value = "dev-only-secret-change-me",
+            hide_env_values = true
+        )]
         jwt_secret: String,
     },
 }
@@ -69,7 +74,10 @@ async fn main() -> anyhow::Result<()> {
                 other => anyhow::bail!("--role must be user or operator, got {other:?}"),
             };
             let now = chrono::Utc::now().timestamp();
-            println!("{}", TokenKeys::new(&jwt_secret).mint(&sub, role, now, ttl_secs)?);
+            println!(
+                "{}",
+                TokenKeys::new(&jwt_secret).mint(&sub, role, now, ttl_secs)?
+            );
             Ok(())
         }
     }

@@ -65,7 +65,12 @@ pub async fn reassert(
     for (show, label, hold, exp) in &live {
         let key = seat_key(shared::ShowId(*show), label);
         let ms = (*exp - now).num_milliseconds().max(1);
-        pipe.cmd("SET").arg(&key).arg(hold.to_string()).arg("PX").arg(ms).ignore();
+        pipe.cmd("SET")
+            .arg(&key)
+            .arg(hold.to_string())
+            .arg("PX")
+            .arg(ms)
+            .ignore();
         wanted.insert(key);
         shows.insert(*show);
     }
@@ -81,7 +86,9 @@ pub async fn reassert(
         }
     } else {
         for show in &shows {
-            pipe.cmd("DEL").arg(seatmap_key(shared::ShowId(*show))).ignore();
+            pipe.cmd("DEL")
+                .arg(seatmap_key(shared::ShowId(*show)))
+                .ignore();
         }
     }
     redis.recovery_pipe(pipe).await?;

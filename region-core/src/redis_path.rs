@@ -159,7 +159,11 @@ impl RedisPath {
     }
 
     fn current_conn(&self) -> Option<ConnectionManager> {
-        self.inner.conn.read().unwrap_or_else(|p| p.into_inner()).clone()
+        self.inner
+            .conn
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     fn breaker(&self) -> std::sync::MutexGuard<'_, Breaker> {
@@ -188,7 +192,10 @@ impl RedisPath {
         }
         let conn = match self.current_conn() {
             Some(c) => c,
-            None => self.connect().await.inspect_err(|_| self.record_failure())?,
+            None => self
+                .connect()
+                .await
+                .inspect_err(|_| self.record_failure())?,
         };
         match tokio::time::timeout(self.inner.timeout, op(conn)).await {
             Ok(Ok(v)) => {
@@ -238,7 +245,12 @@ impl RedisPath {
     }
 
     /// Deletes the seat keys still owned by `hold`.
-    pub async fn release(&self, show: ShowId, labels: &[&str], hold: Uuid) -> Result<u32, RedisFailure> {
+    pub async fn release(
+        &self,
+        show: ShowId,
+        labels: &[&str],
+        hold: Uuid,
+    ) -> Result<u32, RedisFailure> {
         let mut inv = self.inner.release.prepare_invoke();
         for l in labels {
             inv.key(seat_key(show, l));
@@ -279,7 +291,12 @@ impl RedisPath {
     }
 
     /// Stores a seat map rebuilt from Postgres unless one appeared meanwhile.
-    pub async fn seatmap_put(&self, show: ShowId, map: Vec<u8>, ttl: Duration) -> Result<(), RedisFailure> {
+    pub async fn seatmap_put(
+        &self,
+        show: ShowId,
+        map: Vec<u8>,
+        ttl: Duration,
+    ) -> Result<(), RedisFailure> {
         let key = seatmap_key(show);
         self.run(true, |mut c| async move {
             redis::cmd("SET")
@@ -306,7 +323,9 @@ impl RedisPath {
                 continue;
             }
             let mut cmd = redis::cmd("EVALSHA");
-            cmd.arg(self.inner.seatmap_update.get_hash()).arg(1).arg(seatmap_key(*show));
+            cmd.arg(self.inner.seatmap_update.get_hash())
+                .arg(1)
+                .arg(seatmap_key(*show));
             for (ordinal, state) in seats {
                 cmd.arg(*ordinal).arg(state.code());
             }
@@ -342,7 +361,10 @@ impl RedisPath {
     /// PING, used by the supervisor's probe and by readiness.
     pub async fn ping(&self) -> Result<(), RedisFailure> {
         self.run(false, |mut c| async move {
-            redis::cmd("PING").query_async::<String>(&mut c).await.map(|_| ())
+            redis::cmd("PING")
+                .query_async::<String>(&mut c)
+                .await
+                .map(|_| ())
         })
         .await
     }
@@ -388,8 +410,10 @@ impl RedisPath {
     /// Runs an arbitrary command batch during recovery (not gated by the
     /// breaker, which is `Recovering` then).
     pub async fn recovery_pipe(&self, pipe: redis::Pipeline) -> Result<(), RedisFailure> {
-        self.run(false, |mut c| async move { pipe.query_async::<()>(&mut c).await })
-            .await
+        self.run(false, |mut c| async move {
+            pipe.query_async::<()>(&mut c).await
+        })
+        .await
     }
 
     /// All keys matching `pattern` (SCAN), for re-assertion.
@@ -418,7 +442,11 @@ impl RedisPath {
     }
 
     /// Reads one seat key (tests and consistency checks).
-    pub async fn seat_owner(&self, show: ShowId, label: &str) -> Result<Option<String>, RedisFailure> {
+    pub async fn seat_owner(
+        &self,
+        show: ShowId,
+        label: &str,
+    ) -> Result<Option<String>, RedisFailure> {
         let key = seat_key(show, label);
         self.run(false, |mut c| async move {
             redis::cmd("GET").arg(key).query_async(&mut c).await

@@ -56,12 +56,17 @@ pub async fn bitfield(state: &AppState, layout: &ShowLayout) -> Result<Vec<u8>, 
 
 /// Builds the bitfield from `show_seats`; a hold past its end counts as
 /// available even before the sweeper frees it.
-async fn from_postgres(state: &AppState, show: ShowId, now: DateTime<Utc>) -> Result<Vec<u8>, ApiError> {
-    let rows: Vec<(i32, String, Option<DateTime<Utc>>)> =
-        sqlx::query_as("SELECT ordinal, status, hold_expires_at FROM show_seats WHERE show_id = $1")
-            .bind(show.0)
-            .fetch_all(&state.db)
-            .await?;
+async fn from_postgres(
+    state: &AppState,
+    show: ShowId,
+    now: DateTime<Utc>,
+) -> Result<Vec<u8>, ApiError> {
+    let rows: Vec<(i32, String, Option<DateTime<Utc>>)> = sqlx::query_as(
+        "SELECT ordinal, status, hold_expires_at FROM show_seats WHERE show_id = $1",
+    )
+    .bind(show.0)
+    .fetch_all(&state.db)
+    .await?;
     let mut map = Vec::new();
     for (ordinal, status, exp) in rows {
         let mut st = SeatState::from_db_str(&status).unwrap_or(SeatState::Booked);
@@ -86,7 +91,10 @@ pub fn counts(map: &[u8], seats: usize) -> (u32, u32, u32) {
     c
 }
 
-async fn seat_map(State(state): State<AppState>, ApiPath(id): ApiPath<String>) -> Result<ApiJson<SeatMap>, ApiError> {
+async fn seat_map(
+    State(state): State<AppState>,
+    ApiPath(id): ApiPath<String>,
+) -> Result<ApiJson<SeatMap>, ApiError> {
     let layout = layout(&state, &id).await?;
     let map = bitfield(&state, &layout).await?;
     let (available, held, booked) = counts(&map, layout.seats.len());

@@ -45,7 +45,9 @@ impl ShowLayout {
 
     /// Looks a seat up by ordinal.
     pub fn seat_at(&self, ordinal: i32) -> Option<&LayoutSeat> {
-        usize::try_from(ordinal).ok().and_then(|i| self.seats.get(i))
+        usize::try_from(ordinal)
+            .ok()
+            .and_then(|i| self.seats.get(i))
     }
 
     /// Number of seats.
@@ -63,8 +65,17 @@ pub struct ShowCache {
 
 impl ShowCache {
     /// The layout of `show`, loading it on first use; `None` if no such show.
-    pub async fn get(&self, db: &PgPool, show: ShowId) -> Result<Option<Arc<ShowLayout>>, sqlx::Error> {
-        if let Some(l) = self.inner.read().unwrap_or_else(|p| p.into_inner()).get(&show) {
+    pub async fn get(
+        &self,
+        db: &PgPool,
+        show: ShowId,
+    ) -> Result<Option<Arc<ShowLayout>>, sqlx::Error> {
+        if let Some(l) = self
+            .inner
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&show)
+        {
             return Ok(Some(l.clone()));
         }
         let Some(layout) = load(db, show).await? else {

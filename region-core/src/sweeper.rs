@@ -15,7 +15,12 @@ use tokio::sync::watch;
 const BATCH: i64 = 1000;
 
 /// Runs until `shutdown` flips, sweeping every `every`.
-pub async fn run(db: PgPool, redis: RedisPath, every: Duration, mut shutdown: watch::Receiver<bool>) {
+pub async fn run(
+    db: PgPool,
+    redis: RedisPath,
+    every: Duration,
+    mut shutdown: watch::Receiver<bool>,
+) {
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {

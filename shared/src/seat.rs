@@ -54,7 +54,10 @@ impl SeatLabel {
 
     /// The row part (`AA` of `AA12`).
     pub fn row(&self) -> &str {
-        let split = self.0.find(|c: char| c.is_ascii_digit()).unwrap_or(self.0.len());
+        let split = self
+            .0
+            .find(|c: char| c.is_ascii_digit())
+            .unwrap_or(self.0.len());
         &self.0[..split]
     }
 
@@ -196,7 +199,9 @@ mod tests {
         for ok in ["A1", "A5", "AA12", "ZZZ9999"] {
             assert!(SeatLabel::parse(ok).is_ok(), "{ok}");
         }
-        for bad in ["", "A", "5", "a5", "A05", "A0", "AAAA1", "A12345", "A-1", "A1B", " A1"] {
+        for bad in [
+            "", "A", "5", "a5", "A05", "A0", "AAAA1", "A12345", "A-1", "A1B", " A1",
+        ] {
             assert!(SeatLabel::parse(bad).is_err(), "{bad}");
         }
         let l = SeatLabel::parse("AB17").unwrap();

@@ -70,7 +70,9 @@ pub async fn check_postgres(db: &PgPool) -> anyhow::Result<Report> {
 /// Checks Postgres, and that Redis agrees with it for `shows`.
 pub async fn check(db: &PgPool, redis_url: &str, shows: &[String]) -> anyhow::Result<Report> {
     let mut report = check_postgres(db).await?;
-    let mut conn = redis::Client::open(redis_url)?.get_multiplexed_async_connection().await?;
+    let mut conn = redis::Client::open(redis_url)?
+        .get_multiplexed_async_connection()
+        .await?;
     for show in shows {
         let show_id = Uuid::parse_str(show)?;
         let held: Vec<(String, Uuid)> = sqlx::query_as(
@@ -92,8 +94,14 @@ pub async fn check(db: &PgPool, redis_url: &str, shows: &[String]) -> anyhow::Re
                 redis_map.insert(k, v);
             }
         }
-        report.redis_missing += pg.iter().filter(|(k, v)| redis_map.get(*k) != Some(*v)).count();
-        report.redis_extra += redis_map.iter().filter(|(k, v)| pg.get(*k) != Some(*v)).count();
+        report.redis_missing += pg
+            .iter()
+            .filter(|(k, v)| redis_map.get(*k) != Some(*v))
+            .count();
+        report.redis_extra += redis_map
+            .iter()
+            .filter(|(k, v)| pg.get(*k) != Some(*v))
+            .count();
     }
     Ok(report)
 }

@@ -43,7 +43,9 @@ pub async fn fresh_database() -> anyhow::Result<String> {
         .connect(&admin_url())
         .await
         .context("connecting to TEST_DATABASE_URL")?;
-    sqlx::query(&format!("CREATE DATABASE {name}")).execute(&admin).await?;
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&admin)
+        .await?;
     admin.close().await;
     Ok(url_with_db(&admin_url(), &name))
 }
@@ -71,6 +73,7 @@ pub struct TestApp {
     pub db: PgPool,
     /// Redis URL the app uses.
     pub redis_url: String,
+    db_name: String,
     operator: String,
 }
 
@@ -80,15 +83,38 @@ impl TestApp {
         let db_url = settings.database_url.clone();
         let redis_url = settings.redis_url.clone();
         let app = Application::build(settings).await?.spawn()?;
-        let db = PgPoolOptions::new().max_connections(4).connect(&db_url).await?;
+        let db = PgPoolOptions::new()
+            .max_connections(4)
+            .connect(&db_url)
+            .await?;
         Ok(Self {
             url: app.url(),
             app,
-            http: reqwest::Client::builder().pool_max_idle_per_host(1024).build()?,
+            http: reqwest::Client::builder()
+                .pool_max_idle_per_host(1024)
+                .build()?,
             db,
             redis_url,
+            db_name: db_url.rsplit('/').next().unwrap_or_default().to_owned(),
             operator: token("operator-1", Role::Operator),
         })
+    }
+
+    /// Stops the app and drops its database.
+    pub async fn stop(self) {
+        self.app.stop().await;
+        self.db.close().await;
+        let name = self.db_name.clone();
+        if let Ok(admin) = PgPoolOptions::new()
+            .max_connections(1)
+            .connect(&admin_url())
+            .await
+        {
+            let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                .execute(&admin)
+                .await;
+            admin.close().await;
+        }
     }
 
     /// An app with default test settings.
@@ -98,7 +124,13 @@ impl TestApp {
 
     /// POST JSON as the operator.
     pub async fn operator_post(&self, path: &str, body: Value) -> anyhow::Result<(u16, Value)> {
-        self.send(reqwest::Method::POST, path, Some(&self.operator), Some(body)).await
+        self.send(
+            reqwest::Method::POST,
+            path,
+            Some(&self.operator),
+            Some(body),
+        )
+        .await
     }
 
     /// Sends a request; returns status and parsed JSON body (Null if empty).
@@ -122,7 +154,8 @@ impl TestApp {
         let v = if bytes.is_empty() {
             Value::Null
         } else {
-            serde_json::from_slice(&bytes).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into()))
+            serde_json::from_slice(&bytes)
+                .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into()))
         };
         Ok((status, v))
     }
@@ -133,7 +166,12 @@ impl TestApp {
     }
 
     /// `POST /v1/shows/{show}/holds` as `user`.
-    pub async fn hold(&self, user: &str, show: &str, seats: &[&str]) -> anyhow::Result<(u16, Value)> {
+    pub async fn hold(
+        &self,
+        user: &str,
+        show: &str,
+        seats: &[&str],
+    ) -> anyhow::Result<(u16, Value)> {
         self.send(
             reqwest::Method::POST,
             &format!("/v1/shows/{show}/holds"),
@@ -145,10 +183,25 @@ impl TestApp {
 
     /// Seeds a city, venue, screen (`rows` rows of `per_row` seats), movie
     /// and a show starting in `starts_in`; returns the show id.
-    pub async fn seed_show(&self, rows: usize, per_row: u16, starts_in: chrono::Duration) -> anyhow::Result<String> {
+    pub async fn seed_show(
+        &self,
+        rows: usize,
+        per_row: u16,
+        starts_in: chrono::Duration,
+    ) -> anyhow::Result<String> {
         let tag = Uuid::new_v4().simple().to_string();
-        let city: String = tag.chars().filter(|c| c.is_ascii_alphabetic()).take(6).collect::<String>() + "zz";
-        let (s, _) = self.operator_post("/v1/operator/cities", json!({"code": city, "name": "Test City"})).await?;
+        let city: String = tag
+            .chars()
+            .filter(|c| c.is_ascii_alphabetic())
+            .take(6)
+            .collect::<String>()
+            + "zz";
+        let (s, _) = self
+            .operator_post(
+                "/v1/operator/cities",
+                json!({"code": city, "name": "Test City"}),
+            )
+            .await?;
         anyhow::ensure!(s == 201 || s == 409, "city: {s}");
         let (s, venue) = self
             .operator_post(
@@ -170,7 +223,10 @@ impl TestApp {
             .await?;
         anyhow::ensure!(s == 201, "screen: {s} {screen}");
         let (s, movie) = self
-            .operator_post("/v1/operator/movies", json!({"title": "Test Movie", "duration_minutes": 120}))
+            .operator_post(
+                "/v1/operator/movies",
+                json!({"title": "Test Movie", "duration_minutes": 120}),
+            )
             .await?;
         anyhow::ensure!(s == 201, "movie: {s} {movie}");
         let (s, show) = self
@@ -197,7 +253,10 @@ impl TestApp {
 
     /// Waits (up to 15 s) until holds use the Redis fast path.
     pub async fn wait_for_fast_path(&self) -> bool {
-        eventually(std::time::Duration::from_secs(15), || async { self.lock_path().await == "redis" }).await
+        eventually(std::time::Duration::from_secs(15), || async {
+            self.lock_path().await == "redis"
+        })
+        .await
     }
 
     /// A redis connection to the app's Redis.

@@ -101,12 +101,22 @@ async fn concurrent_overlapping_holds_never_double_hold() {
     let (won, statuses) = storm(&app, &shows).await;
 
     // Only wins and conflicts: no 5xx, nothing else.
-    let unexpected: Vec<_> = statuses.iter().filter(|(s, _)| **s != 201 && **s != 409).collect();
+    let unexpected: Vec<_> = statuses
+        .iter()
+        .filter(|(s, _)| **s != 201 && **s != 409)
+        .collect();
     assert!(unexpected.is_empty(), "unexpected statuses: {statuses:?}");
-    assert!(statuses.get(&409).copied().unwrap_or(0) > 100, "the test must create contention: {statuses:?}");
+    assert!(
+        statuses.get(&409).copied().unwrap_or(0) > 100,
+        "the test must create contention: {statuses:?}"
+    );
     assert!(won.len() >= 10, "some holds must win: {statuses:?}");
 
-    assert_eq!(client_side_double_holds(&won), 0, "two successful holds share a seat");
+    assert_eq!(
+        client_side_double_holds(&won),
+        0,
+        "two successful holds share a seat"
+    );
 
     // All or nothing, as Postgres records it: every winner owns all its
     // seats; losers left nothing behind.
@@ -115,12 +125,19 @@ async fn concurrent_overlapping_holds_never_double_hold() {
         .await
         .expect("count");
     let won_seats: usize = won.iter().map(|w| w.seats.len()).sum();
-    assert_eq!(live_seats as usize, won_seats, "live seats = seats of winning holds");
+    assert_eq!(
+        live_seats as usize, won_seats,
+        "live seats = seats of winning holds"
+    );
     let holds: i64 = sqlx::query_scalar("SELECT count(*) FROM holds")
         .fetch_one(&app.db)
         .await
         .expect("count");
-    assert_eq!(holds as usize, won.len(), "a losing hold must not be recorded");
+    assert_eq!(
+        holds as usize,
+        won.len(),
+        "a losing hold must not be recorded"
+    );
 
     // Under load a Redis call may time out and a hold take the
     // Postgres-only path; once the breaker is closed Redis must agree.
@@ -130,20 +147,36 @@ async fn concurrent_overlapping_holds_never_double_hold() {
 
     // The seat maps agree with what was won.
     for show in &shows {
-        let (_, map) = app.get(&format!("/v1/shows/{show}/seats")).await.expect("map");
-        let expected: usize = won.iter().filter(|w| &w.show == show).map(|w| w.seats.len()).sum();
-        assert_eq!(map["held"].as_u64(), Some(expected as u64), "seat map of {show}");
+        let (_, map) = app
+            .get(&format!("/v1/shows/{show}/seats"))
+            .await
+            .expect("map");
+        let expected: usize = won
+            .iter()
+            .filter(|w| &w.show == show)
+            .map(|w| w.seats.len())
+            .sum();
+        assert_eq!(
+            map["held"].as_u64(),
+            Some(expected as u64),
+            "seat map of {show}"
+        );
     }
 
     // Each winner can read its hold back with all its seats.
     let w = &won[0];
     let (s, h) = app
-        .send(reqwest::Method::GET, &format!("/v1/holds/{}", w.hold_id), Some(&w.token), None)
+        .send(
+            reqwest::Method::GET,
+            &format!("/v1/holds/{}", w.hold_id),
+            Some(&w.token),
+            None,
+        )
         .await
         .expect("get");
     assert_eq!(s, 200);
     assert_eq!(h["seats"].as_array().map(Vec::len), Some(w.seats.len()));
-    app.app.stop().await;
+    app.stop().await;
 }
 
 /// Negative control: with the Redis lock, the Postgres checks and the
@@ -161,11 +194,17 @@ async fn negative_control_without_protection_the_checks_see_double_holds() {
     let shows = seed(&app).await;
     let (won, _) = storm(&app, &shows).await;
 
-    assert!(client_side_double_holds(&won) > 0, "client-side check must see doubles");
+    assert!(
+        client_side_double_holds(&won) > 0,
+        "client-side check must see doubles"
+    );
     let report = check_postgres(&app.db).await.expect("check");
-    assert!(report.double_live_holds > 0, "checker must see doubles: {report:?}");
+    assert!(
+        report.double_live_holds > 0,
+        "checker must see doubles: {report:?}"
+    );
     assert!(!report.postgres_ok());
-    app.app.stop().await;
+    app.stop().await;
 }
 
 /// Postgres is the last line even when Redis lies: a seat whose Redis key
@@ -174,8 +213,14 @@ async fn negative_control_without_protection_the_checks_see_double_holds() {
 #[tokio::test]
 async fn postgres_refuses_a_seat_redis_forgot() {
     let app = TestApp::default().await.expect("app");
-    let show = app.seed_show(1, 5, chrono::Duration::days(2)).await.expect("seed");
-    let (s, _) = app.hold(&user("alice"), &show, &["A1", "A2"]).await.expect("hold");
+    let show = app
+        .seed_show(1, 5, chrono::Duration::days(2))
+        .await
+        .expect("seed");
+    let (s, _) = app
+        .hold(&user("alice"), &show, &["A1", "A2"])
+        .await
+        .expect("hold");
     assert_eq!(s, 201);
     let mut r = app.redis().await.expect("redis");
     let _: () = redis::cmd("DEL")
@@ -184,7 +229,10 @@ async fn postgres_refuses_a_seat_redis_forgot() {
         .await
         .expect("del");
 
-    let (s, body) = app.hold(&user("bob"), &show, &["A1", "A3"]).await.expect("hold");
+    let (s, body) = app
+        .hold(&user("bob"), &show, &["A1", "A3"])
+        .await
+        .expect("hold");
     assert_eq!(s, 409, "{body}");
     assert_eq!(body["error"]["code"], "seats_unavailable");
     assert_eq!(body["error"]["details"], serde_json::json!(["A1"]));
@@ -195,8 +243,11 @@ async fn postgres_refuses_a_seat_redis_forgot() {
         .await
         .expect("get");
     assert_eq!(a3, None);
-    let (s, _) = app.hold(&user("carol"), &show, &["A3"]).await.expect("hold");
+    let (s, _) = app
+        .hold(&user("carol"), &show, &["A3"])
+        .await
+        .expect("hold");
     assert_eq!(s, 201);
     assert!(check_postgres(&app.db).await.expect("check").postgres_ok());
-    app.app.stop().await;
+    app.stop().await;
 }

@@ -59,7 +59,11 @@ pub enum Decision {
 /// Decides each hold of a batch, in order. `holds` gives each hold's show
 /// and seat ids; `rows` the locked rows. A seat missing from `rows` counts
 /// as unavailable.
-pub fn decide(holds: &[(Uuid, &[Uuid])], rows: &HashMap<SeatKey, SeatRow>, now: DateTime<Utc>) -> Vec<Decision> {
+pub fn decide(
+    holds: &[(Uuid, &[Uuid])],
+    rows: &HashMap<SeatKey, SeatRow>,
+    now: DateTime<Utc>,
+) -> Vec<Decision> {
     let mut claimed: HashSet<SeatKey> = HashSet::new();
     holds
         .iter()
@@ -129,42 +133,75 @@ mod tests {
     #[test]
     fn overlapping_holds_in_one_batch_first_wins_whole() {
         let show = Uuid::from_u128(1);
-        let (a, b, c) = (Uuid::from_u128(10), Uuid::from_u128(11), Uuid::from_u128(12));
-        let rows = HashMap::from([((show, a), avail()), ((show, b), avail()), ((show, c), avail())]);
+        let (a, b, c) = (
+            Uuid::from_u128(10),
+            Uuid::from_u128(11),
+            Uuid::from_u128(12),
+        );
+        let rows = HashMap::from([
+            ((show, a), avail()),
+            ((show, b), avail()),
+            ((show, c), avail()),
+        ]);
         let h1 = [a, b];
         let h2 = [b, c]; // overlaps h1 on b: must take nothing, not c alone
         let h3 = [c];
         let d = decide(&[(show, &h1), (show, &h2), (show, &h3)], &rows, now());
         assert_eq!(d[0], Decision::Accept { takeovers: vec![] });
-        assert_eq!(d[1], Decision::Reject { unavailable: vec![b] });
-        assert_eq!(d[2], Decision::Accept { takeovers: vec![] }, "c stayed free");
+        assert_eq!(
+            d[1],
+            Decision::Reject {
+                unavailable: vec![b]
+            }
+        );
+        assert_eq!(
+            d[2],
+            Decision::Accept { takeovers: vec![] },
+            "c stayed free"
+        );
     }
 
     #[test]
     fn live_and_booked_seats_reject_expired_are_taken_over() {
         let show = Uuid::from_u128(1);
         let old = Uuid::from_u128(99);
-        let (a, b, c) = (Uuid::from_u128(10), Uuid::from_u128(11), Uuid::from_u128(12));
+        let (a, b, c) = (
+            Uuid::from_u128(10),
+            Uuid::from_u128(11),
+            Uuid::from_u128(12),
+        );
         let mut booked = avail();
         booked.status = SeatState::Booked;
-        let rows = HashMap::from([((show, a), held(old, 5)), ((show, b), held(old, 0)), ((show, c), booked)]);
+        let rows = HashMap::from([
+            ((show, a), held(old, 5)),
+            ((show, b), held(old, 0)),
+            ((show, c), booked),
+        ]);
         assert_eq!(
             decide(&[(show, &[a][..])], &rows, now()),
-            vec![Decision::Reject { unavailable: vec![a] }]
+            vec![Decision::Reject {
+                unavailable: vec![a]
+            }]
         );
         assert_eq!(
             decide(&[(show, &[b][..])], &rows, now()),
-            vec![Decision::Accept { takeovers: vec![(old, b)] }],
+            vec![Decision::Accept {
+                takeovers: vec![(old, b)]
+            }],
             "a hold that ends exactly now is expired"
         );
         assert_eq!(
             decide(&[(show, &[c][..])], &rows, now()),
-            vec![Decision::Reject { unavailable: vec![c] }]
+            vec![Decision::Reject {
+                unavailable: vec![c]
+            }]
         );
         let unknown = Uuid::from_u128(77);
         assert_eq!(
             decide(&[(show, &[b, unknown][..])], &rows, now()),
-            vec![Decision::Reject { unavailable: vec![unknown] }]
+            vec![Decision::Reject {
+                unavailable: vec![unknown]
+            }]
         );
     }
 

@@ -65,7 +65,8 @@ async fn create_hold(
     ApiJson(req): ApiJson<CreateHold>,
 ) -> Result<(StatusCode, ApiJson<Hold>), ApiError> {
     let show = crate::catalog::parse_show_id(&show)?;
-    let labels = parse_seat_list(&req.seats, state.settings.max_seats_per_hold).map_err(seat_error)?;
+    let labels =
+        parse_seat_list(&req.seats, state.settings.max_seats_per_hold).map_err(seat_error)?;
     let layout = state
         .shows
         .get(&state.db, show)
@@ -73,7 +74,10 @@ async fn create_hold(
         .ok_or_else(|| ApiError::not_found("unknown_show", format!("no show {show}")))?;
     let now = Utc::now();
     if now >= layout.starts_at {
-        return Err(ApiError::conflict("show_started", "the show has already started"));
+        return Err(ApiError::conflict(
+            "show_started",
+            "the show has already started",
+        ));
     }
     let unknown: Vec<String> = labels
         .iter()
@@ -86,7 +90,10 @@ async fn create_hold(
             format!("no such seats in this show: {}", unknown.join(", ")),
         ));
     }
-    let mut seats: Vec<_> = labels.iter().filter_map(|l| layout.seat(l.as_str())).collect();
+    let mut seats: Vec<_> = labels
+        .iter()
+        .filter_map(|l| layout.seat(l.as_str()))
+        .collect();
     seats.sort_by_key(|s| s.ordinal);
     let hold = NewHold {
         hold_id: Uuid::now_v7(),
@@ -125,17 +132,28 @@ async fn place_hold(
     let label_refs: Vec<&str> = labels.iter().map(String::as_str).collect();
     let ttl = state.settings.hold_ttl();
     if !protect {
-        return group_commit(state, layout, hold, None).await.map(|_| "unprotected");
+        return group_commit(state, layout, hold, None)
+            .await
+            .map(|_| "unprotected");
     }
     let mut redis_failed = false;
     if state.redis.fast_path_available() {
-        match state.redis.acquire(layout.id, &label_refs, hold.hold_id, ttl).await {
+        match state
+            .redis
+            .acquire(layout.id, &label_refs, hold.hold_id, ttl)
+            .await
+        {
             Ok(taken) if taken.is_empty() => {
-                return group_commit(state, layout, hold, Some(&label_refs)).await.map(|_| "redis");
+                return group_commit(state, layout, hold, Some(&label_refs))
+                    .await
+                    .map(|_| "redis");
             }
             Ok(taken) => {
                 metrics::counter!("hold_conflicts_total", "stage" => "redis").increment(1);
-                let taken = taken.into_iter().filter_map(|i| labels.get(i).cloned()).collect();
+                let taken = taken
+                    .into_iter()
+                    .filter_map(|i| labels.get(i).cloned())
+                    .collect();
                 return Err(seats_unavailable(taken));
             }
             Err(e) => {
@@ -151,12 +169,19 @@ async fn place_hold(
     // still have set.
     match &result {
         Ok(()) => {
-            if let Err(e) = state.redis.extend(layout.id, &label_refs, hold.hold_id, ttl).await {
+            if let Err(e) = state
+                .redis
+                .extend(layout.id, &label_refs, hold.hold_id, ttl)
+                .await
+            {
                 tracing::debug!(error = %e, "postgres-only hold not asserted in redis; recovery will");
             }
         }
         Err(_) if redis_failed => {
-            let _ = state.redis.release(layout.id, &label_refs, hold.hold_id).await;
+            let _ = state
+                .redis
+                .release(layout.id, &label_refs, hold.hold_id)
+                .await;
         }
         Err(_) => {}
     }
@@ -180,7 +205,10 @@ async fn group_commit(
         }
         Ok(Err(e)) => {
             tracing::warn!(error = %e, "hold not written");
-            ApiError::unavailable("hold_write_failed", "the hold could not be recorded; retry shortly")
+            ApiError::unavailable(
+                "hold_write_failed",
+                "the hold could not be recorded; retry shortly",
+            )
         }
         Err(writer::Overloaded) => {
             metrics::counter!("holds_shed_total").increment(1);
@@ -197,14 +225,22 @@ async fn group_commit(
 
 /// Seat-of-last-resort path while Redis is unavailable: one transaction,
 /// `FOR UPDATE NOWAIT` so a loser fails fast instead of queueing.
-async fn postgres_only(state: &AppState, layout: &ShowLayout, hold: &NewHold) -> Result<(), ApiError> {
+async fn postgres_only(
+    state: &AppState,
+    layout: &ShowLayout,
+    hold: &NewHold,
+) -> Result<(), ApiError> {
     match writer::write_batch(&state.db, &[hold], true, true).await {
         Ok(outcomes) => match outcomes.into_iter().next() {
             Some(Outcome::Held) => Ok(()),
-            Some(Outcome::Unavailable(seat_ids)) => Err(seats_unavailable(labels_of(layout, &seat_ids))),
+            Some(Outcome::Unavailable(seat_ids)) => {
+                Err(seats_unavailable(labels_of(layout, &seat_ids)))
+            }
             None => Err(anyhow::anyhow!("empty outcome for a batch of one").into()),
         },
-        Err(store::ApplyError::Db(e)) if store::sqlstate(&e).as_deref() == Some(codes::LOCK_NOT_AVAILABLE) => {
+        Err(store::ApplyError::Db(e))
+            if store::sqlstate(&e).as_deref() == Some(codes::LOCK_NOT_AVAILABLE) =>
+        {
             metrics::counter!("hold_conflicts_total", "stage" => "postgres_nowait").increment(1);
             Err(ApiError::Conflict {
                 code: "seats_unavailable",
@@ -215,7 +251,10 @@ async fn postgres_only(state: &AppState, layout: &ShowLayout, hold: &NewHold) ->
         Err(store::ApplyError::Db(e)) => Err(e.into()),
         Err(e @ store::ApplyError::VersionMismatch { .. }) => {
             tracing::warn!(error = %e, "postgres-only hold lost a race");
-            Err(ApiError::unavailable("hold_write_failed", "the hold could not be recorded; retry shortly"))
+            Err(ApiError::unavailable(
+                "hold_write_failed",
+                "the hold could not be recorded; retry shortly",
+            ))
         }
     }
 }
@@ -312,7 +351,13 @@ async fn release_hold(
     }
     state
         .redis
-        .seatmap_update(&[(show, freed.into_iter().map(|o| (o, SeatState::Available)).collect())])
+        .seatmap_update(&[(
+            show,
+            freed
+                .into_iter()
+                .map(|o| (o, SeatState::Available))
+                .collect(),
+        )])
         .await;
     metrics::counter!("holds_released_total").increment(1);
     h.state = HoldState::Released.as_db_str().into();
@@ -328,7 +373,9 @@ async fn extend_hold(
     let id = parse_hold_id(&id)?;
     let mut h = owned_hold(&state, &user, id).await?;
     let now = Utc::now();
-    let new_expiry = truncate_ms(h.expires_at + chrono::Duration::seconds(state.settings.hold_extension_secs as i64));
+    let new_expiry = truncate_ms(
+        h.expires_at + chrono::Duration::seconds(state.settings.hold_extension_secs as i64),
+    );
     let mut tx = state.db.begin().await?;
     if !store::extend(&mut tx, h.show_id, h.id, now, new_expiry).await? {
         return Err(not_active_error(&h, now));
@@ -336,9 +383,15 @@ async fn extend_hold(
     tx.commit().await?;
     let labels: Vec<&str> = h.seats.iter().map(|s| s.0.as_str()).collect();
     let ttl = (new_expiry - Utc::now()).to_std().unwrap_or_default();
-    match state.redis.extend(ShowId(h.show_id), &labels, h.id, ttl).await {
+    match state
+        .redis
+        .extend(ShowId(h.show_id), &labels, h.id, ttl)
+        .await
+    {
         Ok(true) => {}
-        Ok(false) => tracing::warn!("redis keys of an extended hold belong to another hold; Postgres decides"),
+        Ok(false) => tracing::warn!(
+            "redis keys of an extended hold belong to another hold; Postgres decides"
+        ),
         Err(e) => tracing::warn!(error = %e, "extended in Postgres only"),
     }
     h.expires_at = new_expiry;

@@ -39,7 +39,9 @@ pub mod codes {
 
 /// The SQLSTATE of a database error, if any.
 pub fn sqlstate(e: &sqlx::Error) -> Option<String> {
-    e.as_database_error().and_then(|d| d.code()).map(|c| c.into_owned())
+    e.as_database_error()
+        .and_then(|d| d.code())
+        .map(|c| c.into_owned())
 }
 
 /// Locks (or, for the negative control, merely reads) the rows of `keys`.
@@ -173,7 +175,11 @@ pub async fn apply_accepted(
     }
     // The version check is the optimistic third line (seed Q1): with the
     // rows locked it always matches; if it ever does not, nothing commits.
-    let version_check = if protect { "AND ss.version = u.version" } else { "" };
+    let version_check = if protect {
+        "AND ss.version = u.version"
+    } else {
+        ""
+    };
     let updated = sqlx::query(&format!(
         "UPDATE show_seats ss
             SET status = 'HELD', hold_id = u.hold_id, hold_expires_at = u.exp, version = ss.version + 1
@@ -227,11 +233,12 @@ pub struct StoredHold {
 
 /// Loads a hold and its seats.
 pub async fn fetch(conn: &mut PgConnection, id: Uuid) -> Result<Option<StoredHold>, sqlx::Error> {
-    let head: Option<(Uuid, String, String, DateTime<Utc>, bool)> =
-        sqlx::query_as("SELECT show_id, user_id, state, expires_at, extended FROM holds WHERE id = $1")
-            .bind(id)
-            .fetch_optional(&mut *conn)
-            .await?;
+    let head: Option<(Uuid, String, String, DateTime<Utc>, bool)> = sqlx::query_as(
+        "SELECT show_id, user_id, state, expires_at, extended FROM holds WHERE id = $1",
+    )
+    .bind(id)
+    .fetch_optional(&mut *conn)
+    .await?;
     let Some((show_id, user_id, state, expires_at, extended)) = head else {
         return Ok(None);
     };
@@ -304,7 +311,11 @@ pub async fn release(
 }
 
 /// Seats of `hold` back to AVAILABLE; its hold_seats rows no longer live.
-async fn free_seats_of(tx: &mut Transaction<'_, Postgres>, show: Uuid, hold: Uuid) -> Result<(), sqlx::Error> {
+async fn free_seats_of(
+    tx: &mut Transaction<'_, Postgres>,
+    show: Uuid,
+    hold: Uuid,
+) -> Result<(), sqlx::Error> {
     sqlx::query(
         "UPDATE show_seats
             SET status = 'AVAILABLE', hold_id = NULL, hold_expires_at = NULL, version = version + 1

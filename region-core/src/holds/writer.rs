@@ -80,7 +80,9 @@ impl HoldWriters {
         hold.show_id.hash(&mut h);
         let sender = &self.senders[(h.finish() as usize) % self.senders.len()];
         let (reply, rx) = oneshot::channel();
-        sender.try_send(Job { hold, reply }).map_err(|_| Overloaded)?;
+        sender
+            .try_send(Job { hold, reply })
+            .map_err(|_| Overloaded)?;
         Ok(rx
             .await
             .unwrap_or_else(|_| Err(WriteFailed("writer stopped".into()))))
@@ -126,7 +128,11 @@ fn held_changes(holds: &[&NewHold], outcomes: &[Outcome]) -> Vec<(ShowId, Vec<(i
 
 /// Retries a batch that hit a deadlock, a serialization failure or a
 /// version mismatch: each attempt starts from freshly locked rows.
-async fn write_batch_with_retry(db: &PgPool, holds: &[&NewHold], protect: bool) -> Result<Vec<Outcome>, WriteFailed> {
+async fn write_batch_with_retry(
+    db: &PgPool,
+    holds: &[&NewHold],
+    protect: bool,
+) -> Result<Vec<Outcome>, WriteFailed> {
     let mut attempt = 0;
     loop {
         attempt += 1;
@@ -165,7 +171,10 @@ pub async fn write_batch(
     let mut tx = db.begin().await?;
     let rows = store::lock_rows(&mut tx, &keys, nowait, protect).await?;
     let now = chrono::Utc::now();
-    let requests: Vec<(Uuid, &[Uuid])> = holds.iter().map(|h| (h.show_id, h.seat_ids.as_slice())).collect();
+    let requests: Vec<(Uuid, &[Uuid])> = holds
+        .iter()
+        .map(|h| (h.show_id, h.seat_ids.as_slice()))
+        .collect();
     let decisions = if protect {
         decide(&requests, &rows, now)
     } else {

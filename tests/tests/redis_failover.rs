@@ -1,0 +1,194 @@
+//! Seed Q6: Redis dies mid-sale. Holds continue through Postgres alone
+//! (no 500s, still no double holds); when Redis returns, live holds are
+//! re-asserted and the fast path resumes. Uses a private redis-server.
+
+use e2e::invariants::check;
+use e2e::redis_server::RedisServer;
+use e2e::{eventually, row_name, test_settings, user, TestApp};
+use rand::{Rng, SeedableRng};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn holds_survive_a_redis_outage_and_the_fast_path_resumes() {
+    let mut redis = RedisServer::start().expect("redis-server");
+    let mut settings = test_settings().await.expect("settings");
+    settings.redis_url = redis.url();
+    settings.redis_timeout_ms = 300;
+    settings.breaker_threshold = 2;
+    settings.breaker_open_ms = 300;
+    let app = Arc::new(TestApp::spawn(settings).await.expect("app"));
+    let show = app
+        .seed_show(20, 20, chrono::Duration::days(2))
+        .await
+        .expect("seed");
+    assert_eq!(app.lock_path().await, "redis");
+
+    // Clients hold random pairs of seats in a loop until told to stop.
+    let stop = Arc::new(AtomicBool::new(false));
+    let statuses: Arc<Mutex<HashMap<(u16, &'static str), usize>>> = Arc::default();
+    let phase: Arc<Mutex<&'static str>> = Arc::new(Mutex::new("before"));
+    let mut clients = Vec::new();
+    for c in 0..8u64 {
+        let (app, show, stop, statuses, phase) = (
+            app.clone(),
+            show.clone(),
+            stop.clone(),
+            statuses.clone(),
+            phase.clone(),
+        );
+        clients.push(tokio::spawn(async move {
+            let mut rng = rand::rngs::StdRng::seed_from_u64(c);
+            let token = user(&format!("client-{c}"));
+            while !stop.load(Ordering::Relaxed) {
+                let row = row_name(rng.gen_range(0..20));
+                let n = rng.gen_range(1..20u16);
+                let seats = [format!("{row}{n}"), format!("{row}{}", n + 1)];
+                let refs: Vec<&str> = seats.iter().map(String::as_str).collect();
+                let status = app
+                    .hold(&token, &show, &refs)
+                    .await
+                    .map(|r| r.0)
+                    .unwrap_or(0);
+                let p = *phase.lock().expect("phase");
+                *statuses
+                    .lock()
+                    .expect("stats")
+                    .entry((status, p))
+                    .or_insert(0) += 1;
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        }));
+    }
+
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    redis.kill();
+    *phase.lock().expect("phase") = "outage";
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            app.lock_path().await == "postgres_only"
+        })
+        .await,
+        "breaker must open"
+    );
+    let held_before_outage_work: i64 = count_holds(&app).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let held_during_outage = count_holds(&app).await - held_before_outage_work;
+    assert!(
+        held_during_outage > 0,
+        "holds must continue through Postgres while Redis is down"
+    );
+
+    redis.restart().expect("restart redis");
+    *phase.lock().expect("phase") = "after";
+    assert!(
+        app.wait_for_fast_path().await,
+        "fast path must resume after Redis returns"
+    );
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    stop.store(true, Ordering::Relaxed);
+    for c in clients {
+        c.await.expect("client");
+    }
+
+    let statuses = statuses.lock().expect("stats").clone();
+    let server_errors: Vec<_> = statuses
+        .iter()
+        .filter(|((s, _), _)| *s >= 500 && *s != 503)
+        .collect();
+    assert!(
+        server_errors.is_empty(),
+        "no 500s while switching: {statuses:?}"
+    );
+    let unexpected: Vec<_> = statuses
+        .iter()
+        .filter(|((s, _), _)| ![201, 409, 503].contains(s))
+        .collect();
+    assert!(unexpected.is_empty(), "only 201/409/503: {statuses:?}");
+    assert!(
+        statuses.get(&(201, "after")).copied().unwrap_or(0) > 0,
+        "{statuses:?}"
+    );
+
+    // Holds made while Redis was down are back in Redis, and Redis and
+    // Postgres agree seat by seat; no seat is in two live holds.
+    let report = check(&app.db, &redis.url(), std::slice::from_ref(&show))
+        .await
+        .expect("check");
+    assert_eq!(report, Default::default());
+
+    // A new hold takes the fast path: its key is in the restarted Redis.
+    let (s, body) = app
+        .hold(&user("late"), &show, &["T20", "T19"])
+        .await
+        .expect("hold");
+    if s == 201 {
+        let mut r = app.redis().await.expect("redis");
+        let owner: Option<String> = redis::cmd("GET")
+            .arg(format!("seat:{{{show}}}:T20"))
+            .query_async(&mut r)
+            .await
+            .expect("get");
+        assert_eq!(owner.as_deref(), body["hold_id"].as_str());
+    }
+    match Arc::try_unwrap(app) {
+        Ok(app) => app.stop().await,
+        Err(_) => panic!("app still shared"),
+    }
+}
+
+async fn count_holds(app: &TestApp) -> i64 {
+    sqlx::query_scalar("SELECT count(*) FROM holds")
+        .fetch_one(&app.db)
+        .await
+        .expect("count")
+}
+
+/// Redis down at start-up: the core starts, serves holds through
+/// Postgres, and switches to Redis once it appears.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn starts_without_redis_and_switches_when_it_appears() {
+    let mut redis = RedisServer::start().expect("redis-server");
+    redis.kill();
+    let mut settings = test_settings().await.expect("settings");
+    settings.redis_url = redis.url();
+    settings.breaker_open_ms = 200;
+    let app = TestApp::spawn(settings).await.expect("app");
+    assert_eq!(app.lock_path().await, "postgres_only");
+    let show = app
+        .seed_show(1, 10, chrono::Duration::days(2))
+        .await
+        .expect("seed");
+    let (s, first) = app
+        .hold(&user("a"), &show, &["A1", "A2"])
+        .await
+        .expect("hold");
+    assert_eq!(s, 201, "{first}");
+    let (s, _) = app.hold(&user("b"), &show, &["A2"]).await.expect("hold");
+    assert_eq!(s, 409);
+    let (s, map) = app
+        .get(&format!("/v1/shows/{show}/seats"))
+        .await
+        .expect("map");
+    assert_eq!(
+        (s, map["held"].as_u64()),
+        (200, Some(2)),
+        "seat map from Postgres"
+    );
+
+    redis.restart().expect("restart");
+    assert!(app.wait_for_fast_path().await);
+    let report = check(&app.db, &redis.url(), std::slice::from_ref(&show))
+        .await
+        .expect("check");
+    assert_eq!(
+        report,
+        Default::default(),
+        "the Postgres-only hold was re-asserted in Redis"
+    );
+    let (s, _) = app.hold(&user("b"), &show, &["A1"]).await.expect("hold");
+    assert_eq!(s, 409, "re-asserted key refuses the seat on the fast path");
+    app.stop().await;
+}
