@@ -5,6 +5,7 @@
 //! concurrency test ends with.
 
 pub mod invariants;
+pub mod pg_server;
 pub mod redis_server;
 
 use anyhow::Context;
@@ -50,11 +51,13 @@ pub async fn fresh_database() -> anyhow::Result<String> {
     Ok(url_with_db(&admin_url(), &name))
 }
 
-/// Settings for a test app: fresh database, port 0, test key.
+/// Settings for a test app: port 0, test key, shared Redis.
 pub async fn test_settings() -> anyhow::Result<Settings> {
     let mut s = Settings::from_env()?;
     s.listen = "127.0.0.1:0".into();
-    s.database_url = fresh_database().await?;
+    // Left empty: `TestApp::spawn` creates a fresh database unless a test
+    // points the app at its own server.
+    s.database_url = String::new();
     s.redis_url = shared_redis_url();
     s.jwt_secret = SECRET.into();
     s.db_pool_size = 16;
@@ -79,7 +82,10 @@ pub struct TestApp {
 
 impl TestApp {
     /// Builds and starts an app with `settings`.
-    pub async fn spawn(settings: Settings) -> anyhow::Result<Self> {
+    pub async fn spawn(mut settings: Settings) -> anyhow::Result<Self> {
+        if settings.database_url.is_empty() {
+            settings.database_url = fresh_database().await?;
+        }
         let db_url = settings.database_url.clone();
         let redis_url = settings.redis_url.clone();
         let app = Application::build(settings).await?.spawn()?;
@@ -105,6 +111,10 @@ impl TestApp {
         self.app.stop().await;
         self.db.close().await;
         let name = self.db_name.clone();
+        // Only databases this harness created; never a server's own.
+        if !name.starts_with("e2e_") {
+            return;
+        }
         if let Ok(admin) = PgPoolOptions::new()
             .max_connections(1)
             .connect(&admin_url())
