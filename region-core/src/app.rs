@@ -35,6 +35,7 @@ pub fn router(state: AppState) -> Router {
         .merge(seat_map::router())
         .merge(health::router())
         .fallback(|| async { ApiError::not_found("no_route", "no such endpoint") })
+        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state(state)

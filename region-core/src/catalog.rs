@@ -340,6 +340,21 @@ async fn create_show(
             format!("no price for categories: {}", missing.join(", ")),
         ));
     }
+    let extra: Vec<&str> = req
+        .prices
+        .keys()
+        .map(String::as_str)
+        .filter(|p| !cats.iter().any(|c| c.0 == *p))
+        .collect();
+    if !extra.is_empty() {
+        return Err(ApiError::unprocessable(
+            "unknown_category",
+            format!(
+                "the screen has no seats in categories: {}",
+                extra.join(", ")
+            ),
+        ));
+    }
     let id = Uuid::now_v7();
     let mut tx = state.db.begin().await?;
     sqlx::query(

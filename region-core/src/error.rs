@@ -32,6 +32,9 @@ pub enum ApiError {
         /// Human explanation.
         message: String,
     },
+    /// 405: the path exists, the method does not.
+    #[error("this endpoint does not support that method")]
+    MethodNotAllowed,
     /// 409: the request conflicts with the current state.
     #[error("{message}")]
     Conflict {
@@ -50,6 +53,9 @@ pub enum ApiError {
         /// Human explanation.
         message: String,
     },
+    /// 415: the body is not declared as JSON.
+    #[error("expected a body with Content-Type: application/json")]
+    UnsupportedMediaType,
     /// 422: well-formed but semantically invalid.
     #[error("{message}")]
     Unprocessable {
@@ -119,8 +125,10 @@ impl ApiError {
             Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             Self::Forbidden(_) => StatusCode::FORBIDDEN,
             Self::NotFound { .. } => StatusCode::NOT_FOUND,
+            Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::Conflict { .. } => StatusCode::CONFLICT,
             Self::Gone { .. } => StatusCode::GONE,
+            Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::Unprocessable { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             Self::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -137,6 +145,8 @@ impl ApiError {
             | Self::Unavailable { code, .. } => code,
             Self::Unauthorized(_) => "unauthorized",
             Self::Forbidden(_) => "forbidden",
+            Self::MethodNotAllowed => "method_not_allowed",
+            Self::UnsupportedMediaType => "unsupported_media_type",
             Self::Internal(_) => "internal",
         }
     }
@@ -198,10 +208,7 @@ impl From<JsonRejection> for ApiError {
                 format!("request body is not valid JSON: {}", e.body_text()),
             ),
             JsonRejection::JsonDataError(e) => Self::unprocessable("invalid_body", e.body_text()),
-            JsonRejection::MissingJsonContentType(_) => Self::bad_request(
-                "unsupported_media_type",
-                "expected a body with Content-Type: application/json",
-            ),
+            JsonRejection::MissingJsonContentType(_) => Self::UnsupportedMediaType,
             JsonRejection::BytesRejection(_) => {
                 Self::bad_request("body_too_large", "request body is too large or unreadable")
             }

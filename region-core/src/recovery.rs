@@ -92,5 +92,23 @@ pub async fn reassert(
         }
     }
     redis.recovery_pipe(pipe).await?;
+    // A hold released or expired between our read and our writes must not
+    // be resurrected in Redis (it would block a free seat until its TTL):
+    // read again and take back what is no longer live. A release after
+    // this read deletes its own keys, as it always does.
+    let still: HashSet<(uuid::Uuid, String, uuid::Uuid)> = {
+        let mut conn = db.acquire().await?;
+        store::live_held_seats(&mut conn, Utc::now(), since)
+            .await?
+            .into_iter()
+            .map(|(show, label, hold, _)| (show, label, hold))
+            .collect()
+    };
+    let stale: Vec<(String, uuid::Uuid)> = live
+        .iter()
+        .filter(|(show, label, hold, _)| !still.contains(&(*show, label.clone(), *hold)))
+        .map(|(show, label, hold, _)| (seat_key(shared::ShowId(*show), label), *hold))
+        .collect();
+    redis.release_each(&stale).await?;
     Ok(live.len())
 }

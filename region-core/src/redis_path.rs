@@ -81,6 +81,16 @@ pub fn seatmap_key(show: ShowId) -> String {
     format!("seatmap:{{{show}}}")
 }
 
+/// Which breaker states allow a call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Gate {
+    /// Fast-path work: only while the breaker is closed.
+    Closed,
+    /// Clean-up and re-assertion: not while Redis is known to be down
+    /// (fail fast), but yes while recovering.
+    UnlessOpen,
+}
+
 /// Why a Redis call did not give an answer.
 #[derive(Debug, thiserror::Error)]
 pub enum RedisFailure {
@@ -180,14 +190,18 @@ impl RedisPath {
         self.breaker().state()
     }
 
-    /// Runs one Redis operation with the timeout, feeding the breaker.
-    /// `gated`: refuse without trying when the breaker is not closed.
-    async fn run<T, F, Fut>(&self, gated: bool, op: F) -> Result<T, RedisFailure>
+    /// Runs one Redis operation with the timeout, feeding the breaker,
+    /// unless `gate` says the breaker's state rules it out.
+    async fn run<T, F, Fut>(&self, gate: Gate, op: F) -> Result<T, RedisFailure>
     where
         F: FnOnce(ConnectionManager) -> Fut,
         Fut: Future<Output = redis::RedisResult<T>>,
     {
-        if gated && !self.fast_path_available() {
+        let allowed = matches!(
+            (gate, self.breaker_state()),
+            (_, BreakerState::Closed) | (Gate::UnlessOpen, BreakerState::Recovering)
+        );
+        if !allowed {
             return Err(RedisFailure::BreakerOpen);
         }
         let conn = match self.current_conn() {
@@ -239,7 +253,9 @@ impl RedisPath {
         }
         inv.arg(hold.to_string()).arg(ttl.as_millis() as u64);
         let taken: Vec<usize> = self
-            .run(true, |mut c| async move { inv.invoke_async(&mut c).await })
+            .run(Gate::Closed, |mut c| async move {
+                inv.invoke_async(&mut c).await
+            })
             .await?;
         Ok(taken.into_iter().map(|i| i.saturating_sub(1)).collect())
     }
@@ -256,8 +272,10 @@ impl RedisPath {
             inv.key(seat_key(show, l));
         }
         inv.arg(hold.to_string());
-        self.run(false, |mut c| async move { inv.invoke_async(&mut c).await })
-            .await
+        self.run(Gate::UnlessOpen, |mut c| async move {
+            inv.invoke_async(&mut c).await
+        })
+        .await
     }
 
     /// Sets the seat keys of `hold` with a new TTL (extension, or asserting
@@ -276,7 +294,9 @@ impl RedisPath {
         }
         inv.arg(hold.to_string()).arg(ttl.as_millis().max(1) as u64);
         let ok: i32 = self
-            .run(true, |mut c| async move { inv.invoke_async(&mut c).await })
+            .run(Gate::Closed, |mut c| async move {
+                inv.invoke_async(&mut c).await
+            })
             .await?;
         Ok(ok == 1)
     }
@@ -284,7 +304,7 @@ impl RedisPath {
     /// The raw seat-map bitfield of a show, if present.
     pub async fn seatmap_get(&self, show: ShowId) -> Result<Option<Vec<u8>>, RedisFailure> {
         let key = seatmap_key(show);
-        self.run(true, |mut c| async move {
+        self.run(Gate::Closed, |mut c| async move {
             redis::cmd("GET").arg(key).query_async(&mut c).await
         })
         .await
@@ -298,7 +318,7 @@ impl RedisPath {
         ttl: Duration,
     ) -> Result<(), RedisFailure> {
         let key = seatmap_key(show);
-        self.run(true, |mut c| async move {
+        self.run(Gate::Closed, |mut c| async move {
             redis::cmd("SET")
                 .arg(key)
                 .arg(map)
@@ -333,7 +353,7 @@ impl RedisPath {
         }
         let script = self.inner.seatmap_update.clone();
         let res = self
-            .run(false, |mut c| async move {
+            .run(Gate::Closed, |mut c| async move {
                 match pipe.query_async::<()>(&mut c).await {
                     // After a Redis restart the script cache is empty: load and retry once.
                     Err(e) if e.kind() == redis::ErrorKind::NoScriptError => {
@@ -347,26 +367,6 @@ impl RedisPath {
         if let Err(e) = res {
             tracing::debug!(error = %e, "seat map update skipped");
         }
-    }
-
-    /// Deletes a show's seat map so the next read rebuilds it.
-    pub async fn seatmap_invalidate(&self, show: ShowId) -> Result<(), RedisFailure> {
-        let key = seatmap_key(show);
-        self.run(false, |mut c| async move {
-            redis::cmd("DEL").arg(key).query_async::<()>(&mut c).await
-        })
-        .await
-    }
-
-    /// PING, used by the supervisor's probe and by readiness.
-    pub async fn ping(&self) -> Result<(), RedisFailure> {
-        self.run(false, |mut c| async move {
-            redis::cmd("PING")
-                .query_async::<String>(&mut c)
-                .await
-                .map(|_| ())
-        })
-        .await
     }
 
     /// Ends an open period if it is time and Redis answers; returns true
@@ -407,10 +407,30 @@ impl RedisPath {
         self.breaker().on_failure(Instant::now());
     }
 
+    /// Compare-and-delete of single keys, each with its own hold id: undoes
+    /// re-asserted keys whose hold ended meanwhile.
+    pub async fn release_each(&self, keys: &[(String, Uuid)]) -> Result<(), RedisFailure> {
+        if keys.is_empty() {
+            return Ok(());
+        }
+        let mut pipe = redis::pipe();
+        for (key, hold) in keys {
+            // EVAL, not EVALSHA: this runs right after a restart, when the
+            // script cache is empty.
+            pipe.cmd("EVAL")
+                .arg(RELEASE_LUA)
+                .arg(1)
+                .arg(key)
+                .arg(hold.to_string())
+                .ignore();
+        }
+        self.recovery_pipe(pipe).await
+    }
+
     /// Runs an arbitrary command batch during recovery (not gated by the
     /// breaker, which is `Recovering` then).
     pub async fn recovery_pipe(&self, pipe: redis::Pipeline) -> Result<(), RedisFailure> {
-        self.run(false, |mut c| async move {
+        self.run(Gate::UnlessOpen, |mut c| async move {
             pipe.query_async::<()>(&mut c).await
         })
         .await
@@ -422,7 +442,7 @@ impl RedisPath {
         let mut keys = Vec::new();
         loop {
             let (next, batch): (u64, Vec<String>) = self
-                .run(false, |mut c| async move {
+                .run(Gate::UnlessOpen, |mut c| async move {
                     redis::cmd("SCAN")
                         .arg(cursor)
                         .arg("MATCH")
@@ -439,18 +459,5 @@ impl RedisPath {
             }
             cursor = next;
         }
-    }
-
-    /// Reads one seat key (tests and consistency checks).
-    pub async fn seat_owner(
-        &self,
-        show: ShowId,
-        label: &str,
-    ) -> Result<Option<String>, RedisFailure> {
-        let key = seat_key(show, label);
-        self.run(false, |mut c| async move {
-            redis::cmd("GET").arg(key).query_async(&mut c).await
-        })
-        .await
     }
 }

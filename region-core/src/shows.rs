@@ -56,6 +56,9 @@ impl ShowLayout {
     }
 }
 
+/// Hours after its start after which a show's layout leaves the cache.
+const EVICT_AFTER_START_HOURS: i64 = 12;
+
 /// Process-wide cache of show layouts.
 #[derive(Clone, Default)]
 pub struct ShowCache {
@@ -82,10 +85,12 @@ impl ShowCache {
             return Ok(None);
         };
         let layout = Arc::new(layout);
-        self.inner
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(show, layout.clone());
+        let mut map = self.inner.write().unwrap_or_else(|p| p.into_inner());
+        // Shows long over are never held again: drop them so a process
+        // that runs for months does not keep every layout it ever saw.
+        let horizon = chrono::Utc::now() - chrono::Duration::hours(EVICT_AFTER_START_HOURS);
+        map.retain(|_, l| l.starts_at > horizon);
+        map.insert(show, layout.clone());
         Ok(Some(layout))
     }
 }
