@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# README command 2: runs every test of the workspace against real
+# PostgreSQL and Redis (started by scripts/services.sh if needed).
+#
+# Extra arguments go to cargo test, e.g.
+#   scripts/test.sh -p e2e                 # only the end-to-end tests
+#   scripts/test.sh -- --nocapture holds   # filter by name, show output
+set -euo pipefail
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+cd "$REPO_ROOT"
+
+bash scripts/services.sh
+ensure_rust
+
+# Where the tests find the services. Each test creates its own database
+# from TEST_DATABASE_URL (so the role must be allowed to CREATE DATABASE)
+# and uses its own keys in TEST_REDIS_URL; tests that kill Redis start a
+# private redis-server on a free port instead.
+export TEST_DATABASE_URL="${TEST_DATABASE_URL:-postgres://postgres:postgres@127.0.0.1:5432/postgres}"
+export TEST_REDIS_URL="${TEST_REDIS_URL:-redis://127.0.0.1:6379}"
+
+# Debian keeps the PostgreSQL server binaries (postgres, initdb, pg_ctl) off
+# PATH; append the newest version's directory for tests that need them.
+pg_bin="$(find /usr/lib/postgresql -mindepth 2 -maxdepth 2 -name bin -type d 2>/dev/null | sort -V | tail -n 1 || true)"
+if [ -n "$pg_bin" ]; then
+    PATH="$PATH:$pg_bin"
+    export PATH
+fi
+
+# The concurrency tests open hundreds of sockets at once; lift a low
+# soft limit on open files (never above the hard limit).
+soft="$(ulimit -Sn)"
+hard="$(ulimit -Hn)"
+if [ "$soft" != "unlimited" ] && [ "$soft" -lt 65536 ]; then
+    if [ "$hard" = "unlimited" ] || [ "$hard" -ge 65536 ]; then
+        ulimit -Sn 65536
+    else
+        ulimit -Sn "$hard"
+    fi
+fi
+
+# Every package by default; only the named ones when the caller picks
+# packages with -p/--package (cargo's --workspace would override them).
+scope=(--workspace)
+for arg in "$@"; do
+    case "$arg" in
+        --) break ;;
+        -p | -p* | --package | --package=*) scope=() ;;
+    esac
+done
+
+echo "TEST_DATABASE_URL=$TEST_DATABASE_URL TEST_REDIS_URL=$TEST_REDIS_URL"
+exec cargo test "${scope[@]}" --all-targets "$@"
