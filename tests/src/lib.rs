@@ -269,6 +269,41 @@ impl TestApp {
         .await
     }
 
+    /// Acts on a hold as `user`: `""` (GET/DELETE) or `"/extend"` (POST).
+    pub async fn on_hold(
+        &self,
+        method: reqwest::Method,
+        user: &str,
+        hold_id: &str,
+        suffix: &str,
+    ) -> anyhow::Result<(u16, Value)> {
+        self.send(
+            method,
+            &format!("/v1/holds/{hold_id}{suffix}"),
+            Some(user),
+            None,
+        )
+        .await
+    }
+
+    /// `SELECT count(*) …` on the app's database.
+    pub async fn count(&self, sql: &str) -> i64 {
+        sqlx::query_scalar(sql)
+            .fetch_one(&self.db)
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"))
+    }
+
+    /// The hold id in a seat's Redis lock, if locked.
+    pub async fn lock_owner(&self, show: &str, label: &str) -> Option<String> {
+        let mut r = self.redis().await.expect("redis");
+        redis::cmd("GET")
+            .arg(format!("seat:{{{show}}}:{label}"))
+            .query_async(&mut r)
+            .await
+            .expect("GET seat key")
+    }
+
     /// A redis connection to the app's Redis.
     pub async fn redis(&self) -> anyhow::Result<redis::aio::MultiplexedConnection> {
         Ok(redis::Client::open(self.redis_url.as_str())?

@@ -192,16 +192,11 @@ async fn bad_hold_requests_are_refused_and_write_nothing() {
     assert_eq!((s, code(&b)), (400, "invalid_show_id"));
 
     // Nothing was written anywhere.
-    let holds: i64 = sqlx::query_scalar("SELECT count(*) FROM holds")
-        .fetch_one(&app.db)
-        .await
-        .expect("count");
+    let holds: i64 = app.count("SELECT count(*) FROM holds").await;
     assert_eq!(holds, 0);
-    let held: i64 =
-        sqlx::query_scalar("SELECT count(*) FROM show_seats WHERE status <> 'AVAILABLE'")
-            .fetch_one(&app.db)
-            .await
-            .expect("count");
+    let held: i64 = app
+        .count("SELECT count(*) FROM show_seats WHERE status <> 'AVAILABLE'")
+        .await;
     assert_eq!(held, 0);
     let mut r = app.redis().await.expect("redis");
     let keys: Vec<String> = redis::cmd("KEYS")
@@ -231,10 +226,7 @@ async fn holds_are_refused_once_the_show_has_started() {
         .await
         .expect("hold");
     assert_eq!((s, code(&b)), (409, "show_started"));
-    let holds: i64 = sqlx::query_scalar("SELECT count(*) FROM holds")
-        .fetch_one(&app.db)
-        .await
-        .expect("count");
+    let holds: i64 = app.count("SELECT count(*) FROM holds").await;
     assert_eq!(holds, 0);
     app.stop().await;
 }
@@ -378,10 +370,7 @@ async fn operator_endpoints_need_an_operator_and_valid_input() {
         .await
         .expect("send");
     assert_eq!((s, code(&b)), (422, "show_in_past"));
-    let shows: i64 = sqlx::query_scalar("SELECT count(*) FROM shows")
-        .fetch_one(&app.db)
-        .await
-        .expect("count");
+    let shows: i64 = app.count("SELECT count(*) FROM shows").await;
     assert_eq!(shows, 0, "no show was written");
     app.stop().await;
 }

@@ -61,10 +61,7 @@ async fn a_full_hold_queue_sheds_load_with_503_and_leaves_nothing_behind() {
         .await
         .expect("check");
     assert_eq!(report, Default::default());
-    let holds: i64 = sqlx::query_scalar("SELECT count(*) FROM holds")
-        .fetch_one(&app.db)
-        .await
-        .expect("count");
+    let holds: i64 = app.count("SELECT count(*) FROM holds").await;
     assert_eq!(holds as usize, held.len() + 1);
     app.stop().await;
 }
@@ -97,12 +94,7 @@ async fn postgres_down_gives_503_with_retry_after_and_recovers() {
     let body: serde_json::Value = resp.json().await.expect("json");
     assert!(body["error"]["code"].is_string(), "{body}");
     // The refused hold's Redis locks were given back.
-    let mut r = app.redis().await.expect("redis");
-    let b1: Option<String> = redis::cmd("GET")
-        .arg(format!("seat:{{{show}}}:B1"))
-        .query_async(&mut r)
-        .await
-        .expect("get");
+    let b1 = app.lock_owner(&show, "B1").await;
     assert_eq!(b1, None);
     let (s, _) = app.get("/readyz").await.expect("readyz");
     assert_eq!(s, 503, "not ready without Postgres");

@@ -6,15 +6,6 @@ use e2e::invariants::check;
 use e2e::{eventually, test_settings, user, TestApp};
 use std::time::Duration;
 
-async fn owner(app: &TestApp, show: &str, label: &str) -> Option<String> {
-    let mut r = app.redis().await.expect("redis");
-    redis::cmd("GET")
-        .arg(format!("seat:{{{show}}}:{label}"))
-        .query_async(&mut r)
-        .await
-        .expect("get")
-}
-
 async fn pg_owner(app: &TestApp, show: &str, label: &str) -> (String, Option<uuid::Uuid>) {
     sqlx::query_as(
         "SELECT ss.status, ss.hold_id FROM show_seats ss JOIN seats s ON s.id = ss.seat_id
@@ -63,18 +54,13 @@ async fn expired_holds_are_swept_and_the_seat_map_shows_it() {
         ("AVAILABLE".into(), None)
     );
     assert_eq!(
-        owner(&app, &show, "A1").await,
+        app.lock_owner(&show, "A1").await,
         None,
         "Redis key expired by TTL"
     );
     let id = hold["hold_id"].as_str().expect("id");
     let (s, h) = app
-        .send(
-            reqwest::Method::GET,
-            &format!("/v1/holds/{id}"),
-            Some(&alice),
-            None,
-        )
+        .on_hold(reqwest::Method::GET, &alice, id, "")
         .await
         .expect("get");
     assert_eq!((s, h["state"].as_str()), (200, Some("EXPIRED")));
@@ -113,7 +99,7 @@ async fn a_stale_holder_cannot_release_or_extend_a_seat_it_lost() {
     // Wait for the Redis lock to lapse (Postgres still says HELD: unswept).
     assert!(
         eventually(Duration::from_secs(5), || async {
-            owner(&app, &show, "A1").await.is_none()
+            app.lock_owner(&show, "A1").await.is_none()
         })
         .await
     );
@@ -124,12 +110,7 @@ async fn a_stale_holder_cannot_release_or_extend_a_seat_it_lost() {
 
     // The stale holder is fenced off: release, extend, and the seat stays Bob's.
     let (s, body) = app
-        .send(
-            reqwest::Method::DELETE,
-            &format!("/v1/holds/{old_id}"),
-            Some(&alice),
-            None,
-        )
+        .on_hold(reqwest::Method::DELETE, &alice, &old_id, "")
         .await
         .expect("release");
     assert_eq!(
@@ -137,12 +118,7 @@ async fn a_stale_holder_cannot_release_or_extend_a_seat_it_lost() {
         (410, Some("hold_expired"))
     );
     let (s, body) = app
-        .send(
-            reqwest::Method::POST,
-            &format!("/v1/holds/{old_id}/extend"),
-            Some(&alice),
-            None,
-        )
+        .on_hold(reqwest::Method::POST, &alice, &old_id, "/extend")
         .await
         .expect("extend");
     assert_eq!(
@@ -154,7 +130,7 @@ async fn a_stale_holder_cannot_release_or_extend_a_seat_it_lost() {
         ("HELD".into(), Some(new_id.parse().expect("uuid")))
     );
     assert_eq!(
-        owner(&app, &show, "A1").await.as_deref(),
+        app.lock_owner(&show, "A1").await.as_deref(),
         Some(new_id.as_str())
     );
     let old_state: String = sqlx::query_scalar("SELECT state FROM holds WHERE id = $1::uuid")
@@ -208,12 +184,7 @@ async fn a_hold_is_extended_once_and_released_once() {
         .parse()
         .expect("ts");
     let (s, ext) = app
-        .send(
-            reqwest::Method::POST,
-            &format!("/v1/holds/{id}/extend"),
-            Some(&alice),
-            None,
-        )
+        .on_hold(reqwest::Method::POST, &alice, id, "/extend")
         .await
         .expect("extend");
     assert_eq!(s, 200);
@@ -233,12 +204,7 @@ async fn a_hold_is_extended_once_and_released_once() {
     };
     assert!(pttl > 600_000, "redis TTL follows the extension: {pttl}");
     let (s, body) = app
-        .send(
-            reqwest::Method::POST,
-            &format!("/v1/holds/{id}/extend"),
-            Some(&alice),
-            None,
-        )
+        .on_hold(reqwest::Method::POST, &alice, id, "/extend")
         .await
         .expect("extend");
     assert_eq!(
@@ -248,48 +214,28 @@ async fn a_hold_is_extended_once_and_released_once() {
 
     // Someone else's hold is invisible to them.
     let (s, _) = app
-        .send(
-            reqwest::Method::DELETE,
-            &format!("/v1/holds/{id}"),
-            Some(&user("mallory")),
-            None,
-        )
+        .on_hold(reqwest::Method::DELETE, &user("mallory"), id, "")
         .await
         .expect("release");
     assert_eq!(s, 404);
     let (s, body) = app
-        .send(
-            reqwest::Method::DELETE,
-            &format!("/v1/holds/{id}"),
-            Some(&alice),
-            None,
-        )
+        .on_hold(reqwest::Method::DELETE, &alice, id, "")
         .await
         .expect("release");
     assert_eq!((s, body["state"].as_str()), (200, Some("RELEASED")));
     let (s, _) = app
-        .send(
-            reqwest::Method::DELETE,
-            &format!("/v1/holds/{id}"),
-            Some(&alice),
-            None,
-        )
+        .on_hold(reqwest::Method::DELETE, &alice, id, "")
         .await
         .expect("release again");
     assert_eq!(s, 200, "releasing twice is harmless");
-    assert_eq!(owner(&app, &show, "A5").await, None);
+    assert_eq!(app.lock_owner(&show, "A5").await, None);
     let (_, avail) = app
         .get(&format!("/v1/shows/{show}/availability"))
         .await
         .expect("avail");
     assert_eq!(avail["available"], 10);
     let (s, body) = app
-        .send(
-            reqwest::Method::POST,
-            &format!("/v1/holds/{id}/extend"),
-            Some(&alice),
-            None,
-        )
+        .on_hold(reqwest::Method::POST, &alice, id, "/extend")
         .await
         .expect("extend");
     assert_eq!(

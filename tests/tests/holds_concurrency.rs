@@ -120,19 +120,15 @@ async fn concurrent_overlapping_holds_never_double_hold() {
 
     // All or nothing, as Postgres records it: every winner owns all its
     // seats; losers left nothing behind.
-    let live_seats: i64 = sqlx::query_scalar("SELECT count(*) FROM hold_seats WHERE live")
-        .fetch_one(&app.db)
-        .await
-        .expect("count");
+    let live_seats: i64 = app
+        .count("SELECT count(*) FROM hold_seats WHERE live")
+        .await;
     let won_seats: usize = won.iter().map(|w| w.seats.len()).sum();
     assert_eq!(
         live_seats as usize, won_seats,
         "live seats = seats of winning holds"
     );
-    let holds: i64 = sqlx::query_scalar("SELECT count(*) FROM holds")
-        .fetch_one(&app.db)
-        .await
-        .expect("count");
+    let holds: i64 = app.count("SELECT count(*) FROM holds").await;
     assert_eq!(
         holds as usize,
         won.len(),
@@ -237,11 +233,7 @@ async fn postgres_refuses_a_seat_redis_forgot() {
     assert_eq!(body["error"]["code"], "seats_unavailable");
     assert_eq!(body["error"]["details"], serde_json::json!(["A1"]));
     // Bob's lock on A3 was released, so A3 is still free for anyone.
-    let a3: Option<String> = redis::cmd("GET")
-        .arg(format!("seat:{{{show}}}:A3"))
-        .query_async(&mut r)
-        .await
-        .expect("get");
+    let a3 = app.lock_owner(&show, "A3").await;
     assert_eq!(a3, None);
     let (s, _) = app
         .hold(&user("carol"), &show, &["A3"])

@@ -125,12 +125,7 @@ async fn holds_survive_a_redis_outage_and_the_fast_path_resumes() {
         .await
         .expect("hold");
     if s == 201 {
-        let mut r = app.redis().await.expect("redis");
-        let owner: Option<String> = redis::cmd("GET")
-            .arg(format!("seat:{{{show}}}:T20"))
-            .query_async(&mut r)
-            .await
-            .expect("get");
+        let owner = app.lock_owner(&show, "T20").await;
         assert_eq!(owner.as_deref(), body["hold_id"].as_str());
     }
     match Arc::try_unwrap(app) {
@@ -140,10 +135,7 @@ async fn holds_survive_a_redis_outage_and_the_fast_path_resumes() {
 }
 
 async fn count_holds(app: &TestApp) -> i64 {
-    sqlx::query_scalar("SELECT count(*) FROM holds")
-        .fetch_one(&app.db)
-        .await
-        .expect("count")
+    app.count("SELECT count(*) FROM holds").await
 }
 
 /// Redis down at start-up: the core starts, serves holds through
