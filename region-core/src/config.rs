@@ -153,6 +153,10 @@ impl Settings {
             "REGION_JWT_SECRET must be at least 16 bytes",
         )?;
         check(
+            !self.unsafe_disable_seat_protection || cfg!(feature = "negative-control"),
+            "REGION_UNSAFE_DISABLE_SEAT_PROTECTION needs a build with the negative-control feature (tests only)",
+        )?;
+        check(
             !self.shard_code.is_empty()
                 && self.shard_code.len() <= 8
                 && self.shard_code.bytes().all(|b| b.is_ascii_alphanumeric()),
