@@ -135,7 +135,8 @@ impl ApiError {
         }
     }
 
-    fn code(&self) -> &'static str {
+    /// The stable error code of the JSON body.
+    pub fn code(&self) -> &'static str {
         match self {
             Self::BadRequest { code, .. }
             | Self::NotFound { code, .. }

@@ -75,14 +75,20 @@ pub async fn reassert(
         shows.insert(*show);
     }
     if since.is_none() {
-        for key in redis.scan_keys("seat:{*").await? {
-            if !wanted.contains(&key) {
-                pipe.cmd("DEL").arg(&key).ignore();
+        // A Redis may be shared with other shards (or test runs): only
+        // keys of shows in this shard's database are ours to delete.
+        let seat_keys = redis.scan_keys("seat:{*").await?;
+        let map_keys = redis.scan_keys("seatmap:{*").await?;
+        let ours = own_shows(db, seat_keys.iter().chain(&map_keys)).await?;
+        let is_ours = |key: &str| show_of_key(key).is_some_and(|s| ours.contains(&s));
+        for key in seat_keys.iter().filter(|k| is_ours(k)) {
+            if !wanted.contains(key) {
+                pipe.cmd("DEL").arg(key).ignore();
             }
         }
         // Maps may have missed updates while Redis was unreachable.
-        for key in redis.scan_keys("seatmap:{*").await? {
-            pipe.cmd("DEL").arg(&key).ignore();
+        for key in map_keys.iter().filter(|k| is_ours(k)) {
+            pipe.cmd("DEL").arg(key).ignore();
         }
     } else {
         for show in &shows {
@@ -111,4 +117,48 @@ pub async fn reassert(
         .collect();
     redis.release_each(&stale).await?;
     Ok(live.len())
+}
+
+/// The show id in a key's hash tag (`seat:{<show>}:A5`, `seatmap:{<show>}`).
+fn show_of_key(key: &str) -> Option<uuid::Uuid> {
+    let (_, rest) = key.split_once('{')?;
+    let (id, _) = rest.split_once('}')?;
+    uuid::Uuid::parse_str(id).ok()
+}
+
+/// Which of the shows named by `keys` live in this shard's database.
+async fn own_shows<'a>(
+    db: &PgPool,
+    keys: impl Iterator<Item = &'a String>,
+) -> Result<HashSet<uuid::Uuid>, sqlx::Error> {
+    let named: HashSet<uuid::Uuid> = keys.filter_map(|k| show_of_key(k)).collect();
+    if named.is_empty() {
+        return Ok(HashSet::new());
+    }
+    let named: Vec<uuid::Uuid> = named.into_iter().collect();
+    let rows: Vec<(uuid::Uuid,)> = sqlx::query_as("SELECT id FROM shows WHERE id = ANY($1)")
+        .bind(&named)
+        .fetch_all(db)
+        .await?;
+    Ok(rows.into_iter().map(|r| r.0).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::show_of_key;
+
+    #[test]
+    fn show_ids_come_from_the_hash_tag() {
+        let id = "01a22050-4c5e-717a-9605-cc121276a339";
+        assert_eq!(
+            show_of_key(&format!("seat:{{{id}}}:A5")).map(|u| u.to_string()),
+            Some(id.into())
+        );
+        assert_eq!(
+            show_of_key(&format!("seatmap:{{{id}}}")).map(|u| u.to_string()),
+            Some(id.into())
+        );
+        assert_eq!(show_of_key("seat:{nope}:A5"), None);
+        assert_eq!(show_of_key("other"), None);
+    }
 }

@@ -184,3 +184,70 @@ async fn starts_without_redis_and_switches_when_it_appears() {
     assert_eq!(s, 409, "re-asserted key refuses the seat on the fast path");
     app.stop().await;
 }
+
+/// Re-assertion makes Redis agree with this shard's Postgres, and leaves
+/// alone the keys of shows it does not own (a Redis shared by shards).
+#[tokio::test]
+async fn reassertion_fixes_our_keys_and_leaves_other_shards_alone() {
+    let app = TestApp::default().await.expect("app");
+    let show = app
+        .seed_show(1, 5, chrono::Duration::days(1))
+        .await
+        .expect("seed");
+    let (s, hold) = app
+        .hold(&user("alice"), &show, &["A1"])
+        .await
+        .expect("hold");
+    assert_eq!(s, 201);
+    let foreign = uuid::Uuid::new_v4();
+    let mut r = app.redis().await.expect("redis");
+    for key in [
+        format!("seat:{{{show}}}:A2"),
+        format!("seat:{{{foreign}}}:A1"),
+    ] {
+        let _: () = redis::cmd("SET")
+            .arg(&key)
+            .arg("stale-or-foreign")
+            .arg("PX")
+            .arg(60_000)
+            .query_async(&mut r)
+            .await
+            .expect("set");
+    }
+    let _: () = redis::cmd("DEL")
+        .arg(format!("seat:{{{show}}}:A1"))
+        .query_async(&mut r)
+        .await
+        .expect("del");
+
+    let state = &app.app.state;
+    region_core::recovery::reassert(&state.db, &state.redis, None)
+        .await
+        .expect("reassert");
+    assert_eq!(
+        app.lock_owner(&show, "A1").await.as_deref(),
+        hold["hold_id"].as_str(),
+        "live hold restored"
+    );
+    assert_eq!(
+        app.lock_owner(&show, "A2").await,
+        None,
+        "our stale lock removed"
+    );
+    let foreign_key: Option<String> = redis::cmd("GET")
+        .arg(format!("seat:{{{foreign}}}:A1"))
+        .query_async(&mut r)
+        .await
+        .expect("get");
+    assert_eq!(
+        foreign_key.as_deref(),
+        Some("stale-or-foreign"),
+        "another shard's lock is untouched"
+    );
+    let _: () = redis::cmd("DEL")
+        .arg(format!("seat:{{{foreign}}}:A1"))
+        .query_async(&mut r)
+        .await
+        .expect("del");
+    app.stop().await;
+}

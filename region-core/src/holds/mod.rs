@@ -104,7 +104,15 @@ async fn create_hold(
         expires_at: truncate_ms(now + state.settings.hold_ttl()),
     };
     let sorted_labels: Vec<String> = seats.iter().map(|s| s.label.clone()).collect();
-    let path = place_hold(&state, &layout, &hold, &sorted_labels).await?;
+    let started = std::time::Instant::now();
+    let placed = place_hold(&state, &layout, &hold, &sorted_labels).await;
+    let outcome = match &placed {
+        Ok(_) => "held",
+        Err(e) => e.code(),
+    };
+    metrics::histogram!("hold_place_seconds", "outcome" => outcome)
+        .record(started.elapsed().as_secs_f64());
+    let path = placed?;
     metrics::counter!("holds_created_total", "path" => path).increment(1);
     Ok((
         StatusCode::CREATED,

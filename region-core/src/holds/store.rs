@@ -102,9 +102,11 @@ pub enum ApplyError {
     Db(#[from] sqlx::Error),
 }
 
-/// Writes the accepted holds of a batch: the hold rows, the takeovers of
-/// expired holders, the seat rows (with a version check) and the live
-/// hold_seats rows. Five statements whatever the batch size.
+/// Writes the accepted holds of a batch: the takeovers of expired
+/// holders (rare: only seats the sweeper has not reached yet), then one
+/// statement that inserts the hold rows, moves the seat rows to HELD with
+/// a version check and links them in `hold_seats`. So a group commit costs
+/// the same round trips whatever its size.
 pub async fn apply_accepted(
     tx: &mut Transaction<'_, Postgres>,
     holds: &[&NewHold],
@@ -115,25 +117,9 @@ pub async fn apply_accepted(
     if holds.is_empty() {
         return Ok(());
     }
-    let ids: Vec<Uuid> = holds.iter().map(|h| h.hold_id).collect();
-    let shows: Vec<Uuid> = holds.iter().map(|h| h.show_id).collect();
-    let users: Vec<&str> = holds.iter().map(|h| h.user_id.as_str()).collect();
-    let counts: Vec<i32> = holds.iter().map(|h| h.seat_ids.len() as i32).collect();
-    let exps: Vec<DateTime<Utc>> = holds.iter().map(|h| h.expires_at).collect();
-    sqlx::query(
-        "INSERT INTO holds (id, show_id, user_id, seat_count, expires_at)
-         SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::int[], $5::timestamptz[])",
-    )
-    .bind(&ids)
-    .bind(&shows)
-    .bind(&users)
-    .bind(&counts)
-    .bind(&exps)
-    .execute(&mut **tx)
-    .await?;
-
-    // Expired holders lose the seats we take over (the sweeper had not
-    // reached them yet).
+    // Expired holders lose the seats we take over. This must precede the
+    // new hold_seats rows: the partial unique index allows one live row
+    // per seat.
     let (old_holds, old_seats): (Vec<Uuid>, Vec<Uuid>) = decisions
         .iter()
         .flat_map(|d| match d {
@@ -159,6 +145,11 @@ pub async fn apply_accepted(
         .await?;
     }
 
+    let ids: Vec<Uuid> = holds.iter().map(|h| h.hold_id).collect();
+    let shows: Vec<Uuid> = holds.iter().map(|h| h.show_id).collect();
+    let users: Vec<&str> = holds.iter().map(|h| h.user_id.as_str()).collect();
+    let counts: Vec<i32> = holds.iter().map(|h| h.seat_ids.len() as i32).collect();
+    let exps: Vec<DateTime<Utc>> = holds.iter().map(|h| h.expires_at).collect();
     let mut s_show = Vec::new();
     let mut s_seat = Vec::new();
     let mut s_hold = Vec::new();
@@ -174,41 +165,50 @@ pub async fn apply_accepted(
         }
     }
     // The version check is the optimistic third line (seed Q1): with the
-    // rows locked it always matches; if it ever does not, nothing commits.
+    // rows locked it always matches; if it ever does not, the caller rolls
+    // the whole transaction back. Foreign keys are checked at the end of
+    // the statement, so the seat rows may name holds inserted beside them.
     let version_check = if protect {
         "AND ss.version = u.version"
     } else {
         ""
     };
-    let updated = sqlx::query(&format!(
-        "UPDATE show_seats ss
-            SET status = 'HELD', hold_id = u.hold_id, hold_expires_at = u.exp, version = ss.version + 1
-           FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::timestamptz[], $5::bigint[])
-                AS u(show_id, seat_id, hold_id, exp, version)
-          WHERE ss.show_id = u.show_id AND ss.seat_id = u.seat_id {version_check}"
+    let updated: i64 = sqlx::query_scalar(&format!(
+        "WITH new_holds AS (
+             INSERT INTO holds (id, show_id, user_id, seat_count, expires_at)
+             SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::int[], $5::timestamptz[])
+         ), taken AS (
+             UPDATE show_seats ss
+                SET status = 'HELD', hold_id = u.hold_id, hold_expires_at = u.exp, version = ss.version + 1
+               FROM unnest($6::uuid[], $7::uuid[], $8::uuid[], $9::timestamptz[], $10::bigint[])
+                    AS u(show_id, seat_id, hold_id, exp, version)
+              WHERE ss.show_id = u.show_id AND ss.seat_id = u.seat_id {version_check}
+          RETURNING ss.hold_id, ss.show_id, ss.seat_id
+         ), linked AS (
+             INSERT INTO hold_seats (hold_id, show_id, seat_id)
+             SELECT hold_id, show_id, seat_id FROM taken
+         )
+         SELECT count(*) FROM taken"
     ))
+    .bind(&ids)
+    .bind(&shows)
+    .bind(&users)
+    .bind(&counts)
+    .bind(&exps)
     .bind(&s_show)
     .bind(&s_seat)
     .bind(&s_hold)
     .bind(&s_exp)
     .bind(&s_ver)
-    .execute(&mut **tx)
-    .await?
-    .rows_affected();
-    let expected = s_seat.len() as u64;
-    if updated != expected {
-        return Err(ApplyError::VersionMismatch { expected, updated });
-    }
-
-    sqlx::query(
-        "INSERT INTO hold_seats (hold_id, show_id, seat_id)
-         SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::uuid[])",
-    )
-    .bind(&s_hold)
-    .bind(&s_show)
-    .bind(&s_seat)
-    .execute(&mut **tx)
+    .fetch_one(&mut **tx)
     .await?;
+    let expected = s_seat.len() as u64;
+    if updated as u64 != expected {
+        return Err(ApplyError::VersionMismatch {
+            expected,
+            updated: updated as u64,
+        });
+    }
     Ok(())
 }
 

@@ -95,10 +95,13 @@ async fn writer_loop(mut rx: mpsc::Receiver<Job>, db: PgPool, redis: RedisPath, 
         let jobs = std::mem::take(&mut batch);
         metrics::histogram!("hold_batch_size").record(jobs.len() as f64);
         let holds: Vec<&NewHold> = jobs.iter().map(|j| &j.hold).collect();
+        let started = std::time::Instant::now();
         let result = write_batch_with_retry(&db, &holds, cfg.protect).await;
+        metrics::histogram!("hold_batch_seconds").record(started.elapsed().as_secs_f64());
+        // The seat map is updated before answering (one Redis round trip
+        // per batch) so a buyer who reads the map after a 201 sees the hold.
         if let Ok(outcomes) = &result {
-            let changes = held_changes(&holds, outcomes);
-            redis.seatmap_update(&changes).await;
+            redis.seatmap_update(&held_changes(&holds, outcomes)).await;
         }
         for (i, job) in jobs.into_iter().enumerate() {
             let r = match &result {

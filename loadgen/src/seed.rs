@@ -1,0 +1,386 @@
+//! Seeds the catalog through the operator HTTP API, so the same code works
+//! against an in-process core and a real deployment.
+//!
+//! Re-runs must work against a database that already has the data: a city
+//! that exists is fine as is. A venue or screen that exists (409) has to be
+//! found again, and the API has no venue or screen listing, so it is looked
+//! up through the city's show listings; if no show names it, a new,
+//! suffixed venue/screen is created rather than failing.
+
+use crate::api::{is_failure, Api};
+use chrono::{DateTime, Duration as ChronoDuration, NaiveDate, Utc};
+use reqwest::StatusCode;
+use shared::api::{
+    City, CreateCity, CreateMovie, CreateScreen, CreateShow, CreateVenue, Movie, RowLayout,
+    SaleMode, Screen, Show, ShowList, Venue,
+};
+use shared::{CityCode, ShowId};
+use std::collections::BTreeMap;
+use uuid::Uuid;
+
+/// Row label of the `i`-th row (0-based): `A`..`Z`, `AA`..`AZ`, `BA`...
+/// (bijective base 26, as seat labels allow 1-3 letters).
+pub fn row_label(mut i: usize) -> String {
+    let mut out = Vec::new();
+    loop {
+        out.push(b'A' + (i % 26) as u8);
+        if i < 26 {
+            break;
+        }
+        i = i / 26 - 1;
+    }
+    out.reverse();
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// A rectangular layout: `rows` rows of `per_row` seats; `category(row)`
+/// names each row's price category.
+pub fn grid(rows: usize, per_row: u16, category: impl Fn(usize) -> &'static str) -> Vec<RowLayout> {
+    (0..rows)
+        .map(|r| RowLayout {
+            row: row_label(r),
+            seats: per_row,
+            category: category(r).to_owned(),
+        })
+        .collect()
+}
+
+/// Creates a city; one that already exists is fine.
+pub async fn ensure_city(api: &Api, op: &str, code: &str, name: &str) -> anyhow::Result<CityCode> {
+    let code = CityCode::parse(code)?;
+    let req = CreateCity {
+        code: code.clone(),
+        name: name.to_owned(),
+    };
+    match api.post::<_, City>("/v1/operator/cities", op, &req).await {
+        Ok(_) => Ok(code),
+        Err(e) if is_failure(&e, StatusCode::CONFLICT, "city_exists") => Ok(code),
+        Err(e) => Err(e),
+    }
+}
+
+/// Shows of `city` on each local date in `dates`.
+pub async fn shows_on(
+    api: &Api,
+    city: &CityCode,
+    dates: &[NaiveDate],
+) -> anyhow::Result<Vec<Show>> {
+    let mut out = Vec::new();
+    for d in dates {
+        let list: ShowList = api
+            .get(&format!("/v1/cities/{city}/shows?date={d}"), None)
+            .await?;
+        out.extend(list.shows);
+    }
+    Ok(out)
+}
+
+/// Shows of `city` from 30 days ago to 14 days ahead: where an existing
+/// venue or screen can be found again by name.
+async fn recent_shows(api: &Api, city: &CityCode) -> anyhow::Result<Vec<Show>> {
+    let today = Utc::now().date_naive();
+    let dates: Vec<NaiveDate> = (-30..=14)
+        .map(|d| today + ChronoDuration::days(d))
+        .collect();
+    shows_on(api, city, &dates).await
+}
+
+/// A screen found or created by [`ensure_place`].
+#[derive(Debug, Clone, Copy)]
+pub struct Place {
+    /// Screen id.
+    pub screen_id: Uuid,
+}
+
+/// Finds or creates venue `venue` (in `time_zone`) of `city` and its
+/// screen `screen` with `rows`.
+pub async fn ensure_place(
+    api: &Api,
+    op: &str,
+    city: &CityCode,
+    venue: &str,
+    time_zone: &str,
+    screen: &str,
+    rows: &[RowLayout],
+) -> anyhow::Result<Place> {
+    // Loaded at most once, and only when something already exists.
+    let mut known: Option<Vec<Show>> = None;
+    let venue_req = CreateVenue {
+        city: city.clone(),
+        name: venue.to_owned(),
+        time_zone: time_zone.to_owned(),
+    };
+    let venue_id = match api
+        .post::<_, Venue>("/v1/operator/venues", op, &venue_req)
+        .await
+    {
+        Ok(v) => v.id,
+        Err(e) if is_failure(&e, StatusCode::CONFLICT, "venue_exists") => {
+            let shows = known.get_or_insert(recent_shows(api, city).await?);
+            match find_named(shows, venue, |s| &s.venue_name) {
+                Some(s) => s.venue_id,
+                None => {
+                    let req = CreateVenue {
+                        name: format!("{venue} {}", short_tag()),
+                        ..venue_req
+                    };
+                    eprintln!(
+                        "   note: venue {venue:?} exists but no show names it; creating {:?}",
+                        req.name
+                    );
+                    api.post::<_, Venue>("/v1/operator/venues", op, &req)
+                        .await?
+                        .id
+                }
+            }
+        }
+        Err(e) => return Err(e),
+    };
+    let screen_req = CreateScreen {
+        venue_id,
+        name: screen.to_owned(),
+        rows: rows.to_vec(),
+    };
+    let screen_id = match api
+        .post::<_, Screen>("/v1/operator/screens", op, &screen_req)
+        .await
+    {
+        Ok(s) => s.id,
+        Err(e) if is_failure(&e, StatusCode::CONFLICT, "screen_exists") => {
+            let shows = match known {
+                Some(s) => s,
+                None => recent_shows(api, city).await?,
+            };
+            let here: Vec<Show> = shows
+                .into_iter()
+                .filter(|s| s.venue_id == venue_id)
+                .collect();
+            match find_named(&here, screen, |s| &s.screen_name) {
+                Some(s) => s.screen_id,
+                None => {
+                    let req = CreateScreen {
+                        name: format!("{screen} {}", short_tag()),
+                        ..screen_req
+                    };
+                    eprintln!(
+                        "   note: screen {screen:?} exists but no show names it; creating {:?}",
+                        req.name
+                    );
+                    api.post::<_, Screen>("/v1/operator/screens", op, &req)
+                        .await?
+                        .id
+                }
+            }
+        }
+        Err(e) => return Err(e),
+    };
+    Ok(Place { screen_id })
+}
+
+/// The show whose `field` is `name`, or else `name` plus one of the
+/// [`short_tag`] suffixes a fallback above created (so re-runs find it).
+fn find_named<'a>(
+    shows: &'a [Show],
+    name: &str,
+    field: impl Fn(&Show) -> &String,
+) -> Option<&'a Show> {
+    let suffixed = |actual: &str| {
+        actual
+            .strip_prefix(name)
+            .and_then(|rest| rest.strip_prefix(' '))
+            .is_some_and(|tag| tag.len() == 8 && tag.bytes().all(|b| b.is_ascii_hexdigit()))
+    };
+    shows
+        .iter()
+        .find(|s| field(s) == name)
+        .or_else(|| shows.iter().find(|s| suffixed(field(s))))
+}
+
+/// Creates a movie (movies have no natural key, so this always creates).
+pub async fn create_movie(
+    api: &Api,
+    op: &str,
+    title: &str,
+    minutes: u16,
+    language: &str,
+) -> anyhow::Result<Uuid> {
+    let req = CreateMovie {
+        title: title.to_owned(),
+        duration_minutes: minutes,
+        language: Some(language.to_owned()),
+    };
+    Ok(api
+        .post::<_, Movie>("/v1/operator/movies", op, &req)
+        .await?
+        .id)
+}
+
+/// Creates an open-sale show.
+pub async fn create_show(
+    api: &Api,
+    op: &str,
+    screen_id: Uuid,
+    movie_id: Uuid,
+    starts_at: DateTime<Utc>,
+    prices: &[(&str, i64)],
+    currency: &str,
+) -> anyhow::Result<Show> {
+    let req = CreateShow {
+        screen_id,
+        movie_id,
+        starts_at,
+        prices: prices
+            .iter()
+            .map(|(c, p)| ((*c).to_owned(), *p))
+            .collect::<BTreeMap<_, _>>(),
+        currency: currency.to_owned(),
+        sale_mode: SaleMode::Open,
+    };
+    api.post("/v1/operator/shows", op, &req).await
+}
+
+/// A short random tag that keeps names of one run apart from other runs.
+pub fn short_tag() -> String {
+    format!("{:08x}", rand::random::<u32>())
+}
+
+/// The benchmark's catalog: one large screen and one movie; every phase of
+/// the run gets fresh shows on it, so each phase starts with empty seats.
+pub struct BenchCatalog {
+    /// Screen every bench show is on.
+    pub screen_id: Uuid,
+    /// Movie of every bench show.
+    pub movie_id: Uuid,
+    /// Rows of the screen.
+    pub rows: usize,
+    /// Seats per row.
+    pub per_row: u16,
+    shows_created: i64,
+}
+
+impl BenchCatalog {
+    /// Creates the bench city (if missing), a venue and screen unique to
+    /// this run, and a movie.
+    pub async fn create(
+        api: &Api,
+        op: &str,
+        rows: usize,
+        per_row: u16,
+        tag: &str,
+    ) -> anyhow::Result<Self> {
+        let city = ensure_city(api, op, "lgbench", "Loadgen Bench City").await?;
+        let layout = grid(rows, per_row, |_| "STANDARD");
+        let place = ensure_place(
+            api,
+            op,
+            &city,
+            &format!("Loadgen Arena {tag}"),
+            "Asia/Kolkata",
+            "Main Hall",
+            &layout,
+        )
+        .await?;
+        let movie_id = create_movie(api, op, &format!("Loadgen Premiere {tag}"), 150, "en").await?;
+        Ok(Self {
+            screen_id: place.screen_id,
+            movie_id,
+            rows,
+            per_row,
+            shows_created: 0,
+        })
+    }
+
+    /// Seats per show.
+    pub fn seats_per_show(&self) -> usize {
+        self.rows * usize::from(self.per_row)
+    }
+
+    /// Creates `n` new shows (weeks ahead, so none starts during a run).
+    pub async fn new_shows(
+        &mut self,
+        api: &Api,
+        op: &str,
+        n: usize,
+    ) -> anyhow::Result<Vec<ShowId>> {
+        let base = Utc::now() + ChronoDuration::days(14);
+        let mut ids = Vec::with_capacity(n);
+        for _ in 0..n {
+            let starts = base + ChronoDuration::minutes(self.shows_created * 5);
+            self.shows_created += 1;
+            let show = create_show(
+                api,
+                op,
+                self.screen_id,
+                self.movie_id,
+                starts,
+                &[("STANDARD", 25_000)],
+                "INR",
+            )
+            .await?;
+            ids.push(show.id);
+        }
+        Ok(ids)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn row_labels_are_bijective_base_26() {
+        assert_eq!(row_label(0), "A");
+        assert_eq!(row_label(25), "Z");
+        assert_eq!(row_label(26), "AA");
+        assert_eq!(row_label(51), "AZ");
+        assert_eq!(row_label(52), "BA");
+        assert_eq!(row_label(701), "ZZ");
+        assert_eq!(row_label(702), "AAA");
+    }
+
+    fn show(venue: &str, screen: &str) -> Show {
+        Show {
+            id: ShowId(Uuid::nil()),
+            city: CityCode::parse("mum").expect("valid code"),
+            venue_id: Uuid::nil(),
+            venue_name: venue.into(),
+            screen_id: Uuid::nil(),
+            screen_name: screen.into(),
+            movie_id: Uuid::nil(),
+            movie_title: "m".into(),
+            starts_at: Utc::now(),
+            starts_at_local: String::new(),
+            time_zone: "UTC".into(),
+            local_date: Utc::now().date_naive(),
+            prices: BTreeMap::new(),
+            currency: "INR".into(),
+            sale_mode: SaleMode::Open,
+            seat_count: 1,
+        }
+    }
+
+    #[test]
+    fn existing_names_are_found_exact_first_then_with_a_fallback_tag() {
+        let shows = vec![
+            show("Hall 0a1b2c3d", "S"),
+            show("Hall", "S"),
+            show("Hall Two", "S"),
+        ];
+        let exact = find_named(&shows, "Hall", |s| &s.venue_name).map(|s| s.venue_name.as_str());
+        assert_eq!(exact, Some("Hall"));
+        let tagged =
+            find_named(&shows[..1], "Hall", |s| &s.venue_name).map(|s| s.venue_name.as_str());
+        assert_eq!(tagged, Some("Hall 0a1b2c3d"));
+        // Another venue that merely starts with the name is not ours.
+        assert!(find_named(&shows[2..], "Hall", |s| &s.venue_name).is_none());
+    }
+
+    #[test]
+    fn grid_names_every_row() {
+        let g = grid(3, 10, |r| if r == 0 { "PREMIUM" } else { "STANDARD" });
+        assert_eq!(g.len(), 3);
+        assert_eq!(g[0].category, "PREMIUM");
+        assert_eq!(g[2].row, "C");
+        assert_eq!(g[2].seats, 10);
+    }
+}
