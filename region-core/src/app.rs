@@ -95,6 +95,7 @@ impl Application {
                 batch_max: settings.hold_batch_max,
                 queue: settings.hold_queue,
                 protect: !settings.unsafe_disable_seat_protection,
+                linger: Duration::from_micros(settings.hold_batch_linger_us),
             },
         );
         let listener = TcpListener::bind(&settings.listen)

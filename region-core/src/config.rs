@@ -69,6 +69,11 @@ pub struct Settings {
     #[arg(long, env = "REGION_HOLD_BATCH_MAX", default_value_t = 256)]
     pub hold_batch_max: usize,
 
+    /// How long a writer waits for more holds before committing a batch
+    /// that is not full, in microseconds (0: write at once).
+    #[arg(long, env = "REGION_HOLD_BATCH_LINGER_US", default_value_t = 2500)]
+    pub hold_batch_linger_us: u64,
+
     /// Holds waiting for a writer before new ones get 503.
     #[arg(long, env = "REGION_HOLD_QUEUE", default_value_t = 8192)]
     pub hold_queue: usize,
