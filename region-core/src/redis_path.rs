@@ -56,6 +56,15 @@ end
 return 1
 "#;
 
+/// Sets every key to this hold id unconditionally: used only for a hold
+/// Postgres has just granted, so Postgres, not Redis, decides the owner.
+const ASSERT_LUA: &str = r#"
+for _, k in ipairs(KEYS) do
+  redis.call('SET', k, ARGV[1], 'PX', ARGV[2])
+end
+return 1
+"#;
+
 /// Applies (ordinal, state) pairs to a seat map only if it exists: a map
 /// is rebuilt whole from Postgres, never born from a partial update.
 const SEATMAP_UPDATE_LUA: &str = r#"
@@ -121,6 +130,7 @@ struct Inner {
     acquire: Script,
     release: Script,
     extend: Script,
+    assert_hold: Script,
     seatmap_update: Script,
 }
 
@@ -138,6 +148,7 @@ impl RedisPath {
                 acquire: Script::new(ACQUIRE_LUA),
                 release: Script::new(RELEASE_LUA),
                 extend: Script::new(EXTEND_LUA),
+                assert_hold: Script::new(ASSERT_LUA),
                 seatmap_update: Script::new(SEATMAP_UPDATE_LUA),
             }),
         };
@@ -278,9 +289,8 @@ impl RedisPath {
         .await
     }
 
-    /// Sets the seat keys of `hold` with a new TTL (extension, or asserting
-    /// a hold written through Postgres alone). `Ok(false)` if a key belongs
-    /// to another hold.
+    /// Re-sets the seat keys of `hold` with a new TTL (extension).
+    /// `Ok(false)` if a key belongs to another hold.
     pub async fn extend(
         &self,
         show: ShowId,
@@ -299,6 +309,30 @@ impl RedisPath {
             })
             .await?;
         Ok(ok == 1)
+    }
+
+    /// Writes the seat keys of a hold that Postgres granted on the
+    /// Postgres-only path, overwriting whatever Redis thinks: a fast-path
+    /// request holding one of those keys right now will be refused by
+    /// Postgres, and its compare-and-delete leaves our value alone.
+    pub async fn assert_hold(
+        &self,
+        show: ShowId,
+        labels: &[&str],
+        hold: Uuid,
+        ttl: Duration,
+    ) -> Result<(), RedisFailure> {
+        let mut inv = self.inner.assert_hold.prepare_invoke();
+        for l in labels {
+            inv.key(seat_key(show, l));
+        }
+        inv.arg(hold.to_string()).arg(ttl.as_millis().max(1) as u64);
+        let _: i32 = self
+            .run(Gate::Closed, |mut c| async move {
+                inv.invoke_async(&mut c).await
+            })
+            .await?;
+        Ok(())
     }
 
     /// The raw seat-map bitfield of a show, if present.

@@ -179,7 +179,7 @@ async fn place_hold(
         Ok(()) => {
             if let Err(e) = state
                 .redis
-                .extend(layout.id, &label_refs, hold.hold_id, ttl)
+                .assert_hold(layout.id, &label_refs, hold.hold_id, ttl)
                 .await
             {
                 tracing::debug!(error = %e, "postgres-only hold not asserted in redis; recovery will");
