@@ -40,13 +40,8 @@ pub struct DemoArgs {
     pub target: String,
 
     /// Key that operator and user tokens are signed with.
-    #[arg(
-        long,
-        env = "REGION_JWT_SECRET",
-        default_value = "dev-only-secret-change-me",
-        hide_env_values = true
-    )]
-    pub jwt_secret: String,
+    #[command(flatten)]
+    pub signing: region_core::auth::SigningKey,
 
     /// Simulated buyers in the flash sale.
     #[arg(long, default_value_t = 2000)]
@@ -125,7 +120,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     );
     let api = Api::new(&args.target)?;
     wait_ready(&api, Duration::from_secs(args.wait_ready_secs)).await?;
-    let minter = Minter::new(&args.jwt_secret);
+    let minter = Minter::new(&args.signing.jwt_secret);
     let op = minter.bearer("demo-operator", Role::Operator)?;
 
     println!("== 1. Catalog: two cities, shows tomorrow (local time) ==");

@@ -54,13 +54,8 @@ pub struct HoldsArgs {
     pub target: Option<String>,
 
     /// Key that operator and user tokens are signed with.
-    #[arg(
-        long,
-        env = "REGION_JWT_SECRET",
-        default_value = "dev-only-secret-change-me",
-        hide_env_values = true
-    )]
-    pub jwt_secret: String,
+    #[command(flatten)]
+    pub signing: region_core::auth::SigningKey,
 
     /// Database used to create (and drop) the run's fresh database.
     #[arg(
@@ -266,7 +261,7 @@ async fn with_database(
             settings.listen = "127.0.0.1:0".into();
             settings.database_url = db_url.clone();
             settings.redis_url = args.redis_url.clone();
-            settings.jwt_secret = args.jwt_secret.clone();
+            settings.jwt_secret = args.signing.jwt_secret.clone();
             let s = InProcessServer::start(settings, args.server_threads).await?;
             eprintln!("loadgen: in-process region core at {}", s.url());
             let url = s.url().to_owned();
@@ -300,7 +295,7 @@ async fn bench(
         _ => (None, None),
     };
 
-    let minter = Minter::new(&args.jwt_secret);
+    let minter = Minter::new(&args.signing.jwt_secret);
     let op = minter.bearer("loadgen-operator", Role::Operator)?;
     let per_row = args.seats_per_show.min(100) as u16;
     let rows = args.seats_per_show.div_ceil(usize::from(per_row));

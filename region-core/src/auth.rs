@@ -8,6 +8,20 @@ use axum::http::request::Parts;
 use jsonwebtoken::{decode, encode, Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 
+/// The `--jwt-secret` / `REGION_JWT_SECRET` argument of the tools that
+/// mint tokens (`region-core mint-token`, `loadgen`).
+#[derive(Debug, Clone, clap::Args)]
+pub struct SigningKey {
+    /// HS256 key tokens are signed with (the region core's REGION_JWT_SECRET).
+    #[arg(
+        long,
+        env = "REGION_JWT_SECRET",
+        default_value = "dev-only-secret-change-me",
+        hide_env_values = true
+    )]
+    pub jwt_secret: String,
+}
+
 /// Who a token speaks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

@@ -1,7 +1,7 @@
 //! `region-core` binary: serve, migrate, or mint a development token.
 
 use clap::{Parser, Subcommand};
-use region_core::auth::{Role, TokenKeys};
+use region_core::auth::{Role, SigningKey, TokenKeys};
 use region_core::{Application, Settings};
 
 #[derive(Parser)]
@@ -34,14 +34,8 @@ enum Command {
         /// Lifetime in seconds.
         #[arg(long, default_value_t = 3600)]
         ttl_secs: i64,
-        /// Signing key.
-        #[arg(
-            long,
-            env = "REGION_JWT_SECRET",
-            default_value = "dev-only-secret-change-me",
-            hide_env_values = true
-        )]
-        jwt_secret: String,
+        #[command(flatten)]
+        signing: SigningKey,
     },
 }
 
@@ -66,7 +60,7 @@ async fn main() -> anyhow::Result<()> {
             sub,
             role,
             ttl_secs,
-            jwt_secret,
+            signing,
         }) => {
             let role = match role.as_str() {
                 "user" => Role::User,
@@ -76,7 +70,7 @@ async fn main() -> anyhow::Result<()> {
             let now = chrono::Utc::now().timestamp();
             println!(
                 "{}",
-                TokenKeys::new(&jwt_secret).mint(&sub, role, now, ttl_secs)?
+                TokenKeys::new(&signing.jwt_secret).mint(&sub, role, now, ttl_secs)?
             );
             Ok(())
         }
