@@ -261,7 +261,7 @@ async fn with_database(
             settings.listen = "127.0.0.1:0".into();
             settings.database_url = db_url.clone();
             settings.redis_url = args.redis_url.clone();
-            settings.jwt_secret = args.signing.jwt_secret.clone();
+            settings.signing = args.signing.clone();
             let s = InProcessServer::start(settings, args.server_threads).await?;
             eprintln!("loadgen: in-process region core at {}", s.url());
             let url = s.url().to_owned();

@@ -112,7 +112,7 @@ impl Application {
             tokio::spawn(recovery::run(db.clone(), redis.clone(), shutdown_rx)),
         ];
         let state = AppState {
-            tokens: TokenKeys::new(&settings.jwt_secret),
+            tokens: TokenKeys::new(&settings.signing.jwt_secret),
             db,
             redis,
             writers,

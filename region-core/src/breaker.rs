@@ -83,6 +83,13 @@ impl Breaker {
         }
     }
 
+    /// Opens the breaker at once (Redis unreachable at start-up).
+    pub fn trip(&mut self, now: Instant) {
+        self.state = BreakerState::Open {
+            until: now + self.open_for,
+        };
+    }
+
     /// Whether it is time to probe Redis.
     pub fn should_probe(&self, now: Instant) -> bool {
         matches!(self.state, BreakerState::Open { until } if now >= until)
@@ -129,6 +136,15 @@ mod tests {
         );
         b.finish_recovery();
         assert!(b.allows_fast_path());
+    }
+
+    #[test]
+    fn trip_opens_at_once_whatever_the_threshold() {
+        let t0 = Instant::now();
+        let mut b = Breaker::new(5, Duration::from_secs(1));
+        b.trip(t0);
+        assert!(!b.allows_fast_path());
+        assert!(b.should_probe(t0 + Duration::from_secs(1)));
     }
 
     #[test]

@@ -37,13 +37,8 @@ pub struct Settings {
     pub shard_code: String,
 
     /// HS256 key that user and operator JWTs are verified with.
-    #[arg(
-        long,
-        env = "REGION_JWT_SECRET",
-        default_value = "dev-only-secret-change-me",
-        hide_env_values = true
-    )]
-    pub jwt_secret: String,
+    #[command(flatten)]
+    pub signing: crate::auth::SigningKey,
 
     /// How long a hold keeps its seats, in seconds.
     #[arg(long, env = "REGION_HOLD_TTL_SECS", default_value_t = 600)]
@@ -154,7 +149,7 @@ impl Settings {
             "REGION_BREAKER_THRESHOLD must be at least 1",
         )?;
         check(
-            self.jwt_secret.len() >= 16,
+            self.signing.jwt_secret.len() >= 16,
             "REGION_JWT_SECRET must be at least 16 bytes",
         )?;
         check(

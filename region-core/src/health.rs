@@ -31,7 +31,7 @@ fn lock_path(state: &AppState) -> &'static str {
 async fn healthz(State(state): State<AppState>) -> Json<Health> {
     Json(Health {
         status: "ok".into(),
-        postgres: true,
+        postgres: None,
         lock_path: lock_path(&state).into(),
     })
 }
@@ -45,7 +45,7 @@ async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     .is_ok_and(|r| r.is_ok());
     let body = Health {
         status: if pg { "ok" } else { "unavailable" }.into(),
-        postgres: pg,
+        postgres: Some(pg),
         lock_path: lock_path(&state).into(),
     };
     let code = if pg {

@@ -154,11 +154,7 @@ impl RedisPath {
         };
         if let Err(e) = this.connect().await {
             tracing::warn!(error = %e, "redis unreachable at start-up; holds use Postgres until it answers");
-            let now = Instant::now();
-            let mut b = this.breaker();
-            while b.allows_fast_path() {
-                b.on_failure(now);
-            }
+            this.breaker().trip(Instant::now());
         }
         Ok(this)
     }

@@ -321,8 +321,10 @@ pub struct Hold {
 pub struct Health {
     /// `ok` or `degraded` / `unavailable`.
     pub status: String,
-    /// Postgres reachable.
-    pub postgres: bool,
+    /// Postgres answered (`/readyz` only: `/healthz` does not check it,
+    /// so it leaves the field out).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub postgres: Option<bool>,
     /// Lock path: `redis` (fast path) or `postgres_only` (breaker open).
     pub lock_path: String,
 }

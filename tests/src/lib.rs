@@ -59,7 +59,7 @@ pub async fn test_settings() -> anyhow::Result<Settings> {
     // points the app at its own server.
     s.database_url = String::new();
     s.redis_url = shared_redis_url();
-    s.jwt_secret = SECRET.into();
+    s.signing.jwt_secret = SECRET.into();
     s.db_pool_size = 16;
     // Tests share two cores with a debug build of everything: a Redis call
     // slower than production's 250 ms is load, not an outage. Failover tests
