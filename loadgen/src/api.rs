@@ -45,6 +45,9 @@ pub struct ApiFailure {
     pub code: String,
     /// The human message.
     pub message: String,
+    /// Structured detail, if the API sent any (e.g. `{"id": …}` of the
+    /// row a `*_exists` conflict names).
+    pub details: Option<serde_json::Value>,
 }
 
 impl fmt::Display for ApiFailure {
@@ -71,6 +74,13 @@ pub fn is_failure(e: &anyhow::Error, status: StatusCode, code: &str) -> bool {
     failure(e).is_some_and(|f| f.status == status && f.code == code)
 }
 
+/// The id a `*_exists` conflict names in `details.id`, if `e` is that
+/// conflict.
+pub fn existing_id(e: &anyhow::Error, code: &str) -> Option<uuid::Uuid> {
+    let f = failure(e).filter(|f| f.status == StatusCode::CONFLICT && f.code == code)?;
+    f.details.as_ref()?.get("id")?.as_str()?.parse().ok()
+}
+
 /// Parses an error response body into an [`ApiFailure`].
 pub fn failure_from_body(status: StatusCode, body: &[u8]) -> ApiFailure {
     match serde_json::from_slice::<ErrorBody>(body) {
@@ -78,11 +88,13 @@ pub fn failure_from_body(status: StatusCode, body: &[u8]) -> ApiFailure {
             status,
             code: b.error.code,
             message: b.error.message,
+            details: b.error.details,
         },
         Err(_) => ApiFailure {
             status,
             code: "unparsed_error".into(),
             message: String::from_utf8_lossy(body).chars().take(200).collect(),
+            details: None,
         },
     }
 }

@@ -7,7 +7,7 @@
 //! up through the city's show listings; if no show names it, a new,
 //! suffixed venue/screen is created rather than failing.
 
-use crate::api::{is_failure, Api};
+use crate::api::{existing_id, is_failure, Api};
 use chrono::{DateTime, Duration as ChronoDuration, NaiveDate, Utc};
 use reqwest::StatusCode;
 use shared::api::{
@@ -75,16 +75,6 @@ pub async fn shows_on(
     Ok(out)
 }
 
-/// Shows of `city` from 30 days ago to 14 days ahead: where an existing
-/// venue or screen can be found again by name.
-async fn recent_shows(api: &Api, city: &CityCode) -> anyhow::Result<Vec<Show>> {
-    let today = Utc::now().date_naive();
-    let dates: Vec<NaiveDate> = (-30..=14)
-        .map(|d| today + ChronoDuration::days(d))
-        .collect();
-    shows_on(api, city, &dates).await
-}
-
 /// A screen found or created by [`ensure_place`].
 #[derive(Debug, Clone, Copy)]
 pub struct Place {
@@ -103,38 +93,18 @@ pub async fn ensure_place(
     screen: &str,
     rows: &[RowLayout],
 ) -> anyhow::Result<Place> {
-    // Loaded at most once, and only when something already exists.
-    let mut known: Option<Vec<Show>> = None;
     let venue_req = CreateVenue {
         city: city.clone(),
         name: venue.to_owned(),
         time_zone: time_zone.to_owned(),
     };
+    // An existing venue or screen of that name is reused: the 409 names it.
     let venue_id = match api
         .post::<_, Venue>("/v1/operator/venues", op, &venue_req)
         .await
     {
         Ok(v) => v.id,
-        Err(e) if is_failure(&e, StatusCode::CONFLICT, "venue_exists") => {
-            let shows = known.get_or_insert(recent_shows(api, city).await?);
-            match find_named(shows, venue, |s| &s.venue_name) {
-                Some(s) => s.venue_id,
-                None => {
-                    let req = CreateVenue {
-                        name: format!("{venue} {}", short_tag()),
-                        ..venue_req
-                    };
-                    eprintln!(
-                        "   note: venue {venue:?} exists but no show names it; creating {:?}",
-                        req.name
-                    );
-                    api.post::<_, Venue>("/v1/operator/venues", op, &req)
-                        .await?
-                        .id
-                }
-            }
-        }
-        Err(e) => return Err(e),
+        Err(e) => existing_id(&e, "venue_exists").ok_or(e)?,
     };
     let screen_req = CreateScreen {
         venue_id,
@@ -146,54 +116,9 @@ pub async fn ensure_place(
         .await
     {
         Ok(s) => s.id,
-        Err(e) if is_failure(&e, StatusCode::CONFLICT, "screen_exists") => {
-            let shows = match known {
-                Some(s) => s,
-                None => recent_shows(api, city).await?,
-            };
-            let here: Vec<Show> = shows
-                .into_iter()
-                .filter(|s| s.venue_id == venue_id)
-                .collect();
-            match find_named(&here, screen, |s| &s.screen_name) {
-                Some(s) => s.screen_id,
-                None => {
-                    let req = CreateScreen {
-                        name: format!("{screen} {}", short_tag()),
-                        ..screen_req
-                    };
-                    eprintln!(
-                        "   note: screen {screen:?} exists but no show names it; creating {:?}",
-                        req.name
-                    );
-                    api.post::<_, Screen>("/v1/operator/screens", op, &req)
-                        .await?
-                        .id
-                }
-            }
-        }
-        Err(e) => return Err(e),
+        Err(e) => existing_id(&e, "screen_exists").ok_or(e)?,
     };
     Ok(Place { screen_id })
-}
-
-/// The show whose `field` is `name`, or else `name` plus one of the
-/// [`short_tag`] suffixes a fallback above created (so re-runs find it).
-fn find_named<'a>(
-    shows: &'a [Show],
-    name: &str,
-    field: impl Fn(&Show) -> &String,
-) -> Option<&'a Show> {
-    let suffixed = |actual: &str| {
-        actual
-            .strip_prefix(name)
-            .and_then(|rest| rest.strip_prefix(' '))
-            .is_some_and(|tag| tag.len() == 8 && tag.bytes().all(|b| b.is_ascii_hexdigit()))
-    };
-    shows
-        .iter()
-        .find(|s| field(s) == name)
-        .or_else(|| shows.iter().find(|s| suffixed(field(s))))
 }
 
 /// Creates a movie (movies have no natural key, so this always creates).
@@ -336,43 +261,6 @@ mod tests {
         assert_eq!(row_label(52), "BA");
         assert_eq!(row_label(701), "ZZ");
         assert_eq!(row_label(702), "AAA");
-    }
-
-    fn show(venue: &str, screen: &str) -> Show {
-        Show {
-            id: ShowId(Uuid::nil()),
-            city: CityCode::parse("mum").expect("valid code"),
-            venue_id: Uuid::nil(),
-            venue_name: venue.into(),
-            screen_id: Uuid::nil(),
-            screen_name: screen.into(),
-            movie_id: Uuid::nil(),
-            movie_title: "m".into(),
-            starts_at: Utc::now(),
-            starts_at_local: String::new(),
-            time_zone: "UTC".into(),
-            local_date: Utc::now().date_naive(),
-            prices: BTreeMap::new(),
-            currency: "INR".into(),
-            sale_mode: SaleMode::Open,
-            seat_count: 1,
-        }
-    }
-
-    #[test]
-    fn existing_names_are_found_exact_first_then_with_a_fallback_tag() {
-        let shows = vec![
-            show("Hall 0a1b2c3d", "S"),
-            show("Hall", "S"),
-            show("Hall Two", "S"),
-        ];
-        let exact = find_named(&shows, "Hall", |s| &s.venue_name).map(|s| s.venue_name.as_str());
-        assert_eq!(exact, Some("Hall"));
-        let tagged =
-            find_named(&shows[..1], "Hall", |s| &s.venue_name).map(|s| s.venue_name.as_str());
-        assert_eq!(tagged, Some("Hall 0a1b2c3d"));
-        // Another venue that merely starts with the name is not ours.
-        assert!(find_named(&shows[2..], "Hall", |s| &s.venue_name).is_none());
     }
 
     #[test]

@@ -45,6 +45,16 @@ fn check_name(field: &str, v: &str, max: usize) -> Result<(), ApiError> {
     Ok(())
 }
 
+/// 409 for a name already taken, carrying the existing row's id in
+/// `details.id` so an idempotent seeding client can use it.
+fn exists(code: &'static str, message: String, existing: Option<(Uuid,)>) -> ApiError {
+    ApiError::Conflict {
+        code,
+        message,
+        details: existing.map(|(id,)| serde_json::json!({ "id": id })),
+    }
+}
+
 fn unique_violation(e: &sqlx::Error) -> bool {
     e.as_database_error()
         .is_some_and(|d| d.kind() == sqlx::error::ErrorKind::UniqueViolation)
@@ -105,10 +115,19 @@ async fn create_venue(
             .execute(&state.db)
             .await;
     match res {
-        Err(e) if unique_violation(&e) => Err(ApiError::conflict(
-            "venue_exists",
-            format!("venue {:?} already exists in {}", req.name, req.city),
-        )),
+        Err(e) if unique_violation(&e) => {
+            let existing: Option<(Uuid,)> =
+                sqlx::query_as("SELECT id FROM venues WHERE city_code = $1 AND name = $2")
+                    .bind(req.city.as_str())
+                    .bind(&req.name)
+                    .fetch_optional(&state.db)
+                    .await?;
+            Err(exists(
+                "venue_exists",
+                format!("venue {:?} already exists in {}", req.name, req.city),
+                existing,
+            ))
+        }
         Err(e) => Err(e.into()),
         Ok(_) => Ok((
             StatusCode::CREATED,
@@ -205,14 +224,21 @@ async fn create_screen(
         .execute(&mut *tx)
         .await;
     if let Err(e) = res {
-        return Err(if unique_violation(&e) {
-            ApiError::conflict(
-                "screen_exists",
-                format!("screen {:?} already exists in this venue", req.name),
-            )
-        } else {
-            e.into()
-        });
+        if !unique_violation(&e) {
+            return Err(e.into());
+        }
+        drop(tx);
+        let existing: Option<(Uuid,)> =
+            sqlx::query_as("SELECT id FROM screens WHERE venue_id = $1 AND name = $2")
+                .bind(req.venue_id)
+                .bind(&req.name)
+                .fetch_optional(&state.db)
+                .await?;
+        return Err(exists(
+            "screen_exists",
+            format!("screen {:?} already exists in this venue", req.name),
+            existing,
+        ));
     }
     let ids: Vec<Uuid> = seats.iter().map(|_| Uuid::now_v7()).collect();
     let rows: Vec<&str> = seats.iter().map(|s| s.0.as_str()).collect();

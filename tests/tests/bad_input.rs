@@ -324,6 +324,25 @@ async fn operator_endpoints_need_an_operator_and_valid_input() {
         .await
         .expect("send");
     assert_eq!(s, 201);
+    // Names are unique per parent; the conflict names the existing row.
+    let (s, b) = app
+        .operator_post(
+            "/v1/operator/screens",
+            json!({"venue_id": venue["id"], "name":"S", "rows": [{"row":"A","seats":1,"category":"GOLD"}]}),
+        )
+        .await
+        .expect("send");
+    assert_eq!((s, code(&b)), (409, "screen_exists"));
+    assert_eq!(b["error"]["details"]["id"], screen["id"]);
+    let (s, b) = app
+        .operator_post(
+            "/v1/operator/venues",
+            json!({"city":"pun","name":"V","time_zone":"Asia/Kolkata"}),
+        )
+        .await
+        .expect("send");
+    assert_eq!((s, code(&b)), (409, "venue_exists"));
+    assert_eq!(b["error"]["details"]["id"], venue["id"]);
     let (_, movie) = app
         .operator_post(
             "/v1/operator/movies",
