@@ -18,16 +18,23 @@ async fn pg_owner(app: &TestApp, show: &str, label: &str) -> (String, Option<uui
     .expect("row")
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn expired_holds_are_swept_and_the_seat_map_shows_it() {
+/// An app whose holds last one second, sweeping every `sweep_ms`, with a
+/// one-row show of ten seats.
+async fn one_second_holds(sweep_ms: u64) -> (TestApp, String) {
     let mut settings = test_settings().await.expect("settings");
     settings.hold_ttl_secs = 1;
-    settings.sweep_interval_ms = 100;
+    settings.sweep_interval_ms = sweep_ms;
     let app = TestApp::spawn(settings).await.expect("app");
     let show = app
         .seed_show(1, 10, chrono::Duration::days(1))
         .await
         .expect("seed");
+    (app, show)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expired_holds_are_swept_and_the_seat_map_shows_it() {
+    let (app, show) = one_second_holds(100).await;
     let alice = user("alice");
     let (s, hold) = app
         .hold(&alice, &show, &["A1", "A2", "A3"])
@@ -83,14 +90,7 @@ async fn expired_holds_are_swept_and_the_seat_map_shows_it() {
 /// from an expired-but-unswept hold: the fencing path.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stale_holder_cannot_release_or_extend_a_seat_it_lost() {
-    let mut settings = test_settings().await.expect("settings");
-    settings.hold_ttl_secs = 1;
-    settings.sweep_interval_ms = 3_600_000;
-    let app = TestApp::spawn(settings).await.expect("app");
-    let show = app
-        .seed_show(1, 10, chrono::Duration::days(1))
-        .await
-        .expect("seed");
+    let (app, show) = one_second_holds(3_600_000).await;
     let (alice, bob) = (user("alice"), user("bob"));
     let (s, old) = app.hold(&alice, &show, &["A1", "A2"]).await.expect("hold");
     assert_eq!(s, 201);
