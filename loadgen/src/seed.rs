@@ -160,6 +160,7 @@ pub async fn create_show(
             .collect::<BTreeMap<_, _>>(),
         currency: currency.to_owned(),
         sale_mode: SaleMode::Open,
+        refund_policy: None,
     };
     api.post("/v1/operator/shows", op, &req).await
 }

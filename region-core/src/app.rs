@@ -1,6 +1,7 @@
 //! Builds and runs the region core: connects Postgres (running migrations)
-//! and Redis, spawns the hold writers, the expiry sweeper and the Redis
-//! recovery supervisor, and serves the HTTP API. `Application::build`
+//! and Redis, spawns the hold writers, the expiry sweeper, the Redis
+//! recovery supervisor, the refund worker, the outbox relay and notifier
+//! and reconciliation, and serves the HTTP API. `Application::build`
 //! binds the listener first, so tests can ask for port 0.
 
 use crate::auth::TokenKeys;
@@ -8,10 +9,16 @@ use crate::breaker::Breaker;
 use crate::config::Settings;
 use crate::error::ApiError;
 use crate::holds::writer::{HoldWriters, WriterConfig};
+use crate::outbox::redis_stream::{LazyRedis, RedisStreamSink};
+use crate::payments::http::HttpGateway;
 use crate::redis_path::RedisPath;
+use crate::refunds::Backoff;
 use crate::shows::ShowCache;
 use crate::state::AppState;
-use crate::{catalog, health, holds, recovery, seat_map, sweeper};
+use crate::{
+    bookings, catalog, checkout, health, holds, notifier, outbox, payments, reconcile, recovery,
+    refunds, seat_map, sweeper,
+};
 use anyhow::Context;
 use axum::extract::DefaultBodyLimit;
 use axum::Router;
@@ -21,7 +28,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::sync::{watch, Notify};
 use tokio::task::JoinHandle;
 
 /// Largest request body accepted (hold and catalog bodies are small).
@@ -32,6 +39,11 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(catalog::router())
         .merge(holds::router())
+        .merge(checkout::router())
+        .merge(bookings::router())
+        .merge(payments::webhook::router())
+        .merge(reconcile::router())
+        .merge(notifier::router())
         .merge(seat_map::router())
         .merge(health::router())
         .fallback(|| async { ApiError::not_found("no_route", "no such endpoint") })
@@ -101,16 +113,62 @@ impl Application {
         let listener = TcpListener::bind(&settings.listen)
             .await
             .with_context(|| format!("binding REGION_LISTEN={}", settings.listen))?;
+        let gateway: Arc<dyn payments::PaymentGateway> = Arc::new(
+            HttpGateway::new(
+                &settings.gateway_url,
+                &settings.gateway_api_key,
+                settings.gateway_timeout(),
+            )
+            .context("configuring REGION_GATEWAY_URL")?,
+        );
+        let outbox_kick = Arc::new(Notify::new());
+        let refund_kick = Arc::new(Notify::new());
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
-        let background = vec![
+        let mut background = vec![
             tokio::spawn(sweeper::run(
                 db.clone(),
                 redis.clone(),
                 Duration::from_millis(settings.sweep_interval_ms),
                 shutdown_rx.clone(),
             )),
-            tokio::spawn(recovery::run(db.clone(), redis.clone(), shutdown_rx)),
+            tokio::spawn(recovery::run(
+                db.clone(),
+                redis.clone(),
+                shutdown_rx.clone(),
+            )),
+            tokio::spawn(refunds::run(
+                db.clone(),
+                gateway.clone(),
+                Backoff {
+                    base: Duration::from_millis(settings.refund_backoff_base_ms),
+                    max: Duration::from_secs(settings.refund_backoff_max_secs),
+                },
+                refund_kick.clone(),
+                outbox_kick.clone(),
+                Duration::from_millis(settings.refund_poll_ms),
+                shutdown_rx.clone(),
+            )),
         ];
+        if settings.outbox_relay {
+            let timeout = settings.redis_timeout().max(Duration::from_millis(500));
+            let sink =
+                RedisStreamSink::new(&settings.redis_url, &settings.events_stream_prefix, timeout)?;
+            background.push(tokio::spawn(outbox::run(
+                db.clone(),
+                Arc::new(sink),
+                outbox_kick.clone(),
+                Duration::from_millis(settings.outbox_poll_ms),
+                shutdown_rx.clone(),
+            )));
+            background.push(tokio::spawn(notifier::run(
+                db.clone(),
+                LazyRedis::new(&settings.redis_url, timeout)?,
+                settings.events_stream_prefix.clone(),
+                format!("core-{}", settings.shard_code),
+                shutdown_rx.clone(),
+            )));
+        }
+        let reconcile_every = Duration::from_secs(settings.reconcile_interval_secs);
         let state = AppState {
             tokens: TokenKeys::new(&settings.signing.jwt_secret),
             db,
@@ -118,7 +176,15 @@ impl Application {
             writers,
             shows: ShowCache::default(),
             settings: Arc::new(settings),
+            gateway,
+            outbox_kick,
+            refund_kick,
         };
+        background.push(tokio::spawn(reconcile::run(
+            state.clone(),
+            reconcile_every,
+            shutdown_rx,
+        )));
         Ok(Self {
             listener,
             state,

@@ -15,6 +15,7 @@ use shared::api::{
     City, CreateCity, CreateMovie, CreateScreen, CreateShow, CreateVenue, Movie, SaleMode, Screen,
     Show, ShowList, Venue,
 };
+use shared::refund::RefundPolicy;
 use shared::{CityCode, SeatLabel, ShowId};
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use uuid::Uuid;
@@ -334,6 +335,10 @@ async fn create_show(
             format!("price of {cat} must not be negative, got {p}"),
         ));
     }
+    let refund_policy = req.refund_policy.clone().unwrap_or_default();
+    refund_policy
+        .validate()
+        .map_err(|e| ApiError::unprocessable("invalid_refund_policy", e.to_string()))?;
     let movie: Option<(Uuid,)> = sqlx::query_as("SELECT id FROM movies WHERE id = $1")
         .bind(req.movie_id)
         .fetch_optional(&state.db)
@@ -384,8 +389,8 @@ async fn create_show(
     let id = Uuid::now_v7();
     let mut tx = state.db.begin().await?;
     sqlx::query(
-        "INSERT INTO shows (id, screen_id, movie_id, starts_at, prices, currency, sale_mode, seat_count)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, (SELECT count(*) FROM seats WHERE screen_id = $2))",
+        "INSERT INTO shows (id, screen_id, movie_id, starts_at, prices, currency, sale_mode, seat_count, refund_policy)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, (SELECT count(*) FROM seats WHERE screen_id = $2), $8)",
     )
     .bind(id)
     .bind(req.screen_id)
@@ -394,6 +399,7 @@ async fn create_show(
     .bind(sqlx::types::Json(&req.prices))
     .bind(&req.currency)
     .bind(req.sale_mode.as_db_str())
+    .bind(sqlx::types::Json(&refund_policy))
     .execute(&mut *tx)
     .await?;
     // Creating a show materialises one row per seat: the rows that holds
@@ -438,7 +444,7 @@ struct DateQuery {
 
 const SHOW_SELECT: &str = "
     SELECT sh.id, v.city_code, v.id, v.name, sc.id, sc.name, m.id, m.title, sh.starts_at,
-           v.time_zone, sh.prices, sh.currency, sh.sale_mode, sh.seat_count
+           v.time_zone, sh.prices, sh.currency, sh.sale_mode, sh.seat_count, sh.refund_policy
       FROM shows sh
       JOIN screens sc ON sc.id = sh.screen_id
       JOIN venues v ON v.id = sc.venue_id
@@ -459,6 +465,7 @@ type ShowRow = (
     String,
     String,
     i32,
+    sqlx::types::Json<RefundPolicy>,
 );
 
 fn show_from_row(r: ShowRow) -> Result<Show, ApiError> {
@@ -483,6 +490,7 @@ fn show_from_row(r: ShowRow) -> Result<Show, ApiError> {
         currency: r.11,
         sale_mode: SaleMode::from_db_str(&r.12).unwrap_or(SaleMode::Open),
         seat_count: r.13 as u32,
+        refund_policy: r.14 .0,
     })
 }
 

@@ -32,7 +32,7 @@ pub struct Settings {
     )]
     pub redis_url: String,
 
-    /// Short shard code, used in keys and (later) booking numbers.
+    /// Short shard code, used in keys and booking numbers.
     #[arg(long, env = "REGION_SHARD_CODE", default_value = "dev")]
     pub shard_code: String,
 
@@ -89,6 +89,80 @@ pub struct Settings {
     /// how long a lost update can leave the map stale).
     #[arg(long, env = "REGION_SEATMAP_TTL_SECS", default_value_t = 30)]
     pub seatmap_ttl_secs: u64,
+
+    /// The payment gateway's base URL.
+    #[arg(
+        long,
+        env = "REGION_GATEWAY_URL",
+        default_value = "http://127.0.0.1:8090"
+    )]
+    pub gateway_url: String,
+
+    /// The payment gateway's secret API key.
+    #[arg(
+        long,
+        env = "REGION_GATEWAY_API_KEY",
+        default_value = "sk_sandbox_local"
+    )]
+    pub gateway_api_key: String,
+
+    /// The secret gateway webhooks are signed with.
+    #[arg(
+        long,
+        env = "REGION_GATEWAY_WEBHOOK_SECRET",
+        default_value = "whsec_sandbox_local"
+    )]
+    pub gateway_webhook_secret: String,
+
+    /// A gateway call slower than this has an unknown outcome (retried
+    /// later with the same idempotency key), in milliseconds.
+    #[arg(long, env = "REGION_GATEWAY_TIMEOUT_MS", default_value_t = 10_000)]
+    pub gateway_timeout_ms: u64,
+
+    /// How long a checkout's Idempotency-Key stays locked by a request
+    /// that may have crashed before a retry may resume it, in seconds.
+    #[arg(long, env = "REGION_IDEMPOTENCY_LOCK_SECS", default_value_t = 30)]
+    pub idempotency_lock_secs: u64,
+
+    /// How often reconciliation runs, in seconds.
+    #[arg(long, env = "REGION_RECONCILE_INTERVAL_SECS", default_value_t = 300)]
+    pub reconcile_interval_secs: u64,
+
+    /// Reconciliation leaves payments younger than this alone (their
+    /// checkout may still be running), in seconds.
+    #[arg(long, env = "REGION_RECONCILE_GRACE_SECS", default_value_t = 60)]
+    pub reconcile_grace_secs: u64,
+
+    /// How often the refund worker looks for due refunds, in milliseconds.
+    #[arg(long, env = "REGION_REFUND_POLL_MS", default_value_t = 1000)]
+    pub refund_poll_ms: u64,
+
+    /// First retry delay of a failed refund, in milliseconds (doubles per
+    /// attempt, with jitter).
+    #[arg(long, env = "REGION_REFUND_BACKOFF_BASE_MS", default_value_t = 1000)]
+    pub refund_backoff_base_ms: u64,
+
+    /// Longest delay between refund attempts, in seconds.
+    #[arg(long, env = "REGION_REFUND_BACKOFF_MAX_SECS", default_value_t = 3600)]
+    pub refund_backoff_max_secs: u64,
+
+    /// How often the outbox relay looks for unpublished events, in
+    /// milliseconds (it is also woken by every commit that writes one).
+    #[arg(long, env = "REGION_OUTBOX_POLL_MS", default_value_t = 500)]
+    pub outbox_poll_ms: u64,
+
+    /// Outbox events go to Redis Streams named `<prefix>:<city>`.
+    #[arg(long, env = "REGION_EVENTS_STREAM_PREFIX", default_value = "events")]
+    pub events_stream_prefix: String,
+
+    /// Run the outbox relay and the notifier in this process.
+    #[arg(long, env = "REGION_OUTBOX_RELAY", default_value_t = true, action = clap::ArgAction::Set)]
+    pub outbox_relay: bool,
+
+    /// Fault injection for tests ONLY: a checkout stops dead at this
+    /// recovery point, as if the process crashed there.
+    #[arg(long, env = "REGION_TEST_CRASH_AT", hide = true)]
+    pub test_crash_at: Option<crate::checkout::CrashPoint>,
 
     /// Negative-control switch for tests ONLY: turns off the Redis lock and
     /// the Postgres availability/version checks. Never set in production.
@@ -157,6 +231,34 @@ impl Settings {
             "REGION_UNSAFE_DISABLE_SEAT_PROTECTION needs a build with the negative-control feature (tests only)",
         )?;
         check(
+            self.test_crash_at.is_none() || cfg!(feature = "fault-injection"),
+            "REGION_TEST_CRASH_AT needs a build with the fault-injection feature (tests only)",
+        )?;
+        check(
+            self.gateway_url.starts_with("http://") || self.gateway_url.starts_with("https://"),
+            "REGION_GATEWAY_URL must be an http(s) URL",
+        )?;
+        check(
+            self.gateway_timeout_ms >= 1,
+            "REGION_GATEWAY_TIMEOUT_MS must be at least 1",
+        )?;
+        check(
+            self.idempotency_lock_secs * 1000 > self.gateway_timeout_ms,
+            "REGION_IDEMPOTENCY_LOCK_SECS must outlast REGION_GATEWAY_TIMEOUT_MS",
+        )?;
+        check(
+            self.reconcile_interval_secs >= 1,
+            "REGION_RECONCILE_INTERVAL_SECS must be at least 1",
+        )?;
+        check(
+            self.refund_backoff_base_ms >= 1 && self.refund_backoff_max_secs >= 1,
+            "REGION_REFUND_BACKOFF_BASE_MS and REGION_REFUND_BACKOFF_MAX_SECS must be at least 1",
+        )?;
+        check(
+            self.gateway_webhook_secret.len() >= 8,
+            "REGION_GATEWAY_WEBHOOK_SECRET must be at least 8 bytes",
+        )?;
+        check(
             !self.shard_code.is_empty()
                 && self.shard_code.len() <= 8
                 && self.shard_code.bytes().all(|b| b.is_ascii_alphanumeric()),
@@ -168,6 +270,16 @@ impl Settings {
     /// Hold lifetime.
     pub fn hold_ttl(&self) -> Duration {
         Duration::from_secs(self.hold_ttl_secs)
+    }
+
+    /// How long a crashed request's idempotency-key lock lasts.
+    pub fn idempotency_lock(&self) -> Duration {
+        Duration::from_secs(self.idempotency_lock_secs)
+    }
+
+    /// Gateway call timeout.
+    pub fn gateway_timeout(&self) -> Duration {
+        Duration::from_millis(self.gateway_timeout_ms)
     }
 
     /// Redis call timeout.

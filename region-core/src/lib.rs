@@ -7,18 +7,32 @@
 //! - `seat_map` serves live seat maps; `sweeper` frees expired holds;
 //! - `redis_path` + `breaker` + `recovery` are the Redis fast path and its
 //!   failure handling;
+//! - `checkout` turns a hold into a paid booking (idempotency keys with
+//!   recovery points, `checkout::settle` books or compensates);
+//! - `payments` is the gateway trait, its HTTP client and the webhook;
+//! - `bookings` owns bookings and cancellation; `refunds` sends refunds
+//!   with backoff; `reconcile` settles what crashes left behind;
+//! - `outbox` publishes state changes (Redis Streams); `notifier` is its
+//!   idempotent consumer (what users are told);
 //! - `auth`, `error`, `config`, `health` are the service's boundaries.
 
 pub mod app;
 pub mod auth;
+pub mod bookings;
 pub mod breaker;
 pub mod catalog;
+pub mod checkout;
 pub mod config;
 pub mod error;
 pub mod health;
 pub mod holds;
+pub mod notifier;
+pub mod outbox;
+pub mod payments;
+pub mod reconcile;
 pub mod recovery;
 pub mod redis_path;
+pub mod refunds;
 pub mod seat_map;
 pub mod shows;
 pub mod state;

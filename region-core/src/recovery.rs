@@ -46,7 +46,8 @@ pub async fn run(db: PgPool, redis: RedisPath, mut shutdown: watch::Receiver<boo
 }
 
 /// Makes Redis agree with Postgres: every live held seat's key names its
-/// hold with the remaining TTL. On the full pass (`since` = None), keys
+/// hold with the remaining TTL (and, on the full pass, every booked
+/// seat's key names its booking). On the full pass (`since` = None), keys
 /// of seats Postgres does not hold are deleted and seat maps dropped (they
 /// are rebuilt on the next read). Returns the number of seats asserted.
 pub async fn reassert(
@@ -75,6 +76,24 @@ pub async fn reassert(
         shows.insert(*show);
     }
     if since.is_none() {
+        // Booked seats stay taken in the fast path too.
+        let booked = {
+            let mut conn = db.acquire().await?;
+            crate::bookings::store::booked_seats(&mut conn, now).await?
+        };
+        for (show, label, booking, starts_at) in &booked {
+            let key = seat_key(shared::ShowId(*show), label);
+            let ms = (*starts_at + chrono::Duration::hours(6) - now)
+                .num_milliseconds()
+                .max(1);
+            pipe.cmd("SET")
+                .arg(&key)
+                .arg(crate::redis_path::booked_value(*booking))
+                .arg("PX")
+                .arg(ms)
+                .ignore();
+            wanted.insert(key);
+        }
         // A Redis may be shared with other shards (or test runs): only
         // keys of shows in this shard's database are ours to delete.
         let seat_keys = redis.scan_keys("seat:{*").await?;

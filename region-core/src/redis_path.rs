@@ -85,6 +85,12 @@ pub fn seat_key(show: ShowId, label: &str) -> String {
     format!("seat:{{{show}}}:{label}")
 }
 
+/// The value of a booked seat's key: the fast path refuses it like a held
+/// one, and only the booking's cancellation deletes it.
+pub fn booked_value(booking: Uuid) -> String {
+    format!("booked:{booking}")
+}
+
 /// The Redis key of a show's seat-map bitfield.
 pub fn seatmap_key(show: ShowId) -> String {
     format!("seatmap:{{{show}}}")
@@ -274,11 +280,22 @@ impl RedisPath {
         labels: &[&str],
         hold: Uuid,
     ) -> Result<u32, RedisFailure> {
+        self.release_value(show, labels, &hold.to_string()).await
+    }
+
+    /// Deletes the seat keys whose value is still `value` (a hold id, or
+    /// [`booked_value`] of a cancelled booking).
+    pub async fn release_value(
+        &self,
+        show: ShowId,
+        labels: &[&str],
+        value: &str,
+    ) -> Result<u32, RedisFailure> {
         let mut inv = self.inner.release.prepare_invoke();
         for l in labels {
             inv.key(seat_key(show, l));
         }
-        inv.arg(hold.to_string());
+        inv.arg(value);
         self.run(Gate::UnlessOpen, |mut c| async move {
             inv.invoke_async(&mut c).await
         })
@@ -318,11 +335,24 @@ impl RedisPath {
         hold: Uuid,
         ttl: Duration,
     ) -> Result<(), RedisFailure> {
+        self.assert_value(show, labels, &hold.to_string(), ttl)
+            .await
+    }
+
+    /// Sets seat keys to `value` unconditionally: Postgres has decided who
+    /// owns these seats (a Postgres-only hold, or a confirmed booking).
+    pub async fn assert_value(
+        &self,
+        show: ShowId,
+        labels: &[&str],
+        value: &str,
+        ttl: Duration,
+    ) -> Result<(), RedisFailure> {
         let mut inv = self.inner.assert_hold.prepare_invoke();
         for l in labels {
             inv.key(seat_key(show, l));
         }
-        inv.arg(hold.to_string()).arg(ttl.as_millis().max(1) as u64);
+        inv.arg(value).arg(ttl.as_millis().max(1) as u64);
         let _: i32 = self
             .run(Gate::Closed, |mut c| async move {
                 inv.invoke_async(&mut c).await

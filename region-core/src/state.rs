@@ -1,13 +1,15 @@
 //! What every handler shares: pools, the Redis path, the hold writers,
-//! the show-layout cache and the settings.
+//! the show-layout cache, the payment gateway and the settings.
 
 use crate::auth::TokenKeys;
 use crate::config::Settings;
 use crate::holds::writer::HoldWriters;
+use crate::payments::PaymentGateway;
 use crate::redis_path::RedisPath;
 use crate::shows::ShowCache;
 use sqlx::PgPool;
 use std::sync::Arc;
+use tokio::sync::Notify;
 
 /// Shared application state (cheap to clone).
 #[derive(Clone)]
@@ -24,4 +26,10 @@ pub struct AppState {
     pub tokens: TokenKeys,
     /// Settings.
     pub settings: Arc<Settings>,
+    /// The payment gateway.
+    pub gateway: Arc<dyn PaymentGateway>,
+    /// Wakes the outbox relay after a commit that wrote events.
+    pub outbox_kick: Arc<Notify>,
+    /// Wakes the refund worker after a commit that created a refund.
+    pub refund_kick: Arc<Notify>,
 }

@@ -1,6 +1,8 @@
 //! Request and response bodies of the region core's HTTP API. The edge
 //! uses the same types, so both sides agree on the wire format.
 
+use crate::booking_number::BookingNumber;
+use crate::refund::{RefundPolicy, RefundQuote};
 use crate::{CityCode, HoldId, ShowId};
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
@@ -163,6 +165,10 @@ pub struct CreateShow {
     /// Open or flash sale.
     #[serde(default = "default_sale_mode")]
     pub sale_mode: SaleMode,
+    /// Cancellation refund policy; the default is 100 % at ≥ 24 h, 50 % at
+    /// ≥ 4 h, none later. Copied onto each booking at purchase time.
+    #[serde(default)]
+    pub refund_policy: Option<RefundPolicy>,
 }
 
 fn default_sale_mode() -> SaleMode {
@@ -204,6 +210,8 @@ pub struct Show {
     pub sale_mode: SaleMode,
     /// Number of seats.
     pub seat_count: u32,
+    /// Cancellation refund policy of tickets sold from now on.
+    pub refund_policy: RefundPolicy,
 }
 
 /// `GET /v1/cities/{code}/shows?date=…`
@@ -327,4 +335,165 @@ pub struct Health {
     pub postgres: Option<bool>,
     /// Lock path: `redis` (fast path) or `postgres_only` (breaker open).
     pub lock_path: String,
+}
+
+/// `POST /v1/holds/{id}/checkout` (with an `Idempotency-Key` header).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Checkout {
+    /// The gateway's payment method token, e.g. `pm_card_ok` (the sandbox
+    /// gateway also knows `pm_card_declined` and its `pm_fault_*` tokens).
+    pub payment_method: String,
+}
+
+/// Lifecycle of a booking.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum BookingStatus {
+    /// Paid and confirmed; the seats are the buyer's.
+    Confirmed,
+    /// Cancelled; the seats are free again.
+    Cancelled,
+}
+
+impl BookingStatus {
+    /// The database spelling.
+    pub fn as_db_str(self) -> &'static str {
+        match self {
+            Self::Confirmed => "CONFIRMED",
+            Self::Cancelled => "CANCELLED",
+        }
+    }
+
+    /// Parses the database spelling.
+    pub fn from_db_str(s: &str) -> Option<Self> {
+        match s {
+            "CONFIRMED" => Some(Self::Confirmed),
+            "CANCELLED" => Some(Self::Cancelled),
+            _ => None,
+        }
+    }
+}
+
+/// A seat of a booking.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BookedSeat {
+    /// Label, e.g. `A5`.
+    pub label: String,
+    /// Price category.
+    pub category: String,
+    /// Price paid, minor units.
+    pub price_minor: i64,
+}
+
+/// A refund as the buyer sees it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RefundView {
+    /// Refund id.
+    pub id: Uuid,
+    /// Amount, minor units.
+    pub amount_minor: i64,
+    /// `PENDING` (being sent to the gateway), `SUCCEEDED` or `FAILED`.
+    pub status: String,
+    /// `cancellation` or `confirmation_failed`.
+    pub reason: String,
+}
+
+/// A booking (`GET /v1/bookings/{id}`, the checkout's 201 body).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Booking {
+    /// Internal id (UUID v7).
+    pub id: Uuid,
+    /// Human-readable number, unique across shards.
+    pub number: BookingNumber,
+    /// Status.
+    pub status: BookingStatus,
+    /// Show id.
+    pub show_id: ShowId,
+    /// Movie or event title.
+    pub title: String,
+    /// Venue name.
+    pub venue_name: String,
+    /// Show start, UTC.
+    pub show_starts_at: DateTime<Utc>,
+    /// Show start in the venue's time zone (RFC 3339 with offset).
+    pub show_starts_at_local: String,
+    /// The venue's IANA time zone.
+    pub time_zone: String,
+    /// The seats.
+    pub seats: Vec<BookedSeat>,
+    /// Total paid, minor units.
+    pub amount_minor: i64,
+    /// Currency.
+    pub currency: String,
+    /// The payment behind it.
+    pub payment_id: Uuid,
+    /// The cancellation policy fixed at purchase.
+    pub refund_policy: RefundPolicy,
+    /// When it was confirmed, UTC.
+    pub created_at: DateTime<Utc>,
+    /// When it was cancelled, UTC.
+    pub cancelled_at: Option<DateTime<Utc>>,
+    /// The refund of a cancelled booking (none for a 0 % cancellation).
+    pub refund: Option<RefundView>,
+}
+
+/// `GET /v1/bookings`: the caller's bookings, newest first.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BookingList {
+    /// Bookings.
+    pub bookings: Vec<Booking>,
+}
+
+/// `GET /v1/bookings/{id}/cancellation-quote`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CancellationQuote {
+    /// Booking id.
+    pub booking_id: Uuid,
+    /// Booking number.
+    pub number: BookingNumber,
+    /// Total paid.
+    pub amount_minor: i64,
+    /// Currency.
+    pub currency: String,
+    /// What cancelling now would refund.
+    #[serde(flatten)]
+    pub quote: RefundQuote,
+    /// When this quote was computed, UTC.
+    pub quoted_at: DateTime<Utc>,
+}
+
+/// A notification the buyer was sent (booking confirmed, refund issued …).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Notification {
+    /// The outbox event it came from (consumers de-duplicate by it).
+    pub event_id: Uuid,
+    /// Event type, e.g. `booking.confirmed`.
+    pub kind: String,
+    /// The event's payload.
+    pub body: serde_json::Value,
+    /// When it was recorded.
+    pub created_at: DateTime<Utc>,
+}
+
+/// `GET /v1/me/notifications`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NotificationList {
+    /// Newest first.
+    pub notifications: Vec<Notification>,
+}
+
+/// `POST /v1/operator/reconcile`: what one reconciliation pass fixed.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReconcileReport {
+    /// Charged payments without a booking that were booked now.
+    pub completed_bookings: u32,
+    /// Charged payments that could not be booked and were refunded.
+    pub refunded: u32,
+    /// In-flight payments the gateway says failed.
+    pub marked_failed: u32,
+    /// In-flight payments the gateway never charged.
+    pub abandoned: u32,
+    /// Payments still unresolved (gateway unreachable); tried next pass.
+    pub unresolved: u32,
 }

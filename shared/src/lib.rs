@@ -6,9 +6,12 @@
 //! request and response types, and the error body every boundary returns.
 
 pub mod api;
+pub mod booking_number;
 pub mod error;
 pub mod ids;
+pub mod refund;
 pub mod seat;
+pub mod webhook_sig;
 
 pub use error::{ErrorBody, ErrorDetail};
 pub use ids::{CityCode, HoldId, ParseIdError, ShowId};

@@ -11,9 +11,11 @@ pub mod redis_server;
 use anyhow::Context;
 use region_core::auth::{Role, TokenKeys};
 use region_core::{Application, RunningApp, Settings};
+use sandbox_gateway::{RunningSandbox, SandboxConfig};
 use serde_json::{json, Value};
 use sqlx::postgres::PgPoolOptions;
 use sqlx::PgPool;
+use std::sync::Arc;
 use uuid::Uuid;
 
 /// JWT key of every test app.
@@ -65,7 +67,37 @@ pub async fn test_settings() -> anyhow::Result<Settings> {
     // slower than production's 250 ms is load, not an outage. Failover tests
     // set their own.
     s.redis_timeout_ms = 1000;
+    // Payments: a slow sandbox answer (its `timeout` fault hangs 3 s) is an
+    // unknown outcome after 1.5 s; a crashed request's key lock lapses
+    // after 2 s; reconciliation runs when a test asks (POST
+    // /v1/operator/reconcile) and looks at every payment, however young.
+    s.gateway_timeout_ms = 1500;
+    s.idempotency_lock_secs = 2;
+    s.reconcile_grace_secs = 0;
+    s.refund_poll_ms = 100;
+    s.refund_backoff_base_ms = 100;
+    s.refund_backoff_max_secs = 1;
+    s.outbox_poll_ms = 100;
+    // The shared Redis serves many test apps: each gets its own streams.
+    s.events_stream_prefix = format!("e2e_{}:events", Uuid::new_v4().simple());
     Ok(s)
+}
+
+/// The sandbox API key every test gateway uses.
+pub const GATEWAY_KEY: &str = "sk_sandbox_test";
+
+/// Starts a sandbox payment gateway on a free port (its `timeout` fault
+/// hangs 3 s, longer than the test core's 1.5 s gateway timeout).
+pub async fn spawn_gateway(fault_rate: f64) -> anyhow::Result<Arc<RunningSandbox>> {
+    let cfg = SandboxConfig {
+        listen: "127.0.0.1:0".into(),
+        api_key: GATEWAY_KEY.into(),
+        fault_rate,
+        timeout_ms: 3000,
+        seed: Some(7),
+        ..SandboxConfig::default()
+    };
+    Ok(Arc::new(sandbox_gateway::spawn(cfg).await?))
 }
 
 /// A running region core plus what tests need to talk to it.
@@ -80,19 +112,49 @@ pub struct TestApp {
     pub db: PgPool,
     /// Redis URL the app uses.
     pub redis_url: String,
+    /// The sandbox payment gateway the app charges through (webhooks
+    /// point at the app).
+    pub gateway: Arc<RunningSandbox>,
+    /// The settings the app was started with (`restart` reuses them).
+    pub settings: Settings,
     db_name: String,
     operator: String,
 }
 
 impl TestApp {
-    /// Builds and starts an app with `settings`.
-    pub async fn spawn(mut settings: Settings) -> anyhow::Result<Self> {
+    /// Builds and starts an app with `settings` and a new sandbox gateway.
+    pub async fn spawn(settings: Settings) -> anyhow::Result<Self> {
+        Self::spawn_with_gateway(settings, spawn_gateway(0.0).await?).await
+    }
+
+    /// Builds and starts an app charging through `gateway`, whose
+    /// webhooks are pointed at the app.
+    pub async fn spawn_with_gateway(
+        mut settings: Settings,
+        gateway: Arc<RunningSandbox>,
+    ) -> anyhow::Result<Self> {
         if settings.database_url.is_empty() {
             settings.database_url = fresh_database().await?;
         }
+        settings.gateway_url = gateway.url();
+        settings.gateway_api_key = GATEWAY_KEY.into();
         let db_url = settings.database_url.clone();
         let redis_url = settings.redis_url.clone();
-        let app = Application::build(settings).await?.spawn()?;
+        let app = Application::build(settings.clone()).await?.spawn()?;
+        let http = reqwest::Client::builder()
+            .pool_max_idle_per_host(1024)
+            .build()?;
+        let hook = http
+            .put(format!("{}/sandbox/webhook", gateway.url()))
+            .bearer_auth(GATEWAY_KEY)
+            .json(&json!({ "url": format!("{}/v1/webhooks/payments", app.url()) }))
+            .send()
+            .await?;
+        anyhow::ensure!(
+            hook.status().is_success(),
+            "setting the webhook: {}",
+            hook.status()
+        );
         let db = PgPoolOptions::new()
             .max_connections(4)
             .connect(&db_url)
@@ -100,14 +162,26 @@ impl TestApp {
         Ok(Self {
             url: app.url(),
             app,
-            http: reqwest::Client::builder()
-                .pool_max_idle_per_host(1024)
-                .build()?,
+            http,
             db,
             redis_url,
+            gateway,
+            settings,
             db_name: db_url.rsplit('/').next().unwrap_or_default().to_owned(),
             operator: token("operator-1", Role::Operator),
         })
+    }
+
+    /// Stops the app (as a crash would: nothing is finished for it) and
+    /// starts a new one on the same database and gateway, with `change`
+    /// applied to the settings.
+    pub async fn restart(self, change: impl FnOnce(&mut Settings)) -> anyhow::Result<Self> {
+        let mut settings = self.settings.clone();
+        change(&mut settings);
+        let gateway = self.gateway.clone();
+        self.app.stop().await;
+        self.db.close().await;
+        Self::spawn_with_gateway(settings, gateway).await
     }
 
     /// Stops the app and drops its database.

@@ -276,12 +276,16 @@ fn labels_of(layout: &ShowLayout, seat_ids: &[Uuid]) -> Vec<String> {
         .collect()
 }
 
-fn parse_hold_id(raw: &str) -> Result<HoldId, ApiError> {
+pub(crate) fn parse_hold_id(raw: &str) -> Result<HoldId, ApiError> {
     HoldId::parse(raw).map_err(|e| ApiError::bad_request("invalid_hold_id", e.to_string()))
 }
 
 /// Loads a hold the caller owns; someone else's hold is "not found".
-async fn owned_hold(state: &AppState, user: &User, id: HoldId) -> Result<StoredHold, ApiError> {
+pub(crate) async fn owned_hold(
+    state: &AppState,
+    user: &User,
+    id: HoldId,
+) -> Result<StoredHold, ApiError> {
     let mut conn = state.db.acquire().await?;
     match store::fetch(&mut conn, id.0).await? {
         Some(h) if h.user_id == user.id => Ok(h),
@@ -305,7 +309,7 @@ fn hold_view(h: &StoredHold, now: DateTime<Utc>) -> Hold {
 }
 
 /// Why an active-hold operation changed nothing.
-fn not_active_error(h: &StoredHold, now: DateTime<Utc>) -> ApiError {
+pub(crate) fn not_active_error(h: &StoredHold, now: DateTime<Utc>) -> ApiError {
     match hold_view(h, now).state {
         HoldState::Expired => ApiError::Gone {
             code: "hold_expired",

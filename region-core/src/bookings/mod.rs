@@ -1,0 +1,263 @@
+//! Bookings: `GET /v1/bookings`, `GET /v1/bookings/{id}` (id or booking
+//! number), `GET /v1/bookings/{id}/cancellation-quote` and
+//! `POST /v1/bookings/{id}/cancel`.
+//!
+//! Cancelling is one transaction: booking CANCELLED, seats AVAILABLE (and
+//! the seat map updated right after), a refund row per the policy stored
+//! with the booking, and the outbox event. The refund itself is sent to
+//! the gateway by the refund worker, which retries until it lands.
+
+pub mod store;
+
+use crate::auth::User;
+use crate::checkout::idempotency::{self, KeyState, StoredResponse};
+use crate::error::{ApiError, ApiPath, ApiQuery};
+use crate::outbox;
+use crate::redis_path::booked_value;
+use crate::state::AppState;
+use axum::extract::State;
+use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use chrono::Utc;
+use serde::Deserialize;
+use shared::api::{Booking, BookingList, BookingStatus, CancellationQuote};
+use shared::booking_number::BookingNumber;
+use shared::refund::CancelRefused;
+use shared::{SeatState, ShowId};
+use store::{BookingHead, BookingRef};
+use uuid::Uuid;
+
+/// Booking routes.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/v1/bookings", get(list_bookings))
+        .route("/v1/bookings/{id}", get(get_booking))
+        .route("/v1/bookings/{id}/cancellation-quote", get(quote))
+        .route("/v1/bookings/{id}/cancel", post(cancel))
+}
+
+fn parse_ref(raw: &str) -> Result<BookingRef, ApiError> {
+    if let Ok(id) = Uuid::parse_str(raw) {
+        return Ok(BookingRef::Id(id));
+    }
+    BookingNumber::parse(raw)
+        .map(BookingRef::Number)
+        .map_err(|e| {
+            ApiError::bad_request(
+                "invalid_booking_id",
+                format!("expected a booking id (UUID) or booking number: {e}"),
+            )
+        })
+}
+
+fn unknown(raw: &str) -> ApiError {
+    ApiError::not_found("unknown_booking", format!("no booking {raw}"))
+}
+
+/// The caller's booking; someone else's is "not found".
+async fn owned_head(
+    conn: &mut sqlx::PgConnection,
+    user: &User,
+    raw: &str,
+    for_update: bool,
+) -> Result<BookingHead, ApiError> {
+    let r = parse_ref(raw)?;
+    match store::head(conn, &r, for_update).await? {
+        Some(h) if h.user_id == user.id => Ok(h),
+        _ => Err(unknown(raw)),
+    }
+}
+
+async fn view(conn: &mut sqlx::PgConnection, id: Uuid) -> Result<Booking, ApiError> {
+    store::load_view(conn, id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("unknown_booking", format!("no booking {id}")))
+}
+
+async fn get_booking(
+    State(state): State<AppState>,
+    user: User,
+    ApiPath(raw): ApiPath<String>,
+) -> Result<axum::Json<Booking>, ApiError> {
+    let mut conn = state.db.acquire().await?;
+    let head = owned_head(&mut conn, &user, &raw, false).await?;
+    Ok(axum::Json(view(&mut conn, head.id).await?))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListQuery {
+    limit: Option<i64>,
+}
+
+async fn list_bookings(
+    State(state): State<AppState>,
+    user: User,
+    ApiQuery(q): ApiQuery<ListQuery>,
+) -> Result<axum::Json<BookingList>, ApiError> {
+    let limit = q.limit.unwrap_or(50);
+    if !(1..=200).contains(&limit) {
+        return Err(ApiError::unprocessable(
+            "invalid_limit",
+            "limit must be 1..=200",
+        ));
+    }
+    let mut conn = state.db.acquire().await?;
+    let bookings = store::list_for_user(&mut conn, &user.id, limit).await?;
+    Ok(axum::Json(BookingList { bookings }))
+}
+
+fn already_cancelled(b: &Booking) -> ApiError {
+    ApiError::Conflict {
+        code: "already_cancelled",
+        message: format!("booking {} is already cancelled", b.number),
+        details: Some(serde_json::json!({
+            "booking_id": b.id,
+            "cancelled_at": b.cancelled_at,
+            "refund": b.refund,
+        })),
+    }
+}
+
+fn show_started() -> ApiError {
+    ApiError::conflict(
+        "show_started",
+        "the show has started; bookings can no longer be cancelled",
+    )
+}
+
+async fn quote(
+    State(state): State<AppState>,
+    user: User,
+    ApiPath(raw): ApiPath<String>,
+) -> Result<axum::Json<CancellationQuote>, ApiError> {
+    let mut conn = state.db.acquire().await?;
+    let head = owned_head(&mut conn, &user, &raw, false).await?;
+    let b = view(&mut conn, head.id).await?;
+    if head.status == BookingStatus::Cancelled {
+        return Err(already_cancelled(&b));
+    }
+    let now = Utc::now();
+    let quote = head
+        .refund_policy
+        .quote(head.amount_minor, head.show_starts_at, now)
+        .map_err(|CancelRefused::ShowStarted| show_started())?;
+    Ok(axum::Json(CancellationQuote {
+        booking_id: b.id,
+        number: b.number,
+        amount_minor: b.amount_minor,
+        currency: b.currency,
+        quote,
+        quoted_at: now,
+    }))
+}
+
+#[tracing::instrument(skip_all, fields(booking = %raw))]
+async fn cancel(
+    State(state): State<AppState>,
+    user: User,
+    headers: HeaderMap,
+    ApiPath(raw): ApiPath<String>,
+) -> Result<Response, ApiError> {
+    let key = idempotency::key_from_headers(&headers, false)?;
+    let hash = idempotency::request_hash("POST", &format!("/v1/bookings/{raw}/cancel"), b"");
+    let now = Utc::now();
+    let mut tx = state.db.begin().await?;
+    if let Some(key) = &key {
+        let lock = state.settings.idempotency_lock();
+        if let KeyState::Replay(r) =
+            idempotency::begin(&mut tx, &user.id, key, &hash, lock, now).await?
+        {
+            return Ok(crate::checkout::stored_response(r, true));
+        }
+    }
+    let head = owned_head(&mut tx, &user, &raw, true).await?;
+    if head.status == BookingStatus::Cancelled {
+        return Err(already_cancelled(&view(&mut tx, head.id).await?));
+    }
+    let quote = head
+        .refund_policy
+        .quote(head.amount_minor, head.show_starts_at, now)
+        .map_err(|CancelRefused::ShowStarted| show_started())?;
+    let freed = store::cancel(&mut tx, &head, quote.refund_minor, now).await?;
+    let refund_id = if quote.refund_minor > 0 {
+        let id = Uuid::now_v7();
+        sqlx::query(
+            "INSERT INTO refunds (id, payment_id, booking_id, reason, amount_minor)
+             VALUES ($1, $2, $3, 'cancellation', $4)",
+        )
+        .bind(id)
+        .bind(head.payment_id)
+        .bind(head.id)
+        .bind(quote.refund_minor)
+        .execute(&mut *tx)
+        .await?;
+        Some(id)
+    } else {
+        None
+    };
+    let b = view(&mut tx, head.id).await?;
+    outbox::record(
+        &mut tx,
+        head.show_id,
+        head.id,
+        "booking.cancelled",
+        serde_json::json!({
+            "user_id": user.id,
+            "booking_id": head.id,
+            "number": b.number,
+            "seats": b.seats.iter().map(|s| &s.label).collect::<Vec<_>>(),
+            "refund_percent": quote.percent,
+            "refund_minor": quote.refund_minor,
+            "refund_id": refund_id,
+            "currency": b.currency,
+        }),
+    )
+    .await?;
+    let response = StoredResponse {
+        status: 200,
+        body: serde_json::to_vec(&b).map_err(anyhow::Error::from)?,
+    };
+    if let Some(key) = &key {
+        idempotency::insert(
+            &mut tx,
+            &user.id,
+            key,
+            &hash,
+            idempotency::RecoveryPoint::Started,
+            now,
+        )
+        .await
+        .map_err(idempotency::insert_error)?;
+        idempotency::finish(&mut tx, &user.id, key, &response).await?;
+    }
+    tx.commit().await?;
+    metrics::counter!("bookings_cancelled_total").increment(1);
+    state.outbox_kick.notify_one();
+    if refund_id.is_some() {
+        state.refund_kick.notify_one();
+    }
+    // Seats are free in Postgres already; tell the fast path and the map.
+    let show = ShowId(head.show_id);
+    let labels: Vec<&str> = freed.iter().map(|(_, l)| l.as_str()).collect();
+    if let Err(e) = state
+        .redis
+        .release_value(show, &labels, &booked_value(head.id))
+        .await
+    {
+        tracing::warn!(error = %e, "cancelled in Postgres; booked redis keys expire by TTL or recovery");
+    }
+    state
+        .redis
+        .seatmap_update(&[(
+            show,
+            freed
+                .iter()
+                .map(|(o, _)| (*o, SeatState::Available))
+                .collect(),
+        )])
+        .await;
+    Ok(crate::checkout::stored_response(response, false).into_response())
+}

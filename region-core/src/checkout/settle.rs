@@ -1,0 +1,207 @@
+//! Settling a charged payment: the one place that turns a succeeded
+//! payment into a confirmed booking, or, when the hold can no longer be
+//! honoured, into a refund (the saga's compensation). The checkout, the
+//! gateway webhook and reconciliation all come here; the payment row's
+//! lock and its `settled` column make it happen once.
+
+use super::idempotency::{self, StoredResponse};
+use crate::bookings::store as bookings;
+use crate::holds::store as holds;
+use crate::outbox;
+use crate::state::AppState;
+use chrono::Utc;
+use shared::booking_number::BookingNumber;
+use shared::{SeatState, ShowId};
+use uuid::Uuid;
+
+/// What settling did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Settlement {
+    /// A booking was confirmed now.
+    Booked(Uuid),
+    /// The hold could not be honoured; a refund was scheduled now.
+    Refunded(Uuid),
+    /// Nothing to do: not charged, or already settled.
+    Nothing,
+}
+
+type PaymentRow = (
+    String,         // status
+    Option<String>, // settled
+    Uuid,           // hold_id
+    Uuid,           // show_id
+    String,         // user_id
+    Option<String>, // idem_key
+    i64,            // amount_minor
+    String,         // currency
+);
+
+/// Confirms or refunds a succeeded payment, exactly once.
+pub async fn settle(state: &AppState, payment_id: Uuid) -> anyhow::Result<Settlement> {
+    let mut tx = state.db.begin().await?;
+    let row: Option<PaymentRow> = sqlx::query_as(
+        "SELECT status, settled, hold_id, show_id, user_id, idem_key, amount_minor, currency
+           FROM payments WHERE id = $1 FOR UPDATE",
+    )
+    .bind(payment_id)
+    .fetch_optional(&mut *tx)
+    .await?;
+    let Some((status, settled, hold_id, show_id, user_id, idem_key, amount, currency)) = row else {
+        return Ok(Settlement::Nothing); // not ours (a stray webhook reference)
+    };
+    if status != "SUCCEEDED" || settled.is_some() {
+        return Ok(Settlement::Nothing);
+    }
+    // Lock order everywhere: seat rows, then the hold (as holds do).
+    let owned = holds::lock_owned_seats(&mut tx, show_id, hold_id).await?;
+    let hold: (String, chrono::DateTime<Utc>, i32) =
+        sqlx::query_as("SELECT state, expires_at, seat_count FROM holds WHERE id = $1 FOR UPDATE")
+            .bind(hold_id)
+            .fetch_one(&mut *tx)
+            .await?;
+    let now = Utc::now();
+    let why_not = if hold.0 != "ACTIVE" {
+        Some(format!("the hold is {}", hold.0.to_lowercase()))
+    } else if hold.1 <= now {
+        Some("the hold expired before the payment completed".to_owned())
+    } else if owned.len() != hold.2 as usize {
+        Some("the hold no longer owns all its seats".to_owned())
+    } else {
+        None
+    };
+
+    let Some(why_not) = why_not else {
+        let booking_id = Uuid::now_v7();
+        let (seq,): (i64,) = sqlx::query_as("SELECT nextval('booking_number_seq')")
+            .fetch_one(&mut *tx)
+            .await?;
+        let number = BookingNumber::new(now.date_naive(), &state.settings.shard_code, seq as u64)?;
+        bookings::insert_confirmed(
+            &mut tx,
+            &bookings::NewBooking {
+                id: booking_id,
+                number: number.clone(),
+                show_id,
+                hold_id,
+                payment_id,
+                user_id: user_id.clone(),
+                amount_minor: amount,
+                currency: currency.clone(),
+            },
+        )
+        .await?;
+        sqlx::query("UPDATE payments SET settled = 'BOOKED', updated_at = now() WHERE id = $1")
+            .bind(payment_id)
+            .execute(&mut *tx)
+            .await?;
+        let view = bookings::load_view(&mut tx, booking_id)
+            .await?
+            .ok_or_else(|| anyhow::anyhow!("booking {booking_id} vanished"))?;
+        outbox::record(
+            &mut tx,
+            show_id,
+            booking_id,
+            "booking.confirmed",
+            serde_json::json!({
+                "user_id": user_id,
+                "booking_id": booking_id,
+                "number": number,
+                "payment_id": payment_id,
+                "show_id": show_id,
+                "seats": view.seats.iter().map(|s| &s.label).collect::<Vec<_>>(),
+                "amount_minor": amount,
+                "currency": currency,
+            }),
+        )
+        .await?;
+        if let Some(key) = &idem_key {
+            let body = serde_json::to_vec(&view)?;
+            idempotency::finish(
+                &mut tx,
+                &user_id,
+                key,
+                &StoredResponse { status: 201, body },
+            )
+            .await?;
+        }
+        tx.commit().await?;
+        state.outbox_kick.notify_one();
+        metrics::counter!("bookings_confirmed_total").increment(1);
+        let labels: Vec<String> = view.seats.iter().map(|s| s.label.clone()).collect();
+        mark_booked_in_redis(state, ShowId(show_id), &labels, booking_id, &owned).await;
+        return Ok(Settlement::Booked(booking_id));
+    };
+
+    // Compensation: the money goes back in full.
+    let refund_id = Uuid::now_v7();
+    sqlx::query(
+        "INSERT INTO refunds (id, payment_id, reason, amount_minor) VALUES ($1, $2, 'confirmation_failed', $3)",
+    )
+    .bind(refund_id)
+    .bind(payment_id)
+    .bind(amount)
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query("UPDATE payments SET settled = 'REFUNDED', updated_at = now() WHERE id = $1")
+        .bind(payment_id)
+        .execute(&mut *tx)
+        .await?;
+    let details = serde_json::json!({
+        "payment_id": payment_id,
+        "refund_id": refund_id,
+        "amount_minor": amount,
+        "currency": currency,
+    });
+    let mut payload = details.clone();
+    payload["user_id"] = serde_json::json!(user_id);
+    payload["hold_id"] = serde_json::json!(hold_id);
+    payload["reason"] = serde_json::json!(why_not);
+    outbox::record(&mut tx, show_id, payment_id, "booking.failed", payload).await?;
+    if let Some(key) = &idem_key {
+        let resp = idempotency::error_response(
+            409,
+            "confirmation_failed",
+            &format!("payment received but {why_not}; the full amount is being refunded"),
+            Some(details),
+        );
+        idempotency::finish(&mut tx, &user_id, key, &resp).await?;
+    }
+    tx.commit().await?;
+    state.outbox_kick.notify_one();
+    state.refund_kick.notify_one();
+    metrics::counter!("checkout_compensated_total").increment(1);
+    tracing::warn!(%payment_id, %refund_id, reason = %why_not, "charged payment could not be booked; refunding");
+    Ok(Settlement::Refunded(refund_id))
+}
+
+/// Booked seats stay taken in the fast path (value `booked:<id>`) until
+/// well after the show, so new holds on them fail in Redis, not later.
+async fn mark_booked_in_redis(
+    state: &AppState,
+    show: ShowId,
+    labels: &[String],
+    booking: Uuid,
+    ordinals: &[i32],
+) {
+    let ttl = match state.shows.get(&state.db, show).await {
+        Ok(Some(layout)) => (layout.starts_at - Utc::now() + chrono::Duration::hours(6))
+            .to_std()
+            .unwrap_or_default(),
+        _ => std::time::Duration::from_secs(24 * 3600),
+    };
+    let refs: Vec<&str> = labels.iter().map(String::as_str).collect();
+    if let Err(e) = state
+        .redis
+        .assert_value(show, &refs, &crate::redis_path::booked_value(booking), ttl)
+        .await
+    {
+        tracing::debug!(error = %e, "booked seats not marked in redis; recovery will");
+    }
+    state
+        .redis
+        .seatmap_update(&[(
+            show,
+            ordinals.iter().map(|o| (*o, SeatState::Booked)).collect(),
+        )])
+        .await;
+}

@@ -1,0 +1,103 @@
+//! Payments: the [`PaymentGateway`] trait the checkout, refund worker and
+//! reconciliation talk to, its HTTP client (`http`), and the signed
+//! webhook the gateway calls back (`webhook`).
+//!
+//! Every call carries an idempotency key we own (the payment or refund
+//! id), so any call whose outcome is unknown can simply be made again.
+
+pub mod http;
+pub mod webhook;
+
+use async_trait::async_trait;
+use uuid::Uuid;
+
+/// A charge to make: create and capture a payment intent.
+#[derive(Debug, Clone)]
+pub struct ChargeRequest {
+    /// Our payment id: the gateway idempotency key and reference.
+    pub payment_id: Uuid,
+    /// Amount, minor units.
+    pub amount_minor: i64,
+    /// ISO 4217 currency.
+    pub currency: String,
+    /// The buyer's payment method token.
+    pub payment_method: String,
+}
+
+/// A definite answer from the gateway about a charge.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ChargeOutcome {
+    /// The money was taken.
+    Succeeded {
+        /// The gateway's id of the payment.
+        gateway_id: String,
+    },
+    /// The gateway refused (card declined, …); nothing was taken.
+    Declined {
+        /// The gateway's id, if it created one.
+        gateway_id: Option<String>,
+        /// Its reason code, e.g. `card_declined`.
+        code: String,
+    },
+}
+
+/// What the gateway knows about a charge we may or may not have made.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ChargeLookup {
+    /// It charged (possibly in a request whose response we never saw).
+    Succeeded {
+        /// The gateway's id of the payment.
+        gateway_id: String,
+    },
+    /// It refused.
+    Failed {
+        /// The gateway's id.
+        gateway_id: String,
+        /// Its reason code.
+        code: String,
+    },
+    /// It has no charge with this reference: it never took money.
+    NotFound,
+}
+
+/// A refund to make.
+#[derive(Debug, Clone)]
+pub struct RefundRequest {
+    /// Our refund id: the gateway idempotency key and reference.
+    pub refund_id: Uuid,
+    /// The gateway's id of the charge to refund.
+    pub gateway_payment_id: String,
+    /// Amount, minor units.
+    pub amount_minor: i64,
+}
+
+/// Why a gateway call did not give a definite answer.
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    /// Timeout, connection failure, 5xx, or a concurrent request with the
+    /// same key: the outcome is unknown and the same call may be retried.
+    #[error("gateway outcome unknown: {0}")]
+    Unavailable(String),
+    /// A 4xx the same request will always get (bad amount, unknown
+    /// payment method …): retrying cannot help.
+    #[error("gateway refused the request (HTTP {status}): {code}")]
+    Rejected {
+        /// HTTP status.
+        status: u16,
+        /// The gateway's error code.
+        code: String,
+    },
+}
+
+/// A payment gateway in the usual shape (payment intents with
+/// idempotency keys, refunds, webhooks).
+#[async_trait]
+pub trait PaymentGateway: Send + Sync + 'static {
+    /// Creates and captures a charge. Idempotent per `payment_id`.
+    async fn charge(&self, req: &ChargeRequest) -> Result<ChargeOutcome, GatewayError>;
+    /// Finds out whether a charge with this reference exists.
+    async fn find_charge(&self, payment_id: Uuid) -> Result<ChargeLookup, GatewayError>;
+    /// Refunds (part of) a charge; returns the gateway's refund id.
+    /// Idempotent per `refund_id`.
+    async fn refund(&self, req: &RefundRequest) -> Result<String, GatewayError>;
+}

@@ -1,0 +1,132 @@
+//! `POST /v1/webhooks/payments`: the gateway's asynchronous results.
+//! The signature (`Sandbox-Signature: t=…,v1=…`, HMAC-SHA256 over
+//! `"{t}.{body}"`) is checked before anything is read; a redelivered
+//! event (same id) is acknowledged without acting twice.
+//!
+//! - `payment_intent.succeeded`: record the charge, then settle it (book
+//!   or refund); this is how a "success whose response was lost" lands.
+//! - `payment_intent.payment_failed`: close the in-flight payment.
+//! - `refund.succeeded`: mark the refund done.
+
+use crate::checkout::{self, settle};
+use crate::error::ApiError;
+use crate::state::AppState;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::post;
+use axum::Router;
+use serde::Deserialize;
+use uuid::Uuid;
+
+/// Signature header name.
+pub const SIGNATURE_HEADER: &str = "sandbox-signature";
+
+/// Accepted clock difference between the gateway and us.
+const TOLERANCE_SECS: i64 = 300;
+
+/// Webhook route.
+pub fn router() -> Router<AppState> {
+    Router::new().route("/v1/webhooks/payments", post(receive))
+}
+
+#[derive(Debug, Deserialize)]
+struct Event {
+    id: String,
+    #[serde(rename = "type")]
+    kind: String,
+    data: EventData,
+}
+
+#[derive(Debug, Deserialize)]
+struct EventData {
+    object: EventObject,
+}
+
+#[derive(Debug, Deserialize)]
+struct EventObject {
+    id: String,
+    #[serde(default)]
+    reference: Option<String>,
+    #[serde(default)]
+    failure_code: Option<String>,
+}
+
+async fn receive(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<StatusCode, ApiError> {
+    let sig = headers
+        .get(SIGNATURE_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .ok_or_else(|| ApiError::bad_request("missing_signature", "no Sandbox-Signature header"))?;
+    shared::webhook_sig::verify(
+        state.settings.gateway_webhook_secret.as_bytes(),
+        sig,
+        &body,
+        chrono::Utc::now().timestamp(),
+        TOLERANCE_SECS,
+    )
+    .map_err(|e| ApiError::bad_request("invalid_signature", e.to_string()))?;
+    let event: Event = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::bad_request("malformed_event", e.to_string()))?;
+    let reference = event
+        .data
+        .object
+        .reference
+        .as_deref()
+        .and_then(|r| Uuid::parse_str(r).ok());
+    let Some(reference) = reference else {
+        // Not one of ours (another integration on the same account).
+        return Ok(StatusCode::OK);
+    };
+    let fresh = sqlx::query(
+        "INSERT INTO webhook_events (event_id, event_type) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+    )
+    .bind(&event.id)
+    .bind(&event.kind)
+    .execute(&state.db)
+    .await?
+    .rows_affected()
+        == 1;
+    if !fresh {
+        return Ok(StatusCode::OK);
+    }
+    // If handling fails the event id must not stay recorded, or the
+    // gateway's redelivery would be ignored.
+    if let Err(e) = handle(&state, &event, reference).await {
+        let _ = sqlx::query("DELETE FROM webhook_events WHERE event_id = $1")
+            .bind(&event.id)
+            .execute(&state.db)
+            .await;
+        return Err(e);
+    }
+    metrics::counter!("payment_webhooks_total", "type" => event.kind.clone()).increment(1);
+    Ok(StatusCode::OK)
+}
+
+async fn handle(state: &AppState, event: &Event, reference: Uuid) -> Result<(), ApiError> {
+    let object = &event.data.object;
+    match event.kind.as_str() {
+        "payment_intent.succeeded" => {
+            let mut tx = state.db.begin().await?;
+            checkout::record_success(&mut tx, reference, &object.id).await?;
+            tx.commit().await?;
+            settle::settle(state, reference).await?;
+        }
+        "payment_intent.payment_failed" => {
+            let code = object.failure_code.as_deref().unwrap_or("payment_failed");
+            let mut tx = state.db.begin().await?;
+            checkout::record_failure(&mut tx, reference, Some(&object.id), code).await?;
+            tx.commit().await?;
+        }
+        "refund.succeeded" => {
+            crate::refunds::succeed(&state.db, reference, &object.id).await?;
+        }
+        _ => {}
+    }
+    state.outbox_kick.notify_one();
+    state.refund_kick.notify_one();
+    Ok(())
+}

@@ -1,0 +1,139 @@
+//! Reconciliation: the backstop of "money is never lost". Periodically
+//! (and on `POST /v1/operator/reconcile`) it finds
+//! - payments the gateway charged that were never settled (a crash
+//!   between charge and booking): settles them, i.e. books them if the
+//!   hold is still good, or refunds them;
+//! - payments stuck in flight (we asked the gateway, never learnt the
+//!   answer): asks the gateway by reference and records what it says,
+//!   then settles a charge, or closes a payment that was never charged.
+//!
+//! Payments younger than the grace period are left alone: their checkout
+//! may still be running. What it fixes is counted in metrics and logged.
+
+use crate::auth::Operator;
+use crate::checkout::{self, settle};
+use crate::error::ApiError;
+use crate::payments::ChargeLookup;
+use crate::state::AppState;
+use axum::extract::State;
+use axum::routing::post;
+use axum::Router;
+use shared::api::ReconcileReport;
+use std::time::Duration;
+use tokio::sync::watch;
+use uuid::Uuid;
+
+/// Operator route.
+pub fn router() -> Router<AppState> {
+    Router::new().route("/v1/operator/reconcile", post(reconcile_now))
+}
+
+async fn reconcile_now(
+    _op: Operator,
+    State(state): State<AppState>,
+) -> Result<axum::Json<ReconcileReport>, ApiError> {
+    Ok(axum::Json(reconcile_once(&state).await?))
+}
+
+/// Runs every `interval` until `shutdown` flips.
+pub async fn run(state: AppState, interval: Duration, mut shutdown: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.tick().await; // the first tick is immediate: let start-up settle
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = shutdown.changed() => return,
+        }
+        if let Err(e) = reconcile_once(&state).await {
+            tracing::warn!(error = ?e, "reconciliation pass failed");
+        }
+    }
+}
+
+fn count(report: &ReconcileReport) {
+    for (action, n) in [
+        ("completed_booking", report.completed_bookings),
+        ("refunded", report.refunded),
+        ("marked_failed", report.marked_failed),
+        ("abandoned", report.abandoned),
+        ("unresolved", report.unresolved),
+    ] {
+        if n > 0 {
+            metrics::counter!("reconcile_fixed_total", "action" => action).increment(n as u64);
+        }
+    }
+}
+
+/// One pass over unsettled payments older than the grace period.
+pub async fn reconcile_once(state: &AppState) -> anyhow::Result<ReconcileReport> {
+    let grace = state.settings.reconcile_grace_secs as f64;
+    let stuck: Vec<(Uuid, String)> = sqlx::query_as(
+        "SELECT id, status FROM payments
+          WHERE (status = 'CREATED' OR (status = 'SUCCEEDED' AND settled IS NULL))
+            AND updated_at < now() - make_interval(secs => $1)
+          ORDER BY updated_at LIMIT 1000",
+    )
+    .bind(grace)
+    .fetch_all(&state.db)
+    .await?;
+    let mut report = ReconcileReport::default();
+    for (payment_id, status) in stuck {
+        if status == "CREATED" {
+            match state.gateway.find_charge(payment_id).await {
+                Ok(ChargeLookup::Succeeded { gateway_id }) => {
+                    let mut tx = state.db.begin().await?;
+                    checkout::record_success(&mut tx, payment_id, &gateway_id).await?;
+                    tx.commit().await?;
+                }
+                Ok(ChargeLookup::Failed { gateway_id, code }) => {
+                    let mut tx = state.db.begin().await?;
+                    if checkout::record_failure(&mut tx, payment_id, Some(&gateway_id), &code)
+                        .await?
+                        .is_some()
+                    {
+                        report.marked_failed += 1;
+                    }
+                    tx.commit().await?;
+                    continue;
+                }
+                Ok(ChargeLookup::NotFound) => {
+                    // Never charged. Should the lost request still reach
+                    // the gateway later, its success webhook finds the
+                    // payment ABANDONED and settles it (book or refund).
+                    let mut tx = state.db.begin().await?;
+                    if checkout::finish_unpaid(
+                        &mut tx,
+                        payment_id,
+                        "ABANDONED",
+                        None,
+                        "never_charged",
+                    )
+                    .await?
+                    .is_some()
+                    {
+                        report.abandoned += 1;
+                    }
+                    tx.commit().await?;
+                    continue;
+                }
+                Err(e) => {
+                    tracing::warn!(%payment_id, error = %e, "cannot ask the gateway; will retry next pass");
+                    report.unresolved += 1;
+                    continue;
+                }
+            }
+        }
+        match settle::settle(state, payment_id).await? {
+            settle::Settlement::Booked(_) => report.completed_bookings += 1,
+            settle::Settlement::Refunded(_) => report.refunded += 1,
+            settle::Settlement::Nothing => {}
+        }
+    }
+    state.outbox_kick.notify_one();
+    count(&report);
+    if report != ReconcileReport::default() {
+        tracing::info!(?report, "reconciliation fixed payments");
+    }
+    Ok(report)
+}

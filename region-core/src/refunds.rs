@@ -1,0 +1,264 @@
+//! The refund worker: sends PENDING refunds to the gateway until each
+//! lands. Refund rows are written by cancellation and by the checkout's
+//! compensation, in the same transaction as the state change, so a
+//! refund survives any restart; the refund id is the gateway idempotency
+//! key, so retrying after a crash or a timeout never refunds twice.
+//! Failures back off exponentially (with jitter) per refund.
+
+use crate::payments::{GatewayError, PaymentGateway, RefundRequest};
+use rand::Rng;
+use sqlx::PgPool;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{watch, Notify};
+use uuid::Uuid;
+
+/// Most refunds claimed per pass.
+const BATCH: i64 = 16;
+
+/// How long a claimed refund is kept from other workers while its
+/// gateway call runs (a crash mid-call frees it after this).
+const LEASE_SECS: i64 = 60;
+
+/// Backoff settings.
+#[derive(Debug, Clone, Copy)]
+pub struct Backoff {
+    /// First delay.
+    pub base: Duration,
+    /// Longest delay.
+    pub max: Duration,
+}
+
+impl Backoff {
+    /// Delay before attempt `attempts + 1`, given `attempts` failures so
+    /// far: base·2^(attempts-1) capped at max, scaled by `jitter` in
+    /// [0.5, 1.0] so refunds failing together do not retry together.
+    pub fn delay(&self, attempts: u32, jitter: f64) -> Duration {
+        let exp = attempts.saturating_sub(1).min(30);
+        let raw = self.base.saturating_mul(1u32 << exp).min(self.max);
+        raw.mul_f64(jitter.clamp(0.5, 1.0))
+    }
+}
+
+/// Processes due refunds until `shutdown` flips: after every `kick` and at
+/// least every `poll`.
+pub async fn run(
+    db: PgPool,
+    gateway: Arc<dyn PaymentGateway>,
+    backoff: Backoff,
+    kick: Arc<Notify>,
+    outbox_kick: Arc<Notify>,
+    poll: Duration,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    loop {
+        match process_due(&db, gateway.as_ref(), backoff).await {
+            Ok(n) if n > 0 => {
+                outbox_kick.notify_one();
+                continue;
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = ?e, "refund pass failed; will retry"),
+        }
+        tokio::select! {
+            _ = kick.notified() => {}
+            _ = tokio::time::sleep(poll) => {}
+            _ = shutdown.changed() => return,
+        }
+    }
+}
+
+type Claimed = (
+    Uuid,
+    Uuid,
+    i64,
+    i32,
+    Option<String>,
+    Option<Uuid>,
+    Uuid,
+    String,
+);
+
+/// One pass: claims due refunds (a lease, `SKIP LOCKED` so replicas share
+/// the work) and sends each. Returns how many finished (either way).
+pub async fn process_due(
+    db: &PgPool,
+    gateway: &dyn PaymentGateway,
+    backoff: Backoff,
+) -> anyhow::Result<usize> {
+    let claimed: Vec<Claimed> = sqlx::query_as(
+        "WITH due AS (
+             SELECT id FROM refunds
+              WHERE status = 'PENDING' AND next_attempt_at <= now()
+              ORDER BY next_attempt_at LIMIT $1
+              FOR UPDATE SKIP LOCKED)
+         UPDATE refunds r SET next_attempt_at = now() + make_interval(secs => $2), updated_at = now()
+           FROM due, payments p
+          WHERE r.id = due.id AND p.id = r.payment_id
+         RETURNING r.id, r.payment_id, r.amount_minor, r.attempts, p.gateway_payment_id,
+                   r.booking_id, p.show_id, p.user_id",
+    )
+    .bind(BATCH)
+    .bind(LEASE_SECS as f64)
+    .fetch_all(db)
+    .await?;
+    let mut finished = 0;
+    for (
+        refund_id,
+        payment_id,
+        amount,
+        attempts,
+        gateway_payment_id,
+        booking_id,
+        show_id,
+        user_id,
+    ) in claimed
+    {
+        let Some(gateway_payment_id) = gateway_payment_id else {
+            fail(
+                db,
+                refund_id,
+                show_id,
+                &user_id,
+                "the payment has no gateway id",
+            )
+            .await?;
+            finished += 1;
+            continue;
+        };
+        let res = gateway
+            .refund(&RefundRequest {
+                refund_id,
+                gateway_payment_id,
+                amount_minor: amount,
+            })
+            .await;
+        match res {
+            Ok(gateway_refund_id) => {
+                if succeed(db, refund_id, &gateway_refund_id).await? {
+                    metrics::counter!("refunds_succeeded_total").increment(1);
+                    tracing::info!(%refund_id, %payment_id, amount, "refund sent");
+                }
+                finished += 1;
+            }
+            Err(GatewayError::Unavailable(why)) => {
+                let attempts = attempts as u32 + 1;
+                let delay = backoff.delay(attempts, rand::thread_rng().gen_range(0.5..=1.0));
+                metrics::counter!("refund_retries_total").increment(1);
+                tracing::warn!(%refund_id, attempts, ?delay, %why, "refund failed; backing off");
+                sqlx::query(
+                    "UPDATE refunds SET attempts = $2, last_error = $3,
+                            next_attempt_at = now() + make_interval(secs => $4), updated_at = now()
+                      WHERE id = $1 AND status = 'PENDING'",
+                )
+                .bind(refund_id)
+                .bind(attempts as i32)
+                .bind(&why)
+                .bind(delay.as_secs_f64())
+                .execute(db)
+                .await?;
+            }
+            Err(GatewayError::Rejected { status, code }) => {
+                let why = format!("gateway refused the refund (HTTP {status}): {code}");
+                fail(db, refund_id, show_id, &user_id, &why).await?;
+                tracing::error!(%refund_id, %payment_id, ?booking_id, %why, "refund needs an operator");
+                finished += 1;
+            }
+        }
+    }
+    Ok(finished)
+}
+
+/// Marks a refund SUCCEEDED (once) with its event. Also used by the
+/// gateway's `refund.succeeded` webhook. Returns false if already done.
+pub async fn succeed(
+    db: &PgPool,
+    refund_id: Uuid,
+    gateway_refund_id: &str,
+) -> anyhow::Result<bool> {
+    let mut tx = db.begin().await?;
+    let row: Option<(Uuid, Option<Uuid>, i64, Uuid, String, String)> = sqlx::query_as(
+        "UPDATE refunds r SET status = 'SUCCEEDED', gateway_refund_id = $2, last_error = NULL,
+                updated_at = now()
+           FROM payments p
+          WHERE r.id = $1 AND r.status = 'PENDING' AND p.id = r.payment_id
+         RETURNING r.payment_id, r.booking_id, r.amount_minor, p.show_id, p.user_id, p.currency",
+    )
+    .bind(refund_id)
+    .bind(gateway_refund_id)
+    .fetch_optional(&mut *tx)
+    .await?;
+    let Some((payment_id, booking_id, amount, show_id, user_id, currency)) = row else {
+        return Ok(false);
+    };
+    crate::outbox::record(
+        &mut tx,
+        show_id,
+        booking_id.unwrap_or(payment_id),
+        "refund.succeeded",
+        serde_json::json!({
+            "user_id": user_id,
+            "refund_id": refund_id,
+            "payment_id": payment_id,
+            "booking_id": booking_id,
+            "amount_minor": amount,
+            "currency": currency,
+            "gateway_refund_id": gateway_refund_id,
+        }),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(true)
+}
+
+async fn fail(
+    db: &PgPool,
+    refund_id: Uuid,
+    show_id: Uuid,
+    user_id: &str,
+    why: &str,
+) -> anyhow::Result<()> {
+    let mut tx = db.begin().await?;
+    let done = sqlx::query(
+        "UPDATE refunds SET status = 'FAILED', last_error = $2, updated_at = now()
+          WHERE id = $1 AND status = 'PENDING'",
+    )
+    .bind(refund_id)
+    .bind(why)
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+    if done == 1 {
+        crate::outbox::record(
+            &mut tx,
+            show_id,
+            refund_id,
+            "refund.failed",
+            serde_json::json!({ "user_id": user_id, "refund_id": refund_id, "reason": why }),
+        )
+        .await?;
+        metrics::counter!("refunds_failed_total").increment(1);
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_then_caps_and_jitters_down_only() {
+        let b = Backoff {
+            base: Duration::from_secs(1),
+            max: Duration::from_secs(60),
+        };
+        assert_eq!(b.delay(1, 1.0), Duration::from_secs(1));
+        assert_eq!(b.delay(2, 1.0), Duration::from_secs(2));
+        assert_eq!(b.delay(5, 1.0), Duration::from_secs(16));
+        assert_eq!(b.delay(7, 1.0), Duration::from_secs(60));
+        assert_eq!(b.delay(40, 1.0), Duration::from_secs(60));
+        assert_eq!(b.delay(2, 0.5), Duration::from_secs(1));
+        assert_eq!(b.delay(2, 0.1), Duration::from_secs(1)); // clamped to 0.5
+    }
+}
