@@ -34,10 +34,22 @@ pub struct NewBooking {
 /// Turns the hold's seats into a confirmed booking: booking row (with the
 /// show's refund policy as of now), its seats, seats BOOKED, the hold
 /// CONSUMED. The caller has locked the seat rows and the hold.
+///
+/// `protect = false` (the tests' negative control only) books every seat
+/// the hold was created with, whoever holds or owns it now.
 pub async fn insert_confirmed(
     tx: &mut Transaction<'_, Postgres>,
     b: &NewBooking,
+    protect: bool,
 ) -> Result<(), sqlx::Error> {
+    // Which seats: those still HELD by this hold (fencing), or, unprotected,
+    // every seat the hold named.
+    let seats_of_hold = if protect {
+        "SELECT ss.seat_id FROM show_seats ss
+          WHERE ss.show_id = $2 AND ss.hold_id = $3 AND ss.status = 'HELD'"
+    } else {
+        "SELECT hs.seat_id FROM hold_seats hs WHERE hs.show_id = $2 AND hs.hold_id = $3"
+    };
     sqlx::query(
         "INSERT INTO bookings (id, number, show_id, hold_id, payment_id, user_id, amount_minor,
                                currency, refund_policy, show_starts_at)
@@ -54,25 +66,24 @@ pub async fn insert_confirmed(
     .bind(b.show_id)
     .execute(&mut **tx)
     .await?;
-    sqlx::query(
+    sqlx::query(&format!(
         "INSERT INTO booking_seats (booking_id, show_id, seat_id, label, category, price_minor)
-         SELECT $1, ss.show_id, ss.seat_id, s.label, s.category, (sh.prices ->> s.category)::bigint
-           FROM show_seats ss
-           JOIN seats s ON s.id = ss.seat_id
-           JOIN shows sh ON sh.id = ss.show_id
-          WHERE ss.show_id = $2 AND ss.hold_id = $3 AND ss.status = 'HELD'",
-    )
+         SELECT $1, sh.id, s.id, s.label, s.category, (sh.prices ->> s.category)::bigint
+           FROM seats s
+           JOIN shows sh ON sh.id = $2
+          WHERE s.id IN ({seats_of_hold})"
+    ))
     .bind(b.id)
     .bind(b.show_id)
     .bind(b.hold_id)
     .execute(&mut **tx)
     .await?;
-    sqlx::query(
+    sqlx::query(&format!(
         "UPDATE show_seats
             SET status = 'BOOKED', booking_id = $1, hold_id = NULL, hold_expires_at = NULL,
                 version = version + 1
-          WHERE show_id = $2 AND hold_id = $3 AND status = 'HELD'",
-    )
+          WHERE show_id = $2 AND seat_id IN ({seats_of_hold})"
+    ))
     .bind(b.id)
     .bind(b.show_id)
     .bind(b.hold_id)
