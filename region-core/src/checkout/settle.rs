@@ -61,17 +61,7 @@ pub async fn settle(state: &AppState, payment_id: Uuid) -> anyhow::Result<Settle
             .await?;
     let now = Utc::now();
     let protect = !state.settings.unsafe_disable_seat_protection;
-    let why_not = if !protect {
-        None // negative control: book whatever the hold named
-    } else if hold.0 != "ACTIVE" {
-        Some(format!("the hold is {}", hold.0.to_lowercase()))
-    } else if hold.1 <= now {
-        Some("the hold expired before the payment completed".to_owned())
-    } else if owned.len() != hold.2 as usize {
-        Some("the hold no longer owns all its seats".to_owned())
-    } else {
-        None
-    };
+    let why_not = refusal(&hold.0, hold.1, owned.len(), hold.2 as usize, now, protect);
 
     let Some(why_not) = why_not else {
         let booking_id = Uuid::now_v7();
@@ -208,4 +198,53 @@ async fn mark_booked_in_redis(
             ordinals.iter().map(|o| (*o, SeatState::Booked)).collect(),
         )])
         .await;
+}
+
+/// Why a charged hold cannot be booked, if it cannot (pure; the caller
+/// has locked the hold and the seats it still owns). `protect = false`
+/// is the tests' negative control: book whatever the hold named.
+pub fn refusal(
+    hold_state: &str,
+    expires_at: chrono::DateTime<Utc>,
+    owned_seats: usize,
+    seat_count: usize,
+    now: chrono::DateTime<Utc>,
+    protect: bool,
+) -> Option<String> {
+    if !protect {
+        None
+    } else if hold_state != "ACTIVE" {
+        Some(format!("the hold is {}", hold_state.to_lowercase()))
+    } else if expires_at <= now {
+        Some("the hold expired before the payment completed".to_owned())
+    } else if owned_seats != seat_count {
+        Some("the hold no longer owns all its seats".to_owned())
+    } else {
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::refusal;
+    use chrono::{Duration, Utc};
+
+    #[test]
+    fn only_a_live_hold_owning_every_seat_is_booked() {
+        let now = Utc::now();
+        let later = now + Duration::seconds(30);
+        assert_eq!(refusal("ACTIVE", later, 2, 2, now, true), None);
+        assert!(refusal("ACTIVE", now, 2, 2, now, true)
+            .unwrap()
+            .contains("expired"));
+        assert!(refusal("ACTIVE", later, 1, 2, now, true)
+            .unwrap()
+            .contains("seats"));
+        assert!(refusal("RELEASED", later, 2, 2, now, true)
+            .unwrap()
+            .contains("released"));
+        assert!(refusal("EXPIRED", later, 0, 2, now, true).is_some());
+        // The negative control books regardless.
+        assert_eq!(refusal("EXPIRED", now, 0, 2, now, false), None);
+    }
 }
