@@ -5,12 +5,15 @@
 //! no async runtime. It holds the identifiers and their parsing, the API's
 //! request and response types, and the error body every boundary returns.
 
+pub mod admission;
 pub mod api;
 pub mod booking_number;
 pub mod error;
 pub mod ids;
+pub mod rate_limit;
 pub mod refund;
 pub mod seat;
+pub mod waiting_room;
 pub mod webhook_sig;
 
 pub use error::{ErrorBody, ErrorDetail};
