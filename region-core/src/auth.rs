@@ -175,4 +175,13 @@ mod tests {
         let other = TokenKeys::new("another-secret-0123456");
         assert!(other.verify(&t).is_err());
     }
+
+    #[test]
+    fn the_edge_verifier_in_shared_accepts_our_tokens() {
+        let keys = TokenKeys::new("0123456789abcdef0123");
+        let now = chrono::Utc::now().timestamp();
+        let t = keys.mint("u1", Role::Operator, now, 60).unwrap();
+        let c = shared::token::verify_hs256(b"0123456789abcdef0123", &t, now, 0).unwrap();
+        assert_eq!((c.sub.as_str(), c.role.as_str()), ("u1", "operator"));
+    }
 }
