@@ -90,6 +90,18 @@ pub struct Settings {
     #[arg(long, env = "REGION_SEATMAP_TTL_SECS", default_value_t = 30)]
     pub seatmap_ttl_secs: u64,
 
+    /// Keys that admission passes from the edge's waiting room are signed
+    /// with (comma-separated; the first signs, all verify, for rotation).
+    /// Holds on flash-sale shows need a valid pass.
+    #[arg(
+        long,
+        env = "REGION_ADMISSION_KEYS",
+        default_value = "dev-only-admission-key-change-me",
+        value_delimiter = ',',
+        hide_env_values = true
+    )]
+    pub admission_keys: Vec<String>,
+
     /// The payment gateway's base URL.
     #[arg(
         long,
@@ -229,6 +241,10 @@ impl Settings {
         check(
             !self.unsafe_disable_seat_protection || cfg!(feature = "negative-control"),
             "REGION_UNSAFE_DISABLE_SEAT_PROTECTION needs a build with the negative-control feature (tests only)",
+        )?;
+        check(
+            !self.admission_keys.is_empty() && self.admission_keys.iter().all(|k| k.len() >= 16),
+            "REGION_ADMISSION_KEYS must hold at least one key, each at least 16 bytes",
         )?;
         check(
             self.test_crash_at.is_none() || cfg!(feature = "fault-injection"),

@@ -137,8 +137,27 @@ async fn checkout(
     metrics::histogram!("checkout_seconds", "outcome" => outcome)
         .record(started.elapsed().as_secs_f64());
     let (resp, replayed) = result?;
-    Ok(stored_response(resp, replayed))
+    let booked = resp.status == 201;
+    let mut http = stored_response(resp, replayed);
+    if booked {
+        // A flash-sale purchase is done: tell the edge, which gives the
+        // pass's waiting-room slot to the next user.
+        let pass: Option<(Option<String>,)> =
+            sqlx::query_as("SELECT admission_pass_id FROM holds WHERE id = $1")
+                .bind(hold_id.0)
+                .fetch_optional(&state.db)
+                .await?;
+        if let Some(pid) = pass.and_then(|p| p.0) {
+            if let Ok(v) = HeaderValue::from_str(&pid) {
+                http.headers_mut().insert(ADMISSION_COMPLETED_HEADER, v);
+            }
+        }
+    }
+    Ok(http)
 }
+
+/// Response header naming the admission pass a booking completed.
+pub const ADMISSION_COMPLETED_HEADER: &str = "admission-completed";
 
 fn status_label(status: u16) -> &'static str {
     match status {

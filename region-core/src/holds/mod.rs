@@ -15,11 +15,11 @@ use crate::error::{ApiError, ApiJson, ApiPath};
 use crate::shows::ShowLayout;
 use crate::state::AppState;
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::routing::{get, post};
 use axum::Router;
 use chrono::{DateTime, Utc};
-use shared::api::{CreateHold, Hold, HoldState};
+use shared::api::{CreateHold, Hold, HoldState, SaleMode};
 use shared::seat::{parse_seat_list, SeatError};
 use shared::{HoldId, SeatState, ShowId};
 use store::{codes, NewHold, StoredHold};
@@ -57,10 +57,48 @@ fn truncate_ms(t: DateTime<Utc>) -> DateTime<Utc> {
     DateTime::from_timestamp_millis(t.timestamp_millis()).unwrap_or(t)
 }
 
+/// Header carrying the edge's admission pass.
+pub const ADMISSION_PASS_HEADER: &str = "admission-pass";
+
+/// A flash-sale show takes holds only from users the waiting room
+/// admitted (DESIGN invariant 8): the pass must be genuine, unexpired,
+/// the caller's, and for this show. Returns the pass id.
+fn admitted(
+    state: &AppState,
+    headers: &HeaderMap,
+    user: &User,
+    show: ShowId,
+    now: DateTime<Utc>,
+) -> Result<String, ApiError> {
+    let pass = headers
+        .get(ADMISSION_PASS_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .ok_or_else(|| ApiError::Denied {
+            code: "pass_required",
+            message: "this show is in a flash sale: join the waiting room to get an admission pass".into(),
+        })?;
+    let keys: Vec<&[u8]> = state
+        .settings
+        .admission_keys
+        .iter()
+        .map(|k| k.as_bytes())
+        .collect();
+    shared::admission::check(&keys, pass, &user.id, &show.to_string(), now.timestamp())
+        .map(|claims| claims.pid)
+        .map_err(|e| {
+            metrics::counter!("admission_refused_total", "reason" => e.code()).increment(1);
+            ApiError::Denied {
+                code: e.code(),
+                message: e.to_string(),
+            }
+        })
+}
+
 #[tracing::instrument(skip_all, fields(show = %show))]
 async fn create_hold(
     State(state): State<AppState>,
     user: User,
+    headers: HeaderMap,
     ApiPath(show): ApiPath<String>,
     ApiJson(req): ApiJson<CreateHold>,
 ) -> Result<(StatusCode, ApiJson<Hold>), ApiError> {
@@ -79,6 +117,10 @@ async fn create_hold(
             "the show has already started",
         ));
     }
+    let admission_pass_id = match layout.sale_mode {
+        SaleMode::FlashSale => Some(admitted(&state, &headers, &user, show, now)?),
+        SaleMode::Open => None,
+    };
     let unknown: Vec<String> = labels
         .iter()
         .filter(|l| layout.seat(l.as_str()).is_none())
@@ -102,6 +144,7 @@ async fn create_hold(
         seat_ids: seats.iter().map(|s| s.seat_id).collect(),
         ordinals: seats.iter().map(|s| s.ordinal).collect(),
         expires_at: truncate_ms(now + state.settings.hold_ttl()),
+        admission_pass_id,
     };
     let sorted_labels: Vec<String> = seats.iter().map(|s| s.label.clone()).collect();
     let started = std::time::Instant::now();

@@ -25,6 +25,8 @@ pub struct NewHold {
     pub ordinals: Vec<i32>,
     /// End of the hold.
     pub expires_at: DateTime<Utc>,
+    /// The admission pass it was taken with (flash-sale shows).
+    pub admission_pass_id: Option<String>,
 }
 
 /// Postgres error codes we act on.
@@ -150,6 +152,10 @@ pub async fn apply_accepted(
     let users: Vec<&str> = holds.iter().map(|h| h.user_id.as_str()).collect();
     let counts: Vec<i32> = holds.iter().map(|h| h.seat_ids.len() as i32).collect();
     let exps: Vec<DateTime<Utc>> = holds.iter().map(|h| h.expires_at).collect();
+    let passes: Vec<Option<&str>> = holds
+        .iter()
+        .map(|h| h.admission_pass_id.as_deref())
+        .collect();
     let mut s_show = Vec::new();
     let mut s_seat = Vec::new();
     let mut s_hold = Vec::new();
@@ -175,8 +181,8 @@ pub async fn apply_accepted(
     };
     let updated: i64 = sqlx::query_scalar(&format!(
         "WITH new_holds AS (
-             INSERT INTO holds (id, show_id, user_id, seat_count, expires_at)
-             SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::int[], $5::timestamptz[])
+             INSERT INTO holds (id, show_id, user_id, seat_count, expires_at, admission_pass_id)
+             SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::int[], $5::timestamptz[], $11::text[])
          ), taken AS (
              UPDATE show_seats ss
                 SET status = 'HELD', hold_id = u.hold_id, hold_expires_at = u.exp, version = ss.version + 1
@@ -200,6 +206,7 @@ pub async fn apply_accepted(
     .bind(&s_hold)
     .bind(&s_exp)
     .bind(&s_ver)
+    .bind(&passes)
     .fetch_one(&mut **tx)
     .await?;
     let expected = s_seat.len() as u64;
