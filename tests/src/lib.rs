@@ -5,6 +5,7 @@
 //! concurrency test ends with.
 
 pub mod invariants;
+pub mod money;
 pub mod pg_server;
 pub mod redis_server;
 

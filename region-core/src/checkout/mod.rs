@@ -245,7 +245,11 @@ async fn create_payment(
     .fetch_optional(&mut *tx)
     .await?;
     let Some((Some(amount), currency)) = price else {
-        return Err(not_active_error(&hold, now));
+        // Active and unexpired, yet no live seats: taken over (fencing).
+        return Err(ApiError::Gone {
+            code: "hold_lost",
+            message: "the hold no longer owns its seats".into(),
+        });
     };
     if amount <= 0 {
         return Err(ApiError::unprocessable(
@@ -333,18 +337,9 @@ async fn charge(
     }
     if payment.status != "CREATED" {
         // FAILED or ABANDONED: whoever decided that finished the key.
-        let mut conn = state.db.acquire().await?;
-        return idempotency::response_of(&mut conn, &user.id, key)
-            .await?
-            .map(Some)
-            .ok_or_else(|| {
-                anyhow::anyhow!(
-                    "payment {} is {} but its key is unfinished",
-                    payment.id,
-                    payment.status
-                )
-                .into()
-            });
+        return closed_response(state, user, key, payment.id)
+            .await
+            .map(Some);
     }
     let outcome = state
         .gateway
@@ -370,14 +365,14 @@ async fn charge(
             let resp = record_failure(&mut tx, payment.id, gateway_id.as_deref(), &code).await?;
             tx.commit().await?;
             state.outbox_kick.notify_one();
-            Ok(Some(resp.unwrap_or_else(|| {
-                idempotency::error_response(
-                    402,
-                    "payment_declined",
-                    "the payment was declined",
-                    None,
-                )
-            })))
+            match resp {
+                Some(resp) => Ok(Some(resp)),
+                // The gateway's `payment_failed` webhook closed it first:
+                // answer what it stored, so replays match this answer.
+                None => closed_response(state, user, key, payment.id)
+                    .await
+                    .map(Some),
+            }
         }
         Err(GatewayError::Unavailable(why)) => {
             tracing::warn!(payment = %payment.id, %why, "gateway outcome unknown; the key stays resumable");
@@ -395,11 +390,30 @@ async fn charge(
             let mut tx = state.db.begin().await?;
             let resp = record_failure(&mut tx, payment.id, None, &code).await?;
             tx.commit().await?;
-            Ok(Some(resp.unwrap_or_else(|| {
-                idempotency::error_response(402, "payment_failed", "the payment failed", None)
-            })))
+            match resp {
+                Some(resp) => Ok(Some(resp)),
+                None => closed_response(state, user, key, payment.id)
+                    .await
+                    .map(Some),
+            }
         }
     }
+}
+
+/// The stored answer of a key whose payment someone else (a webhook,
+/// reconciliation, an earlier request) already closed.
+async fn closed_response(
+    state: &AppState,
+    user: &User,
+    key: &str,
+    payment_id: Uuid,
+) -> Result<StoredResponse, ApiError> {
+    let mut conn = state.db.acquire().await?;
+    idempotency::response_of(&mut conn, &user.id, key)
+        .await?
+        .ok_or_else(|| {
+            anyhow::anyhow!("payment {payment_id} is closed but its key is unfinished").into()
+        })
 }
 
 /// Records a charge the gateway confirmed (from the checkout, a webhook or
