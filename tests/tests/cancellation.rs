@@ -675,17 +675,15 @@ async fn concurrent_duplicate_cancels_cancel_and_refund_once() {
     let done = answers.iter().filter(|(s, _)| *s == 200).count();
     assert!(done >= 1, "{answers:?}");
     for (s, code) in &answers {
-        // Stripe's rule would answer a duplicate in flight with
-        // `idempotency_key_in_use`; today the cancel handler records its
-        // key only when it commits, so the duplicate waits on the booking
-        // row and is told `already_cancelled`. Either way: one
-        // cancellation, one refund, never a 5xx.
         assert!(
-            *s == 200
-                || (*s == 409 && (code == "already_cancelled" || code == "idempotency_key_in_use")),
+            *s == 200 || (*s == 409 && code == "already_cancelled"),
             "{answers:?}"
         );
     }
+    // The keyed duplicate waits on the key row the first keyed request
+    // claimed, then gets that request's answer: both keyed requests answer
+    // the same, byte for byte, whoever won the race with the keyless one.
+    assert_eq!((a.status, &a.bytes), (b.status, &b.bytes), "{answers:?}");
     assert_eq!(
         app.count(&format!(
             "SELECT count(*) FROM refunds WHERE booking_id = '{id}'"

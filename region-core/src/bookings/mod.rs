@@ -166,11 +166,21 @@ async fn cancel(
     let now = Utc::now();
     let mut tx = state.db.begin().await?;
     if let Some(key) = &key {
-        let lock = state.settings.idempotency_lock();
-        if let KeyState::Replay(r) =
-            idempotency::begin(&mut tx, &user.id, key, &hash, lock, now).await?
-        {
-            return Ok(crate::checkout::stored_response(r, true));
+        // Claim the key first: a concurrent request with the same key
+        // waits on this row until we commit, then replays our answer.
+        let claimed = idempotency::claim(&mut tx, &user.id, key, &hash, now).await?;
+        if !claimed {
+            let lock = state.settings.idempotency_lock();
+            match idempotency::begin(&mut tx, &user.id, key, &hash, lock, now).await? {
+                KeyState::Replay(r) => return Ok(crate::checkout::stored_response(r, true)),
+                KeyState::New | KeyState::Resume(_) => {
+                    return Err(ApiError::Conflict {
+                        code: "idempotency_key_in_use",
+                        message: "a request with this Idempotency-Key is still being processed; retry shortly".into(),
+                        details: None,
+                    })
+                }
+            }
         }
     }
     let head = owned_head(&mut tx, &user, &raw, true).await?;
@@ -221,16 +231,6 @@ async fn cancel(
         body: serde_json::to_vec(&b).map_err(anyhow::Error::from)?,
     };
     if let Some(key) = &key {
-        idempotency::insert(
-            &mut tx,
-            &user.id,
-            key,
-            &hash,
-            idempotency::RecoveryPoint::Started,
-            now,
-        )
-        .await
-        .map_err(idempotency::insert_error)?;
         idempotency::finish(&mut tx, &user.id, key, &response).await?;
     }
     tx.commit().await?;

@@ -172,6 +172,31 @@ pub async fn begin(
     Ok(KeyState::Resume(point))
 }
 
+/// Inserts the key (locked, `started`) unless it exists; true if this
+/// call inserted it. A concurrent inserter of the same key waits for our
+/// transaction and then finds the row (ON CONFLICT), so it can replay.
+pub async fn claim(
+    tx: &mut Transaction<'_, Postgres>,
+    user: &str,
+    key: &str,
+    hash: &str,
+    now: DateTime<Utc>,
+) -> Result<bool, sqlx::Error> {
+    let inserted = sqlx::query(
+        "INSERT INTO idempotency_keys (user_id, key, request_hash, recovery_point, locked_at)
+         VALUES ($1, $2, $3, 'started', $4)
+         ON CONFLICT (user_id, key) DO NOTHING",
+    )
+    .bind(user)
+    .bind(key)
+    .bind(hash)
+    .bind(now)
+    .execute(&mut **tx)
+    .await?
+    .rows_affected();
+    Ok(inserted == 1)
+}
+
 /// Inserts a new key, locked by the caller, at `point`.
 pub async fn insert(
     tx: &mut Transaction<'_, Postgres>,

@@ -75,7 +75,8 @@ fn admitted(
         .and_then(|v| v.to_str().ok())
         .ok_or_else(|| ApiError::Denied {
             code: "pass_required",
-            message: "this show is in a flash sale: join the waiting room to get an admission pass".into(),
+            message: "this show is in a flash sale: join the waiting room to get an admission pass"
+                .into(),
         })?;
     let keys: Vec<&[u8]> = state
         .settings
