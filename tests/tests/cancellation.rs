@@ -681,9 +681,14 @@ async fn concurrent_duplicate_cancels_cancel_and_refund_once() {
         );
     }
     // The keyed duplicate waits on the key row the first keyed request
-    // claimed, then gets that request's answer: both keyed requests answer
-    // the same, byte for byte, whoever won the race with the keyless one.
-    assert_eq!((a.status, &a.bytes), (b.status, &b.bytes), "{answers:?}");
+    // claimed, then gets that request's answer: if a keyed request
+    // cancelled, both keyed requests answer the same 200, byte for byte.
+    // (If the keyless one won, both are told `already_cancelled`; refusals
+    // are not stored, so their details may differ in the refund's status.)
+    assert_eq!(a.status, b.status, "{answers:?}");
+    if a.status == 200 {
+        assert_eq!(a.bytes, b.bytes, "{answers:?}");
+    }
     assert_eq!(
         app.count(&format!(
             "SELECT count(*) FROM refunds WHERE booking_id = '{id}'"
