@@ -1,0 +1,249 @@
+//! Who is calling and whether the request is acceptable, checked once at
+//! the edge: the bearer token (header, or the `token` cookie for the
+//! browser page), the client IP and its rate-limit bucket, body size and
+//! JSON, query values. Bad input stops here; nothing is forwarded.
+
+use std::net::IpAddr;
+
+use shared::token::{verify_hs256, TokenError};
+
+use crate::error::EdgeError;
+
+/// Clock skew allowed on a token's `exp` (the region core allows the same).
+pub const TOKEN_LEEWAY_S: i64 = 5;
+
+/// A caller whose token verified.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct User {
+    /// The token's subject: the user id.
+    pub id: String,
+    /// Whether the token carries `role: operator`.
+    pub operator: bool,
+}
+
+/// The token of a request: `Authorization: Bearer …`, else (for the
+/// browser page) the `token` cookie.
+pub fn token<'a>(authorization: Option<&'a str>, cookie: Option<&'a str>) -> Option<&'a str> {
+    if let Some(h) = authorization {
+        let (scheme, rest) = h.trim().split_once(' ')?;
+        return scheme
+            .eq_ignore_ascii_case("bearer")
+            .then(|| rest.trim())
+            .filter(|t| !t.is_empty());
+    }
+    cookie?
+        .split(';')
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(name, _)| *name == "token")
+        .map(|(_, v)| v.trim())
+        .filter(|t| !t.is_empty())
+}
+
+/// Verifies a token at `now_s`.
+pub fn verify(secret: &[u8], token: &str, now_s: i64) -> Result<User, TokenError> {
+    let claims = verify_hs256(secret, token, now_s, TOKEN_LEEWAY_S)?;
+    if claims.sub.is_empty() || claims.sub.len() > 200 {
+        return Err(TokenError::Malformed);
+    }
+    Ok(User {
+        operator: claims.role == "operator",
+        id: claims.sub,
+    })
+}
+
+/// The verified user of a request that needs one: 401 otherwise.
+pub fn require_user(secret: &[u8], token: Option<&str>, now_s: i64) -> Result<User, EdgeError> {
+    token
+        .and_then(|t| verify(secret, t, now_s).ok())
+        .ok_or_else(EdgeError::unauthorized)
+}
+
+/// The user of a request where a token is optional: `Ok(None)` without
+/// one, 401 with a bad one (it would be refused by the region core too).
+pub fn optional_user(
+    secret: &[u8],
+    token: Option<&str>,
+    now_s: i64,
+) -> Result<Option<User>, EdgeError> {
+    match token {
+        None => Ok(None),
+        Some(t) => verify(secret, t, now_s)
+            .map(Some)
+            .map_err(|_| EdgeError::unauthorized()),
+    }
+}
+
+/// The client's IP: `CF-Connecting-IP` (set by Cloudflare, which drops
+/// any value the client sent). Without it (only off Cloudflare, e.g. in
+/// local tests) the first `X-Forwarded-For` hop, else `unknown`.
+pub fn client_ip(cf_connecting_ip: Option<&str>, x_forwarded_for: Option<&str>) -> String {
+    cf_connecting_ip
+        .or_else(|| x_forwarded_for.and_then(|x| x.split(',').next()))
+        .map(str::trim)
+        .and_then(|ip| ip.parse::<IpAddr>().ok())
+        .map_or_else(|| "unknown".to_owned(), |ip| ip.to_string())
+}
+
+/// The rate-limit bucket of an IP: the address itself for IPv4, the /64
+/// for IPv6 (one subscriber usually holds a whole /64, so limiting single
+/// addresses there would limit nothing).
+pub fn ip_bucket(ip: &str) -> String {
+    match ip.parse::<IpAddr>() {
+        Ok(IpAddr::V6(v6)) => {
+            let s = v6.segments();
+            format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+        }
+        Ok(IpAddr::V4(v4)) => v4.to_string(),
+        Err(_) => ip.to_owned(),
+    }
+}
+
+/// Checks a declared `Content-Length` before reading anything.
+pub fn check_declared_length(content_length: Option<&str>, limit: usize) -> Result<(), EdgeError> {
+    match content_length.map(|v| v.trim().parse::<u64>()) {
+        Some(Ok(n)) if n > limit as u64 => Err(EdgeError::body_too_large(limit)),
+        _ => Ok(()),
+    }
+}
+
+/// A body the edge forwards or reads must be JSON when it is not empty
+/// (every region API body is JSON).
+pub fn check_json(body: &[u8]) -> Result<(), EdgeError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(());
+    }
+    serde_json::from_slice::<serde::de::IgnoredAny>(body)
+        .map(|_| ())
+        .map_err(|_| EdgeError::malformed_json())
+}
+
+/// The `date` of a shows listing, `YYYY-MM-DD` and nothing else in the
+/// query, so junk queries cannot fill the cache with copies.
+pub fn shows_date(query: Option<&str>) -> Result<String, EdgeError> {
+    let mut date = None;
+    for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
+        match pair.split_once('=') {
+            Some(("date", v)) if date.is_none() => date = Some(v),
+            _ => {
+                return Err(EdgeError::bad_query(
+                    "the only query parameter is date=YYYY-MM-DD",
+                ))
+            }
+        }
+    }
+    let date = date.ok_or_else(|| EdgeError::bad_query("date=YYYY-MM-DD is required"))?;
+    chrono::NaiveDate::parse_from_str(date, "%Y-%m-%d")
+        .ok()
+        .filter(|_| date.len() == 10)
+        .map(|_| date.to_owned())
+        .ok_or_else(|| EdgeError::bad_query("date must be YYYY-MM-DD"))
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use base64::Engine;
+    use hmac::{Hmac, Mac};
+    use sha2::Sha256;
+
+    /// A token as the region core's `mint-token` makes it.
+    pub(crate) fn mint(secret: &[u8], sub: &str, role: &str, exp: i64) -> String {
+        let h = URL_SAFE_NO_PAD.encode(r#"{"typ":"JWT","alg":"HS256"}"#);
+        let c = URL_SAFE_NO_PAD.encode(
+            serde_json::json!({"sub": sub, "role": role, "exp": exp, "iat": 0}).to_string(),
+        );
+        let mut mac = Hmac::<Sha256>::new_from_slice(secret).unwrap();
+        mac.update(format!("{h}.{c}").as_bytes());
+        let s = URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes());
+        format!("{h}.{c}.{s}")
+    }
+
+    #[test]
+    fn the_token_comes_from_the_header_or_the_cookie() {
+        assert_eq!(token(Some("Bearer abc"), None), Some("abc"));
+        assert_eq!(token(Some("bearer  abc "), None), Some("abc"));
+        assert_eq!(
+            token(Some("Basic abc"), Some("token=x")),
+            None,
+            "the header wins"
+        );
+        assert_eq!(token(None, Some("a=1; token=xyz; b=2")), Some("xyz"));
+        assert_eq!(token(None, Some("mytoken=xyz")), None);
+        assert_eq!(token(None, None), None);
+    }
+
+    #[test]
+    fn tokens_are_verified_with_the_shared_code() {
+        let t = mint(b"secret-secret-secret", "alice", "user", 2_000);
+        let u = verify(b"secret-secret-secret", &t, 1_000).unwrap();
+        assert_eq!((u.id.as_str(), u.operator), ("alice", false));
+        let op = mint(b"secret-secret-secret", "ops", "operator", 2_000);
+        assert!(
+            verify(b"secret-secret-secret", &op, 1_000)
+                .unwrap()
+                .operator
+        );
+        assert!(require_user(b"other", Some(&t), 1_000).is_err());
+        assert_eq!(
+            require_user(b"secret-secret-secret", None, 0)
+                .unwrap_err()
+                .status,
+            401
+        );
+        assert_eq!(
+            optional_user(b"secret-secret-secret", Some(&t), 2_006)
+                .unwrap_err()
+                .status,
+            401,
+            "expired beyond the leeway"
+        );
+        assert_eq!(optional_user(b"x", None, 0), Ok(None));
+    }
+
+    #[test]
+    fn ips_and_their_buckets() {
+        assert_eq!(
+            client_ip(Some("203.0.113.9"), Some("10.0.0.1")),
+            "203.0.113.9"
+        );
+        assert_eq!(client_ip(None, Some(" 10.0.0.1 , 10.0.0.2")), "10.0.0.1");
+        assert_eq!(client_ip(Some("junk"), None), "unknown");
+        assert_eq!(ip_bucket("203.0.113.9"), "203.0.113.9");
+        assert_eq!(ip_bucket("2001:db8:1:2:aaaa::1"), "2001:db8:1:2::/64");
+        assert_eq!(
+            ip_bucket("2001:db8:1:2:bbbb::7"),
+            ip_bucket("2001:db8:1:2::9")
+        );
+    }
+
+    #[test]
+    fn bodies_are_bounded_and_json() {
+        assert!(check_declared_length(Some("65536"), 65_536).is_ok());
+        assert_eq!(
+            check_declared_length(Some("65537"), 65_536)
+                .unwrap_err()
+                .code,
+            "body_too_large"
+        );
+        assert!(check_declared_length(None, 1).is_ok());
+        assert!(check_json(br#"{"seats":["A1"]}"#).is_ok());
+        assert!(check_json(b"  ").is_ok());
+        assert_eq!(check_json(b"{seats:").unwrap_err().code, "malformed_json");
+    }
+
+    #[test]
+    fn the_shows_query_is_exactly_one_date() {
+        assert_eq!(shows_date(Some("date=2030-01-15")).unwrap(), "2030-01-15");
+        for bad in [
+            None,
+            Some(""),
+            Some("date=2030-1-5"),
+            Some("date=2030-02-30"),
+            Some("date=2030-01-15&x=1"),
+            Some("date=2030-01-15&date=2030-01-16"),
+        ] {
+            assert_eq!(shows_date(bad).unwrap_err().code, "bad_query", "{bad:?}");
+        }
+    }
+}

@@ -1,0 +1,429 @@
+//! The Worker's configuration: `[vars]` from `wrangler.toml` and the
+//! secrets, read through a lookup function so the parsing is tested
+//! without the runtime. Every problem names its variable. Vars that are
+//! missing take defaults that work locally; secrets have no default (the
+//! dev server `functions/dev/serve.mjs` passes local ones).
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use shared::CityCode;
+
+use crate::breaker::BreakerSettings;
+use crate::catalog::CacheTtls;
+use crate::rate_limit::{DenyList, RateLimits};
+
+/// A configuration problem, naming the variable.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// The variable or secret.
+    pub var: &'static str,
+    /// What is wrong with it.
+    pub problem: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.var, self.problem)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+fn bad(var: &'static str, problem: impl Into<String>) -> ConfigError {
+    ConfigError {
+        var,
+        problem: problem.into(),
+    }
+}
+
+/// The routing table: city code → that city's region core base URL.
+/// Several cities may share one region core.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Regions {
+    by_city: BTreeMap<String, String>,
+}
+
+impl Regions {
+    /// Parses `{"mum": "https://mum.example", …}`.
+    pub fn parse(json: &str) -> Result<Self, String> {
+        let raw: BTreeMap<String, String> =
+            serde_json::from_str(json).map_err(|e| format!("not a JSON object of strings: {e}"))?;
+        if raw.is_empty() {
+            return Err("no city is configured".into());
+        }
+        let mut by_city = BTreeMap::new();
+        for (city, url) in raw {
+            CityCode::parse(&city).map_err(|e| e.to_string())?;
+            let url = url.trim().trim_end_matches('/').to_owned();
+            let scheme_ok = url.starts_with("http://") || url.starts_with("https://");
+            if !scheme_ok || url.len() <= "https://".len() || url.contains(['?', '#', ' ']) {
+                return Err(format!(
+                    "the region URL of {city:?} must be an http(s) base URL, got {url:?}"
+                ));
+            }
+            by_city.insert(city, url);
+        }
+        Ok(Self { by_city })
+    }
+
+    /// The base URL (no trailing slash) of `city`'s region core.
+    pub fn url(&self, city: &str) -> Option<&str> {
+        self.by_city.get(city).map(String::as_str)
+    }
+
+    /// Each distinct region core with the cities it serves, so a read
+    /// that spans every city asks each region once.
+    pub fn distinct(&self) -> Vec<(&str, Vec<&str>)> {
+        let mut out: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+        for (city, url) in &self.by_city {
+            out.entry(url.as_str()).or_default().push(city.as_str());
+        }
+        out.into_iter().collect()
+    }
+
+    /// Whether `city` is routed.
+    pub fn contains(&self, city: &str) -> bool {
+        self.by_city.contains_key(city)
+    }
+}
+
+/// Where the edge's state lives: Upstash (or the local gateway).
+#[derive(Clone, PartialEq, Eq)]
+pub struct UpstashSettings {
+    /// REST base URL, no trailing slash.
+    pub url: String,
+    /// Bearer token (a secret).
+    pub token: String,
+    /// A slower answer counts as "unreachable".
+    pub timeout_ms: u64,
+    /// Put in front of every Redis key, so several edges (tests, staging)
+    /// can share one database without seeing each other's state.
+    pub key_prefix: String,
+}
+
+impl fmt::Debug for UpstashSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("UpstashSettings")
+            .field("url", &self.url)
+            .field("token", &"<redacted>")
+            .field("timeout_ms", &self.timeout_ms)
+            .field("key_prefix", &self.key_prefix)
+            .finish()
+    }
+}
+
+/// Everything the Worker is configured with.
+#[derive(Clone)]
+pub struct EdgeConfig {
+    /// City → region core.
+    pub regions: Regions,
+    /// Rate limits per route class.
+    pub limits: RateLimits,
+    /// Clients refused outright (plus the Redis set `edge:deny`).
+    pub deny_list: DenyList,
+    /// Catalog cache lifetimes.
+    pub cache_ttls: CacheTtls,
+    /// How long to wait for a region core.
+    pub region_timeout_ms: u64,
+    /// The per-region circuit breaker.
+    pub breaker: BreakerSettings,
+    /// Largest request body forwarded or read.
+    pub max_body_bytes: usize,
+    /// The state store.
+    pub upstash: UpstashSettings,
+    /// Signs admission passes (the region core verifies with it).
+    pub admission_key: Vec<u8>,
+    /// Older signing keys still accepted when the edge checks a pass
+    /// (rotation); never used to sign.
+    pub admission_keys_previous: Vec<Vec<u8>>,
+    /// Verifies the platform's user and operator tokens.
+    pub jwt_secret: Vec<u8>,
+}
+
+impl fmt::Debug for EdgeConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EdgeConfig")
+            .field("regions", &self.regions)
+            .field("limits", &self.limits)
+            .field("cache_ttls", &self.cache_ttls)
+            .field("region_timeout_ms", &self.region_timeout_ms)
+            .field("breaker", &self.breaker)
+            .field("max_body_bytes", &self.max_body_bytes)
+            .field("upstash", &self.upstash)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Default largest body: 64 KiB (a hold or checkout body is < 1 KiB).
+pub const DEFAULT_MAX_BODY_BYTES: usize = 64 * 1024;
+
+fn number<T: std::str::FromStr>(
+    get: &impl Fn(&str) -> Option<String>,
+    var: &'static str,
+    default: T,
+    ok: impl Fn(&T) -> bool,
+    expect: &str,
+) -> Result<T, ConfigError> {
+    match get(var) {
+        None => Ok(default),
+        Some(s) if s.trim().is_empty() => Ok(default),
+        Some(s) => match s.trim().parse::<T>() {
+            Ok(v) if ok(&v) => Ok(v),
+            _ => Err(bad(var, format!("must be {expect}, got {s:?}"))),
+        },
+    }
+}
+
+fn secret(
+    get: &impl Fn(&str) -> Option<String>,
+    var: &'static str,
+    min_len: usize,
+) -> Result<String, ConfigError> {
+    match get(var) {
+        None => Err(bad(
+            var,
+            "is not set (a secret: `wrangler secret put`, or the dev server's environment)",
+        )),
+        Some(s) if s.len() < min_len => Err(bad(var, format!("must be at least {min_len} bytes"))),
+        Some(s) => Ok(s),
+    }
+}
+
+impl EdgeConfig {
+    /// Reads and checks every setting. `get` returns a var or secret by
+    /// name (the Worker passes `env.var`/`env.secret`).
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let regions = Regions::parse(
+            &get("REGIONS")
+                .ok_or_else(|| bad("REGIONS", "is not set (JSON: city -> region core URL)"))?,
+        )
+        .map_err(|e| bad("REGIONS", e))?;
+        let limits = match get("RATE_LIMITS") {
+            Some(json) if !json.trim().is_empty() => {
+                RateLimits::parse(&json).map_err(|e| bad("RATE_LIMITS", e))?
+            }
+            _ => RateLimits::default(),
+        };
+        let deny_list = DenyList::parse(get("DENY_LIST").as_deref().unwrap_or(""))
+            .map_err(|e| bad("DENY_LIST", e))?;
+        let cache_ttls = match get("CACHE_TTLS") {
+            Some(json) if !json.trim().is_empty() => {
+                CacheTtls::parse(&json).map_err(|e| bad("CACHE_TTLS", e))?
+            }
+            _ => CacheTtls::default(),
+        };
+        let region_timeout_ms = number(
+            &get,
+            "REGION_TIMEOUT_MS",
+            5_000u64,
+            |v| (100..=60_000).contains(v),
+            "100–60000 ms",
+        )?;
+        let defaults = BreakerSettings::default();
+        let breaker = BreakerSettings {
+            failures: number(
+                &get,
+                "BREAKER_FAILURES",
+                defaults.failures,
+                |v| (1..=1000).contains(v),
+                "1–1000",
+            )?,
+            open_ms: number(
+                &get,
+                "BREAKER_OPEN_MS",
+                defaults.open_ms,
+                |v| (100..=600_000).contains(v),
+                "100–600000 ms",
+            )?,
+            // A probe that has not come back within the region timeout
+            // has failed; let another through after that.
+            probe_timeout_ms: region_timeout_ms + 1_000,
+        };
+        let max_body_bytes = number(
+            &get,
+            "MAX_BODY_BYTES",
+            DEFAULT_MAX_BODY_BYTES,
+            |v| (1_024..=1 << 20).contains(v),
+            "1024–1048576 bytes",
+        )?;
+        let url = secret(&get, "UPSTASH_REDIS_REST_URL", 8)?
+            .trim()
+            .trim_end_matches('/')
+            .to_owned();
+        if !(url.starts_with("http://") || url.starts_with("https://")) {
+            return Err(bad("UPSTASH_REDIS_REST_URL", "must be an http(s) URL"));
+        }
+        let upstash = UpstashSettings {
+            url,
+            token: secret(&get, "UPSTASH_REDIS_REST_TOKEN", 1)?,
+            timeout_ms: number(
+                &get,
+                "UPSTASH_TIMEOUT_MS",
+                1_000u64,
+                |v| (50..=30_000).contains(v),
+                "50–30000 ms",
+            )?,
+            key_prefix: match get("KEY_PREFIX") {
+                None => String::new(),
+                Some(p) if p.len() <= 64 && p.bytes().all(|b| b.is_ascii_graphic()) => p,
+                Some(_) => {
+                    return Err(bad(
+                        "KEY_PREFIX",
+                        "must be at most 64 printable ASCII characters without spaces",
+                    ))
+                }
+            },
+        };
+        let admission_key = secret(&get, "ADMISSION_KEY", 16)?.into_bytes();
+        let admission_keys_previous = match get("ADMISSION_KEYS_PREVIOUS") {
+            None => Vec::new(),
+            Some(list) => list
+                .split(',')
+                .map(str::trim)
+                .filter(|k| !k.is_empty())
+                .map(|k| {
+                    if k.len() < 16 {
+                        Err(bad(
+                            "ADMISSION_KEYS_PREVIOUS",
+                            "every key must be at least 16 bytes",
+                        ))
+                    } else {
+                        Ok(k.as_bytes().to_vec())
+                    }
+                })
+                .collect::<Result<_, _>>()?,
+        };
+        let jwt_secret = secret(&get, "JWT_SECRET", 16)?.into_bytes();
+        Ok(Self {
+            regions,
+            limits,
+            deny_list,
+            cache_ttls,
+            region_timeout_ms,
+            breaker,
+            max_body_bytes,
+            upstash,
+            admission_key,
+            admission_keys_previous,
+            jwt_secret,
+        })
+    }
+
+    /// Keys a pass may be signed with: the current one first.
+    pub fn admission_keys(&self) -> Vec<&[u8]> {
+        std::iter::once(self.admission_key.as_slice())
+            .chain(self.admission_keys_previous.iter().map(Vec::as_slice))
+            .collect()
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    pub(crate) fn vars() -> HashMap<&'static str, String> {
+        HashMap::from([
+            (
+                "REGIONS",
+                r#"{"mum":"http://127.0.0.1:8080/","pune":"http://127.0.0.1:8080","blr":"http://127.0.0.1:9090"}"#.to_string(),
+            ),
+            ("UPSTASH_REDIS_REST_URL", "http://127.0.0.1:8079".to_string()),
+            ("UPSTASH_REDIS_REST_TOKEN", "local-dev-token".to_string()),
+            ("ADMISSION_KEY", "dev-only-admission-key-change-me".to_string()),
+            ("JWT_SECRET", "dev-only-secret-change-me".to_string()),
+        ])
+    }
+
+    pub(crate) fn config() -> EdgeConfig {
+        let v = vars();
+        EdgeConfig::from_lookup(|k| v.get(k).cloned()).unwrap()
+    }
+
+    fn err_with(var: &'static str, value: &str) -> ConfigError {
+        let mut v = vars();
+        v.insert(var, value.to_string());
+        EdgeConfig::from_lookup(|k| v.get(k).cloned()).unwrap_err()
+    }
+
+    #[test]
+    fn local_defaults_work() {
+        let c = config();
+        assert_eq!(c.regions.url("mum"), Some("http://127.0.0.1:8080"));
+        assert_eq!(c.region_timeout_ms, 5_000);
+        assert_eq!(c.max_body_bytes, 64 * 1024);
+        assert_eq!(c.admission_keys().len(), 1);
+        assert_eq!(c.upstash.key_prefix, "");
+        // Two cities on one region core: one read of its city list.
+        let d = c.regions.distinct();
+        assert_eq!(d.len(), 2);
+        assert_eq!(d[0], ("http://127.0.0.1:8080", vec!["mum", "pune"]));
+    }
+
+    #[test]
+    fn every_problem_names_its_variable() {
+        assert_eq!(err_with("REGIONS", "{}").var, "REGIONS");
+        assert_eq!(err_with("REGIONS", r#"{"MUM":"http://x"}"#).var, "REGIONS");
+        assert_eq!(err_with("REGIONS", r#"{"mum":"ftp://x"}"#).var, "REGIONS");
+        assert_eq!(err_with("REGION_TIMEOUT_MS", "0").var, "REGION_TIMEOUT_MS");
+        assert_eq!(err_with("ADMISSION_KEY", "short").var, "ADMISSION_KEY");
+        assert_eq!(err_with("JWT_SECRET", "short").var, "JWT_SECRET");
+        assert_eq!(err_with("RATE_LIMITS", "[]").var, "RATE_LIMITS");
+        assert_eq!(err_with("CACHE_TTLS", r#"{"nope":1}"#).var, "CACHE_TTLS");
+        assert_eq!(err_with("DENY_LIST", "ip:not-an-ip").var, "DENY_LIST");
+        assert_eq!(err_with("KEY_PREFIX", "a b").var, "KEY_PREFIX");
+        assert_eq!(
+            err_with("UPSTASH_REDIS_REST_URL", "redis://127.0.0.1").var,
+            "UPSTASH_REDIS_REST_URL"
+        );
+        let mut v = vars();
+        v.remove("UPSTASH_REDIS_REST_TOKEN");
+        let e = EdgeConfig::from_lookup(|k| v.get(k).cloned()).unwrap_err();
+        assert_eq!(e.var, "UPSTASH_REDIS_REST_TOKEN");
+        assert!(e.to_string().starts_with("UPSTASH_REDIS_REST_TOKEN: "));
+    }
+
+    /// The committed `wrangler.toml` is a valid configuration: its vars,
+    /// read as the Worker reads them (TOML tables reach it as objects and
+    /// are taken as their JSON), plus the secrets it names.
+    #[test]
+    fn the_committed_wrangler_toml_parses() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../wrangler.toml");
+        let text = std::fs::read_to_string(path).unwrap();
+        let doc: toml::Table = toml::from_str(&text).unwrap();
+        assert_eq!(doc["main"].as_str(), Some("functions/build/index.js"));
+        assert!(doc["compatibility_date"].as_str().unwrap() <= "2026-04-26");
+        let vars = doc["vars"].as_table().unwrap().clone();
+        let mut v = vars_with_secrets_only();
+        for (name, value) in vars {
+            let text = match value {
+                toml::Value::String(s) => s,
+                other => serde_json::to_string(&other).unwrap(),
+            };
+            v.insert(Box::leak(name.into_boxed_str()), text);
+        }
+        let c = EdgeConfig::from_lookup(|k| v.get(k).cloned()).unwrap();
+        assert!(c.regions.contains("mum"));
+        assert_eq!(
+            c.limits,
+            RateLimits::default(),
+            "wrangler.toml spells out the defaults"
+        );
+        assert_eq!(c.cache_ttls, CacheTtls::default());
+        assert_eq!(c.breaker.failures, 5);
+    }
+
+    fn vars_with_secrets_only() -> HashMap<&'static str, String> {
+        let mut v = vars();
+        v.remove("REGIONS");
+        v
+    }
+
+    #[test]
+    fn secrets_stay_out_of_debug_output() {
+        let shown = format!("{:?}", config());
+        assert!(!shown.contains("local-dev-token"));
+        assert!(!shown.contains("dev-only"));
+    }
+}

@@ -1,0 +1,861 @@
+//! One function per route: check, ask the gate (rate limit + deny list,
+//! one Redis call), then serve from the cache, the waiting room or the
+//! city's region core. The decisions are the pure modules'; this file
+//! sequences I/O.
+
+use std::rc::Rc;
+
+use worker::{Context, Headers, Method, Request, Response, Url};
+
+use super::http::{self, now_ms, random_hex, OrInternal};
+use super::region::{self, Upstream};
+use super::upstash::Upstash;
+use super::{cache, state};
+use crate::auth::{self, User};
+use crate::catalog::{self, version_key, CacheKind, Freshness, Ttl, CACHE_HEADER};
+use crate::config::EdgeConfig;
+use crate::error::EdgeError;
+use crate::rate_limit::{
+    decode_gate_reply, gate_keys_args, memory_keys, on_unavailable, outcome, Caller, ClassLimit,
+    GateVerdict, Outcome, RouteClass,
+};
+use crate::routes::{self, Route};
+use crate::scripts;
+use crate::waiting_room::{self, Mode, Sale, StatusView};
+
+type Hdrs = Vec<(&'static str, String)>;
+type Handled = Result<Response, EdgeError>;
+
+/// Serves one request.
+pub async fn handle(
+    mut req: Request,
+    cfg: Rc<EdgeConfig>,
+    ctx: &Context,
+) -> worker::Result<Response> {
+    let url = req.url()?;
+    let method = req.method();
+    let route = routes::classify(method.as_ref(), url.path(), url.query(), &cfg.regions);
+    let browser = matches!(route, Ok(Route::Page { .. } | Route::PageJoin { .. }));
+    let result = match route {
+        Ok(route) => {
+            let call = Call::new(&req, cfg, &url, method);
+            dispatch(&mut req, &call, ctx, route).await
+        }
+        Err(e) => Err(e),
+    };
+    match result {
+        Ok(resp) => Ok(resp),
+        Err(e) if browser => http::error_page(&e),
+        Err(e) => http::error(&e),
+    }
+}
+
+/// What every handler needs to know about the request.
+struct Call {
+    cfg: Rc<EdgeConfig>,
+    now_ms: i64,
+    origin: String,
+    ip: String,
+    bucket: String,
+    token: Option<String>,
+    query: Option<String>,
+    method: Method,
+}
+
+impl Call {
+    fn new(req: &Request, cfg: Rc<EdgeConfig>, url: &Url, method: Method) -> Self {
+        let ip = auth::client_ip(
+            http::header(req, "CF-Connecting-IP").as_deref(),
+            http::header(req, "X-Forwarded-For").as_deref(),
+        );
+        let token = auth::token(
+            http::header(req, "Authorization").as_deref(),
+            http::header(req, "Cookie").as_deref(),
+        )
+        .map(str::to_owned);
+        Self {
+            cfg,
+            now_ms: now_ms(),
+            origin: url.origin().ascii_serialization(),
+            bucket: auth::ip_bucket(&ip),
+            ip,
+            token,
+            query: url.query().map(str::to_owned),
+            method,
+        }
+    }
+
+    fn now_s(&self) -> i64 {
+        self.now_ms.div_euclid(1000)
+    }
+
+    fn caller<'a>(&'a self, user: Option<&'a str>) -> Caller<'a> {
+        Caller {
+            ip_bucket: &self.bucket,
+            user,
+        }
+    }
+
+    fn require_user(&self) -> Result<User, EdgeError> {
+        auth::require_user(&self.cfg.jwt_secret, self.token.as_deref(), self.now_s())
+    }
+
+    fn optional_user(&self) -> Result<Option<User>, EdgeError> {
+        auth::optional_user(&self.cfg.jwt_secret, self.token.as_deref(), self.now_s())
+    }
+
+    fn upstash(&self) -> Upstash<'_> {
+        Upstash::new(&self.cfg.upstash)
+    }
+
+    /// The checks that need no Redis: the configured deny list, and
+    /// refusals this isolate remembers.
+    fn precheck(&self, class: RouteClass, caller: &Caller<'_>) -> Result<(), EdgeError> {
+        if self.cfg.deny_list.denies(caller) {
+            return Err(EdgeError::denied());
+        }
+        let keys = memory_keys(class, caller);
+        match state::with(|s| s.refusals.check(&keys, self.now_ms)) {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    /// Applies a gate verdict: the rate-limit headers, or the refusal
+    /// (remembered in the isolate).
+    fn apply(
+        &self,
+        class: RouteClass,
+        limit: &ClassLimit,
+        caller: &Caller<'_>,
+        verdict: &GateVerdict,
+    ) -> Result<Hdrs, EdgeError> {
+        match outcome(class, limit, caller, verdict, self.now_ms) {
+            Outcome::Allowed(h) => Ok(h),
+            Outcome::Refused(e, remember) => {
+                state::with(|s| {
+                    for (key, r) in remember {
+                        s.refusals.remember(key, r, self.now_ms);
+                    }
+                });
+                Err(e)
+            }
+        }
+    }
+
+    /// The rate-limit gate of `class` for this caller, in one Redis call
+    /// that also reads `context` keys. The values are `None` when Upstash
+    /// could not be asked and the class fails open.
+    async fn gate(
+        &self,
+        class: RouteClass,
+        user: Option<&str>,
+        context: &[String],
+    ) -> Result<(Hdrs, Option<Vec<Option<String>>>), EdgeError> {
+        let caller = self.caller(user);
+        let limit = self.cfg.limits.get(class);
+        self.precheck(class, &caller)?;
+        let (keys, args) = gate_keys_args(class, limit, &caller, self.now_ms, context);
+        let decoded = self
+            .upstash()
+            .eval(&scripts::GATE, &keys, &args)
+            .await
+            .and_then(|r| decode_gate_reply(&r, user.is_some()));
+        match decoded {
+            Ok((verdict, values)) => {
+                let headers = self.apply(class, limit, &caller, &verdict)?;
+                Ok((headers, Some(values)))
+            }
+            Err(e) => {
+                worker::console_error!("rate-limit gate ({}): {e}", class.name());
+                on_unavailable(limit)?;
+                Ok((Vec::new(), None))
+            }
+        }
+    }
+
+    /// The catalog version under `key` from a gate's context value (and
+    /// remembered for the isolate), or the last one remembered when the
+    /// gate could not be asked.
+    fn version(&self, key: &str, value: Option<Option<&str>>) -> i64 {
+        match value {
+            Some(v) => {
+                let v = v.and_then(|s| s.parse().ok()).unwrap_or(0);
+                state::with(|s| s.versions.insert(key.to_owned(), v));
+                v
+            }
+            None => state::with(|s| s.versions.get(key).copied().unwrap_or(0)),
+        }
+    }
+}
+
+/// Adds the rate-limit headers to an error produced after the gate.
+fn with_limits(mut e: EdgeError, rl: &Hdrs) -> EdgeError {
+    for (name, value) in rl {
+        if !e.headers.iter().any(|(n, _)| n == name) {
+            e.headers.push((name, value.clone()));
+        }
+    }
+    e
+}
+
+async fn dispatch(req: &mut Request, call: &Call, ctx: &Context, route: Route) -> Handled {
+    let upstream = route.upstream(call.query.as_deref());
+    match route {
+        Route::Health => {
+            Ok(http::json(200, r#"{"status":"ok"}"#.into(), &[]).or_internal("health")?)
+        }
+        Route::Cities => {
+            catalog_read(
+                call,
+                ctx,
+                CacheKind::Cities,
+                String::new(),
+                "/v1/cities".into(),
+                None,
+            )
+            .await
+        }
+        Route::CityShows { city, .. } => {
+            let up = upstream.unwrap_or_default();
+            catalog_read(call, ctx, CacheKind::Shows, city, up, None).await
+        }
+        Route::ShowRead { city, show, kind } => {
+            let up = upstream.unwrap_or_default();
+            catalog_read(call, ctx, kind, city, up, Some(show)).await
+        }
+        Route::Hold { city, show } => {
+            hold(req, call, &city, &show, &upstream.unwrap_or_default()).await
+        }
+        Route::Checkout { city, .. } => {
+            checkout(req, call, ctx, &city, &upstream.unwrap_or_default()).await
+        }
+        Route::Operator { city, .. } => {
+            operator(req, call, &city, &upstream.unwrap_or_default()).await
+        }
+        Route::Forward { city, .. } => {
+            forward(req, call, &city, &upstream.unwrap_or_default()).await
+        }
+        Route::Join { city, show } => room_json(call, &city, &show, Mode::Join).await,
+        Route::Status { city, show } => room_json(call, &city, &show, Mode::Status).await,
+        Route::Page { city, show } => page(call, &city, &show).await,
+        Route::PageJoin { city, show } => {
+            room(call, &city, &show, Mode::Join).await?;
+            let location = format!("/c/{city}/sales/{show}");
+            Ok(Response::builder()
+                .with_status(303)
+                .with_header("Location", &location)
+                .and_then(|b| b.with_header("Cache-Control", "no-store"))
+                .or_internal("redirect")?
+                .empty())
+        }
+        Route::SaleConfig { show, write } => sale_config(req, call, &show, write).await,
+    }
+}
+
+// ---------------------------------------------------------------- catalog
+
+/// What a catalog fetch gives.
+enum Fetched {
+    /// A 200, stored in the cache at `stored_at_ms`.
+    Stored {
+        content_type: String,
+        body: Vec<u8>,
+        stored_at_ms: i64,
+    },
+    /// Only some regions answered the city list: served, not stored.
+    Partial(Vec<u8>),
+    /// Not a 200 (404 unknown show, …): passed through, not stored.
+    Passthrough(Upstream),
+}
+
+/// Everything a catalog fetch needs, owned, so a stale copy can be
+/// refreshed after the response has gone (`ctx.wait_until`).
+#[derive(Clone)]
+struct CatalogJob {
+    cfg: Rc<EdgeConfig>,
+    kind: CacheKind,
+    city: String,
+    show: Option<String>,
+    upstream: String,
+    key: String,
+    ttl: Ttl,
+    origin: String,
+    version: i64,
+}
+
+async fn fetch_and_store(job: &CatalogJob) -> Result<Fetched, EdgeError> {
+    let accept = || -> Result<Headers, EdgeError> {
+        let h = Headers::new();
+        h.set("Accept", "application/json")
+            .or_internal("accept header")?;
+        Ok(h)
+    };
+    let (content_type, body) = if job.kind == CacheKind::Cities {
+        let regions = job.cfg.regions.distinct();
+        let calls = regions.iter().map(|(_, cities)| {
+            let city = cities[0];
+            let cfg = &job.cfg;
+            async move {
+                let h = accept()?;
+                region::call(cfg, city, Method::Get, "/v1/cities", h, None).await
+            }
+        });
+        let answers = futures::future::join_all(calls).await;
+        let mut parts = Vec::new();
+        let mut first_error = None;
+        for ((_, cities), answer) in regions.iter().zip(answers) {
+            match answer {
+                Ok(up) if up.status == 200 => parts.push((cities.as_slice(), up.body)),
+                Ok(up) => {
+                    worker::console_warn!("cities: a region answered {}", up.status);
+                    first_error.get_or_insert_with(|| EdgeError::region_unavailable(1));
+                }
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        if parts.is_empty() {
+            return Err(first_error.unwrap_or_else(|| EdgeError::region_unavailable(1)));
+        }
+        let merged = catalog::merge_cities(parts.iter().map(|(c, b)| (*c, b.as_slice())))
+            .or_internal("cities from a region")?;
+        let body = serde_json::to_vec(&merged).or_internal("cities")?;
+        if first_error.is_some() {
+            return Ok(Fetched::Partial(body));
+        }
+        ("application/json".to_owned(), body)
+    } else {
+        let up = region::call(
+            &job.cfg,
+            &job.city,
+            Method::Get,
+            &job.upstream,
+            accept()?,
+            None,
+        )
+        .await?;
+        if up.status != 200 {
+            return Ok(Fetched::Passthrough(up));
+        }
+        if matches!(job.kind, CacheKind::Availability | CacheKind::Seats) {
+            note_sold_out(job, &up.body).await;
+        }
+        let ct = up
+            .header("Content-Type")
+            .unwrap_or("application/json")
+            .to_owned();
+        (ct, up.body)
+    };
+    let stored_at_ms = now_ms();
+    cache::put(&job.key, job.ttl, &content_type, body.clone(), stored_at_ms).await;
+    Ok(Fetched::Stored {
+        content_type,
+        body,
+        stored_at_ms,
+    })
+}
+
+/// Availability and seat-map answers tell whether a show is sold out:
+/// remember it briefly (isolate and location cache) so holds for it get
+/// `409 sold_out` without reaching the region.
+async fn note_sold_out(job: &CatalogJob, body: &[u8]) {
+    let Some(show) = &job.show else { return };
+    let memo = format!("{}/{show}", job.city);
+    let key = catalog::sold_out_key(&job.origin, job.version, &job.city, show);
+    let secs = job.cfg.cache_ttls.sold_out_s;
+    let now = now_ms();
+    match catalog::sold_out(body) {
+        Some(true) => {
+            state::with(|s| s.sold_out.insert(memo, now + i64::from(secs) * 1000));
+            cache::put_flag(&key, secs, now).await;
+        }
+        Some(false) => {
+            let was = state::with(|s| s.sold_out.remove(&memo)).is_some();
+            if was || cache::flag(&key, secs, now).await {
+                cache::delete(&key).await;
+            }
+        }
+        None => {}
+    }
+}
+
+fn cached_response(c: cache::Cached, ttl: Ttl, status: &str, now: i64, rl: &Hdrs) -> Handled {
+    let mut h: Vec<(&str, String)> = vec![
+        (
+            "Cache-Control",
+            catalog::client_cache_control(ttl, c.stored_at_ms, now),
+        ),
+        ("Age", catalog::age_secs(c.stored_at_ms, now).to_string()),
+        (CACHE_HEADER, status.to_owned()),
+    ];
+    h.extend(rl.iter().map(|(n, v)| (*n, v.clone())));
+    http::respond(200, &c.content_type, c.body, &h).or_internal("cached response")
+}
+
+async fn catalog_read(
+    call: &Call,
+    ctx: &Context,
+    kind: CacheKind,
+    city: String,
+    upstream: String,
+    show: Option<String>,
+) -> Handled {
+    // Catalog reads are public: a bad token is ignored, not refused.
+    let user = call.optional_user().ok().flatten();
+    let vkey = version_key((kind != CacheKind::Cities).then_some(city.as_str()));
+    let (rl, values) = call
+        .gate(
+            RouteClass::Catalog,
+            user.as_ref().map(|u| u.id.as_str()),
+            std::slice::from_ref(&vkey),
+        )
+        .await?;
+    let version = call.version(&vkey, values.as_ref().map(|v| v[0].as_deref()));
+    let ttl = call.cfg.cache_ttls.get(kind);
+    let key_city = if kind == CacheKind::Cities {
+        "all"
+    } else {
+        city.as_str()
+    };
+    let job = CatalogJob {
+        cfg: call.cfg.clone(),
+        key: catalog::cache_key(&call.origin, version, kind, key_city, &upstream),
+        kind,
+        city,
+        show,
+        upstream,
+        ttl,
+        origin: call.origin.clone(),
+        version,
+    };
+    let now = call.now_ms;
+    let cached = cache::get(&job.key).await;
+    let mut fallback = None;
+    if let Some(c) = cached {
+        match catalog::freshness(c.stored_at_ms, now, ttl) {
+            Freshness::Fresh => return cached_response(c, ttl, "HIT", now, &rl),
+            Freshness::Stale => {
+                // One background refresh per key per isolate.
+                let first = state::with(|s| s.refreshing.insert(job.key.clone()));
+                if first {
+                    let job = job.clone();
+                    ctx.wait_until(async move {
+                        if let Err(e) = fetch_and_store(&job).await {
+                            worker::console_warn!(
+                                "background refresh of {}: {}",
+                                job.key,
+                                e.message
+                            );
+                        }
+                        state::with(|s| s.refreshing.remove(&job.key));
+                    });
+                }
+                return cached_response(c, ttl, "STALE", now, &rl);
+            }
+            Freshness::Expired => fallback = Some(c),
+        }
+    }
+    let mut h: Vec<(&str, String)> = rl.iter().map(|(n, v)| (*n, v.clone())).collect();
+    h.push((CACHE_HEADER, "MISS".to_owned()));
+    match fetch_and_store(&job).await {
+        Ok(Fetched::Stored {
+            content_type,
+            body,
+            stored_at_ms,
+        }) => {
+            h.push((
+                "Cache-Control",
+                catalog::client_cache_control(ttl, stored_at_ms, stored_at_ms),
+            ));
+            http::respond(200, &content_type, body, &h).or_internal("catalog response")
+        }
+        Ok(Fetched::Partial(body)) => {
+            h.push(("X-Edge-Partial", "true".to_owned()));
+            http::json(200, String::from_utf8_lossy(&body).into_owned(), &h).or_internal("cities")
+        }
+        Ok(Fetched::Passthrough(up)) => up.into_response(&h).or_internal("region response"),
+        // The region is down: an old copy beats an error (stale-if-error).
+        Err(e) => match fallback {
+            Some(c) => cached_response(c, ttl, "STALE", now, &rl),
+            None => Err(with_limits(e, &rl)),
+        },
+    }
+}
+
+// ---------------------------------------------------------- region calls
+
+/// Forwards the request (with `body`) to the city's region core.
+async fn to_region(
+    req: &Request,
+    call: &Call,
+    city: &str,
+    upstream: &str,
+    body: &[u8],
+) -> Result<Upstream, EdgeError> {
+    let headers = region::forward_headers(req, &call.ip)?;
+    region::call(
+        &call.cfg,
+        city,
+        call.method.clone(),
+        upstream,
+        headers,
+        Some(body),
+    )
+    .await
+}
+
+/// Reads a body the edge passes on: bounded, and JSON when not empty.
+async fn json_body(req: &mut Request, call: &Call) -> Result<Vec<u8>, EdgeError> {
+    let body = http::read_body(req, call.cfg.max_body_bytes).await?;
+    auth::check_json(&body)?;
+    Ok(body)
+}
+
+fn declared_length_ok(req: &Request, call: &Call) -> Result<(), EdgeError> {
+    auth::check_declared_length(
+        http::header(req, "Content-Length").as_deref(),
+        call.cfg.max_body_bytes,
+    )
+}
+
+async fn hold(req: &mut Request, call: &Call, city: &str, show: &str, upstream: &str) -> Handled {
+    let user = call.require_user()?;
+    declared_length_ok(req, call)?;
+    let context = [version_key(Some(city)), waiting_room::config_key(show)];
+    let (rl, values) = call
+        .gate(RouteClass::Hold, Some(&user.id), &context)
+        .await?;
+    let checks = async {
+        let body = json_body(req, call).await?;
+        let version = call.version(&context[0], values.as_ref().map(|v| v[0].as_deref()));
+        let sale = match &values {
+            Some(v) => {
+                let sale = parse_sale(v[1].as_deref());
+                state::with(|s| s.remember_sale(show, sale.clone(), call.now_ms));
+                sale
+            }
+            // Upstash unreachable (and holds set to fail open): what this
+            // isolate knows; the region core checks the pass anyway.
+            None => state::with(|s| s.sale(show, call.now_ms)).flatten(),
+        };
+        if sold_out(call, city, show, version).await {
+            return Err(EdgeError::sold_out());
+        }
+        if let Some(sale) = sale.filter(|s| s.city == city) {
+            let pass = http::header(req, "Admission-Pass").ok_or_else(EdgeError::pass_required)?;
+            shared::admission::check(
+                &call.cfg.admission_keys(),
+                &pass,
+                &user.id,
+                &sale.config.sale,
+                call.now_s(),
+            )
+            .map_err(EdgeError::pass)?;
+        }
+        to_region(req, call, city, upstream, &body).await
+    };
+    match checks.await {
+        Ok(up) => up.into_response(&rl).or_internal("hold response"),
+        Err(e) => Err(with_limits(e, &rl)),
+    }
+}
+
+async fn sold_out(call: &Call, city: &str, show: &str, version: i64) -> bool {
+    let memo = format!("{city}/{show}");
+    if state::with(|s| s.is_sold_out(&memo, call.now_ms)) {
+        return true;
+    }
+    let key = catalog::sold_out_key(&call.origin, version, city, show);
+    cache::flag(&key, call.cfg.cache_ttls.sold_out_s, call.now_ms).await
+}
+
+fn parse_sale(stored: Option<&str>) -> Option<Rc<Sale>> {
+    let s = stored?;
+    match serde_json::from_str::<Sale>(s) {
+        Ok(sale) => Some(Rc::new(sale)),
+        Err(e) => {
+            worker::console_error!("a stored sale does not parse: {e}");
+            None
+        }
+    }
+}
+
+async fn checkout(
+    req: &mut Request,
+    call: &Call,
+    ctx: &Context,
+    city: &str,
+    upstream: &str,
+) -> Handled {
+    let user = call.require_user()?;
+    declared_length_ok(req, call)?;
+    let (rl, _) = call.gate(RouteClass::Checkout, Some(&user.id), &[]).await?;
+    let up = async {
+        let body = json_body(req, call).await?;
+        to_region(req, call, city, upstream, &body).await
+    }
+    .await
+    .map_err(|e| with_limits(e, &rl))?;
+    // The region reports the pass of a hold that became a booking: its
+    // waiting-room place goes to the next user (once per pass).
+    if up.status == 201 {
+        if let Some((keys, args)) = up
+            .header("Admission-Completed")
+            .and_then(waiting_room::completion)
+        {
+            let cfg = call.cfg.clone();
+            ctx.wait_until(async move {
+                if let Err(e) = Upstash::new(&cfg.upstash)
+                    .eval(&scripts::COMPLETE, &keys, &args)
+                    .await
+                {
+                    worker::console_error!("pass completion: {e}");
+                }
+            });
+        }
+    }
+    up.into_response(&rl).or_internal("checkout response")
+}
+
+async fn operator(req: &mut Request, call: &Call, city: &str, upstream: &str) -> Handled {
+    let user = call.require_user()?;
+    declared_length_ok(req, call)?;
+    let (rl, _) = call.gate(RouteClass::Operator, Some(&user.id), &[]).await?;
+    let up = async {
+        let body = json_body(req, call).await?;
+        to_region(req, call, city, upstream, &body).await
+    }
+    .await
+    .map_err(|e| with_limits(e, &rl))?;
+    let write = !matches!(call.method, Method::Get | Method::Head);
+    if write && (200..300).contains(&up.status) {
+        // A catalog change: new versions make the city's cached reads (and
+        // the city list) stale at once, everywhere.
+        let keys = [version_key(Some(city)), version_key(None)];
+        let upstash = call.upstash();
+        let bump: Vec<Vec<String>> = keys
+            .iter()
+            .map(|k| vec!["INCR".to_owned(), upstash.key(k)])
+            .collect();
+        match upstash.pipeline(&bump).await {
+            Ok(answers) => state::with(|s| {
+                for (key, answer) in keys.iter().zip(answers) {
+                    match answer.and_then(|r| r.int()) {
+                        Ok(v) => {
+                            s.versions.insert(key.clone(), v);
+                        }
+                        Err(e) => worker::console_error!("catalog version bump of {key}: {e}"),
+                    }
+                }
+            }),
+            Err(e) => worker::console_error!("catalog version bump failed: {e}"),
+        }
+    }
+    up.into_response(&rl).or_internal("operator response")
+}
+
+async fn forward(req: &mut Request, call: &Call, city: &str, upstream: &str) -> Handled {
+    let user = call.optional_user()?;
+    let user_id = user.as_ref().map(|u| u.id.as_str());
+    let websocket =
+        http::header(req, "Upgrade").is_some_and(|u| u.eq_ignore_ascii_case("websocket"));
+    if !websocket {
+        declared_length_ok(req, call)?;
+    }
+    let (rl, _) = call.gate(RouteClass::Api, user_id, &[]).await?;
+    if websocket {
+        return region::websocket(&call.cfg, city, req, upstream)
+            .await
+            .map_err(|e| with_limits(e, &rl));
+    }
+    let up = async {
+        let body = json_body(req, call).await?;
+        to_region(req, call, city, upstream, &body).await
+    }
+    .await
+    .map_err(|e| with_limits(e, &rl))?;
+    up.into_response(&rl).or_internal("region response")
+}
+
+// ----------------------------------------------------------- waiting room
+
+/// The sale behind a waiting-room request: from isolate memory, or read
+/// by the gate itself (then the rate-limit cost is already spent).
+async fn room_sale(
+    call: &Call,
+    class: RouteClass,
+    user: &str,
+    show: &str,
+) -> Result<(Rc<Sale>, Hdrs, bool), EdgeError> {
+    match state::with(|s| s.sale(show, call.now_ms)) {
+        Some(Some(sale)) => Ok((sale, Vec::new(), false)),
+        Some(None) => Err(EdgeError::unknown_sale()),
+        None => {
+            let (rl, values) = call
+                .gate(class, Some(user), &[waiting_room::config_key(show)])
+                .await?;
+            let Some(values) = values else {
+                return Err(EdgeError::edge_state_unavailable());
+            };
+            let sale = parse_sale(values[0].as_deref());
+            state::with(|s| s.remember_sale(show, sale.clone(), call.now_ms));
+            match sale {
+                Some(sale) => Ok((sale, rl, true)),
+                None => Err(with_limits(EdgeError::unknown_sale(), &rl)),
+            }
+        }
+    }
+}
+
+/// A join or status: one `ROOM` script call (gate included).
+async fn room(
+    call: &Call,
+    city: &str,
+    show: &str,
+    mode: Mode,
+) -> Result<(StatusView, Hdrs), EdgeError> {
+    let user = call.require_user()?;
+    let class = match mode {
+        Mode::Join => RouteClass::Join,
+        Mode::Status => RouteClass::Status,
+    };
+    let caller = call.caller(Some(&user.id));
+    call.precheck(class, &caller)?;
+    let (sale, _, spent) = room_sale(call, class, &user.id, show).await?;
+    if sale.city != city {
+        return Err(EdgeError::unknown_sale());
+    }
+    let mut limit = *call.cfg.limits.get(class);
+    if spent {
+        // The gate already charged this request when it read the sale.
+        limit.cost = 0;
+    }
+    let (mut keys, mut args) = gate_keys_args(class, &limit, &caller, call.now_ms, &[]);
+    let seed = random_hex(32).or_internal("seed")?;
+    let pid = waiting_room::pass_id(show, &random_hex(12).or_internal("pass id")?);
+    keys.extend(waiting_room::room_keys(show));
+    args.extend(waiting_room::room_args(
+        mode,
+        &user.id,
+        &sale,
+        call.now_ms,
+        &seed,
+        &pid,
+    ));
+    let reply = call.upstash().eval(&scripts::ROOM, &keys, &args).await;
+    let (verdict, reply) = reply
+        .and_then(|r| waiting_room::decode_room_reply(&r))
+        .map_err(|e| {
+            worker::console_error!("waiting room: {e}");
+            EdgeError::edge_state_unavailable()
+        })?;
+    let rl = call.apply(class, &limit, &caller, &verdict)?;
+    let reply = reply.ok_or_else(EdgeError::internal)?;
+    let view = waiting_room::status_view(
+        &sale,
+        &user.id,
+        &reply,
+        call.now_ms,
+        &call.cfg.admission_key,
+    );
+    Ok((view, rl))
+}
+
+fn status_headers(view: &StatusView, rl: Hdrs) -> Hdrs {
+    let mut h = rl;
+    if view.refresh_after_s > 0 {
+        h.push(("Retry-After", view.refresh_after_s.to_string()));
+    }
+    h
+}
+
+async fn room_json(call: &Call, city: &str, show: &str, mode: Mode) -> Handled {
+    let (view, rl) = room(call, city, show, mode).await?;
+    let body = serde_json::to_string(&view).or_internal("status")?;
+    let h = status_headers(&view, rl);
+    let h: Vec<(&str, String)> = h.into_iter().collect();
+    http::json(200, body, &h).or_internal("status response")
+}
+
+async fn page(call: &Call, city: &str, show: &str) -> Handled {
+    let signed_in = call.require_user().is_ok();
+    let (view, status, h) = if signed_in {
+        let (view, rl) = room(call, city, show, Mode::Status).await?;
+        let h = status_headers(&view, rl);
+        (Some(view), 200, h)
+    } else {
+        (None, 401, Vec::new())
+    };
+    let body = crate::html::render(&crate::html::Page {
+        city,
+        show,
+        view: view.as_ref(),
+    });
+    let h: Vec<(&str, String)> = h.into_iter().collect();
+    http::html(status, body, &h).or_internal("page")
+}
+
+async fn sale_config(req: &mut Request, call: &Call, show: &str, write: bool) -> Handled {
+    let user = call.require_user()?;
+    if !user.operator {
+        return Err(EdgeError::forbidden());
+    }
+    let (rl, _) = call.gate(RouteClass::Operator, Some(&user.id), &[]).await?;
+    let upstash = call.upstash();
+    let done = async {
+        let unavailable = |e: crate::upstash::UpstashError| {
+            worker::console_error!("sale config: {e}");
+            EdgeError::edge_state_unavailable()
+        };
+        let (sale, seed) = if write {
+            let body = http::read_body(req, call.cfg.max_body_bytes).await?;
+            let sale = waiting_room::parse_sale(show, &body, &call.cfg.regions)?;
+            let stored = serde_json::to_string(&sale).or_internal("sale")?;
+            let answers = upstash
+                .pipeline(&[
+                    vec![
+                        "SET".to_owned(),
+                        upstash.key(&waiting_room::config_key(show)),
+                        stored,
+                    ],
+                    vec!["GET".to_owned(), upstash.key(&waiting_room::seed_key(show))],
+                ])
+                .await
+                .map_err(unavailable)?;
+            let mut answers = answers.into_iter();
+            answers.next().transpose().map_err(unavailable)?;
+            let seed = answers.next().transpose().map_err(unavailable)?;
+            state::with(|s| s.remember_sale(show, Some(Rc::new(sale.clone())), call.now_ms));
+            (sale, seed)
+        } else {
+            let answers = upstash
+                .pipeline(&[
+                    vec![
+                        "GET".to_owned(),
+                        upstash.key(&waiting_room::config_key(show)),
+                    ],
+                    vec!["GET".to_owned(), upstash.key(&waiting_room::seed_key(show))],
+                ])
+                .await
+                .map_err(unavailable)?;
+            let mut answers = answers.into_iter();
+            let stored = answers.next().transpose().map_err(unavailable)?;
+            let sale = stored
+                .as_ref()
+                .and_then(|r| parse_sale(r.opt_str().ok().flatten()))
+                .ok_or_else(EdgeError::unknown_sale)?;
+            let seed = answers.next().transpose().map_err(unavailable)?;
+            ((*sale).clone(), seed)
+        };
+        let seed = seed
+            .as_ref()
+            .and_then(|r| r.opt_str().ok().flatten().map(str::to_owned));
+        serde_json::to_string(&sale.view(seed.as_deref())).or_internal("sale view")
+    };
+    match done.await {
+        Ok(body) => http::json(200, body, &rl).or_internal("sale response"),
+        Err(e) => Err(with_limits(e, &rl)),
+    }
+}

@@ -1,0 +1,213 @@
+//! Calls to a city's region core: the routing table gives the base URL,
+//! the region's circuit breaker (isolate memory) may refuse at once, and
+//! every call has a timeout. A region that is down costs its cities a
+//! quick 503 `region_unavailable`; other regions are untouched.
+
+use worker::wasm_bindgen::JsValue;
+use worker::{
+    AbortController, Fetch, Headers, Method, Request, RequestInit, RequestRedirect, Response,
+};
+
+use super::http::{now_ms, with_timeout, OrInternal};
+use super::state;
+use crate::breaker::{Admission, State};
+use crate::config::EdgeConfig;
+use crate::error::EdgeError;
+
+/// Request headers passed on to the region core (plus `X-Forwarded-For`).
+pub const FORWARDED_REQUEST_HEADERS: [&str; 5] = [
+    "Authorization",
+    "Content-Type",
+    "Idempotency-Key",
+    "Admission-Pass",
+    "Accept",
+];
+
+/// Response headers not passed back: hop-by-hop, or describing a body
+/// encoding the runtime has already undone, or internal to edge↔region.
+const DROPPED_RESPONSE_HEADERS: [&str; 7] = [
+    "connection",
+    "keep-alive",
+    "transfer-encoding",
+    "content-length",
+    "content-encoding",
+    "admission-completed",
+    "set-cookie",
+];
+
+/// A region core's answer, read whole (bodies are small).
+pub struct Upstream {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Upstream {
+    /// A response header (names compare case-insensitively).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The response to the client: the region's status, body and headers,
+    /// plus `extra` (rate-limit headers, cache status).
+    pub fn into_response(self, extra: &[(&str, String)]) -> worker::Result<Response> {
+        let h = Headers::new();
+        for (name, value) in &self.headers {
+            if !DROPPED_RESPONSE_HEADERS.contains(&name.to_ascii_lowercase().as_str()) {
+                h.append(name, value)?;
+            }
+        }
+        for (name, value) in extra {
+            h.set(name, value)?;
+        }
+        if !h.has("Cache-Control")? {
+            h.set("Cache-Control", "private, no-store")?;
+        }
+        Ok(Response::builder()
+            .with_status(self.status)
+            .with_headers(h)
+            .fixed(self.body))
+    }
+}
+
+/// The headers to send upstream for a client request.
+pub fn forward_headers(req: &Request, client_ip: &str) -> Result<Headers, EdgeError> {
+    let h = Headers::new();
+    for name in FORWARDED_REQUEST_HEADERS {
+        if let Some(v) = req.headers().get(name).ok().flatten() {
+            h.set(name, &v).or_internal("forward header")?;
+        }
+    }
+    h.set("X-Forwarded-For", client_ip)
+        .or_internal("forward header")?;
+    Ok(h)
+}
+
+fn admit(cfg: &EdgeConfig, base: &str) -> Result<(), EdgeError> {
+    match state::with(|s| s.breaker(base, cfg).admit(now_ms())) {
+        Admission::Go { .. } => Ok(()),
+        Admission::Refuse { retry_after_ms } => {
+            Err(EdgeError::region_unavailable(retry_after_ms.div_ceil(1000)))
+        }
+    }
+}
+
+/// Records an outcome; on failure, the error to answer with.
+fn record(cfg: &EdgeConfig, base: &str, status: Option<u16>) -> Option<EdgeError> {
+    let now = now_ms();
+    let state = state::with(|s| {
+        let b = s.breaker(base, cfg);
+        b.record(status, now);
+        b.state()
+    });
+    if !crate::breaker::is_failure(status) {
+        return None;
+    }
+    Some(match state {
+        State::Open { until_ms } => {
+            EdgeError::region_unavailable(((until_ms - now).max(0) as u64).div_ceil(1000))
+        }
+        _ => EdgeError::region_unavailable(1),
+    })
+}
+
+/// Calls `city`'s region core: `path` is the path and query.
+pub async fn call(
+    cfg: &EdgeConfig,
+    city: &str,
+    method: Method,
+    path: &str,
+    headers: Headers,
+    body: Option<&[u8]>,
+) -> Result<Upstream, EdgeError> {
+    let base = cfg
+        .regions
+        .url(city)
+        .ok_or_else(|| EdgeError::unknown_city(city))?;
+    admit(cfg, base)?;
+    let mut init = RequestInit::new();
+    init.with_method(method)
+        .with_headers(headers)
+        .with_redirect(RequestRedirect::Manual);
+    if let Some(b) = body.filter(|b| !b.is_empty()) {
+        init.with_body(Some(JsValue::from(worker::js_sys::Uint8Array::from(b))));
+    }
+    let req =
+        Request::new_with_init(&format!("{base}{path}"), &init).or_internal("region request")?;
+    let abort = AbortController::default();
+    let signal = abort.signal();
+    let send = async {
+        let mut resp = Fetch::Request(req).send_with_signal(&signal).await?;
+        let body = resp.bytes().await?;
+        let headers = resp.headers().entries().collect();
+        Ok::<_, worker::Error>(Upstream {
+            status: resp.status_code(),
+            headers,
+            body,
+        })
+    };
+    match with_timeout(send, cfg.region_timeout_ms, abort).await {
+        Some(Ok(up)) => match record(cfg, base, Some(up.status)) {
+            None => Ok(up),
+            // 502/504 from a proxy in front of the region: count it, and
+            // answer with our own error (the proxy's body is not ours).
+            Some(e) => Err(e),
+        },
+        Some(Err(e)) => {
+            worker::console_warn!("region {base}: {e}");
+            Err(record(cfg, base, None).unwrap_or_else(|| EdgeError::region_unavailable(1)))
+        }
+        None => {
+            worker::console_warn!(
+                "region {base}: no answer within {} ms",
+                cfg.region_timeout_ms
+            );
+            Err(record(cfg, base, None).unwrap_or_else(|| EdgeError::region_unavailable(1)))
+        }
+    }
+}
+
+/// Passes a WebSocket upgrade through to the region unchanged: the
+/// region's `101` response carries the socket, so it is returned as is.
+pub async fn websocket(
+    cfg: &EdgeConfig,
+    city: &str,
+    req: &Request,
+    path: &str,
+) -> Result<Response, EdgeError> {
+    let base = cfg
+        .regions
+        .url(city)
+        .ok_or_else(|| EdgeError::unknown_city(city))?;
+    admit(cfg, base)?;
+    let headers = Headers::new();
+    for (name, value) in req.headers().entries() {
+        if !name.eq_ignore_ascii_case("host") {
+            headers
+                .append(&name, &value)
+                .or_internal("websocket header")?;
+        }
+    }
+    let mut init = RequestInit::new();
+    init.with_method(Method::Get).with_headers(headers);
+    let up =
+        Request::new_with_init(&format!("{base}{path}"), &init).or_internal("websocket request")?;
+    let abort = AbortController::default();
+    let signal = abort.signal();
+    match with_timeout(
+        Fetch::Request(up).send_with_signal(&signal),
+        cfg.region_timeout_ms,
+        abort,
+    )
+    .await
+    {
+        Some(Ok(resp)) => {
+            record(cfg, base, Some(resp.status_code()));
+            Ok(resp)
+        }
+        _ => Err(record(cfg, base, None).unwrap_or_else(|| EdgeError::region_unavailable(1))),
+    }
+}
