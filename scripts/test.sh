@@ -13,6 +13,13 @@ cd "$REPO_ROOT"
 bash scripts/services.sh
 ensure_rust
 
+# The edge end-to-end tests run the built Worker in workerd: build it
+# (pinned toolchain, installed on first use; EDGE_SKIP_BUILD=1 reuses an
+# existing functions/build/).
+if [ "${EDGE_SKIP_BUILD:-0}" != "1" ] || [ ! -f functions/build/index.js ]; then
+    bash scripts/build-edge.sh >/dev/null
+fi
+
 # Where the tests find the services. Each test creates its own database
 # from TEST_DATABASE_URL (so the role must be allowed to CREATE DATABASE)
 # and uses its own keys in TEST_REDIS_URL; tests that kill Redis start a
