@@ -2,14 +2,22 @@
 # README command 1: brings everything up and runs the demo.
 #
 #   1. PostgreSQL and Redis installed and running (scripts/services.sh);
-#   2. release build of the region core and the load generator;
+#   2. release build of the region core, the sandbox payment gateway and
+#      the load generator;
 #   3. the `booking` database created if missing, and migrated;
-#   4. the region core (re)started in the background on 127.0.0.1:8080;
-#   5. the demo: `loadgen demo` seeds two cities through the operator API
-#      and runs a small flash sale against the running region core.
+#   4. the sandbox payment gateway (re)started in the background on
+#      127.0.0.1:8090, its webhooks pointed at the region core;
+#   5. the region core (re)started in the background on 127.0.0.1:8080,
+#      charging through that gateway;
+#   6. the demo: `loadgen demo` seeds two cities through the operator API,
+#      runs a small flash sale against the running region core, then walks
+#      one buyer through a purchase, a replay, a cancellation and its
+#      refund.
 #
-# The region core keeps running afterwards; scripts/down.sh stops it.
-# Any REGION_* variable set by the caller is passed on (see README.md).
+# Both keep running afterwards; scripts/down.sh stops them. Any REGION_*
+# or SANDBOX_* variable set by the caller is passed on (see README.md and
+# docs/sandbox-gateway.md; e.g. SANDBOX_FAULT_RATE=0.2 makes a share of
+# payments fail, and the demo's buyer retries as a real client would).
 set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -17,10 +25,26 @@ cd "$REPO_ROOT"
 
 export REGION_LISTEN="${REGION_LISTEN:-127.0.0.1:8080}"
 export REGION_DATABASE_URL="${REGION_DATABASE_URL:-postgres://postgres:postgres@127.0.0.1:5432/booking}"
+# The sandbox gateway and the region core must agree on its address, its
+# API key and the webhook signing secret; the defaults of both agree.
+export SANDBOX_LISTEN="${SANDBOX_LISTEN:-127.0.0.1:8090}"
+export REGION_GATEWAY_URL="${REGION_GATEWAY_URL:-http://$SANDBOX_LISTEN}"
+export REGION_GATEWAY_API_KEY="${REGION_GATEWAY_API_KEY:-${SANDBOX_API_KEY:-sk_sandbox_local}}"
+export SANDBOX_API_KEY="${SANDBOX_API_KEY:-$REGION_GATEWAY_API_KEY}"
+export REGION_GATEWAY_WEBHOOK_SECRET="${REGION_GATEWAY_WEBHOOK_SECRET:-${SANDBOX_WEBHOOK_SECRET:-whsec_sandbox_local}}"
+export SANDBOX_WEBHOOK_SECRET="${SANDBOX_WEBHOOK_SECRET:-$REGION_GATEWAY_WEBHOOK_SECRET}"
+export SANDBOX_WEBHOOK_URL="${SANDBOX_WEBHOOK_URL:-http://$REGION_LISTEN/v1/webhooks/payments}"
+[ "$SANDBOX_API_KEY" = "$REGION_GATEWAY_API_KEY" ] ||
+    die "SANDBOX_API_KEY and REGION_GATEWAY_API_KEY differ: the region core could not charge"
+[ "$SANDBOX_WEBHOOK_SECRET" = "$REGION_GATEWAY_WEBHOOK_SECRET" ] ||
+    die "SANDBOX_WEBHOOK_SECRET and REGION_GATEWAY_WEBHOOK_SECRET differ: the region core would refuse every webhook"
 BASE_URL="http://$REGION_LISTEN"
+GATEWAY_URL="http://$SANDBOX_LISTEN"
 RUN_DIR="$REPO_ROOT/.run"
 PID_FILE="$RUN_DIR/region-core.pid"
 LOG_FILE="$RUN_DIR/region-core.log"
+GW_PID_FILE="$RUN_DIR/sandbox-gateway.pid"
+GW_LOG_FILE="$RUN_DIR/sandbox-gateway.log"
 READY_TIMEOUT_S=60
 
 step() { printf '\n==> %s\n' "$*"; }
@@ -28,9 +52,9 @@ step() { printf '\n==> %s\n' "$*"; }
 step "Services (PostgreSQL, Redis)"
 bash scripts/services.sh
 
-step "Build (release): region-core, loadgen"
+step "Build (release): region-core, sandbox-gateway, loadgen"
 ensure_rust
-cargo build --release -p region-core -p loadgen
+cargo build --release -p region-core -p sandbox-gateway -p loadgen
 
 step "Database"
 # The server URL with the maintenance database, and the name to create:
@@ -53,66 +77,34 @@ else
 fi
 target/release/region-core migrate
 
-step "Region core on $REGION_LISTEN"
-# Stop the instance a previous run of this script started (if any).
+step "Payment gateway (sandbox) on $SANDBOX_LISTEN"
+# Stop what a previous run of this script started (core and gateway).
 bash scripts/down.sh
-listen_host="${REGION_LISTEN%:*}"
-listen_port="${REGION_LISTEN##*:}"
-# Anything still answering on the port is not ours: starting would fail
-# with "address in use", or worse the demo would talk to someone else.
-if (: <"/dev/tcp/$listen_host/$listen_port") 2>/dev/null; then
-    die "$REGION_LISTEN is already in use by another process (not started by this script).
-Stop it, or run with another address, e.g. REGION_LISTEN=127.0.0.1:8081 scripts/up.sh"
-fi
-mkdir -p "$RUN_DIR"
-: >"$LOG_FILE"
-# setsid: its own session, so a Ctrl-C in this terminal (e.g. during the
-# demo) does not reach it. The inner shell records its pid, then execs the
-# server, so the pid file names the region-core process itself. NO_COLOR
-# keeps terminal colour codes out of the log file.
-# shellcheck disable=SC2016 # $$ and $1 belong to the inner shell
-NO_COLOR=1 setsid bash -c 'echo $$ >"$1"; exec target/release/region-core' _ "$PID_FILE" \
-    >>"$LOG_FILE" 2>&1 </dev/null &
-for _ in $(seq 1 50); do
-    [ -s "$PID_FILE" ] && break
-    sleep 0.1
-done
-pid="$(cat "$PID_FILE" 2>/dev/null || true)"
-[ -n "$pid" ] || die "the region core did not start; see $LOG_FILE"
+require_free_port "the payment gateway" "$SANDBOX_LISTEN" SANDBOX_LISTEN
+require_free_port "the region core" "$REGION_LISTEN" REGION_LISTEN
+# Started before the core, which charges through it; its webhooks go to
+# the core (delivery is retried, so the core not being up yet is fine).
+gw_pid="$(start_service "$GW_PID_FILE" "$GW_LOG_FILE" target/release/sandbox-gateway)"
+wait_ready "payment gateway" "$GATEWAY_URL/healthz" "$gw_pid" "$GW_PID_FILE" "$GW_LOG_FILE" "$READY_TIMEOUT_S"
+echo "ready: $(curl -fsS --max-time 2 "$GATEWAY_URL/healthz" || true) (webhooks to $SANDBOX_WEBHOOK_URL, fault rate ${SANDBOX_FAULT_RATE:-0})"
 
-# The error lines first: with RUST_BACKTRACE set, a start-up error is
-# followed by a long backtrace that would push it out of a plain tail.
-show_log_errors() {
-    echo "--- errors in $LOG_FILE ---" >&2
-    grep -m 5 -E '^Error:|panicked| ERROR ' "$LOG_FILE" >&2 || echo "(none)" >&2
-    echo "--- last lines of $LOG_FILE ---" >&2
-    tail -n 15 "$LOG_FILE" >&2 || true
-}
-deadline=$((SECONDS + READY_TIMEOUT_S))
-until curl -fsS --max-time 2 "$BASE_URL/readyz" >/dev/null 2>&1; do
-    if ! kill -0 "$pid" 2>/dev/null; then
-        rm -f "$PID_FILE"
-        show_log_errors
-        die "the region core exited during start-up; full log: $LOG_FILE"
-    fi
-    if [ "$SECONDS" -ge "$deadline" ]; then
-        show_log_errors
-        die "the region core (pid $pid) is not ready at $BASE_URL/readyz after ${READY_TIMEOUT_S} s; see $LOG_FILE (it is still running: scripts/down.sh stops it)"
-    fi
-    sleep 0.5
-done
+step "Region core on $REGION_LISTEN (charging through $REGION_GATEWAY_URL)"
+pid="$(start_service "$PID_FILE" "$LOG_FILE" target/release/region-core)"
+wait_ready "region core" "$BASE_URL/readyz" "$pid" "$PID_FILE" "$LOG_FILE" "$READY_TIMEOUT_S"
 echo "ready: $(curl -fsS --max-time 2 "$BASE_URL/readyz" || true)"
 
-step "Demo: two cities and a small flash sale (loadgen demo)"
-if ! target/release/loadgen demo --target "$BASE_URL"; then
-    die "the demo failed (output above). The region core is still running at $BASE_URL (log: $LOG_FILE); scripts/down.sh stops it."
+step "Demo: two cities, a small flash sale and one purchase (loadgen demo)"
+if ! target/release/loadgen demo --target "$BASE_URL" --gateway-url "$REGION_GATEWAY_URL"; then
+    die "the demo failed (output above). The region core is still running at $BASE_URL (log: $LOG_FILE), the payment gateway at $GATEWAY_URL (log: $GW_LOG_FILE); scripts/down.sh stops them."
 fi
 
 cat <<EOF
 
-The region core is running at $BASE_URL (pid $pid, log: .run/region-core.log).
+The region core is running at $BASE_URL (pid $pid, log: .run/region-core.log),
+charging through the sandbox payment gateway at $GATEWAY_URL (pid $gw_pid, log: .run/sandbox-gateway.log).
   curl $BASE_URL/v1/cities
   target/release/region-core mint-token --sub alice                 # a user token
   target/release/region-core mint-token --sub ops --role operator   # an operator token
-API: docs/api.md. Stop it with: scripts/down.sh
+  curl -H "Authorization: Bearer $REGION_GATEWAY_API_KEY" $GATEWAY_URL/sandbox/ledger   # every charge and refund
+API: docs/api.md, docs/sandbox-gateway.md. Stop both with: scripts/down.sh
 EOF

@@ -4,7 +4,9 @@
 
 use anyhow::Context;
 use region_core::auth::{Role, TokenKeys};
-use reqwest::{Method, StatusCode};
+use reqwest::header::HeaderMap;
+pub use reqwest::Method;
+use reqwest::StatusCode;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use shared::ErrorBody;
@@ -159,17 +161,24 @@ impl Api {
             .await
     }
 
-    async fn call<B: Serialize, T: DeserializeOwned>(
+    /// Sends a request and reads the whole answer, whatever its status.
+    /// `idempotency_key` becomes the `Idempotency-Key` header. Only a
+    /// transport failure (no answer at all) is an error.
+    pub async fn send<B: Serialize>(
         &self,
         method: Method,
         path: &str,
         auth: Option<&str>,
+        idempotency_key: Option<&str>,
         body: Option<&B>,
-    ) -> anyhow::Result<T> {
+    ) -> anyhow::Result<RawResponse> {
         let url = format!("{}{}", self.base, path);
         let mut req = self.http.request(method.clone(), &url);
         if let Some(a) = auth {
             req = req.header(reqwest::header::AUTHORIZATION, a);
+        }
+        if let Some(k) = idempotency_key {
+            req = req.header("Idempotency-Key", k);
         }
         if let Some(b) = body {
             req = req.json(b);
@@ -179,14 +188,74 @@ impl Api {
             .await
             .with_context(|| format!("{method} {url}"))?;
         let status = resp.status();
-        let bytes = resp
+        let headers = resp.headers().clone();
+        let body = resp
             .bytes()
             .await
-            .with_context(|| format!("reading {method} {url}"))?;
-        if !status.is_success() {
-            return Err(failure_from_body(status, &bytes).into());
+            .with_context(|| format!("reading {method} {url}"))?
+            .to_vec();
+        Ok(RawResponse {
+            status,
+            headers,
+            body,
+        })
+    }
+
+    async fn call<B: Serialize, T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        auth: Option<&str>,
+        body: Option<&B>,
+    ) -> anyhow::Result<T> {
+        let resp = self.send(method.clone(), path, auth, None, body).await?;
+        if !resp.status.is_success() {
+            return Err(resp.failure().into());
         }
-        serde_json::from_slice(&bytes)
-            .with_context(|| format!("decoding the answer of {method} {url}"))
+        resp.json()
+            .with_context(|| format!("decoding the answer of {method} {path}"))
+    }
+}
+
+/// An answer read in full.
+#[derive(Debug, Clone)]
+pub struct RawResponse {
+    /// HTTP status.
+    pub status: StatusCode,
+    /// Response headers.
+    pub headers: HeaderMap,
+    /// The body, byte for byte (replays are compared on it).
+    pub body: Vec<u8>,
+}
+
+impl RawResponse {
+    /// The body as JSON.
+    pub fn json<T: DeserializeOwned>(&self) -> anyhow::Result<T> {
+        Ok(serde_json::from_slice(&self.body)?)
+    }
+
+    /// The body as an API error.
+    pub fn failure(&self) -> ApiFailure {
+        failure_from_body(self.status, &self.body)
+    }
+
+    /// `Retry-After` in seconds, if the answer carries one.
+    pub fn retry_after(&self) -> Option<Duration> {
+        self.headers
+            .get(reqwest::header::RETRY_AFTER)?
+            .to_str()
+            .ok()?
+            .trim()
+            .parse::<u64>()
+            .ok()
+            .map(Duration::from_secs)
+    }
+
+    /// The answer is a stored response replayed for a reused
+    /// Idempotency-Key (`idempotent-replayed: true`).
+    pub fn replayed(&self) -> bool {
+        self.headers
+            .get("idempotent-replayed")
+            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"true"))
     }
 }

@@ -137,6 +137,60 @@ pub struct PgSpec {
     pub seats: u32,
 }
 
+/// Options of the pgbench baseline (shared by `holds` and `checkout`).
+#[derive(Debug, Clone, clap::Args)]
+pub struct PgbenchArgs {
+    /// pgbench clients.
+    #[arg(long, default_value_t = 8)]
+    pub pgbench_clients: u32,
+
+    /// pgbench threads.
+    #[arg(long, default_value_t = 2)]
+    pub pgbench_threads: u32,
+
+    /// pgbench duration, seconds.
+    #[arg(long, default_value_t = 5)]
+    pub pgbench_secs: u32,
+
+    /// Seats of the pgbench show.
+    #[arg(long, default_value_t = 100_000)]
+    pub pgbench_seats: u32,
+}
+
+impl PgbenchArgs {
+    /// Runs [`pg_hold_tx`] against `db_url` in a scratch directory,
+    /// reporting progress on stderr.
+    pub async fn run(&self, db_url: &str) -> anyhow::Result<PgBaseline> {
+        eprintln!(
+            "loadgen: baseline: pgbench one tx per hold, -c {} -j {} -T {}",
+            self.pgbench_clients, self.pgbench_threads, self.pgbench_secs
+        );
+        let workdir = std::env::temp_dir().join(format!("loadgen-{}", crate::seed::short_tag()));
+        tokio::fs::create_dir_all(&workdir)
+            .await
+            .with_context(|| format!("creating {}", workdir.display()))?;
+        let pg = pg_hold_tx(
+            db_url,
+            PgSpec {
+                clients: self.pgbench_clients,
+                threads: self.pgbench_threads,
+                secs: self.pgbench_secs,
+                seats: self.pgbench_seats,
+            },
+            &workdir,
+        )
+        .await
+        .context("postgres baseline");
+        let _ = tokio::fs::remove_dir_all(&workdir).await;
+        let pg = pg?;
+        eprintln!(
+            "loadgen:   {:.0} hold tx/s ({:.0} holds written/s)",
+            pg.tps, pg.holds_per_s
+        );
+        Ok(pg)
+    }
+}
+
 /// Result of the Postgres baseline.
 #[derive(Debug, Clone, Copy)]
 pub struct PgBaseline {

@@ -1,6 +1,6 @@
 //! Looks behind the API after a run: the no-double-booking invariant as
-//! Postgres (the source of truth) sees it, and removal of the Redis keys
-//! the run created.
+//! Postgres (the source of truth) sees it, for holds and for bookings, and
+//! removal of the Redis keys the run created.
 
 use anyhow::Context;
 use redis::AsyncCommands;
@@ -60,6 +60,95 @@ pub async fn audit_seats(db_url: &str, shows: &[Uuid]) -> anyhow::Result<SeatAud
         holds,
         seats_held,
     })
+}
+
+/// What Postgres says about the bookings of a set of shows.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct BookingAudit {
+    /// (show, seat) pairs with more than one active `booking_seats` row.
+    pub multi_active: i64,
+    /// `show_seats` rows BOOKED for a booking that is not a confirmed
+    /// booking actively holding that seat.
+    pub booked_not_owner: i64,
+    /// Active seats of confirmed bookings whose `show_seats` row is not
+    /// BOOKED for that booking (free for someone else to take).
+    pub owner_not_booked: i64,
+    /// Bookings of these shows (confirmed or cancelled).
+    pub bookings: i64,
+    /// Of which cancelled.
+    pub cancelled: i64,
+    /// Seats BOOKED in `show_seats`.
+    pub seats_booked: i64,
+}
+
+impl BookingAudit {
+    /// Seats that are, or could be, sold twice: must be 0.
+    pub fn double_booked(&self) -> i64 {
+        self.multi_active + self.booked_not_owner + self.owner_not_booked
+    }
+}
+
+/// Audits the bookings of `shows` in the database at `db_url`.
+pub async fn audit_bookings(db_url: &str, shows: &[Uuid]) -> anyhow::Result<BookingAudit> {
+    let mut conn = PgConnection::connect(db_url)
+        .await
+        .context("connecting to the database to check bookings")?;
+    let row: (i64, i64, i64, i64, i64, i64) = sqlx::query_as(
+        "SELECT
+           (SELECT count(*) FROM (
+               SELECT 1 FROM booking_seats
+                WHERE active AND show_id = ANY($1)
+                GROUP BY show_id, seat_id HAVING count(*) > 1) d),
+           (SELECT count(*) FROM show_seats ss
+             WHERE ss.show_id = ANY($1) AND ss.status = 'BOOKED'
+               AND NOT EXISTS (
+                   SELECT 1 FROM booking_seats bs JOIN bookings b ON b.id = bs.booking_id
+                    WHERE bs.show_id = ss.show_id AND bs.seat_id = ss.seat_id
+                      AND bs.active AND bs.booking_id = ss.booking_id
+                      AND b.status = 'CONFIRMED')),
+           (SELECT count(*) FROM booking_seats bs JOIN bookings b ON b.id = bs.booking_id
+             WHERE bs.show_id = ANY($1) AND bs.active AND b.status = 'CONFIRMED'
+               AND NOT EXISTS (
+                   SELECT 1 FROM show_seats ss
+                    WHERE ss.show_id = bs.show_id AND ss.seat_id = bs.seat_id
+                      AND ss.status = 'BOOKED' AND ss.booking_id = bs.booking_id)),
+           (SELECT count(*) FROM bookings WHERE show_id = ANY($1)),
+           (SELECT count(*) FROM bookings WHERE show_id = ANY($1) AND status = 'CANCELLED'),
+           (SELECT count(*) FROM show_seats WHERE show_id = ANY($1) AND status = 'BOOKED')",
+    )
+    .bind(shows)
+    .fetch_one(&mut conn)
+    .await
+    .context("auditing bookings")?;
+    let _ = conn.close().await;
+    let (multi_active, booked_not_owner, owner_not_booked, bookings, cancelled, seats_booked) = row;
+    Ok(BookingAudit {
+        multi_active,
+        booked_not_owner,
+        owner_not_booked,
+        bookings,
+        cancelled,
+        seats_booked,
+    })
+}
+
+/// VACUUM ANALYZE the tables a run writes: new shows' rows get
+/// statistics, hint bits and visibility-map bits, as autovacuum keeps them
+/// in a long-running database (and autovacuum does not then arrive
+/// mid-phase). Without it, statistics taken while one show (pgbench's,
+/// 100,000 seats) filled the tables mislead the planner for the next
+/// phase's queries.
+pub async fn vacuum(db_url: &str) -> anyhow::Result<()> {
+    let mut conn = PgConnection::connect(db_url).await?;
+    sqlx::query(
+        "VACUUM (ANALYZE) seats, show_seats, holds, hold_seats,
+                          payments, bookings, booking_seats, refunds, idempotency_keys",
+    )
+    .execute(&mut conn)
+    .await
+    .context("VACUUM (ANALYZE) before a phase")?;
+    let _ = conn.close().await;
+    Ok(())
 }
 
 /// Deletes every key matching `pattern` for which `keep_if` is true

@@ -9,13 +9,23 @@
 //! 3. checks the result: no seat in two successful holds, and the live
 //!    seat map agrees seat by seat with the holds that succeeded;
 //! 4. releases one hold (availability goes up by its seats) and extends
-//!    another (once: the second extension is refused with 409).
+//!    another (once: the second extension is refused with 409);
+//! 5. walks one winner through a purchase (`walkthrough`): pay with an
+//!    Idempotency-Key, the confirmed booking, a replay that charges
+//!    nothing, the cancellation quote, the cancellation, the refund
+//!    landing at the payment gateway, and the notifications sent.
+//!
+//! It needs a running region core and the payment gateway that core
+//! charges through (`--gateway-url`, whose ledger it reads).
 //!
 //! Re-runs are safe: existing cities, venues and screens are reused,
 //! tomorrow's regular shows are created only if missing, and each run gets
 //! a new flash-sale show. Exits non-zero if any check fails.
 
+mod walkthrough;
+
 use crate::api::{failure, Api, Minter};
+use crate::gateway::Gateway;
 use crate::seed::{self, grid, row_label, Place};
 use anyhow::Context;
 use chrono::{DateTime, Duration as ChronoDuration, NaiveDate, NaiveTime, TimeZone, Utc};
@@ -58,6 +68,28 @@ pub struct DemoArgs {
     /// How long to wait for the target's /readyz, seconds.
     #[arg(long, default_value_t = 30)]
     pub wait_ready_secs: u64,
+
+    /// The payment gateway the region core charges through (the demo
+    /// reads its ledger to show where the money went).
+    #[arg(
+        long,
+        env = "REGION_GATEWAY_URL",
+        default_value = "http://127.0.0.1:8090"
+    )]
+    pub gateway_url: String,
+
+    /// The gateway's API key.
+    #[arg(
+        long,
+        env = "REGION_GATEWAY_API_KEY",
+        default_value = sandbox_gateway::DEFAULT_API_KEY
+    )]
+    pub gateway_api_key: String,
+
+    /// Longest wait for the refund to land and the notifications to
+    /// arrive, seconds.
+    #[arg(long, default_value_t = 30)]
+    pub settle_wait_secs: u64,
 }
 
 /// A demo city and what it gets.
@@ -162,9 +194,38 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     }
 
     println!();
+    println!("== 5. A purchase, step by step ==");
+    // The first two winners' holds were released and extended above.
+    let purchase = match won.next() {
+        Some(h) => {
+            let gateway = Gateway::new(&args.gateway_url, &args.gateway_api_key)?;
+            let wait = Duration::from_secs(args.settle_wait_secs);
+            match walkthrough::buy_and_cancel(&api, &gateway, &flash, h, &mut checks, wait).await
+            {
+                Ok(p) => format!(
+                    "purchase {}: paid {}, replay charged nothing, cancelled, {} refunded at the gateway, {} notifications",
+                    p.number, p.paid, p.refunded, p.notifications
+                ),
+                Err(e) => {
+                    checks.record("the purchase walk-through", false, format!("{e:#}"));
+                    "purchase FAILED".to_owned()
+                }
+            }
+        }
+        None => {
+            checks.record(
+                "a hold to pay for",
+                false,
+                "fewer than three holds succeeded".into(),
+            );
+            "no purchase".to_owned()
+        }
+    };
+
+    println!();
     let users_holding: HashSet<&str> = sale.holds.iter().map(|h| h.user.as_str()).collect();
     let summary = format!(
-        "{} double-booked seats; {}/{} seats held by {} users ({} attempts from {} buyers)",
+        "{} double-booked seats; {}/{} seats held by {} users ({} attempts from {} buyers); {purchase}",
         sale.double_booked(),
         sale.seats_held(),
         flash.seat_count,

@@ -18,12 +18,12 @@
 //! answering 409s.
 
 use crate::api::{failure_from_body, Api, Minter};
-use crate::baselines::{self, PgBaseline, PgSpec, RedisBaseline, RedisSpec};
+use crate::baselines::{self, PgBaseline, PgbenchArgs, RedisBaseline, RedisSpec};
 use crate::checks::{self, SeatAudit};
 use crate::openloop::{self, micros_histogram, Schedule};
 use crate::report::{ms, r2, Goals, HoldsReport, RampStep};
 use crate::seed::{row_label, BenchCatalog};
-use crate::server::{FreshDatabase, InProcessServer};
+use crate::server::{FreshDatabase, InProcessServer, WorldArgs};
 use anyhow::Context;
 use clap::Args;
 use rand::Rng;
@@ -57,21 +57,9 @@ pub struct HoldsArgs {
     #[command(flatten)]
     pub signing: region_core::auth::SigningKey,
 
-    /// Database used to create (and drop) the run's fresh database.
-    #[arg(
-        long,
-        env = "LOADGEN_ADMIN_DATABASE_URL",
-        default_value = "postgres://postgres:postgres@127.0.0.1:5432/postgres"
-    )]
-    pub admin_database_url: String,
-
-    /// Redis for the in-process core and the Redis baseline.
-    #[arg(
-        long,
-        env = "LOADGEN_REDIS_URL",
-        default_value = "redis://127.0.0.1:6379"
-    )]
-    pub redis_url: String,
+    /// Postgres and Redis of the run.
+    #[command(flatten)]
+    pub world: WorldArgs,
 
     /// With --target: the target's database, for the double-booking audit
     /// (read-only). Without it the audit is skipped (client view only).
@@ -151,21 +139,9 @@ pub struct HoldsArgs {
     #[arg(long, default_value_t = 3)]
     pub redis_keys: u32,
 
-    /// pgbench clients.
-    #[arg(long, default_value_t = 8)]
-    pub pgbench_clients: u32,
-
-    /// pgbench threads.
-    #[arg(long, default_value_t = 2)]
-    pub pgbench_threads: u32,
-
-    /// pgbench duration, seconds.
-    #[arg(long, default_value_t = 5)]
-    pub pgbench_secs: u32,
-
-    /// Seats of the pgbench show.
-    #[arg(long, default_value_t = 100_000)]
-    pub pgbench_seats: u32,
+    /// The pgbench baseline.
+    #[command(flatten)]
+    pub pgbench: PgbenchArgs,
 
     /// Keep the fresh database after the run (for inspection).
     #[arg(long)]
@@ -202,7 +178,7 @@ pub async fn run(args: HoldsArgs) -> anyhow::Result<ExitCode> {
     // The in-process core and pgbench need a database of their own; a run
     // against --target without baselines needs none.
     let db = if args.target.is_none() || !args.skip_baselines {
-        let db = FreshDatabase::create(&args.admin_database_url).await?;
+        let db = FreshDatabase::create(&args.world.admin_database_url).await?;
         eprintln!("loadgen: fresh database {}", db.name());
         Some(db)
     } else {
@@ -212,7 +188,7 @@ pub async fn run(args: HoldsArgs) -> anyhow::Result<ExitCode> {
     let result = with_database(&args, db.as_ref(), &mut created).await;
     if args.target.is_none() {
         // The database goes away; so must Redis state that points into it.
-        match checks::delete_show_keys(&args.redis_url, &created).await {
+        match checks::delete_show_keys(&args.world.redis_url, &created).await {
             Ok(n) => eprintln!(
                 "loadgen: deleted {n} redis keys of {} bench shows",
                 created.len()
@@ -260,7 +236,7 @@ async fn with_database(
             let mut settings = Settings::from_env()?;
             settings.listen = "127.0.0.1:0".into();
             settings.database_url = db_url.clone();
-            settings.redis_url = args.redis_url.clone();
+            settings.redis_url = args.world.redis_url.clone();
             settings.signing = args.signing.clone();
             let s = InProcessServer::start(settings, args.server_threads).await?;
             eprintln!("loadgen: in-process region core at {}", s.url());
@@ -380,7 +356,7 @@ async fn run_baselines(
         args.redis_keys, args.redis_clients, args.redis_requests
     );
     let redis = baselines::redis_lock(
-        &args.redis_url,
+        &args.world.redis_url,
         RedisSpec {
             requests: args.redis_requests,
             clients: args.redis_clients,
@@ -393,32 +369,7 @@ async fn run_baselines(
         "loadgen:   {:.0} lock calls/s ({} bench keys deleted)",
         redis.per_s, redis.keys_deleted
     );
-    eprintln!(
-        "loadgen: baseline: pgbench one tx per hold, -c {} -j {} -T {}",
-        args.pgbench_clients, args.pgbench_threads, args.pgbench_secs
-    );
-    let workdir = std::env::temp_dir().join(format!("loadgen-{}", crate::seed::short_tag()));
-    tokio::fs::create_dir_all(&workdir)
-        .await
-        .with_context(|| format!("creating {}", workdir.display()))?;
-    let pg = baselines::pg_hold_tx(
-        db_url,
-        PgSpec {
-            clients: args.pgbench_clients,
-            threads: args.pgbench_threads,
-            secs: args.pgbench_secs,
-            seats: args.pgbench_seats,
-        },
-        &workdir,
-    )
-    .await
-    .context("postgres baseline");
-    let _ = tokio::fs::remove_dir_all(&workdir).await;
-    let pg = pg?;
-    eprintln!(
-        "loadgen:   {:.0} hold tx/s ({:.0} holds written/s)",
-        pg.tps, pg.holds_per_s
-    );
+    let pg = args.pgbench.run(db_url).await?;
     Ok((redis, pg))
 }
 
@@ -550,7 +501,7 @@ impl Driver<'_> {
         let shows = self.catalog.new_shows(self.api, &self.op, n).await?;
         self.created.extend(shows.iter().map(|s| s.0));
         if let Some(url) = &self.vacuum_url {
-            vacuum(url).await?;
+            checks::vacuum(url).await?;
         }
         // Load each show's layout into the core's cache and build its seat
         // map before timing starts, as browsing buyers would have.
@@ -628,19 +579,6 @@ impl Driver<'_> {
         self.client_double += phase.client_double;
         Ok(phase)
     }
-}
-
-/// VACUUM ANALYZE the tables of new shows: their rows get statistics,
-/// hint bits and visibility-map bits, as autovacuum keeps them in a
-/// long-running database (and autovacuum does not then arrive mid-phase).
-async fn vacuum(db_url: &str) -> anyhow::Result<()> {
-    use sqlx::Connection;
-    let mut conn = sqlx::PgConnection::connect(db_url).await?;
-    sqlx::query("VACUUM (ANALYZE) seats, show_seats, holds, hold_seats")
-        .execute(&mut conn)
-        .await?;
-    let _ = conn.close().await;
-    Ok(())
 }
 
 /// Turns the answer to a hold of `group` into an outcome, reading the

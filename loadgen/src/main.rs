@@ -3,21 +3,32 @@
 //! - `loadgen holds` benchmarks seat holds over HTTP (open model, latency
 //!   from the scheduled send time) and measures, in the same invocation,
 //!   what Redis and Postgres alone can do for the same work;
+//! - `loadgen checkout` benchmarks whole purchases (hold, pay through a
+//!   faulty sandbox gateway, cancel) and then audits the money: every
+//!   charge is a booking or a refund, nothing is charged or sold twice;
 //! - `loadgen demo` seeds two cities and runs a small, readable flash sale
-//!   against a running region core, checking that no seat is sold twice.
+//!   against a running region core, checking that no seat is sold twice,
+//!   then walks one buyer through a purchase, a replay and a refund.
 //!
 //! Module map: `api` (HTTP client and tokens), `seed` (catalog through the
-//! operator API), `server` (fresh database + in-process region core),
-//! `openloop` (the open-model scheduler), `holds_bench` (the benchmark),
+//! operator API), `server` (fresh database + in-process region core and
+//! sandbox gateway), `openloop` (the open-model scheduler), `holds_bench`
+//! and `checkout_bench` (the benchmarks), `purchase` (how a buyer's client
+//! pays: idempotency keys and retries), `gateway` (the sandbox gateway's
+//! ledger and controls), `money` (the ledger-vs-Postgres audit),
 //! `baselines` (redis-benchmark and pgbench), `checks` (Postgres and Redis
-//! inspection and cleanup), `report` (the JSON line), `demo`.
+//! inspection and cleanup), `report` (the JSON lines), `demo`.
 
 mod api;
 mod baselines;
+mod checkout_bench;
 mod checks;
 mod demo;
+mod gateway;
 mod holds_bench;
+mod money;
 mod openloop;
+mod purchase;
 mod report;
 mod seed;
 mod server;
@@ -40,18 +51,34 @@ enum Command {
     /// Benchmark seat holds (HTTP, open model) against same-run Redis and
     /// Postgres baselines; prints one JSON line with --json.
     Holds(holds_bench::HoldsArgs),
+    /// Benchmark purchases (hold, checkout through a faulty sandbox
+    /// gateway, cancel) and audit the money afterwards; prints one JSON
+    /// line with --json.
+    Checkout(checkout_bench::CheckoutArgs),
     /// Seed two demo cities and run a small flash sale against a running
-    /// region core, then check that no seat was held twice.
+    /// region core, check that no seat was held twice, then walk one buyer
+    /// through a purchase, a replay, a cancellation and its refund.
     Demo(demo::DemoArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // The in-process region core and sandbox gateway log through
+    // `tracing`; with RUST_LOG set their logs go to stderr (next to the
+    // progress lines), without it they are dropped and stdout stays one
+    // JSON line.
+    if std::env::var_os("RUST_LOG").is_some() {
+        tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_writer(std::io::stderr)
+            .init();
+    }
     // The client runtime is built by hand: `holds` sizes it with
     // --client-threads so the load generator does not take every core from
     // the server it measures (the in-process server has its own runtime).
     let threads = match &cli.command {
         Command::Holds(a) => a.client_threads,
+        Command::Checkout(a) => a.client_threads,
         Command::Demo(_) => 2,
     };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -69,6 +96,7 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async move {
         match cli.command {
             Command::Holds(args) => holds_bench::run(args).await,
+            Command::Checkout(args) => checkout_bench::run(args).await,
             Command::Demo(args) => demo::run(args).await,
         }
     });

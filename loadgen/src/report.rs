@@ -1,5 +1,5 @@
-//! The benchmark's result: one JSON object (printed as one line on stdout
-//! with `--json`) and a short human summary for stderr.
+//! The benchmarks' results: one JSON object each (printed as one line on
+//! stdout with `--json`) and a short human summary for stderr.
 
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -146,6 +146,191 @@ pub struct HoldsReport {
     pub ramp: Vec<RampStep>,
     /// Error answers by kind (status and code).
     pub error_kinds: BTreeMap<String, u64>,
+}
+
+/// Everything the `checkout` benchmark reports (one JSON line).
+#[derive(Debug, Clone, Serialize)]
+pub struct CheckoutReport {
+    /// Load model: `closed` (each simulated user waits for its answers,
+    /// as a real buyer does).
+    pub model: &'static str,
+    /// What `p50_ms`/`p99_ms` measure.
+    pub latency: &'static str,
+    /// Simulated users.
+    pub users: usize,
+    /// How long users kept starting purchases, seconds.
+    pub duration_s: f64,
+    /// From the start until the last user finished its last purchase.
+    pub elapsed_s: f64,
+    /// The sandbox's random fault rate on `pm_card_ok`.
+    pub fault_rate: f64,
+    /// The sandbox's fault seed, if fixed.
+    pub seed: Option<u64>,
+    /// Share of bookings cancelled right after purchase.
+    pub cancel_share: f64,
+    /// Share of bookings whose checkout was replayed (same key).
+    pub replay_share: f64,
+    /// The region core's gateway timeout / the sandbox's hang, ms.
+    pub gateway_timeout_ms: u64,
+    /// How long a sandbox timeout fault hangs, ms.
+    pub gateway_hang_ms: u64,
+    /// Shows × seats the purchases went to.
+    pub shows: usize,
+    /// Seats per show.
+    pub seats_per_show: usize,
+    /// Purchases started (hold, then checkout).
+    pub purchases: u64,
+    /// Bookings confirmed to users (201).
+    pub bookings_client: u64,
+    /// Bookings confirmed per second (`bookings_client / elapsed_s`).
+    pub bookings_per_s: f64,
+    /// Checkout latency, end to end per purchase: first request to final
+    /// answer, including retries and the Retry-After waits.
+    pub p50_ms: f64,
+    /// p90 of the same.
+    pub p90_ms: f64,
+    /// p99 of the same.
+    pub p99_ms: f64,
+    /// Max of the same.
+    pub max_ms: f64,
+    /// Same, over purchases answered on their first request.
+    pub first_try_p50_ms: f64,
+    /// p99 of those.
+    pub first_try_p99_ms: f64,
+    /// Latency of single checkout requests.
+    pub request_p50_ms: f64,
+    /// p99 of single checkout requests.
+    pub request_p99_ms: f64,
+    /// Latency of hold requests during the checkout run.
+    pub hold_p50_ms: f64,
+    /// p99 of hold requests.
+    pub hold_p99_ms: f64,
+    /// Checkout requests sent (retries included).
+    pub checkout_requests: u64,
+    /// Purchases that needed more than one request.
+    pub retried: u64,
+    /// Purchases whose every key was declined (402).
+    pub declined: u64,
+    /// Purchases that got 409 confirmation_failed (charged and refunded).
+    pub confirmation_failed: u64,
+    /// Purchases abandoned after repeated 503s (settled by reconciliation).
+    pub gave_up_pending: u64,
+    /// Purchases refused otherwise (by kind in `checkout_answers`).
+    pub refused: u64,
+    /// Hold attempts that got 409 seats_unavailable (the user picked
+    /// other seats).
+    pub seat_conflicts: u64,
+    /// Purchases where no seats could be held.
+    pub no_seats: u64,
+    /// Every checkout answer by status and code.
+    pub checkout_answers: BTreeMap<String, u64>,
+    /// Other failed requests (holds, cancels …) by kind.
+    pub errors: BTreeMap<String, u64>,
+    /// 500 answers anywhere (must be 0 for a healthy core).
+    pub server_errors: u64,
+    /// Checkouts replayed with the same key.
+    pub replays: u64,
+    /// Replays that were not the same 201 bytes marked replayed.
+    pub replay_mismatches: u64,
+    /// Bookings cancelled.
+    pub cancels: u64,
+    /// Cancellations whose refund differed from the quote just before.
+    pub cancel_quote_mismatches: u64,
+    /// What reconciliation fixed after the load (all passes).
+    pub reconcile: shared::api::ReconcileReport,
+    /// Seconds from the end of the load until every refund had landed.
+    pub settle_s: f64,
+    /// Bookings in Postgres (confirmed + cancelled).
+    pub bookings: i64,
+    /// Of which cancelled.
+    pub bookings_cancelled: i64,
+    /// Bookings confirmed to a user but missing from Postgres (must be 0).
+    pub bookings_lost: i64,
+    /// Seats BOOKED in Postgres at the end.
+    pub seats_booked: i64,
+    /// Succeeded charges at the gateway.
+    pub charges: u64,
+    /// Their sum, minor units.
+    pub charged_minor: i64,
+    /// Refunds that landed at the gateway.
+    pub refunds: u64,
+    /// Their sum.
+    pub refunded_minor: i64,
+    /// Succeeded charges matched by neither a booking nor a refund after
+    /// reconciliation (must be 0).
+    pub money_lost: u64,
+    /// Their sum.
+    pub money_lost_minor: i64,
+    /// Purchases charged more than once with the money kept (must be 0).
+    pub double_charged: u64,
+    /// Seats sold twice: Postgres (active booking seats vs seat rows) plus
+    /// the users' view of live bookings (must be 0).
+    pub double_booked: i64,
+    /// The users' view alone: seats in two live bookings they were given.
+    pub double_booked_client: u64,
+    /// Charges refunded less than owed after settling (must be 0).
+    pub refunds_short: u64,
+    /// Charges refunded more than owed (must be 0).
+    pub over_refunded: u64,
+    /// Bookings without a succeeded charge (must be 0).
+    pub bookings_unpaid: u64,
+    /// Charges whose reference is no payment of the core.
+    pub unknown_charges: u64,
+    /// Payments unsettled after reconciliation.
+    pub payments_unsettled: u64,
+    /// Refund rows still PENDING when the audit ran.
+    pub refunds_pending: u64,
+    /// Refund rows FAILED.
+    pub refunds_failed: u64,
+    /// Baseline: holds/s the same users reach holding and releasing seats
+    /// (no payment), same run, same core.
+    pub baseline_holds_only_per_s: Option<f64>,
+    /// Its hold p99, ms.
+    pub baseline_holds_only_p99_ms: Option<f64>,
+    /// Baseline: pgbench, one hold transaction per hold (as `holds`).
+    pub baseline_pg_hold_tx_per_s: Option<f64>,
+    /// bookings_per_s / baseline_holds_only_per_s.
+    pub ratio_vs_holds_only: Option<f64>,
+    /// bookings_per_s / baseline_pg_hold_tx_per_s.
+    pub ratio_vs_pg: Option<f64>,
+    /// The machine's 1-minute load average when the checkout phase
+    /// started and ended (other work on a shared machine skews results).
+    pub load_avg_1m: [Option<f64>; 2],
+    /// Every invariant held.
+    pub invariants_ok: bool,
+}
+
+impl CheckoutReport {
+    /// A few readable lines for stderr.
+    pub fn summary(&self) -> String {
+        format!(
+            "checkout: {:.1} bookings/s ({} booked, {} declined, {} refunded at confirmation, {} gave up, {} cancelled) by {} users for {:.0}s, fault rate {}\n\
+             checkout latency incl. retries: p50 {:.2} ms, p99 {:.2} ms (first-try p50 {:.2} ms, p99 {:.2} ms)\n\
+             baselines: holds only {}, pg hold tx {}\n\
+             money: {} charges, {} refunds; lost {}, double-charged {}, refunds short {}; double-booked seats {}",
+            self.bookings_per_s,
+            self.bookings_client,
+            self.declined,
+            self.confirmation_failed,
+            self.gave_up_pending,
+            self.cancels,
+            self.users,
+            self.duration_s,
+            self.fault_rate,
+            self.p50_ms,
+            self.p99_ms,
+            self.first_try_p50_ms,
+            self.first_try_p99_ms,
+            per_s(self.baseline_holds_only_per_s),
+            per_s(self.baseline_pg_hold_tx_per_s),
+            self.charges,
+            self.refunds,
+            self.money_lost,
+            self.double_charged,
+            self.refunds_short,
+            self.double_booked,
+        )
+    }
 }
 
 /// Rounds to two decimals (the JSON stays readable).

@@ -1,16 +1,41 @@
 //! The benchmark's own world: a fresh Postgres database created for the run
-//! (and dropped after it), and a region core served in-process against it.
+//! (and dropped after it), a region core served in-process against it, and
+//! for `checkout` a sandbox payment gateway served in-process too.
 //!
-//! The in-process core runs on its own multi-thread tokio runtime in its
-//! own OS thread, so the load generator's tasks never share workers with
-//! the server's: a busy client then delays its own sends (which the open
-//! model records as latency), not the server's request handling.
+//! The in-process core (and, for `checkout`, the sandbox payment gateway)
+//! runs on its own multi-thread tokio runtime in its own OS thread, so the
+//! load generator's tasks never share workers with the server's: a busy
+//! client then delays its own sends (which the open model records as
+//! latency), not the server's request handling.
 
 use anyhow::Context;
+use futures::future::{FutureExt, LocalBoxFuture};
 use region_core::{Application, Settings};
 use sqlx::{Connection, PgConnection};
+use std::future::Future;
 use std::time::Duration;
 use tokio::sync::oneshot;
+
+/// Where a self-contained run gets its Postgres and Redis (shared by
+/// `holds` and `checkout`).
+#[derive(Debug, Clone, clap::Args)]
+pub struct WorldArgs {
+    /// Database used to create (and drop) the run's fresh database.
+    #[arg(
+        long,
+        env = "LOADGEN_ADMIN_DATABASE_URL",
+        default_value = "postgres://postgres:postgres@127.0.0.1:5432/postgres"
+    )]
+    pub admin_database_url: String,
+
+    /// Redis for the in-process core and the Redis baseline.
+    #[arg(
+        long,
+        env = "LOADGEN_REDIS_URL",
+        default_value = "redis://127.0.0.1:6379"
+    )]
+    pub redis_url: String,
+}
 
 /// A database created for this run.
 pub struct FreshDatabase {
@@ -63,25 +88,34 @@ impl FreshDatabase {
     }
 }
 
-/// A region core serving on a loopback port from its own runtime thread.
-pub struct InProcessServer {
+/// A service serving on a loopback port from a runtime of its own, in an
+/// OS thread of its own.
+struct ServiceThread {
     url: String,
     stop: Option<oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
-impl InProcessServer {
-    /// Builds (migrating the database) and starts a region core with
-    /// `settings` on a runtime of `threads` workers.
-    pub async fn start(settings: Settings, threads: usize) -> anyhow::Result<Self> {
+/// What a service's start-up hands back: its URL, and the future that
+/// stops it (run on the service's own runtime when asked to).
+type Started = (String, LocalBoxFuture<'static, ()>);
+
+impl ServiceThread {
+    /// Runs `start` on a new runtime of `threads` workers in a thread
+    /// named `name`, and returns once it is serving (or failed to start).
+    async fn start<F, Fut>(name: &'static str, threads: usize, start: F) -> anyhow::Result<Self>
+    where
+        F: FnOnce() -> Fut + Send + 'static,
+        Fut: Future<Output = anyhow::Result<Started>>,
+    {
         let (ready_tx, ready_rx) = oneshot::channel::<anyhow::Result<String>>();
         let (stop_tx, stop_rx) = oneshot::channel::<()>();
         let thread = std::thread::Builder::new()
-            .name("region-core".into())
+            .name(name.into())
             .spawn(move || {
                 let rt = match tokio::runtime::Builder::new_multi_thread()
                     .worker_threads(threads.max(1))
-                    .thread_name("region-core-worker")
+                    .thread_name(format!("{name}-worker"))
                     .enable_all()
                     .build()
                 {
@@ -92,18 +126,12 @@ impl InProcessServer {
                     }
                 };
                 rt.block_on(async move {
-                    let built = async {
-                        let app = Application::build(settings).await?;
-                        app.spawn()
-                    }
-                    .await;
-                    match built {
-                        Ok(running) => {
-                            let _ = ready_tx.send(Ok(running.url()));
+                    match start().await {
+                        Ok((url, stop)) => {
+                            let _ = ready_tx.send(Ok(url));
                             let _ = stop_rx.await;
                             // Bounded: a stuck drain must not hang the run.
-                            let _ =
-                                tokio::time::timeout(Duration::from_secs(10), running.stop()).await;
+                            let _ = tokio::time::timeout(Duration::from_secs(10), stop).await;
                         }
                         Err(e) => {
                             let _ = ready_tx.send(Err(e));
@@ -111,11 +139,11 @@ impl InProcessServer {
                     }
                 });
             })
-            .context("spawning the region-core thread")?;
+            .with_context(|| format!("spawning the {name} thread"))?;
         let url = ready_rx
             .await
-            .context("the region-core thread ended before it was ready")?
-            .context("starting the in-process region core")?;
+            .with_context(|| format!("the {name} thread ended before it was ready"))?
+            .with_context(|| format!("starting the in-process {name}"))?;
         Ok(Self {
             url,
             stop: Some(stop_tx),
@@ -123,18 +151,70 @@ impl InProcessServer {
         })
     }
 
-    /// Base URL, e.g. `http://127.0.0.1:41234`.
-    pub fn url(&self) -> &str {
-        &self.url
-    }
-
-    /// Stops serving and waits for the server's runtime to end.
-    pub async fn stop(mut self) {
+    /// Stops serving and waits for the service's runtime to end.
+    async fn stop(mut self) {
         if let Some(tx) = self.stop.take() {
             let _ = tx.send(());
         }
         if let Some(t) = self.thread.take() {
             let _ = tokio::task::spawn_blocking(move || t.join()).await;
         }
+    }
+}
+
+/// A region core serving on a loopback port from its own runtime thread.
+pub struct InProcessServer(ServiceThread);
+
+impl InProcessServer {
+    /// Builds (migrating the database) and starts a region core with
+    /// `settings` on a runtime of `threads` workers.
+    pub async fn start(settings: Settings, threads: usize) -> anyhow::Result<Self> {
+        let service = ServiceThread::start("region-core", threads, move || async move {
+            let running = Application::build(settings).await?.spawn()?;
+            Ok((running.url(), running.stop().boxed_local()))
+        })
+        .await?;
+        Ok(Self(service))
+    }
+
+    /// Base URL, e.g. `http://127.0.0.1:41234`.
+    pub fn url(&self) -> &str {
+        &self.0.url
+    }
+
+    /// Stops serving and waits for the server's runtime to end.
+    pub async fn stop(self) {
+        self.0.stop().await;
+    }
+}
+
+/// A sandbox payment gateway serving on a loopback port from its own
+/// runtime thread (so its work, timeouts and webhook deliveries never
+/// queue behind the load generator's tasks or the region core's).
+pub struct InProcessGateway(ServiceThread);
+
+impl InProcessGateway {
+    /// Starts a sandbox gateway with `config` (its `listen` is usually
+    /// `127.0.0.1:0`) on a runtime of `threads` workers.
+    pub async fn start(
+        config: sandbox_gateway::SandboxConfig,
+        threads: usize,
+    ) -> anyhow::Result<Self> {
+        let service = ServiceThread::start("sandbox-gateway", threads, move || async move {
+            let running = sandbox_gateway::spawn(config).await?;
+            Ok((running.url(), running.stop().boxed_local()))
+        })
+        .await?;
+        Ok(Self(service))
+    }
+
+    /// Base URL, e.g. `http://127.0.0.1:41235`.
+    pub fn url(&self) -> &str {
+        &self.0.url
+    }
+
+    /// Stops serving and waits for the gateway's runtime to end.
+    pub async fn stop(self) {
+        self.0.stop().await;
     }
 }

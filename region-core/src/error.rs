@@ -180,8 +180,13 @@ impl From<sqlx::Error> for ApiError {
 }
 
 impl From<anyhow::Error> for ApiError {
+    /// A database error carried in an `anyhow::Error` keeps its meaning
+    /// (an exhausted pool is a 503, not a 500).
     fn from(e: anyhow::Error) -> Self {
-        Self::Internal(e)
+        match e.downcast::<sqlx::Error>() {
+            Ok(db) => db.into(),
+            Err(e) => Self::Internal(e),
+        }
     }
 }
 

@@ -43,13 +43,18 @@ pub async fn insert_confirmed(
     protect: bool,
 ) -> Result<(), sqlx::Error> {
     // Which seats: those still HELD by this hold (fencing), or, unprotected,
-    // every seat the hold named.
-    let seats_of_hold = if protect {
-        "SELECT ss.seat_id FROM show_seats ss
-          WHERE ss.show_id = $2 AND ss.hold_id = $3 AND ss.status = 'HELD'"
+    // every seat the hold named. Read once, then every write below is a
+    // primary-key lookup (no subquery for the planner to misjudge).
+    let which = if protect {
+        "SELECT seat_id FROM show_seats WHERE show_id = $1 AND hold_id = $2 AND status = 'HELD'"
     } else {
-        "SELECT hs.seat_id FROM hold_seats hs WHERE hs.show_id = $2 AND hs.hold_id = $3"
+        "SELECT seat_id FROM hold_seats WHERE show_id = $1 AND hold_id = $2"
     };
+    let seat_ids: Vec<Uuid> = sqlx::query_scalar(which)
+        .bind(b.show_id)
+        .bind(b.hold_id)
+        .fetch_all(&mut **tx)
+        .await?;
     sqlx::query(
         "INSERT INTO bookings (id, number, show_id, hold_id, payment_id, user_id, amount_minor,
                                currency, refund_policy, show_starts_at)
@@ -66,27 +71,26 @@ pub async fn insert_confirmed(
     .bind(b.show_id)
     .execute(&mut **tx)
     .await?;
-    sqlx::query(&format!(
+    sqlx::query(
         "INSERT INTO booking_seats (booking_id, show_id, seat_id, label, category, price_minor)
          SELECT $1, sh.id, s.id, s.label, s.category, (sh.prices ->> s.category)::bigint
-           FROM seats s
-           JOIN shows sh ON sh.id = $2
-          WHERE s.id IN ({seats_of_hold})"
-    ))
+           FROM seats s, shows sh
+          WHERE sh.id = $2 AND s.id = ANY($3)",
+    )
     .bind(b.id)
     .bind(b.show_id)
-    .bind(b.hold_id)
+    .bind(&seat_ids)
     .execute(&mut **tx)
     .await?;
-    sqlx::query(&format!(
+    sqlx::query(
         "UPDATE show_seats
             SET status = 'BOOKED', booking_id = $1, hold_id = NULL, hold_expires_at = NULL,
                 version = version + 1
-          WHERE show_id = $2 AND seat_id IN ({seats_of_hold})"
-    ))
+          WHERE show_id = $2 AND seat_id = ANY($3)",
+    )
     .bind(b.id)
     .bind(b.show_id)
-    .bind(b.hold_id)
+    .bind(&seat_ids)
     .execute(&mut **tx)
     .await?;
     sqlx::query("UPDATE hold_seats SET live = false WHERE hold_id = $1 AND live")

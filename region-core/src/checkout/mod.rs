@@ -21,7 +21,7 @@ pub mod settle;
 
 use crate::auth::User;
 use crate::error::ApiError;
-use crate::holds::{not_active_error, owned_hold, parse_hold_id};
+use crate::holds::{not_active_error, parse_hold_id};
 use crate::payments::{ChargeOutcome, ChargeRequest, GatewayError};
 use crate::state::AppState;
 use axum::body::Bytes;
@@ -54,14 +54,22 @@ pub enum CrashPoint {
     AfterSettle,
 }
 
+/// The error of an injected crash: the request stops as a dead process
+/// would, leaving the key locked.
+#[derive(Debug, thiserror::Error)]
+#[error("injected crash at {0:?}")]
+struct InjectedCrash(CrashPoint);
+
 fn crash_if(state: &AppState, point: CrashPoint) -> Result<(), ApiError> {
     if cfg!(feature = "fault-injection") && state.settings.test_crash_at == Some(point) {
         tracing::error!(?point, "injected crash");
-        return Err(ApiError::Internal(anyhow::anyhow!(
-            "injected crash at {point:?}"
-        )));
+        return Err(ApiError::Internal(InjectedCrash(point).into()));
     }
     Ok(())
+}
+
+fn is_injected_crash(e: &ApiError) -> bool {
+    matches!(e, ApiError::Internal(cause) if cause.downcast_ref::<InjectedCrash>().is_some())
 }
 
 /// A stored response as an HTTP response. Replays say so in a header
@@ -196,11 +204,35 @@ async fn run(
             p
         }
         KeyState::New => {
-            create_payment(state, tx, user, hold_id, key, hash, req).await?;
-            crash_if(state, CrashPoint::AfterPaymentCreated)?;
+            create_payment(tx, user, hold_id, key, hash, req).await?;
             RecoveryPoint::PaymentCreated
         }
     };
+    // From here on this request holds the key's lock. A failure (say the
+    // pool is exhausted) unlocks it, so the buyer's retry with the same
+    // key resumes at once instead of waiting for the lock to lapse; only
+    // a (simulated) crash leaves it locked, as a dead process would.
+    let result = resume(state, user, key, point).await;
+    if let Err(e) = &result {
+        if !is_injected_crash(e) {
+            if let Ok(mut conn) = state.db.acquire().await {
+                let _ = idempotency::unlock(&mut conn, &user.id, key).await;
+            }
+        }
+    }
+    result
+}
+
+/// Phases 2 and 3 from `point`, with the key locked by this request.
+async fn resume(
+    state: &AppState,
+    user: &User,
+    key: &str,
+    point: RecoveryPoint,
+) -> Result<(StoredResponse, bool), ApiError> {
+    if point == RecoveryPoint::PaymentCreated {
+        crash_if(state, CrashPoint::AfterPaymentCreated)?;
+    }
     let payment = payment_of_key(state, &user.id, key).await?;
     if point == RecoveryPoint::PaymentCreated || point == RecoveryPoint::Started {
         if let Some(done) = charge(state, user, key, &payment).await? {
@@ -220,7 +252,6 @@ async fn run(
 /// Phase 1: checks the hold and records key + payment in one transaction.
 /// Nothing is stored when the hold is not the caller's or not live.
 async fn create_payment(
-    state: &AppState,
     mut tx: sqlx::Transaction<'_, sqlx::Postgres>,
     user: &User,
     hold_id: Uuid,
@@ -229,7 +260,17 @@ async fn create_payment(
     req: &Checkout,
 ) -> Result<(), ApiError> {
     let now = Utc::now();
-    let hold = owned_hold(state, user, shared::HoldId(hold_id)).await?;
+    // On the open transaction: a second pooled connection per checkout
+    // would let concurrent checkouts exhaust the pool waiting on each other.
+    let hold = match crate::holds::store::fetch(&mut tx, hold_id).await? {
+        Some(h) if h.user_id == user.id => h,
+        _ => {
+            return Err(ApiError::not_found(
+                "unknown_hold",
+                format!("no hold {hold_id}"),
+            ))
+        }
+    };
     if hold.state != HoldState::Active.as_db_str() || hold.expires_at <= now {
         return Err(not_active_error(&hold, now));
     }

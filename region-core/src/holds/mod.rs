@@ -325,11 +325,7 @@ pub(crate) fn parse_hold_id(raw: &str) -> Result<HoldId, ApiError> {
 }
 
 /// Loads a hold the caller owns; someone else's hold is "not found".
-pub(crate) async fn owned_hold(
-    state: &AppState,
-    user: &User,
-    id: HoldId,
-) -> Result<StoredHold, ApiError> {
+async fn owned_hold(state: &AppState, user: &User, id: HoldId) -> Result<StoredHold, ApiError> {
     let mut conn = state.db.acquire().await?;
     match store::fetch(&mut conn, id.0).await? {
         Some(h) if h.user_id == user.id => Ok(h),
