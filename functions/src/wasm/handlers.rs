@@ -43,6 +43,11 @@ pub async fn handle(
         }
         Err(e) => Err(e),
     };
+    // An answer given before the body was read (401, 404, 413, 429, 503…):
+    // workerd then closes the connection with the body's bytes unread, the
+    // kernel turns that close into a reset, and the client often loses the
+    // answer. Reading what is left first keeps the answer deliverable.
+    http::drain_body(&mut req).await;
     match result {
         Ok(resp) => Ok(resp),
         Err(e) if browser => http::error_page(&e),

@@ -128,6 +128,33 @@ pub async fn read_body(req: &mut Request, limit: usize) -> std::result::Result<V
     Ok(body)
 }
 
+/// Most of an unread request body [`drain_body`] reads: bounded work for
+/// a client that declares a huge body (it may then see a reset, not the
+/// answer), and well above `MAX_BODY_BYTES`'s default.
+pub const DRAIN_LIMIT: usize = 1 << 20;
+
+/// Reads and discards what is left of a request body nobody read, up to
+/// [`DRAIN_LIMIT`] bytes, so that workerd can end the exchange cleanly.
+pub async fn drain_body(req: &mut Request) {
+    if req.inner().body_used() || req.inner().body().is_none() {
+        return;
+    }
+    let declared = header(req, "Content-Length").and_then(|v| v.trim().parse::<u64>().ok());
+    if declared.is_some_and(|n| n > DRAIN_LIMIT as u64) {
+        return;
+    }
+    let Ok(mut stream) = req.stream() else {
+        return;
+    };
+    let mut read = 0;
+    while let Some(Ok(chunk)) = stream.next().await {
+        read += chunk.len();
+        if read > DRAIN_LIMIT {
+            return;
+        }
+    }
+}
+
 /// A header of the request, if present and valid.
 pub fn header(req: &Request, name: &str) -> Option<String> {
     req.headers().get(name).ok().flatten()

@@ -1,0 +1,920 @@
+//! Harness for the edge end-to-end tests: the **built** Worker
+//! (`functions/build`, from `scripts/build-edge.sh`) running in workerd
+//! through `functions/dev/serve.mjs`, its state in the shared Redis
+//! through an in-process Upstash-compatible gateway, and one region core
+//! per city behind a counting proxy, so a test can tell what reached a
+//! region and what the edge refused on its own.
+//!
+//! ```text
+//! test ──HTTP──▶ workerd (Worker) ──REST──▶ upstash_gateway ──▶ Redis :6379
+//!                       │
+//!                       └──HTTP──▶ CountingProxy ──▶ region core (TestApp) ──▶ Postgres, Redis
+//! ```
+//!
+//! Every stack has its own `KEY_PREFIX`, so tests sharing the Redis never
+//! see each other's limits, queues or catalog versions; dropping the
+//! stack (after [`EdgeStack::stop`], or when a test panics) deletes the
+//! keys under it.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, HeaderName, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Router;
+use region_core::auth::Role;
+use serde_json::{json, Value};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, ChildStdin, Command};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use upstash_gateway::{GatewayConfig, RunningGateway};
+use uuid::Uuid;
+
+use crate::{row_name, shared_redis_url, test_settings, token, TestApp, SECRET};
+
+/// The key the edge signs admission passes with; every region core of a
+/// stack accepts it (`REGION_ADMISSION_KEYS`).
+pub const ADMISSION_KEY: &str = "e2e-edge-admission-key-0123456789";
+
+/// The token of the stack's Upstash gateway.
+const GATEWAY_TOKEN: &str = "e2e-upstash-gateway-token";
+
+/// The Worker vars and secrets `serve.mjs` knows. Each one the test does
+/// not set is passed empty (the Worker's default), so nothing leaks in
+/// from the environment the tests happen to run in.
+const WORKER_VARS: [&str; 15] = [
+    "REGIONS",
+    "RATE_LIMITS",
+    "DENY_LIST",
+    "CACHE_TTLS",
+    "REGION_TIMEOUT_MS",
+    "BREAKER_FAILURES",
+    "BREAKER_OPEN_MS",
+    "MAX_BODY_BYTES",
+    "UPSTASH_TIMEOUT_MS",
+    "KEY_PREFIX",
+    "UPSTASH_REDIS_REST_URL",
+    "UPSTASH_REDIS_REST_TOKEN",
+    "ADMISSION_KEY",
+    "ADMISSION_KEYS_PREVIOUS",
+    "JWT_SECRET",
+];
+
+/// How long `serve.mjs` may take to print its ready line on a loaded
+/// two-core machine (it usually needs under a second).
+const EDGE_START_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Lines of the edge's stderr kept for failure reports.
+const LOG_TAIL: usize = 300;
+
+fn workspace_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(".."))
+}
+
+// ------------------------------------------------------------- clients
+
+/// A simulated client of the edge: an optional token and the IP it comes
+/// from (sent as `CF-Connecting-IP`, which Miniflare passes through).
+#[derive(Debug, Clone)]
+pub struct Client {
+    /// The token's subject, if any.
+    pub id: Option<String>,
+    /// Bearer token, if any.
+    pub token: Option<String>,
+    /// Client IP.
+    pub ip: String,
+}
+
+impl Client {
+    /// A user (role `user`) from `ip`.
+    pub fn user(id: &str, ip: &str) -> Self {
+        Self {
+            id: Some(id.to_owned()),
+            token: Some(token(id, Role::User)),
+            ip: ip.to_owned(),
+        }
+    }
+
+    /// The operator, from its own IP.
+    pub fn operator() -> Self {
+        Self {
+            id: Some("operator-1".into()),
+            token: Some(token("operator-1", Role::Operator)),
+            ip: "10.250.0.1".into(),
+        }
+    }
+
+    /// No token, from `ip`.
+    pub fn anonymous(ip: &str) -> Self {
+        Self {
+            id: None,
+            token: None,
+            ip: ip.to_owned(),
+        }
+    }
+
+    /// The `n`-th user of a crowd, `fan-{n}`, from an address of its own
+    /// (10.0.0.0/8 has room for 16 million).
+    pub fn fan(n: u32) -> Self {
+        let ip = format!("10.{}.{}.{}", (n >> 16) & 0xff, (n >> 8) & 0xff, n & 0xff);
+        Self::user(&format!("fan-{n}"), &ip)
+    }
+
+    /// The user id (panics for an anonymous client: a test bug).
+    pub fn id(&self) -> &str {
+        self.id.as_deref().expect("an anonymous client has no id")
+    }
+}
+
+/// An answer from the edge (or a region core).
+#[derive(Debug)]
+pub struct Reply {
+    /// HTTP status.
+    pub status: u16,
+    /// Response headers.
+    pub headers: HeaderMap,
+    /// The body as JSON (`Null` when empty, a JSON string when not JSON).
+    pub body: Value,
+}
+
+impl Reply {
+    async fn read(resp: reqwest::Response) -> anyhow::Result<Self> {
+        let status = resp.status().as_u16();
+        let headers = resp.headers().clone();
+        let bytes = resp.bytes().await.context("reading a response body")?;
+        let body = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes)
+                .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into()))
+        };
+        Ok(Self {
+            status,
+            headers,
+            body,
+        })
+    }
+
+    /// `error.code` of an error body.
+    pub fn code(&self) -> Option<&str> {
+        self.body["error"]["code"].as_str()
+    }
+
+    /// A header as text.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// A header as a number (`None` when missing or not a number).
+    pub fn header_u64(&self, name: &str) -> Option<u64> {
+        self.header(name).and_then(|v| v.trim().parse().ok())
+    }
+}
+
+impl std::fmt::Display for Reply {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}", self.status, self.body)
+    }
+}
+
+// ------------------------------------------------------- counting proxy
+
+/// Requests seen per `"METHOD /path"` (query left out).
+type Counts = Arc<Mutex<BTreeMap<String, u64>>>;
+
+#[derive(Clone)]
+struct ProxyState {
+    upstream: Arc<str>,
+    counts: Counts,
+    http: reqwest::Client,
+}
+
+/// A pass-through HTTP proxy in front of a region core that counts the
+/// requests it forwards, so a test can prove what the edge did **not**
+/// send. When the region is down it answers 502, as a load balancer in
+/// front of a dead backend would.
+pub struct CountingProxy {
+    /// Its base URL (what the edge's `REGIONS` points at).
+    pub url: String,
+    state: ProxyState,
+    stop: Option<oneshot::Sender<()>>,
+    task: JoinHandle<()>,
+}
+
+/// Headers that describe one connection, not the message.
+fn hop_by_hop(name: &HeaderName) -> bool {
+    matches!(
+        name.as_str(),
+        "connection"
+            | "keep-alive"
+            | "proxy-connection"
+            | "transfer-encoding"
+            | "te"
+            | "trailer"
+            | "upgrade"
+            | "host"
+            | "content-length"
+    )
+}
+
+async fn forward(State(p): State<ProxyState>, req: Request) -> Response {
+    let (parts, body) = req.into_parts();
+    {
+        // A std mutex: it is never held across an `.await`.
+        let mut counts = p.counts.lock().unwrap_or_else(|e| e.into_inner());
+        *counts
+            .entry(format!("{} {}", parts.method, parts.uri.path()))
+            .or_default() += 1;
+    }
+    let body = match axum::body::to_bytes(body, 16 << 20).await {
+        Ok(b) => b,
+        Err(_) => return (StatusCode::BAD_REQUEST, "unreadable body").into_response(),
+    };
+    let target = format!(
+        "{}{}",
+        p.upstream,
+        parts.uri.path_and_query().map_or("/", |pq| pq.as_str())
+    );
+    let mut out = p.http.request(parts.method, target).body(body);
+    for (name, value) in &parts.headers {
+        if !hop_by_hop(name) {
+            out = out.header(name, value);
+        }
+    }
+    let resp = match out.send().await {
+        Ok(r) => r,
+        Err(_) => return (StatusCode::BAD_GATEWAY, "region unreachable").into_response(),
+    };
+    let status = resp.status();
+    let mut headers = HeaderMap::new();
+    for (name, value) in resp.headers() {
+        if !hop_by_hop(name) {
+            headers.append(name.clone(), value.clone());
+        }
+    }
+    match resp.bytes().await {
+        Ok(bytes) => (status, headers, Body::from(bytes)).into_response(),
+        Err(_) => (StatusCode::BAD_GATEWAY, "region answer cut short").into_response(),
+    }
+}
+
+impl CountingProxy {
+    /// Listens on a free port of 127.0.0.1 and forwards to `upstream`.
+    pub async fn spawn(upstream: &str) -> anyhow::Result<Self> {
+        let state = ProxyState {
+            upstream: Arc::from(upstream.trim_end_matches('/')),
+            counts: Counts::default(),
+            http: reqwest::Client::builder()
+                .no_proxy()
+                .pool_max_idle_per_host(256)
+                .build()?,
+        };
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .context("binding the counting proxy")?;
+        let addr: SocketAddr = listener.local_addr()?;
+        let app = Router::new().fallback(forward).with_state(state.clone());
+        let (stop, stopping) = oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            let _ = axum::serve(listener, app)
+                .with_graceful_shutdown(async move {
+                    let _ = stopping.await;
+                })
+                .await;
+        });
+        Ok(Self {
+            url: format!("http://{addr}"),
+            state,
+            stop: Some(stop),
+            task,
+        })
+    }
+
+    /// Requests forwarded so far for `method` and `path` (no query).
+    pub fn count(&self, method: &str, path: &str) -> u64 {
+        self.counts()
+            .get(&format!("{method} {path}"))
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// Every request that reached the proxy so far.
+    pub fn total(&self) -> u64 {
+        self.counts().values().sum()
+    }
+
+    /// A copy of the counts, `"METHOD /path"` → requests.
+    pub fn counts(&self) -> BTreeMap<String, u64> {
+        self.state
+            .counts
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Stops listening.
+    pub async fn stop(mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        let _ = (&mut self.task).await;
+    }
+}
+
+// ----------------------------------------------------------- the Worker
+
+/// `node functions/dev/serve.mjs` and the tail of its stderr.
+struct EdgeProcess {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    url: String,
+    log: Arc<Mutex<VecDeque<String>>>,
+}
+
+impl EdgeProcess {
+    async fn spawn(vars: &BTreeMap<String, String>) -> anyhow::Result<Self> {
+        let root = workspace_root();
+        let build = root.join("functions/build/index.js");
+        if !build.exists() {
+            bail!(
+                "{} does not exist: the edge end-to-end tests run the BUILT Worker. \
+                 Build it first with `scripts/build-edge.sh` (from {}), then rerun.",
+                build.display(),
+                root.display()
+            );
+        }
+        warn_if_stale(&root);
+        let mut cmd = Command::new(std::env::var("EDGE_NODE").unwrap_or_else(|_| "node".into()));
+        cmd.current_dir(&root).arg("functions/dev/serve.mjs").args([
+            "--port",
+            "0",
+            "--host",
+            "127.0.0.1",
+            "--log-level",
+            "warn",
+        ]);
+        for name in WORKER_VARS {
+            let value = vars.get(name).map(String::as_str).unwrap_or("");
+            cmd.arg("--var").arg(format!("{name}={value}"));
+        }
+        for (name, value) in vars {
+            if !WORKER_VARS.contains(&name.as_str()) {
+                cmd.arg("--var").arg(format!("{name}={value}"));
+            }
+        }
+        // A piped stdin: when the harness dies, the pipe closes and
+        // serve.mjs stops workerd (see docs/edge.md).
+        cmd.stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        let mut child = cmd
+            .spawn()
+            .context("starting `node functions/dev/serve.mjs` (is Node 20 on PATH?)")?;
+        let log = Arc::new(Mutex::new(VecDeque::with_capacity(LOG_TAIL)));
+        if let Some(stderr) = child.stderr.take() {
+            let log = log.clone();
+            tokio::spawn(async move {
+                let mut lines = BufReader::new(stderr).lines();
+                while let Ok(Some(line)) = lines.next_line().await {
+                    let mut l = log.lock().unwrap_or_else(|e| e.into_inner());
+                    if l.len() == LOG_TAIL {
+                        l.pop_front();
+                    }
+                    l.push_back(line);
+                }
+            });
+        }
+        let stdout = child.stdout.take().context("serve.mjs stdout")?;
+        let mut lines = BufReader::new(stdout).lines();
+        let ready = tokio::time::timeout(EDGE_START_TIMEOUT, async {
+            while let Some(line) = lines.next_line().await? {
+                if let Some(url) = line.strip_prefix("EDGE_URL=") {
+                    return Ok::<_, std::io::Error>(Some(url.trim().to_owned()));
+                }
+            }
+            Ok(None)
+        })
+        .await;
+        let stdin = child.stdin.take();
+        let mut edge = Self {
+            child,
+            stdin,
+            url: String::new(),
+            log,
+        };
+        match ready {
+            Ok(Ok(Some(url))) => {
+                edge.url = url;
+                Ok(edge)
+            }
+            Ok(Ok(None)) | Ok(Err(_)) => {
+                let status = edge.child.wait().await.ok();
+                // The stderr reader may still be draining.
+                tokio::task::yield_now().await;
+                bail!(
+                    "serve.mjs exited ({status:?}) before printing EDGE_URL=…; its stderr:\n{}",
+                    edge.log_tail()
+                )
+            }
+            Err(_) => bail!(
+                "serve.mjs printed no EDGE_URL= line within {EDGE_START_TIMEOUT:?}; its stderr:\n{}",
+                edge.log_tail()
+            ),
+        }
+    }
+
+    fn log_tail(&self) -> String {
+        let l = self.log.lock().unwrap_or_else(|e| e.into_inner());
+        l.iter().cloned().collect::<Vec<_>>().join("\n")
+    }
+
+    /// Closes stdin (serve.mjs then disposes of workerd and exits); kills
+    /// it if it has not exited after 10 s.
+    async fn stop(mut self) {
+        drop(self.stdin.take());
+        if tokio::time::timeout(Duration::from_secs(10), self.child.wait())
+            .await
+            .is_err()
+        {
+            let _ = self.child.kill().await;
+        }
+    }
+}
+
+impl Drop for EdgeProcess {
+    fn drop(&mut self) {
+        // The child is killed by `kill_on_drop` (serve.mjs's watchdog then
+        // ends workerd). A failing test gets the Worker's log.
+        if std::thread::panicking() {
+            eprintln!(
+                "---- edge (serve.mjs / workerd) stderr, last lines ----\n{}",
+                self.log_tail()
+            );
+        }
+    }
+}
+
+/// Says so (in the test output) when a Worker source file is newer than
+/// the build: the tests would exercise old code.
+fn warn_if_stale(root: &std::path::Path) {
+    let modified = |p: &std::path::Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+    let Some(built) = modified(&root.join("functions/build/index_bg.wasm")) else {
+        return;
+    };
+    let mut stack = vec![root.join("functions/src")];
+    while let Some(dir) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if modified(&p).is_some_and(|m| m > built) {
+                eprintln!(
+                    "warning: {} is newer than functions/build: rerun scripts/build-edge.sh",
+                    p.display()
+                );
+                return;
+            }
+        }
+    }
+}
+
+// ------------------------------------------------------------ the stack
+
+/// What to start.
+#[derive(Debug, Clone)]
+pub struct EdgeOptions {
+    /// One region core per city, in this order.
+    pub cities: Vec<String>,
+    /// Worker vars (`RATE_LIMITS`, `DENY_LIST`, `MAX_BODY_BYTES`, …).
+    pub vars: BTreeMap<String, String>,
+}
+
+impl EdgeOptions {
+    /// One region core for each of `cities`.
+    pub fn cities(cities: &[&str]) -> Self {
+        Self {
+            cities: cities.iter().map(|c| (*c).to_owned()).collect(),
+            vars: BTreeMap::new(),
+        }
+    }
+
+    /// Sets a Worker var.
+    pub fn var(mut self, name: &str, value: impl Into<String>) -> Self {
+        self.vars.insert(name.to_owned(), value.into());
+        self
+    }
+}
+
+/// A city's region core and the proxy in front of it.
+pub struct Region {
+    /// City code (the only city of this region core).
+    pub city: String,
+    /// The region core (`None` once stopped).
+    pub app: Option<TestApp>,
+    /// The counting proxy the edge calls.
+    pub proxy: CountingProxy,
+}
+
+impl Region {
+    /// The running region core.
+    pub fn app(&self) -> &TestApp {
+        self.app.as_ref().expect("the region core was stopped")
+    }
+}
+
+/// Whether a seeded show is sold through the waiting room.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SaleMode {
+    /// Anyone may hold seats.
+    Open,
+    /// Holds need an admission pass.
+    FlashSale,
+}
+
+/// A flash sale's settings (`PUT /v1/operator/sales/{show}`).
+#[derive(Debug, Clone)]
+pub struct SaleSettings {
+    /// City code.
+    pub city: String,
+    /// Opening time, unix ms.
+    pub opens_at_ms: i64,
+    /// Admissions per second.
+    pub rate_per_sec: f64,
+    /// Pass lifetime, s.
+    pub pass_ttl_s: u32,
+    /// Dropout grace, s.
+    pub grace_s: u32,
+}
+
+/// The whole edge setup of one test.
+pub struct EdgeStack {
+    /// The Worker's base URL.
+    pub url: String,
+    /// HTTP client for the edge.
+    pub http: reqwest::Client,
+    /// Put in front of every Redis key the Worker uses.
+    pub key_prefix: String,
+    /// One per city.
+    pub regions: Vec<Region>,
+    gateway: Option<RunningGateway>,
+    edge: Option<EdgeProcess>,
+}
+
+/// Now, unix ms (the Worker's clock is the same machine clock).
+pub fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+impl EdgeStack {
+    /// Starts the gateway, the region cores (each with its city created)
+    /// and their proxies, then the Worker pointed at the proxies.
+    pub async fn start(opts: EdgeOptions) -> anyhow::Result<Self> {
+        let gateway = upstash_gateway::spawn(GatewayConfig {
+            listen: "127.0.0.1:0".into(),
+            redis_url: shared_redis_url(),
+            token: GATEWAY_TOKEN.into(),
+        })
+        .await
+        .context("starting the upstash gateway")?;
+        let mut regions = Vec::new();
+        let mut table = serde_json::Map::new();
+        for city in &opts.cities {
+            let mut settings = test_settings().await?;
+            settings.admission_keys = vec![ADMISSION_KEY.into()];
+            let app = TestApp::spawn(settings).await?;
+            let (s, body) = app
+                .operator_post(
+                    "/v1/operator/cities",
+                    json!({"code": city, "name": format!("City {city}")}),
+                )
+                .await?;
+            anyhow::ensure!(s == 201, "creating city {city}: {s} {body}");
+            let proxy = CountingProxy::spawn(&app.url).await?;
+            table.insert(city.clone(), Value::String(proxy.url.clone()));
+            regions.push(Region {
+                city: city.clone(),
+                app: Some(app),
+                proxy,
+            });
+        }
+        let key_prefix = format!("e2e-edge-{}:", Uuid::new_v4().simple());
+        let mut vars = opts.vars.clone();
+        for (name, value) in [
+            ("REGIONS", Value::Object(table).to_string()),
+            ("UPSTASH_REDIS_REST_URL", gateway.url()),
+            ("UPSTASH_REDIS_REST_TOKEN", GATEWAY_TOKEN.into()),
+            ("ADMISSION_KEY", ADMISSION_KEY.into()),
+            ("JWT_SECRET", SECRET.into()),
+            ("KEY_PREFIX", key_prefix.clone()),
+        ] {
+            vars.entry(name.into()).or_insert(value);
+        }
+        let edge = EdgeProcess::spawn(&vars).await?;
+        let http = reqwest::Client::builder()
+            .no_proxy()
+            .pool_max_idle_per_host(512)
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(Duration::from_secs(30))
+            .build()?;
+        Ok(Self {
+            url: edge.url.clone(),
+            http,
+            key_prefix,
+            regions,
+            gateway: Some(gateway),
+            edge: Some(edge),
+        })
+    }
+
+    /// The region of `city`.
+    pub fn region(&self, city: &str) -> &Region {
+        self.regions
+            .iter()
+            .find(|r| r.city == city)
+            .unwrap_or_else(|| panic!("no region for {city}"))
+    }
+
+    /// The tail of the Worker's log (for assertion messages).
+    pub fn edge_log(&self) -> String {
+        self.edge
+            .as_ref()
+            .map(EdgeProcess::log_tail)
+            .unwrap_or_default()
+    }
+
+    /// A request to the edge as `client`.
+    pub fn request(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        client: &Client,
+    ) -> reqwest::RequestBuilder {
+        let mut req = self
+            .http
+            .request(method, format!("{}{path}", self.url))
+            .header("CF-Connecting-IP", &client.ip);
+        if let Some(t) = &client.token {
+            req = req.bearer_auth(t);
+        }
+        req
+    }
+
+    /// Sends a request built by [`Self::request`].
+    pub async fn send(&self, req: reqwest::RequestBuilder) -> Reply {
+        let req = req.build().expect("a well-formed request");
+        let what = format!("{} {}", req.method(), req.url().path());
+        let resp = self.http.execute(req).await.unwrap_or_else(|e| {
+            panic!(
+                "{what}: {:#}\nedge log:\n{}",
+                anyhow::Error::from(e),
+                self.edge_log()
+            )
+        });
+        Reply::read(resp)
+            .await
+            .unwrap_or_else(|e| panic!("{what}: {e}"))
+    }
+
+    /// `GET path` as `client`.
+    pub async fn get(&self, path: &str, client: &Client) -> Reply {
+        self.send(self.request(reqwest::Method::GET, path, client))
+            .await
+    }
+
+    /// `POST path` with a JSON body as `client`.
+    pub async fn post(&self, path: &str, client: &Client, body: Value) -> Reply {
+        self.send(
+            self.request(reqwest::Method::POST, path, client)
+                .json(&body),
+        )
+        .await
+    }
+
+    /// `POST /v1/c/{city}/shows/{show}/holds` through the edge, with the
+    /// admission pass if given.
+    pub async fn hold(
+        &self,
+        city: &str,
+        show: &str,
+        client: &Client,
+        seats: &[&str],
+        pass: Option<&str>,
+    ) -> Reply {
+        let mut req = self
+            .request(
+                reqwest::Method::POST,
+                &format!("/v1/c/{city}/shows/{show}/holds"),
+                client,
+            )
+            .json(&json!({ "seats": seats }));
+        if let Some(p) = pass {
+            req = req.header("Admission-Pass", p);
+        }
+        self.send(req).await
+    }
+
+    /// `POST /v1/c/{city}/holds/{hold}/checkout` through the edge, paying
+    /// with the sandbox's good card under a fresh idempotency key.
+    pub async fn checkout(&self, city: &str, hold: &str, client: &Client) -> Reply {
+        self.send(
+            self.request(
+                reqwest::Method::POST,
+                &format!("/v1/c/{city}/holds/{hold}/checkout"),
+                client,
+            )
+            .header("Idempotency-Key", Uuid::new_v4().to_string())
+            .json(&json!({ "payment_method": "pm_card_ok" })),
+        )
+        .await
+    }
+
+    /// `PUT /v1/operator/sales/{show}` as the operator.
+    pub async fn put_sale(&self, show: &str, sale: &SaleSettings) -> Reply {
+        let opens_at = chrono::DateTime::<chrono::Utc>::from_timestamp_millis(sale.opens_at_ms)
+            .expect("a valid opening time")
+            .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+        self.send(
+            self.request(
+                reqwest::Method::PUT,
+                &format!("/v1/operator/sales/{show}"),
+                &Client::operator(),
+            )
+            .json(&json!({
+                "city": sale.city, "opens_at": opens_at, "rate_per_sec": sale.rate_per_sec,
+                "pass_ttl_s": sale.pass_ttl_s, "grace_s": sale.grace_s,
+            })),
+        )
+        .await
+    }
+
+    /// Seeds a venue, a screen of `rows` × `per_row` seats, a movie and a
+    /// show tomorrow in `city`, on its region core directly (setup, not
+    /// under test: it does not touch the edge's limits or the proxy's
+    /// counts). A flash-sale show is created as one by the operator API
+    /// (`sale_mode`), so no database edit is needed. Returns the show id.
+    pub async fn seed_show(
+        &self,
+        city: &str,
+        rows: usize,
+        per_row: u16,
+        mode: SaleMode,
+    ) -> anyhow::Result<String> {
+        let app = self.region(city).app();
+        let tag = Uuid::new_v4().simple().to_string();
+        let (s, venue) = app
+            .operator_post(
+                "/v1/operator/venues",
+                json!({"city": city, "name": format!("Venue {tag}"), "time_zone": "Asia/Kolkata"}),
+            )
+            .await?;
+        anyhow::ensure!(s == 201, "venue: {s} {venue}");
+        let layout: Vec<Value> = (0..rows)
+            .map(|r| json!({"row": row_name(r), "seats": per_row, "category": "REGULAR"}))
+            .collect();
+        let (s, screen) = app
+            .operator_post(
+                "/v1/operator/screens",
+                json!({"venue_id": venue["id"], "name": "Screen 1", "rows": layout}),
+            )
+            .await?;
+        anyhow::ensure!(s == 201, "screen: {s} {screen}");
+        let (s, movie) = app
+            .operator_post(
+                "/v1/operator/movies",
+                json!({"title": format!("Movie {tag}"), "duration_minutes": 120}),
+            )
+            .await?;
+        anyhow::ensure!(s == 201, "movie: {s} {movie}");
+        let (s, show) = app
+            .operator_post(
+                "/v1/operator/shows",
+                json!({
+                    "screen_id": screen["id"], "movie_id": movie["id"],
+                    "starts_at": (chrono::Utc::now() + chrono::Duration::days(1)).to_rfc3339(),
+                    "prices": {"REGULAR": 25000}, "currency": "INR",
+                    "sale_mode": match mode { SaleMode::Open => "open", SaleMode::FlashSale => "flash_sale" },
+                }),
+            )
+            .await?;
+        anyhow::ensure!(s == 201, "show: {s} {show}");
+        Ok(show["id"].as_str().context("show id")?.to_owned())
+    }
+
+    /// Redis commands the gateway has run for the Worker so far.
+    pub fn gateway_commands(&self) -> u64 {
+        self.gateway
+            .as_ref()
+            .map_or(0, RunningGateway::commands_served)
+    }
+
+    /// Round trips from the Worker to the gateway so far.
+    pub fn gateway_requests(&self) -> u64 {
+        self.gateway
+            .as_ref()
+            .map_or(0, RunningGateway::requests_served)
+    }
+
+    /// Stops the Upstash gateway: the edge's state store is unreachable.
+    pub async fn stop_gateway(&mut self) {
+        if let Some(g) = self.gateway.take() {
+            g.stop().await;
+        }
+    }
+
+    /// Stops `city`'s region core (its proxy stays, answering 502).
+    pub async fn stop_region(&mut self, city: &str) {
+        let region = self
+            .regions
+            .iter_mut()
+            .find(|r| r.city == city)
+            .unwrap_or_else(|| panic!("no region for {city}"));
+        if let Some(app) = region.app.take() {
+            app.stop().await;
+        }
+    }
+
+    /// A Redis key as the Worker stores it (with the stack's prefix).
+    pub fn key(&self, key: &str) -> String {
+        format!("{}{key}", self.key_prefix)
+    }
+
+    /// A connection to the shared Redis the gateway fronts.
+    pub async fn redis(&self) -> anyhow::Result<redis::aio::MultiplexedConnection> {
+        Ok(redis::Client::open(shared_redis_url())?
+            .get_multiplexed_async_connection()
+            .await?)
+    }
+
+    /// Deletes every Redis key under the stack's prefix. Synchronous, so
+    /// that `Drop` can do it too when a test fails half-way.
+    pub fn delete_keys(&self) -> anyhow::Result<()> {
+        let mut r = redis::Client::open(shared_redis_url())?
+            .get_connection_with_timeout(Duration::from_secs(5))?;
+        let mut cursor: u64 = 0;
+        loop {
+            let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(format!("{}*", self.key_prefix))
+                .arg("COUNT")
+                .arg(1000)
+                .query(&mut r)?;
+            if !keys.is_empty() {
+                redis::cmd("DEL").arg(&keys).query::<()>(&mut r)?;
+            }
+            if next == 0 {
+                return Ok(());
+            }
+            cursor = next;
+        }
+    }
+
+    /// Stops everything and drops the region databases; the Worker's Redis
+    /// keys are deleted as the stack is dropped.
+    pub async fn stop(mut self) {
+        if let Some(edge) = self.edge.take() {
+            edge.stop().await;
+        }
+        self.stop_gateway().await;
+        for region in self.regions.drain(..) {
+            region.proxy.stop().await;
+            if let Some(app) = region.app {
+                app.stop().await;
+            }
+        }
+        // The Redis keys go when `self` is dropped, just below.
+    }
+}
+
+impl Drop for EdgeStack {
+    fn drop(&mut self) {
+        // Also when a test panics: its queues, limits and versions must not
+        // stay behind in the shared Redis. (The Worker and the gateway stop
+        // with their own drops; a failed test's region databases are left,
+        // as in every other e2e test.) The Worker goes first, so nothing
+        // writes a key after they are deleted.
+        drop(self.edge.take());
+        drop(self.gateway.take());
+        if let Err(e) = self.delete_keys() {
+            eprintln!(
+                "deleting the edge's Redis keys under {}: {e}",
+                self.key_prefix
+            );
+        }
+    }
+}
