@@ -166,3 +166,19 @@ stop_service() {
     rm -f "$pid_file"
     echo "$name: stopped (pid $pid)"
 }
+
+# --- The edge Worker -------------------------------------------------------
+
+# True when functions/build exists and nothing it is built from (the
+# Worker's and shared's sources and manifests, the lock file, the build
+# scripts) is newer than it: scripts/up.sh then skips the rebuild, which
+# also leaves functions/build alone for anything running it meanwhile.
+edge_build_fresh() {
+    local stamp="$REPO_ROOT/functions/build/wasm-gzip-bytes"
+    [ -f "$stamp" ] && [ -f "$REPO_ROOT/functions/build/index.js" ] || return 1
+    [ -z "$(find "$REPO_ROOT/functions/src" "$REPO_ROOT/functions/Cargo.toml" \
+        "$REPO_ROOT/shared/src" "$REPO_ROOT/shared/Cargo.toml" \
+        "$REPO_ROOT/Cargo.toml" "$REPO_ROOT/Cargo.lock" \
+        "$REPO_ROOT/scripts/build-edge.sh" "$REPO_ROOT/scripts/edge-toolchain.sh" \
+        -newer "$stamp" -print -quit 2>/dev/null)" ]
+}

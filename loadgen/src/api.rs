@@ -1,6 +1,13 @@
 //! A small typed client for the region core's HTTP API (seeding, the demo
-//! and the post-run reads), plus token minting. The benchmark's hot path
-//! does not use it: it pre-builds its requests to keep client CPU low.
+//! and the post-run reads), plus token minting. The `holds` benchmark's
+//! hot path does not use it: it pre-builds its requests to keep client CPU
+//! low.
+//!
+//! The same client speaks to the region core through the edge Worker
+//! ([`Api::edge`]): callers keep writing the region core's paths
+//! (`/v1/holds/{id}/checkout`) and the client turns them into the edge's
+//! city-routed ones (`/v1/c/{city}/holds/{id}/checkout`), so the buyer
+//! code (`purchase`, the demo's walkthrough) runs unchanged either way.
 
 use anyhow::Context;
 use region_core::auth::{Role, TokenKeys};
@@ -101,11 +108,17 @@ pub fn failure_from_body(status: StatusCode, body: &[u8]) -> ApiFailure {
     }
 }
 
-/// One region core's API, as one caller.
+/// One region core's API, as one caller: directly, or through the edge.
 #[derive(Clone)]
 pub struct Api {
     http: reqwest::Client,
     base: String,
+    /// Through the edge: the city whose region the requests are for.
+    edge_city: Option<String>,
+    /// Sent as `CF-Connecting-IP`: the client address the edge rate-limits
+    /// by. Miniflare keeps it (Cloudflare would overwrite it), so each
+    /// simulated user can have an address of its own.
+    client_ip: Option<String>,
 }
 
 impl Api {
@@ -119,12 +132,51 @@ impl Api {
         Ok(Self {
             http,
             base: base.trim_end_matches('/').to_owned(),
+            edge_city: None,
+            client_ip: None,
         })
+    }
+
+    /// A client for the region core of `city` behind the edge Worker at
+    /// `edge` (see [`edge_path`]).
+    pub fn edge(edge: &str, city: &str) -> anyhow::Result<Self> {
+        let mut api = Self::new(edge)?;
+        api.edge_city = Some(city.to_owned());
+        Ok(api)
+    }
+
+    /// The same client (sharing its connection pool) for another city
+    /// behind the same edge.
+    pub fn for_city(&self, city: &str) -> Self {
+        let mut api = self.clone();
+        api.edge_city = Some(city.to_owned());
+        api
+    }
+
+    /// The same client (sharing its connection pool), presenting itself
+    /// to the edge as a client at `ip`.
+    pub fn at_ip(&self, ip: &str) -> Self {
+        let mut api = self.clone();
+        api.client_ip = Some(ip.to_owned());
+        api
     }
 
     /// The base URL.
     pub fn base(&self) -> &str {
         &self.base
+    }
+
+    /// The path `path` (a region core path) is sent to.
+    pub fn path(&self, path: &str) -> String {
+        match &self.edge_city {
+            Some(city) => edge_path(city, path),
+            None => path.to_owned(),
+        }
+    }
+
+    /// The URL `path` (a region core path) is sent to.
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, self.path(path))
     }
 
     /// `GET path`.
@@ -172,13 +224,32 @@ impl Api {
         idempotency_key: Option<&str>,
         body: Option<&B>,
     ) -> anyhow::Result<RawResponse> {
-        let url = format!("{}{}", self.base, path);
+        let headers: Vec<(&str, &str)> = idempotency_key
+            .map(|k| ("Idempotency-Key", k))
+            .into_iter()
+            .collect();
+        self.send_with(method, path, auth, &headers, body).await
+    }
+
+    /// [`Api::send`] with any extra request headers (`Admission-Pass`, …).
+    pub async fn send_with<B: Serialize>(
+        &self,
+        method: Method,
+        path: &str,
+        auth: Option<&str>,
+        headers: &[(&str, &str)],
+        body: Option<&B>,
+    ) -> anyhow::Result<RawResponse> {
+        let url = self.url(path);
         let mut req = self.http.request(method.clone(), &url);
         if let Some(a) = auth {
             req = req.header(reqwest::header::AUTHORIZATION, a);
         }
-        if let Some(k) = idempotency_key {
-            req = req.header("Idempotency-Key", k);
+        if let Some(ip) = &self.client_ip {
+            req = req.header("CF-Connecting-IP", ip);
+        }
+        for (name, value) in headers {
+            req = req.header(*name, *value);
         }
         if let Some(b) = body {
             req = req.json(b);
@@ -217,6 +288,24 @@ impl Api {
     }
 }
 
+/// The edge's path for the region core path `path` of `city`'s region:
+/// `/v1/{rest}` becomes `/v1/c/{city}/{rest}`, except what the edge serves
+/// under the same path (the merged city list and city show listings, its
+/// own sale settings) and paths that are already the edge's or not the
+/// API's (`/healthz`).
+pub fn edge_path(city: &str, path: &str) -> String {
+    let same = path == "/v1/cities"
+        || path.starts_with("/v1/cities/")
+        || path.starts_with("/v1/c/")
+        || path.starts_with("/v1/operator/sales/")
+        || !path.starts_with("/v1/");
+    if same {
+        path.to_owned()
+    } else {
+        format!("/v1/c/{city}/{}", &path["/v1/".len()..])
+    }
+}
+
 /// An answer read in full.
 #[derive(Debug, Clone)]
 pub struct RawResponse {
@@ -251,11 +340,49 @@ impl RawResponse {
             .map(Duration::from_secs)
     }
 
+    /// A response header as text.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name)?.to_str().ok()
+    }
+
     /// The answer is a stored response replayed for a reused
     /// Idempotency-Key (`idempotent-replayed: true`).
     pub fn replayed(&self) -> bool {
         self.headers
             .get("idempotent-replayed")
             .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"true"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn region_paths_become_city_routed_edge_paths() {
+        assert_eq!(
+            edge_path("mum", "/v1/holds/h1/checkout"),
+            "/v1/c/mum/holds/h1/checkout"
+        );
+        assert_eq!(
+            edge_path("mum", "/v1/operator/shows"),
+            "/v1/c/mum/operator/shows"
+        );
+        assert_eq!(
+            edge_path("mum", "/v1/me/notifications"),
+            "/v1/c/mum/me/notifications"
+        );
+        // Served by the edge under the same path.
+        assert_eq!(edge_path("mum", "/v1/cities"), "/v1/cities");
+        assert_eq!(
+            edge_path("mum", "/v1/cities/nyc/shows?date=2030-01-15"),
+            "/v1/cities/nyc/shows?date=2030-01-15"
+        );
+        assert_eq!(
+            edge_path("mum", "/v1/operator/sales/s1"),
+            "/v1/operator/sales/s1"
+        );
+        assert_eq!(edge_path("mum", "/v1/c/nyc/shows/x"), "/v1/c/nyc/shows/x");
+        assert_eq!(edge_path("mum", "/healthz"), "/healthz");
     }
 }

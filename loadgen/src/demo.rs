@@ -1,71 +1,98 @@
-//! `loadgen demo`: the README's walk-through against a running region core.
+//! `loadgen demo`: the README's walk-through, every buyer request through
+//! the edge Worker (`--edge`) in front of a running region core
+//! (`--target`).
 //!
-//! 1. seeds two cities (Mumbai in Asia/Kolkata, New York in
-//!    America/New_York), each with a venue, a 500-seat screen, movies and
-//!    shows tomorrow (local date), and lists them with local start times;
-//! 2. opens a fresh flash-sale show and lets simulated users (default
-//!    2,000, 200 at a time) each try up to three times to hold 1-4
-//!    adjacent seats;
-//! 3. checks the result: no seat in two successful holds, and the live
-//!    seat map agrees seat by seat with the holds that succeeded;
-//! 4. releases one hold (availability goes up by its seats) and extends
+//! 1. seeds two cities through the edge's operator routes (Mumbai in
+//!    Asia/Kolkata, New York in America/New_York), each with a venue, a
+//!    500-seat screen, movies and shows tomorrow (local date), and lists
+//!    them with local start times (cached reads at the edge);
+//! 2. a flash sale through the edge's waiting room: a fresh `flash_sale`
+//!    show, its sale set at the edge, simulated users (default 600) join
+//!    before it opens, are admitted in the drawn order at the configured
+//!    rate with signed passes, and hold 1-4 adjacent seats with their pass
+//!    and pay (a few keep their holds for steps 5 and 6);
+//! 3. checks: the seed matches the commitment shown before opening, every
+//!    place is the committed draw's, nobody was admitted before someone
+//!    ahead, no seat was sold twice, and the region core's seat map agrees;
+//! 4. attempts to get round the queue while the sale was on (straight at
+//!    the region core, and through the edge with no pass, a forged one and
+//!    another user's), every one refused;
+//! 5. releases one hold (availability goes up by its seats) and extends
 //!    another (once: the second extension is refused with 409);
-//! 5. walks one winner through a purchase (`walkthrough`): pay with an
+//! 6. walks one winner through a purchase (`walkthrough`): pay with an
 //!    Idempotency-Key, the confirmed booking, a replay that charges
-//!    nothing, the cancellation quote, the cancellation, the refund
-//!    landing at the payment gateway, and the notifications sent.
+//!    nothing, the cancellation quote, the cancellation, the refund landing
+//!    at the payment gateway, and the notifications sent.
 //!
-//! It needs a running region core and the payment gateway that core
+//! The region core's own answers (seat map, availability) are read from it
+//! directly, as an auditor would: the edge caches them for a second or two.
+//! It needs the edge, the region core, and the payment gateway that core
 //! charges through (`--gateway-url`, whose ledger it reads).
 //!
 //! Re-runs are safe: existing cities, venues and screens are reused,
 //! tomorrow's regular shows are created only if missing, and each run gets
-//! a new flash-sale show. Exits non-zero if any check fails.
+//! a new flash-sale show with a waiting room of its own. Exits non-zero if
+//! any check fails.
 
+mod flash_sale;
 mod walkthrough;
 
 use crate::api::{failure, Api, Minter};
+use crate::edge;
 use crate::gateway::Gateway;
-use crate::seed::{self, grid, row_label, Place};
+use crate::seed::{self, grid, Place};
 use anyhow::Context;
 use chrono::{DateTime, Duration as ChronoDuration, NaiveDate, NaiveTime, TimeZone, Utc};
 use chrono_tz::Tz;
 use clap::Args;
-use futures::StreamExt;
-use rand::Rng;
 use region_core::auth::Role;
 use reqwest::StatusCode;
-use shared::api::{Availability, CreateHold, Hold, SeatMap, Show};
+use shared::api::{Availability, Hold, SaleMode, SeatMap, Show};
 use shared::{CityCode, SeatState, ShowId};
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::process::ExitCode;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// Options of `loadgen demo`.
 #[derive(Debug, Clone, Args)]
 pub struct DemoArgs {
-    /// The region core to run against.
+    /// The edge Worker every buyer goes through (scripts/up.sh serves it on
+    /// 127.0.0.1:8787).
+    #[arg(long, env = "DEMO_EDGE_URL", default_value = "http://127.0.0.1:8787")]
+    pub edge: String,
+
+    /// The region core behind the edge, read directly for the checks and
+    /// tried directly by the intruder.
     #[arg(long, default_value = "http://127.0.0.1:8080")]
     pub target: String,
 
-    /// Key that operator and user tokens are signed with.
+    /// Key that operator and user tokens are signed with (the region
+    /// core's REGION_JWT_SECRET, the edge's JWT_SECRET).
     #[command(flatten)]
     pub signing: region_core::auth::SigningKey,
 
     /// Simulated buyers in the flash sale.
-    #[arg(long, default_value_t = 2000)]
+    #[arg(long, default_value_t = 600)]
     pub users: usize,
 
-    /// Buyers trying at the same moment.
-    #[arg(long, default_value_t = 200)]
+    /// Requests in flight at most.
+    #[arg(long, default_value_t = 64)]
     pub concurrency: usize,
 
-    /// Tries per buyer (a buyer whose seats were taken picks others).
+    /// Seat groups an admitted buyer tries (a buyer whose seats were taken
+    /// picks others).
     #[arg(long, default_value_t = 3)]
     pub attempts_per_user: usize,
 
-    /// How long to wait for the target's /readyz, seconds.
+    /// Admissions per second the sale is set to.
+    #[arg(long, default_value_t = 100.0)]
+    pub rate: f64,
+
+    /// The sale opens this long after everyone joined, seconds.
+    #[arg(long, default_value_t = 3)]
+    pub open_delay_secs: u64,
+
+    /// How long to wait for the edge and the region core, seconds.
     #[arg(long, default_value_t = 30)]
     pub wait_ready_secs: u64,
 
@@ -147,61 +174,71 @@ const FLASH_TITLE: &str = "Monsoon Heist: Premiere Night";
 /// Entry point of `loadgen demo`.
 pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     anyhow::ensure!(
-        args.users >= 1 && args.concurrency >= 1,
-        "--users and --concurrency must be positive"
+        args.users >= 3 && args.concurrency >= 1,
+        "--users must be at least 3 and --concurrency positive"
     );
-    let api = Api::new(&args.target)?;
-    wait_ready(&api, Duration::from_secs(args.wait_ready_secs)).await?;
+    let region = Api::new(&args.target)?;
+    let edge_api = Api::edge(&args.edge, CITIES[0].code)?;
+    let wait = Duration::from_secs(args.wait_ready_secs);
+    wait_ready(&region, wait).await?;
+    edge::wait_healthy(&edge_api, wait).await?;
     let minter = Minter::new(&args.signing.jwt_secret);
     let op = minter.bearer("demo-operator", Role::Operator)?;
 
-    println!("== 1. Catalog: two cities, shows tomorrow (local time) ==");
-    let flash = seed_catalog(&api, &op).await?;
+    println!(
+        "== 1. Catalog through the edge ({}): two cities, shows tomorrow (local time) ==",
+        args.edge
+    );
+    let flash = seed_catalog(&edge_api, &op).await?;
 
     println!();
     println!(
-        "== 2. Flash sale: {} buyers, {} at a time, up to {} tries each, 1-4 adjacent seats ==",
-        args.users, args.concurrency, args.attempts_per_user
+        "== 2. Flash sale through the edge's waiting room: {} buyers, {} admissions/s ==",
+        args.users, args.rate
     );
     println!(
-        "   show {} — {} at {}",
+        "   show {} — {} at {} (sale mode: flash_sale; {} seats)",
         flash.id,
         flash.movie_title,
-        local_time(&flash)
+        local_time(&flash),
+        flash.seat_count
     );
-    let sale = flash_sale(&api, &minter, &flash, &args).await?;
-    sale.print(flash.seat_count);
+    let sale = flash_sale::run(&args, &edge_api, &region, &minter, &op, &flash).await?;
 
     println!();
     println!("== 3. Checks ==");
     let mut checks = Checks::default();
-    check_sale(&api, &flash, &sale, &mut checks).await?;
+    flash_sale::check_order(&sale, &mut checks);
+    check_seats(&region, &flash, &sale, &mut checks).await?;
 
     println!();
-    println!("== 4. Release and extend ==");
-    let mut won = sale.holds.iter();
-    match won.next() {
-        Some(h) => release_one(&api, &flash, h, &mut checks).await?,
-        None => checks.record("a hold to release", false, "no hold succeeded".into()),
+    println!("== 4. Getting round the queue (tried while the sale was on) ==");
+    flash_sale::report_bypass(&sale, &mut checks);
+
+    println!();
+    println!("== 5. Release and extend (through the edge) ==");
+    let mut kept = sale.kept.iter();
+    match kept.next() {
+        Some(h) => release_one(&region, &flash, h, &mut checks).await?,
+        None => checks.record("a hold to release", false, "no hold was kept".into()),
     }
-    match won.next() {
-        Some(h) => extend_one(&api, h, &mut checks).await?,
+    match kept.next() {
+        Some(h) => extend_one(h, &mut checks).await?,
         None => checks.record(
             "a hold to extend",
             false,
-            "fewer than two holds succeeded".into(),
+            "fewer than two holds were kept".into(),
         ),
     }
 
     println!();
-    println!("== 5. A purchase, step by step ==");
-    // The first two winners' holds were released and extended above.
-    let purchase = match won.next() {
+    println!("== 6. A purchase, step by step (through the edge) ==");
+    // The first two kept holds were released and extended above.
+    let purchase = match kept.next() {
         Some(h) => {
             let gateway = Gateway::new(&args.gateway_url, &args.gateway_api_key)?;
             let wait = Duration::from_secs(args.settle_wait_secs);
-            match walkthrough::buy_and_cancel(&api, &gateway, &flash, h, &mut checks, wait).await
-            {
+            match walkthrough::buy_and_cancel(&gateway, &flash, h, &mut checks, wait).await {
                 Ok(p) => format!(
                     "purchase {}: paid {}, replay charged nothing, cancelled, {} refunded at the gateway, {} notifications",
                     p.number, p.paid, p.refunded, p.notifications
@@ -216,22 +253,24 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
             checks.record(
                 "a hold to pay for",
                 false,
-                "fewer than three holds succeeded".into(),
+                "fewer than three holds were kept".into(),
             );
             "no purchase".to_owned()
         }
     };
 
     println!();
-    let users_holding: HashSet<&str> = sale.holds.iter().map(|h| h.user.as_str()).collect();
     let summary = format!(
-        "{} double-booked seats; {}/{} seats held by {} users ({} attempts from {} buyers); {purchase}",
-        sale.double_booked(),
-        sale.seats_held(),
+        "{} joined, {} admitted in order ({} out of order), {}/{} seats sold to {} buyers, {} double-booked; {}/{} bypass attempts refused; {purchase}",
+        sale.joined,
+        sale.admitted(),
+        sale.order_violations,
+        sale.seats_sold(),
         flash.seat_count,
-        users_holding.len(),
-        sale.attempts,
-        args.users
+        sale.buyers(),
+        sale.double_booked(),
+        sale.bypass.len() - sale.bypass_accepted(),
+        sale.bypass.len(),
     );
     if checks.failed.is_empty() {
         println!("RESULT: OK: {summary}");
@@ -242,78 +281,98 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     }
 }
 
-/// Seeds both cities, opens a fresh flash-sale show in the first one
-/// (Mumbai), lists each city's shows, and returns the flash-sale show.
-async fn seed_catalog(api: &Api, op: &str) -> anyhow::Result<Show> {
+/// Seeds both cities through the edge (each through its own city's route),
+/// opens a fresh flash-sale show in the first one (Mumbai), lists each
+/// city's shows through the edge, and returns the flash-sale show.
+async fn seed_catalog(edge_api: &Api, op: &str) -> anyhow::Result<Show> {
     let mut places = Vec::with_capacity(CITIES.len());
     for spec in &CITIES {
-        places.push(seed_city(api, op, spec).await?);
+        places.push(seed_city(&edge_api.for_city(spec.code), op, spec).await?);
     }
     let (spec, (place, tomorrow)) = (&CITIES[0], places[0]);
+    let api = edge_api.for_city(spec.code);
     let tz: Tz = spec.time_zone.parse().map_err(|e| anyhow::anyhow!("{e}"))?;
-    let movie = seed::create_movie(api, op, FLASH_TITLE, 152, "hi").await?;
-    // A fresh show every run: each demo's sale starts with every seat free.
-    let flash = seed::create_show(
-        api,
+    let movie = seed::create_movie(&api, op, FLASH_TITLE, 152, "hi").await?;
+    // A fresh show every run: each demo's sale starts with every seat free
+    // and a waiting room of its own.
+    let flash = seed::create_show_in(
+        &api,
         op,
-        place.screen_id,
-        movie,
-        local_to_utc(tz, tomorrow, FLASH_TIME)?,
-        &spec.prices,
-        spec.currency,
+        seed::NewShow {
+            screen_id: place.screen_id,
+            movie_id: movie,
+            starts_at: local_to_utc(tz, tomorrow, FLASH_TIME)?,
+            prices: &spec.prices,
+            currency: spec.currency,
+        },
+        SaleMode::FlashSale,
     )
     .await?;
     for spec in &CITIES {
-        list_city(api, spec, &flash).await?;
+        list_city(edge_api, spec, &flash).await?;
     }
+    // The city list twice: the edge answers the second from its cache.
+    let mut seen = Vec::new();
+    for _ in 0..2 {
+        let r = edge_api
+            .send(
+                crate::api::Method::GET,
+                "/v1/cities",
+                None,
+                None,
+                None::<&()>,
+            )
+            .await?;
+        seen.push(r.header("X-Edge-Cache").unwrap_or("-").to_owned());
+    }
+    println!();
+    println!(
+        "   GET /v1/cities through the edge: X-Edge-Cache {}, then {}",
+        seen[0], seen[1]
+    );
     Ok(flash)
 }
 
-/// The invariant checks: no seat in two holds, and the live seat map
-/// agrees with the holds that succeeded, seat by seat.
-async fn check_sale(
-    api: &Api,
+/// The seat checks, against the region core's own seat map: no seat in
+/// two bookings or holds, and the map agrees seat by seat with what the
+/// buyers were given.
+async fn check_seats(
+    region: &Api,
     show: &Show,
-    sale: &Sale,
+    sale: &flash_sale::SaleOutcome,
     checks: &mut Checks,
 ) -> anyhow::Result<()> {
-    let map: SeatMap = api
+    let map: SeatMap = region
         .get(&format!("/v1/shows/{}/seats", show.id), None)
         .await?;
     println!(
-        "   seat map: {} available, {} held, {} booked (of {})",
+        "   region core's seat map: {} available, {} held, {} booked (of {})",
         map.available, map.held, map.booked, show.seat_count
     );
     let double = sale.double_booked();
     checks.record(
-        "every seat is in at most one successful hold",
+        "every seat is in at most one booking or live hold",
         double == 0,
-        format!("{double} seats in two holds"),
+        format!("{double} seats given to two buyers"),
+    );
+    let on_map = |state: SeatState| -> HashSet<&str> {
+        map.seats
+            .iter()
+            .filter(|s| s.status == state)
+            .map(|s| s.label.as_str())
+            .collect()
+    };
+    let booked: HashSet<&str> = sale.booked_seats().collect();
+    let held: HashSet<&str> = sale.held_seats().collect();
+    checks.record(
+        "the seat map shows exactly the seats the buyers paid for as booked",
+        on_map(SeatState::Booked) == booked,
+        format!("{} booked on the map, {} bought", map.booked, booked.len()),
     );
     checks.record(
-        "seat map held count equals seats held",
-        u64::from(map.held) == sale.seats_held(),
-        format!("map says {}, holds say {}", map.held, sale.seats_held()),
-    );
-    let held_on_map: HashSet<&str> = map
-        .seats
-        .iter()
-        .filter(|s| s.status == SeatState::Held)
-        .map(|s| s.label.as_str())
-        .collect();
-    let held_by_holds: HashSet<&str> = sale
-        .holds
-        .iter()
-        .flat_map(|h| h.hold.seats.iter().map(String::as_str))
-        .collect();
-    checks.record(
-        "seat map shows exactly the seats of the successful holds",
-        held_on_map == held_by_holds,
-        format!(
-            "{} held on the map but in no hold, {} in a hold but not held on the map",
-            held_on_map.difference(&held_by_holds).count(),
-            held_by_holds.difference(&held_on_map).count()
-        ),
+        "the seat map shows exactly the kept holds' seats as held",
+        on_map(SeatState::Held) == held,
+        format!("{} held on the map, {} in kept holds", map.held, held.len()),
     );
     checks.record(
         "available + held + booked = seats",
@@ -323,11 +382,11 @@ async fn check_sale(
             map.available, map.held, map.booked, show.seat_count
         ),
     );
-    let errors: u64 = sale.errors.values().sum();
+    let (odd, total) = sale.unexpected_answers();
     checks.record(
-        "every attempt answered 201 or 409 (at most 1% other errors)",
-        errors * 100 <= sale.attempts,
-        format!("{errors} of {} attempts failed otherwise", sale.attempts),
+        "every request through the edge was answered as expected (at most 1% 429, 5xx or no answer)",
+        odd * 100 <= total,
+        format!("{odd} of {total}"),
     );
     Ok(())
 }
@@ -491,135 +550,13 @@ async fn list_city(api: &Api, spec: &CitySpec, flash: &Show) -> anyhow::Result<(
     Ok(())
 }
 
-/// A hold that succeeded in the sale.
+/// A hold a flash-sale winner kept (did not pay for in the sale).
 struct WonHold {
     user: String,
     bearer: String,
+    /// The edge, as this buyer.
+    api: Api,
     hold: Hold,
-}
-
-/// What the sale produced.
-#[derive(Default)]
-struct Sale {
-    attempts: u64,
-    conflicts: u64,
-    errors: BTreeMap<String, u64>,
-    buyers_without_seats: u64,
-    holds: Vec<WonHold>,
-    elapsed: Duration,
-}
-
-impl Sale {
-    fn seats_held(&self) -> u64 {
-        self.holds.iter().map(|h| h.hold.seats.len() as u64).sum()
-    }
-
-    /// Seats that appear in more than one successful hold.
-    fn double_booked(&self) -> u64 {
-        let mut seen = HashSet::new();
-        let mut twice = HashSet::new();
-        for s in self.holds.iter().flat_map(|h| h.hold.seats.iter()) {
-            if !seen.insert(s) {
-                twice.insert(s);
-            }
-        }
-        twice.len() as u64
-    }
-
-    fn print(&self, seats: u32) {
-        let errors: u64 = self.errors.values().sum();
-        println!(
-            "   {} attempts in {:.2}s: {} holds succeeded, {} conflicts (409 seats_unavailable), {} other errors",
-            self.attempts,
-            self.elapsed.as_secs_f64(),
-            self.holds.len(),
-            self.conflicts,
-            errors
-        );
-        for (kind, n) in &self.errors {
-            println!("     error {kind}: {n}");
-        }
-        println!(
-            "   {} of {seats} seats held; {} buyers went home without seats",
-            self.seats_held(),
-            self.buyers_without_seats
-        );
-    }
-}
-
-/// Runs the sale: every buyer tries up to `attempts_per_user` random
-/// groups of adjacent seats and stops at the first success.
-async fn flash_sale(
-    api: &Api,
-    minter: &Minter,
-    show: &Show,
-    args: &DemoArgs,
-) -> anyhow::Result<Sale> {
-    let sale = Arc::new(Mutex::new(Sale::default()));
-    let path = format!("/v1/shows/{}/holds", show.id);
-    let rows: Vec<String> = (0..ROWS).map(row_label).collect();
-    let buyers = (0..args.users)
-        .map(|i| {
-            let user = format!("demo-buyer-{i:04}");
-            let bearer = minter.bearer(&user, Role::User)?;
-            Ok((user, bearer))
-        })
-        .collect::<anyhow::Result<Vec<_>>>()?;
-    let started = Instant::now();
-    futures::stream::iter(buyers)
-        .for_each_concurrent(args.concurrency, |(user, bearer)| {
-            let (sale, path, rows) = (sale.clone(), &path, &rows);
-            async move {
-                for _ in 0..args.attempts_per_user.max(1) {
-                    let body = CreateHold {
-                        seats: random_group(rows),
-                    };
-                    let res = api.post::<_, Hold>(path, &bearer, &body).await;
-                    let mut s = sale.lock().unwrap_or_else(|p| p.into_inner());
-                    s.attempts += 1;
-                    match res {
-                        Ok(hold) => {
-                            s.holds.push(WonHold {
-                                user: user.clone(),
-                                bearer: bearer.clone(),
-                                hold,
-                            });
-                            return;
-                        }
-                        Err(e) => match failure(&e) {
-                            Some(f)
-                                if f.status == StatusCode::CONFLICT
-                                    && f.code == "seats_unavailable" =>
-                            {
-                                s.conflicts += 1;
-                            }
-                            Some(f) => {
-                                *s.errors
-                                    .entry(format!("{} {}", f.status.as_u16(), f.code))
-                                    .or_default() += 1
-                            }
-                            None => *s.errors.entry("transport".into()).or_default() += 1,
-                        },
-                    }
-                }
-                sale.lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .buyers_without_seats += 1;
-            }
-        })
-        .await;
-    let mut sale = std::mem::take(&mut *sale.lock().unwrap_or_else(|p| p.into_inner()));
-    sale.elapsed = started.elapsed();
-    Ok(sale)
-}
-
-/// 1-4 adjacent seats in a random row.
-fn random_group(rows: &[String]) -> Vec<String> {
-    let mut rng = rand::thread_rng();
-    let row = &rows[rng.gen_range(0..rows.len())];
-    let n = rng.gen_range(1..=4u16);
-    let first = rng.gen_range(1..=PER_ROW - n + 1);
-    (first..first + n).map(|k| format!("{row}{k}")).collect()
 }
 
 /// Named checks; failures are collected for the verdict.
@@ -646,18 +583,20 @@ async fn availability(api: &Api, show: ShowId) -> anyhow::Result<u32> {
         .available)
 }
 
-/// Releases `h` and checks that its seats become available at once.
+/// Releases `h` through the edge and checks, at the region core, that its
+/// seats become available at once.
 async fn release_one(
-    api: &Api,
+    region: &Api,
     show: &Show,
     h: &WonHold,
     checks: &mut Checks,
 ) -> anyhow::Result<()> {
-    let before = availability(api, show.id).await?;
-    let released: Hold = api
+    let before = availability(region, show.id).await?;
+    let released: Hold = h
+        .api
         .delete(&format!("/v1/holds/{}", h.hold.hold_id), &h.bearer)
         .await?;
-    let after = availability(api, show.id).await?;
+    let after = availability(region, show.id).await?;
     println!(
         "   {} releases hold {} ({}): availability {before} -> {after}",
         h.user,
@@ -677,10 +616,11 @@ async fn release_one(
     Ok(())
 }
 
-/// Extends `h` once (accepted) and twice (refused with 409).
-async fn extend_one(api: &Api, h: &WonHold, checks: &mut Checks) -> anyhow::Result<()> {
+/// Extends `h` once (accepted) and twice (refused with 409), through the
+/// edge.
+async fn extend_one(h: &WonHold, checks: &mut Checks) -> anyhow::Result<()> {
     let path = format!("/v1/holds/{}/extend", h.hold.hold_id);
-    let first: Hold = api.post_empty(&path, &h.bearer).await?;
+    let first: Hold = h.api.post_empty(&path, &h.bearer).await?;
     println!(
         "   {} extends hold {}: expires {} -> {}",
         h.user,
@@ -696,7 +636,7 @@ async fn extend_one(api: &Api, h: &WonHold, checks: &mut Checks) -> anyhow::Resu
             first.extended, first.expires_at
         ),
     );
-    let second = api.post_empty::<Hold>(&path, &h.bearer).await;
+    let second = h.api.post_empty::<Hold>(&path, &h.bearer).await;
     let refused = match &second {
         Ok(_) => "accepted".to_owned(),
         Err(e) => failure(e).map_or_else(
@@ -727,25 +667,6 @@ mod tests {
         let date = NaiveDate::from_ymd_opt(2030, 1, 15).expect("valid date");
         let utc = local_to_utc(tz, date, "19:45").expect("exists");
         assert_eq!(utc.to_rfc3339(), "2030-01-15T14:15:00+00:00");
-    }
-
-    #[test]
-    fn groups_are_adjacent_in_one_row() {
-        let rows: Vec<String> = (0..ROWS).map(row_label).collect();
-        for _ in 0..1000 {
-            let g = random_group(&rows);
-            assert!((1..=4).contains(&g.len()));
-            let row: String = g[0]
-                .chars()
-                .take_while(|c| c.is_ascii_alphabetic())
-                .collect();
-            let nums: Vec<u16> = g
-                .iter()
-                .map(|s| s[row.len()..].parse().expect("number"))
-                .collect();
-            assert!(nums.windows(2).all(|w| w[1] == w[0] + 1));
-            assert!(*nums.last().expect("non-empty") <= PER_ROW);
-        }
     }
 
     #[test]

@@ -6,15 +6,24 @@
 //! - `loadgen checkout` benchmarks whole purchases (hold, pay through a
 //!   faulty sandbox gateway, cancel) and then audits the money: every
 //!   charge is a booking or a refund, nothing is charged or sold twice;
-//! - `loadgen demo` seeds two cities and runs a small, readable flash sale
-//!   against a running region core, checking that no seat is sold twice,
-//!   then walks one buyer through a purchase, a replay and a refund.
+//! - `loadgen flash-sale --through-edge` runs a bounded flash sale through
+//!   the edge Worker in workerd (waiting room, passes, holds, checkout) and
+//!   measures admission rate and order, bypass attempts, edge latency and
+//!   Redis calls per edge decision;
+//! - `loadgen demo` seeds two cities through the edge and runs a small,
+//!   readable flash sale through its waiting room, checking that users are
+//!   admitted in order and no seat is sold twice, shows the queue cannot
+//!   be bypassed, then walks one buyer through a purchase, a replay and a
+//!   refund.
 //!
-//! Module map: `api` (HTTP client and tokens), `seed` (catalog through the
-//! operator API), `server` (fresh database + in-process region core and
-//! sandbox gateway), `openloop` (the open-model scheduler), `holds_bench`
-//! and `checkout_bench` (the benchmarks), `purchase` (how a buyer's client
-//! pays: idempotency keys and retries), `gateway` (the sandbox gateway's
+//! Module map: `api` (HTTP client and tokens, directly or through the
+//! edge), `seed` (catalog through the operator API), `server` (fresh
+//! database + in-process region core, sandbox gateway and Upstash
+//! gateway), `edge` (the Worker in workerd, its waiting room's JSON,
+//! forged passes), `openloop` (the open-model scheduler), `holds_bench`,
+//! `checkout_bench` and `flash_bench` (the benchmarks), `crowd` (simulated
+//! buyers in a flash sale through the edge), `purchase` (how a
+//! buyer's client pays: idempotency keys and retries), `gateway` (the sandbox gateway's
 //! ledger and controls), `money` (the ledger-vs-Postgres audit),
 //! `baselines` (redis-benchmark and pgbench), `checks` (Postgres and Redis
 //! inspection and cleanup), `report` (the JSON lines), `demo`.
@@ -23,7 +32,10 @@ mod api;
 mod baselines;
 mod checkout_bench;
 mod checks;
+mod crowd;
 mod demo;
+mod edge;
+mod flash_bench;
 mod gateway;
 mod holds_bench;
 mod money;
@@ -55,6 +67,11 @@ enum Command {
     /// gateway, cancel) and audit the money afterwards; prints one JSON
     /// line with --json.
     Checkout(checkout_bench::CheckoutArgs),
+    /// A bounded flash sale through the edge Worker in workerd: users join
+    /// the waiting room before it opens, are admitted at the configured
+    /// rate, buy with their passes; intruders try to get round the queue.
+    /// Prints one JSON line with --json.
+    FlashSale(flash_bench::FlashSaleArgs),
     /// Seed two demo cities and run a small flash sale against a running
     /// region core, check that no seat was held twice, then walk one buyer
     /// through a purchase, a replay, a cancellation and its refund.
@@ -79,6 +96,7 @@ fn main() -> ExitCode {
     let threads = match &cli.command {
         Command::Holds(a) => a.client_threads,
         Command::Checkout(a) => a.client_threads,
+        Command::FlashSale(a) => a.client_threads,
         Command::Demo(_) => 2,
     };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -97,6 +115,7 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Holds(args) => holds_bench::run(args).await,
             Command::Checkout(args) => checkout_bench::run(args).await,
+            Command::FlashSale(args) => flash_bench::run(args).await,
             Command::Demo(args) => demo::run(args).await,
         }
     });

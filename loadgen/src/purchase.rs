@@ -6,6 +6,8 @@
 //!   `409 idempotency_key_in_use` or no answer at all: the SAME key again,
 //!   after `Retry-After` (bounded), since only the same key guarantees the
 //!   card is not charged twice;
+//! - `429` (the edge's rate limit; nothing reached the region): the same
+//!   key after `Retry-After`;
 //! - `402` (declined / failed / abandoned, nothing charged): a NEW key, at
 //!   most `keys - 1` times;
 //! - everything else is final: `201` (booked), `409 confirmation_failed`
@@ -169,6 +171,9 @@ fn decide(resp: &anyhow::Result<RawResponse>, key: &str, max_wait: Duration) -> 
         (402, _) => Next::NewKey,
         (409, "confirmation_failed") => Next::Done(Paid::Refunded),
         (409, "idempotency_key_in_use") => Next::Retry(wait(Duration::from_millis(500))),
+        // The edge's rate limit: nothing was forwarded, so trying again
+        // after Retry-After (same key, to be safe) is all there is to do.
+        (429, _) => Next::Retry(wait(Duration::from_secs(1))),
         // 503 payment_pending (or overloaded) and 500: the outcome is not
         // known, so only the same key is safe.
         (503, _) => Next::Retry(wait(Duration::from_secs(2))),
@@ -268,6 +273,8 @@ mod tests {
         assert!(matches!(next, Next::Retry(d) if d == max));
         let (next, _) = decide(&answer(409, "idempotency_key_in_use", None), "k1", max);
         assert!(matches!(next, Next::Retry(_)));
+        let (next, _) = decide(&answer(429, "rate_limited", Some("1")), "k1", max);
+        assert!(matches!(next, Next::Retry(d) if d == Duration::from_secs(1)));
         let (next, a) = decide(&Err(anyhow::anyhow!("reset")), "k1", max);
         assert!(matches!(next, Next::Retry(_)));
         assert_eq!(a.status, None);

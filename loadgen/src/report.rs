@@ -333,6 +333,223 @@ impl CheckoutReport {
     }
 }
 
+/// Everything `loadgen flash-sale --through-edge` reports (one JSON line).
+#[derive(Debug, Clone, Serialize)]
+pub struct FlashSaleReport {
+    /// Always `through_edge`.
+    pub mode: &'static str,
+    /// What ran where.
+    pub runtime: &'static str,
+    /// Simulated users.
+    pub users: usize,
+    /// Users who joined the pre-queue.
+    pub joined: usize,
+    /// Users the waiting room admitted (pass records in Redis).
+    pub admitted: u64,
+    /// Users who saw their pass.
+    pub admitted_client: u64,
+    /// Users still waiting when the sale's time ran out.
+    pub still_waiting: u64,
+    /// Users dropped for not polling (the waiting room's `gone` set).
+    pub dropped: u64,
+    /// Admissions per second configured.
+    pub rate_per_sec: f64,
+    /// Admissions per second observed from the rate alone: least-squares
+    /// slope over time of the serving counter the Worker reported to
+    /// waiting users (`position − 1 − ahead`), less the places given back
+    /// by then.
+    pub admission_rate_per_s: Option<f64>,
+    /// Serving-counter samples behind it (waiting answers after opening).
+    pub admission_rate_samples: usize,
+    /// `(admission_rate_per_s − rate_per_sec) / rate_per_sec`, %.
+    pub admission_rate_error_pct: Option<f64>,
+    /// All admissions per second, first pass issued to last (completed
+    /// passes give their place back, so this is above the rate while
+    /// buyers pay).
+    pub admissions_per_s_total: Option<f64>,
+    /// Most passes issued within any one second (completions add to the
+    /// rate while buyers pay fast).
+    pub admissions_peak_per_s: u64,
+    /// Places given back by completed passes (the room's `bonus`).
+    pub places_given_back: u64,
+    /// First pass to last, seconds.
+    pub admission_window_s: Option<f64>,
+    /// Users told "waiting" after someone behind them had been told
+    /// "admitted" (must be 0).
+    pub order_violations: u64,
+    /// Pre-queue users whose place is not the hash of the committed seed
+    /// and their id (must be 0).
+    pub draw_mismatches: u64,
+    /// Users queued after opening (0: all joined before).
+    pub joined_after_opening: u64,
+    /// SHA-256 of the seed revealed after opening = the commitment shown
+    /// at join time, and the same seed as in Redis.
+    pub seed_commitment_verified: bool,
+    /// Holds tried by intruders without a pass of their own.
+    pub bypass_attempts: u64,
+    /// Of which the admission-pass check let through (must be 0).
+    pub bypass_accepted: u64,
+    /// The intruders' answers, by route, status and code.
+    pub bypass_answers: BTreeMap<String, u64>,
+    /// Control attempts: the same holds with a pass genuinely signed for
+    /// the intruder (only the waiting room can make one).
+    pub bypass_controls: u64,
+    /// Of which let through (must equal `bypass_controls`, or the zero in
+    /// `bypass_accepted` would prove nothing).
+    pub bypass_controls_accepted: u64,
+    /// Why the intruders could not run, if they could not.
+    pub bypass_error: Option<String>,
+    /// Seats of the show.
+    pub seats: u32,
+    /// Holds created (201) through the edge.
+    pub holds: u64,
+    /// Bookings in Postgres.
+    pub bookings: i64,
+    /// Seats BOOKED in Postgres.
+    pub sold: i64,
+    /// Seats sold twice: Postgres plus the buyers' view (must be 0).
+    pub double_booked: i64,
+    /// The buyers' view alone.
+    pub double_booked_client: u64,
+    /// How each user's sale ended.
+    pub outcomes: BTreeMap<String, u64>,
+    /// What ended a user's sale in failure, grouped.
+    pub failures: BTreeMap<String, u64>,
+    /// Edge requests answered in the measured window (its decisions).
+    pub edge_requests: u64,
+    /// Client-observed latency of every edge request, p50.
+    pub edge_p50_ms: f64,
+    /// p90.
+    pub edge_p90_ms: f64,
+    /// p99.
+    pub edge_p99_ms: f64,
+    /// Max.
+    pub edge_max_ms: f64,
+    /// Joins, p50.
+    pub join_p50_ms: Option<f64>,
+    /// Joins, p99.
+    pub join_p99_ms: Option<f64>,
+    /// Status polls, p50.
+    pub status_p50_ms: Option<f64>,
+    /// Status polls, p99.
+    pub status_p99_ms: Option<f64>,
+    /// Holds, p50.
+    pub hold_p50_ms: Option<f64>,
+    /// Holds, p99.
+    pub hold_p99_ms: Option<f64>,
+    /// Checkout requests, p50.
+    pub checkout_p50_ms: Option<f64>,
+    /// Checkout requests, p99.
+    pub checkout_p99_ms: Option<f64>,
+    /// 429 answers.
+    pub rate_limited: u64,
+    /// 5xx answers and requests with no answer.
+    pub edge_errors: u64,
+    /// Every edge answer by kind, status and code.
+    pub edge_answers: BTreeMap<String, u64>,
+    /// HTTP requests the Upstash gateway served in the window.
+    pub upstash_requests: u64,
+    /// Redis commands it answered in the window.
+    pub upstash_commands: u64,
+    /// `upstash_requests / edge_requests`: Redis round trips per decision.
+    pub redis_calls_per_decision: f64,
+    /// `upstash_commands / edge_requests`.
+    pub redis_commands_per_decision: f64,
+    /// Gzip size of the Worker's WASM (functions/build/wasm-gzip-bytes).
+    pub wasm_gzip_bytes: u64,
+    /// Edge requests in flight at most.
+    pub concurrency: usize,
+    /// From the first status poll to the last user done, seconds.
+    pub sale_s: f64,
+    /// The whole run, set-up included, seconds.
+    pub elapsed_s: f64,
+    /// Opening instant, unix ms.
+    pub opens_at_ms: i64,
+    /// Same-run baseline: the same work with and without the edge.
+    pub baseline: Option<FlashSaleBaseline>,
+    /// No order violation, no bypass (and the controls got through), no
+    /// double booking, a clean draw.
+    pub invariants_ok: bool,
+}
+
+/// The flash-sale baseline: latencies of the same requests with and
+/// without the edge, interleaved in one phase after the sale.
+#[derive(Debug, Clone, Serialize)]
+pub struct FlashSaleBaseline {
+    /// Rounds (each sends the four requests in turn).
+    pub rounds: usize,
+    /// Rounds in flight.
+    pub concurrency: usize,
+    /// A status poll through the edge (workerd + one Upstash call).
+    pub status_edge_p50_ms: f64,
+    /// p99.
+    pub status_edge_p99_ms: f64,
+    /// The same status script, keys and arguments straight to the Upstash
+    /// gateway.
+    pub status_direct_upstash_p50_ms: f64,
+    /// p99.
+    pub status_direct_upstash_p99_ms: f64,
+    /// `GET /v1/bookings/{id}` through the edge (forwarded, one Upstash
+    /// call for the rate limit).
+    pub read_edge_p50_ms: f64,
+    /// p99.
+    pub read_edge_p99_ms: f64,
+    /// The same read straight from the region core.
+    pub read_region_p50_ms: f64,
+    /// p99.
+    pub read_region_p99_ms: f64,
+    /// status_edge − status_direct_upstash, p50.
+    pub status_edge_overhead_p50_ms: f64,
+    /// read_edge − read_region, p50.
+    pub read_edge_overhead_p50_ms: f64,
+    /// Requests of the baseline that failed.
+    pub errors: u64,
+}
+
+impl FlashSaleReport {
+    /// A few readable lines for stderr.
+    pub fn summary(&self) -> String {
+        let opt = |v: Option<f64>| v.map_or_else(|| "n/a".to_owned(), |x| format!("{x}"));
+        let mut s = format!(
+            "flash sale through the edge: {} users, {} admitted at {} /s configured (observed {} /s from the rate, error {} %; {} /s in all with {} places given back)\n\
+             order violations {}, draw mismatches {}, seed commitment verified {}; bypass {} accepted of {} attempts\n\
+             {} bookings, {} of {} seats sold, double-booked {}\n\
+             edge: {} requests, p50 {} ms, p99 {} ms; {} Redis calls per decision; WASM {} bytes gzipped",
+            self.users,
+            self.admitted,
+            self.rate_per_sec,
+            opt(self.admission_rate_per_s),
+            opt(self.admission_rate_error_pct),
+            opt(self.admissions_per_s_total),
+            self.places_given_back,
+            self.order_violations,
+            self.draw_mismatches,
+            self.seed_commitment_verified,
+            self.bypass_accepted,
+            self.bypass_attempts,
+            self.bookings,
+            self.sold,
+            self.seats,
+            self.double_booked,
+            self.edge_requests,
+            self.edge_p50_ms,
+            self.edge_p99_ms,
+            self.redis_calls_per_decision,
+            self.wasm_gzip_bytes,
+        );
+        if let Some(b) = &self.baseline {
+            s.push_str(&format!(
+                "\nbaseline: status p50 {} ms via edge vs {} ms straight to Upstash; booking read p50 {} ms via edge vs {} ms straight from the region",
+                b.status_edge_p50_ms,
+                b.status_direct_upstash_p50_ms,
+                b.read_edge_p50_ms,
+                b.read_region_p50_ms
+            ));
+        }
+        s
+    }
+}
+
 /// Rounds to two decimals (the JSON stays readable).
 pub fn r2(x: f64) -> f64 {
     (x * 100.0).round() / 100.0

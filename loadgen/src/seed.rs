@@ -150,6 +150,46 @@ pub async fn create_show(
     prices: &[(&str, i64)],
     currency: &str,
 ) -> anyhow::Result<Show> {
+    let show = NewShow {
+        screen_id,
+        movie_id,
+        starts_at,
+        prices,
+        currency,
+    };
+    create_show_in(api, op, show, SaleMode::Open).await
+}
+
+/// What a new show is.
+#[derive(Debug, Clone, Copy)]
+pub struct NewShow<'a> {
+    /// Screen it plays on.
+    pub screen_id: Uuid,
+    /// Movie.
+    pub movie_id: Uuid,
+    /// Start.
+    pub starts_at: DateTime<Utc>,
+    /// (category, price in minor units).
+    pub prices: &'a [(&'a str, i64)],
+    /// Currency.
+    pub currency: &'a str,
+}
+
+/// Creates a show sold in `sale_mode` (`FlashSale`: holds need an
+/// admission pass from the edge's waiting room).
+pub async fn create_show_in(
+    api: &Api,
+    op: &str,
+    show: NewShow<'_>,
+    sale_mode: SaleMode,
+) -> anyhow::Result<Show> {
+    let NewShow {
+        screen_id,
+        movie_id,
+        starts_at,
+        prices,
+        currency,
+    } = show;
     let req = CreateShow {
         screen_id,
         movie_id,
@@ -159,7 +199,7 @@ pub async fn create_show(
             .map(|(c, p)| ((*c).to_owned(), *p))
             .collect::<BTreeMap<_, _>>(),
         currency: currency.to_owned(),
-        sale_mode: SaleMode::Open,
+        sale_mode,
         refund_policy: None,
     };
     api.post("/v1/operator/shows", op, &req).await

@@ -1,9 +1,11 @@
 //! The benchmark's own world: a fresh Postgres database created for the run
-//! (and dropped after it), a region core served in-process against it, and
-//! for `checkout` a sandbox payment gateway served in-process too.
+//! (and dropped after it), a region core served in-process against it, for
+//! `checkout` and `flash-sale` a sandbox payment gateway served in-process
+//! too, and for `flash-sale` the Upstash-compatible REST gateway the edge
+//! Worker keeps its state through.
 //!
-//! The in-process core (and, for `checkout`, the sandbox payment gateway)
-//! runs on its own multi-thread tokio runtime in its own OS thread, so the
+//! Each in-process service runs on its own multi-thread tokio runtime in
+//! its own OS thread, so the
 //! load generator's tasks never share workers with the server's: a busy
 //! client then delays its own sends (which the open model records as
 //! latency), not the server's request handling.
@@ -13,6 +15,7 @@ use futures::future::{FutureExt, LocalBoxFuture};
 use region_core::{Application, Settings};
 use sqlx::{Connection, PgConnection};
 use std::future::Future;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::oneshot;
 
@@ -217,4 +220,87 @@ impl InProcessGateway {
     pub async fn stop(self) {
         self.0.stop().await;
     }
+}
+
+/// What the Upstash gateway has served so far.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct UpstashCounters {
+    /// Authenticated HTTP requests: the Worker's round trips to Redis.
+    pub requests: u64,
+    /// Redis commands answered (an `EVALSHA` is one).
+    pub commands: u64,
+}
+
+impl UpstashCounters {
+    /// What was served between `earlier` and `self`.
+    pub fn since(self, earlier: Self) -> Self {
+        Self {
+            requests: self.requests.saturating_sub(earlier.requests),
+            commands: self.commands.saturating_sub(earlier.commands),
+        }
+    }
+}
+
+/// The Upstash-compatible REST gateway (`upstash_gateway::spawn`) serving
+/// on a loopback port from its own runtime thread, with its counters
+/// readable from the load generator's side.
+pub struct InProcessUpstash {
+    service: ServiceThread,
+    gateway: Arc<Mutex<Option<upstash_gateway::RunningGateway>>>,
+}
+
+impl InProcessUpstash {
+    /// Starts a gateway over `redis_url` accepting `token`, on a free
+    /// loopback port.
+    pub async fn start(redis_url: &str, token: &str) -> anyhow::Result<Self> {
+        let config = upstash_gateway::GatewayConfig {
+            listen: "127.0.0.1:0".into(),
+            redis_url: redis_url.to_owned(),
+            token: token.to_owned(),
+        };
+        let gateway: Arc<Mutex<Option<upstash_gateway::RunningGateway>>> = Arc::default();
+        let slot = gateway.clone();
+        let service = ServiceThread::start("upstash-gateway", 1, move || async move {
+            let running = upstash_gateway::spawn(config).await?;
+            let url = running.url();
+            *lock(&slot) = Some(running);
+            let stop = async move {
+                // Taken out first: the lock is not held across the await.
+                let running = lock(&slot).take();
+                if let Some(r) = running {
+                    r.stop().await;
+                }
+            };
+            Ok((url, stop.boxed_local()))
+        })
+        .await?;
+        Ok(Self { service, gateway })
+    }
+
+    /// Base URL: the Worker's `UPSTASH_REDIS_REST_URL`.
+    pub fn url(&self) -> &str {
+        &self.service.url
+    }
+
+    /// Requests and commands served so far.
+    pub fn counters(&self) -> UpstashCounters {
+        lock(&self.gateway)
+            .as_ref()
+            .map(|g| UpstashCounters {
+                requests: g.requests_served(),
+                commands: g.commands_served(),
+            })
+            .unwrap_or_default()
+    }
+
+    /// Stops serving and waits for the gateway's runtime to end.
+    pub async fn stop(self) {
+        self.service.stop().await;
+    }
+}
+
+/// A poisoned lock still holds a usable value (a panic elsewhere must not
+/// hide the counters or keep the gateway from stopping).
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }

@@ -1,11 +1,11 @@
-//! Section 5 of the demo: one flash-sale winner buys the seats they hold,
-//! printed step by step, and everything the buyer is promised is checked
-//! on the way: the booking, a replayed payment that charges nothing, the
-//! cancellation quote, the refund landing at the gateway, and the
-//! notifications the buyer was sent.
+//! Section 6 of the demo: one flash-sale winner buys the seats they hold,
+//! printed step by step, every request through the edge, and everything
+//! the buyer is promised is checked on the way: the booking, a replayed
+//! payment that charges nothing, the cancellation quote, the refund
+//! landing at the gateway, and the notifications the buyer was sent.
 
 use super::{money, Checks, WonHold};
-use crate::api::{Api, Method};
+use crate::api::Method;
 use crate::gateway::Gateway;
 use crate::purchase::{self, Paid, Patience, CARD_OK};
 use chrono::{DateTime, Utc};
@@ -44,7 +44,6 @@ fn local(dt: DateTime<Utc>, tz: &str) -> String {
 /// The purchase, step by step. Failed expectations are recorded in
 /// `checks`; an error means the walk-through could not go on.
 pub(super) async fn buy_and_cancel(
-    api: &Api,
     gateway: &Gateway,
     show: &Show,
     buyer: &WonHold,
@@ -52,6 +51,7 @@ pub(super) async fn buy_and_cancel(
     wait: Duration,
 ) -> anyhow::Result<Purchase> {
     gateway.health().await?;
+    let api = &buyer.api;
     let h = &buyer.hold;
     println!(
         "   buyer {} (a flash-sale winner) pays for the seats they hold",
@@ -69,8 +69,8 @@ pub(super) async fn buy_and_cancel(
     // 2. Pay, as a careful client: same key after 503, new key after 402.
     let run = purchase::pay(api, &buyer.bearer, h.hold_id, "demo", Patience::default()).await;
     println!(
-        "   2. pay      POST /v1/holds/{}/checkout {{\"payment_method\":\"{CARD_OK}\"}}",
-        h.hold_id
+        "   2. pay      POST {} {{\"payment_method\":\"{CARD_OK}\"}}",
+        api.path(&format!("/v1/holds/{}/checkout", h.hold_id))
     );
     for a in &run.attempts {
         let status = a
@@ -221,8 +221,8 @@ pub(super) async fn buy_and_cancel(
     let cancelled: Booking = resp.json()?;
     let refund = cancelled.refund.clone();
     println!(
-        "   6. cancel   POST /v1/bookings/{}/cancel -> 200 {}; refund {}",
-        booking.id,
+        "   6. cancel   POST {} -> 200 {}; refund {}",
+        api.path(&format!("/v1/bookings/{}/cancel", booking.id)),
         cancelled.status.as_db_str(),
         refund.as_ref().map_or_else(
             || "none (0 %)".to_owned(),
