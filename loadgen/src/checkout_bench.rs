@@ -203,17 +203,7 @@ pub async fn run(args: CheckoutArgs) -> anyhow::Result<ExitCode> {
         eprintln!("loadgen: warning: could not drop the fresh database: {e:#}");
     }
     let report = result?;
-    if args.json {
-        println!("{}", serde_json::to_string(&report)?);
-    } else {
-        println!("{}", serde_json::to_string_pretty(&report)?);
-    }
-    eprintln!("{}", report.summary());
-    if !report.invariants_ok {
-        eprintln!("loadgen: INVARIANT VIOLATED (see the report)");
-        return Ok(ExitCode::FAILURE);
-    }
-    Ok(ExitCode::SUCCESS)
+    crate::report::emit(&report, args.json, &report.summary(), report.invariants_ok)
 }
 
 /// Starts the gateway and the core, runs the bench, stops them.

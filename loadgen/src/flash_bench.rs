@@ -198,17 +198,7 @@ pub async fn run(args: FlashSaleArgs) -> anyhow::Result<ExitCode> {
     cleanup(&args, db, &key_prefix, &streams, &shows).await;
     let mut report = result?;
     report.wasm_gzip_bytes = wasm_gzip_bytes;
-    if args.json {
-        println!("{}", serde_json::to_string(&report)?);
-    } else {
-        println!("{}", serde_json::to_string_pretty(&report)?);
-    }
-    eprintln!("{}", report.summary());
-    if !report.invariants_ok {
-        eprintln!("loadgen: INVARIANT VIOLATED (see the report)");
-        return Ok(ExitCode::FAILURE);
-    }
-    Ok(ExitCode::SUCCESS)
+    crate::report::emit(&report, args.json, &report.summary(), report.invariants_ok)
 }
 
 /// Removes what the run left in the shared Redis and Postgres.

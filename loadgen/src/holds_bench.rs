@@ -206,19 +206,10 @@ pub async fn run(args: HoldsArgs) -> anyhow::Result<ExitCode> {
         None => {}
     }
     let report = result?;
-    if args.json {
-        println!("{}", serde_json::to_string(&report)?);
-    } else {
-        println!("{}", serde_json::to_string_pretty(&report)?);
-    }
-    eprintln!("{}", report.summary());
     // The run is an invariant check too: a double-booked seat or a hold
     // acknowledged but not durable fails it.
-    if !report.goals.no_double_booking || report.holds_lost.unwrap_or(0) > 0 {
-        eprintln!("loadgen: INVARIANT VIOLATED");
-        return Ok(ExitCode::FAILURE);
-    }
-    Ok(ExitCode::SUCCESS)
+    let ok = report.goals.no_double_booking && report.holds_lost.unwrap_or(0) == 0;
+    crate::report::emit(&report, args.json, &report.summary(), ok)
 }
 
 /// Everything that needs the fresh database; `created` collects the shows

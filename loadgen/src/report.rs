@@ -595,6 +595,28 @@ impl HoldsReport {
     }
 }
 
+/// Prints a benchmark's report on stdout (one JSON line with `--json`,
+/// indented otherwise) and its summary on stderr, and returns the exit
+/// code: failure when the run broke an invariant it checks.
+pub fn emit(
+    report: &impl Serialize,
+    json: bool,
+    summary: &str,
+    invariants_ok: bool,
+) -> anyhow::Result<std::process::ExitCode> {
+    if json {
+        println!("{}", serde_json::to_string(report)?);
+    } else {
+        println!("{}", serde_json::to_string_pretty(report)?);
+    }
+    eprintln!("{summary}");
+    if !invariants_ok {
+        eprintln!("loadgen: INVARIANT VIOLATED (see the report)");
+        return Ok(std::process::ExitCode::FAILURE);
+    }
+    Ok(std::process::ExitCode::SUCCESS)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
