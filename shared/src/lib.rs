@@ -13,6 +13,7 @@ pub mod ids;
 pub mod rate_limit;
 pub mod refund;
 pub mod seat;
+pub mod text;
 pub mod token;
 pub mod waiting_room;
 pub mod webhook_sig;

@@ -39,6 +39,32 @@ pub enum TokenError {
     /// Past `exp` (plus leeway).
     #[error("the token has expired")]
     Expired,
+    /// The subject is empty, too long or holds control characters.
+    #[error("the token subject must be 1-200 characters without control characters")]
+    BadSubject,
+    /// The role is neither `user` nor `operator`.
+    #[error("the token role must be 'user' or 'operator'")]
+    BadRole,
+}
+
+/// The roles a token may carry.
+pub const ROLES: [&str; 2] = ["user", "operator"];
+
+/// The one check of a verified token's claims, for the edge and the region
+/// core alike: the subject is a clean line of 1 to
+/// [`crate::text::MAX_SUBJECT_CHARS`] characters (no NUL, no control
+/// characters) and the role is one of [`ROLES`]. [`verify_hs256`] applies
+/// it; a verifier built on another library must call it too.
+pub fn check_claims(sub: &str, role: &str) -> Result<(), TokenError> {
+    crate::text::check_line("sub", sub, crate::text::MAX_SUBJECT_CHARS)
+        .map_err(|_| TokenError::BadSubject)?;
+    if sub.trim() != sub {
+        return Err(TokenError::BadSubject);
+    }
+    if !ROLES.contains(&role) {
+        return Err(TokenError::BadRole);
+    }
+    Ok(())
 }
 
 /// Longest token accepted.
@@ -86,9 +112,10 @@ pub fn verify_hs256(
         .ok()
         .and_then(|b| serde_json::from_slice(&b).ok())
         .ok_or(TokenError::Malformed)?;
-    if now > claims.exp + leeway_s {
+    if now > claims.exp.saturating_add(leeway_s) {
         return Err(TokenError::Expired);
     }
+    check_claims(&claims.sub, &claims.role)?;
     Ok(claims)
 }
 
@@ -117,6 +144,31 @@ mod tests {
         );
         assert!(verify_hs256(b"k", &t, 2005, 5).is_ok());
         assert_eq!(verify_hs256(b"k", &t, 2006, 5), Err(TokenError::Expired));
+    }
+
+    /// The table both the edge and the region core are fed (see the e2e
+    /// test `token_table`): subject and role shapes, signed with a good key.
+    #[test]
+    fn claims_are_checked_by_one_rule() {
+        let long = "u".repeat(201);
+        let max = "u".repeat(200);
+        let cases: [(&str, &str, Result<(), TokenError>); 9] = [
+            ("alice", "user", Ok(())),
+            (&max, "operator", Ok(())),
+            ("", "user", Err(TokenError::BadSubject)),
+            ("  ", "user", Err(TokenError::BadSubject)),
+            (" alice", "user", Err(TokenError::BadSubject)),
+            (&long, "user", Err(TokenError::BadSubject)),
+            ("al\0ice", "user", Err(TokenError::BadSubject)),
+            ("al\nice", "user", Err(TokenError::BadSubject)),
+            ("alice", "admin", Err(TokenError::BadRole)),
+        ];
+        for (sub, role, want) in cases {
+            assert_eq!(check_claims(sub, role), want, "{sub:?} {role:?}");
+            let claims = serde_json::json!({"sub": sub, "role": role, "exp": 2000, "iat": 0});
+            let t = mint(b"k", r#"{"alg":"HS256"}"#, &claims.to_string());
+            assert_eq!(verify_hs256(b"k", &t, 1500, 0).map(|_| ()), want, "{sub:?}");
+        }
     }
 
     #[test]
