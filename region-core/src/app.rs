@@ -49,7 +49,7 @@ pub fn router(state: AppState) -> Router {
         .fallback(|| async { ApiError::not_found("no_route", "no such endpoint") })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
-        .layer(tower_http::trace::TraceLayer::new_for_http())
+        .layer(crate::http_log::layer())
         .with_state(state)
 }
 

@@ -14,7 +14,8 @@
 //!   with backoff; `reconcile` settles what crashes left behind;
 //! - `outbox` publishes state changes (Redis Streams); `notifier` is its
 //!   idempotent consumer (what users are told);
-//! - `auth`, `error`, `config`, `health` are the service's boundaries.
+//! - `auth`, `error`, `config`, `health` are the service's boundaries;
+//!   `http_log` decides at which level an answer is logged.
 
 pub mod app;
 pub mod auth;
@@ -26,6 +27,7 @@ pub mod config;
 pub mod error;
 pub mod health;
 pub mod holds;
+pub mod http_log;
 pub mod notifier;
 pub mod outbox;
 pub mod payments;
