@@ -19,6 +19,7 @@
 
 pub mod app;
 pub mod auth;
+pub mod backoff;
 pub mod bookings;
 pub mod breaker;
 pub mod catalog;

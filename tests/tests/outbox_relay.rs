@@ -402,3 +402,84 @@ async fn events_left_unpublished_by_a_stopped_app_are_published_after_restart() 
     assert_money_safe(&app, SOON).await;
     app.stop().await;
 }
+
+/// The real Redis sink, counted: how many publish attempts the relay made.
+struct Counted {
+    real: RedisStreamSink,
+    attempts: std::sync::Arc<std::sync::atomic::AtomicU32>,
+}
+
+// The signature `#[async_trait]` generates (see `KilledAfter`).
+impl EventSink for Counted {
+    fn publish<'a, 'b, 'f>(&'a self, events: &'b [OutboxEvent]) -> BoxFuture<'f, anyhow::Result<()>>
+    where
+        'a: 'f,
+        'b: 'f,
+        Self: 'f,
+    {
+        self.attempts
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Box::pin(self.real.publish(events))
+    }
+}
+
+/// A Redis outage under checkout load: every checkout kicks the relay, but
+/// a relay whose sink is down backs off (before, each kick was a failed
+/// attempt and a WARN line: about 66 a second) and exports its lag.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_whose_redis_is_down_backs_off_and_reports_its_lag() {
+    let mut settings = test_settings().await.expect("settings");
+    settings.outbox_relay = false; // the test runs the relay
+    let app = TestApp::spawn(settings).await.expect("app");
+    let show = app.seed_show(1, 5, Span::days(3)).await.expect("seed");
+    buy_ok(&app, &user("alice"), &show, &["A1"]).await;
+    assert!(unpublished(&app).await > 0);
+
+    // A Redis that is not there: a port nothing listens on.
+    let dead_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("port")
+        .local_addr()
+        .expect("addr")
+        .port();
+    let attempts = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
+    let sink = Counted {
+        real: RedisStreamSink::new(
+            &format!("redis://127.0.0.1:{dead_port}"),
+            &app.settings.events_stream_prefix,
+            REDIS_TIMEOUT,
+        )
+        .expect("sink"),
+        attempts: attempts.clone(),
+    };
+    let kick = std::sync::Arc::new(tokio::sync::Notify::new());
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let relay = tokio::spawn(region_core::outbox::run(
+        app.db.clone(),
+        std::sync::Arc::new(sink),
+        kick.clone(),
+        Duration::from_millis(50),
+        stop_rx,
+    ));
+    // 300 checkouts' worth of kicks over three seconds.
+    for _ in 0..300 {
+        kick.notify_one();
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let _ = stop_tx.send(true);
+    relay.await.expect("relay task");
+    let n = attempts.load(std::sync::atomic::Ordering::SeqCst);
+    // Backoff from 200 ms doubling: about six attempts fit in three
+    // seconds; without it every kick and poll was one.
+    assert!((1..=10).contains(&n), "{n} publish attempts in 3 s");
+    assert!(unpublished(&app).await > 0, "nothing was marked published");
+
+    let (status, metrics) = app.get("/metrics").await.expect("metrics");
+    assert_eq!(status, 200);
+    let metrics = metrics.as_str().unwrap_or_default().to_owned();
+    assert!(
+        metrics.contains("outbox_relay_lag_seconds")
+            && metrics.contains("outbox_unpublished_events"),
+        "lag is exported"
+    );
+    app.stop().await;
+}

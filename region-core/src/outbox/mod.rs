@@ -8,6 +8,7 @@
 
 pub mod redis_stream;
 
+use crate::backoff::Backoff;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde_json::Value;
@@ -127,8 +128,83 @@ pub async fn relay_once(db: &PgPool, sink: &dyn EventSink) -> anyhow::Result<usi
     Ok(events.len())
 }
 
+/// How the relay retries a failing sink: from 200 ms doubling to 30 s,
+/// with jitter. Kicks from new commits are ignored while backing off, so a
+/// Redis outage under checkout load costs a handful of attempts a minute,
+/// not one per checkout.
+pub const RELAY_BACKOFF: Backoff = Backoff {
+    base: Duration::from_millis(200),
+    max: Duration::from_secs(30),
+};
+
+/// The relay's view of its sink, so it logs on changes only: one WARN when
+/// publishing starts failing, one INFO when it recovers, DEBUG in between.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct RelayHealth {
+    /// Failed passes in a row.
+    pub failures: u32,
+}
+
+/// What a pass's outcome changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HealthChange {
+    /// Was healthy, now failing: log it.
+    StartedFailing,
+    /// Still failing (`failures` in a row): stay quiet.
+    StillFailing,
+    /// Was failing, works again after `failures` failed passes: log it.
+    Recovered {
+        /// How many passes failed before this one worked.
+        after: u32,
+    },
+    /// Still healthy.
+    Healthy,
+}
+
+impl RelayHealth {
+    /// Records a pass's outcome and says what changed.
+    pub fn record(&mut self, ok: bool) -> HealthChange {
+        match (ok, self.failures) {
+            (true, 0) => HealthChange::Healthy,
+            (true, after) => {
+                self.failures = 0;
+                HealthChange::Recovered { after }
+            }
+            (false, 0) => {
+                self.failures = 1;
+                HealthChange::StartedFailing
+            }
+            (false, n) => {
+                self.failures = n.saturating_add(1);
+                HealthChange::StillFailing
+            }
+        }
+    }
+}
+
+/// Publishes batches until none is full (more may be waiting after a full one).
+async fn drain(db: &PgPool, sink: &dyn EventSink) -> anyhow::Result<()> {
+    while relay_once(db, sink).await? as i64 == BATCH {}
+    Ok(())
+}
+
+/// Exports the relay's lag: how many events wait and how old the oldest is.
+async fn report_lag(db: &PgPool) {
+    let lag: Result<(i64, f64), _> = sqlx::query_as(
+        "SELECT count(*), COALESCE(EXTRACT(EPOCH FROM now() - min(created_at)), 0)::float8
+           FROM outbox WHERE published_at IS NULL",
+    )
+    .fetch_one(db)
+    .await;
+    if let Ok((waiting, oldest_s)) = lag {
+        metrics::gauge!("outbox_unpublished_events").set(waiting as f64);
+        metrics::gauge!("outbox_relay_lag_seconds").set(oldest_s);
+    }
+}
+
 /// Relays until `shutdown` flips: after every `kick` (a commit that wrote
-/// events) and at least every `poll`.
+/// events) and at least every `poll`; while the sink fails, after
+/// [`RELAY_BACKOFF`] instead.
 pub async fn run(
     db: PgPool,
     sink: Arc<dyn EventSink>,
@@ -136,22 +212,60 @@ pub async fn run(
     poll: Duration,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    let mut health = RelayHealth::default();
     loop {
-        loop {
-            match relay_once(&db, sink.as_ref()).await {
-                Ok(n) if n as i64 == BATCH => continue, // more are waiting
-                Ok(_) => break,
-                Err(e) => {
-                    metrics::counter!("outbox_relay_errors_total").increment(1);
-                    tracing::warn!(error = ?e, "outbox relay pass failed; will retry");
-                    break;
-                }
+        let outcome = drain(&db, sink.as_ref()).await;
+        report_lag(&db).await;
+        match (health.record(outcome.is_ok()), outcome) {
+            (HealthChange::StartedFailing, Err(e)) => {
+                tracing::warn!(error = ?e, "outbox relay cannot publish; backing off (logged again when it recovers)");
+            }
+            (HealthChange::StillFailing, Err(e)) => {
+                tracing::debug!(error = ?e, failures = health.failures, "outbox relay still failing");
+            }
+            (HealthChange::Recovered { after }, _) => {
+                tracing::info!(failed_passes = after, "outbox relay publishing again");
+            }
+            _ => {}
+        }
+        if health.failures > 0 {
+            metrics::counter!("outbox_relay_errors_total").increment(1);
+            let jitter = rand::Rng::gen_range(&mut rand::thread_rng(), 0.5..=1.0);
+            tokio::select! {
+                _ = tokio::time::sleep(RELAY_BACKOFF.delay(health.failures, jitter)) => {}
+                _ = shutdown.changed() => return,
+            }
+        } else {
+            tokio::select! {
+                _ = kick.notified() => {}
+                _ = tokio::time::sleep(poll) => {}
+                _ = shutdown.changed() => return,
             }
         }
-        tokio::select! {
-            _ = kick.notified() => {}
-            _ = tokio::time::sleep(poll) => {}
-            _ = shutdown.changed() => return,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn health_changes_are_reported_once_each_way() {
+        let mut h = RelayHealth::default();
+        assert_eq!(h.record(true), HealthChange::Healthy);
+        assert_eq!(h.record(false), HealthChange::StartedFailing);
+        for _ in 0..100 {
+            assert_eq!(h.record(false), HealthChange::StillFailing);
         }
+        assert_eq!(h.record(true), HealthChange::Recovered { after: 101 });
+        assert_eq!(h.record(true), HealthChange::Healthy);
+    }
+
+    #[test]
+    fn a_failing_relay_waits_longer_and_longer_up_to_the_cap() {
+        let delays: Vec<Duration> = (1..=12).map(|n| RELAY_BACKOFF.delay(n, 1.0)).collect();
+        assert!(delays.windows(2).all(|w| w[0] <= w[1]));
+        assert_eq!(delays[0], Duration::from_millis(200));
+        assert_eq!(delays[11], Duration::from_secs(30));
     }
 }
