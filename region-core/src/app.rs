@@ -17,7 +17,7 @@ use crate::shows::ShowCache;
 use crate::state::AppState;
 use crate::{
     bookings, catalog, checkout, health, holds, notifier, outbox, payments, reconcile, recovery,
-    refunds, seat_map, sweeper,
+    refunds, retention, seat_map, sweeper,
 };
 use anyhow::Context;
 use axum::extract::DefaultBodyLimit;
@@ -168,6 +168,11 @@ impl Application {
                 shutdown_rx.clone(),
             )));
         }
+        background.push(tokio::spawn(retention::run(
+            db.clone(),
+            settings.retention.clone(),
+            shutdown_rx.clone(),
+        )));
         let reconcile_every = Duration::from_secs(settings.reconcile_interval_secs);
         let state = AppState {
             tokens: TokenKeys::new(&settings.signing.jwt_secret),

@@ -185,6 +185,51 @@ pub struct Settings {
         hide = true
     )]
     pub unsafe_disable_seat_protection: bool,
+
+    /// How long finished records are kept before the retention job trims
+    /// them.
+    #[command(flatten)]
+    pub retention: RetentionSettings,
+}
+
+/// Horizons of the retention job (see `retention`): what is trimmed, and
+/// after how long. Live records (a locked or unfinished idempotency key, an
+/// unpublished event, an active hold or one a payment refers to) are never
+/// trimmed, whatever the horizon.
+#[derive(Debug, Clone, Args)]
+pub struct RetentionSettings {
+    /// How often the retention job runs, in seconds.
+    #[arg(long, env = "REGION_RETENTION_INTERVAL_SECS", default_value_t = 600)]
+    pub retention_interval_secs: u64,
+
+    /// Finished idempotency keys are kept this long after completion, in
+    /// hours (at least 24, as Stripe keeps them: a client may retry a day
+    /// later and must get the first answer).
+    #[arg(long, env = "REGION_RETENTION_IDEMPOTENCY_HOURS", default_value_t = 24)]
+    pub idempotency_hours: u64,
+
+    /// Published outbox events are kept this long after publication, in hours.
+    #[arg(long, env = "REGION_RETENTION_OUTBOX_HOURS", default_value_t = 168)]
+    pub outbox_hours: u64,
+
+    /// Delivered notifications (and handled webhook ids) are kept this long,
+    /// in hours.
+    #[arg(
+        long,
+        env = "REGION_RETENTION_NOTIFICATIONS_HOURS",
+        default_value_t = 2160
+    )]
+    pub notifications_hours: u64,
+
+    /// Released and expired holds no payment refers to are kept this long
+    /// after they ended, in hours.
+    #[arg(long, env = "REGION_RETENTION_HOLDS_HOURS", default_value_t = 168)]
+    pub holds_hours: u64,
+
+    /// Most rows one delete statement removes (short transactions, no long
+    /// locks on busy tables).
+    #[arg(long, env = "REGION_RETENTION_BATCH", default_value_t = 1000)]
+    pub retention_batch: i64,
 }
 
 impl Settings {
@@ -279,6 +324,19 @@ impl Settings {
                 && self.shard_code.len() <= 8
                 && self.shard_code.bytes().all(|b| b.is_ascii_alphanumeric()),
             "REGION_SHARD_CODE must be 1-8 ASCII letters or digits",
+        )?;
+        let r = &self.retention;
+        check(
+            r.idempotency_hours >= 24,
+            "REGION_RETENTION_IDEMPOTENCY_HOURS must be at least 24 (clients retry a day later)",
+        )?;
+        check(
+            r.retention_interval_secs >= 1 && r.retention_batch >= 1,
+            "REGION_RETENTION_INTERVAL_SECS and REGION_RETENTION_BATCH must be at least 1",
+        )?;
+        check(
+            r.outbox_hours >= 1 && r.notifications_hours >= 1 && r.holds_hours >= 1,
+            "REGION_RETENTION_OUTBOX_HOURS, _NOTIFICATIONS_HOURS and _HOLDS_HOURS must be at least 1",
         )?;
         Ok(())
     }

@@ -15,7 +15,8 @@
 //! - `outbox` publishes state changes (Redis Streams); `notifier` is its
 //!   idempotent consumer (what users are told);
 //! - `auth`, `error`, `config`, `health` are the service's boundaries;
-//!   `http_log` decides at which level an answer is logged.
+//!   `http_log` decides at which level an answer is logged;
+//! - `retention` trims finished records after configurable horizons.
 
 pub mod app;
 pub mod auth;
@@ -36,6 +37,7 @@ pub mod reconcile;
 pub mod recovery;
 pub mod redis_path;
 pub mod refunds;
+pub mod retention;
 pub mod seat_map;
 pub mod shows;
 pub mod state;
