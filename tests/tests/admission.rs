@@ -10,11 +10,15 @@ use shared::admission::{sign, PassClaims};
 const KEY: &str = "admission-test-key-0123456789";
 
 fn pass(sub: &str, sale: &str, exp_in: i64, key: &str) -> String {
+    pass_with_id(&format!("pass-{sub}"), sub, sale, exp_in, key)
+}
+
+fn pass_with_id(pid: &str, sub: &str, sale: &str, exp_in: i64, key: &str) -> String {
     let now = chrono::Utc::now().timestamp();
     sign(
         key.as_bytes(),
         &PassClaims {
-            pid: format!("pass-{sub}"),
+            pid: pid.into(),
             sub: sub.into(),
             sale: sale.into(),
             pos: 1,
@@ -144,5 +148,166 @@ async fn open_shows_need_no_pass() {
         .unwrap();
     let (s, body) = hold_with(&app, "alice", &show, "A1", None).await;
     assert_eq!(s, 201, "{body}");
+    app.stop().await;
+}
+
+/// A flash-sale app with one show (2 rows of 10) in flash-sale mode.
+async fn flash_app() -> (TestApp, String) {
+    let mut settings = test_settings().await.unwrap();
+    settings.admission_keys = vec![KEY.into()];
+    let app = TestApp::spawn(settings).await.unwrap();
+    let show = app
+        .seed_show(2, 10, chrono::Duration::days(1))
+        .await
+        .unwrap();
+    sqlx::query("UPDATE shows SET sale_mode = 'flash_sale', max_seats_per_user = 4")
+        .execute(&app.db)
+        .await
+        .unwrap();
+    (app, show)
+}
+
+async fn hold_seats(
+    app: &TestApp,
+    who: &str,
+    show: &str,
+    seats: &[&str],
+    pass: &str,
+) -> (u16, serde_json::Value) {
+    let resp = app
+        .http
+        .post(format!("{}/v1/shows/{show}/holds", app.url))
+        .bearer_auth(user(who))
+        .header("Admission-Pass", pass)
+        .json(&json!({ "seats": seats }))
+        .send()
+        .await
+        .unwrap();
+    (resp.status().as_u16(), resp.json().await.unwrap())
+}
+
+async fn pay(
+    app: &TestApp,
+    who: &str,
+    hold: &serde_json::Value,
+    key: &str,
+) -> (u16, serde_json::Value) {
+    let resp = app
+        .http
+        .post(format!(
+            "{}/v1/holds/{}/checkout",
+            app.url,
+            hold["hold_id"].as_str().unwrap()
+        ))
+        .bearer_auth(user(who))
+        .header("Idempotency-Key", key)
+        .json(&json!({ "payment_method": "pm_card_ok" }))
+        .send()
+        .await
+        .unwrap();
+    (resp.status().as_u16(), resp.json().await.unwrap())
+}
+
+/// Issue 9.1: a pass buys once. Before, the same pass kept taking holds
+/// and checking out until it expired.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pass_is_spent_by_its_checkout() {
+    let (app, show) = flash_app().await;
+    let p = pass("alice", &show, 300, KEY);
+    let (s, first) = hold_seats(&app, "alice", &show, &["A1"], &p).await;
+    assert_eq!(s, 201, "{first}");
+    // A second hold with the same pass before buying is allowed (the buyer
+    // may change seats), within the seat limit.
+    let (s, second) = hold_seats(&app, "alice", &show, &["A2"], &p).await;
+    assert_eq!(s, 201, "{second}");
+    let (s, body) = pay(&app, "alice", &first, "k1").await;
+    assert_eq!(s, 201, "{body}");
+
+    // Spent: no new hold, and the other hold cannot be paid for.
+    let (s, body) = hold_seats(&app, "alice", &show, &["A3"], &p).await;
+    assert_eq!(
+        (s, body["error"]["code"].as_str()),
+        (403, Some("pass_used")),
+        "{body}"
+    );
+    let (s, body) = pay(&app, "alice", &second, "k2").await;
+    assert_eq!(
+        (s, body["error"]["code"].as_str()),
+        (403, Some("pass_used")),
+        "{body}"
+    );
+    assert_eq!(app.count("SELECT count(*) FROM bookings").await, 1);
+    assert_eq!(
+        app.count("SELECT count(*) FROM payments").await,
+        1,
+        "nothing charged"
+    );
+    // A new pass (the buyer queued again) buys again, within the limit.
+    let again = pass_with_id("pass-alice-2", "alice", &show, 300, KEY);
+    let (s, third) = hold_seats(&app, "alice", &show, &["A3"], &again).await;
+    assert_eq!(s, 201, "{third}");
+    let (s, body) = pay(&app, "alice", &third, "k3").await;
+    assert_eq!(s, 201, "{body}");
+    app.stop().await;
+}
+
+/// Issue 9.1: one pass, many parallel holds: the seat limit (4 here)
+/// holds across all of them. Before, each hold was checked alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parallel_holds_with_one_pass_cannot_exceed_the_seat_limit() {
+    let (app, show) = flash_app().await;
+    let p = pass("alice", &show, 300, KEY);
+    let rows = ["A", "B"];
+    let mut tasks = Vec::new();
+    for i in 0..10 {
+        let seats = [
+            format!("{}{}", rows[i % 2], i / 2 * 2 + 1),
+            format!("{}{}", rows[i % 2], i / 2 * 2 + 2),
+        ];
+        let (http, url, p, show) = (app.http.clone(), app.url.clone(), p.clone(), show.clone());
+        tasks.push(tokio::spawn(async move {
+            http.post(format!("{url}/v1/shows/{show}/holds"))
+                .bearer_auth(user("alice"))
+                .header("Admission-Pass", p)
+                .json(&json!({ "seats": seats }))
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }));
+    }
+    let mut statuses = Vec::new();
+    for t in tasks {
+        statuses.push(t.await.unwrap());
+    }
+    let ok = statuses.iter().filter(|&&s| s == 201).count();
+    assert_eq!(
+        ok, 2,
+        "two holds of two seats fill a limit of four: {statuses:?}"
+    );
+    assert!(
+        statuses.iter().all(|&s| s == 201 || s == 409),
+        "{statuses:?}"
+    );
+    assert_eq!(
+        app.count("SELECT COALESCE(sum(seat_count), 0) FROM holds WHERE state = 'ACTIVE'")
+            .await,
+        4
+    );
+    // Bought seats count too.
+    let holds: Vec<(String,)> = sqlx::query_as("SELECT id::text FROM holds WHERE state = 'ACTIVE'")
+        .fetch_all(&app.db)
+        .await
+        .unwrap();
+    let (s, body) = pay(&app, "alice", &json!({ "hold_id": holds[0].0 }), "k").await;
+    assert_eq!(s, 201, "{body}");
+    let again = pass_with_id("pass-alice-2", "alice", &show, 300, KEY);
+    let (s, body) = hold_seats(&app, "alice", &show, &["A9", "A10"], &again).await;
+    assert_eq!(
+        (s, body["error"]["code"].as_str()),
+        (409, Some("seat_limit_exceeded")),
+        "two bought + two held is the limit: {body}"
+    );
     app.stop().await;
 }

@@ -274,6 +274,24 @@ async fn create_payment(
     if hold.state != HoldState::Active.as_db_str() || hold.expires_at <= now {
         return Err(not_active_error(&hold, now));
     }
+    let (starts_at, pass_spent): (chrono::DateTime<Utc>, bool) = sqlx::query_as(
+        "SELECT sh.starts_at,
+                EXISTS (SELECT 1 FROM spent_passes sp
+                         JOIN holds h ON h.admission_pass_id = sp.pass_id
+                        WHERE h.id = $2)
+           FROM shows sh WHERE sh.id = $1",
+    )
+    .bind(hold.show_id)
+    .bind(hold.id)
+    .fetch_one(&mut *tx)
+    .await?;
+    if now >= starts_at {
+        return Err(crate::holds::show_started());
+    }
+    // A pass buys once: another hold taken with it cannot be paid for.
+    if pass_spent {
+        return Err(crate::holds::flash_sale::pass_used());
+    }
     let price: Option<(Option<i64>, String)> = sqlx::query_as(
         "SELECT sum((sh.prices ->> s.category)::bigint)::bigint, sh.currency
            FROM hold_seats hs

@@ -84,6 +84,7 @@ pub async fn settle(state: &AppState, payment_id: Uuid) -> anyhow::Result<Settle
             protect,
         )
         .await?;
+        crate::holds::flash_sale::spend(&mut tx, hold_id, booking_id).await?;
         sqlx::query("UPDATE payments SET settled = 'BOOKED', updated_at = now() WHERE id = $1")
             .bind(payment_id)
             .execute(&mut *tx)

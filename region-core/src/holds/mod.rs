@@ -7,6 +7,7 @@
 //! open, holds go to Postgres alone with `FOR UPDATE NOWAIT`.
 
 pub mod decide;
+pub mod flash_sale;
 pub mod store;
 pub mod writer;
 
@@ -55,6 +56,11 @@ fn seats_unavailable(labels: Vec<String>) -> ApiError {
 /// Millisecond precision: what Postgres stores and the API returns agree.
 fn truncate_ms(t: DateTime<Utc>) -> DateTime<Utc> {
     DateTime::from_timestamp_millis(t.timestamp_millis()).unwrap_or(t)
+}
+
+/// The refusal of holds, extensions and checkouts once the show started.
+pub fn show_started() -> ApiError {
+    ApiError::conflict("show_started", "the show has already started")
 }
 
 /// Header carrying the edge's admission pass.
@@ -113,14 +119,19 @@ async fn create_hold(
         .ok_or_else(|| ApiError::not_found("unknown_show", format!("no show {show}")))?;
     let now = Utc::now();
     if now >= layout.starts_at {
-        return Err(ApiError::conflict(
-            "show_started",
-            "the show has already started",
-        ));
+        return Err(show_started());
     }
     let admission_pass_id = match layout.sale_mode {
         SaleMode::FlashSale => Some(admitted(&state, &headers, &user, show, now)?),
         SaleMode::Open => None,
+    };
+    // A flash-sale hold is placed under the buyer's (show, user) lock, after
+    // the spent-pass and seat-limit checks (see `flash_sale`).
+    let guard = match &admission_pass_id {
+        Some(pid) => {
+            Some(flash_sale::Guard::acquire(&state.db, show.0, &user.id, pid, labels.len()).await?)
+        }
+        None => None,
     };
     let unknown: Vec<String> = labels
         .iter()
@@ -150,6 +161,9 @@ async fn create_hold(
     let sorted_labels: Vec<String> = seats.iter().map(|s| s.label.clone()).collect();
     let started = std::time::Instant::now();
     let placed = place_hold(&state, &layout, &hold, &sorted_labels).await;
+    if let Some(guard) = guard {
+        guard.release().await;
+    }
     let outcome = match &placed {
         Ok(_) => "held",
         Err(e) => e.code(),
@@ -388,6 +402,14 @@ async fn release_hold(
     let id = parse_hold_id(&id)?;
     let mut h = owned_hold(&state, &user, id).await?;
     let now = Utc::now();
+    let started = state
+        .shows
+        .get(&state.db, ShowId(h.show_id))
+        .await?
+        .is_some_and(|show| now >= show.starts_at);
+    if started {
+        return Err(show_started());
+    }
     if h.state == HoldState::Released.as_db_str() {
         return Ok(ApiJson(hold_view(&h, now))); // releasing twice is harmless
     }
@@ -425,6 +447,14 @@ async fn extend_hold(
     let id = parse_hold_id(&id)?;
     let mut h = owned_hold(&state, &user, id).await?;
     let now = Utc::now();
+    let started = state
+        .shows
+        .get(&state.db, ShowId(h.show_id))
+        .await?
+        .is_some_and(|show| now >= show.starts_at);
+    if started {
+        return Err(show_started());
+    }
     let new_expiry = truncate_ms(
         h.expires_at + chrono::Duration::seconds(state.settings.hold_extension_secs as i64),
     );
