@@ -4,7 +4,7 @@
 //! and reconciliation, and serves the HTTP API. `Application::build`
 //! binds the listener first, so tests can ask for port 0.
 
-use crate::auth::TokenKeys;
+use crate::auth::{AuthFailures, TokenKeys};
 use crate::breaker::Breaker;
 use crate::config::Settings;
 use crate::error::ApiError;
@@ -175,7 +175,13 @@ impl Application {
         )));
         let reconcile_every = Duration::from_secs(settings.reconcile_interval_secs);
         let state = AppState {
-            tokens: TokenKeys::new(&settings.signing.jwt_secret),
+            tokens: TokenKeys::with_failure_limit(
+                &settings.signing.jwt_secret,
+                AuthFailures::new(
+                    settings.auth_failures_per_minute,
+                    settings.trusted_proxy_list()?,
+                ),
+            ),
             db,
             redis,
             writers,
@@ -217,10 +223,13 @@ impl Application {
         let addr = self.local_addr()?;
         tracing::info!(%addr, "region core listening");
         let app = router(self.state.clone());
-        axum::serve(self.listener, app)
-            .with_graceful_shutdown(shutdown)
-            .await
-            .context("serving HTTP")?;
+        axum::serve(
+            self.listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(shutdown)
+        .await
+        .context("serving HTTP")?;
         let _ = self.shutdown_tx.send(true);
         for h in self.background {
             let _ = h.await;

@@ -5,7 +5,7 @@ use crate::error::ApiError;
 use crate::state::AppState;
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
-use jsonwebtoken::{decode, encode, Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
 use serde::{Deserialize, Serialize};
 
 /// The `--jwt-secret` / `REGION_JWT_SECRET` argument of the tools that
@@ -45,28 +45,35 @@ pub struct Claims {
     pub iat: i64,
 }
 
-/// Verifies and mints tokens with one HS256 key.
+/// Verifies and mints tokens with one HS256 key, and limits failed
+/// verifications per client address.
 #[derive(Clone)]
 pub struct TokenKeys {
+    secret: std::sync::Arc<[u8]>,
     encoding: EncodingKey,
-    decoding: DecodingKey,
-    validation: Validation,
+    failures: std::sync::Arc<AuthFailures>,
 }
 
+/// Clock skew allowed on `exp`, in seconds.
+const LEEWAY_S: i64 = 5;
+
 impl TokenKeys {
-    /// Keys from the shared secret.
+    /// Keys from the shared secret, with the default failure limit (30 a
+    /// minute per client) and 127.0.0.1/::1 as the trusted proxies.
     pub fn new(secret: &str) -> Self {
-        let mut validation = Validation::new(Algorithm::HS256);
-        validation.leeway = 5;
-        validation.set_required_spec_claims(&["exp", "sub"]);
+        Self::with_failure_limit(secret, AuthFailures::new(30, Vec::new()))
+    }
+
+    /// Keys from the shared secret and a failure limiter.
+    pub fn with_failure_limit(secret: &str, failures: AuthFailures) -> Self {
         Self {
+            secret: secret.as_bytes().into(),
             encoding: EncodingKey::from_secret(secret.as_bytes()),
-            decoding: DecodingKey::from_secret(secret.as_bytes()),
-            validation,
+            failures: std::sync::Arc::new(failures),
         }
     }
 
-    /// Mints a token for `sub` with `role`, valid for `ttl_secs` from `now_unix`.
+    /// Mints a token for `sub` valid `ttl_secs` from `now_unix`.
     pub fn mint(
         &self,
         sub: &str,
@@ -87,11 +94,123 @@ impl TokenKeys {
         )?)
     }
 
-    /// Verifies signature and expiry.
+    /// Verifies a token with the same function the edge uses
+    /// (`shared::token::verify_hs256`: HS256 only, subject and role checked
+    /// by `shared::token::check_claims`), so the two never disagree.
     pub fn verify(&self, token: &str) -> Result<Claims, ApiError> {
-        decode::<Claims>(token, &self.decoding, &self.validation)
-            .map(|d| d.claims)
-            .map_err(|e| ApiError::Unauthorized(format!("invalid bearer token: {e}")))
+        let now = chrono::Utc::now().timestamp();
+        let c = shared::token::verify_hs256(&self.secret, token, now, LEEWAY_S)
+            .map_err(|e| ApiError::Unauthorized(format!("invalid bearer token: {e}")))?;
+        let role = match c.role.as_str() {
+            "operator" => Role::Operator,
+            _ => Role::User, // check_claims allows only user and operator
+        };
+        Ok(Claims {
+            sub: c.sub,
+            role,
+            exp: c.exp,
+            iat: c.iat,
+        })
+    }
+
+    /// Verifies the request's token, refusing clients that failed too often.
+    fn verify_request(&self, parts: &Parts) -> Result<Claims, ApiError> {
+        let client = self.failures.client(parts);
+        let now_ms = chrono::Utc::now().timestamp_millis();
+        self.failures.check(client, now_ms)?;
+        let verified = bearer(parts).and_then(|t| self.verify(t));
+        if verified.is_err() {
+            self.failures.charge(client, now_ms)?;
+        }
+        verified
+    }
+}
+
+/// Failed authentications per client address (GCRA, in process: a
+/// replica counts its own failures; an attacker spread over replicas gets
+/// at most `replicas` times the limit, which still ends guessing).
+pub struct AuthFailures {
+    gcra: shared::rate_limit::Gcra,
+    proxies: Vec<shared::client_ip::Cidr>,
+    // A std Mutex: held for a map lookup, never across an await.
+    tats: std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, i64>>,
+}
+
+/// Entries kept before expired ones are swept out.
+const MAX_TRACKED: usize = 100_000;
+
+impl AuthFailures {
+    /// `per_minute` failures a minute per client (the burst too); clients
+    /// behind `proxies` are told apart by `X-Forwarded-For`.
+    pub fn new(per_minute: u32, proxies: Vec<shared::client_ip::Cidr>) -> Self {
+        let proxies = if proxies.is_empty() {
+            shared::client_ip::parse_list("127.0.0.1,::1").unwrap_or_default()
+        } else {
+            proxies
+        };
+        Self {
+            gcra: shared::rate_limit::Gcra {
+                limit: per_minute.max(1),
+                period_ms: 60_000,
+                burst: per_minute.max(1),
+            },
+            proxies,
+            tats: Default::default(),
+        }
+    }
+
+    /// The client's address (None when the server was not given peers,
+    /// as in router tests without a socket).
+    fn client(&self, parts: &Parts) -> Option<std::net::IpAddr> {
+        let peer = parts
+            .extensions
+            .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()?
+            .0
+            .ip();
+        let xff = parts
+            .headers
+            .get("x-forwarded-for")
+            .and_then(|v| v.to_str().ok());
+        Some(shared::client_ip::resolve(peer, xff, &self.proxies))
+    }
+
+    fn too_many(d: &shared::rate_limit::RateDecision) -> ApiError {
+        metrics::counter!("auth_failures_limited_total").increment(1);
+        ApiError::TooManyRequests {
+            code: "too_many_auth_failures",
+            message: "too many failed authentications from this address; retry later".into(),
+            retry_after_s: shared::rate_limit::retry_after_secs(d) as u32,
+        }
+    }
+
+    /// Refuses a client whose failure budget is spent.
+    fn check(&self, client: Option<std::net::IpAddr>, now_ms: i64) -> Result<(), ApiError> {
+        let Some(ip) = client else { return Ok(()) };
+        let tats = self.tats.lock().unwrap_or_else(|p| p.into_inner());
+        let d = self.gcra.decide(tats.get(&ip).copied(), now_ms, 1);
+        if d.allowed {
+            Ok(())
+        } else {
+            Err(Self::too_many(&d))
+        }
+    }
+
+    /// Records one failure.
+    fn charge(&self, client: Option<std::net::IpAddr>, now_ms: i64) -> Result<(), ApiError> {
+        let Some(ip) = client else { return Ok(()) };
+        metrics::counter!("auth_failures_total").increment(1);
+        let mut tats = self.tats.lock().unwrap_or_else(|p| p.into_inner());
+        if tats.len() >= MAX_TRACKED {
+            tats.retain(|_, tat| *tat > now_ms);
+        }
+        let d = self.gcra.decide(tats.get(&ip).copied(), now_ms, 1);
+        match d.new_tat_ms {
+            Some(tat) => {
+                tats.insert(ip, tat);
+                Ok(())
+            }
+            None => Err(Self::too_many(&d)),
+        }
     }
 }
 
@@ -125,12 +244,7 @@ impl FromRequestParts<AppState> for User {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        let claims = state.tokens.verify(bearer(parts)?)?;
-        if claims.sub.is_empty() || claims.sub.len() > 200 {
-            return Err(ApiError::Unauthorized(
-                "token subject must be 1-200 characters".into(),
-            ));
-        }
+        let claims = state.tokens.verify_request(parts)?;
         Ok(User { id: claims.sub })
     }
 }
@@ -149,7 +263,7 @@ impl FromRequestParts<AppState> for Operator {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        let claims = state.tokens.verify(bearer(parts)?)?;
+        let claims = state.tokens.verify_request(parts)?;
         if claims.role != Role::Operator {
             return Err(ApiError::Forbidden(
                 "this endpoint needs an operator token".into(),

@@ -186,6 +186,17 @@ pub struct Settings {
     )]
     pub unsafe_disable_seat_protection: bool,
 
+    /// Failed authentications allowed per client address a minute (the
+    /// burst too); more get 429 with Retry-After.
+    #[arg(long, env = "REGION_AUTH_FAILURES_PER_MINUTE", default_value_t = 30)]
+    pub auth_failures_per_minute: u32,
+
+    /// Proxies whose `X-Forwarded-For` is believed when telling clients
+    /// apart (comma-separated addresses or CIDRs; the edge's egress). The
+    /// client is the first untrusted hop from the right.
+    #[arg(long, env = "REGION_TRUSTED_PROXIES", default_value = "127.0.0.1,::1")]
+    pub trusted_proxies: String,
+
     /// How long finished records are kept before the retention job trims
     /// them.
     #[command(flatten)]
@@ -325,6 +336,11 @@ impl Settings {
                 && self.shard_code.bytes().all(|b| b.is_ascii_alphanumeric()),
             "REGION_SHARD_CODE must be 1-8 ASCII letters or digits",
         )?;
+        check(
+            self.auth_failures_per_minute >= 1,
+            "REGION_AUTH_FAILURES_PER_MINUTE must be at least 1",
+        )?;
+        self.trusted_proxy_list()?;
         let r = &self.retention;
         check(
             r.idempotency_hours >= 24,
@@ -339,6 +355,12 @@ impl Settings {
             "REGION_RETENTION_OUTBOX_HOURS, _NOTIFICATIONS_HOURS and _HOLDS_HOURS must be at least 1",
         )?;
         Ok(())
+    }
+
+    /// The parsed `REGION_TRUSTED_PROXIES`.
+    pub fn trusted_proxy_list(&self) -> anyhow::Result<Vec<shared::client_ip::Cidr>> {
+        shared::client_ip::parse_list(&self.trusted_proxies)
+            .map_err(|e| anyhow::anyhow!("invalid configuration: REGION_TRUSTED_PROXIES: {e}"))
     }
 
     /// Hold lifetime.

@@ -72,6 +72,17 @@ pub enum ApiError {
         /// Human explanation.
         message: String,
     },
+    /// 429 with `Retry-After`: this client sent too many requests (or
+    /// failed authentication too often).
+    #[error("{message}")]
+    TooManyRequests {
+        /// Stable code.
+        code: &'static str,
+        /// Human explanation.
+        message: String,
+        /// Seconds until a retry makes sense.
+        retry_after_s: u32,
+    },
     /// 503 with `Retry-After`: overloaded or a dependency is down.
     #[error("{message}")]
     Unavailable {
@@ -138,6 +149,7 @@ impl ApiError {
             Self::Gone { .. } => StatusCode::GONE,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::Unprocessable { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -152,6 +164,7 @@ impl ApiError {
             | Self::Conflict { code, .. }
             | Self::Gone { code, .. }
             | Self::Unprocessable { code, .. }
+            | Self::TooManyRequests { code, .. }
             | Self::Unavailable { code, .. } => code,
             Self::Unauthorized(_) => "unauthorized",
             Self::Forbidden(_) => "forbidden",
@@ -207,7 +220,9 @@ impl IntoResponse for ApiError {
             body.error.details = Some(d.clone());
         }
         let mut resp = (status, axum::Json(body)).into_response();
-        if let Self::Unavailable { retry_after_s, .. } = self {
+        if let Self::Unavailable { retry_after_s, .. }
+        | Self::TooManyRequests { retry_after_s, .. } = self
+        {
             resp.headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(retry_after_s));
         }
