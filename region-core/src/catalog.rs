@@ -36,15 +36,20 @@ pub fn router() -> Router<AppState> {
         .route("/v1/shows/{id}", get(get_show))
 }
 
-fn check_name(field: &str, v: &str, max: usize) -> Result<(), ApiError> {
-    if v.trim().is_empty() || v.len() > max {
-        return Err(ApiError::unprocessable(
-            "invalid_field",
-            format!("{field} must be 1-{max} characters"),
-        ));
-    }
-    Ok(())
+/// A text field: 1 to `max` characters, no control characters (NUL used
+/// to reach Postgres and come back as a 500). The rule is the edge's too
+/// (`shared::text`); the 422 names the field.
+fn check_name(field: &'static str, v: &str, max: usize) -> Result<(), ApiError> {
+    shared::text::check_line(field, v, max)
+        .map_err(|e| ApiError::unprocessable("invalid_field", e.to_string()))
 }
+
+/// Highest price of one seat, in minor units (10 million units of any
+/// currency): keeps every sum of a booking far inside `i64`.
+pub const MAX_PRICE_MINOR: i64 = 1_000_000_000;
+
+/// How far ahead a show may be scheduled.
+const MAX_SCHEDULE_AHEAD_DAYS: i64 = 3 * 366;
 
 /// 409 for a name already taken, carrying the existing row's id in
 /// `details.id` so an idempotent seeding client can use it.
@@ -329,11 +334,24 @@ async fn create_show(
             "currency must be an ISO 4217 code like INR",
         ));
     }
-    if let Some((cat, p)) = req.prices.iter().find(|(_, p)| **p < 0) {
+    if req.starts_at > Utc::now() + chrono::Duration::days(MAX_SCHEDULE_AHEAD_DAYS) {
+        return Err(ApiError::unprocessable(
+            "show_too_far_ahead",
+            format!("starts_at must be within {MAX_SCHEDULE_AHEAD_DAYS} days from now"),
+        ));
+    }
+    if let Some((cat, p)) = req
+        .prices
+        .iter()
+        .find(|(_, p)| !(0..=MAX_PRICE_MINOR).contains(*p))
+    {
         return Err(ApiError::unprocessable(
             "invalid_price",
-            format!("price of {cat} must not be negative, got {p}"),
+            format!("price of {cat} must be 0 to {MAX_PRICE_MINOR} minor units, got {p}"),
         ));
+    }
+    for cat in req.prices.keys() {
+        check_name("prices (category)", cat, 40)?;
     }
     let refund_policy = req.refund_policy.clone().unwrap_or_default();
     refund_policy

@@ -393,3 +393,123 @@ async fn operator_endpoints_need_an_operator_and_valid_input() {
     assert_eq!(shows, 0, "no show was written");
     app.stop().await;
 }
+
+/// Issue 9.2 and 9.4: control characters (NUL first: Postgres cannot store
+/// it and used to answer with a 500) in any text field, absurd prices and
+/// dates are refused with a 422 that names the field, and nothing is
+/// written.
+#[tokio::test]
+async fn control_characters_and_absurd_values_are_refused_naming_the_field() {
+    let app = TestApp::default().await.expect("app");
+    let show = app
+        .seed_show(1, 4, chrono::Duration::days(1))
+        .await
+        .expect("seed");
+    let (_, detail) = app.get(&format!("/v1/shows/{show}")).await.expect("show");
+    let (screen, movie) = (detail["screen_id"].clone(), detail["movie_id"].clone());
+    let (_, venue): (i64, String) = sqlx::query_as(
+        "SELECT 0::bigint, v.id::text FROM venues v JOIN screens s ON s.venue_id = v.id
+          WHERE s.id = $1::uuid",
+    )
+    .bind(screen.as_str().expect("screen id"))
+    .fetch_one(&app.db)
+    .await
+    .expect("venue");
+    let tables = "(SELECT count(*) FROM cities) + (SELECT count(*) FROM venues)
+        + (SELECT count(*) FROM screens) + (SELECT count(*) FROM movies) + (SELECT count(*) FROM shows)";
+    let before = app.count(&format!("SELECT {tables}")).await;
+    let start = (chrono::Utc::now() + chrono::Duration::days(2)).to_rfc3339();
+
+    for bad in [
+        "a\u{0}b",
+        "\u{0}",
+        "line\nbreak",
+        "esc\u{1b}[31m",
+        "del\u{7f}",
+    ] {
+        let cases: Vec<(&str, &str, Value)> = vec![
+            (
+                "/v1/operator/cities",
+                "name",
+                json!({"code": "qqq", "name": bad}),
+            ),
+            (
+                "/v1/operator/venues",
+                "name",
+                json!({"city": "qqq", "name": bad, "time_zone": "Asia/Kolkata"}),
+            ),
+            (
+                "/v1/operator/screens",
+                "name",
+                json!({"venue_id": venue, "name": bad, "rows": [{"row": "A", "seats": 2, "category": "R"}]}),
+            ),
+            (
+                "/v1/operator/screens",
+                "category",
+                json!({"venue_id": venue, "name": "S2", "rows": [{"row": "A", "seats": 2, "category": bad}]}),
+            ),
+            (
+                "/v1/operator/movies",
+                "title",
+                json!({"title": bad, "duration_minutes": 90}),
+            ),
+            (
+                "/v1/operator/movies",
+                "language",
+                json!({"title": "T", "duration_minutes": 90, "language": bad}),
+            ),
+            (
+                "/v1/operator/shows",
+                "prices",
+                json!({"screen_id": screen, "movie_id": movie, "starts_at": start,
+                       "prices": {bad: 100}, "currency": "INR"}),
+            ),
+        ];
+        for (path, field, body) in cases {
+            let (s, v) = app.operator_post(path, body).await.expect("post");
+            assert_eq!(s, 422, "{path} {field} {bad:?}: {v}");
+            let msg = v["error"]["message"].as_str().unwrap_or_default();
+            assert!(
+                msg.contains(field),
+                "{path}: the message names {field}: {msg}"
+            );
+        }
+    }
+
+    let far = (chrono::Utc::now() + chrono::Duration::days(365 * 20)).to_rfc3339();
+    for (name, body, want) in [
+        (
+            "i64::MAX price",
+            json!({"screen_id": screen, "movie_id": movie, "starts_at": start,
+                   "prices": {"REGULAR": i64::MAX}, "currency": "INR"}),
+            "invalid_price",
+        ),
+        (
+            "year far ahead",
+            json!({"screen_id": screen, "movie_id": movie, "starts_at": far,
+                   "prices": {"REGULAR": 100}, "currency": "INR"}),
+            "show_too_far_ahead",
+        ),
+        (
+            "year 10000",
+            json!({"screen_id": screen, "movie_id": movie, "starts_at": "+10000-01-01T00:00:00Z",
+                   "prices": {"REGULAR": 100}, "currency": "INR"}),
+            "",
+        ),
+    ] {
+        let (s, v) = app
+            .operator_post("/v1/operator/shows", body)
+            .await
+            .expect("post");
+        assert_eq!(s, 422, "{name}: {v}");
+        if !want.is_empty() {
+            assert_eq!(code(&v), want, "{name}");
+        }
+    }
+    assert_eq!(
+        app.count(&format!("SELECT {tables}")).await,
+        before,
+        "nothing written"
+    );
+    app.stop().await;
+}
