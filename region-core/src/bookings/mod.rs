@@ -172,7 +172,7 @@ async fn cancel(
         if !claimed {
             let lock = state.settings.idempotency_lock();
             match idempotency::begin(&mut tx, &user.id, key, &hash, lock, now).await? {
-                KeyState::Replay(r) => return Ok(crate::checkout::stored_response(r, true)),
+                KeyState::Replay(r) => return Ok(crate::checkout::idempotency::into_response(r, true)),
                 KeyState::New | KeyState::Resume(_) => {
                     return Err(ApiError::Conflict {
                         code: "idempotency_key_in_use",
@@ -259,5 +259,5 @@ async fn cancel(
                 .collect(),
         )])
         .await;
-    Ok(crate::checkout::stored_response(response, false).into_response())
+    Ok(crate::checkout::idempotency::into_response(response, false).into_response())
 }

@@ -26,8 +26,8 @@ use crate::payments::{ChargeOutcome, ChargeRequest, GatewayError};
 use crate::state::AppState;
 use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::http::{header, HeaderMap, HeaderValue};
+use axum::response::Response;
 use axum::routing::post;
 use axum::Router;
 use chrono::Utc;
@@ -70,22 +70,6 @@ fn crash_if(state: &AppState, point: CrashPoint) -> Result<(), ApiError> {
 
 fn is_injected_crash(e: &ApiError) -> bool {
     matches!(e, ApiError::Internal(cause) if cause.downcast_ref::<InjectedCrash>().is_some())
-}
-
-/// A stored response as an HTTP response. Replays say so in a header
-/// (as Stripe's `Idempotent-Replayed`); the body is the stored bytes.
-pub fn stored_response(r: StoredResponse, replayed: bool) -> Response {
-    let status = StatusCode::from_u16(r.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    let mut resp = (status, r.body).into_response();
-    let h = resp.headers_mut();
-    h.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    if replayed {
-        h.insert("idempotent-replayed", HeaderValue::from_static("true"));
-    }
-    resp
 }
 
 fn parse_body(headers: &HeaderMap, body: &[u8]) -> Result<Checkout, ApiError> {
@@ -146,7 +130,7 @@ async fn checkout(
         .record(started.elapsed().as_secs_f64());
     let (resp, replayed) = result?;
     let booked = resp.status == 201;
-    let mut http = stored_response(resp, replayed);
+    let mut http = idempotency::into_response(resp, replayed);
     if booked {
         // A flash-sale purchase is done: tell the edge, which gives the
         // pass's waiting-room slot to the next user.

@@ -12,11 +12,13 @@ pub mod store;
 pub mod writer;
 
 use crate::auth::User;
+use crate::checkout::idempotency::{self, KeyState, RecoveryPoint, StoredResponse};
 use crate::error::{ApiError, ApiJson, ApiPath};
 use crate::shows::ShowLayout;
 use crate::state::AppState;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use chrono::{DateTime, Utc};
@@ -108,8 +110,68 @@ async fn create_hold(
     headers: HeaderMap,
     ApiPath(show): ApiPath<String>,
     ApiJson(req): ApiJson<CreateHold>,
-) -> Result<(StatusCode, ApiJson<Hold>), ApiError> {
+) -> Result<Response, ApiError> {
     let show = crate::catalog::parse_show_id(&show)?;
+    // A retried request with the same Idempotency-Key gets the first hold
+    // back instead of taking a second one (its answer may have been lost).
+    let key = idempotency::key_from_headers(&headers, false)?;
+    if let Some(key) = &key {
+        let canonical = serde_json::to_vec(&req).map_err(anyhow::Error::from)?;
+        let hash =
+            idempotency::request_hash("POST", &format!("/v1/shows/{show}/holds"), &canonical);
+        let now = Utc::now();
+        let mut tx = state.db.begin().await?;
+        match idempotency::begin(
+            &mut tx,
+            &user.id,
+            key,
+            &hash,
+            state.settings.idempotency_lock(),
+            now,
+        )
+        .await?
+        {
+            KeyState::Replay(r) => return Ok(idempotency::into_response(r, true)),
+            // An earlier attempt stopped before answering: try again.
+            KeyState::Resume(_) => {}
+            KeyState::New => {
+                idempotency::insert(&mut tx, &user.id, key, &hash, RecoveryPoint::Started, now)
+                    .await
+                    .map_err(idempotency::insert_error)?
+            }
+        }
+        tx.commit().await?;
+    }
+    let result = take_hold(&state, &user, &headers, show, req).await;
+    if let Some(key) = &key {
+        let mut conn = state.db.acquire().await?;
+        match &result {
+            Ok(hold) => {
+                let body = serde_json::to_vec(hold).map_err(anyhow::Error::from)?;
+                idempotency::finish(
+                    &mut conn,
+                    &user.id,
+                    key,
+                    &StoredResponse { status: 201, body },
+                )
+                .await?;
+            }
+            // Not stored: a retry with the same key tries again (the seats
+            // may be free by then, the outage over).
+            Err(_) => idempotency::unlock(&mut conn, &user.id, key).await?,
+        }
+    }
+    Ok((StatusCode::CREATED, ApiJson(result?)).into_response())
+}
+
+/// Validates and places one hold.
+async fn take_hold(
+    state: &AppState,
+    user: &User,
+    headers: &HeaderMap,
+    show: ShowId,
+    req: CreateHold,
+) -> Result<Hold, ApiError> {
     let labels =
         parse_seat_list(&req.seats, state.settings.max_seats_per_hold).map_err(seat_error)?;
     let layout = state
@@ -122,7 +184,7 @@ async fn create_hold(
         return Err(show_started());
     }
     let admission_pass_id = match layout.sale_mode {
-        SaleMode::FlashSale => Some(admitted(&state, &headers, &user, show, now)?),
+        SaleMode::FlashSale => Some(admitted(state, headers, user, show, now)?),
         SaleMode::Open => None,
     };
     // A flash-sale hold is placed under the buyer's (show, user) lock, after
@@ -152,7 +214,7 @@ async fn create_hold(
     let hold = NewHold {
         hold_id: Uuid::now_v7(),
         show_id: show.0,
-        user_id: user.id,
+        user_id: user.id.clone(),
         seat_ids: seats.iter().map(|s| s.seat_id).collect(),
         ordinals: seats.iter().map(|s| s.ordinal).collect(),
         expires_at: truncate_ms(now + state.settings.hold_ttl()),
@@ -160,7 +222,7 @@ async fn create_hold(
     };
     let sorted_labels: Vec<String> = seats.iter().map(|s| s.label.clone()).collect();
     let started = std::time::Instant::now();
-    let placed = place_hold(&state, &layout, &hold, &sorted_labels).await;
+    let placed = place_hold(state, &layout, &hold, &sorted_labels).await;
     if let Some(guard) = guard {
         guard.release().await;
     }
@@ -172,17 +234,14 @@ async fn create_hold(
         .record(started.elapsed().as_secs_f64());
     let path = placed?;
     metrics::counter!("holds_created_total", "path" => path).increment(1);
-    Ok((
-        StatusCode::CREATED,
-        ApiJson(Hold {
-            hold_id: HoldId(hold.hold_id),
-            show_id: show,
-            seats: sorted_labels,
-            state: HoldState::Active,
-            expires_at: hold.expires_at,
-            extended: false,
-        }),
-    ))
+    Ok(Hold {
+        hold_id: HoldId(hold.hold_id),
+        show_id: show,
+        seats: sorted_labels,
+        state: HoldState::Active,
+        expires_at: hold.expires_at,
+        extended: false,
+    })
 }
 
 /// Takes the seats: Redis then group commit, or Postgres alone when the
