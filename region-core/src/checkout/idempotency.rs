@@ -328,6 +328,22 @@ pub fn error_response(
     }
 }
 
+/// A stored response as an HTTP response. Replays say so in a header
+/// (as Stripe's `Idempotent-Replayed`); the body is the stored bytes.
+pub fn into_response(r: StoredResponse, replayed: bool) -> Response {
+    let status = StatusCode::from_u16(r.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let mut resp = (status, r.body).into_response();
+    let h = resp.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    if replayed {
+        h.insert("idempotent-replayed", HeaderValue::from_static("true"));
+    }
+    resp
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -376,20 +392,4 @@ mod tests {
         h.insert("idempotency-key", "x".repeat(256).parse().unwrap());
         assert!(key_from_headers(&h, true).is_err());
     }
-}
-
-/// A stored response as an HTTP response. Replays say so in a header
-/// (as Stripe's `Idempotent-Replayed`); the body is the stored bytes.
-pub fn into_response(r: StoredResponse, replayed: bool) -> Response {
-    let status = StatusCode::from_u16(r.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    let mut resp = (status, r.body).into_response();
-    let h = resp.headers_mut();
-    h.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    if replayed {
-        h.insert("idempotent-replayed", HeaderValue::from_static("true"));
-    }
-    resp
 }
