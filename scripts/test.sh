@@ -57,5 +57,9 @@ for arg in "$@"; do
     esac
 done
 
+# Fault tests run the real binaries (a sandbox gateway they freeze with
+# SIGSTOP, a region core they kill): build them next to the test binaries.
+cargo build --bins -p sandbox-gateway -p region-core
+
 echo "TEST_DATABASE_URL=$TEST_DATABASE_URL TEST_REDIS_URL=$TEST_REDIS_URL"
 exec cargo test "${scope[@]}" --all-targets "$@"

@@ -80,7 +80,10 @@ pub async fn reconcile_once(state: &AppState) -> anyhow::Result<ReconcileReport>
     let mut report = ReconcileReport::default();
     for (payment_id, status) in stuck {
         if status == "CREATED" {
-            match state.gateway.find_charge(payment_id).await {
+            // Void, not just look: a lookup answered "not found" while the
+            // charge request still sat in the stalled gateway's queue used
+            // to abandon a payment that was then charged.
+            match state.gateway.void_unless_charged(payment_id).await {
                 Ok(ChargeLookup::Succeeded { gateway_id }) => {
                     let mut tx = state.db.begin().await?;
                     checkout::record_success(&mut tx, payment_id, &gateway_id).await?;
@@ -98,9 +101,8 @@ pub async fn reconcile_once(state: &AppState) -> anyhow::Result<ReconcileReport>
                     continue;
                 }
                 Ok(ChargeLookup::NotFound) => {
-                    // Never charged. Should the lost request still reach
-                    // the gateway later, its success webhook finds the
-                    // payment ABANDONED and settles it (book or refund).
+                    // Never charged, and the gateway now refuses the
+                    // reference, so the lost request cannot charge later.
                     let mut tx = state.db.begin().await?;
                     if checkout::finish_unpaid(
                         &mut tx,

@@ -108,6 +108,26 @@ impl ApiError {
         )
     }
 
+    /// 409: the caller voided this reference; nothing is charged.
+    pub(crate) fn reference_voided() -> Self {
+        Self::new(
+            StatusCode::CONFLICT,
+            "invalid_request_error",
+            "reference_voided",
+            "This payment reference was voided; nothing was charged. Start a new payment.",
+        )
+    }
+
+    /// 409: a charge with this reference is executing; ask again shortly.
+    pub(crate) fn charge_in_progress() -> Self {
+        Self::new(
+            StatusCode::CONFLICT,
+            "api_error",
+            "charge_in_progress",
+            "A charge with this reference is being processed; retry shortly to learn its outcome.",
+        )
+    }
+
     /// 402 `card_error`: the card was declined; carries the failed intent.
     pub(crate) fn card_declined(intent: PaymentIntent) -> Self {
         Self {

@@ -1,6 +1,7 @@
 //! Payment intents: `POST /v1/payment_intents` (confirm and capture at
 //! once, with the faults of the payment-method token),
-//! `GET /v1/payment_intents/{id}` and `GET /v1/payment_intents?reference=`.
+//! `GET /v1/payment_intents/{id}`, `GET /v1/payment_intents?reference=`
+//! and `POST /v1/payment_intents/void` (by reference).
 
 use crate::error::ApiError;
 use crate::faults::{Fault, PaymentMethod};
@@ -27,6 +28,7 @@ const ENDPOINT: &str = "POST /v1/payment_intents";
 pub(crate) fn router() -> Router<AppState> {
     Router::new()
         .route("/v1/payment_intents", get(list).post(create))
+        .route("/v1/payment_intents/void", axum::routing::post(void))
         .route("/v1/payment_intents/{id}", get(fetch))
 }
 
@@ -93,7 +95,24 @@ async fn create(State(app): State<AppState>, headers: HeaderMap, body: Bytes) ->
 
 /// One execution of a payment under its key.
 async fn execute(app: &AppState, charge: Charge, attempt: u32) -> Outcome {
-    let fault = app.books().faults.for_attempt(charge.method, attempt);
+    let fault = {
+        // One lock for the void check, the in-flight mark and the fault
+        // draw: a void and a charge of one reference never both win.
+        let mut books = app.books();
+        if books.voided.contains(&charge.reference) {
+            return Outcome::Final(ApiError::reference_voided().into_reply());
+        }
+        books.charging.insert(charge.reference.clone());
+        books.faults.for_attempt(charge.method, attempt)
+    };
+    let reference = charge.reference.clone();
+    let outcome = execute_charge(app, charge, fault, attempt).await;
+    app.books().charging.remove(&reference);
+    outcome
+}
+
+/// The charge itself, with its injected fault.
+async fn execute_charge(app: &AppState, charge: Charge, fault: Fault, attempt: u32) -> Outcome {
     if fault != Fault::None {
         tracing::info!(?fault, attempt, reference = %charge.reference, "injecting a payment fault");
     }
@@ -148,6 +167,65 @@ fn record(app: &AppState, charge: Charge, status: IntentStatus) -> PaymentIntent
     };
     webhooks::dispatch(app, event, &intent);
     intent
+}
+
+/// `POST /v1/payment_intents/void` body.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct VoidRequest {
+    reference: String,
+}
+
+/// The answer to a void: what happened to the reference.
+#[derive(Serialize)]
+struct VoidReply {
+    object: &'static str,
+    reference: String,
+    /// `voided` (never charged, and now never will be), or `exists` (an
+    /// intent was made: see `payment_intent`).
+    status: &'static str,
+    payment_intent: Option<PaymentIntent>,
+}
+
+/// Voids a reference unless a charge was made with it: how a caller whose
+/// charge request got no answer closes it safely. If an intent exists, it
+/// is returned (succeeded or failed); if a charge is executing right now,
+/// 409 `charge_in_progress` (ask again); otherwise the reference is voided
+/// and any later charge with it is refused (409 `reference_voided`)
+/// without taking money, even one that was already on its way.
+#[tracing::instrument(skip_all)]
+async fn void(State(app): State<AppState>, body: Bytes) -> Response {
+    let reference = match request::json_body::<VoidRequest>(&body)
+        .and_then(|(b, _)| request::reference(&b.reference))
+    {
+        Ok(r) => r,
+        Err(e) => return e.into_response(),
+    };
+    let mut books = app.books();
+    let existing = books.ledger.intents_by_reference(Some(&reference));
+    let intent = existing
+        .iter()
+        .find(|i| i.status == IntentStatus::Succeeded)
+        .or(existing.first())
+        .cloned();
+    if intent.is_none() && books.charging.contains(&reference) {
+        return ApiError::charge_in_progress().into_response();
+    }
+    if intent.is_none() {
+        books.voided.insert(reference.clone());
+    }
+    let status = if intent.is_some() { "exists" } else { "voided" };
+    drop(books);
+    Reply::json(
+        StatusCode::OK,
+        &VoidReply {
+            object: "payment_void",
+            reference,
+            status,
+            payment_intent: intent,
+        },
+    )
+    .into_response()
 }
 
 #[tracing::instrument(skip(app))]

@@ -45,6 +45,11 @@ pub(crate) struct Books {
     pub(crate) faults: FaultSettings,
     /// Where events go; `None` sends none.
     pub(crate) webhook_url: Option<String>,
+    /// References voided by the caller: a charge with one of them is
+    /// refused without taking money (see `intents::void`).
+    pub(crate) voided: std::collections::HashSet<String>,
+    /// References whose charge is executing right now.
+    pub(crate) charging: std::collections::HashSet<String>,
 }
 
 impl AppState {
@@ -67,6 +72,8 @@ impl AppState {
                 idempotency: IdempotencyStore::default(),
                 faults: FaultSettings::new(config.fault_rate, config.seed),
                 webhook_url: config.webhook_url.clone(),
+                voided: Default::default(),
+                charging: Default::default(),
             }),
             shutdown,
         })))

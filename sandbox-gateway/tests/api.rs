@@ -742,3 +742,55 @@ async fn random_faults_are_reproducible_with_a_seed() {
     };
     assert_eq!(run().await, run().await);
 }
+
+/// Voiding a reference closes it for good when nothing was charged: a
+/// charge still on its way is refused without taking money. A charge in
+/// flight makes the void answer 409 (ask again), a charge already made is
+/// returned instead of voided.
+#[tokio::test]
+async fn a_void_closes_an_uncharged_reference_for_good() {
+    let gw = Arc::new(
+        start(SandboxConfig {
+            timeout_ms: 1_000,
+            ..config()
+        })
+        .await,
+    );
+    let void = |r: &'static str| {
+        let gw = gw.clone();
+        async move {
+            gw.post("/v1/payment_intents/void", None, &json!({ "reference": r }))
+                .await
+        }
+    };
+    // Nothing charged: voided, and a late charge is refused, uncharged.
+    let v = void("pay_v").await;
+    assert_eq!(
+        (v.status, v.json()["status"].clone()),
+        (StatusCode::OK, json!("voided"))
+    );
+    let late = gw.pay("key-v", "pm_card_ok", "pay_v", 500).await;
+    assert_eq!(late.status, StatusCode::CONFLICT);
+    assert_eq!(late.error().1, "reference_voided");
+    assert!(gw.by_reference("pay_v").await.is_empty(), "no money taken");
+
+    // Charged already: the intent comes back, nothing is voided.
+    gw.pay("key-x", "pm_card_ok", "pay_x", 500).await;
+    let v = void("pay_x").await;
+    assert_eq!(v.json()["status"], "exists");
+    assert_eq!(v.json()["payment_intent"]["status"], "succeeded");
+
+    // A charge executing right now: 409, ask again.
+    let first = tokio::spawn({
+        let gw = gw.clone();
+        async move { gw.pay("key-f", "pm_fault_timeout", "pay_f", 10).await }
+    });
+    eventually("the charge to be in flight", || {
+        (gw.sandbox.in_flight_requests() == 1).then_some(())
+    })
+    .await;
+    let v = void("pay_f").await;
+    assert_eq!(v.status, StatusCode::CONFLICT);
+    assert_eq!(v.error().1, "charge_in_progress");
+    first.await.unwrap();
+}

@@ -9,6 +9,7 @@ pub mod invariants;
 pub mod money;
 pub mod pg_server;
 pub mod redis_server;
+pub mod sandbox_process;
 
 use anyhow::Context;
 use region_core::auth::{Role, TokenKeys};

@@ -276,6 +276,29 @@ pub async fn finish(
     Ok(())
 }
 
+/// Replaces a finished key's answer when the truth changed after it was
+/// given (a payment answered "not charged" that the gateway charged late).
+pub async fn replace_answer(
+    conn: &mut PgConnection,
+    user: &str,
+    key: &str,
+    response: &StoredResponse,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE idempotency_keys
+            SET recovery_point = 'finished', response_status = $3, response_body = $4,
+                locked_at = NULL, updated_at = now()
+          WHERE user_id = $1 AND key = $2",
+    )
+    .bind(user)
+    .bind(key)
+    .bind(response.status as i32)
+    .bind(&response.body)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
 /// Releases the lock of a request that stops without finishing (an
 /// unknown gateway outcome): the next retry resumes at once.
 pub async fn unlock(conn: &mut PgConnection, user: &str, key: &str) -> Result<(), sqlx::Error> {

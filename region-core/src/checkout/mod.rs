@@ -528,6 +528,20 @@ pub async fn record_success(
         }),
     )
     .await?;
+    // The key's stored answer said "not charged" (402): that is no longer
+    // true. A retry now learns the charge and its refund.
+    if let Some(key) = &idem_key {
+        let resp = idempotency::error_response(
+            409,
+            "payment_refunded",
+            "your card was charged after this payment had been closed; the full amount is being refunded",
+            Some(serde_json::json!({
+                "payment_id": payment_id, "refund_id": refund_id,
+                "amount_minor": amount, "currency": currency,
+            })),
+        );
+        idempotency::replace_answer(tx, &user_id, key, &resp).await?;
+    }
     tracing::warn!(%payment_id, %refund_id, "late charge on a closed payment; refunding");
     metrics::counter!("payments_late_charge_total").increment(1);
     Ok(true)

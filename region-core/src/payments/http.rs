@@ -33,6 +33,12 @@ struct IntentList {
 }
 
 #[derive(Debug, Deserialize)]
+struct VoidReply {
+    status: String,
+    payment_intent: Option<Intent>,
+}
+
+#[derive(Debug, Deserialize)]
 struct Refund {
     id: String,
 }
@@ -90,6 +96,13 @@ fn failure(status: StatusCode, body: &[u8]) -> GatewayError {
         .unwrap_or_else(|_| String::from_utf8_lossy(body).chars().take(200).collect());
     // 409: another request with this idempotency key is in flight; 429:
     // rate limited. Both mean "ask again later", like a 5xx.
+    // A voided reference is final: the charge was refused, nothing taken.
+    if code == "reference_voided" {
+        return GatewayError::Rejected {
+            status: status.as_u16(),
+            code,
+        };
+    }
     if status.is_server_error()
         || status == StatusCode::CONFLICT
         || status == StatusCode::TOO_MANY_REQUESTS
@@ -173,6 +186,33 @@ impl PaymentGateway for HttpGateway {
                 code: i.failure_code.unwrap_or_else(|| i.status.clone()),
             },
             None => ChargeLookup::NotFound,
+        })
+    }
+
+    async fn void_unless_charged(&self, payment_id: Uuid) -> Result<ChargeLookup, GatewayError> {
+        let (status, body) = self
+            .send(
+                self.client
+                    .post(format!("{}/v1/payment_intents/void", self.base))
+                    .json(&serde_json::json!({ "reference": payment_id.to_string() })),
+            )
+            .await?;
+        if !status.is_success() {
+            return Err(failure(status, &body));
+        }
+        let reply: VoidReply = decode(&body)?;
+        Ok(match (reply.status.as_str(), reply.payment_intent) {
+            ("voided", _) => ChargeLookup::NotFound,
+            (_, Some(i)) if i.status == "succeeded" => ChargeLookup::Succeeded { gateway_id: i.id },
+            (_, Some(i)) => ChargeLookup::Failed {
+                gateway_id: i.id,
+                code: i.failure_code.unwrap_or(i.status),
+            },
+            (other, None) => {
+                return Err(GatewayError::Unavailable(format!(
+                    "void answered {other:?} without an intent"
+                )))
+            }
         })
     }
 

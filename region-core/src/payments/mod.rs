@@ -56,7 +56,8 @@ pub enum ChargeLookup {
         /// Its reason code.
         code: String,
     },
-    /// It has no charge with this reference: it never took money.
+    /// It has no charge with this reference: it never took money (after a
+    /// void: and it never will).
     NotFound,
 }
 
@@ -97,6 +98,12 @@ pub trait PaymentGateway: Send + Sync + 'static {
     async fn charge(&self, req: &ChargeRequest) -> Result<ChargeOutcome, GatewayError>;
     /// Finds out whether a charge with this reference exists.
     async fn find_charge(&self, payment_id: Uuid) -> Result<ChargeLookup, GatewayError>;
+    /// Like [`Self::find_charge`], but when no charge exists the gateway
+    /// voids the reference first, so a charge request still on its way
+    /// can never take money later: [`ChargeLookup::NotFound`] then means
+    /// "never charged, and never will be". A charge executing right now is
+    /// an error (ask again), not `NotFound`.
+    async fn void_unless_charged(&self, payment_id: Uuid) -> Result<ChargeLookup, GatewayError>;
     /// Refunds (part of) a charge; returns the gateway's refund id.
     /// Idempotent per `refund_id`.
     async fn refund(&self, req: &RefundRequest) -> Result<String, GatewayError>;
