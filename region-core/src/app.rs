@@ -49,6 +49,9 @@ pub fn router(state: AppState) -> Router {
         .fallback(|| async { ApiError::not_found("no_route", "no such endpoint") })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(
+            Duration::from_millis(state.settings.http_body_timeout_ms),
+        ))
         .layer(crate::http_log::layer())
         .with_state(state)
 }
@@ -223,13 +226,13 @@ impl Application {
         let addr = self.local_addr()?;
         tracing::info!(%addr, "region core listening");
         let app = router(self.state.clone());
-        axum::serve(
+        crate::serve::serve(
             self.listener,
-            app.into_make_service_with_connect_info::<SocketAddr>(),
+            app,
+            Duration::from_millis(self.state.settings.http_header_timeout_ms),
+            shutdown,
         )
-        .with_graceful_shutdown(shutdown)
-        .await
-        .context("serving HTTP")?;
+        .await;
         let _ = self.shutdown_tx.send(true);
         for h in self.background {
             let _ = h.await;

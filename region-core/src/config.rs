@@ -186,6 +186,16 @@ pub struct Settings {
     )]
     pub unsafe_disable_seat_protection: bool,
 
+    /// A client must send its whole request header within this many
+    /// milliseconds, or the connection is closed (slow-client defence).
+    #[arg(long, env = "REGION_HTTP_HEADER_TIMEOUT_MS", default_value_t = 10_000)]
+    pub http_header_timeout_ms: u64,
+
+    /// A request body must arrive within this many milliseconds, or the
+    /// request fails (slow-client defence).
+    #[arg(long, env = "REGION_HTTP_BODY_TIMEOUT_MS", default_value_t = 30_000)]
+    pub http_body_timeout_ms: u64,
+
     /// Failed authentications allowed per client address a minute (the
     /// burst too); more get 429 with Retry-After.
     #[arg(long, env = "REGION_AUTH_FAILURES_PER_MINUTE", default_value_t = 30)]
@@ -335,6 +345,10 @@ impl Settings {
                 && self.shard_code.len() <= 8
                 && self.shard_code.bytes().all(|b| b.is_ascii_alphanumeric()),
             "REGION_SHARD_CODE must be 1-8 ASCII letters or digits",
+        )?;
+        check(
+            self.http_header_timeout_ms >= 100 && self.http_body_timeout_ms >= 100,
+            "REGION_HTTP_HEADER_TIMEOUT_MS and REGION_HTTP_BODY_TIMEOUT_MS must be at least 100",
         )?;
         check(
             self.auth_failures_per_minute >= 1,

@@ -39,6 +39,7 @@ pub mod redis_path;
 pub mod refunds;
 pub mod retention;
 pub mod seat_map;
+pub mod serve;
 pub mod shows;
 pub mod state;
 pub mod sweeper;
