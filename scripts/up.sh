@@ -137,8 +137,10 @@ echo "ready: $(curl -fsS --max-time 2 "$UPSTASH_URL/ping?_token=$UPSTASH_GATEWAY
 
 step "Edge Worker in workerd on $EDGE_LISTEN (mum, nyc -> $BASE_URL)"
 # The vars and secrets the Worker reads (docs/edge.md, "Configuration").
-# Each simulated demo user sends its own CF-Connecting-IP, so the default
-# per-IP rate limits stay as they are.
+# Each simulated demo user sends its own CF-Connecting-IP, as Cloudflare
+# would for real users, so the edge is told to trust that header here
+# (TRUST_CF_CONNECTING_IP) and the default per-IP rate limits stay as
+# they are.
 edge_pid="$(start_service "$EDGE_PID_FILE" "$EDGE_LOG_FILE" env \
     REGIONS="{\"mum\":\"$BASE_URL\",\"nyc\":\"$BASE_URL\"}" \
     UPSTASH_REDIS_REST_URL="$UPSTASH_URL" \
@@ -146,6 +148,7 @@ edge_pid="$(start_service "$EDGE_PID_FILE" "$EDGE_LOG_FILE" env \
     ADMISSION_KEY="${REGION_ADMISSION_KEYS%%,*}" \
     JWT_SECRET="$REGION_JWT_SECRET" \
     KEY_PREFIX="$EDGE_KEY_PREFIX" \
+    TRUST_CF_CONNECTING_IP=true \
     node functions/dev/serve.mjs --host "${EDGE_LISTEN%:*}" --port "${EDGE_LISTEN##*:}" --log-level warn)"
 wait_ready "edge" "$EDGE_URL/healthz" "$edge_pid" "$EDGE_PID_FILE" "$EDGE_LOG_FILE" "$READY_TIMEOUT_S"
 echo "ready: $(curl -fsS --max-time 2 "$EDGE_URL/healthz" || true) (KEY_PREFIX $EDGE_KEY_PREFIX, state through $UPSTASH_URL)"

@@ -19,10 +19,27 @@
 // from the local defaults below (which match the region core's and the
 // upstash-gateway's own defaults). See docs/edge.md for the list.
 //
+// In front of workerd sits a small Node HTTP server (the "front"), which
+// is what listens on --port. workerd's own listener has no read timeouts
+// and takes loose framing; the front gives the local edge what Cloudflare
+// gives the deployed one:
+//   - a header timeout ($EDGE_HEADERS_TIMEOUT_MS, default 10000) and a
+//     whole-request timeout ($EDGE_REQUEST_TIMEOUT_MS, default 30000): a
+//     client sending one byte a second is cut off with 408;
+//   - strict framing (Node's parser): Content-Length together with
+//     Transfer-Encoding, a bare CR, an oversized header: 400/431;
+//   - every such refusal has the project's JSON error body;
+//   - X-Forwarded-For gets the connection's address appended, which is how
+//     the Worker learns the client's address off Cloudflare (see
+//     TRUSTED_PROXIES in docs/edge.md).
+// WebSocket upgrades are piped through to workerd untouched.
+//
 // Miniflare is loaded from $EDGE_NODE_MODULES, else
 // ${EDGE_TOOLS_DIR:-~/.cache/booking-edge}/npm/node_modules (where
 // scripts/edge-toolchain.sh installs it), else the usual Node resolution.
 
+import http from "node:http";
+import net from "node:net";
 import { createRequire } from "node:module";
 import { spawn } from "node:child_process";
 import { existsSync, fstatSync, readdirSync, readFileSync } from "node:fs";
@@ -50,7 +67,13 @@ const VARS = {
   ADMISSION_KEY: "dev-only-admission-key-change-me",
   ADMISSION_KEYS_PREVIOUS: "",
   JWT_SECRET: "dev-only-secret-change-me",
+  TRUST_CF_CONNECTING_IP: "",
+  TRUSTED_PROXIES: "",
 };
+
+// Front-server settings (not Worker vars): --var NAME=VALUE, else the
+// environment.
+const FRONT_SETTINGS = ["EDGE_HEADERS_TIMEOUT_MS", "EDGE_REQUEST_TIMEOUT_MS"];
 
 function fail(message) {
   process.stderr.write(`[serve.mjs] error: ${message}\n`);
@@ -135,7 +158,7 @@ for (const [name, fallback] of Object.entries(VARS)) {
   if (v !== "") bindings[name] = v;
 }
 for (const [name, v] of Object.entries(opts.vars)) {
-  if (!(name in VARS)) bindings[name] = v;
+  if (!(name in VARS) && !FRONT_SETTINGS.includes(name)) bindings[name] = v;
 }
 
 const { Miniflare, Log, LogLevel } = await loadMiniflare();
@@ -159,8 +182,9 @@ const mf = new Miniflare({
   cache: true,
   // A fixed request.cf, instead of Miniflare fetching one from the internet.
   cf: { colo: "DEV", country: "XX", asn: 0 },
-  host: opts.host,
-  port: opts.port,
+  // workerd listens on a private port; the front server below is public.
+  host: "127.0.0.1",
+  port: 0,
   log: new StderrLog(level),
   // The Worker's console.* (workerd's stdout and stderr) goes to stderr too.
   handleRuntimeStdio(stdout, stderr) {
@@ -235,7 +259,105 @@ if (stdinKind) {
   process.stdin.resume();
 }
 
+const front = await startFront(url, opts.host, opts.port);
 process.stderr.write(
   `[serve.mjs] serving ${script} (cities: ${Object.keys(JSON.parse(bindings.REGIONS || "{}")).join(", ")})\n`,
 );
-process.stdout.write(`EDGE_URL=${url.origin}\n`);
+process.stdout.write(`EDGE_URL=http://${opts.host}:${front.address().port}\n`);
+
+// The project's JSON error body, for refusals the front makes itself.
+function errorBody(code, message) {
+  return JSON.stringify({ error: { code, message } });
+}
+
+function positiveMs(name, fallback) {
+  const raw = opts.vars[name] ?? process.env[name];
+  if (raw === undefined || raw === "") return fallback;
+  const v = Number(raw);
+  if (!Number.isInteger(v) || v < 100) fail(`${name} must be an integer of at least 100 (ms)`);
+  return v;
+}
+
+// Appends the connection's address to X-Forwarded-For.
+function forwardedFor(existing, peer) {
+  const hop = (peer || "").replace(/^::ffff:/, "");
+  return existing ? `${existing}, ${hop}` : hop;
+}
+
+function startFront(upstream, host, port) {
+  const headersTimeout = positiveMs("EDGE_HEADERS_TIMEOUT_MS", 10_000);
+  const requestTimeout = positiveMs("EDGE_REQUEST_TIMEOUT_MS", 30_000);
+  const server = http.createServer(
+    {
+      headersTimeout,
+      requestTimeout: Math.max(requestTimeout, headersTimeout),
+      // Timeouts are checked on this interval (Node's default is 30 s).
+      connectionsCheckingInterval: 250,
+      keepAliveTimeout: 5_000,
+    },
+    (req, res) => {
+      // Node's parser takes a CR alone inside a header value; HTTP does not
+      // (RFC 9112 §2.2), and a proxy further on might split on it.
+      if (req.rawHeaders.some((h) => h.includes("\r"))) {
+        const body = errorBody("bad_request", "the request is not valid HTTP/1.1 (bare CR in a header)");
+        res.writeHead(400, { "content-type": "application/json", "content-length": Buffer.byteLength(body), connection: "close" });
+        return res.end(body);
+      }
+      const headers = { ...req.headers };
+      headers["x-forwarded-for"] = forwardedFor(req.headers["x-forwarded-for"], req.socket.remoteAddress);
+      const up = http.request(
+        { host: upstream.hostname, port: upstream.port, method: req.method, path: req.url, headers },
+        (ur) => {
+          res.writeHead(ur.statusCode, ur.rawHeaders);
+          ur.pipe(res);
+        },
+      );
+      up.on("error", () => {
+        if (res.headersSent) return res.destroy();
+        const body = errorBody("edge_unavailable", "the edge runtime did not answer; retry shortly");
+        res.writeHead(503, { "content-type": "application/json", "retry-after": "1", "content-length": Buffer.byteLength(body) });
+        res.end(body);
+      });
+      req.pipe(up);
+    },
+  );
+  // Framing errors, timeouts and oversized headers: answer with the
+  // project's JSON error (Node's default is a bare status line), then close.
+  server.on("clientError", (err, socket) => {
+    if (!socket.writable || err.code === "ECONNRESET") return socket.destroy();
+    const [status, reason, code, message] =
+      err.code === "HPE_HEADER_OVERFLOW"
+        ? [431, "Request Header Fields Too Large", "headers_too_large", "the request headers are too large"]
+        : err.code === "ERR_HTTP_REQUEST_TIMEOUT"
+          ? [408, "Request Timeout", "request_timeout", "the request was not received in time"]
+          : [400, "Bad Request", "bad_request", "the request is not valid HTTP/1.1 (framing)"];
+    const body = errorBody(code, message);
+    socket.end(
+      `HTTP/1.1 ${status} ${reason}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`,
+    );
+  });
+  // WebSockets: replay the upgrade request to workerd and splice the sockets.
+  server.on("upgrade", (req, socket, head) => {
+    const up = net.connect(Number(upstream.port), upstream.hostname, () => {
+      const lines = [`${req.method} ${req.url} HTTP/1.1`];
+      for (let i = 0; i < req.rawHeaders.length; i += 2) {
+        if (req.rawHeaders[i].toLowerCase() === "x-forwarded-for") continue;
+        lines.push(`${req.rawHeaders[i]}: ${req.rawHeaders[i + 1]}`);
+      }
+      lines.push(`X-Forwarded-For: ${forwardedFor(req.headers["x-forwarded-for"], socket.remoteAddress)}`);
+      up.write(lines.join("\r\n") + "\r\n\r\n");
+      if (head && head.length) up.write(head);
+      socket.pipe(up).pipe(socket);
+    });
+    const close = () => {
+      socket.destroy();
+      up.destroy();
+    };
+    up.on("error", close);
+    socket.on("error", close);
+  });
+  return new Promise((ok, bad) => {
+    server.once("error", bad);
+    server.listen(port, host, () => ok(server));
+  });
+}

@@ -71,15 +71,41 @@ pub fn optional_user(
     }
 }
 
-/// The client's IP: `CF-Connecting-IP` (set by Cloudflare, which drops
-/// any value the client sent). Without it (only off Cloudflare, e.g. in
-/// local tests) the first `X-Forwarded-For` hop, else `unknown`.
-pub fn client_ip(cf_connecting_ip: Option<&str>, x_forwarded_for: Option<&str>) -> String {
-    cf_connecting_ip
-        .or_else(|| x_forwarded_for.and_then(|x| x.split(',').next()))
-        .map(str::trim)
-        .and_then(|ip| ip.parse::<IpAddr>().ok())
-        .map_or_else(|| "unknown".to_owned(), |ip| ip.to_string())
+/// Where the client's address comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientIpSource {
+    /// The deployment sits behind Cloudflare, which sets
+    /// `CF-Connecting-IP` and drops any value a client sent: believe it.
+    /// Anywhere else anyone can send that header, so it is ignored.
+    pub trust_cf_connecting_ip: bool,
+    /// Proxies whose `X-Forwarded-For` hop is believed (the local front
+    /// server appends the connection's address as the last hop).
+    pub trusted_proxies: Vec<shared::client_ip::Cidr>,
+}
+
+/// The client's IP, or `unknown`. Behind Cloudflare: `CF-Connecting-IP`.
+/// Elsewhere: the last `X-Forwarded-For` hop is the address the front
+/// server saw; through trusted proxies the walk goes further left, never
+/// past the first untrusted hop (`shared::client_ip::resolve`), so a
+/// client cannot pick its own rate-limit bucket by sending headers.
+pub fn client_ip(
+    src: &ClientIpSource,
+    cf_connecting_ip: Option<&str>,
+    x_forwarded_for: Option<&str>,
+) -> String {
+    let parse = |s: &str| s.trim().parse::<IpAddr>().ok();
+    let ip = if src.trust_cf_connecting_ip {
+        cf_connecting_ip.and_then(parse)
+    } else {
+        x_forwarded_for.and_then(|xff| {
+            let (rest, last) = match xff.rsplit_once(',') {
+                Some((rest, last)) => (Some(rest), last),
+                None => (None, xff),
+            };
+            parse(last).map(|peer| shared::client_ip::resolve(peer, rest, &src.trusted_proxies))
+        })
+    };
+    ip.map_or_else(|| "unknown".to_owned(), |ip| ip.to_string())
 }
 
 /// The rate-limit bucket of an IP: the address itself for IPv4, the /64
@@ -201,12 +227,31 @@ pub(crate) mod tests {
 
     #[test]
     fn ips_and_their_buckets() {
+        let cloudflare = ClientIpSource {
+            trust_cf_connecting_ip: true,
+            trusted_proxies: vec![],
+        };
+        let local = ClientIpSource {
+            trust_cf_connecting_ip: false,
+            trusted_proxies: shared::client_ip::parse_list("127.0.0.1").unwrap(),
+        };
         assert_eq!(
-            client_ip(Some("203.0.113.9"), Some("10.0.0.1")),
+            client_ip(&cloudflare, Some("203.0.113.9"), Some("10.0.0.1")),
             "203.0.113.9"
         );
-        assert_eq!(client_ip(None, Some(" 10.0.0.1 , 10.0.0.2")), "10.0.0.1");
-        assert_eq!(client_ip(Some("junk"), None), "unknown");
+        assert_eq!(client_ip(&cloudflare, Some("junk"), None), "unknown");
+        // Off Cloudflare a forged CF-Connecting-IP or a forged first hop
+        // changes nothing: the front server's hop decides.
+        assert_eq!(
+            client_ip(&local, Some("203.0.113.9"), Some("1.2.3.4, 198.51.100.7")),
+            "198.51.100.7"
+        );
+        // Through a trusted proxy the hop before it is the client.
+        assert_eq!(
+            client_ip(&local, None, Some("1.2.3.4, 198.51.100.7, 127.0.0.1")),
+            "198.51.100.7"
+        );
+        assert_eq!(client_ip(&local, Some("203.0.113.9"), None), "unknown");
         assert_eq!(ip_bucket("203.0.113.9"), "203.0.113.9");
         assert_eq!(ip_bucket("2001:db8:1:2:aaaa::1"), "2001:db8:1:2::/64");
         assert_eq!(

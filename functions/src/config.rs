@@ -139,6 +139,9 @@ pub struct EdgeConfig {
     pub admission_keys_previous: Vec<Vec<u8>>,
     /// Verifies the platform's user and operator tokens.
     pub jwt_secret: Vec<u8>,
+    /// Where client addresses come from (`TRUST_CF_CONNECTING_IP`,
+    /// `TRUSTED_PROXIES`).
+    pub client_ip: crate::auth::ClientIpSource,
 }
 
 impl fmt::Debug for EdgeConfig {
@@ -295,6 +298,23 @@ impl EdgeConfig {
                 .collect::<Result<_, _>>()?,
         };
         let jwt_secret = secret(&get, "JWT_SECRET", 16)?.into_bytes();
+        let trust_cf_connecting_ip = match get("TRUST_CF_CONNECTING_IP").as_deref().map(str::trim) {
+            None | Some("") | Some("false") => false,
+            Some("true") => true,
+            Some(other) => {
+                return Err(bad(
+                    "TRUST_CF_CONNECTING_IP",
+                    format!("must be true or false, got {other:?}"),
+                ))
+            }
+        };
+        let trusted_proxies = shared::client_ip::parse_list(
+            get("TRUSTED_PROXIES")
+                .as_deref()
+                .filter(|s| !s.trim().is_empty())
+                .unwrap_or("127.0.0.1,::1"),
+        )
+        .map_err(|e| bad("TRUSTED_PROXIES", e))?;
         Ok(Self {
             regions,
             limits,
@@ -307,6 +327,10 @@ impl EdgeConfig {
             admission_key,
             admission_keys_previous,
             jwt_secret,
+            client_ip: crate::auth::ClientIpSource {
+                trust_cf_connecting_ip,
+                trusted_proxies,
+            },
         })
     }
 

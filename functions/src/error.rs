@@ -74,6 +74,16 @@ impl EdgeError {
         Self::new(400, "invalid_show_id", "the show id must be a UUID")
     }
 
+    /// 400 `non_canonical_id`: a UUID in another spelling than the
+    /// canonical one (lowercase, hyphenated), which the message gives.
+    pub fn non_canonical_id(canonical: &str) -> Self {
+        Self::new(
+            400,
+            "non_canonical_id",
+            format!("ids are written in lowercase with hyphens: use {canonical}"),
+        )
+    }
+
     /// 400 `invalid_hold_id` (same code as the region core).
     pub fn invalid_hold_id() -> Self {
         Self::new(400, "invalid_hold_id", "the hold id must be a UUID")

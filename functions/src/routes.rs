@@ -169,11 +169,26 @@ impl Route {
     }
 }
 
+/// A show id in its one canonical spelling (lowercase, hyphenated): the
+/// cache key is made of it, so `{…}`, `urn:uuid:…`, upper-case or
+/// dash-less spellings of the same id would be separate cache entries (and
+/// separate waiting rooms). They are refused, naming the canonical form.
 fn show_id(s: &str) -> Result<String, EdgeError> {
-    ShowId::parse(s)
-        .map(|_| s.to_ascii_lowercase())
-        .map_err(|_| EdgeError::invalid_show_id())
+    let id = ShowId::parse(s).map_err(|_| EdgeError::invalid_show_id())?;
+    canonical(s, id.to_string())
 }
+
+/// `s` if it is `canon` (the id's `Display`: lowercase, hyphenated).
+fn canonical(s: &str, canon: String) -> Result<String, EdgeError> {
+    if s == canon {
+        Ok(canon)
+    } else {
+        Err(EdgeError::non_canonical_id(&canon))
+    }
+}
+
+/// The methods the edge serves; anything else is 405 before routing.
+pub const KNOWN_METHODS: &str = "GET, HEAD, POST, PUT, DELETE";
 
 fn city(regions: &Regions, s: &str) -> Result<String, EdgeError> {
     if regions.contains(s) {
@@ -191,6 +206,9 @@ pub fn classify(
     query: Option<&str>,
     regions: &Regions,
 ) -> Result<Route, EdgeError> {
+    if !KNOWN_METHODS.split(", ").any(|m| m == method) {
+        return Err(EdgeError::method_not_allowed(KNOWN_METHODS));
+    }
     let segs: Vec<&str> = path.strip_prefix('/').unwrap_or(path).split('/').collect();
     // A dot segment would make the region see another path than the one
     // routed (runtimes normalise them, but do not rely on it).
@@ -264,9 +282,9 @@ fn city_route(method: &str, city: String, rest: &[&str]) -> Result<Route, EdgeEr
             city,
         }),
         ["holds", h, "checkout"] if method == "POST" => {
-            HoldId::parse(h).map_err(|_| EdgeError::invalid_hold_id())?;
+            let id = HoldId::parse(h).map_err(|_| EdgeError::invalid_hold_id())?;
             Ok(Route::Checkout {
-                hold: h.to_ascii_lowercase(),
+                hold: canonical(h, id.to_string())?,
                 city,
             })
         }
@@ -320,6 +338,23 @@ mod tests {
     }
 
     #[test]
+    fn one_spelling_per_id_and_known_methods_only() {
+        let upper = SHOW.to_ascii_uppercase();
+        let braced = format!("{{{SHOW}}}");
+        let urn = format!("urn:uuid:{SHOW}");
+        let simple = SHOW.replace('-', "");
+        for spelling in [upper, braced, urn, simple] {
+            let r = route("GET", &format!("/v1/c/mum/shows/{spelling}"));
+            assert_eq!(code(r), "non_canonical_id", "{spelling}");
+        }
+        assert!(route("GET", &format!("/v1/c/mum/shows/{SHOW}")).is_ok());
+        for m in ["PROPFIND", "TRACE", "CONNECT", "get", "PATCH"] {
+            let e = route(m, "/v1/cities").unwrap_err();
+            assert_eq!(e.code, "method_not_allowed", "{m}");
+        }
+    }
+
+    #[test]
     fn catalog_reads() {
         assert_eq!(route("GET", "/healthz").unwrap(), Route::Health);
         assert_eq!(route("GET", "/v1/cities").unwrap(), Route::Cities);
@@ -348,11 +383,6 @@ mod tests {
                 .upstream(None)
                 .unwrap(),
             format!("/v1/shows/{SHOW}/seats")
-        );
-        assert_eq!(
-            route("GET", &format!("/v1/c/mum/shows/{}", SHOW.to_uppercase())).unwrap(),
-            route("GET", &format!("/v1/c/mum/shows/{SHOW}")).unwrap(),
-            "one cache entry per show, whatever the case of its id"
         );
     }
 

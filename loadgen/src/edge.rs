@@ -97,6 +97,9 @@ impl EdgeWorker {
             .env("ADMISSION_KEY", &s.admission_key)
             .env("JWT_SECRET", &s.jwt_secret)
             .env("KEY_PREFIX", &s.key_prefix)
+            // Simulated users name their address in CF-Connecting-IP, as
+            // Cloudflare does for real ones.
+            .env("TRUST_CF_CONNECTING_IP", "true")
             // A pipe it watches: if the load generator dies, its end
             // closes and the edge stops (docs/edge.md, "Stopping").
             .stdin(Stdio::piped())

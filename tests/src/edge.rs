@@ -50,7 +50,7 @@ const GATEWAY_TOKEN: &str = "e2e-upstash-gateway-token";
 /// The Worker vars and secrets `serve.mjs` knows. Each one the test does
 /// not set is passed empty (the Worker's default), so nothing leaks in
 /// from the environment the tests happen to run in.
-const WORKER_VARS: [&str; 15] = [
+const WORKER_VARS: [&str; 17] = [
     "REGIONS",
     "RATE_LIMITS",
     "DENY_LIST",
@@ -66,6 +66,8 @@ const WORKER_VARS: [&str; 15] = [
     "ADMISSION_KEY",
     "ADMISSION_KEYS_PREVIOUS",
     "JWT_SECRET",
+    "TRUST_CF_CONNECTING_IP",
+    "TRUSTED_PROXIES",
 ];
 
 /// How long `serve.mjs` may take to print its ready line on a loaded
@@ -621,6 +623,10 @@ impl EdgeStack {
             ("ADMISSION_KEY", ADMISSION_KEY.into()),
             ("JWT_SECRET", SECRET.into()),
             ("KEY_PREFIX", key_prefix.clone()),
+            // The simulated clients say who they are with CF-Connecting-IP,
+            // as Cloudflare does; a test of the off-Cloudflare rule sets
+            // "false".
+            ("TRUST_CF_CONNECTING_IP", "true".into()),
         ] {
             vars.entry(name.into()).or_insert(value);
         }

@@ -34,7 +34,10 @@ pub async fn handle(
 ) -> worker::Result<Response> {
     let url = req.url()?;
     let method = req.method();
-    let route = routes::classify(method.as_ref(), url.path(), url.query(), &cfg.regions);
+    // Classify by the method as sent: workers-rs maps any method it does
+    // not know (PROPFIND, lower-case `get`) to GET.
+    let raw_method = req.inner().method();
+    let route = routes::classify(&raw_method, url.path(), url.query(), &cfg.regions);
     let browser = matches!(route, Ok(Route::Page { .. } | Route::PageJoin { .. }));
     let result = match route {
         Ok(route) => {
@@ -70,6 +73,7 @@ struct Call {
 impl Call {
     fn new(req: &Request, cfg: Rc<EdgeConfig>, url: &Url, method: Method) -> Self {
         let ip = auth::client_ip(
+            &cfg.client_ip,
             http::header(req, "CF-Connecting-IP").as_deref(),
             http::header(req, "X-Forwarded-For").as_deref(),
         );
