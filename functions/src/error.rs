@@ -74,6 +74,11 @@ impl EdgeError {
         Self::new(400, "invalid_show_id", "the show id must be a UUID")
     }
 
+    /// 404 `unknown_show`: the city's region has no such show.
+    pub fn unknown_show(show: &str) -> Self {
+        Self::new(404, "unknown_show", format!("no show {show} in that city"))
+    }
+
     /// 400 `non_canonical_id`: a UUID in another spelling than the
     /// canonical one (lowercase, hyphenated), which the message gives.
     pub fn non_canonical_id(canonical: &str) -> Self {

@@ -91,6 +91,21 @@ async fn the_edge_refuses_bad_framing_odd_methods_and_other_spellings() {
         );
     }
 
+    // A sale for a show its city does not have: 404, nothing stored.
+    let sale = e2e::edge::SaleSettings {
+        city: "mum".into(),
+        opens_at_ms: e2e::edge::now_ms() + 60_000,
+        rate_per_sec: 10.0,
+        pass_ttl_s: 300,
+        grace_s: 30,
+    };
+    let r = stack.put_sale(&show, &sale).await;
+    assert_eq!((r.status, r.code()), (404, Some("unknown_show")), "{r}");
+    let r = stack
+        .get(&format!("/v1/operator/sales/{show}"), &Client::operator())
+        .await;
+    assert_eq!(r.status, 404, "{r}");
+
     // A client sending one byte a second is cut off; others are served.
     let addr = url.trim_start_matches("http://").to_owned();
     let slow = tokio::spawn(async move {

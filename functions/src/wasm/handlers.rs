@@ -821,6 +821,20 @@ async fn sale_config(req: &mut Request, call: &Call, show: &str, write: bool) ->
         let (sale, seed) = if write {
             let body = http::read_body(req, call.cfg.max_body_bytes).await?;
             let sale = waiting_room::parse_sale(show, &body, &call.cfg.regions)?;
+            // A sale for a show its city does not have would open a waiting
+            // room nobody can buy from: ask the city's region first.
+            let found = region::call(
+                &call.cfg,
+                &sale.city,
+                Method::Get,
+                &format!("/v1/shows/{show}"),
+                Headers::new(),
+                None,
+            )
+            .await?;
+            if found.status == 404 {
+                return Err(EdgeError::unknown_show(show));
+            }
             let stored = serde_json::to_string(&sale).or_internal("sale")?;
             let answers = upstash
                 .pipeline(&[
