@@ -36,11 +36,13 @@ pub enum RouteClass {
     Api,
     /// Operator endpoints.
     Operator,
+    /// Failed token checks, per client IP: a token guesser gets 429.
+    AuthFailure,
 }
 
 impl RouteClass {
     /// Every class.
-    pub const ALL: [Self; 7] = [
+    pub const ALL: [Self; 8] = [
         Self::Catalog,
         Self::Hold,
         Self::Checkout,
@@ -48,6 +50,7 @@ impl RouteClass {
         Self::Status,
         Self::Api,
         Self::Operator,
+        Self::AuthFailure,
     ];
 
     /// The class's name in `RATE_LIMITS` and in Redis keys.
@@ -60,6 +63,7 @@ impl RouteClass {
             Self::Status => "status",
             Self::Api => "api",
             Self::Operator => "operator",
+            Self::AuthFailure => "auth_failure",
         }
     }
 
@@ -169,6 +173,15 @@ impl Default for RateLimits {
                 (RouteClass::Status, class(gcra(2, 1_000, 6), Closed)),
                 (RouteClass::Api, class(gcra(10, 1_000, 20), Open)),
                 (RouteClass::Operator, class(gcra(20, 1_000, 40), Open)),
+                // Failures carry no user: only the IP limit applies (30 a
+                // minute); open when Redis is down (the 401 still stands).
+                (
+                    RouteClass::AuthFailure,
+                    ClassLimit {
+                        ip: gcra(30, 60_000, 30),
+                        ..class(gcra(30, 60_000, 30), Open)
+                    },
+                ),
             ]),
         }
     }

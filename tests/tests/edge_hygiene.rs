@@ -177,3 +177,35 @@ async fn off_cloudflare_a_forged_client_address_does_not_escape_the_ip_limit() {
         "the forged addresses all count as one client: {statuses:?}"
     );
 }
+
+/// Issue 9.8 at the edge: failed token checks are limited per client IP
+/// (429 with Retry-After after the `auth_failure` budget), other clients
+/// are not affected.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_token_checks_are_limited_per_ip() {
+    let stack = EdgeStack::start(EdgeOptions::cities(&["mum"]).var(
+        "RATE_LIMITS",
+        r#"{"auth_failure":{"limit":3,"period_ms":60000,"burst":3,"ip":{"limit":3,"period_ms":60000,"burst":3}}}"#,
+    ))
+    .await
+    .expect("edge");
+    let guesser = Client {
+        id: None,
+        token: Some("not.a.token".into()),
+        ip: "10.61.0.1".into(),
+    };
+    let mut statuses = Vec::new();
+    for _ in 0..5 {
+        let r = stack.get("/v1/c/mum/bookings", &guesser).await;
+        if r.status == 429 {
+            assert!(r.header_u64("Retry-After").is_some_and(|s| s >= 1), "{r}");
+        }
+        statuses.push(r.status);
+    }
+    assert_eq!(statuses, [401, 401, 401, 429, 429]);
+    let other = Client {
+        ip: "10.61.0.2".into(),
+        ..guesser
+    };
+    assert_eq!(stack.get("/v1/c/mum/bookings", &other).await.status, 401);
+}

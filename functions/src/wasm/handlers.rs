@@ -105,12 +105,24 @@ impl Call {
         }
     }
 
-    fn require_user(&self) -> Result<User, EdgeError> {
-        auth::require_user(&self.cfg.jwt_secret, self.token.as_deref(), self.now_s())
+    async fn require_user(&self) -> Result<User, EdgeError> {
+        let checked = auth::require_user(&self.cfg.jwt_secret, self.token.as_deref(), self.now_s());
+        self.count_failure(checked).await
     }
 
-    fn optional_user(&self) -> Result<Option<User>, EdgeError> {
-        auth::optional_user(&self.cfg.jwt_secret, self.token.as_deref(), self.now_s())
+    async fn optional_user(&self) -> Result<Option<User>, EdgeError> {
+        let checked =
+            auth::optional_user(&self.cfg.jwt_secret, self.token.as_deref(), self.now_s());
+        self.count_failure(checked).await
+    }
+
+    /// A failed token check costs the client IP one `auth_failure`; past
+    /// its limit the answer is 429 (with `Retry-After`) instead of 401.
+    async fn count_failure<T>(&self, checked: Result<T, EdgeError>) -> Result<T, EdgeError> {
+        if checked.is_err() {
+            self.gate(RouteClass::AuthFailure, None, &[]).await?;
+        }
+        checked
     }
 
     fn upstash(&self) -> Upstash<'_> {
@@ -412,7 +424,10 @@ async fn catalog_read(
     show: Option<String>,
 ) -> Handled {
     // Catalog reads are public: a bad token is ignored, not refused.
-    let user = call.optional_user().ok().flatten();
+    // A page view: a bad cookie just shows the signed-out page (not counted).
+    let user = auth::optional_user(&call.cfg.jwt_secret, call.token.as_deref(), call.now_s())
+        .ok()
+        .flatten();
     let vkey = version_key((kind != CacheKind::Cities).then_some(city.as_str()));
     let (rl, values) = call
         .gate(
@@ -530,7 +545,7 @@ fn declared_length_ok(req: &Request, call: &Call) -> Result<(), EdgeError> {
 }
 
 async fn hold(req: &mut Request, call: &Call, city: &str, show: &str, upstream: &str) -> Handled {
-    let user = call.require_user()?;
+    let user = call.require_user().await?;
     declared_length_ok(req, call)?;
     let context = [version_key(Some(city)), waiting_room::config_key(show)];
     let (rl, values) = call
@@ -598,7 +613,7 @@ async fn checkout(
     city: &str,
     upstream: &str,
 ) -> Handled {
-    let user = call.require_user()?;
+    let user = call.require_user().await?;
     declared_length_ok(req, call)?;
     let (rl, _) = call.gate(RouteClass::Checkout, Some(&user.id), &[]).await?;
     let up = async {
@@ -629,7 +644,7 @@ async fn checkout(
 }
 
 async fn operator(req: &mut Request, call: &Call, city: &str, upstream: &str) -> Handled {
-    let user = call.require_user()?;
+    let user = call.require_user().await?;
     declared_length_ok(req, call)?;
     let (rl, _) = call.gate(RouteClass::Operator, Some(&user.id), &[]).await?;
     let up = async {
@@ -666,7 +681,7 @@ async fn operator(req: &mut Request, call: &Call, city: &str, upstream: &str) ->
 }
 
 async fn forward(req: &mut Request, call: &Call, city: &str, upstream: &str) -> Handled {
-    let user = call.optional_user()?;
+    let user = call.optional_user().await?;
     let user_id = user.as_ref().map(|u| u.id.as_str());
     let websocket =
         http::header(req, "Upgrade").is_some_and(|u| u.eq_ignore_ascii_case("websocket"));
@@ -725,7 +740,7 @@ async fn room(
     show: &str,
     mode: Mode,
 ) -> Result<(StatusView, Hdrs), EdgeError> {
-    let user = call.require_user()?;
+    let user = call.require_user().await?;
     let class = match mode {
         Mode::Join => RouteClass::Join,
         Mode::Status => RouteClass::Status,
@@ -789,7 +804,8 @@ async fn room_json(call: &Call, city: &str, show: &str, mode: Mode) -> Handled {
 }
 
 async fn page(call: &Call, city: &str, show: &str) -> Handled {
-    let signed_in = call.require_user().is_ok();
+    let signed_in =
+        auth::require_user(&call.cfg.jwt_secret, call.token.as_deref(), call.now_s()).is_ok();
     let (view, status, h) = if signed_in {
         let (view, rl) = room(call, city, show, Mode::Status).await?;
         let h = status_headers(&view, rl);
@@ -807,7 +823,7 @@ async fn page(call: &Call, city: &str, show: &str) -> Handled {
 }
 
 async fn sale_config(req: &mut Request, call: &Call, show: &str, write: bool) -> Handled {
-    let user = call.require_user()?;
+    let user = call.require_user().await?;
     if !user.operator {
         return Err(EdgeError::forbidden());
     }
