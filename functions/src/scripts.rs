@@ -141,9 +141,10 @@ if open and seed and redis.call('SET', drawn, '1', 'NX', 'PX', keep) then
   end
 end
 
+-- `bonus` counts completed passes (reported, not admitted on): the
+-- configured rate is a cap on admissions.
 local bonus = tonumber(redis.call('GET', bonusk) or '0')
-local served = 0
-if base > 0 then served = base + bonus end
+local served = base
 
 if mode == 'join' then
   local rank = redis.call('ZRANK', q, user)

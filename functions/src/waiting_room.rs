@@ -186,7 +186,7 @@ pub fn room_args(
         .to_owned(),
         user.to_owned(),
         c.opens_at_ms.to_string(),
-        c.served(now_ms, 0).to_string(),
+        c.served(now_ms).to_string(),
         (i64::from(c.grace_s) * 1000).to_string(),
         fresh_seed.to_owned(),
         fresh_pid.to_owned(),
@@ -371,7 +371,7 @@ pub fn status_view(
         v.pass_expires_at = Some(rfc3339(exp * 1000));
         return v;
     }
-    let served = c.served(now_ms, reply.bonus);
+    let served = c.served(now_ms);
     let st = c.status(open.then_some(rank), served, now_ms);
     v.state = match st.state {
         QueueState::PreQueue => State::PreQueue,

@@ -260,8 +260,8 @@ impl Room {
         let reply = reply.unwrap();
         assert_eq!(
             reply.served,
-            self.sale.config.served(now, reply.bonus),
-            "the script's counter is shared's served(now, bonus)"
+            self.sale.config.served(now),
+            "the script's counter is shared's served(now): completed passes add nothing"
         );
         reply
     }
@@ -400,8 +400,8 @@ fn the_room_script_draws_admits_drops_and_gives_places_back() {
         (State::Waiting, Some(8))
     );
 
-    // served(opens + 40 s) = 5: drawn[5] waits; a completed pass gives a
-    // place back (once), and drawn[5] is admitted.
+    // served(opens + 40 s) = 5: drawn[5] waits; a completed pass is
+    // recorded (once) but admits nobody extra: the rate is a cap.
     assert_eq!(
         room.state(&mut con, Mode::Status, &drawn[5], opens + 41_000)
             .0,
@@ -417,7 +417,7 @@ fn the_room_script_draws_admits_drops_and_gives_places_back() {
     assert_eq!(
         room.state(&mut con, Mode::Status, &drawn[5], opens + 41_000)
             .0,
-        State::Admitted
+        State::Waiting
     );
 
     // A lapsed pass: the status says so; joining again queues at the back.

@@ -299,9 +299,6 @@ pub struct Crowd {
     kept: AtomicUsize,
     /// (user, pass) of the first admitted users.
     first_passes: Mutex<Vec<(String, String)>>,
-    /// Unix ms of each checkout that booked (each gives its pass's place
-    /// back to the queue).
-    completions: Mutex<Vec<i64>>,
     /// The seed, as the first status after opening revealed it.
     revealed_seed: Mutex<Option<String>>,
 }
@@ -322,7 +319,6 @@ impl Crowd {
             admitted: AtomicUsize::new(0),
             kept: AtomicUsize::new(0),
             first_passes: Mutex::new(Vec::new()),
-            completions: Mutex::new(Vec::new()),
             revealed_seed: Mutex::new(None),
         })
     }
@@ -350,13 +346,6 @@ impl Crowd {
     /// (user, pass) of the first users admitted.
     pub fn first_passes(&self) -> Vec<(String, String)> {
         locked(&self.first_passes).clone()
-    }
-
-    /// Unix ms of each checkout that booked, in order.
-    pub fn completions(&self) -> Vec<i64> {
-        let mut c = locked(&self.completions).clone();
-        c.sort_unstable();
-        c
     }
 
     /// The seed the waiting room revealed after opening.
@@ -589,7 +578,6 @@ impl Crowd {
         }
         match run.outcome {
             Paid::Booked { booking, .. } => {
-                locked(&self.completions).push(unix_ms());
                 rec.outcome = Outcome::Bought;
                 rec.booked = booking.seats.iter().map(|s| s.label.clone()).collect();
                 rec.booking = Some(booking.id);

@@ -497,7 +497,7 @@ async fn bench(
         grace_s: args.grace_secs,
     };
     let state = RoomState::read(&args.world.redis_url, w.key_prefix, &show_id).await?;
-    let analysis = analyse(&run, &state, &config, &crowd.completions());
+    let analysis = analyse(&run, &state, &config);
     let bookings = checks::audit_bookings(w.db_url, &[show.id.0]).await?;
 
     // 5. The baseline, outside the measured window.
@@ -816,6 +816,8 @@ struct Analysis {
     total_rate: Option<f64>,
     /// Most passes issued within one second.
     peak_per_s: u64,
+    /// Most passes issued within any 10 seconds, per second (the cap).
+    worst_10s_per_s: f64,
     window_s: Option<f64>,
     bonus: u64,
     gone: u64,
@@ -824,7 +826,7 @@ struct Analysis {
 /// Pre-queue scores are below 2^48; later joins are 2^48 + n.
 const PREQUEUE_LIMIT: f64 = 281_474_976_710_656.0;
 
-fn analyse(run: &SaleRun, state: &RoomState, config: &SaleConfig, completions: &[i64]) -> Analysis {
+fn analyse(run: &SaleRun, state: &RoomState, config: &SaleConfig) -> Analysis {
     let rank: HashMap<&str, u64> = state
         .queue
         .iter()
@@ -856,21 +858,15 @@ fn analyse(run: &SaleRun, state: &RoomState, config: &SaleConfig, completions: &
 
     // The admission rate. Every waiting answer carries the serving counter
     // the Worker computed at that moment (position - 1 - ahead): places
-    // admitted by the rate plus places given back by completed passes.
-    // Taking out the places given back by then (checkouts that booked,
-    // counted when their 201 arrived) leaves the rate's part; its slope
-    // over time is the observed admission rate.
+    // admitted by the rate (completed passes add none); its slope over
+    // time is the observed admission rate.
     let points: Vec<(f64, f64)> = run
         .records
         .iter()
         .flat_map(|r| r.waiting.iter())
         .map(|w| {
             let at = (w.sent_ms + w.recv_ms) / 2;
-            let given_back = completions.partition_point(|c| *c <= at);
-            (
-                (at - config.opens_at_ms) as f64 / 1000.0,
-                w.served as f64 - given_back as f64,
-            )
+            ((at - config.opens_at_ms) as f64 / 1000.0, w.served as f64)
         })
         .collect();
     // All admissions, from the instants the Worker issued each pass.
@@ -904,6 +900,7 @@ fn analyse(run: &SaleRun, state: &RoomState, config: &SaleConfig, completions: &
         samples: points.len(),
         total_rate: window_s.map(|w| (issued.len() - 1) as f64 / w),
         peak_per_s: peak as u64,
+        worst_10s_per_s: shared::waiting_room::worst_window(&issued, 10_000) as f64 / 10.0,
         window_s,
         bonus: state.bonus,
         gone: state.gone,
@@ -1145,7 +1142,10 @@ fn build_report(f: Findings<'_>) -> FlashSaleReport {
         || (run.bypass.error.is_none()
             && run.bypass.controls > 0
             && run.bypass.controls_accepted == run.bypass.controls);
-    let invariants_ok = a.order_violations == 0
+    // The configured rate is a cap over any 10 seconds, within 2 %.
+    let within_cap = a.worst_10s_per_s <= args.rate * 1.02;
+    let invariants_ok = within_cap
+        && a.order_violations == 0
         && run.bypass.accepted == 0
         && double_booked == 0
         && a.draw_mismatches == 0
@@ -1166,6 +1166,8 @@ fn build_report(f: Findings<'_>) -> FlashSaleReport {
         admission_rate_error_pct: error_pct,
         admissions_per_s_total: a.total_rate.map(r2),
         admissions_peak_per_s: a.peak_per_s,
+        admissions_worst_10s_per_s: r2(a.worst_10s_per_s),
+        admissions_within_cap: within_cap,
         places_given_back: a.bonus,
         admission_window_s: a.window_s.map(r2),
         order_violations: a.order_violations,

@@ -363,14 +363,17 @@ pub struct FlashSaleReport {
     pub admission_rate_samples: usize,
     /// `(admission_rate_per_s − rate_per_sec) / rate_per_sec`, %.
     pub admission_rate_error_pct: Option<f64>,
-    /// All admissions per second, first pass issued to last (completed
-    /// passes give their place back, so this is above the rate while
-    /// buyers pay).
+    /// All admissions per second, first pass issued to last.
     pub admissions_per_s_total: Option<f64>,
-    /// Most passes issued within any one second (completions add to the
-    /// rate while buyers pay fast).
+    /// Most passes issued within any one second.
     pub admissions_peak_per_s: u64,
-    /// Places given back by completed passes (the room's `bonus`).
+    /// Most passes issued within any 10 seconds, per second: the rate is a
+    /// cap over any such window (within 2 %).
+    pub admissions_worst_10s_per_s: f64,
+    /// Whether the worst 10-second window kept to the cap (an invariant).
+    pub admissions_within_cap: bool,
+    /// Passes reported completed by the region (`Admission-Completed`);
+    /// they no longer admit anyone extra.
     pub places_given_back: u64,
     /// First pass to last, seconds.
     pub admission_window_s: Option<f64>,
