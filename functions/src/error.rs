@@ -74,6 +74,16 @@ impl EdgeError {
         Self::new(400, "invalid_show_id", "the show id must be a UUID")
     }
 
+    /// 403 `csrf_refused`: a form post without our page's token or from
+    /// another origin.
+    pub fn csrf_refused() -> Self {
+        Self::new(
+            403,
+            "csrf_refused",
+            "this form was not sent from our page; reload the page and try again",
+        )
+    }
+
     /// 404 `unknown_show`: the city's region has no such show.
     pub fn unknown_show(show: &str) -> Self {
         Self::new(404, "unknown_show", format!("no show {show} in that city"))

@@ -19,6 +19,8 @@ pub struct Page<'a> {
     pub show: &'a str,
     /// The user's status (`None`: not signed in).
     pub view: Option<&'a StatusView>,
+    /// The CSRF token the join form carries (`shared::csrf`).
+    pub csrf: &'a str,
 }
 
 /// Escapes text for HTML content and quoted attributes.
@@ -59,9 +61,11 @@ pub fn duration(secs: u64) -> String {
 
 fn join_form(p: &Page<'_>, label: &str) -> String {
     format!(
-        "<form method=\"post\" action=\"/c/{}/sales/{}/join\">\n<p><button type=\"submit\">{}</button></p>\n</form>\n",
+        "<form method=\"post\" action=\"/c/{}/sales/{}/join\">\n<input type=\"hidden\" name=\"{}\" value=\"{}\">\n<p><button type=\"submit\">{}</button></p>\n</form>\n",
         escape(p.city),
         escape(p.show),
+        shared::csrf::FIELD,
+        escape(p.csrf),
         escape(label)
     )
 }
@@ -215,6 +219,7 @@ mod tests {
             city: "mum",
             show: "s\"><script>",
             view: v,
+            csrf: "tok\"en",
         })
     }
 
@@ -240,6 +245,10 @@ mod tests {
             "<form method=\"post\" action=\"/c/mum/sales/s&quot;&gt;&lt;script&gt;/join\">"
         ));
         assert!(html.contains("<button type=\"submit\">Join the queue</button>"));
+        assert!(
+            html.contains("<input type=\"hidden\" name=\"csrf\" value=\"tok&quot;en\">"),
+            "the form carries its CSRF token, escaped"
+        );
         let dropped = page(Some(&view(State::Dropped)));
         assert!(dropped.contains("lost your place") && dropped.contains("<form"));
         let signed_out = page(None);

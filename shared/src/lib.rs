@@ -9,6 +9,7 @@ pub mod admission;
 pub mod api;
 pub mod booking_number;
 pub mod client_ip;
+pub mod csrf;
 pub mod error;
 pub mod ids;
 pub mod rate_limit;

@@ -61,13 +61,49 @@ async fn a_browser_without_javascript_can_join_and_follow_the_queue() {
         "a user who has not joined gets a join form that needs no script: {html}"
     );
 
-    let joined = browser
-        .post(format!("{page_url}/join"))
-        .header("Cookie", &cookie)
-        .header("CF-Connecting-IP", &ann.ip)
-        .header("Content-Type", "application/x-www-form-urlencoded")
-        .body("")
-        .send()
+    // The form's CSRF token, as a browser would submit it.
+    let csrf = html
+        .split("name=\"csrf\" value=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .expect("the join form carries a CSRF token")
+        .to_owned();
+    let join = |body: String, origin: Option<String>| {
+        let mut req = browser
+            .post(format!("{page_url}/join"))
+            .header("Cookie", &cookie)
+            .header("CF-Connecting-IP", &ann.ip)
+            .header("Content-Type", "application/x-www-form-urlencoded")
+            .body(body);
+        if let Some(o) = origin {
+            req = req.header("Origin", o);
+        }
+        req.send()
+    };
+    // Issue 9.9: a cross-site post (no token, a wrong one, another
+    // origin, no Origin) is refused and joins nobody.
+    for (body, origin) in [
+        (String::new(), Some(stack.url.clone())),
+        ("csrf=forged".to_owned(), Some(stack.url.clone())),
+        (
+            format!("csrf={csrf}"),
+            Some("https://evil.example".to_owned()),
+        ),
+        (format!("csrf={csrf}"), None),
+    ] {
+        let r = join(body.clone(), origin.clone()).await.expect("join");
+        assert_eq!(r.status().as_u16(), 403, "{body} from {origin:?}");
+        // A browser route answers with a page that says what happened.
+        let text = r.text().await.expect("page");
+        assert!(text.contains("not sent from our page"), "{text}");
+    }
+    let still_out = page(&browser).await.expect("page").text().await.unwrap();
+    assert!(
+        still_out.contains("Join the queue"),
+        "nobody joined: {still_out}"
+    );
+
+    let joined = join(format!("csrf={csrf}"), Some(stack.url.clone()))
         .await
         .expect("join");
     assert_eq!(joined.status().as_u16(), 303);

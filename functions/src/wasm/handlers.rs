@@ -261,6 +261,17 @@ async fn dispatch(req: &mut Request, call: &Call, ctx: &Context, route: Route) -
         Route::Status { city, show } => room_json(call, &city, &show, Mode::Status).await,
         Route::Page { city, show } => page(call, &city, &show).await,
         Route::PageJoin { city, show } => {
+            // A cookie-authenticated form post: our own origin, and the
+            // token our page put in the form, or nothing happens.
+            let body = http::read_body(req, call.cfg.max_body_bytes).await?;
+            let body = std::str::from_utf8(&body).unwrap_or_default();
+            let session = call.token.as_deref().unwrap_or_default();
+            let token_ok = shared::csrf::form_field(body, shared::csrf::FIELD)
+                .is_some_and(|t| shared::csrf::verify(&call.cfg.jwt_secret, session, &show, t));
+            let origin = http::header(req, "Origin");
+            if !token_ok || !shared::csrf::same_origin(origin.as_deref(), &call.origin) {
+                return Err(EdgeError::csrf_refused());
+            }
             room(call, &city, &show, Mode::Join).await?;
             let location = format!("/c/{city}/sales/{show}");
             Ok(Response::builder()
@@ -813,10 +824,16 @@ async fn page(call: &Call, city: &str, show: &str) -> Handled {
     } else {
         (None, 401, Vec::new())
     };
+    let csrf = shared::csrf::token(
+        &call.cfg.jwt_secret,
+        call.token.as_deref().unwrap_or_default(),
+        show,
+    );
     let body = crate::html::render(&crate::html::Page {
         city,
         show,
         view: view.as_ref(),
+        csrf: &csrf,
     });
     let h: Vec<(&str, String)> = h.into_iter().collect();
     http::html(status, body, &h).or_internal("page")
