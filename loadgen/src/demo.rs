@@ -289,17 +289,35 @@ async fn seed_catalog(edge_api: &Api, op: &str) -> anyhow::Result<Show> {
     for spec in &CITIES {
         places.push(seed_city(&edge_api.for_city(spec.code), op, spec).await?);
     }
-    let (spec, (place, tomorrow)) = (&CITIES[0], places[0]);
+    let (spec, (_main_screen, tomorrow)) = (&CITIES[0], places[0]);
     let api = edge_api.for_city(spec.code);
     let tz: Tz = spec.time_zone.parse().map_err(|e| anyhow::anyhow!("{e}"))?;
     let movie = seed::create_movie(&api, op, FLASH_TITLE, 152, "hi").await?;
     // A fresh show every run: each demo's sale starts with every seat free
-    // and a waiting room of its own.
+    // and a waiting room of its own. It gets a screen of its own too (a
+    // screen plays one show at a time, and an earlier run's premiere
+    // holds the main screen at that hour).
+    let city = seed::ensure_city(&api, op, spec.code, spec.name).await?;
+    let layout = grid(
+        ROWS,
+        PER_ROW,
+        |r| if r < 4 { "PREMIUM" } else { "STANDARD" },
+    );
+    let premiere = seed::ensure_place(
+        &api,
+        op,
+        &city,
+        spec.venue,
+        spec.time_zone,
+        &format!("Premiere Hall {}", seed::short_tag()),
+        &layout,
+    )
+    .await?;
     let flash = seed::create_show_in(
         &api,
         op,
         seed::NewShow {
-            screen_id: place.screen_id,
+            screen_id: premiere.screen_id,
             movie_id: movie,
             starts_at: local_to_utc(tz, tomorrow, FLASH_TIME)?,
             prices: &spec.prices,

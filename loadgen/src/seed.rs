@@ -261,7 +261,8 @@ impl BenchCatalog {
         self.rows * usize::from(self.per_row)
     }
 
-    /// Creates `n` new shows (weeks ahead, so none starts during a run).
+    /// Creates `n` new shows (weeks ahead, so none starts during a run),
+    /// three hours apart: a screen plays one show at a time.
     pub async fn new_shows(
         &mut self,
         api: &Api,
@@ -271,7 +272,7 @@ impl BenchCatalog {
         let base = Utc::now() + ChronoDuration::days(14);
         let mut ids = Vec::with_capacity(n);
         for _ in 0..n {
-            let starts = base + ChronoDuration::minutes(self.shows_created * 5);
+            let starts = base + ChronoDuration::minutes(self.shows_created * 180);
             self.shows_created += 1;
             let show = create_show(
                 api,

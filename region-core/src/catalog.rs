@@ -61,6 +61,14 @@ fn exists(code: &'static str, message: String, existing: Option<(Uuid,)>) -> Api
     }
 }
 
+/// The name of the constraint a database error violated, if any.
+fn constraint_of(e: &sqlx::Error) -> Option<&str> {
+    match e {
+        sqlx::Error::Database(db) => db.constraint(),
+        _ => None,
+    }
+}
+
 fn unique_violation(e: &sqlx::Error) -> bool {
     e.as_database_error()
         .is_some_and(|d| d.kind() == sqlx::error::ErrorKind::UniqueViolation)
@@ -419,7 +427,19 @@ async fn create_show(
     .bind(req.sale_mode.as_db_str())
     .bind(sqlx::types::Json(&refund_policy))
     .execute(&mut *tx)
-    .await?;
+    .await
+    .map_err(|e| {
+        // The screen is taken then: the exclusion constraint is the last
+        // word, whatever raced with this request.
+        if constraint_of(&e) == Some("shows_no_overlap") {
+            ApiError::conflict(
+                "show_overlaps",
+                "another show plays on this screen at that time",
+            )
+        } else {
+            e.into()
+        }
+    })?;
     // Creating a show materialises one row per seat: the rows that holds
     // and bookings lock.
     sqlx::query(

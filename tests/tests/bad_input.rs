@@ -513,3 +513,46 @@ async fn control_characters_and_absurd_values_are_refused_naming_the_field() {
     );
     app.stop().await;
 }
+
+/// Issue 9.4: two shows cannot overlap on one screen (a Postgres exclusion
+/// constraint on the screen and the show's time range, 409 show_overlaps);
+/// a show that starts when the last one ends is fine.
+#[tokio::test]
+async fn overlapping_shows_on_one_screen_are_refused() {
+    let app = TestApp::default().await.expect("app");
+    let show = app
+        .seed_show(1, 4, chrono::Duration::days(1))
+        .await
+        .expect("seed");
+    let (_, detail) = app.get(&format!("/v1/shows/{show}")).await.expect("show");
+    let starts: chrono::DateTime<chrono::Utc> = detail["starts_at"]
+        .as_str()
+        .expect("starts_at")
+        .parse()
+        .expect("time");
+    // The seeded movie runs 120 minutes.
+    let at = |minutes: i64| (starts + chrono::Duration::minutes(minutes)).to_rfc3339();
+    let new_show = |starts_at: String| {
+        json!({"screen_id": detail["screen_id"], "movie_id": detail["movie_id"],
+               "starts_at": starts_at, "prices": {"REGULAR": 100}, "currency": "INR"})
+    };
+    for (minutes, want) in [
+        (0, 409),
+        (60, 409),
+        (-60, 409),
+        (119, 409),
+        (120, 201),
+        (-120, 201),
+    ] {
+        let (s, v) = app
+            .operator_post("/v1/operator/shows", new_show(at(minutes)))
+            .await
+            .expect("post");
+        assert_eq!(s, want, "{minutes} min after the first show: {v}");
+        if want == 409 {
+            assert_eq!(code(&v), "show_overlaps");
+        }
+    }
+    assert_eq!(app.count("SELECT count(*) FROM shows").await, 3);
+    app.stop().await;
+}
