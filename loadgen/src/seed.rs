@@ -201,6 +201,7 @@ pub async fn create_show_in(
         currency: currency.to_owned(),
         sale_mode,
         refund_policy: None,
+        max_seats_per_user: None,
     };
     api.post("/v1/operator/shows", op, &req).await
 }

@@ -342,6 +342,15 @@ async fn create_show(
             "currency must be an ISO 4217 code like INR",
         ));
     }
+    if req
+        .max_seats_per_user
+        .is_some_and(|n| !(1..=100).contains(&n))
+    {
+        return Err(ApiError::unprocessable(
+            "invalid_field",
+            "max_seats_per_user must be 1-100",
+        ));
+    }
     if req.starts_at > Utc::now() + chrono::Duration::days(MAX_SCHEDULE_AHEAD_DAYS) {
         return Err(ApiError::unprocessable(
             "show_too_far_ahead",
@@ -415,8 +424,8 @@ async fn create_show(
     let id = Uuid::now_v7();
     let mut tx = state.db.begin().await?;
     sqlx::query(
-        "INSERT INTO shows (id, screen_id, movie_id, starts_at, prices, currency, sale_mode, seat_count, refund_policy)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, (SELECT count(*) FROM seats WHERE screen_id = $2), $8)",
+        "INSERT INTO shows (id, screen_id, movie_id, starts_at, prices, currency, sale_mode, seat_count, refund_policy, max_seats_per_user)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, (SELECT count(*) FROM seats WHERE screen_id = $2), $8, COALESCE($9, 10))",
     )
     .bind(id)
     .bind(req.screen_id)
@@ -426,6 +435,7 @@ async fn create_show(
     .bind(&req.currency)
     .bind(req.sale_mode.as_db_str())
     .bind(sqlx::types::Json(&refund_policy))
+    .bind(req.max_seats_per_user.map(i32::from))
     .execute(&mut *tx)
     .await
     .map_err(|e| {

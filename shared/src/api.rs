@@ -169,6 +169,10 @@ pub struct CreateShow {
     /// ≥ 4 h, none later. Copied onto each booking at purchase time.
     #[serde(default)]
     pub refund_policy: Option<RefundPolicy>,
+    /// In a flash sale, the most seats one buyer may hold and buy for this
+    /// show, across all their holds and bookings (1–100; default 10).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_seats_per_user: Option<u16>,
 }
 
 fn default_sale_mode() -> SaleMode {

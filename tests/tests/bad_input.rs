@@ -491,6 +491,12 @@ async fn control_characters_and_absurd_values_are_refused_naming_the_field() {
             "show_too_far_ahead",
         ),
         (
+            "a seat limit of 0",
+            json!({"screen_id": screen, "movie_id": movie, "starts_at": start,
+                   "prices": {"REGULAR": 100}, "currency": "INR", "max_seats_per_user": 0}),
+            "invalid_field",
+        ),
+        (
             "year 10000",
             json!({"screen_id": screen, "movie_id": movie, "starts_at": "+10000-01-01T00:00:00Z",
                    "prices": {"REGULAR": 100}, "currency": "INR"}),
