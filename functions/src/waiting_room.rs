@@ -127,6 +127,12 @@ fn key(sale: &str, name: &str) -> String {
     format!("wr:{{{sale}}}:{name}")
 }
 
+/// How long a sale's keys live from `now_ms`: until `KEEP_AFTER_MS` after
+/// its opening plus a pass lifetime (refreshed by every join).
+pub fn keep_ms(c: &SaleConfig, now_ms: i64) -> i64 {
+    (c.opens_at_ms - now_ms).max(0) + KEEP_AFTER_MS + i64::from(c.pass_ttl_s) * 1000
+}
+
 /// Where a sale's settings are stored.
 pub fn config_key(sale: &str) -> String {
     key(sale, "cfg")
@@ -177,7 +183,7 @@ pub fn room_args(
     fresh_pid: &str,
 ) -> Vec<String> {
     let c = &sale.config;
-    let keep = (c.opens_at_ms - now_ms).max(0) + KEEP_AFTER_MS + i64::from(c.pass_ttl_s) * 1000;
+    let keep = keep_ms(c, now_ms);
     vec![
         match mode {
             Mode::Join => "join",

@@ -326,6 +326,12 @@ fn the_room_script_draws_admits_drops_and_gives_places_back() {
         "the first join's seed is kept"
     );
     assert_eq!(room.order(&mut con).len(), 10);
+    // Nothing of a sale lives forever: every key the room wrote expires
+    // (KEEP_AFTER_MS after the sale's opening and the pass lifetime).
+    for k in room_keys(&show) {
+        let pttl: i64 = redis::cmd("PTTL").arg(&k).query(&mut con).unwrap();
+        assert!(pttl == -2 || pttl > 0, "{k} has no expiry (PTTL {pttl})");
+    }
     assert_eq!(
         room.state(&mut con, Mode::Status, &format!("nobody-{show}"), 960_000)
             .0,

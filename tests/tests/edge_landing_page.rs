@@ -26,6 +26,14 @@ async fn a_browser_without_javascript_can_join_and_follow_the_queue() {
     };
     let r = stack.put_sale(&show, &sale).await;
     assert_eq!(r.status, 200, "{r}");
+    // The sale's settings expire with the room (nothing lives forever).
+    let mut redis = stack.redis().await.expect("redis");
+    let pttl: i64 = redis::cmd("PTTL")
+        .arg(stack.key(&format!("wr:{{{show}}}:cfg")))
+        .query_async(&mut redis)
+        .await
+        .expect("pttl");
+    assert!(pttl > 0, "the sale settings expire: PTTL {pttl}");
 
     let ann = Client::user("ann", "10.7.0.1");
     let cookie = format!("token={}", ann.token.as_deref().expect("token"));

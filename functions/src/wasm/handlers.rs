@@ -871,10 +871,14 @@ async fn sale_config(req: &mut Request, call: &Call, show: &str, write: bool) ->
             let stored = serde_json::to_string(&sale).or_internal("sale")?;
             let answers = upstash
                 .pipeline(&[
+                    // Kept as long as the room's own keys: until well after
+                    // the sale, then gone (nothing of a sale lives forever).
                     vec![
                         "SET".to_owned(),
                         upstash.key(&waiting_room::config_key(show)),
                         stored,
+                        "PX".to_owned(),
+                        waiting_room::keep_ms(&sale.config, call.now_ms).to_string(),
                     ],
                     vec!["GET".to_owned(), upstash.key(&waiting_room::seed_key(show))],
                 ])
