@@ -334,6 +334,13 @@ impl TestApp {
         Ok(show["id"].as_str().context("show id")?.to_owned())
     }
 
+    /// A hold on `seats` by `who`, which must succeed: its id.
+    pub async fn hold_id(&self, who: &str, show: &str, seats: &[&str]) -> String {
+        let (s, hold) = self.hold(&user(who), show, seats).await.expect("hold");
+        assert_eq!(s, 201, "hold {seats:?} by {who}: {hold}");
+        hold["hold_id"].as_str().expect("hold id").to_owned()
+    }
+
     /// The lock path `/healthz` reports: `redis` or `postgres_only`.
     pub async fn lock_path(&self) -> String {
         match self.get("/healthz").await {

@@ -19,12 +19,7 @@ async fn a_stalled_gateway_never_turns_a_charge_into_an_abandoned_payment() {
         .seed_show(1, 10, chrono::Duration::days(3))
         .await
         .expect("show");
-    let (s, hold) = app
-        .hold(&user("alice"), &show, &["A1"])
-        .await
-        .expect("hold");
-    assert_eq!(s, 201, "{hold}");
-    let hold = hold["hold_id"].as_str().expect("id").to_owned();
+    let hold = app.hold_id("alice", &show, &["A1"]).await;
 
     // A replica of the same shard that charges through a gateway process.
     let gw = SandboxProcess::start(None).await.expect("sandbox process");

@@ -55,12 +55,7 @@ async fn expected_503s_are_not_logged_as_errors() {
         .seed_show(1, 10, chrono::Duration::days(3))
         .await
         .expect("show");
-    let (s, hold) = app
-        .hold(&user("alice"), &show, &["A1"])
-        .await
-        .expect("hold");
-    assert_eq!(s, 201, "{hold}");
-    let hold = hold["hold_id"].as_str().expect("hold id").to_owned();
+    let hold = app.hold_id("alice", &show, &["A1"]).await;
 
     // A gateway answering 5xx: the buyer is told to retry (503
     // payment_pending), which is the design working.

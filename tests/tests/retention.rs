@@ -8,9 +8,7 @@ use region_core::retention;
 use reqwest::Method;
 
 async fn hold(app: &TestApp, who: &str, show: &str, seat: &str) -> String {
-    let (s, v) = app.hold(&user(who), show, &[seat]).await.expect("hold");
-    assert_eq!(s, 201, "{v}");
-    v["hold_id"].as_str().expect("hold id").to_owned()
+    app.hold_id(who, show, &[seat]).await
 }
 
 async fn exists(app: &TestApp, sql: &str, id: &str) -> bool {

@@ -12,12 +12,7 @@ async fn a_started_show_refuses_holds_extensions_and_checkouts() {
     let app = TestApp::default().await.expect("app");
     let starts_in = chrono::Duration::seconds(3);
     let show = app.seed_show(1, 5, starts_in).await.expect("show");
-    let (s, hold) = app
-        .hold(&user("alice"), &show, &["A1"])
-        .await
-        .expect("hold");
-    assert_eq!(s, 201, "{hold}");
-    let hold = hold["hold_id"].as_str().expect("id").to_owned();
+    let hold = app.hold_id("alice", &show, &["A1"]).await;
 
     // Wait for the show's start (wall time is what is being tested).
     tokio::time::sleep(starts_in.to_std().expect("duration") + Duration::from_millis(200)).await;

@@ -261,16 +261,29 @@ pub async fn finish(
     key: &str,
     response: &StoredResponse,
 ) -> Result<(), sqlx::Error> {
+    store_answer(conn, user, key, response, false).await
+}
+
+/// Writes a key's answer: only over an unfinished key, or (`replace`)
+/// over whatever it said before.
+async fn store_answer(
+    conn: &mut PgConnection,
+    user: &str,
+    key: &str,
+    response: &StoredResponse,
+    replace: bool,
+) -> Result<(), sqlx::Error> {
     sqlx::query(
         "UPDATE idempotency_keys
             SET recovery_point = 'finished', response_status = $3, response_body = $4,
                 locked_at = NULL, updated_at = now()
-          WHERE user_id = $1 AND key = $2 AND recovery_point <> 'finished'",
+          WHERE user_id = $1 AND key = $2 AND ($5 OR recovery_point <> 'finished')",
     )
     .bind(user)
     .bind(key)
     .bind(response.status as i32)
     .bind(&response.body)
+    .bind(replace)
     .execute(conn)
     .await?;
     Ok(())
@@ -284,19 +297,7 @@ pub async fn replace_answer(
     key: &str,
     response: &StoredResponse,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "UPDATE idempotency_keys
-            SET recovery_point = 'finished', response_status = $3, response_body = $4,
-                locked_at = NULL, updated_at = now()
-          WHERE user_id = $1 AND key = $2",
-    )
-    .bind(user)
-    .bind(key)
-    .bind(response.status as i32)
-    .bind(&response.body)
-    .execute(conn)
-    .await?;
-    Ok(())
+    store_answer(conn, user, key, response, true).await
 }
 
 /// Releases the lock of a request that stops without finishing (an

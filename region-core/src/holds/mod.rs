@@ -65,6 +65,24 @@ pub fn show_started() -> ApiError {
     ApiError::conflict("show_started", "the show has already started")
 }
 
+/// 409 `show_started` when the show of a hold has begun.
+async fn refuse_if_started(
+    state: &AppState,
+    show_id: Uuid,
+    now: DateTime<Utc>,
+) -> Result<(), ApiError> {
+    let started = state
+        .shows
+        .get(&state.db, ShowId(show_id))
+        .await?
+        .is_some_and(|show| now >= show.starts_at);
+    if started {
+        Err(show_started())
+    } else {
+        Ok(())
+    }
+}
+
 /// Header carrying the edge's admission pass.
 pub const ADMISSION_PASS_HEADER: &str = "admission-pass";
 
@@ -461,14 +479,6 @@ async fn release_hold(
     let id = parse_hold_id(&id)?;
     let mut h = owned_hold(&state, &user, id).await?;
     let now = Utc::now();
-    let started = state
-        .shows
-        .get(&state.db, ShowId(h.show_id))
-        .await?
-        .is_some_and(|show| now >= show.starts_at);
-    if started {
-        return Err(show_started());
-    }
     if h.state == HoldState::Released.as_db_str() {
         return Ok(ApiJson(hold_view(&h, now))); // releasing twice is harmless
     }
@@ -506,14 +516,7 @@ async fn extend_hold(
     let id = parse_hold_id(&id)?;
     let mut h = owned_hold(&state, &user, id).await?;
     let now = Utc::now();
-    let started = state
-        .shows
-        .get(&state.db, ShowId(h.show_id))
-        .await?
-        .is_some_and(|show| now >= show.starts_at);
-    if started {
-        return Err(show_started());
-    }
+    refuse_if_started(&state, h.show_id, now).await?;
     let new_expiry = truncate_ms(
         h.expires_at + chrono::Duration::seconds(state.settings.hold_extension_secs as i64),
     );
