@@ -8,9 +8,10 @@
 //! from the database and the gateway's own ledger: no seat sold twice;
 //! every booking a buyer saw confirmed still exists, confirmed; every
 //! charge ends as a booking or a refund (money lost 0); no hold outlives
-//! its TTL; no 500 was returned; every 503 carried `Retry-After`. Each
-//! check is a pure function of the evidence, and each has a negative
-//! control: the same check applied to deliberately corrupted evidence
+//! its TTL; no 500 was returned; every 503 carried `Retry-After`; no
+//! request found the region core gone outside the kill window (a crash of
+//! its own). Each check is a pure function of the evidence, and each has a
+//! negative control: the same check applied to deliberately corrupted evidence
 //! must fail. The run prints one `CHAOS:` JSON line with its figures
 //! (docs/BENCHMARKS.md).
 
@@ -53,6 +54,9 @@ struct Evidence {
     overdue_holds: i64,
     /// Every answer: (status, carried Retry-After).
     answers: Vec<(u16, bool)>,
+    /// Requests that found no server while the test had not killed it (a
+    /// crash of its own would show here, not as a 500).
+    unexpected_disconnects: u64,
 }
 
 fn no_seat_sold_twice(e: &Evidence) -> Result<(), String> {
@@ -128,9 +132,21 @@ fn every_503_says_when(e: &Evidence) -> Result<(), String> {
     }
 }
 
+fn no_crash_of_its_own(e: &Evidence) -> Result<(), String> {
+    if e.unexpected_disconnects == 0 {
+        Ok(())
+    } else {
+        Err(format!(
+            "{} requests found no region core outside the kill window",
+            e.unexpected_disconnects
+        ))
+    }
+}
+
 type Check = fn(&Evidence) -> Result<(), String>;
 
-const CHECKS: [(&str, Check); 6] = [
+const CHECKS: [(&str, Check); 7] = [
+    ("no crash of its own", no_crash_of_its_own),
     ("no seat sold twice", no_seat_sold_twice),
     ("seen bookings survive", seen_bookings_survive),
     ("no money lost", no_money_lost),
@@ -158,6 +174,7 @@ fn corrupted(e: &Evidence, check: &str) -> Evidence {
         "no hold outlives its TTL" => bad.overdue_holds += 1,
         "no 500" => bad.answers.push((500, false)),
         "every 503 says when" => bad.answers.push((503, false)),
+        "no crash of its own" => bad.unexpected_disconnects += 1,
         other => panic!("no negative control for {other}"),
     }
     bad
@@ -239,6 +256,7 @@ struct Notes {
     answers: Vec<(u16, bool)>,
     confirmed: Vec<String>,
     transport_errors: u64,
+    unexpected_disconnects: u64,
     holds: u64,
     checkouts: u64,
 }
@@ -247,6 +265,7 @@ async fn send(
     http: &reqwest::Client,
     req: reqwest::RequestBuilder,
     notes: &Mutex<Notes>,
+    killed: &AtomicBool,
 ) -> Option<(u16, Value, Option<u64>)> {
     let _ = http;
     match req.timeout(Duration::from_secs(10)).send().await {
@@ -266,8 +285,13 @@ async fn send(
             Some((status, body, retry))
         }
         Err(_) => {
-            // The region core is down (killed): not an answer.
-            notes.lock().expect("notes").transport_errors += 1;
+            // No answer: expected only while the test has the region core
+            // killed; otherwise it crashed (or hung) by itself.
+            let mut n = notes.lock().expect("notes");
+            n.transport_errors += 1;
+            if !killed.load(Ordering::SeqCst) {
+                n.unexpected_disconnects += 1;
+            }
             None
         }
     }
@@ -279,6 +303,7 @@ async fn buyer(
     show: String,
     labels: Arc<Vec<String>>,
     stop: Arc<AtomicBool>,
+    killed: Arc<AtomicBool>,
     notes: Arc<Mutex<Notes>>,
 ) {
     let http = reqwest::Client::new();
@@ -301,6 +326,7 @@ async fn buyer(
                 .header("Idempotency-Key", &hold_key)
                 .json(&json!({ "seats": seats })),
             &notes,
+            &killed,
         )
         .await;
         let Some((201, hold, _)) = held else {
@@ -319,6 +345,7 @@ async fn buyer(
                     .header("Idempotency-Key", &key)
                     .json(&json!({ "payment_method": "pm_card_ok" })),
                 &notes,
+                &killed,
             )
             .await;
             match answer {
@@ -446,6 +473,7 @@ async fn gather(db: &sqlx::PgPool, gw: &SandboxProcess, notes: &Notes) -> Eviden
         booked: booked.into_iter().collect(),
         overdue_holds,
         answers: notes.answers.clone(),
+        unexpected_disconnects: notes.unexpected_disconnects,
     }
 }
 
@@ -504,6 +532,9 @@ async fn the_shard_keeps_its_invariants_through_redis_region_and_gateway_faults(
     );
 
     let stop = Arc::new(AtomicBool::new(false));
+    // True from just before the region core is killed until it is ready
+    // again: the only time a request may find no server.
+    let killed = Arc::new(AtomicBool::new(false));
     let notes = Arc::new(Mutex::new(Notes::default()));
     let buyers: Vec<_> = (0..BUYERS)
         .map(|n| {
@@ -513,6 +544,7 @@ async fn the_shard_keeps_its_invariants_through_redis_region_and_gateway_faults(
                 show.clone(),
                 labels.clone(),
                 stop.clone(),
+                killed.clone(),
                 notes.clone(),
             ))
         })
@@ -527,11 +559,15 @@ async fn the_shard_keeps_its_invariants_through_redis_region_and_gateway_faults(
     redis.restart().expect("redis restart");
     faults.push("redis restarted empty");
     tokio::time::sleep(Duration::from_secs(3)).await;
+    killed.store(true, Ordering::SeqCst);
     region.kill();
     faults.push("region core killed (SIGKILL)");
     tokio::time::sleep(Duration::from_secs(1)).await;
     region.spawn();
     region.ready(&http).await;
+    // Requests already on their way to the dead process may still fail.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    killed.store(false, Ordering::SeqCst);
     faults.push("region core restarted");
     tokio::time::sleep(Duration::from_secs(3)).await;
     gw.freeze();
@@ -579,6 +615,7 @@ async fn the_shard_keeps_its_invariants_through_redis_region_and_gateway_faults(
             "requests": evidence.answers.len() as u64 + notes.transport_errors,
             "answers_by_status": status_counts,
             "transport_errors_while_down": notes.transport_errors,
+            "unexpected_disconnects": notes.unexpected_disconnects,
             "holds": notes.holds,
             "bookings_seen": notes.confirmed.len(),
             "bookings_confirmed": evidence.confirmed.len(),
