@@ -127,6 +127,12 @@ pub fn render(p: &Page<'_>) -> String {
                         duration(v.wait_max_s)
                     );
                 }
+                State::Ready => {
+                    status.push_str(
+                        "<p><strong>It is your turn.</strong> Your admission pass is being issued: \
+                         this page shows it in a moment.</p>\n",
+                    );
+                }
                 State::Admitted => {
                     let _ = writeln!(
                         status,
@@ -211,6 +217,7 @@ mod tests {
             seed: None,
             pass: Some("ap1.x<y".into()),
             pass_expires_at: Some("2030-01-15T04:35:00Z".into()),
+            pass_in_ms: None,
         }
     }
 

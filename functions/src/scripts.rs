@@ -97,13 +97,14 @@ return out
 /// (ZSET user → last poll ms), [6] `seed`, [7] `bonus` (places given
 /// back), [8] `n` (arrival counter), [9] `drawn` (flag), [10] `gone` (SET
 /// of users dropped for not polling), [11] `passes` (HASH user →
-/// `iat_ms|pos|pid`).
+/// `iat_ms|pos|pid`), [12] `slot` (the last pass's issue instant, ms).
 /// ARGV[1..9] as the gate; [10] `join|status`, [11] user id, [12]
 /// opens_at_ms, [13] the serving counter without bonus
 /// (`SaleConfig::served(now, 0)`, computed in Rust), [14] grace_ms, [15]
 /// a fresh seed (used only by the first join), [16] a fresh pass id (used
 /// only when a pass is first recorded), [17] pass_ttl_ms, [18] most stale
-/// users to sweep, [19] how long the sale's keys live after a join (ms).
+/// users to sweep, [19] how long the sale's keys live after a join (ms),
+/// [20] the spacing of pass issue instants, ms (`1000 / rate`).
 ///
 /// Reply: `{gate}` when refused, else `{gate, {rank or -1, bonus, seed or
 /// nil, pass record or nil, dropped 0|1, served}}`.
@@ -114,12 +115,13 @@ pub const ROOM: Script = Script {
         r#"
 local g = gate()
 if g[1] ~= 1 then return {g} end
-local q, seen, seedk, bonusk, nk, drawn, gone, passes =
-  KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9], KEYS[10], KEYS[11]
+local q, seen, seedk, bonusk, nk, drawn, gone, passes, slotk =
+  KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9], KEYS[10], KEYS[11], KEYS[12]
 local mode, user = ARGV[10], ARGV[11]
 local now, opens = tonumber(ARGV[1]), tonumber(ARGV[12])
 local base, grace = tonumber(ARGV[13]), tonumber(ARGV[14])
 local ttl, sweep, keep = tonumber(ARGV[17]), tonumber(ARGV[18]), tonumber(ARGV[19])
+local spacing = tonumber(ARGV[20])
 
 -- If an isolate whose clock runs a little ahead has drawn already, the
 -- sale is open whatever our clock says: a late pre-queue join must not
@@ -190,7 +192,16 @@ local pass = false
 if rank and rank < served then
   pass = redis.call('HGET', passes, user)
   if not pass then
-    pass = string.format('%d|%d|%s', now, rank + 1, ARGV[16])
+    -- The pass is dated to the next free issue slot: at least `spacing`
+    -- after the previous pass (shared::waiting_room::next_slot). Users
+    -- whose turns came while they were between polls collect passes
+    -- together; without this their issue times bunch above the rate.
+    -- A slot in the future means "your pass in a moment": the Worker
+    -- hands the pass out only from that instant.
+    local last = tonumber(redis.call('GET', slotk) or '-1e18')
+    local slot = math.max(now, last + spacing)
+    redis.call('SET', slotk, string.format('%.3f', slot), 'PX', keep)
+    pass = string.format('%d|%d|%s', math.ceil(slot), rank + 1, ARGV[16])
     redis.call('HSET', passes, user, pass)
   end
 end
@@ -198,7 +209,7 @@ local dropped = 0
 if not rank then dropped = redis.call('SISMEMBER', gone, user) end
 
 if mode == 'join' then
-  for _, k in ipairs({q, seen, seedk, nk, gone, passes, bonusk}) do
+  for _, k in ipairs({q, seen, seedk, nk, gone, passes, bonusk, slotk}) do
     redis.call('PEXPIRE', k, keep)
   end
 end

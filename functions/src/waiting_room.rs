@@ -143,12 +143,14 @@ pub fn seed_key(sale: &str) -> String {
     key(sale, "seed")
 }
 
-/// The room script's keys 4–11 for a sale.
+/// The room script's keys 4–12 for a sale.
 pub fn room_keys(sale: &str) -> Vec<String> {
-    ["q", "seen", "seed", "bonus", "n", "drawn", "gone", "passes"]
-        .iter()
-        .map(|n| key(sale, n))
-        .collect()
+    [
+        "q", "seen", "seed", "bonus", "n", "drawn", "gone", "passes", "slot",
+    ]
+    .iter()
+    .map(|n| key(sale, n))
+    .collect()
 }
 
 /// Join or status.
@@ -173,7 +175,7 @@ pub fn sale_of_pass(pid: &str) -> Option<&str> {
         .filter(|s| shared::ShowId::parse(s).is_ok())
 }
 
-/// The room script's ARGV 10–19 (the gate's 1–9 come first).
+/// The room script's ARGV 10–20 (the gate's 1–9 come first).
 pub fn room_args(
     mode: Mode,
     user: &str,
@@ -199,6 +201,7 @@ pub fn room_args(
         (i64::from(c.pass_ttl_s) * 1000).to_string(),
         SWEEP_LIMIT.to_string(),
         keep.to_string(),
+        c.pass_spacing_ms().to_string(),
     ]
 }
 
@@ -281,6 +284,9 @@ pub enum State {
     PreQueue,
     /// In line.
     Waiting,
+    /// Their turn has come and their pass is issued in a moment
+    /// (`pass_in_ms`): passes are spaced at the sale's rate.
+    Ready,
     /// Their turn: the pass is in the status.
     Admitted,
     /// Not in the queue.
@@ -318,6 +324,8 @@ pub struct StatusView {
     pub pass: Option<String>,
     /// When the pass expires, RFC 3339.
     pub pass_expires_at: Option<String>,
+    /// `ready`: milliseconds until the pass is issued (ask again then).
+    pub pass_in_ms: Option<u64>,
 }
 
 /// Builds the status of `user` from the script's reply at `now_ms`,
@@ -346,6 +354,7 @@ pub fn status_view(
         seed: reply.seed.clone().filter(|_| open),
         pass: None,
         pass_expires_at: None,
+        pass_in_ms: None,
     };
     let Some(rank) = reply.rank else {
         v.state = if reply.dropped {
@@ -356,10 +365,19 @@ pub fn status_view(
         return v;
     };
     if let Some(p) = reply.pass.as_ref().filter(|_| open) {
-        let iat = p.iat_ms.div_euclid(1000);
-        let exp = iat + i64::from(c.pass_ttl_s);
         v.position = Some(rank + 1);
         v.ahead = Some(0);
+        // Dated to a slot still ahead (the script spaces issue instants
+        // at the rate): not handed out before it.
+        if p.iat_ms > now_ms {
+            let wait = (p.iat_ms - now_ms) as u64;
+            v.state = State::Ready;
+            v.pass_in_ms = Some(wait);
+            v.refresh_after_s = wait.div_ceil(1000);
+            return v;
+        }
+        let iat = p.iat_ms.div_euclid(1000);
+        let exp = iat + i64::from(c.pass_ttl_s);
         if now_ms.div_euclid(1000) >= exp {
             v.state = State::Expired;
             return v;
@@ -464,7 +482,7 @@ mod tests {
     #[test]
     fn keys_share_one_hash_slot_and_args_follow_the_script() {
         let keys = room_keys(SHOW);
-        assert_eq!(keys.len(), 8);
+        assert_eq!(keys.len(), 9);
         assert!(keys
             .iter()
             .all(|k| k.starts_with(&format!("wr:{{{SHOW}}}:"))));
@@ -475,6 +493,7 @@ mod tests {
             ["join", "alice", "100000", "3", "30000", "s33d", "pid", "300000", "20"]
         );
         assert_eq!(args[9], (KEEP_AFTER_MS + 300_000).to_string());
+        assert_eq!(args[10], "500", "passes 1000 / rate ms apart");
         let pid = pass_id(SHOW, "abcd");
         assert_eq!(sale_of_pass(&pid), Some(SHOW));
         assert_eq!(sale_of_pass("pass-alice"), None);
@@ -582,6 +601,11 @@ mod tests {
         // It lapses.
         let v = status_view(&s, "alice", &r, 401_000, KEY);
         assert_eq!((v.state, v.pass), (State::Expired, None));
+        // Dated to a slot still ahead: ready, no pass until then.
+        let v = status_view(&s, "alice", &r, 101_200, KEY);
+        assert_eq!((v.state, v.pass.as_deref()), (State::Ready, None));
+        assert_eq!((v.pass_in_ms, v.refresh_after_s), (Some(300), 1));
+        assert_eq!((v.position, v.ahead), (Some(4), Some(0)));
     }
 
     #[test]

@@ -207,6 +207,8 @@ fn the_gate_script_checks_the_deny_set_and_reads_context_keys() {
 struct Room {
     sale: Sale,
     ip: String,
+    /// Replaces the pass spacing argument (the negative control).
+    spacing: Option<&'static str>,
 }
 
 const SEED: &str = "seed-for-the-test";
@@ -248,6 +250,9 @@ impl Room {
             SEED,
             &pass_id(sale, user),
         ));
+        if let Some(sp) = self.spacing {
+            *args.last_mut().unwrap() = sp.to_owned();
+        }
         decode_room_reply(&eval(con, &ROOM, &keys, &args)).unwrap()
     }
 
@@ -305,6 +310,7 @@ fn the_room_script_draws_admits_drops_and_gives_places_back() {
             },
         },
         ip: format!("ip-{show}"),
+        spacing: None,
     };
     let users: Vec<String> = (0..10).map(|i| format!("u{i}-{show}")).collect();
 
@@ -365,18 +371,26 @@ fn the_room_script_draws_admits_drops_and_gives_places_back() {
         .pass
         .unwrap();
     assert_eq!(first.pos, 1);
-    // At opens + 20 s, served = 3: drawn[1] and drawn[2] are admitted, in order.
+    // At opens + 20 s, served = 3: drawn[1] and drawn[2] are admitted, in
+    // order. Passes are 10 s apart at 0.1/s: drawn[1]'s is issued now,
+    // drawn[2]'s is ready at opens + 30 s.
     for (i, u) in drawn.iter().enumerate().skip(1).take(6) {
-        let want = if i < 3 {
-            State::Admitted
-        } else {
-            State::Waiting
+        let want = match i {
+            1 => State::Admitted,
+            2 => State::Ready,
+            _ => State::Waiting,
         };
         assert_eq!(
             room.state(&mut con, Mode::Status, u, opens + 20_000),
             (want, Some(i as u64 + 1))
         );
     }
+    let third = room.reply(&mut con, Mode::Status, &drawn[2], opens + 29_999);
+    assert_eq!(third.pass.as_ref().map(|p| p.iat_ms), Some(opens + 30_000));
+    assert_eq!(
+        room.state(&mut con, Mode::Status, &drawn[2], opens + 30_000),
+        (State::Admitted, Some(3))
+    );
     assert_eq!(
         room.reply(&mut con, Mode::Status, &drawn[0], opens + 30_000)
             .pass
@@ -459,6 +473,87 @@ fn the_room_script_draws_admits_drops_and_gives_places_back() {
 
     cleanup(&mut con, &format!("wr:{{{show}}}:*"));
     cleanup(&mut con, &format!("rl:*{show}"));
+}
+
+/// Issue instants of every pass recorded for a sale, sorted.
+fn issue_instants(con: &mut redis::Connection, sale: &str) -> Vec<i64> {
+    let passes: Vec<String> = redis::cmd("HVALS")
+        .arg(&room_keys(sale)[7])
+        .query(con)
+        .unwrap();
+    let mut at: Vec<i64> = passes
+        .iter()
+        .map(|p| {
+            functions::waiting_room::PassRecord::parse(p)
+                .unwrap()
+                .iat_ms
+        })
+        .collect();
+    at.sort_unstable();
+    at
+}
+
+/// 1,500 users whose turns came while they were away all poll within one
+/// second (100/s sale): the passes' issue instants stay 10 ms apart, in
+/// the order the users asked, so no 10 s holds more than the rate; the
+/// late ones are told `ready` with the wait. With the spacing set to 0
+/// (the old behaviour) the same polls put all 1,500 in one second.
+#[test]
+fn passes_collected_in_a_burst_are_issued_at_the_rate() {
+    let mut con = redis();
+    for (spacing, control) in [(None, false), (Some("0"), true)] {
+        let show = unique();
+        let opens = 1_000_000;
+        let room = Room {
+            sale: Sale {
+                city: "mum".into(),
+                config: SaleConfig {
+                    sale: show.clone(),
+                    opens_at_ms: opens,
+                    rate_per_sec: 100.0,
+                    pass_ttl_s: 300,
+                    grace_s: 600,
+                },
+            },
+            ip: format!("ip-{show}"),
+            spacing,
+        };
+        let users: Vec<String> = (0..1_500).map(|i| format!("u{i}-{show}")).collect();
+        for (i, u) in users.iter().enumerate() {
+            room.reply(&mut con, Mode::Join, u, opens + i as i64);
+        }
+        // At opens + 20 s the counter (2,001) has passed everyone.
+        let at = opens + 20_000;
+        let mut ready = 0;
+        for (i, u) in users.iter().enumerate() {
+            let now = at + (i as i64) * 1_000 / 1_500;
+            let r = room.reply(&mut con, Mode::Status, u, now);
+            let v = status_view(&room.sale, u, &r, now, b"k");
+            if v.state == State::Ready {
+                ready += 1;
+                assert!(v.pass.is_none() && v.pass_in_ms.unwrap() > 0);
+            } else {
+                assert_eq!(v.state, State::Admitted, "{i}");
+            }
+        }
+        let issued = issue_instants(&mut con, &show);
+        assert_eq!(issued.len(), 1_500);
+        let worst = shared::waiting_room::worst_window(&issued, 10_000);
+        if control {
+            assert_eq!(ready, 0);
+            // All but the first (admitted as it joined, at opening).
+            assert_eq!(worst, 1_499, "the control bunches");
+        } else {
+            assert!(worst <= 1_001, "{worst} passes in 10 s at 100/s");
+            assert!(ready > 1_000, "most are told to come back: {ready}");
+            let gaps = issued.windows(2).map(|w| w[1] - w[0]);
+            assert!(gaps.clone().all(|g| g >= 10), "10 ms apart");
+            // The chain runs ahead of the polls by the bunch only.
+            assert!(issued[1_499] <= at + 15_000, "{}", issued[1_499] - at);
+        }
+        cleanup(&mut con, &format!("wr:{{{show}}}:*"));
+        cleanup(&mut con, &format!("rl:*{show}"));
+    }
 }
 
 #[test]

@@ -514,6 +514,13 @@ impl Crowd {
                         }
                     }
                 }
+                // Our turn; the pass is issued in a moment (passes are
+                // spaced at the sale's rate): ask again then. Not a
+                // "waiting" answer: nobody behind us is ahead of us.
+                "ready" => {
+                    let wait = Duration::from_millis(s.pass_in_ms.unwrap_or(1_000).max(1));
+                    tokio::time::sleep(wait.min(self.plan.poll_cap)).await;
+                }
                 "waiting" | "pre_queue" => {
                     if let (Some(p), Some(a)) = (s.position, s.ahead) {
                         rec.waiting.push(Waiting {

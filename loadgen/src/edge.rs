@@ -254,8 +254,8 @@ pub async fn put_sale(
 /// the load generator uses).
 #[derive(Debug, Clone, Deserialize)]
 pub struct RoomStatus {
-    /// `pre_queue`, `waiting`, `admitted`, `not_joined`, `dropped`,
-    /// `expired`.
+    /// `pre_queue`, `waiting`, `ready`, `admitted`, `not_joined`,
+    /// `dropped`, `expired`.
     pub state: String,
     /// 1-based place.
     pub position: Option<u64>,
@@ -269,6 +269,9 @@ pub struct RoomStatus {
     pub seed: Option<String>,
     /// The admission pass, once admitted.
     pub pass: Option<String>,
+    /// `ready`: milliseconds until the pass is issued.
+    #[serde(default)]
+    pub pass_in_ms: Option<u64>,
 }
 
 /// The waiting-room paths of a sale.

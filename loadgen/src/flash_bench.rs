@@ -756,9 +756,9 @@ impl RoomState {
             .iter()
             .map(|k| format!("{prefix}{k}"))
             .collect();
-        // room_keys: q, seen, seed, bonus, n, drawn, gone, passes.
-        let [q, _seen, seed, bonus, _n, _drawn, gone, passes] = keys.as_slice() else {
-            anyhow::bail!("the waiting room has {} keys, expected 8", keys.len());
+        // room_keys: q, seen, seed, bonus, n, drawn, gone, passes, slot.
+        let [q, _seen, seed, bonus, _n, _drawn, gone, passes, _slot] = keys.as_slice() else {
+            anyhow::bail!("the waiting room has {} keys, expected 9", keys.len());
         };
         let client = redis::Client::open(redis_url).context("LOADGEN_REDIS_URL")?;
         let mut conn = client
