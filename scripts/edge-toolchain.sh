@@ -6,7 +6,7 @@
 #
 #   eval "$(scripts/edge-toolchain.sh)"   # install what is missing, then export the env
 #
-# What it installs (see docs/edge.md and ../shared/EDGE-TOOLCHAIN.md):
+# What it installs (see docs/edge.md):
 #   - the rustup target wasm32-unknown-unknown;
 #   - wasm-bindgen-cli, exactly the wasm-bindgen version in Cargo.lock
 #     (cargo install, without --locked: a locked dependency of it is

@@ -17,7 +17,7 @@ use crate::shows::ShowCache;
 use crate::state::AppState;
 use crate::{
     bookings, catalog, checkout, health, holds, notifier, outbox, payments, reconcile, recovery,
-    refunds, retention, seat_map, sweeper,
+    refunds, retention, seat_map, sweeper, webhook,
 };
 use anyhow::Context;
 use axum::extract::DefaultBodyLimit;
@@ -41,7 +41,7 @@ pub fn router(state: AppState) -> Router {
         .merge(holds::router())
         .merge(checkout::router())
         .merge(bookings::router())
-        .merge(payments::webhook::router())
+        .merge(webhook::router())
         .merge(reconcile::router())
         .merge(notifier::router())
         .merge(seat_map::router())

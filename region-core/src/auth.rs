@@ -2,25 +2,12 @@
 //! and a role. Users hold seats; operators manage the catalog.
 
 use crate::error::ApiError;
-use crate::state::AppState;
-use axum::extract::FromRequestParts;
+use axum::extract::{FromRef, FromRequestParts};
 use axum::http::request::Parts;
 use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
 use serde::{Deserialize, Serialize};
 
-/// The `--jwt-secret` / `REGION_JWT_SECRET` argument of the tools that
-/// mint tokens (`region-core mint-token`, `loadgen`).
-#[derive(Debug, Clone, clap::Args)]
-pub struct SigningKey {
-    /// HS256 key tokens are signed with (the region core's REGION_JWT_SECRET).
-    #[arg(
-        long,
-        env = "REGION_JWT_SECRET",
-        default_value = "dev-only-secret-change-me",
-        hide_env_values = true
-    )]
-    pub jwt_secret: String,
-}
+pub use crate::config::SigningKey;
 
 /// Who a token speaks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -237,14 +224,17 @@ pub struct User {
     pub id: String,
 }
 
-impl FromRequestParts<AppState> for User {
+// Extractors need only the token keys, not the whole application state:
+// any state that can hand out its `TokenKeys` will do.
+impl<S> FromRequestParts<S> for User
+where
+    TokenKeys: FromRef<S>,
+    S: Send + Sync,
+{
     type Rejection = ApiError;
 
-    async fn from_request_parts(
-        parts: &mut Parts,
-        state: &AppState,
-    ) -> Result<Self, Self::Rejection> {
-        let claims = state.tokens.verify_request(parts)?;
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let claims = TokenKeys::from_ref(state).verify_request(parts)?;
         Ok(User { id: claims.sub })
     }
 }
@@ -256,14 +246,17 @@ pub struct Operator {
     pub id: String,
 }
 
-impl FromRequestParts<AppState> for Operator {
+// Extractors need only the token keys, not the whole application state:
+// any state that can hand out its `TokenKeys` will do.
+impl<S> FromRequestParts<S> for Operator
+where
+    TokenKeys: FromRef<S>,
+    S: Send + Sync,
+{
     type Rejection = ApiError;
 
-    async fn from_request_parts(
-        parts: &mut Parts,
-        state: &AppState,
-    ) -> Result<Self, Self::Rejection> {
-        let claims = state.tokens.verify_request(parts)?;
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let claims = TokenKeys::from_ref(state).verify_request(parts)?;
         if claims.role != Role::Operator {
             return Err(ApiError::Forbidden(
                 "this endpoint needs an operator token".into(),

@@ -38,7 +38,7 @@ pub struct Settings {
 
     /// HS256 key that user and operator JWTs are verified with.
     #[command(flatten)]
-    pub signing: crate::auth::SigningKey,
+    pub signing: SigningKey,
 
     /// How long a hold keeps its seats, in seconds.
     #[arg(long, env = "REGION_HOLD_TTL_SECS", default_value_t = 600)]
@@ -174,7 +174,7 @@ pub struct Settings {
     /// Fault injection for tests ONLY: a checkout stops dead at this
     /// recovery point, as if the process crashed there.
     #[arg(long, env = "REGION_TEST_CRASH_AT", hide = true)]
-    pub test_crash_at: Option<crate::checkout::CrashPoint>,
+    pub test_crash_at: Option<CrashPoint>,
 
     /// Negative-control switch for tests ONLY: turns off the Redis lock and
     /// the Postgres availability/version checks. Never set in production.
@@ -251,6 +251,34 @@ pub struct RetentionSettings {
     /// locks on busy tables).
     #[arg(long, env = "REGION_RETENTION_BATCH", default_value_t = 1000)]
     pub retention_batch: i64,
+}
+
+/// The `--jwt-secret` / `REGION_JWT_SECRET` argument of the tools that
+/// mint tokens (`region-core mint-token`, `loadgen`).
+#[derive(Debug, Clone, clap::Args)]
+pub struct SigningKey {
+    /// HS256 key tokens are signed with (the region core's REGION_JWT_SECRET).
+    #[arg(
+        long,
+        env = "REGION_JWT_SECRET",
+        default_value = "dev-only-secret-change-me",
+        hide_env_values = true
+    )]
+    pub jwt_secret: String,
+}
+
+/// Where a test may make a checkout stop dead, as if the process crashed
+/// (only honoured in builds with the `fault-injection` feature).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum CrashPoint {
+    /// Key and payment row committed; the gateway not yet called.
+    AfterPaymentCreated,
+    /// The gateway charged; nothing recorded yet.
+    AfterGatewayCharge,
+    /// The charge recorded; booking not yet settled.
+    AfterPaymentRecorded,
+    /// Settled and committed; the response never sent.
+    AfterSettle,
 }
 
 impl Settings {

@@ -9,7 +9,8 @@
 //!   failure handling;
 //! - `checkout` turns a hold into a paid booking (idempotency keys with
 //!   recovery points, `checkout::settle` books or compensates);
-//! - `payments` is the gateway trait, its HTTP client and the webhook;
+//! - `payments` is the gateway trait and its HTTP client; `webhook` is
+//!   the gateway's signed callback;
 //! - `bookings` owns bookings and cancellation; `refunds` sends refunds
 //!   with backoff; `reconcile` settles what crashes left behind;
 //! - `outbox` publishes state changes (Redis Streams); `notifier` is its
@@ -26,10 +27,12 @@ pub mod breaker;
 pub mod catalog;
 pub mod checkout;
 pub mod config;
+pub mod db;
 pub mod error;
 pub mod health;
 pub mod holds;
 pub mod http_log;
+pub mod idempotency;
 pub mod notifier;
 pub mod outbox;
 pub mod payments;
@@ -43,6 +46,7 @@ pub mod serve;
 pub mod shows;
 pub mod state;
 pub mod sweeper;
+pub mod webhook;
 
 pub use app::{Application, RunningApp};
 pub use config::Settings;

@@ -11,7 +11,7 @@
 //! may still be running. What it fixes is counted in metrics and logged.
 
 use crate::auth::Operator;
-use crate::checkout::{self, settle};
+use crate::checkout::{record, settle};
 use crate::error::ApiError;
 use crate::payments::ChargeLookup;
 use crate::state::AppState;
@@ -86,12 +86,12 @@ pub async fn reconcile_once(state: &AppState) -> anyhow::Result<ReconcileReport>
             match state.gateway.void_unless_charged(payment_id).await {
                 Ok(ChargeLookup::Succeeded { gateway_id }) => {
                     let mut tx = state.db.begin().await?;
-                    checkout::record_success(&mut tx, payment_id, &gateway_id).await?;
+                    record::record_success(&mut tx, payment_id, &gateway_id).await?;
                     tx.commit().await?;
                 }
                 Ok(ChargeLookup::Failed { gateway_id, code }) => {
                     let mut tx = state.db.begin().await?;
-                    if checkout::record_failure(&mut tx, payment_id, Some(&gateway_id), &code)
+                    if record::record_failure(&mut tx, payment_id, Some(&gateway_id), &code)
                         .await?
                         .is_some()
                     {
@@ -104,7 +104,7 @@ pub async fn reconcile_once(state: &AppState) -> anyhow::Result<ReconcileReport>
                     // Never charged, and the gateway now refuses the
                     // reference, so the lost request cannot charge later.
                     let mut tx = state.db.begin().await?;
-                    if checkout::finish_unpaid(
+                    if record::finish_unpaid(
                         &mut tx,
                         payment_id,
                         "ABANDONED",

@@ -7,12 +7,14 @@ use crate::holds::writer::HoldWriters;
 use crate::payments::PaymentGateway;
 use crate::redis_path::RedisPath;
 use crate::shows::ShowCache;
+use axum::extract::FromRef;
 use sqlx::PgPool;
 use std::sync::Arc;
 use tokio::sync::Notify;
 
-/// Shared application state (cheap to clone).
-#[derive(Clone)]
+/// Shared application state (cheap to clone). `FromRef` hands each part
+/// to the extractors that need only it (`auth::User` takes `TokenKeys`).
+#[derive(Clone, FromRef)]
 pub struct AppState {
     /// This shard's Postgres.
     pub db: PgPool,
@@ -29,7 +31,9 @@ pub struct AppState {
     /// The payment gateway.
     pub gateway: Arc<dyn PaymentGateway>,
     /// Wakes the outbox relay after a commit that wrote events.
+    #[from_ref(skip)]
     pub outbox_kick: Arc<Notify>,
     /// Wakes the refund worker after a commit that created a refund.
+    #[from_ref(skip)]
     pub refund_kick: Arc<Notify>,
 }

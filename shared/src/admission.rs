@@ -1,6 +1,6 @@
 //! Admission passes: what the edge's waiting room hands a user when their
 //! turn comes, and what the region core demands before it takes a hold on
-//! a flash-sale show (DESIGN invariant 8: the queue is not bypassable).
+//! a flash-sale show (invariant 8 in docs/architecture.md: the queue is not bypassable).
 //!
 //! A pass is `ap1.<claims>.<tag>`: `claims` is base64url (no padding) of a
 //! JSON [`PassClaims`], `tag` is base64url of HMAC-SHA256(key,

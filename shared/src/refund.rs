@@ -1,4 +1,4 @@
-//! The cancellation refund policy (DESIGN invariant 7): how much of what was
+//! The cancellation refund policy (invariant 7 in docs/architecture.md): how much of what was
 //! paid comes back, given how long before the show's start a booking is
 //! cancelled.
 //!

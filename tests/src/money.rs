@@ -1,4 +1,4 @@
-//! The money audit (DESIGN invariant 5: *money is never lost*): every
+//! The money audit (invariant 5 in docs/architecture.md: *money is never lost*): every
 //! charge the gateway made must end, once reconciliation has run, as
 //! exactly one of a confirmed (or later cancelled) booking or a refund,
 //! and a retried checkout never charges twice.

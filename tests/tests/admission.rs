@@ -1,4 +1,4 @@
-//! DESIGN invariant 8: a flash-sale show takes holds only with a valid
+//! Invariant 8 (docs/architecture.md): a flash-sale show takes holds only with a valid
 //! admission pass from the edge's waiting room, bound to that user and
 //! that sale. Calling the region core directly without one, or with a
 //! forged, expired or borrowed pass, is refused and writes nothing.

@@ -1,4 +1,4 @@
-//! Cancellation end to end (DESIGN invariants 7 and 9): the refund policy
+//! Cancellation end to end (invariants 7 and 9 in docs/architecture.md): the refund policy
 //! at each of its tiers, as quoted and as applied; a show's own policy,
 //! copied onto the booking when it is bought; seats free at once (seat
 //! map, Redis, a new hold); idempotent cancels; and every refusal a clear

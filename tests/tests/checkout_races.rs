@@ -1,5 +1,5 @@
 //! Checkouts racing each other, expiring holds and a failing gateway
-//! (DESIGN invariants 1, 3 and 5): a charge that lands after its hold was
+//! (invariants 1, 3 and 5 in docs/architecture.md): a charge that lands after its hold was
 //! lost is refunded in full and never takes the seat from its new owner;
 //! a storm of concurrent holds, checkouts (with declines and gateway
 //! faults) and cancellations on a tiny show never books a seat twice and

@@ -72,7 +72,18 @@ async fn catalog_reads_reach_the_region_once_until_an_operator_change() {
 
     // The operator adds a show on the same screen and day, through the
     // edge: the city's cached reads and the city list are stale at once.
-    let starts = format!("{date}T06:30:00Z"); // 12:00 in Asia/Kolkata
+    // Six hours from the first show, on the same local day, whatever the
+    // time the test runs (shows on one screen must not overlap).
+    let first_local: chrono::DateTime<chrono::FixedOffset> = first.body["starts_at_local"]
+        .as_str()
+        .and_then(|s| chrono::DateTime::parse_from_rfc3339(s).ok())
+        .expect("starts_at_local is RFC 3339");
+    let shift = if first_local.time() < chrono::NaiveTime::from_hms_opt(12, 0, 0).unwrap() {
+        chrono::Duration::hours(6)
+    } else {
+        chrono::Duration::hours(-6)
+    };
+    let starts = (first_local + shift).to_rfc3339();
     let r = stack
         .post(
             &format!("/v1/c/{CITY}/operator/shows"),

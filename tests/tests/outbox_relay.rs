@@ -1,4 +1,4 @@
-//! DESIGN invariant 6: every state change is published, at least once, in
+//! Invariant 6 (docs/architecture.md): every state change is published, at least once, in
 //! order per booking. A state change and its outbox row commit together;
 //! the relay publishes to the city's Redis Stream and only then marks the
 //! rows; the notifier consumes the stream idempotently (by event id).

@@ -10,8 +10,8 @@
 pub mod store;
 
 use crate::auth::User;
-use crate::checkout::idempotency::{self, KeyState, StoredResponse};
 use crate::error::{ApiError, ApiPath, ApiQuery};
+use crate::idempotency::{self, KeyState, StoredResponse};
 use crate::outbox;
 use crate::redis_path::booked_value;
 use crate::state::AppState;
@@ -168,11 +168,11 @@ async fn cancel(
     if let Some(key) = &key {
         // Claim the key first: a concurrent request with the same key
         // waits on this row until we commit, then replays our answer.
-        let claimed = idempotency::claim(&mut tx, &user.id, key, &hash, now).await?;
+        let claimed = idempotency::store::claim(&mut tx, &user.id, key, &hash, now).await?;
         if !claimed {
             let lock = state.settings.idempotency_lock();
-            match idempotency::begin(&mut tx, &user.id, key, &hash, lock, now).await? {
-                KeyState::Replay(r) => return Ok(crate::checkout::idempotency::into_response(r, true)),
+            match idempotency::store::begin(&mut tx, &user.id, key, &hash, lock, now).await? {
+                KeyState::Replay(r) => return Ok(crate::idempotency::into_response(r, true)),
                 KeyState::New | KeyState::Resume(_) => {
                     return Err(ApiError::Conflict {
                         code: "idempotency_key_in_use",
@@ -231,7 +231,7 @@ async fn cancel(
         body: serde_json::to_vec(&b).map_err(anyhow::Error::from)?,
     };
     if let Some(key) = &key {
-        idempotency::finish(&mut tx, &user.id, key, &response).await?;
+        idempotency::store::finish(&mut tx, &user.id, key, &response).await?;
     }
     tx.commit().await?;
     metrics::counter!("bookings_cancelled_total").increment(1);
@@ -259,5 +259,5 @@ async fn cancel(
                 .collect(),
         )])
         .await;
-    Ok(crate::checkout::idempotency::into_response(response, false).into_response())
+    Ok(crate::idempotency::into_response(response, false).into_response())
 }

@@ -4,9 +4,9 @@
 //! gateway webhook and reconciliation all come here; the payment row's
 //! lock and its `settled` column make it happen once.
 
-use super::idempotency::{self, StoredResponse};
 use crate::bookings::store as bookings;
 use crate::holds::store as holds;
+use crate::idempotency::{self, StoredResponse};
 use crate::outbox;
 use crate::state::AppState;
 use chrono::Utc;
@@ -111,7 +111,7 @@ pub async fn settle(state: &AppState, payment_id: Uuid) -> anyhow::Result<Settle
         .await?;
         if let Some(key) = &idem_key {
             let body = serde_json::to_vec(&view)?;
-            idempotency::finish(
+            idempotency::store::finish(
                 &mut tx,
                 &user_id,
                 key,
@@ -159,7 +159,7 @@ pub async fn settle(state: &AppState, payment_id: Uuid) -> anyhow::Result<Settle
             &format!("payment received but {why_not}; the full amount is being refunded"),
             Some(details),
         );
-        idempotency::finish(&mut tx, &user_id, key, &resp).await?;
+        idempotency::store::finish(&mut tx, &user_id, key, &resp).await?;
     }
     tx.commit().await?;
     state.outbox_kick.notify_one();

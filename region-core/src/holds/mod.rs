@@ -8,12 +8,13 @@
 
 pub mod decide;
 pub mod flash_sale;
+pub mod rules;
 pub mod store;
 pub mod writer;
 
 use crate::auth::User;
-use crate::checkout::idempotency::{self, KeyState, RecoveryPoint, StoredResponse};
 use crate::error::{ApiError, ApiJson, ApiPath};
+use crate::idempotency::{self, KeyState, RecoveryPoint, StoredResponse};
 use crate::shows::ShowLayout;
 use crate::state::AppState;
 use axum::extract::State;
@@ -22,6 +23,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use chrono::{DateTime, Utc};
+use rules::{hold_view, not_active_error, parse_hold_id, show_started};
 use shared::api::{CreateHold, Hold, HoldState, SaleMode};
 use shared::seat::{parse_seat_list, SeatError};
 use shared::{HoldId, SeatState, ShowId};
@@ -60,11 +62,6 @@ fn truncate_ms(t: DateTime<Utc>) -> DateTime<Utc> {
     DateTime::from_timestamp_millis(t.timestamp_millis()).unwrap_or(t)
 }
 
-/// The refusal of holds, extensions and checkouts once the show started.
-pub fn show_started() -> ApiError {
-    ApiError::conflict("show_started", "the show has already started")
-}
-
 /// 409 `show_started` when the show of a hold has begun.
 async fn refuse_if_started(
     state: &AppState,
@@ -87,7 +84,7 @@ async fn refuse_if_started(
 pub const ADMISSION_PASS_HEADER: &str = "admission-pass";
 
 /// A flash-sale show takes holds only from users the waiting room
-/// admitted (DESIGN invariant 8): the pass must be genuine, unexpired,
+/// admitted (invariant 8, docs/architecture.md): the pass must be genuine, unexpired,
 /// the caller's, and for this show. Returns the pass id.
 fn admitted(
     state: &AppState,
@@ -139,7 +136,7 @@ async fn create_hold(
             idempotency::request_hash("POST", &format!("/v1/shows/{show}/holds"), &canonical);
         let now = Utc::now();
         let mut tx = state.db.begin().await?;
-        match idempotency::begin(
+        match idempotency::store::begin(
             &mut tx,
             &user.id,
             key,
@@ -152,11 +149,16 @@ async fn create_hold(
             KeyState::Replay(r) => return Ok(idempotency::into_response(r, true)),
             // An earlier attempt stopped before answering: try again.
             KeyState::Resume(_) => {}
-            KeyState::New => {
-                idempotency::insert(&mut tx, &user.id, key, &hash, RecoveryPoint::Started, now)
-                    .await
-                    .map_err(idempotency::insert_error)?
-            }
+            KeyState::New => idempotency::store::insert(
+                &mut tx,
+                &user.id,
+                key,
+                &hash,
+                RecoveryPoint::Started,
+                now,
+            )
+            .await
+            .map_err(idempotency::store::insert_error)?,
         }
         tx.commit().await?;
     }
@@ -166,7 +168,7 @@ async fn create_hold(
         match &result {
             Ok(hold) => {
                 let body = serde_json::to_vec(hold).map_err(anyhow::Error::from)?;
-                idempotency::finish(
+                idempotency::store::finish(
                     &mut conn,
                     &user.id,
                     key,
@@ -176,7 +178,7 @@ async fn create_hold(
             }
             // Not stored: a retry with the same key tries again (the seats
             // may be free by then, the outage over).
-            Err(_) => idempotency::unlock(&mut conn, &user.id, key).await?,
+            Err(_) => idempotency::store::unlock(&mut conn, &user.id, key).await?,
         }
     }
     Ok((StatusCode::CREATED, ApiJson(result?)).into_response())
@@ -411,52 +413,12 @@ fn labels_of(layout: &ShowLayout, seat_ids: &[Uuid]) -> Vec<String> {
         .collect()
 }
 
-pub(crate) fn parse_hold_id(raw: &str) -> Result<HoldId, ApiError> {
-    HoldId::parse(raw).map_err(|e| ApiError::bad_request("invalid_hold_id", e.to_string()))
-}
-
 /// Loads a hold the caller owns; someone else's hold is "not found".
 async fn owned_hold(state: &AppState, user: &User, id: HoldId) -> Result<StoredHold, ApiError> {
     let mut conn = state.db.acquire().await?;
     match store::fetch(&mut conn, id.0).await? {
         Some(h) if h.user_id == user.id => Ok(h),
         _ => Err(ApiError::not_found("unknown_hold", format!("no hold {id}"))),
-    }
-}
-
-fn hold_view(h: &StoredHold, now: DateTime<Utc>) -> Hold {
-    let mut state = HoldState::from_db_str(&h.state).unwrap_or(HoldState::Expired);
-    if state == HoldState::Active && h.expires_at <= now {
-        state = HoldState::Expired;
-    }
-    Hold {
-        hold_id: HoldId(h.id),
-        show_id: ShowId(h.show_id),
-        seats: h.seats.iter().map(|s| s.0.clone()).collect(),
-        state,
-        expires_at: h.expires_at,
-        extended: h.extended,
-    }
-}
-
-/// Why an active-hold operation changed nothing.
-pub(crate) fn not_active_error(h: &StoredHold, now: DateTime<Utc>) -> ApiError {
-    match hold_view(h, now).state {
-        HoldState::Expired => ApiError::Gone {
-            code: "hold_expired",
-            message: "the hold has expired; its seats may have been taken".into(),
-        },
-        HoldState::Active if h.extended => {
-            ApiError::conflict("hold_already_extended", "a hold may be extended only once")
-        }
-        HoldState::Active => ApiError::Gone {
-            code: "hold_lost",
-            message: "the hold no longer owns all its seats".into(),
-        },
-        other => ApiError::conflict(
-            "hold_not_active",
-            format!("the hold is {}", other.as_db_str()),
-        ),
     }
 }
 

@@ -29,22 +29,7 @@ pub struct NewHold {
     pub admission_pass_id: Option<String>,
 }
 
-/// Postgres error codes we act on.
-pub mod codes {
-    /// `lock_not_available`: NOWAIT met a locked row.
-    pub const LOCK_NOT_AVAILABLE: &str = "55P03";
-    /// `deadlock_detected`.
-    pub const DEADLOCK: &str = "40P01";
-    /// `serialization_failure`.
-    pub const SERIALIZATION: &str = "40001";
-}
-
-/// The SQLSTATE of a database error, if any.
-pub fn sqlstate(e: &sqlx::Error) -> Option<String> {
-    e.as_database_error()
-        .and_then(|d| d.code())
-        .map(|c| c.into_owned())
-}
+pub use crate::db::{codes, sqlstate};
 
 /// Locks (or, for the negative control, merely reads) the rows of `keys`.
 /// `nowait`: fail at once with 55P03 instead of waiting for a lock.

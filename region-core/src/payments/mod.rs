@@ -1,12 +1,12 @@
 //! Payments: the [`PaymentGateway`] trait the checkout, refund worker and
-//! reconciliation talk to, its HTTP client (`http`), and the signed
-//! webhook the gateway calls back (`webhook`).
+//! reconciliation talk to, and its HTTP client (`http`). The signed
+//! webhook the gateway calls back is an HTTP handler of its own
+//! (`crate::webhook`): it calls the services, which call this adapter.
 //!
 //! Every call carries an idempotency key we own (the payment or refund
 //! id), so any call whose outcome is unknown can simply be made again.
 
 pub mod http;
-pub mod webhook;
 
 use async_trait::async_trait;
 use uuid::Uuid;

@@ -8,7 +8,7 @@
 //! - `payment_intent.payment_failed`: close the in-flight payment.
 //! - `refund.succeeded`: mark the refund done.
 
-use crate::checkout::{self, settle};
+use crate::checkout::{record, settle};
 use crate::error::ApiError;
 use crate::state::AppState;
 use axum::body::Bytes;
@@ -111,14 +111,14 @@ async fn handle(state: &AppState, event: &Event, reference: Uuid) -> Result<(), 
     match event.kind.as_str() {
         "payment_intent.succeeded" => {
             let mut tx = state.db.begin().await?;
-            checkout::record_success(&mut tx, reference, &object.id).await?;
+            record::record_success(&mut tx, reference, &object.id).await?;
             tx.commit().await?;
             settle::settle(state, reference).await?;
         }
         "payment_intent.payment_failed" => {
             let code = object.failure_code.as_deref().unwrap_or("payment_failed");
             let mut tx = state.db.begin().await?;
-            checkout::record_failure(&mut tx, reference, Some(&object.id), code).await?;
+            record::record_failure(&mut tx, reference, Some(&object.id), code).await?;
             tx.commit().await?;
         }
         "refund.succeeded" => {

@@ -1,0 +1,166 @@
+//! Recording what the gateway said about a payment, from wherever the news
+//! comes: the checkout itself, the gateway's webhook, or reconciliation.
+//! Each function works in the caller's transaction and is idempotent (a
+//! second report of the same outcome changes nothing), so the three
+//! sources may race.
+
+use crate::idempotency::{self, RecoveryPoint, StoredResponse};
+use uuid::Uuid;
+
+/// Records a charge the gateway confirmed (from the checkout, a webhook or
+/// reconciliation). Returns false if it was recorded already.
+///
+/// A charge that lands after the payment was closed as FAILED or ABANDONED
+/// (the buyer was told nothing was charged) is refunded at once.
+pub async fn record_success(
+    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    payment_id: Uuid,
+    gateway_id: &str,
+) -> Result<bool, sqlx::Error> {
+    let row: Option<(String, Uuid, String, Option<String>, i64, String)> = sqlx::query_as(
+        "SELECT status, show_id, user_id, idem_key, amount_minor, currency
+           FROM payments WHERE id = $1 FOR UPDATE",
+    )
+    .bind(payment_id)
+    .fetch_optional(&mut **tx)
+    .await?;
+    let Some((status, show_id, user_id, idem_key, amount, currency)) = row else {
+        return Ok(false);
+    };
+    if status == "SUCCEEDED" {
+        return Ok(false);
+    }
+    let late = status != "CREATED";
+    sqlx::query(
+        "UPDATE payments SET status = 'SUCCEEDED', gateway_payment_id = $2, updated_at = now(),
+                settled = CASE WHEN $3 THEN 'REFUNDED' END
+          WHERE id = $1",
+    )
+    .bind(payment_id)
+    .bind(gateway_id)
+    .bind(late)
+    .execute(&mut **tx)
+    .await?;
+    crate::outbox::record(
+        tx,
+        show_id,
+        payment_id,
+        "payment.succeeded",
+        serde_json::json!({ "user_id": user_id, "payment_id": payment_id, "gateway_payment_id": gateway_id }),
+    )
+    .await?;
+    if !late {
+        if let Some(key) = &idem_key {
+            idempotency::store::advance(tx, &user_id, key, RecoveryPoint::PaymentSucceeded).await?;
+        }
+        return Ok(true);
+    }
+    let refund_id = Uuid::now_v7();
+    sqlx::query(
+        "INSERT INTO refunds (id, payment_id, reason, amount_minor) VALUES ($1, $2, 'late_charge', $3)",
+    )
+    .bind(refund_id)
+    .bind(payment_id)
+    .bind(amount)
+    .execute(&mut **tx)
+    .await?;
+    crate::outbox::record(
+        tx,
+        show_id,
+        payment_id,
+        "booking.failed",
+        serde_json::json!({
+            "user_id": user_id, "payment_id": payment_id, "refund_id": refund_id,
+            "amount_minor": amount, "currency": currency,
+            "reason": "the charge arrived after the payment was closed",
+        }),
+    )
+    .await?;
+    // The key's stored answer said "not charged" (402): that is no longer
+    // true. A retry now learns the charge and its refund.
+    if let Some(key) = &idem_key {
+        let resp = idempotency::error_response(
+            409,
+            "payment_refunded",
+            "your card was charged after this payment had been closed; the full amount is being refunded",
+            Some(serde_json::json!({
+                "payment_id": payment_id, "refund_id": refund_id,
+                "amount_minor": amount, "currency": currency,
+            })),
+        );
+        idempotency::store::replace_answer(tx, &user_id, key, &resp).await?;
+    }
+    tracing::warn!(%payment_id, %refund_id, "late charge on a closed payment; refunding");
+    metrics::counter!("payments_late_charge_total").increment(1);
+    Ok(true)
+}
+
+/// Records a charge the gateway refused and finishes its key with 402.
+/// Returns that response (None if the payment was no longer in flight).
+pub async fn record_failure(
+    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    payment_id: Uuid,
+    gateway_id: Option<&str>,
+    code: &str,
+) -> Result<Option<StoredResponse>, sqlx::Error> {
+    finish_unpaid(tx, payment_id, "FAILED", gateway_id, code).await
+}
+
+/// Marks an in-flight payment FAILED or ABANDONED (never charged) and
+/// finishes its key. Returns the stored response, None if the payment
+/// was not in flight any more.
+pub async fn finish_unpaid(
+    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    payment_id: Uuid,
+    status: &str,
+    gateway_id: Option<&str>,
+    code: &str,
+) -> Result<Option<StoredResponse>, sqlx::Error> {
+    let row: Option<(Uuid, String, Option<String>)> = sqlx::query_as(
+        "UPDATE payments SET status = $2, gateway_payment_id = COALESCE($3, gateway_payment_id),
+                failure_code = $4, updated_at = now()
+          WHERE id = $1 AND status = 'CREATED'
+        RETURNING show_id, user_id, idem_key",
+    )
+    .bind(payment_id)
+    .bind(status)
+    .bind(gateway_id)
+    .bind(code)
+    .fetch_optional(&mut **tx)
+    .await?;
+    let Some((show_id, user_id, idem_key)) = row else {
+        return Ok(None);
+    };
+    let details = serde_json::json!({ "payment_id": payment_id, "reason": code });
+    let resp = if status == "FAILED" {
+        let declined = code == "card_declined";
+        idempotency::error_response(
+            402,
+            if declined {
+                "payment_declined"
+            } else {
+                "payment_failed"
+            },
+            if declined {
+                "the card was declined; nothing was charged. Try another payment method with a new Idempotency-Key"
+            } else {
+                "the payment failed; nothing was charged. Retry with a new Idempotency-Key"
+            },
+            Some(details.clone()),
+        )
+    } else {
+        idempotency::error_response(
+            402,
+            "payment_abandoned",
+            "the payment never reached the provider; nothing was charged. Retry with a new Idempotency-Key",
+            Some(details.clone()),
+        )
+    };
+    if let Some(key) = &idem_key {
+        idempotency::store::finish(tx, &user_id, key, &resp).await?;
+    }
+    let mut payload = details;
+    payload["user_id"] = serde_json::json!(user_id);
+    crate::outbox::record(tx, show_id, payment_id, "payment.failed", payload).await?;
+    Ok(Some(resp))
+}

@@ -1,0 +1,41 @@
+//! Database helpers every store shares: the Postgres error codes the
+//! service acts on, read in one place.
+
+/// Postgres error codes (SQLSTATE) we act on.
+pub mod codes {
+    /// `unique_violation`: a row with this key exists.
+    pub const UNIQUE_VIOLATION: &str = "23505";
+    /// `exclusion_violation`: an exclusion constraint (overlapping shows).
+    pub const EXCLUSION_VIOLATION: &str = "23P01";
+    /// `lock_not_available`: NOWAIT met a locked row.
+    pub const LOCK_NOT_AVAILABLE: &str = "55P03";
+    /// `deadlock_detected`.
+    pub const DEADLOCK: &str = "40P01";
+    /// `serialization_failure`.
+    pub const SERIALIZATION: &str = "40001";
+}
+
+/// The SQLSTATE of a database error, if any.
+pub fn sqlstate(e: &sqlx::Error) -> Option<String> {
+    e.as_database_error()
+        .and_then(|d| d.code())
+        .map(|c| c.into_owned())
+}
+
+/// Whether `e` is a unique-key violation (a concurrent insert of the same
+/// key won).
+pub fn is_unique_violation(e: &sqlx::Error) -> bool {
+    sqlstate(e).as_deref() == Some(codes::UNIQUE_VIOLATION)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_without_a_database_code_have_no_sqlstate() {
+        let e = sqlx::Error::RowNotFound;
+        assert_eq!(sqlstate(&e), None);
+        assert!(!is_unique_violation(&e));
+    }
+}
