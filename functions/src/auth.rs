@@ -44,7 +44,7 @@ pub fn token<'a>(authorization: Option<&'a str>, cookie: Option<&'a str>) -> Opt
 pub fn verify(secret: &[u8], token: &str, now_s: i64) -> Result<User, TokenError> {
     let claims = verify_hs256(secret, token, now_s, TOKEN_LEEWAY_S)?;
     Ok(User {
-        operator: claims.role == "operator",
+        operator: claims.role == shared::token::Role::Operator,
         id: claims.sub,
     })
 }

@@ -5,7 +5,6 @@
 //! binds the listener first, so tests can ask for port 0.
 
 use crate::auth::{AuthFailures, TokenKeys};
-use crate::breaker::Breaker;
 use crate::config::Settings;
 use crate::error::ApiError;
 use crate::holds::writer::{HoldWriters, WriterConfig};
@@ -22,6 +21,7 @@ use crate::{
 use anyhow::Context;
 use axum::extract::DefaultBodyLimit;
 use axum::Router;
+use shared::breaker::{Breaker, BreakerSettings};
 use sqlx::postgres::PgPoolOptions;
 use sqlx::PgPool;
 use std::net::SocketAddr;
@@ -95,10 +95,15 @@ impl Application {
             );
         }
         let db = connect_db(&settings).await?;
-        let breaker = Breaker::new(
-            settings.breaker_threshold,
-            Duration::from_millis(settings.breaker_open_ms),
-        );
+        let breaker = Breaker::new(BreakerSettings {
+            failures: settings.breaker_threshold,
+            open_ms: settings.breaker_open_ms,
+            // The probe is one PING awaited in place: lost only if it
+            // outlives its own timeout.
+            probe_timeout_ms: u64::try_from(settings.redis_timeout().as_millis())
+                .unwrap_or(u64::MAX)
+                .saturating_mul(4),
+        });
         let redis = RedisPath::new(&settings.redis_url, settings.redis_timeout(), breaker)
             .await
             .context("configuring REGION_REDIS_URL")?;

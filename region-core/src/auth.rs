@@ -4,40 +4,18 @@
 use crate::error::ApiError;
 use axum::extract::{FromRef, FromRequestParts};
 use axum::http::request::Parts;
-use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
-use serde::{Deserialize, Serialize};
 
 pub use crate::config::SigningKey;
 
-/// Who a token speaks for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Role {
-    /// A buyer.
-    User,
-    /// Runs venues and shows.
-    Operator,
-}
-
-/// The claims of our tokens.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Claims {
-    /// User id.
-    pub sub: String,
-    /// Role.
-    pub role: Role,
-    /// Expiry, seconds since the epoch.
-    pub exp: i64,
-    /// Issued at, seconds since the epoch.
-    pub iat: i64,
-}
+/// Who a token speaks for, and what a verified token says: one
+/// definition for the edge and the region core (`shared::token`).
+pub use shared::token::{Role, TokenClaims as Claims};
 
 /// Verifies and mints tokens with one HS256 key, and limits failed
 /// verifications per client address.
 #[derive(Clone)]
 pub struct TokenKeys {
     secret: std::sync::Arc<[u8]>,
-    encoding: EncodingKey,
     failures: std::sync::Arc<AuthFailures>,
 }
 
@@ -55,7 +33,6 @@ impl TokenKeys {
     pub fn with_failure_limit(secret: &str, failures: AuthFailures) -> Self {
         Self {
             secret: secret.as_bytes().into(),
-            encoding: EncodingKey::from_secret(secret.as_bytes()),
             failures: std::sync::Arc::new(failures),
         }
     }
@@ -68,16 +45,12 @@ impl TokenKeys {
         now_unix: i64,
         ttl_secs: i64,
     ) -> anyhow::Result<String> {
-        let claims = Claims {
-            sub: sub.to_owned(),
+        Ok(shared::token::sign_hs256(
+            &self.secret,
+            sub,
             role,
-            iat: now_unix,
-            exp: now_unix + ttl_secs,
-        };
-        Ok(encode(
-            &Header::new(Algorithm::HS256),
-            &claims,
-            &self.encoding,
+            now_unix,
+            now_unix + ttl_secs,
         )?)
     }
 
@@ -86,18 +59,8 @@ impl TokenKeys {
     /// by `shared::token::check_claims`), so the two never disagree.
     pub fn verify(&self, token: &str) -> Result<Claims, ApiError> {
         let now = chrono::Utc::now().timestamp();
-        let c = shared::token::verify_hs256(&self.secret, token, now, LEEWAY_S)
-            .map_err(|e| ApiError::Unauthorized(format!("invalid bearer token: {e}")))?;
-        let role = match c.role.as_str() {
-            "operator" => Role::Operator,
-            _ => Role::User, // check_claims allows only user and operator
-        };
-        Ok(Claims {
-            sub: c.sub,
-            role,
-            exp: c.exp,
-            iat: c.iat,
-        })
+        shared::token::verify_hs256(&self.secret, token, now, LEEWAY_S)
+            .map_err(|e| ApiError::Unauthorized(format!("invalid bearer token: {e}")))
     }
 
     /// Verifies the request's token, refusing clients that failed too often.
@@ -289,6 +252,6 @@ mod tests {
         let now = chrono::Utc::now().timestamp();
         let t = keys.mint("u1", Role::Operator, now, 60).unwrap();
         let c = shared::token::verify_hs256(b"0123456789abcdef0123", &t, now, 0).unwrap();
-        assert_eq!((c.sub.as_str(), c.role.as_str()), ("u1", "operator"));
+        assert_eq!((c.sub.as_str(), c.role), ("u1", Role::Operator));
     }
 }

@@ -2,7 +2,6 @@
 //! a lock path works: Redis, or Postgres alone while the breaker is open),
 //! and `GET /metrics` (Prometheus text).
 
-use crate::breaker::BreakerState;
 use crate::state::AppState;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -10,6 +9,7 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::{Json, Router};
 use shared::api::Health;
+use shared::breaker::State as BreakerState;
 use std::sync::OnceLock;
 use std::time::Duration;
 
@@ -23,8 +23,10 @@ pub fn router() -> Router<AppState> {
 
 fn lock_path(state: &AppState) -> &'static str {
     match state.redis.breaker_state() {
-        BreakerState::Closed => "redis",
-        BreakerState::Open { .. } | BreakerState::Recovering => "postgres_only",
+        BreakerState::Closed { .. } => "redis",
+        BreakerState::Open { .. } | BreakerState::HalfOpen { .. } | BreakerState::Recovering => {
+            "postgres_only"
+        }
     }
 }
 

@@ -5,7 +5,7 @@
 //! - `catalog` owns cities, venues, screens, movies and shows;
 //! - `holds` owns seat holds (Redis lock, group commit, Postgres-only path);
 //! - `seat_map` serves live seat maps; `sweeper` frees expired holds;
-//! - `redis_path` + `breaker` + `recovery` are the Redis fast path and its
+//! - `redis_path` + `recovery` (with `shared::breaker`) are the Redis fast path and its
 //!   failure handling;
 //! - `checkout` turns a hold into a paid booking (idempotency keys with
 //!   recovery points, `checkout::settle` books or compensates);
@@ -23,7 +23,6 @@ pub mod app;
 pub mod auth;
 pub mod backoff;
 pub mod bookings;
-pub mod breaker;
 pub mod catalog;
 pub mod checkout;
 pub mod config;

@@ -7,9 +7,9 @@
 //! so one show stays in one Redis Cluster slot and the multi-key script
 //! remains valid when a shard's Redis grows into a cluster.
 
-use crate::breaker::{Breaker, BreakerState};
 use redis::aio::ConnectionManager;
 use redis::Script;
+use shared::breaker::{Admission, Breaker, State as BreakerState};
 use shared::{SeatState, ShowId};
 use std::future::Future;
 use std::sync::{Arc, Mutex, RwLock};
@@ -132,6 +132,8 @@ struct Inner {
     // across an `.await`.
     conn: RwLock<Option<ConnectionManager>>,
     breaker: Mutex<Breaker>,
+    /// The breaker's clock: monotonic milliseconds from here.
+    epoch: Instant,
     timeout: Duration,
     acquire: Script,
     release: Script,
@@ -150,6 +152,7 @@ impl RedisPath {
                 client,
                 conn: RwLock::new(None),
                 breaker: Mutex::new(breaker),
+                epoch: Instant::now(),
                 timeout,
                 acquire: Script::new(ACQUIRE_LUA),
                 release: Script::new(RELEASE_LUA),
@@ -160,7 +163,8 @@ impl RedisPath {
         };
         if let Err(e) = this.connect().await {
             tracing::warn!(error = %e, "redis unreachable at start-up; holds use Postgres until it answers");
-            this.breaker().trip(Instant::now());
+            let now = this.now_ms();
+            this.breaker().trip(now);
         }
         Ok(this)
     }
@@ -189,13 +193,17 @@ impl RedisPath {
             .clone()
     }
 
+    fn now_ms(&self) -> i64 {
+        i64::try_from(self.inner.epoch.elapsed().as_millis()).unwrap_or(i64::MAX)
+    }
+
     fn breaker(&self) -> std::sync::MutexGuard<'_, Breaker> {
         self.inner.breaker.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Whether holds may take the fast path now.
     pub fn fast_path_available(&self) -> bool {
-        self.breaker().allows_fast_path()
+        self.breaker().is_closed()
     }
 
     /// The breaker's state (for health and tests).
@@ -212,7 +220,7 @@ impl RedisPath {
     {
         let allowed = matches!(
             (gate, self.breaker_state()),
-            (_, BreakerState::Closed) | (Gate::UnlessOpen, BreakerState::Recovering)
+            (_, BreakerState::Closed { .. }) | (Gate::UnlessOpen, BreakerState::Recovering)
         );
         if !allowed {
             return Err(RedisFailure::BreakerOpen);
@@ -226,7 +234,8 @@ impl RedisPath {
         };
         match tokio::time::timeout(self.inner.timeout, op(conn)).await {
             Ok(Ok(v)) => {
-                self.breaker().on_success();
+                let now = self.now_ms();
+                self.breaker().record(false, now);
                 Ok(v)
             }
             Ok(Err(e)) => {
@@ -244,7 +253,8 @@ impl RedisPath {
     }
 
     fn record_failure(&self) {
-        if self.breaker().on_failure(Instant::now()) {
+        let now = self.now_ms();
+        if self.breaker().record(true, now) {
             tracing::warn!("redis circuit breaker opened: holds switch to the Postgres-only path");
             metrics::counter!("redis_breaker_opened_total").increment(1);
         }
@@ -432,7 +442,8 @@ impl RedisPath {
     /// Ends an open period if it is time and Redis answers; returns true
     /// when the caller should now re-assert live holds.
     pub async fn probe_if_due(&self) -> bool {
-        if !self.breaker().should_probe(Instant::now()) {
+        let now = self.now_ms();
+        if self.breaker().admit(now) != (Admission::Go { probe: true }) {
             return false;
         }
         match self.connect().await {
@@ -446,11 +457,13 @@ impl RedisPath {
                     self.breaker().begin_recovery();
                     return true;
                 }
-                self.breaker().on_failure(Instant::now());
+                let now = self.now_ms();
+                self.breaker().record(true, now);
                 false
             }
             Err(_) => {
-                self.breaker().on_failure(Instant::now());
+                let now = self.now_ms();
+                self.breaker().record(true, now);
                 false
             }
         }
@@ -464,7 +477,8 @@ impl RedisPath {
 
     /// A failure during re-assertion: wait and probe again.
     pub fn recovery_failed(&self) {
-        self.breaker().on_failure(Instant::now());
+        let now = self.now_ms();
+        self.breaker().record(true, now);
     }
 
     /// Compare-and-delete of single keys, each with its own hold id: undoes

@@ -19,7 +19,6 @@ const PLACES: &[(&str, usize)] = &[
     // Pure cores and the shared vocabulary: no I/O.
     ("error", 1),
     ("backoff", 1),
-    ("breaker", 1),
     ("http_log", 1),
     ("db", 1),
     ("idempotency", 1),

@@ -8,6 +8,7 @@
 pub mod admission;
 pub mod api;
 pub mod booking_number;
+pub mod breaker;
 pub mod client_ip;
 pub mod csrf;
 pub mod error;

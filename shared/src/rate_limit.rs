@@ -5,7 +5,7 @@
 //! no window edges to game. A request may cost more than 1 (weighted).
 //!
 //! [`Gcra::decide`] is the arithmetic, pure, in integer milliseconds;
-//! [`GCRA_LUA`] is the same arithmetic as one Redis script, so a decision
+//! [`GCRA_LUA`] is the same arithmetic as a Lua function for Redis scripts, so a decision
 //! costs one round trip and is atomic across edge isolates. Tests check
 //! that the two agree.
 
@@ -97,31 +97,41 @@ pub fn retry_after_secs(d: &RateDecision) -> u64 {
     d.retry_after_ms.div_ceil(1000).max(1)
 }
 
-/// [`Gcra::decide`] as a Redis script. KEYS[1] = the key; ARGV = now_ms,
-/// emission_ms, burst_offset_ms, cost. Returns {allowed (0/1), remaining,
-/// retry_after_ms, reset_after_ms}. The TAT is stored with a TTL equal to
-/// its distance from now, so idle keys vanish.
-pub const GCRA_LUA: &str = r#"
-local now = tonumber(ARGV[1])
-local t = tonumber(ARGV[2])
-local offset = tonumber(ARGV[3])
-local cost = tonumber(ARGV[4])
-local tat = tonumber(redis.call('GET', KEYS[1]) or now)
-if tat < now then tat = now end
-local new_tat = tat + t * cost
-local allow_at = new_tat - offset
-if now < allow_at then
-  local rem = math.floor((now - (tat - offset)) / t)
+/// [`Gcra::decide`] as a Lua function for Redis scripts, as a string
+/// literal so scripts can `concat!` it (the edge's gate script does; its
+/// tests run it on a real Redis against [`Gcra::decide`]). One copy: a
+/// script that limits calls `gcra(key, now, emission_ms, burst_offset_ms,
+/// cost)`, which reads the key's TAT and returns `{0, remaining,
+/// retry_after_ms, reset_after_ms}` when denied, or `{1, remaining, 0,
+/// reset_after_ms, new_tat}` when allowed; the caller stores `new_tat`
+/// (with a TTL of its distance from now, so idle keys vanish) once every
+/// key it checks has allowed the request.
+#[macro_export]
+macro_rules! gcra_lua {
+    () => {
+        r#"
+local function gcra(key, now, t, offset, cost)
+  local tat = tonumber(redis.call('GET', key) or now)
+  if tat < now then tat = now end
+  local new_tat = tat + t * cost
+  local allow_at = new_tat - offset
+  if now < allow_at then
+    local rem = math.floor((now - (tat - offset)) / t)
+    if rem < 0 then rem = 0 end
+    local reset = tat - now
+    if reset < 0 then reset = 0 end
+    return {0, rem, allow_at - now, reset}
+  end
+  local rem = math.floor((now - allow_at) / t)
   if rem < 0 then rem = 0 end
-  local reset = tat - now
-  if reset < 0 then reset = 0 end
-  return {0, rem, allow_at - now, reset}
+  return {1, rem, 0, new_tat - now, new_tat}
 end
-redis.call('SET', KEYS[1], new_tat, 'PX', math.max(1, new_tat - now))
-local rem = math.floor((now - allow_at) / t)
-if rem < 0 then rem = 0 end
-return {1, rem, 0, new_tat - now}
-"#;
+"#
+    };
+}
+
+/// The text of [`gcra_lua!`].
+pub const GCRA_LUA: &str = gcra_lua!();
 
 #[cfg(test)]
 mod tests {

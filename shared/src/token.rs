@@ -1,33 +1,60 @@
-//! Verification of the platform's bearer tokens (HS256 JWTs with `sub`,
-//! `role`, `exp`, `iat`, as the region core mints them) without a JWT
-//! library, so the edge Worker can check them in WASM. Only HS256 is
-//! accepted: the algorithm named in the header must be exactly that (no
-//! `none`, no algorithm confusion). Pure: callers pass `now`.
+//! The platform's bearer tokens: HS256 JWTs with `sub`, `role`, `exp` and
+//! `iat`, signed by the region core (and the tools that mint for it) and
+//! verified by the edge Worker and the region core with the same function,
+//! so the two can never disagree. Built on `jwt-compact` (it builds for
+//! wasm32 and checks the header's algorithm against the one invoked: no
+//! `none`, no algorithm confusion); the claims rule on top is ours
+//! ([`check_claims`]). Pure: callers pass `now`.
 
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine;
-use hmac::{Hmac, Mac};
+use chrono::{DateTime, Duration, Utc};
+use jwt_compact::alg::{Hs256, Hs256Key};
+use jwt_compact::{AlgorithmExt, Claims, Header, TimeOptions, UntrustedToken, ValidationError};
 use serde::{Deserialize, Serialize};
-use sha2::Sha256;
 
-/// Claims the edge reads.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// Who a token speaks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// A buyer.
+    User,
+    /// Runs venues and shows.
+    Operator,
+}
+
+impl Role {
+    /// The claim's value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::User => "user",
+            Self::Operator => "operator",
+        }
+    }
+
+    /// Parses the claim's value.
+    pub fn parse(s: &str) -> Option<Self> {
+        [Self::User, Self::Operator]
+            .into_iter()
+            .find(|r| r.as_str() == s)
+    }
+}
+
+/// A verified token's claims.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TokenClaims {
     /// User id.
     pub sub: String,
-    /// `user` or `operator`.
-    pub role: String,
+    /// Role.
+    pub role: Role,
     /// Expiry, unix seconds.
     pub exp: i64,
-    /// Issued at, unix seconds.
-    #[serde(default)]
+    /// Issued at, unix seconds (0 when absent).
     pub iat: i64,
 }
 
 /// Why a token was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum TokenError {
-    /// Not three base64url parts of JSON, or too long.
+    /// Not three base64url parts of JSON, no `exp`, or too long.
     #[error("the token is malformed")]
     Malformed,
     /// The header names another algorithm than HS256.
@@ -54,7 +81,7 @@ pub const ROLES: [&str; 2] = ["user", "operator"];
 /// core alike: the subject is a clean line of 1 to
 /// [`crate::text::MAX_SUBJECT_CHARS`] characters (no NUL, no control
 /// characters) and the role is one of [`ROLES`]. [`verify_hs256`] applies
-/// it; a verifier built on another library must call it too.
+/// it.
 pub fn check_claims(sub: &str, role: &str) -> Result<(), TokenError> {
     crate::text::check_line("sub", sub, crate::text::MAX_SUBJECT_CHARS)
         .map_err(|_| TokenError::BadSubject)?;
@@ -70,13 +97,46 @@ pub fn check_claims(sub: &str, role: &str) -> Result<(), TokenError> {
 /// Longest token accepted.
 pub const MAX_LEN: usize = 4096;
 
-#[derive(Deserialize)]
-struct Header {
-    alg: String,
+/// The custom part of the claims on the wire. The role stays a string
+/// here so an unknown role is refused as such ([`TokenError::BadRole`]),
+/// not as malformed JSON.
+#[derive(Serialize, Deserialize)]
+struct Wire {
+    sub: String,
+    role: String,
+}
+
+fn unix(t: Option<DateTime<Utc>>) -> i64 {
+    t.map_or(0, |t| t.timestamp())
+}
+
+/// Signs a token for `sub` with `role`, issued at `iat` and expiring at
+/// `exp` (unix seconds).
+pub fn sign_hs256(
+    secret: &[u8],
+    sub: &str,
+    role: Role,
+    iat: i64,
+    exp: i64,
+) -> Result<String, TokenError> {
+    let at = |s: i64| DateTime::<Utc>::from_timestamp(s, 0).ok_or(TokenError::Malformed);
+    let mut claims = Claims::new(Wire {
+        sub: sub.to_owned(),
+        role: role.as_str().to_owned(),
+    });
+    claims.issued_at = Some(at(iat)?);
+    claims.expiration = Some(at(exp)?);
+    Hs256
+        .token(
+            &Header::empty().with_token_type("JWT"),
+            &claims,
+            &Hs256Key::new(secret),
+        )
+        .map_err(|_| TokenError::Malformed)
 }
 
 /// Verifies an HS256 token under `secret` at `now` (unix seconds),
-/// allowing `leeway_s` of clock skew on `exp`.
+/// allowing `leeway_s` of clock skew on `exp`, then [`check_claims`].
 pub fn verify_hs256(
     secret: &[u8],
     token: &str,
@@ -86,42 +146,40 @@ pub fn verify_hs256(
     if token.len() > MAX_LEN {
         return Err(TokenError::Malformed);
     }
-    let mut parts = token.split('.');
-    let (Some(h), Some(c), Some(s), None) =
-        (parts.next(), parts.next(), parts.next(), parts.next())
-    else {
-        return Err(TokenError::Malformed);
-    };
-    let header: Header = URL_SAFE_NO_PAD
-        .decode(h)
-        .ok()
-        .and_then(|b| serde_json::from_slice(&b).ok())
-        .ok_or(TokenError::Malformed)?;
-    if header.alg != "HS256" {
-        return Err(TokenError::WrongAlgorithm);
-    }
-    let sig = URL_SAFE_NO_PAD
-        .decode(s)
-        .map_err(|_| TokenError::Malformed)?;
-    let mut mac = Hmac::<Sha256>::new_from_slice(secret).expect("HMAC accepts any key length");
-    mac.update(&token.as_bytes()[..h.len() + 1 + c.len()]);
-    mac.verify_slice(&sig)
-        .map_err(|_| TokenError::BadSignature)?;
-    let claims: TokenClaims = URL_SAFE_NO_PAD
-        .decode(c)
-        .ok()
-        .and_then(|b| serde_json::from_slice(&b).ok())
-        .ok_or(TokenError::Malformed)?;
-    if now > claims.exp.saturating_add(leeway_s) {
-        return Err(TokenError::Expired);
-    }
-    check_claims(&claims.sub, &claims.role)?;
-    Ok(claims)
+    let untrusted = UntrustedToken::new(token).map_err(|_| TokenError::Malformed)?;
+    let verified = Hs256
+        .validator::<Wire>(&Hs256Key::new(secret))
+        .validate(&untrusted)
+        .map_err(|e| match e {
+            ValidationError::AlgorithmMismatch { .. } => TokenError::WrongAlgorithm,
+            ValidationError::InvalidSignature | ValidationError::InvalidSignatureLen { .. } => {
+                TokenError::BadSignature
+            }
+            _ => TokenError::Malformed,
+        })?;
+    let claims = verified.claims();
+    let now = DateTime::<Utc>::from_timestamp(now, 0).ok_or(TokenError::Malformed)?;
+    let options = TimeOptions::new(Duration::seconds(leeway_s), move || now);
+    claims.validate_expiration(&options).map_err(|e| match e {
+        ValidationError::Expired => TokenError::Expired,
+        _ => TokenError::Malformed,
+    })?;
+    check_claims(&claims.custom.sub, &claims.custom.role)?;
+    Ok(TokenClaims {
+        sub: claims.custom.sub.clone(),
+        role: Role::parse(&claims.custom.role).ok_or(TokenError::BadRole)?,
+        exp: unix(claims.expiration),
+        iat: unix(claims.issued_at),
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use base64::Engine;
+    use hmac::{Hmac, Mac};
+    use sha2::Sha256;
 
     fn mint(secret: &[u8], header: &str, claims: &str) -> String {
         let h = URL_SAFE_NO_PAD.encode(header);
@@ -139,8 +197,8 @@ mod tests {
         let t = mint(b"k", r#"{"typ":"JWT","alg":"HS256"}"#, CLAIMS);
         let c = verify_hs256(b"k", &t, 1500, 5).unwrap();
         assert_eq!(
-            (c.sub.as_str(), c.role.as_str(), c.exp),
-            ("alice", "user", 2000)
+            (c.sub.as_str(), c.role, c.exp, c.iat),
+            ("alice", Role::User, 2000, 1000)
         );
         assert!(verify_hs256(b"k", &t, 2005, 5).is_ok());
         assert_eq!(verify_hs256(b"k", &t, 2006, 5), Err(TokenError::Expired));
@@ -169,6 +227,28 @@ mod tests {
             let t = mint(b"k", r#"{"alg":"HS256"}"#, &claims.to_string());
             assert_eq!(verify_hs256(b"k", &t, 1500, 0).map(|_| ()), want, "{sub:?}");
         }
+    }
+
+    #[test]
+    fn what_we_sign_we_verify_and_the_roles_round_trip() {
+        for role in [Role::User, Role::Operator] {
+            let t = sign_hs256(b"k", "alice", role, 1000, 2000).unwrap();
+            let c = verify_hs256(b"k", &t, 1500, 0).unwrap();
+            assert_eq!(
+                (c.sub.as_str(), c.role, c.iat, c.exp),
+                ("alice", role, 1000, 2000)
+            );
+            assert_eq!(Role::parse(role.as_str()), Some(role));
+            assert!(ROLES.contains(&role.as_str()));
+        }
+        assert_eq!(Role::parse("admin"), None);
+        // A token without `exp` never verifies.
+        let t = mint(
+            b"k",
+            r#"{"alg":"HS256"}"#,
+            r#"{"sub":"alice","role":"user"}"#,
+        );
+        assert_eq!(verify_hs256(b"k", &t, 0, 0), Err(TokenError::Malformed));
     }
 
     #[test]

@@ -100,7 +100,7 @@ fn record(cfg: &EdgeConfig, base: &str, status: Option<u16>) -> Option<EdgeError
     let now = now_ms();
     let state = state::with(|s| {
         let b = s.breaker(base, cfg);
-        b.record(status, now);
+        b.record(crate::breaker::is_failure(status), now);
         b.state()
     });
     if !crate::breaker::is_failure(status) {
