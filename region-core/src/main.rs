@@ -41,12 +41,7 @@ enum Command {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info,sqlx=warn,tower_http=warn".into()),
-        )
-        .init();
+    service_kit::init_tracing("info,sqlx=warn,tower_http=warn");
     let cli = Cli::parse();
     match cli.command {
         None => serve(Settings::from_env()?).await,
@@ -62,10 +57,8 @@ async fn main() -> anyhow::Result<()> {
             ttl_secs,
             signing,
         }) => {
-            let role = match role.as_str() {
-                "user" => Role::User,
-                "operator" => Role::Operator,
-                other => anyhow::bail!("--role must be user or operator, got {other:?}"),
+            let Some(role) = Role::parse(&role) else {
+                anyhow::bail!("--role must be user or operator, got {role:?}");
             };
             let now = chrono::Utc::now().timestamp();
             println!(
@@ -79,24 +72,5 @@ async fn main() -> anyhow::Result<()> {
 
 async fn serve(settings: Settings) -> anyhow::Result<()> {
     let app = Application::build(settings).await?;
-    app.run_until(shutdown_signal()).await
-}
-
-/// Ctrl-C or SIGTERM: stop accepting, finish in-flight requests.
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    tokio::select! {
-        _ = ctrl_c => {},
-        _ = term => {},
-    }
+    app.run_until(service_kit::shutdown_signal()).await
 }
