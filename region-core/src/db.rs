@@ -22,6 +22,11 @@ pub fn sqlstate(e: &sqlx::Error) -> Option<String> {
         .map(|c| c.into_owned())
 }
 
+/// The name of the constraint a database error violated, if any.
+pub fn constraint_of(e: &sqlx::Error) -> Option<&str> {
+    e.as_database_error().and_then(|d| d.constraint())
+}
+
 /// Whether `e` is a unique-key violation (a concurrent insert of the same
 /// key won).
 pub fn is_unique_violation(e: &sqlx::Error) -> bool {

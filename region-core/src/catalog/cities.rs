@@ -1,0 +1,65 @@
+//! Cities: created by operators, listed for buyers.
+
+use super::check_name;
+use crate::auth::Operator;
+use crate::error::{ApiError, ApiJson};
+use crate::state::AppState;
+use axum::http::StatusCode;
+use shared::api::{City, CreateCity};
+use shared::CityCode;
+
+#[tracing::instrument(skip_all)]
+pub(super) async fn create_city(
+    _op: Operator,
+    state: axum::extract::State<AppState>,
+    ApiJson(req): ApiJson<CreateCity>,
+) -> Result<(StatusCode, ApiJson<City>), ApiError> {
+    check_name("name", &req.name, 200)?;
+    let res = sqlx::query("INSERT INTO cities (code, name) VALUES ($1, $2)")
+        .bind(req.code.as_str())
+        .bind(&req.name)
+        .execute(&state.db)
+        .await;
+    match res {
+        Err(e) if crate::db::is_unique_violation(&e) => Err(ApiError::conflict(
+            "city_exists",
+            format!("city {} already exists", req.code),
+        )),
+        Err(e) => Err(e.into()),
+        Ok(_) => Ok((
+            StatusCode::CREATED,
+            ApiJson(City {
+                code: req.code,
+                name: req.name,
+            }),
+        )),
+    }
+}
+
+pub(super) async fn list_cities(
+    state: axum::extract::State<AppState>,
+) -> Result<ApiJson<Vec<City>>, ApiError> {
+    let rows: Vec<(String, String)> = sqlx::query_as("SELECT code, name FROM cities ORDER BY code")
+        .fetch_all(&state.db)
+        .await?;
+    let cities = rows
+        .into_iter()
+        .filter_map(|(code, name)| {
+            Some(City {
+                code: CityCode::parse(&code).ok()?,
+                name,
+            })
+        })
+        .collect();
+    Ok(ApiJson(cities))
+}
+
+pub(super) async fn city_exists(state: &AppState, city: &CityCode) -> Result<(), ApiError> {
+    let found: Option<(String,)> = sqlx::query_as("SELECT code FROM cities WHERE code = $1")
+        .bind(city.as_str())
+        .fetch_optional(&state.db)
+        .await?;
+    found
+        .map(|_| ())
+        .ok_or_else(|| ApiError::not_found("unknown_city", format!("no city {city} on this shard")))
+}

@@ -1,0 +1,46 @@
+//! Movies: what shows play.
+
+use super::check_name;
+use crate::auth::Operator;
+use crate::error::{ApiError, ApiJson};
+use crate::state::AppState;
+use axum::http::StatusCode;
+use shared::api::{CreateMovie, Movie};
+use uuid::Uuid;
+
+#[tracing::instrument(skip_all)]
+pub(super) async fn create_movie(
+    _op: Operator,
+    state: axum::extract::State<AppState>,
+    ApiJson(req): ApiJson<CreateMovie>,
+) -> Result<(StatusCode, ApiJson<Movie>), ApiError> {
+    check_name("title", &req.title, 300)?;
+    if req.duration_minutes == 0 || req.duration_minutes > 1440 {
+        return Err(ApiError::unprocessable(
+            "invalid_field",
+            "duration_minutes must be 1-1440",
+        ));
+    }
+    if let Some(l) = &req.language {
+        check_name("language", l, 40)?;
+    }
+    let id = Uuid::now_v7();
+    sqlx::query(
+        "INSERT INTO movies (id, title, duration_minutes, language) VALUES ($1, $2, $3, $4)",
+    )
+    .bind(id)
+    .bind(&req.title)
+    .bind(i32::from(req.duration_minutes))
+    .bind(&req.language)
+    .execute(&state.db)
+    .await?;
+    Ok((
+        StatusCode::CREATED,
+        ApiJson(Movie {
+            id,
+            title: req.title,
+            duration_minutes: req.duration_minutes,
+            language: req.language,
+        }),
+    ))
+}

@@ -1,0 +1,291 @@
+//! Shows: scheduled by operators (prices, sale mode, refund policy; no
+//! overlap on a screen), read by buyers one by one or by city and day in
+//! the venue's time zone.
+
+use super::check_name;
+use crate::auth::Operator;
+use crate::error::{ApiError, ApiJson, ApiPath, ApiQuery};
+use crate::state::AppState;
+use axum::http::StatusCode;
+use chrono::{DateTime, NaiveDate, Utc};
+use chrono_tz::Tz;
+use serde::Deserialize;
+use shared::api::{CreateShow, SaleMode, Show, ShowList};
+use shared::refund::RefundPolicy;
+use shared::{CityCode, ShowId};
+use std::collections::BTreeMap;
+use uuid::Uuid;
+
+/// Highest price of one seat, in minor units (10 million units of any
+/// currency): keeps every sum of a booking far inside `i64`.
+pub const MAX_PRICE_MINOR: i64 = 1_000_000_000;
+
+/// How far ahead a show may be scheduled.
+const MAX_SCHEDULE_AHEAD_DAYS: i64 = 3 * 366;
+
+#[tracing::instrument(skip_all)]
+pub(super) async fn create_show(
+    _op: Operator,
+    state: axum::extract::State<AppState>,
+    ApiJson(req): ApiJson<CreateShow>,
+) -> Result<(StatusCode, ApiJson<Show>), ApiError> {
+    if req.starts_at <= Utc::now() {
+        return Err(ApiError::unprocessable(
+            "show_in_past",
+            "starts_at must be in the future",
+        ));
+    }
+    if !(req.currency.len() == 3 && req.currency.bytes().all(|b| b.is_ascii_uppercase())) {
+        return Err(ApiError::unprocessable(
+            "invalid_currency",
+            "currency must be an ISO 4217 code like INR",
+        ));
+    }
+    if req
+        .max_seats_per_user
+        .is_some_and(|n| !(1..=100).contains(&n))
+    {
+        return Err(ApiError::unprocessable(
+            "invalid_field",
+            "max_seats_per_user must be 1-100",
+        ));
+    }
+    if req.starts_at > Utc::now() + chrono::Duration::days(MAX_SCHEDULE_AHEAD_DAYS) {
+        return Err(ApiError::unprocessable(
+            "show_too_far_ahead",
+            format!("starts_at must be within {MAX_SCHEDULE_AHEAD_DAYS} days from now"),
+        ));
+    }
+    if let Some((cat, p)) = req
+        .prices
+        .iter()
+        .find(|(_, p)| !(0..=MAX_PRICE_MINOR).contains(*p))
+    {
+        return Err(ApiError::unprocessable(
+            "invalid_price",
+            format!("price of {cat} must be 0 to {MAX_PRICE_MINOR} minor units, got {p}"),
+        ));
+    }
+    for cat in req.prices.keys() {
+        check_name("prices (category)", cat, 40)?;
+    }
+    let refund_policy = req.refund_policy.clone().unwrap_or_default();
+    refund_policy
+        .validate()
+        .map_err(|e| ApiError::unprocessable("invalid_refund_policy", e.to_string()))?;
+    let movie: Option<(Uuid,)> = sqlx::query_as("SELECT id FROM movies WHERE id = $1")
+        .bind(req.movie_id)
+        .fetch_optional(&state.db)
+        .await?;
+    if movie.is_none() {
+        return Err(ApiError::not_found(
+            "unknown_movie",
+            format!("no movie {}", req.movie_id),
+        ));
+    }
+    let cats: Vec<(String,)> =
+        sqlx::query_as("SELECT DISTINCT category FROM seats WHERE screen_id = $1")
+            .bind(req.screen_id)
+            .fetch_all(&state.db)
+            .await?;
+    if cats.is_empty() {
+        return Err(ApiError::not_found(
+            "unknown_screen",
+            format!("no screen {}", req.screen_id),
+        ));
+    }
+    let missing: Vec<&str> = cats
+        .iter()
+        .map(|c| c.0.as_str())
+        .filter(|c| !req.prices.contains_key(*c))
+        .collect();
+    if !missing.is_empty() {
+        return Err(ApiError::unprocessable(
+            "missing_price",
+            format!("no price for categories: {}", missing.join(", ")),
+        ));
+    }
+    let extra: Vec<&str> = req
+        .prices
+        .keys()
+        .map(String::as_str)
+        .filter(|p| !cats.iter().any(|c| c.0 == *p))
+        .collect();
+    if !extra.is_empty() {
+        return Err(ApiError::unprocessable(
+            "unknown_category",
+            format!(
+                "the screen has no seats in categories: {}",
+                extra.join(", ")
+            ),
+        ));
+    }
+    let id = Uuid::now_v7();
+    let mut tx = state.db.begin().await?;
+    sqlx::query(
+        "INSERT INTO shows (id, screen_id, movie_id, starts_at, prices, currency, sale_mode, seat_count, refund_policy, max_seats_per_user)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, (SELECT count(*) FROM seats WHERE screen_id = $2), $8, COALESCE($9, 10))",
+    )
+    .bind(id)
+    .bind(req.screen_id)
+    .bind(req.movie_id)
+    .bind(req.starts_at)
+    .bind(sqlx::types::Json(&req.prices))
+    .bind(&req.currency)
+    .bind(req.sale_mode.as_db_str())
+    .bind(sqlx::types::Json(&refund_policy))
+    .bind(req.max_seats_per_user.map(i32::from))
+    .execute(&mut *tx)
+    .await
+    .map_err(|e| {
+        // The screen is taken then: the exclusion constraint is the last
+        // word, whatever raced with this request.
+        if crate::db::constraint_of(&e) == Some("shows_no_overlap") {
+            ApiError::conflict(
+                "show_overlaps",
+                "another show plays on this screen at that time",
+            )
+        } else {
+            e.into()
+        }
+    })?;
+    // Creating a show materialises one row per seat: the rows that holds
+    // and bookings lock.
+    sqlx::query(
+        "INSERT INTO show_seats (show_id, seat_id, ordinal)
+         SELECT $1, id, ordinal FROM seats WHERE screen_id = $2",
+    )
+    .bind(id)
+    .bind(req.screen_id)
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    let show = fetch_show(&state, ShowId(id))
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("show {id} vanished after insert"))?;
+    Ok((StatusCode::CREATED, ApiJson(show)))
+}
+
+#[derive(Deserialize)]
+pub(super) struct DateQuery {
+    pub(super) date: NaiveDate,
+}
+
+const SHOW_SELECT: &str = "
+    SELECT sh.id, v.city_code, v.id, v.name, sc.id, sc.name, m.id, m.title, sh.starts_at,
+           v.time_zone, sh.prices, sh.currency, sh.sale_mode, sh.seat_count, sh.refund_policy
+      FROM shows sh
+      JOIN screens sc ON sc.id = sh.screen_id
+      JOIN venues v ON v.id = sc.venue_id
+      JOIN movies m ON m.id = sh.movie_id";
+
+type ShowRow = (
+    Uuid,
+    String,
+    Uuid,
+    String,
+    Uuid,
+    String,
+    Uuid,
+    String,
+    DateTime<Utc>,
+    String,
+    sqlx::types::Json<BTreeMap<String, i64>>,
+    String,
+    String,
+    i32,
+    sqlx::types::Json<RefundPolicy>,
+);
+
+fn show_from_row(r: ShowRow) -> Result<Show, ApiError> {
+    let tz: Tz =
+        r.9.parse()
+            .map_err(|_| anyhow::anyhow!("venue has invalid time zone {:?}", r.9))?;
+    let local = r.8.with_timezone(&tz);
+    Ok(Show {
+        id: ShowId(r.0),
+        city: CityCode::parse(&r.1).map_err(anyhow::Error::from)?,
+        venue_id: r.2,
+        venue_name: r.3,
+        screen_id: r.4,
+        screen_name: r.5,
+        movie_id: r.6,
+        movie_title: r.7,
+        starts_at: r.8,
+        starts_at_local: local.to_rfc3339(),
+        local_date: local.date_naive(),
+        time_zone: r.9,
+        prices: r.10 .0,
+        currency: r.11,
+        sale_mode: SaleMode::from_db_str(&r.12).unwrap_or(SaleMode::Open),
+        seat_count: r.13 as u32,
+        refund_policy: r.14 .0,
+    })
+}
+
+/// Loads one show with its venue, screen and movie.
+pub async fn fetch_show(state: &AppState, id: ShowId) -> Result<Option<Show>, ApiError> {
+    let row: Option<ShowRow> = sqlx::query_as(&format!("{SHOW_SELECT} WHERE sh.id = $1"))
+        .bind(id.0)
+        .fetch_optional(&state.db)
+        .await?;
+    row.map(show_from_row).transpose()
+}
+
+/// Parses a show id from a path segment.
+pub fn parse_show_id(raw: &str) -> Result<ShowId, ApiError> {
+    ShowId::parse(raw).map_err(|e| ApiError::bad_request("invalid_show_id", e.to_string()))
+}
+
+pub(super) async fn get_show(
+    state: axum::extract::State<AppState>,
+    ApiPath(id): ApiPath<String>,
+) -> Result<ApiJson<Show>, ApiError> {
+    let id = parse_show_id(&id)?;
+    fetch_show(&state, id)
+        .await?
+        .map(ApiJson)
+        .ok_or_else(|| ApiError::not_found("unknown_show", format!("no show {id}")))
+}
+
+/// Shows of a city whose start falls on `date` in their venue's time zone.
+pub(super) async fn list_shows(
+    state: axum::extract::State<AppState>,
+    ApiPath(code): ApiPath<String>,
+    ApiQuery(q): ApiQuery<DateQuery>,
+) -> Result<ApiJson<ShowList>, ApiError> {
+    let city =
+        CityCode::parse(&code).map_err(|e| ApiError::bad_request("invalid_city", e.to_string()))?;
+    super::cities::city_exists(&state, &city).await?;
+    // A local date spans at most 26 UTC hours either side; narrow by UTC
+    // first so the index on starts_at is used, then filter exactly.
+    let lo = q
+        .date
+        .and_hms_opt(0, 0, 0)
+        .map(|d| d.and_utc() - chrono::Duration::hours(15));
+    let hi = q
+        .date
+        .and_hms_opt(0, 0, 0)
+        .map(|d| d.and_utc() + chrono::Duration::hours(39));
+    let rows: Vec<ShowRow> = sqlx::query_as(&format!(
+        "{SHOW_SELECT}
+         WHERE v.city_code = $1 AND sh.starts_at >= $3 AND sh.starts_at < $4
+           AND (sh.starts_at AT TIME ZONE v.time_zone)::date = $2
+         ORDER BY sh.starts_at, sh.id"
+    ))
+    .bind(city.as_str())
+    .bind(q.date)
+    .bind(lo)
+    .bind(hi)
+    .fetch_all(&state.db)
+    .await?;
+    let shows = rows
+        .into_iter()
+        .map(show_from_row)
+        .collect::<Result<_, _>>()?;
+    Ok(ApiJson(ShowList {
+        city,
+        date: q.date,
+        shows,
+    }))
+}

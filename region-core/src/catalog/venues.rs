@@ -1,0 +1,63 @@
+//! Venues: a name, a city and the time zone its shows are sold in.
+
+use super::{check_name, exists};
+use crate::auth::Operator;
+use crate::error::{ApiError, ApiJson};
+use crate::state::AppState;
+use axum::http::StatusCode;
+use chrono_tz::Tz;
+use shared::api::{CreateVenue, Venue};
+use uuid::Uuid;
+
+#[tracing::instrument(skip_all)]
+pub(super) async fn create_venue(
+    _op: Operator,
+    state: axum::extract::State<AppState>,
+    ApiJson(req): ApiJson<CreateVenue>,
+) -> Result<(StatusCode, ApiJson<Venue>), ApiError> {
+    check_name("name", &req.name, 200)?;
+    if req.time_zone.parse::<Tz>().is_err() {
+        return Err(ApiError::unprocessable(
+            "invalid_time_zone",
+            format!(
+                "{:?} is not an IANA time zone (e.g. Asia/Kolkata)",
+                req.time_zone
+            ),
+        ));
+    }
+    super::cities::city_exists(&state, &req.city).await?;
+    let id = Uuid::now_v7();
+    let res =
+        sqlx::query("INSERT INTO venues (id, city_code, name, time_zone) VALUES ($1, $2, $3, $4)")
+            .bind(id)
+            .bind(req.city.as_str())
+            .bind(&req.name)
+            .bind(&req.time_zone)
+            .execute(&state.db)
+            .await;
+    match res {
+        Err(e) if crate::db::is_unique_violation(&e) => {
+            let existing: Option<(Uuid,)> =
+                sqlx::query_as("SELECT id FROM venues WHERE city_code = $1 AND name = $2")
+                    .bind(req.city.as_str())
+                    .bind(&req.name)
+                    .fetch_optional(&state.db)
+                    .await?;
+            Err(exists(
+                "venue_exists",
+                format!("venue {:?} already exists in {}", req.name, req.city),
+                existing,
+            ))
+        }
+        Err(e) => Err(e.into()),
+        Ok(_) => Ok((
+            StatusCode::CREATED,
+            ApiJson(Venue {
+                id,
+                city: req.city,
+                name: req.name,
+                time_zone: req.time_zone,
+            }),
+        )),
+    }
+}
