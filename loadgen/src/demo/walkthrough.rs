@@ -11,7 +11,7 @@ use crate::purchase::{self, Paid, Patience, CARD_OK};
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use reqwest::StatusCode;
-use shared::api::{Booking, CancellationQuote, Notification, NotificationList, Show};
+use shared::api::{Booking, CancellationQuote, Notification, NotificationList, RefundView, Show};
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
@@ -42,7 +42,8 @@ fn local(dt: DateTime<Utc>, tz: &str) -> String {
 }
 
 /// The purchase, step by step. Failed expectations are recorded in
-/// `checks`; an error means the walk-through could not go on.
+/// `checks`; an error means the walk-through could not go on. Each step
+/// is a function below, named for what the buyer does.
 pub(super) async fn buy_and_cancel(
     gateway: &Gateway,
     show: &Show,
@@ -51,6 +52,30 @@ pub(super) async fn buy_and_cancel(
     wait: Duration,
 ) -> anyhow::Result<Purchase> {
     gateway.health().await?;
+    let (booking, first_body, key) = hold_and_pay(show, buyer).await?;
+    show_booking(buyer, &booking, checks);
+    replay(gateway, buyer, &booking, &first_body, &key, checks).await?;
+    let quote = quote(buyer, &booking).await?;
+    let refund = cancel(buyer, &booking, &quote, checks).await?;
+    let refunded_minor = match &refund {
+        Some(r) => refund_lands(gateway, buyer, &booking, r, wait, checks).await?,
+        None => {
+            println!("   7. refund   none due (the 0 % tier)");
+            0
+        }
+    };
+    let notifications = notifications(buyer, &booking, refund.is_some(), wait, checks).await?;
+    Ok(Purchase {
+        number: booking.number.to_string(),
+        paid: money(booking.amount_minor, &booking.currency),
+        refunded: money(refunded_minor, &booking.currency),
+        notifications,
+    })
+}
+
+/// Steps 1 and 2: the hold the buyer won, and the payment, as a careful
+/// client (same key after 503, new key after 402).
+async fn hold_and_pay(show: &Show, buyer: &WonHold) -> anyhow::Result<(Booking, Vec<u8>, String)> {
     let api = &buyer.api;
     let h = &buyer.hold;
     println!(
@@ -66,7 +91,6 @@ pub(super) async fn buy_and_cancel(
         h.expires_at.format("%H:%M:%S UTC")
     );
 
-    // 2. Pay, as a careful client: same key after 503, new key after 402.
     let run = purchase::pay(api, &buyer.bearer, h.hold_id, "demo", Patience::default()).await;
     println!(
         "   2. pay      POST {} {{\"payment_method\":\"{CARD_OK}\"}}",
@@ -91,12 +115,15 @@ pub(super) async fn buy_and_cancel(
             a.latency.as_secs_f64() * 1000.0
         );
     }
-    let (booking, first_body, key) = match run.outcome {
-        Paid::Booked { booking, body, key } => (*booking, body, key),
+    match run.outcome {
+        Paid::Booked { booking, body, key } => Ok((*booking, body, key)),
         other => anyhow::bail!("the purchase was not confirmed: {other:?}"),
-    };
+    }
+}
 
-    // 3. The booking.
+/// Step 3: the booking, checked against the hold.
+fn show_booking(buyer: &WonHold, booking: &Booking, checks: &mut Checks) {
+    let h = &buyer.hold;
     let seats_line = booking
         .seats
         .iter()
@@ -142,9 +169,20 @@ pub(super) async fn buy_and_cancel(
             booking.status, booking.amount_minor
         ),
     );
+}
 
-    // 4. The same request again: the stored answer, not a second charge.
-    let replay = purchase::checkout_once(api, &buyer.bearer, h.hold_id, &key).await?;
+/// Step 4: the same request again gets the stored answer, not a second
+/// charge.
+async fn replay(
+    gateway: &Gateway,
+    buyer: &WonHold,
+    booking: &Booking,
+    first_body: &[u8],
+    key: &str,
+    checks: &mut Checks,
+) -> anyhow::Result<()> {
+    let (api, h) = (&buyer.api, &buyer.hold);
+    let replay = purchase::checkout_once(api, &buyer.bearer, h.hold_id, key).await?;
     let same_booking = replay.json::<Booking>().is_ok_and(|b| b.id == booking.id);
     println!(
         "   4. replay   same request, same key -> {}, idempotent-replayed: {}, {}",
@@ -184,7 +222,12 @@ pub(super) async fn buy_and_cancel(
         ),
     );
 
-    // 5. What cancelling would refund now.
+    Ok(())
+}
+
+/// Step 5: what cancelling would refund now.
+async fn quote(buyer: &WonHold, booking: &Booking) -> anyhow::Result<CancellationQuote> {
+    let api = &buyer.api;
     let quote: CancellationQuote = api
         .get(
             &format!("/v1/bookings/{}/cancellation-quote", booking.id),
@@ -204,7 +247,17 @@ pub(super) async fn buy_and_cancel(
         money(quote.quote.refund_minor, &booking.currency)
     );
 
-    // 6. Cancel.
+    Ok(quote)
+}
+
+/// Step 6: cancel; the refund is what was quoted.
+async fn cancel(
+    buyer: &WonHold,
+    booking: &Booking,
+    quote: &CancellationQuote,
+    checks: &mut Checks,
+) -> anyhow::Result<Option<RefundView>> {
+    let api = &buyer.api;
     let cancel_key = purchase::new_key("demo-cancel");
     let resp = api
         .send(
@@ -246,71 +299,89 @@ pub(super) async fn buy_and_cancel(
         ),
     );
 
-    // 7. The refund lands at the gateway.
-    let mut refunded_minor = 0;
-    if let Some(r) = &refund {
-        let started = Instant::now();
-        let until = started + wait;
-        let landed = loop {
-            let b: Booking = api
-                .get(&format!("/v1/bookings/{}", booking.id), Some(&buyer.bearer))
-                .await?;
-            if b.refund.is_some_and(|r| r.status == "SUCCEEDED") {
-                break true;
-            }
-            if Instant::now() >= until {
-                break false;
-            }
-            tokio::time::sleep(POLL).await;
-        };
-        // The ledger, not the intent list: only it shows refunds.
-        let reference = booking.payment_id.to_string();
-        let intent = gateway
-            .ledger()
-            .await?
-            .intents
-            .into_iter()
-            .find(|i| i.succeeded() && i.reference == reference);
-        refunded_minor = intent.as_ref().map_or(0, |i| i.amount_refunded);
-        // The gateway's refund carries our refund id as its reference.
-        let ours = r.id.to_string();
-        let at_gateway = intent
-            .as_ref()
-            .and_then(|i| i.refunds.iter().find(|g| g.reference == ours));
-        println!(
-            "   7. refund   {} after {:.1} s; gateway: {} refunded {} of {} ({})",
-            if landed { "SUCCEEDED" } else { "NOT SUCCEEDED" },
-            started.elapsed().as_secs_f64(),
-            intent.as_ref().map_or("no charge", |i| i.id.as_str()),
-            money(refunded_minor, &booking.currency),
-            money(booking.amount_minor, &booking.currency),
-            at_gateway.map_or_else(
-                || "no gateway refund for it".to_owned(),
-                |g| format!("{} for refund {}", g.id, r.id)
-            )
-        );
-        checks.record(
-            "the refund succeeded and landed at the gateway in full",
-            landed
-                && refunded_minor == r.amount_minor
-                && at_gateway.is_some_and(|g| g.amount == r.amount_minor),
-            format!(
-                "status succeeded: {landed}, gateway refunded {refunded_minor} of {}",
-                r.amount_minor
-            ),
-        );
-    } else {
-        println!("   7. refund   none due (the 0 % tier)");
-    }
+    Ok(refund)
+}
 
-    // 8. What the buyer was told.
+/// Step 7: the refund lands at the gateway; returns the amount refunded
+/// there.
+async fn refund_lands(
+    gateway: &Gateway,
+    buyer: &WonHold,
+    booking: &Booking,
+    r: &RefundView,
+    wait: Duration,
+    checks: &mut Checks,
+) -> anyhow::Result<i64> {
+    let api = &buyer.api;
+    let started = Instant::now();
+    let until = started + wait;
+    let landed = loop {
+        let b: Booking = api
+            .get(&format!("/v1/bookings/{}", booking.id), Some(&buyer.bearer))
+            .await?;
+        if b.refund.is_some_and(|r| r.status == "SUCCEEDED") {
+            break true;
+        }
+        if Instant::now() >= until {
+            break false;
+        }
+        tokio::time::sleep(POLL).await;
+    };
+    // The ledger, not the intent list: only it shows refunds.
+    let reference = booking.payment_id.to_string();
+    let intent = gateway
+        .ledger()
+        .await?
+        .intents
+        .into_iter()
+        .find(|i| i.succeeded() && i.reference == reference);
+    let refunded_minor = intent.as_ref().map_or(0, |i| i.amount_refunded);
+    // The gateway's refund carries our refund id as its reference.
+    let ours = r.id.to_string();
+    let at_gateway = intent
+        .as_ref()
+        .and_then(|i| i.refunds.iter().find(|g| g.reference == ours));
+    println!(
+        "   7. refund   {} after {:.1} s; gateway: {} refunded {} of {} ({})",
+        if landed { "SUCCEEDED" } else { "NOT SUCCEEDED" },
+        started.elapsed().as_secs_f64(),
+        intent.as_ref().map_or("no charge", |i| i.id.as_str()),
+        money(refunded_minor, &booking.currency),
+        money(booking.amount_minor, &booking.currency),
+        at_gateway.map_or_else(
+            || "no gateway refund for it".to_owned(),
+            |g| format!("{} for refund {}", g.id, r.id)
+        )
+    );
+    checks.record(
+        "the refund succeeded and landed at the gateway in full",
+        landed
+            && refunded_minor == r.amount_minor
+            && at_gateway.is_some_and(|g| g.amount == r.amount_minor),
+        format!(
+            "status succeeded: {landed}, gateway refunded {refunded_minor} of {}",
+            r.amount_minor
+        ),
+    );
+    Ok(refunded_minor)
+}
+
+/// Step 8: what the buyer was told; returns how many notifications.
+async fn notifications(
+    buyer: &WonHold,
+    booking: &Booking,
+    refunded: bool,
+    wait: Duration,
+    checks: &mut Checks,
+) -> anyhow::Result<usize> {
+    let api = &buyer.api;
     let mut expected: BTreeSet<&str> = [
         "payment.succeeded",
         "booking.confirmed",
         "booking.cancelled",
     ]
     .into();
-    if refund.is_some() {
+    if refunded {
         expected.insert("refund.succeeded");
     }
     let about_this = |n: &Notification| {
@@ -347,12 +418,7 @@ pub(super) async fn buy_and_cancel(
             expected.difference(&kinds).collect::<Vec<_>>()
         ),
     );
-    Ok(Purchase {
-        number: booking.number.to_string(),
-        paid: money(booking.amount_minor, &booking.currency),
-        refunded: money(refunded_minor, &booking.currency),
-        notifications: received.len(),
-    })
+    Ok(received.len())
 }
 
 /// A notification's gist, e.g. `BMS…-DEV-12 · A5, A6 · ₹500`.
