@@ -215,13 +215,46 @@ pub(super) async fn run(
     let stats = crowd.take_stats();
     let seed = crowd.revealed_seed();
 
-    // What happened, in the order of the queue.
+    let (odd, total) = print_sale(
+        &records,
+        &stats,
+        joined,
+        opens_at_ms,
+        seed.as_deref(),
+        args.rate,
+    );
+    let (order_violations, draw_mismatches, unchecked) = audit_order(&records, seed.as_deref());
+    let kept = won_holds(&records, &who);
+    Ok(SaleOutcome {
+        joined,
+        records,
+        kept,
+        order_violations,
+        draw_mismatches,
+        unchecked,
+        commitment,
+        seed,
+        bypass,
+        odd_answers: (odd, total),
+    })
+}
+
+/// What happened, in the order of the queue; returns (429, 5xx or
+/// unanswered edge requests, all edge requests).
+fn print_sale(
+    records: &[Record],
+    stats: &crowd::Stats,
+    joined: usize,
+    opens_at_ms: i64,
+    seed: Option<&str>,
+    rate: f64,
+) -> (u64, u64) {
     let mut admitted: Vec<&Record> = records.iter().filter(|r| r.admitted_at.is_some()).collect();
     admitted.sort_by_key(|r| r.position);
     let last = admitted.iter().filter_map(|r| r.admitted_at).max();
     println!(
         "   the sale opened; the seed is revealed: {}",
-        seed.as_deref().unwrap_or("(not seen)")
+        seed.unwrap_or("(not seen)")
     );
     println!("   first in line (each sees its pass at its next poll, so not quite in order):");
     for r in admitted.iter().take(5) {
@@ -237,13 +270,13 @@ pub(super) async fn run(
         );
     }
     println!(
-        "   {} of {joined} admitted within {:.1} s of opening, in line order ({} /s by the rate, and one more for each completed purchase)",
+        "   {} of {joined} admitted within {:.1} s of opening, in line order (at most {} /s: the sale's rate caps the passes issued)",
         admitted.len(),
         last.map_or(0, |t| t - opens_at_ms) as f64 / 1000.0,
-        args.rate
+        rate
     );
     let mut outcomes: BTreeMap<&str, usize> = BTreeMap::new();
-    for r in &records {
+    for r in records {
         *outcomes.entry(r.outcome.name()).or_default() += 1;
     }
     let bought_seats: usize = records.iter().map(|r| r.booked.len()).sum();
@@ -281,9 +314,15 @@ pub(super) async fn run(
         stats.all.value_at_quantile(0.99) as f64 / 1000.0,
     );
 
+    (odd, total)
+}
+
+/// Checks the queue against the draw the seed committed to; returns
+/// (order violations, draw mismatches, users never seen with a place).
+fn audit_order(records: &[Record], seed: Option<&str>) -> (u64, u64, u64) {
     // The order the seed committed to: pre-queue users by SHA-1(seed:user)
     // (ties by id, as Redis orders equal scores).
-    let mut draw: Vec<(u64, &str)> = match &seed {
+    let mut draw: Vec<(u64, &str)> = match seed {
         Some(seed) => records
             .iter()
             .filter(|r| r.outcome != Outcome::JoinFailed)
@@ -299,7 +338,7 @@ pub(super) async fn run(
         .collect();
     let mut draw_mismatches = 0;
     let mut unchecked = 0;
-    for r in &records {
+    for r in records {
         let seen = r.position.or_else(|| r.waiting.last().map(|w| w.position));
         match (seen, rank.get(r.id.as_str())) {
             (Some(p), Some(k)) if p == k + 1 => {}
@@ -307,8 +346,14 @@ pub(super) async fn run(
             (None, _) => unchecked += 1,
         }
     }
-    let order_violations = crowd::order_violations(&records, &rank);
-    let kept = records
+    let order_violations = crowd::order_violations(records, &rank);
+    (order_violations, draw_mismatches, unchecked)
+}
+
+/// The holds the winners kept for the walk-through, with each one's
+/// token and edge client.
+fn won_holds(records: &[Record], who: &HashMap<String, (String, Api)>) -> Vec<WonHold> {
+    records
         .iter()
         .filter_map(|r| {
             let hold = r.hold.clone()?;
@@ -320,19 +365,7 @@ pub(super) async fn run(
                 hold,
             })
         })
-        .collect();
-    Ok(SaleOutcome {
-        joined,
-        records,
-        kept,
-        order_violations,
-        draw_mismatches,
-        unchecked,
-        commitment,
-        seed,
-        bypass,
-        odd_answers: (odd, total),
-    })
+        .collect()
 }
 
 /// An outcome as the demo says it.
