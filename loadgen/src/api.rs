@@ -10,27 +10,28 @@
 //! code (`purchase`, the demo's walkthrough) runs unchanged either way.
 
 use anyhow::Context;
-use region_core::auth::{Role, TokenKeys};
 use reqwest::header::HeaderMap;
 pub use reqwest::Method;
 use reqwest::StatusCode;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
+use shared::token::Role;
 use shared::ErrorBody;
 use std::fmt;
 use std::time::Duration;
 
-/// Mints `Authorization` header values with the deployment's HS256 key.
+/// Mints `Authorization` header values with the deployment's HS256 key,
+/// with the platform's one token library (`shared::token`).
 #[derive(Clone)]
 pub struct Minter {
-    keys: TokenKeys,
+    secret: Vec<u8>,
 }
 
 impl Minter {
     /// Keys from the shared secret (`--jwt-secret`).
     pub fn new(secret: &str) -> Self {
         Self {
-            keys: TokenKeys::new(secret),
+            secret: secret.as_bytes().to_vec(),
         }
     }
 
@@ -40,7 +41,7 @@ impl Minter {
         let now = chrono::Utc::now().timestamp();
         Ok(format!(
             "Bearer {}",
-            self.keys.mint(sub, role, now, 2 * 3600)?
+            shared::token::sign_hs256(&self.secret, sub, role, now, now + 2 * 3600)?
         ))
     }
 }

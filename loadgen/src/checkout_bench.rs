@@ -36,7 +36,7 @@ use anyhow::Context;
 use clap::Args;
 use hdrhistogram::Histogram;
 use rand::Rng;
-use region_core::auth::Role;
+use shared::token::Role;
 use region_core::Settings;
 use reqwest::StatusCode;
 use shared::api::{Availability, Booking, CancellationQuote, CreateHold, Hold, ReconcileReport};

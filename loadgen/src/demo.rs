@@ -45,7 +45,7 @@ use anyhow::Context;
 use chrono::{DateTime, Duration as ChronoDuration, NaiveDate, NaiveTime, TimeZone, Utc};
 use chrono_tz::Tz;
 use clap::Args;
-use region_core::auth::Role;
+use shared::token::Role;
 use reqwest::StatusCode;
 use shared::api::{Availability, Hold, SaleMode, SeatMap, Show};
 use shared::{CityCode, SeatState, ShowId};

@@ -27,7 +27,7 @@ use crate::server::{FreshDatabase, InProcessServer, WorldArgs};
 use anyhow::Context;
 use clap::Args;
 use rand::Rng;
-use region_core::auth::Role;
+use shared::token::Role;
 use region_core::Settings;
 use reqwest::header::{HeaderValue, AUTHORIZATION, CONTENT_TYPE};
 use reqwest::StatusCode;

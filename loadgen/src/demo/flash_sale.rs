@@ -9,7 +9,7 @@ use crate::crowd::{self, code_of, unix_ms, Buyer, Crowd, Kind, Outcome, Plan, Re
 use crate::edge::{self, SaleSettings};
 use crate::seed::row_label;
 use chrono::{Duration as ChronoDuration, SubsecRound, Utc};
-use region_core::auth::Role;
+use shared::token::Role;
 use shared::api::{CreateHold, Show};
 use shared::waiting_room::{prequeue_score, seed_commitment};
 use std::collections::{BTreeMap, HashMap};

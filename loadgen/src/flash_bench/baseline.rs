@@ -11,7 +11,7 @@ use crate::report::{ms, r2, FlashSaleBaseline};
 use functions::rate_limit::{gate_keys_args, Caller, RateLimits, RouteClass};
 use functions::upstash::{command_body, decode_command, prefixed, UpstashError};
 use functions::waiting_room::{self as room, Mode, Sale};
-use region_core::auth::Role;
+use shared::token::Role;
 use reqwest::StatusCode;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;

@@ -5,7 +5,7 @@
 use crate::api::{Api, Method, Minter};
 use crate::crowd::{code_of, unix_ms, Crowd, Kind};
 use crate::edge::{self};
-use region_core::auth::Role;
+use shared::token::Role;
 use shared::api::CreateHold;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};

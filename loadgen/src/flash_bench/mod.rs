@@ -41,7 +41,7 @@ use anyhow::Context;
 use chrono::{Duration as ChronoDuration, SubsecRound, Utc};
 use clap::Args;
 use functions::waiting_room::Sale;
-use region_core::auth::Role;
+use shared::token::Role;
 use region_core::Settings;
 use reqwest::StatusCode;
 use shared::api::SaleMode;
