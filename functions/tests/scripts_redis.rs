@@ -214,6 +214,30 @@ struct Room {
 const SEED: &str = "seed-for-the-test";
 
 impl Room {
+    /// A sale of `show` opening at `opens` (passes valid 300 s).
+    fn new(
+        show: &str,
+        opens: i64,
+        rate_per_sec: f64,
+        grace_s: u32,
+        spacing: Option<&'static str>,
+    ) -> Self {
+        Room {
+            sale: Sale {
+                city: "mum".into(),
+                config: SaleConfig {
+                    sale: show.to_owned(),
+                    opens_at_ms: opens,
+                    rate_per_sec,
+                    pass_ttl_s: 300,
+                    grace_s,
+                },
+            },
+            ip: format!("ip-{show}"),
+            spacing,
+        }
+    }
+
     fn call(
         &self,
         con: &mut redis::Connection,
@@ -298,20 +322,7 @@ fn the_room_script_draws_admits_drops_and_gives_places_back() {
     let mut con = redis();
     let show = unique();
     let opens = 1_000_000;
-    let room = Room {
-        sale: Sale {
-            city: "mum".into(),
-            config: SaleConfig {
-                sale: show.clone(),
-                opens_at_ms: opens,
-                rate_per_sec: 0.1,
-                pass_ttl_s: 300,
-                grace_s: 30,
-            },
-        },
-        ip: format!("ip-{show}"),
-        spacing: None,
-    };
+    let room = Room::new(&show, opens, 0.1, 30, None);
     let users: Vec<String> = (0..10).map(|i| format!("u{i}-{show}")).collect();
 
     // Before opening: a pre-queue; a second join keeps the place.
@@ -504,20 +515,7 @@ fn passes_collected_in_a_burst_are_issued_at_the_rate() {
     for (spacing, control) in [(None, false), (Some("0"), true)] {
         let show = unique();
         let opens = 1_000_000;
-        let room = Room {
-            sale: Sale {
-                city: "mum".into(),
-                config: SaleConfig {
-                    sale: show.clone(),
-                    opens_at_ms: opens,
-                    rate_per_sec: 100.0,
-                    pass_ttl_s: 300,
-                    grace_s: 600,
-                },
-            },
-            ip: format!("ip-{show}"),
-            spacing,
-        };
+        let room = Room::new(&show, opens, 100.0, 600, spacing);
         let users: Vec<String> = (0..1_500).map(|i| format!("u{i}-{show}")).collect();
         for (i, u) in users.iter().enumerate() {
             room.reply(&mut con, Mode::Join, u, opens + i as i64);

@@ -9,8 +9,8 @@ use crate::crowd::{self, code_of, unix_ms, Buyer, Crowd, Kind, Outcome, Plan, Re
 use crate::edge::{self, SaleSettings};
 use crate::seed::row_label;
 use chrono::{Duration as ChronoDuration, SubsecRound, Utc};
-use shared::token::Role;
 use shared::api::{CreateHold, Show};
+use shared::token::Role;
 use shared::waiting_room::{prequeue_score, seed_commitment};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;

@@ -5,8 +5,8 @@
 use crate::api::{Api, Method, Minter};
 use crate::crowd::{code_of, unix_ms, Crowd, Kind};
 use crate::edge::{self};
-use shared::token::Role;
 use shared::api::CreateHold;
+use shared::token::Role;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
