@@ -16,7 +16,7 @@ use crate::checks::delete_keys;
 use crate::seed::row_label;
 use anyhow::{bail, Context};
 use redis::{ConnectionAddr, IntoConnectionInfo};
-use region_core::redis_path::ACQUIRE_LUA;
+use shared::redis_scripts::ACQUIRE_LUA;
 use sqlx::postgres::PgPoolOptions;
 use std::path::Path;
 use std::process::Stdio;

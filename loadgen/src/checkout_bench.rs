@@ -56,7 +56,7 @@ pub struct CheckoutArgs {
 
     /// Key that operator and user tokens are signed with.
     #[command(flatten)]
-    pub signing: region_core::auth::SigningKey,
+    pub signing: service_kit::SigningKey,
 
     /// Postgres and Redis of the run.
     #[command(flatten)]

@@ -69,7 +69,7 @@ pub struct DemoArgs {
     /// Key that operator and user tokens are signed with (the region
     /// core's REGION_JWT_SECRET, the edge's JWT_SECRET).
     #[command(flatten)]
-    pub signing: region_core::auth::SigningKey,
+    pub signing: service_kit::SigningKey,
 
     /// Simulated buyers in the flash sale.
     #[arg(long, default_value_t = 600)]

@@ -55,7 +55,7 @@ pub struct HoldsArgs {
 
     /// Key that operator and user tokens are signed with.
     #[command(flatten)]
-    pub signing: region_core::auth::SigningKey,
+    pub signing: service_kit::SigningKey,
 
     /// Postgres and Redis of the run.
     #[command(flatten)]

@@ -253,19 +253,8 @@ pub struct RetentionSettings {
     pub retention_batch: i64,
 }
 
-/// The `--jwt-secret` / `REGION_JWT_SECRET` argument of the tools that
-/// mint tokens (`region-core mint-token`, `loadgen`).
-#[derive(Debug, Clone, clap::Args)]
-pub struct SigningKey {
-    /// HS256 key tokens are signed with (the region core's REGION_JWT_SECRET).
-    #[arg(
-        long,
-        env = "REGION_JWT_SECRET",
-        default_value = "dev-only-secret-change-me",
-        hide_env_values = true
-    )]
-    pub jwt_secret: String,
-}
+/// The `--jwt-secret` argument, shared with the tools that mint tokens.
+pub use service_kit::SigningKey;
 
 /// Where a test may make a checkout stop dead, as if the process crashed
 /// (only honoured in builds with the `fault-injection` feature).

@@ -2,7 +2,23 @@
 //! processes (the region core, the sandbox payment gateway, the Upstash
 //! gateway): logs go to stderr, filtered by `RUST_LOG` or the process's
 //! default; the process serves until Ctrl-C or SIGTERM (what `kill`,
-//! systemd and Kubernetes send), then drains.
+//! systemd and Kubernetes send), then drains. Also the one definition of
+//! the token-signing key argument, which the region core and the tools
+//! that mint tokens for it read alike.
+
+/// The `--jwt-secret` / `REGION_JWT_SECRET` argument of the tools that
+/// mint tokens (`region-core mint-token`, `loadgen`).
+#[derive(Debug, Clone, clap::Args)]
+pub struct SigningKey {
+    /// HS256 key tokens are signed with (the region core's REGION_JWT_SECRET).
+    #[arg(
+        long,
+        env = "REGION_JWT_SECRET",
+        default_value = "dev-only-secret-change-me",
+        hide_env_values = true
+    )]
+    pub jwt_secret: String,
+}
 
 /// Installs the log subscriber: `RUST_LOG` if set, else `default_filter`
 /// (for example `"info,tower_http=warn"`).

@@ -14,6 +14,7 @@ pub mod csrf;
 pub mod error;
 pub mod ids;
 pub mod rate_limit;
+pub mod redis_scripts;
 pub mod refund;
 pub mod seat;
 pub mod text;

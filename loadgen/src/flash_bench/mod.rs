@@ -77,7 +77,7 @@ pub struct FlashSaleArgs {
     /// Key that operator and user tokens are signed with (also the edge's
     /// JWT_SECRET).
     #[command(flatten)]
-    pub signing: region_core::auth::SigningKey,
+    pub signing: service_kit::SigningKey,
 
     /// Postgres and Redis of the run.
     #[command(flatten)]
