@@ -11,6 +11,8 @@
 //! may still be running. What it fixes is counted in metrics and logged.
 
 use crate::auth::Operator;
+use crate::checkout::machine::PaymentStatus;
+use crate::checkout::record::Unpaid;
 use crate::checkout::{record, settle};
 use crate::error::ApiError;
 use crate::payments::ChargeLookup;
@@ -79,7 +81,7 @@ pub async fn reconcile_once(state: &AppState) -> anyhow::Result<ReconcileReport>
     .await?;
     let mut report = ReconcileReport::default();
     for (payment_id, status) in stuck {
-        if status == "CREATED" {
+        if PaymentStatus::from_db_str(&status) == Some(PaymentStatus::Created) {
             // Void, not just look: a lookup answered "not found" while the
             // charge request still sat in the stalled gateway's queue used
             // to abandon a payment that was then charged.
@@ -107,7 +109,7 @@ pub async fn reconcile_once(state: &AppState) -> anyhow::Result<ReconcileReport>
                     if record::finish_unpaid(
                         &mut tx,
                         payment_id,
-                        "ABANDONED",
+                        Unpaid::Abandoned,
                         None,
                         "never_charged",
                     )

@@ -4,6 +4,7 @@
 //! second report of the same outcome changes nothing), so the three
 //! sources may race.
 
+use super::machine::PaymentStatus;
 use crate::idempotency::{self, RecoveryPoint, StoredResponse};
 use uuid::Uuid;
 
@@ -27,10 +28,12 @@ pub async fn record_success(
     let Some((status, show_id, user_id, idem_key, amount, currency)) = row else {
         return Ok(false);
     };
-    if status == "SUCCEEDED" {
+    let status = PaymentStatus::from_db_str(&status);
+    if status == Some(PaymentStatus::Succeeded) {
         return Ok(false);
     }
-    let late = status != "CREATED";
+    // Closed as FAILED or ABANDONED: the buyer was told nothing was charged.
+    let late = status != Some(PaymentStatus::Created);
     sqlx::query(
         "UPDATE payments SET status = 'SUCCEEDED', gateway_payment_id = $2, updated_at = now(),
                 settled = CASE WHEN $3 THEN 'REFUNDED' END
@@ -103,7 +106,25 @@ pub async fn record_failure(
     gateway_id: Option<&str>,
     code: &str,
 ) -> Result<Option<StoredResponse>, sqlx::Error> {
-    finish_unpaid(tx, payment_id, "FAILED", gateway_id, code).await
+    finish_unpaid(tx, payment_id, Unpaid::Failed, gateway_id, code).await
+}
+
+/// How an in-flight payment ended without a charge.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unpaid {
+    /// The gateway declined or refused it.
+    Failed,
+    /// It never reached the gateway (reconciliation voided it).
+    Abandoned,
+}
+
+impl Unpaid {
+    fn status(self) -> PaymentStatus {
+        match self {
+            Self::Failed => PaymentStatus::Failed,
+            Self::Abandoned => PaymentStatus::Abandoned,
+        }
+    }
 }
 
 /// Marks an in-flight payment FAILED or ABANDONED (never charged) and
@@ -112,7 +133,7 @@ pub async fn record_failure(
 pub async fn finish_unpaid(
     tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
     payment_id: Uuid,
-    status: &str,
+    how: Unpaid,
     gateway_id: Option<&str>,
     code: &str,
 ) -> Result<Option<StoredResponse>, sqlx::Error> {
@@ -123,7 +144,7 @@ pub async fn finish_unpaid(
         RETURNING show_id, user_id, idem_key",
     )
     .bind(payment_id)
-    .bind(status)
+    .bind(how.status().as_db_str())
     .bind(gateway_id)
     .bind(code)
     .fetch_optional(&mut **tx)
@@ -132,7 +153,7 @@ pub async fn finish_unpaid(
         return Ok(None);
     };
     let details = serde_json::json!({ "payment_id": payment_id, "reason": code });
-    let resp = if status == "FAILED" {
+    let resp = if how == Unpaid::Failed {
         let declined = code == "card_declined";
         idempotency::error_response(
             402,

@@ -4,6 +4,7 @@
 //! gateway webhook and reconciliation all come here; the payment row's
 //! lock and its `settled` column make it happen once.
 
+use super::machine::PaymentStatus;
 use crate::bookings::store as bookings;
 use crate::holds::store as holds;
 use crate::idempotency::{self, StoredResponse};
@@ -49,7 +50,8 @@ pub async fn settle(state: &AppState, payment_id: Uuid) -> anyhow::Result<Settle
     let Some((status, settled, hold_id, show_id, user_id, idem_key, amount, currency)) = row else {
         return Ok(Settlement::Nothing); // not ours (a stray webhook reference)
     };
-    if status != "SUCCEEDED" || settled.is_some() {
+    let succeeded = PaymentStatus::from_db_str(&status) == Some(PaymentStatus::Succeeded);
+    if !succeeded || settled.is_some() {
         return Ok(Settlement::Nothing);
     }
     // Lock order everywhere: seat rows, then the hold (as holds do).
@@ -214,7 +216,7 @@ pub fn refusal(
 ) -> Option<String> {
     if !protect {
         None
-    } else if hold_state != "ACTIVE" {
+    } else if hold_state != shared::api::HoldState::Active.as_db_str() {
         Some(format!("the hold is {}", hold_state.to_lowercase()))
     } else if expires_at <= now {
         Some("the hold expired before the payment completed".to_owned())
