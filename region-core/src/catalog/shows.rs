@@ -29,50 +29,7 @@ pub(super) async fn create_show(
     state: axum::extract::State<AppState>,
     ApiJson(req): ApiJson<CreateShow>,
 ) -> Result<(StatusCode, ApiJson<Show>), ApiError> {
-    if req.starts_at <= Utc::now() {
-        return Err(ApiError::unprocessable(
-            "show_in_past",
-            "starts_at must be in the future",
-        ));
-    }
-    if !(req.currency.len() == 3 && req.currency.bytes().all(|b| b.is_ascii_uppercase())) {
-        return Err(ApiError::unprocessable(
-            "invalid_currency",
-            "currency must be an ISO 4217 code like INR",
-        ));
-    }
-    if req
-        .max_seats_per_user
-        .is_some_and(|n| !(1..=100).contains(&n))
-    {
-        return Err(ApiError::unprocessable(
-            "invalid_field",
-            "max_seats_per_user must be 1-100",
-        ));
-    }
-    if req.starts_at > Utc::now() + chrono::Duration::days(MAX_SCHEDULE_AHEAD_DAYS) {
-        return Err(ApiError::unprocessable(
-            "show_too_far_ahead",
-            format!("starts_at must be within {MAX_SCHEDULE_AHEAD_DAYS} days from now"),
-        ));
-    }
-    if let Some((cat, p)) = req
-        .prices
-        .iter()
-        .find(|(_, p)| !(0..=MAX_PRICE_MINOR).contains(*p))
-    {
-        return Err(ApiError::unprocessable(
-            "invalid_price",
-            format!("price of {cat} must be 0 to {MAX_PRICE_MINOR} minor units, got {p}"),
-        ));
-    }
-    for cat in req.prices.keys() {
-        check_name("prices (category)", cat, 40)?;
-    }
-    let refund_policy = req.refund_policy.clone().unwrap_or_default();
-    refund_policy
-        .validate()
-        .map_err(|e| ApiError::unprocessable("invalid_refund_policy", e.to_string()))?;
+    let refund_policy = check_new_show(&req, Utc::now())?;
     let movie: Option<(Uuid,)> = sqlx::query_as("SELECT id FROM movies WHERE id = $1")
         .bind(req.movie_id)
         .fetch_optional(&state.db)
@@ -94,32 +51,8 @@ pub(super) async fn create_show(
             format!("no screen {}", req.screen_id),
         ));
     }
-    let missing: Vec<&str> = cats
-        .iter()
-        .map(|c| c.0.as_str())
-        .filter(|c| !req.prices.contains_key(*c))
-        .collect();
-    if !missing.is_empty() {
-        return Err(ApiError::unprocessable(
-            "missing_price",
-            format!("no price for categories: {}", missing.join(", ")),
-        ));
-    }
-    let extra: Vec<&str> = req
-        .prices
-        .keys()
-        .map(String::as_str)
-        .filter(|p| !cats.iter().any(|c| c.0 == *p))
-        .collect();
-    if !extra.is_empty() {
-        return Err(ApiError::unprocessable(
-            "unknown_category",
-            format!(
-                "the screen has no seats in categories: {}",
-                extra.join(", ")
-            ),
-        ));
-    }
+    let categories: Vec<&str> = cats.iter().map(|c| c.0.as_str()).collect();
+    check_prices_cover(&categories, &req.prices)?;
     let id = Uuid::now_v7();
     let mut tx = state.db.begin().await?;
     sqlx::query(
@@ -164,6 +97,89 @@ pub(super) async fn create_show(
         .await?
         .ok_or_else(|| anyhow::anyhow!("show {id} vanished after insert"))?;
     Ok((StatusCode::CREATED, ApiJson(show)))
+}
+
+/// The checks of a new show that need no database, at `now`: in the
+/// future but at most three years ahead, an ISO 4217 currency, prices in
+/// range with clean category names, a valid refund policy (returned, the
+/// default when none is given) and a seat limit of 1-100.
+fn check_new_show(req: &CreateShow, now: DateTime<Utc>) -> Result<RefundPolicy, ApiError> {
+    if req.starts_at <= now {
+        return Err(ApiError::unprocessable(
+            "show_in_past",
+            "starts_at must be in the future",
+        ));
+    }
+    if !(req.currency.len() == 3 && req.currency.bytes().all(|b| b.is_ascii_uppercase())) {
+        return Err(ApiError::unprocessable(
+            "invalid_currency",
+            "currency must be an ISO 4217 code like INR",
+        ));
+    }
+    if req
+        .max_seats_per_user
+        .is_some_and(|n| !(1..=100).contains(&n))
+    {
+        return Err(ApiError::unprocessable(
+            "invalid_field",
+            "max_seats_per_user must be 1-100",
+        ));
+    }
+    if req.starts_at > now + chrono::Duration::days(MAX_SCHEDULE_AHEAD_DAYS) {
+        return Err(ApiError::unprocessable(
+            "show_too_far_ahead",
+            format!("starts_at must be within {MAX_SCHEDULE_AHEAD_DAYS} days from now"),
+        ));
+    }
+    if let Some((cat, p)) = req
+        .prices
+        .iter()
+        .find(|(_, p)| !(0..=MAX_PRICE_MINOR).contains(*p))
+    {
+        return Err(ApiError::unprocessable(
+            "invalid_price",
+            format!("price of {cat} must be 0 to {MAX_PRICE_MINOR} minor units, got {p}"),
+        ));
+    }
+    for cat in req.prices.keys() {
+        check_name("prices (category)", cat, 40)?;
+    }
+    let refund_policy = req.refund_policy.clone().unwrap_or_default();
+    refund_policy
+        .validate()
+        .map_err(|e| ApiError::unprocessable("invalid_refund_policy", e.to_string()))?;
+    Ok(refund_policy)
+}
+
+/// Every seat category of the screen has a price, and every price a
+/// category.
+fn check_prices_cover(categories: &[&str], prices: &BTreeMap<String, i64>) -> Result<(), ApiError> {
+    let missing: Vec<&str> = categories
+        .iter()
+        .copied()
+        .filter(|c| !prices.contains_key(*c))
+        .collect();
+    if !missing.is_empty() {
+        return Err(ApiError::unprocessable(
+            "missing_price",
+            format!("no price for categories: {}", missing.join(", ")),
+        ));
+    }
+    let extra: Vec<&str> = prices
+        .keys()
+        .map(String::as_str)
+        .filter(|p| !categories.contains(p))
+        .collect();
+    if !extra.is_empty() {
+        return Err(ApiError::unprocessable(
+            "unknown_category",
+            format!(
+                "the screen has no seats in categories: {}",
+                extra.join(", ")
+            ),
+        ));
+    }
+    Ok(())
 }
 
 #[derive(Deserialize)]
@@ -288,4 +304,64 @@ pub(super) async fn list_shows(
         date: q.date,
         shows,
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn req(starts_in_days: i64, now: DateTime<Utc>) -> CreateShow {
+        serde_json::from_value(serde_json::json!({
+            "screen_id": Uuid::nil(), "movie_id": Uuid::nil(),
+            "starts_at": now + chrono::Duration::days(starts_in_days),
+            "prices": {"REGULAR": 30000}, "currency": "INR",
+        }))
+        .expect("a show request")
+    }
+
+    fn code(r: Result<impl std::fmt::Debug, ApiError>) -> &'static str {
+        r.expect_err("refused").code()
+    }
+
+    #[test]
+    fn a_new_show_is_checked_before_the_database() {
+        let now = Utc::now();
+        assert!(check_new_show(&req(1, now), now).is_ok());
+        assert_eq!(code(check_new_show(&req(0, now), now)), "show_in_past");
+        assert_eq!(code(check_new_show(&req(-1, now), now)), "show_in_past");
+        assert_eq!(
+            code(check_new_show(&req(MAX_SCHEDULE_AHEAD_DAYS + 1, now), now)),
+            "show_too_far_ahead"
+        );
+        let mut r = req(1, now);
+        r.currency = "inr".into();
+        assert_eq!(code(check_new_show(&r, now)), "invalid_currency");
+        let mut r = req(1, now);
+        r.prices.insert("VIP".into(), MAX_PRICE_MINOR + 1);
+        assert_eq!(code(check_new_show(&r, now)), "invalid_price");
+        let mut r = req(1, now);
+        r.prices.insert("VIP".into(), -1);
+        assert_eq!(code(check_new_show(&r, now)), "invalid_price");
+        let mut r = req(1, now);
+        r.prices.insert("V\0P".into(), 1);
+        assert_eq!(code(check_new_show(&r, now)), "invalid_field");
+        let mut r = req(1, now);
+        r.max_seats_per_user = Some(101);
+        assert_eq!(code(check_new_show(&r, now)), "invalid_field");
+    }
+
+    #[test]
+    fn prices_and_seat_categories_match_exactly() {
+        let prices: BTreeMap<String, i64> =
+            [("REGULAR".to_owned(), 1), ("VIP".to_owned(), 2)].into();
+        assert!(check_prices_cover(&["REGULAR", "VIP"], &prices).is_ok());
+        assert_eq!(
+            code(check_prices_cover(&["REGULAR", "VIP", "BOX"], &prices)),
+            "missing_price"
+        );
+        assert_eq!(
+            code(check_prices_cover(&["REGULAR"], &prices)),
+            "unknown_category"
+        );
+    }
 }
