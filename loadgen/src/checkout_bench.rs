@@ -177,7 +177,9 @@ pub async fn run(args: CheckoutArgs) -> anyhow::Result<ExitCode> {
         args.requests_per_key >= 1,
         "--requests-per-key must be at least 1"
     );
-    let db = FreshDatabase::create(&args.world.admin_database_url).await?;
+    let db = FreshDatabase::create(&args.world.admin_database_url, "loadgen")
+        .await
+        .context("creating the run's database (LOADGEN_ADMIN_DATABASE_URL)")?;
     eprintln!("loadgen: fresh database {}", db.name());
     let tag = crate::seed::short_tag();
     // The core's outbox streams go under a prefix of the run's own, so a

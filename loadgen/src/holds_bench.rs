@@ -178,7 +178,9 @@ pub async fn run(args: HoldsArgs) -> anyhow::Result<ExitCode> {
     // The in-process core and pgbench need a database of their own; a run
     // against --target without baselines needs none.
     let db = if args.target.is_none() || !args.skip_baselines {
-        let db = FreshDatabase::create(&args.world.admin_database_url).await?;
+        let db = FreshDatabase::create(&args.world.admin_database_url, "loadgen")
+            .await
+            .context("creating the run's database (LOADGEN_ADMIN_DATABASE_URL)")?;
         eprintln!("loadgen: fresh database {}", db.name());
         Some(db)
     } else {

@@ -13,7 +13,6 @@
 use anyhow::Context;
 use futures::future::{FutureExt, LocalBoxFuture};
 use region_core::{Application, Settings};
-use sqlx::{Connection, PgConnection};
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -40,56 +39,8 @@ pub struct WorldArgs {
     pub redis_url: String,
 }
 
-/// A database created for this run.
-pub struct FreshDatabase {
-    admin_url: String,
-    name: String,
-    /// URL of the new database.
-    pub url: String,
-}
-
-impl FreshDatabase {
-    /// `CREATE DATABASE loadgen_<random>` through `admin_url`.
-    pub async fn create(admin_url: &str) -> anyhow::Result<Self> {
-        let name = format!("loadgen_{:016x}", rand::random::<u64>());
-        let mut conn = PgConnection::connect(admin_url)
-            .await
-            .with_context(|| "connecting to LOADGEN_ADMIN_DATABASE_URL".to_string())?;
-        // The name is ours (hex digits only), so formatting it in is safe.
-        sqlx::query(&format!("CREATE DATABASE {name}"))
-            .execute(&mut conn)
-            .await
-            .with_context(|| format!("CREATE DATABASE {name}"))?;
-        let _ = conn.close().await;
-        let mut url =
-            reqwest::Url::parse(admin_url).context("LOADGEN_ADMIN_DATABASE_URL is not a URL")?;
-        url.set_path(&format!("/{name}"));
-        Ok(Self {
-            admin_url: admin_url.to_owned(),
-            name,
-            url: url.to_string(),
-        })
-    }
-
-    /// The database's name.
-    pub fn name(&self) -> &str {
-        &self.name
-    }
-
-    /// Drops the database (closing any connection still open to it).
-    pub async fn drop_now(self) -> anyhow::Result<()> {
-        let mut conn = PgConnection::connect(&self.admin_url).await?;
-        sqlx::query(&format!(
-            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-            self.name
-        ))
-        .execute(&mut conn)
-        .await
-        .with_context(|| format!("DROP DATABASE {}", self.name))?;
-        let _ = conn.close().await;
-        Ok(())
-    }
-}
+/// Throw-away databases come from the shared harness.
+pub use testkit::db::FreshDatabase;
 
 /// A service serving on a loopback port from a runtime of its own, in an
 /// OS thread of its own.

@@ -36,24 +36,13 @@ pub fn shared_redis_url() -> String {
     std::env::var("TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
 }
 
-fn url_with_db(base: &str, db: &str) -> String {
-    let cut = base.rfind('/').unwrap_or(base.len());
-    format!("{}/{}", &base[..cut], db)
-}
-
-/// Creates an empty database and returns its URL.
+/// Creates an empty database (`e2e_<hex>`, `testkit::db`) and returns its
+/// URL.
 pub async fn fresh_database() -> anyhow::Result<String> {
-    let name = format!("e2e_{}", Uuid::new_v4().simple());
-    let admin = PgPoolOptions::new()
-        .max_connections(1)
-        .connect(&admin_url())
+    let db = testkit::db::FreshDatabase::create(&admin_url(), "e2e")
         .await
-        .context("connecting to TEST_DATABASE_URL")?;
-    sqlx::query(&format!("CREATE DATABASE {name}"))
-        .execute(&admin)
-        .await?;
-    admin.close().await;
-    Ok(url_with_db(&admin_url(), &name))
+        .context("creating a database on TEST_DATABASE_URL")?;
+    Ok(db.url)
 }
 
 /// Settings for a test app: port 0, test key, shared Redis.
@@ -193,19 +182,7 @@ impl TestApp {
         self.db.close().await;
         let name = self.db_name.clone();
         // Only databases this harness created; never a server's own.
-        if !name.starts_with("e2e_") {
-            return;
-        }
-        if let Ok(admin) = PgPoolOptions::new()
-            .max_connections(1)
-            .connect(&admin_url())
-            .await
-        {
-            let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                .execute(&admin)
-                .await;
-            admin.close().await;
-        }
+        let _ = testkit::db::drop_database(&admin_url(), &name).await;
     }
 
     /// An app with default test settings.

@@ -192,7 +192,9 @@ pub async fn run(args: FlashSaleArgs) -> anyhow::Result<ExitCode> {
     );
     edge::require_build(&args.functions_dir)?;
     let wasm_gzip_bytes = edge::wasm_gzip_bytes(&args.functions_dir)?;
-    let db = FreshDatabase::create(&args.world.admin_database_url).await?;
+    let db = FreshDatabase::create(&args.world.admin_database_url, "loadgen")
+        .await
+        .context("creating the run's database (LOADGEN_ADMIN_DATABASE_URL)")?;
     eprintln!("loadgen: fresh database {}", db.name());
     let tag = seed::short_tag();
     let key_prefix = format!("loadgen_{tag}:");
