@@ -38,7 +38,7 @@ use tokio::task::JoinHandle;
 use upstash_gateway::{GatewayConfig, RunningGateway};
 use uuid::Uuid;
 
-use crate::{row_name, shared_redis_url, test_settings, token, TestApp, SECRET};
+use crate::{shared_redis_url, test_settings, token, TestApp, SECRET};
 
 /// The key the edge signs admission passes with; every region core of a
 /// stack accepts it (`REGION_ADMISSION_KEYS`).
@@ -539,14 +539,9 @@ impl Region {
     }
 }
 
-/// Whether a seeded show is sold through the waiting room.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SaleMode {
-    /// Anyone may hold seats.
-    Open,
-    /// Holds need an admission pass.
-    FlashSale,
-}
+/// Whether a seeded show is sold through the waiting room (the API's own
+/// type).
+pub use shared::api::SaleMode;
 
 /// A flash sale's settings (`PUT /v1/operator/sales/{show}`).
 #[derive(Debug, Clone)]
@@ -780,45 +775,10 @@ impl EdgeStack {
         per_row: u16,
         mode: SaleMode,
     ) -> anyhow::Result<String> {
-        let app = self.region(city).app();
-        let tag = Uuid::new_v4().simple().to_string();
-        let (s, venue) = app
-            .operator_post(
-                "/v1/operator/venues",
-                json!({"city": city, "name": format!("Venue {tag}"), "time_zone": "Asia/Kolkata"}),
-            )
-            .await?;
-        anyhow::ensure!(s == 201, "venue: {s} {venue}");
-        let layout: Vec<Value> = (0..rows)
-            .map(|r| json!({"row": row_name(r), "seats": per_row, "category": "REGULAR"}))
-            .collect();
-        let (s, screen) = app
-            .operator_post(
-                "/v1/operator/screens",
-                json!({"venue_id": venue["id"], "name": "Screen 1", "rows": layout}),
-            )
-            .await?;
-        anyhow::ensure!(s == 201, "screen: {s} {screen}");
-        let (s, movie) = app
-            .operator_post(
-                "/v1/operator/movies",
-                json!({"title": format!("Movie {tag}"), "duration_minutes": 120}),
-            )
-            .await?;
-        anyhow::ensure!(s == 201, "movie: {s} {movie}");
-        let (s, show) = app
-            .operator_post(
-                "/v1/operator/shows",
-                json!({
-                    "screen_id": screen["id"], "movie_id": movie["id"],
-                    "starts_at": (chrono::Utc::now() + chrono::Duration::days(1)).to_rfc3339(),
-                    "prices": {"REGULAR": 25000}, "currency": "INR",
-                    "sale_mode": match mode { SaleMode::Open => "open", SaleMode::FlashSale => "flash_sale" },
-                }),
-            )
-            .await?;
-        anyhow::ensure!(s == 201, "show: {s} {show}");
-        Ok(show["id"].as_str().context("show id")?.to_owned())
+        self.region(city)
+            .app()
+            .seed_show_in(city, rows, per_row, chrono::Duration::days(1), mode)
+            .await
     }
 
     /// Redis commands the gateway has run for the Worker so far.

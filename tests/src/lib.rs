@@ -16,6 +16,7 @@ use region_core::auth::{Role, TokenKeys};
 use region_core::{Application, RunningApp, Settings};
 use sandbox_gateway::{RunningSandbox, SandboxConfig};
 use serde_json::{json, Value};
+use shared::api::SaleMode;
 use sqlx::postgres::PgPoolOptions;
 use sqlx::PgPool;
 use std::sync::Arc;
@@ -250,7 +251,7 @@ impl TestApp {
     }
 
     /// Seeds a city, venue, screen (`rows` rows of `per_row` seats), movie
-    /// and a show starting in `starts_in`; returns the show id.
+    /// and an open-sale show starting in `starts_in`; returns the show id.
     pub async fn seed_show(
         &self,
         rows: usize,
@@ -271,6 +272,23 @@ impl TestApp {
             )
             .await?;
         anyhow::ensure!(s == 201 || s == 409, "city: {s}");
+        self.seed_show_in(&city, rows, per_row, starts_in, SaleMode::Open)
+            .await
+    }
+
+    /// Seeds a venue, a screen of `rows` × `per_row` seats, a movie and a
+    /// show starting in `starts_in` in the existing `city`, with `mode`
+    /// set by the operator API; returns the show id. The one seeding path
+    /// of the end-to-end tests (the edge's stack seeds through it too).
+    pub async fn seed_show_in(
+        &self,
+        city: &str,
+        rows: usize,
+        per_row: u16,
+        starts_in: chrono::Duration,
+        mode: SaleMode,
+    ) -> anyhow::Result<String> {
+        let tag = Uuid::new_v4().simple().to_string();
         let (s, venue) = self
             .operator_post(
                 "/v1/operator/venues",
@@ -278,10 +296,8 @@ impl TestApp {
             )
             .await?;
         anyhow::ensure!(s == 201, "venue: {s} {venue}");
-        let row_names: Vec<String> = (0..rows).map(row_name).collect();
-        let layout: Vec<Value> = row_names
-            .iter()
-            .map(|r| json!({"row": r, "seats": per_row, "category": "REGULAR"}))
+        let layout: Vec<Value> = (0..rows)
+            .map(|r| json!({"row": row_name(r), "seats": per_row, "category": "REGULAR"}))
             .collect();
         let (s, screen) = self
             .operator_post(
@@ -293,7 +309,7 @@ impl TestApp {
         let (s, movie) = self
             .operator_post(
                 "/v1/operator/movies",
-                json!({"title": "Test Movie", "duration_minutes": 120}),
+                json!({"title": format!("Movie {tag}"), "duration_minutes": 120}),
             )
             .await?;
         anyhow::ensure!(s == 201, "movie: {s} {movie}");
@@ -303,7 +319,8 @@ impl TestApp {
                 json!({
                     "screen_id": screen["id"], "movie_id": movie["id"],
                     "starts_at": (chrono::Utc::now() + starts_in).to_rfc3339(),
-                    "prices": {"REGULAR": 25000}, "currency": "INR"
+                    "prices": {"REGULAR": 25000}, "currency": "INR",
+                    "sale_mode": match mode { SaleMode::Open => "open", SaleMode::FlashSale => "flash_sale" },
                 }),
             )
             .await?;
