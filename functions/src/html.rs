@@ -231,6 +231,22 @@ mod tests {
     }
 
     #[test]
+    fn a_ready_page_says_it_is_your_turn_and_comes_back_in_a_second() {
+        let mut v = view(State::Ready);
+        v.pass = None;
+        v.pass_in_ms = Some(400);
+        v.refresh_after_s = 1;
+        let html = page(Some(&v));
+        if let Ok(path) = std::env::var("HTML_DUMP") {
+            std::fs::write(path, &html).expect("dump");
+        }
+        assert!(html.contains("It is your turn."), "{html}");
+        assert!(html.contains("<meta http-equiv=\"refresh\" content=\"1\">"));
+        assert!(!html.contains("ap1."), "no pass before its instant");
+        assert!(!html.contains("<form"), "nothing to join");
+    }
+
+    #[test]
     fn the_page_is_accessible_and_refreshes_itself() {
         let v = view(State::Waiting);
         let html = page(Some(&v));
