@@ -84,6 +84,78 @@ pub struct Application {
     background: Vec<JoinHandle<()>>,
 }
 
+/// The Redis breaker from the settings.
+fn redis_breaker(settings: &Settings) -> Breaker {
+    Breaker::new(BreakerSettings {
+        failures: settings.breaker_threshold,
+        open_ms: settings.breaker_open_ms,
+        // The probe is one PING awaited in place: lost only if it
+        // outlives its own timeout.
+        probe_timeout_ms: u64::try_from(settings.redis_timeout().as_millis())
+            .unwrap_or(u64::MAX)
+            .saturating_mul(4),
+    })
+}
+
+/// Starts the shard's background work (expiry sweeper, Redis recovery,
+/// refund worker, outbox relay and notifier when enabled, retention);
+/// reconciliation starts later, as it needs the whole state.
+fn spawn_workers(
+    settings: &Settings,
+    db: &PgPool,
+    redis: &RedisPath,
+    gateway: &Arc<dyn payments::PaymentGateway>,
+    (outbox_kick, refund_kick): (&Arc<Notify>, &Arc<Notify>),
+    shutdown: &watch::Receiver<bool>,
+) -> anyhow::Result<Vec<JoinHandle<()>>> {
+    let mut background = vec![
+        tokio::spawn(sweeper::run(
+            db.clone(),
+            redis.clone(),
+            Duration::from_millis(settings.sweep_interval_ms),
+            shutdown.clone(),
+        )),
+        tokio::spawn(recovery::run(db.clone(), redis.clone(), shutdown.clone())),
+        tokio::spawn(refunds::run(
+            db.clone(),
+            gateway.clone(),
+            Backoff {
+                base: Duration::from_millis(settings.refund_backoff_base_ms),
+                max: Duration::from_secs(settings.refund_backoff_max_secs),
+            },
+            refund_kick.clone(),
+            outbox_kick.clone(),
+            Duration::from_millis(settings.refund_poll_ms),
+            shutdown.clone(),
+        )),
+    ];
+    if settings.outbox_relay {
+        let timeout = settings.redis_timeout().max(Duration::from_millis(500));
+        let sink =
+            RedisStreamSink::new(&settings.redis_url, &settings.events_stream_prefix, timeout)?;
+        background.push(tokio::spawn(outbox::run(
+            db.clone(),
+            Arc::new(sink),
+            outbox_kick.clone(),
+            Duration::from_millis(settings.outbox_poll_ms),
+            shutdown.clone(),
+        )));
+        background.push(tokio::spawn(notifier::run(
+            db.clone(),
+            LazyRedis::new(&settings.redis_url, timeout)?,
+            settings.events_stream_prefix.clone(),
+            format!("core-{}", settings.shard_code),
+            shutdown.clone(),
+        )));
+    }
+    background.push(tokio::spawn(retention::run(
+        db.clone(),
+        settings.retention.clone(),
+        shutdown.clone(),
+    )));
+    Ok(background)
+}
+
 impl Application {
     /// Connects, migrates, spawns background work and binds the listener.
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
@@ -95,18 +167,13 @@ impl Application {
             );
         }
         let db = connect_db(&settings).await?;
-        let breaker = Breaker::new(BreakerSettings {
-            failures: settings.breaker_threshold,
-            open_ms: settings.breaker_open_ms,
-            // The probe is one PING awaited in place: lost only if it
-            // outlives its own timeout.
-            probe_timeout_ms: u64::try_from(settings.redis_timeout().as_millis())
-                .unwrap_or(u64::MAX)
-                .saturating_mul(4),
-        });
-        let redis = RedisPath::new(&settings.redis_url, settings.redis_timeout(), breaker)
-            .await
-            .context("configuring REGION_REDIS_URL")?;
+        let redis = RedisPath::new(
+            &settings.redis_url,
+            settings.redis_timeout(),
+            redis_breaker(&settings),
+        )
+        .await
+        .context("configuring REGION_REDIS_URL")?;
         let writers = HoldWriters::spawn(
             db.clone(),
             redis.clone(),
@@ -132,55 +199,14 @@ impl Application {
         let outbox_kick = Arc::new(Notify::new());
         let refund_kick = Arc::new(Notify::new());
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
-        let mut background = vec![
-            tokio::spawn(sweeper::run(
-                db.clone(),
-                redis.clone(),
-                Duration::from_millis(settings.sweep_interval_ms),
-                shutdown_rx.clone(),
-            )),
-            tokio::spawn(recovery::run(
-                db.clone(),
-                redis.clone(),
-                shutdown_rx.clone(),
-            )),
-            tokio::spawn(refunds::run(
-                db.clone(),
-                gateway.clone(),
-                Backoff {
-                    base: Duration::from_millis(settings.refund_backoff_base_ms),
-                    max: Duration::from_secs(settings.refund_backoff_max_secs),
-                },
-                refund_kick.clone(),
-                outbox_kick.clone(),
-                Duration::from_millis(settings.refund_poll_ms),
-                shutdown_rx.clone(),
-            )),
-        ];
-        if settings.outbox_relay {
-            let timeout = settings.redis_timeout().max(Duration::from_millis(500));
-            let sink =
-                RedisStreamSink::new(&settings.redis_url, &settings.events_stream_prefix, timeout)?;
-            background.push(tokio::spawn(outbox::run(
-                db.clone(),
-                Arc::new(sink),
-                outbox_kick.clone(),
-                Duration::from_millis(settings.outbox_poll_ms),
-                shutdown_rx.clone(),
-            )));
-            background.push(tokio::spawn(notifier::run(
-                db.clone(),
-                LazyRedis::new(&settings.redis_url, timeout)?,
-                settings.events_stream_prefix.clone(),
-                format!("core-{}", settings.shard_code),
-                shutdown_rx.clone(),
-            )));
-        }
-        background.push(tokio::spawn(retention::run(
-            db.clone(),
-            settings.retention.clone(),
-            shutdown_rx.clone(),
-        )));
+        let mut background = spawn_workers(
+            &settings,
+            &db,
+            &redis,
+            &gateway,
+            (&outbox_kick, &refund_kick),
+            &shutdown_rx,
+        )?;
         let reconcile_every = Duration::from_secs(settings.reconcile_interval_secs);
         let state = AppState {
             tokens: TokenKeys::with_failure_limit(
