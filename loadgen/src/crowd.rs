@@ -158,6 +158,29 @@ pub struct Buyer {
     pub edge: Api,
 }
 
+impl Buyer {
+    /// `n` buyers named `<prefix>-<i>` (`i` zero-padded to `width`), each
+    /// with a user token and the edge as seen from an address of its own.
+    pub fn many(
+        n: usize,
+        prefix: &str,
+        width: usize,
+        minter: &crate::api::Minter,
+        edge_api: &Api,
+    ) -> anyhow::Result<Vec<Self>> {
+        (0..n)
+            .map(|i| {
+                let id = format!("{prefix}-{i:0width$}");
+                Ok(Buyer {
+                    bearer: minter.bearer(&id, shared::token::Role::User)?,
+                    edge: edge_api.at_ip(&crate::edge::client_ip(i)),
+                    id,
+                })
+            })
+            .collect()
+    }
+}
+
 /// How a user's sale ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Outcome {

@@ -138,16 +138,7 @@ pub(super) async fn run(
         args.rate, PASS_TTL_S, GRACE_S
     );
 
-    let buyers: Vec<Buyer> = (0..args.users)
-        .map(|i| {
-            let id = format!("demo-buyer-{i:04}");
-            Ok(Buyer {
-                bearer: minter.bearer(&id, Role::User)?,
-                edge: edge_api.at_ip(&edge::client_ip(i)),
-                id,
-            })
-        })
-        .collect::<anyhow::Result<_>>()?;
+    let buyers = Buyer::many(args.users, "demo-buyer", 4, minter, edge_api)?;
     let who: HashMap<String, (String, Api)> = buyers
         .iter()
         .map(|b| (b.id.clone(), (b.bearer.clone(), b.edge.clone())))

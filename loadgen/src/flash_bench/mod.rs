@@ -512,16 +512,7 @@ async fn stage(
     };
     edge::put_sale(edge_api, &op, &show_id, &sale).await?;
 
-    let buyers: Vec<Buyer> = (0..args.users)
-        .map(|i| {
-            let id = format!("lgflash-{tag}-{i:05}");
-            Ok(Buyer {
-                bearer: minter.bearer(&id, Role::User)?,
-                edge: edge_api.at_ip(&edge::client_ip(i)),
-                id,
-            })
-        })
-        .collect::<anyhow::Result<_>>()?;
+    let buyers = Buyer::many(args.users, &format!("lgflash-{tag}"), 5, &minter, edge_api)?;
     let crowd = Crowd::new(Plan {
         city: CITY.to_owned(),
         show: show_id.clone(),
