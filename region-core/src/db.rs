@@ -5,8 +5,6 @@
 pub mod codes {
     /// `unique_violation`: a row with this key exists.
     pub const UNIQUE_VIOLATION: &str = "23505";
-    /// `exclusion_violation`: an exclusion constraint (overlapping shows).
-    pub const EXCLUSION_VIOLATION: &str = "23P01";
     /// `lock_not_available`: NOWAIT met a locked row.
     pub const LOCK_NOT_AVAILABLE: &str = "55P03";
     /// `deadlock_detected`.

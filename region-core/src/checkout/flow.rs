@@ -2,13 +2,13 @@
 //! (the gateway charge), phase 3 (settlement). Which step comes next is
 //! `machine`'s decision; this module performs it and commits.
 
-use super::machine::{self, AfterCharge, ChargeResult, PaymentStatus, Start, Step};
+use super::machine::{self, PaymentStatus, Step};
 use super::{record, settle};
 use crate::auth::User;
 use crate::config::CrashPoint;
 use crate::error::ApiError;
 use crate::holds::rules::{not_active_error, show_started};
-use crate::idempotency::{self, RecoveryPoint, StoredResponse};
+use crate::idempotency::{self, KeyState, RecoveryPoint, StoredResponse};
 use crate::payments::{ChargeOutcome, ChargeRequest, GatewayError};
 use crate::state::AppState;
 use chrono::Utc;
@@ -54,13 +54,13 @@ pub(super) async fn run(
         now,
     )
     .await?;
-    let point = match machine::start(key_state) {
-        Start::Replay(r) => return Ok((r, true)),
-        Start::Resume(p) => {
+    let point = match key_state {
+        KeyState::Replay(r) => return Ok((r, true)),
+        KeyState::Resume(p) => {
             tx.commit().await?;
             p
         }
-        Start::CreatePayment => {
+        KeyState::New => {
             create_payment(tx, user, hold_id, key, hash, req).await?;
             RecoveryPoint::PaymentCreated
         }
@@ -71,7 +71,7 @@ pub(super) async fn run(
     // a (simulated) crash leaves it locked, as a dead process would.
     let result = resume(state, user, key, point).await;
     if let Err(e) = &result {
-        if machine::unlock_on_failure(is_injected_crash(e)) {
+        if !is_injected_crash(e) {
             if let Ok(mut conn) = state.db.acquire().await {
                 let _ = idempotency::store::unlock(&mut conn, &user.id, key).await;
             }
@@ -274,59 +274,48 @@ async fn charge(
             payment_method: payment.payment_method.clone(),
         })
         .await;
-    let (result, gateway_id, code) = match outcome {
+    let (gateway_id, code) = match outcome {
         Ok(ChargeOutcome::Succeeded { gateway_id }) => {
-            (ChargeResult::Succeeded, Some(gateway_id), String::new())
-        }
-        Ok(ChargeOutcome::Declined { gateway_id, code }) => {
-            (ChargeResult::Declined, gateway_id, code)
-        }
-        Err(GatewayError::Rejected { status, code }) => {
-            tracing::warn!(payment = %payment.id, status, %code, "gateway rejected the charge");
-            (ChargeResult::Rejected, None, code)
-        }
-        Err(GatewayError::Unavailable(why)) => {
-            tracing::warn!(payment = %payment.id, %why, "gateway outcome unknown; the key stays resumable");
-            (ChargeResult::Unknown, None, String::new())
-        }
-    };
-    match machine::after_charge(result) {
-        AfterCharge::RecordSuccessThenSettle => {
             crash_if(state, CrashPoint::AfterGatewayCharge)?;
-            let gateway_id = gateway_id.unwrap_or_default();
             let mut tx = state.db.begin().await?;
             record::record_success(&mut tx, payment.id, &gateway_id).await?;
             idempotency::store::advance(&mut tx, &user.id, key, RecoveryPoint::PaymentSucceeded)
                 .await?;
             tx.commit().await?;
             state.outbox_kick.notify_one();
-            Ok(None)
+            return Ok(None);
         }
-        AfterCharge::RecordFailureThenAnswer => {
-            let mut tx = state.db.begin().await?;
-            let resp =
-                record::record_failure(&mut tx, payment.id, gateway_id.as_deref(), &code).await?;
-            tx.commit().await?;
-            state.outbox_kick.notify_one();
-            match resp {
-                Some(resp) => Ok(Some(resp)),
-                // The gateway's `payment_failed` webhook closed it first:
-                // answer what it stored, so replays match this answer.
-                None => closed_response(state, user, key, payment.id)
-                    .await
-                    .map(Some),
-            }
-        }
-        AfterCharge::UnlockAndRetryLater => {
+        Err(GatewayError::Unavailable(why)) => {
+            // Nothing is recorded: a retry with the same key resumes here,
+            // and the webhook or reconciliation learns the outcome meanwhile.
+            tracing::warn!(payment = %payment.id, %why, "gateway outcome unknown; the key stays resumable");
             metrics::counter!("payments_outcome_unknown_total").increment(1);
             let mut conn = state.db.acquire().await?;
             idempotency::store::unlock(&mut conn, &user.id, key).await?;
-            Err(ApiError::Unavailable {
+            return Err(ApiError::Unavailable {
                 code: "payment_pending",
                 message: "the payment provider did not answer in time; retry with the same Idempotency-Key (you will not be charged twice)".into(),
                 retry_after_s: 2,
-            })
+            });
         }
+        Ok(ChargeOutcome::Declined { gateway_id, code }) => (gateway_id, code),
+        Err(GatewayError::Rejected { status, code }) => {
+            tracing::warn!(payment = %payment.id, status, %code, "gateway rejected the charge");
+            (None, code)
+        }
+    };
+    // Declined or rejected: nothing was charged; the key finishes with 402.
+    let mut tx = state.db.begin().await?;
+    let resp = record::record_failure(&mut tx, payment.id, gateway_id.as_deref(), &code).await?;
+    tx.commit().await?;
+    state.outbox_kick.notify_one();
+    match resp {
+        Some(resp) => Ok(Some(resp)),
+        // The gateway's `payment_failed` webhook closed it first: answer
+        // what it stored, so replays match this answer.
+        None => closed_response(state, user, key, payment.id)
+            .await
+            .map(Some),
     }
 }
 

@@ -13,6 +13,7 @@ pub mod store;
 pub mod writer;
 
 use crate::auth::User;
+use crate::db::{codes, sqlstate};
 use crate::error::{ApiError, ApiJson, ApiPath};
 use crate::idempotency::{self, KeyState, RecoveryPoint, StoredResponse};
 use crate::shows::ShowLayout;
@@ -27,7 +28,7 @@ use rules::{hold_view, not_active_error, parse_hold_id, show_started};
 use shared::api::{CreateHold, Hold, HoldState, SaleMode};
 use shared::seat::{parse_seat_list, SeatError};
 use shared::{HoldId, SeatState, ShowId};
-use store::{codes, NewHold, StoredHold};
+use store::{NewHold, StoredHold};
 use uuid::Uuid;
 use writer::Outcome;
 
@@ -384,7 +385,7 @@ async fn postgres_only(
             None => Err(anyhow::anyhow!("empty outcome for a batch of one").into()),
         },
         Err(store::ApplyError::Db(e))
-            if store::sqlstate(&e).as_deref() == Some(codes::LOCK_NOT_AVAILABLE) =>
+            if sqlstate(&e).as_deref() == Some(codes::LOCK_NOT_AVAILABLE) =>
         {
             metrics::counter!("hold_conflicts_total", "stage" => "postgres_nowait").increment(1);
             Err(ApiError::Conflict {

@@ -29,8 +29,6 @@ pub struct NewHold {
     pub admission_pass_id: Option<String>,
 }
 
-pub use crate::db::{codes, sqlstate};
-
 /// Locks (or, for the negative control, merely reads) the rows of `keys`.
 /// `nowait`: fail at once with 55P03 instead of waiting for a lock.
 pub async fn lock_rows(

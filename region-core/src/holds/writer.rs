@@ -8,7 +8,8 @@
 //! locked by one writer: batches never wait on each other for seat rows.
 
 use super::decide::{decide, decide_unprotected, Decision, SeatKey};
-use super::store::{self, codes, ApplyError, NewHold};
+use super::store::{self, ApplyError, NewHold};
+use crate::db::{codes, sqlstate};
 use crate::redis_path::RedisPath;
 use shared::{SeatState, ShowId};
 use sqlx::PgPool;
@@ -160,7 +161,7 @@ async fn write_batch_with_retry(
                 let retryable = match &e {
                     ApplyError::VersionMismatch { .. } => true,
                     ApplyError::Db(db_err) => matches!(
-                        store::sqlstate(db_err).as_deref(),
+                        sqlstate(db_err).as_deref(),
                         Some(codes::DEADLOCK | codes::SERIALIZATION)
                     ),
                 };
