@@ -11,8 +11,6 @@
 //! The state machine is `shared::breaker` (the region core's Redis breaker
 //! is the same one); this module says what counts as a failure here.
 
-pub use shared::breaker::{Admission, Breaker, BreakerSettings, State};
-
 /// Whether a region's answer counts as a failure: no answer at all
 /// (`None`: timeout or connection error), 502 or 504.
 pub fn is_failure(status: Option<u16>) -> bool {

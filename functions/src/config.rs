@@ -9,7 +9,7 @@ use std::fmt;
 
 use shared::CityCode;
 
-use crate::breaker::BreakerSettings;
+use shared::breaker::BreakerSettings;
 use crate::catalog::CacheTtls;
 use crate::rate_limit::{DenyList, RateLimits};
 

@@ -31,7 +31,7 @@ use crate::openloop::micros_histogram;
 use crate::purchase::{self, error_kind, Paid, Patience};
 use crate::report::{ms, r2, CheckoutReport};
 use crate::seed::{row_label, BenchCatalog};
-use crate::server::{FreshDatabase, InProcessGateway, InProcessServer, WorldArgs};
+use crate::server::{InProcessGateway, InProcessServer, WorldArgs};
 use anyhow::Context;
 use clap::Args;
 use hdrhistogram::Histogram;
@@ -45,6 +45,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use testkit::db::FreshDatabase;
 use uuid::Uuid;
 
 /// Options of `loadgen checkout`.

@@ -23,7 +23,7 @@ use crate::checks::{self, SeatAudit};
 use crate::openloop::{self, micros_histogram, Schedule};
 use crate::report::{ms, r2, Goals, HoldsReport, RampStep};
 use crate::seed::{row_label, BenchCatalog};
-use crate::server::{FreshDatabase, InProcessServer, WorldArgs};
+use crate::server::{InProcessServer, WorldArgs};
 use anyhow::Context;
 use clap::Args;
 use rand::Rng;
@@ -36,6 +36,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
+use testkit::db::FreshDatabase;
 use uuid::Uuid;
 
 /// Options of `loadgen holds`.

@@ -39,9 +39,6 @@ pub struct WorldArgs {
     pub redis_url: String,
 }
 
-/// Throw-away databases come from the shared harness.
-pub use testkit::db::FreshDatabase;
-
 /// A service serving on a loopback port from a runtime of its own, in an
 /// OS thread of its own.
 struct ServiceThread {

@@ -5,8 +5,6 @@ use crate::error::ApiError;
 use axum::extract::{FromRef, FromRequestParts};
 use axum::http::request::Parts;
 
-pub use crate::config::SigningKey;
-
 /// Who a token speaks for, and what a verified token says: one
 /// definition for the edge and the region core (`shared::token`).
 pub use shared::token::{Role, TokenClaims as Claims};

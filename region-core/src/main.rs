@@ -1,8 +1,9 @@
 //! `region-core` binary: serve, migrate, or mint a development token.
 
 use clap::{Parser, Subcommand};
-use region_core::auth::{Role, SigningKey, TokenKeys};
+use region_core::auth::{Role, TokenKeys};
 use region_core::{Application, Settings};
+use service_kit::SigningKey;
 
 #[derive(Parser)]
 #[command(name = "region-core", about = "One city shard's booking service")]

@@ -10,7 +10,7 @@ use worker::{
 
 use super::http::{now_ms, with_timeout, OrInternal};
 use super::state;
-use crate::breaker::{Admission, State};
+use shared::breaker::{Admission, State};
 use crate::config::EdgeConfig;
 use crate::error::EdgeError;
 

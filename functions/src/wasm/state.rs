@@ -13,7 +13,7 @@ use worker::js_sys::{Reflect, JSON};
 use worker::wasm_bindgen::JsValue;
 use worker::Env;
 
-use crate::breaker::Breaker;
+use shared::breaker::Breaker;
 use crate::config::{ConfigError, EdgeConfig};
 use crate::rate_limit::RefusalMemory;
 use crate::waiting_room::Sale;

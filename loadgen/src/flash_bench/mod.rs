@@ -34,9 +34,7 @@ use crate::crowd::{unix_ms, Buyer, Crowd, Kind, Plan, Record};
 use crate::edge::{self, EdgeSettings, EdgeWorker, SaleSettings};
 use crate::report::FlashSaleReport;
 use crate::seed::{self, row_label, BenchCatalog, NewShow};
-use crate::server::{
-    FreshDatabase, InProcessGateway, InProcessServer, InProcessUpstash, WorldArgs,
-};
+use crate::server::{InProcessGateway, InProcessServer, InProcessUpstash, WorldArgs};
 use anyhow::Context;
 use chrono::{Duration as ChronoDuration, SubsecRound, Utc};
 use clap::Args;
@@ -51,6 +49,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use testkit::db::FreshDatabase;
 
 mod analysis;
 mod baseline;
