@@ -9,9 +9,9 @@ use std::fmt;
 
 use shared::CityCode;
 
-use shared::breaker::BreakerSettings;
 use crate::catalog::CacheTtls;
 use crate::rate_limit::{DenyList, RateLimits};
+use shared::breaker::BreakerSettings;
 
 /// A configuration problem, naming the variable.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -10,9 +10,9 @@ use worker::{
 
 use super::http::{now_ms, with_timeout, OrInternal};
 use super::state;
-use shared::breaker::{Admission, State};
 use crate::config::EdgeConfig;
 use crate::error::EdgeError;
+use shared::breaker::{Admission, State};
 
 /// Request headers passed on to the region core (plus `X-Forwarded-For`).
 pub const FORWARDED_REQUEST_HEADERS: [&str; 5] = [

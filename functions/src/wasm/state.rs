@@ -13,10 +13,10 @@ use worker::js_sys::{Reflect, JSON};
 use worker::wasm_bindgen::JsValue;
 use worker::Env;
 
-use shared::breaker::Breaker;
 use crate::config::{ConfigError, EdgeConfig};
 use crate::rate_limit::RefusalMemory;
 use crate::waiting_room::Sale;
+use shared::breaker::Breaker;
 
 /// How long a sale's settings (or their absence) are trusted.
 pub const SALE_MEMORY_MS: i64 = 5_000;
