@@ -284,6 +284,9 @@ impl Settings {
     }
 
     /// Checks values that clap's types cannot.
+    // About 100 lines on purpose: one `check` per setting, in the order
+    // of the fields above, so a new setting's rule goes next to its
+    // neighbours'; nothing here branches.
     pub fn validate(&self) -> anyhow::Result<()> {
         let check = |ok: bool, msg: &str| {
             if ok {

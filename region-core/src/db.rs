@@ -31,6 +31,22 @@ pub fn is_unique_violation(e: &sqlx::Error) -> bool {
     sqlstate(e).as_deref() == Some(codes::UNIQUE_VIOLATION)
 }
 
+/// How a status enum is spelled in its text column (what the query macros
+/// bind), so tests can pin each enum to its column's CHECK list.
+#[cfg(test)]
+pub fn spelling<T>(value: T) -> String
+where
+    T: for<'q> sqlx::Encode<'q, sqlx::Postgres>,
+{
+    let mut buf = sqlx::postgres::PgArgumentBuffer::default();
+    let null = value.encode_by_ref(&mut buf).expect("encodes");
+    assert!(
+        matches!(null, sqlx::encode::IsNull::No),
+        "a status is never NULL"
+    );
+    String::from_utf8(buf.to_vec()).expect("text")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -41,7 +41,7 @@ async fn healthz(State(state): State<AppState>) -> Json<Health> {
 async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     let pg = tokio::time::timeout(
         Duration::from_secs(2),
-        sqlx::query_scalar::<_, i32>("SELECT 1").fetch_one(&state.db),
+        sqlx::query_scalar!(r#"SELECT 1 AS "one!""#).fetch_one(&state.db),
     )
     .await
     .is_ok_and(|r| r.is_ok());

@@ -34,29 +34,15 @@ async fn list(
     State(state): State<AppState>,
     user: User,
 ) -> Result<axum::Json<NotificationList>, ApiError> {
-    let rows: Vec<(
-        Uuid,
-        String,
-        serde_json::Value,
-        chrono::DateTime<chrono::Utc>,
-    )> = sqlx::query_as(
+    let notifications = sqlx::query_as!(
+        Notification,
         "SELECT event_id, kind, body, created_at FROM notifications
               WHERE user_id = $1 ORDER BY created_at DESC, event_id DESC LIMIT 100",
+        &user.id
     )
-    .bind(&user.id)
     .fetch_all(&state.db)
     .await?;
-    Ok(axum::Json(NotificationList {
-        notifications: rows
-            .into_iter()
-            .map(|(event_id, kind, body, created_at)| Notification {
-                event_id,
-                kind,
-                body,
-                created_at,
-            })
-            .collect(),
-    }))
+    Ok(axum::Json(NotificationList { notifications }))
 }
 
 /// Consumes until `shutdown` flips. `consumer` names this process in the
@@ -96,7 +82,7 @@ pub async fn consume_once(
     consumer: &str,
     block: Duration,
 ) -> anyhow::Result<usize> {
-    let cities: Vec<(String,)> = sqlx::query_as("SELECT code FROM cities ORDER BY code")
+    let cities = sqlx::query_scalar!("SELECT code FROM cities ORDER BY code")
         .fetch_all(db)
         .await?;
     if cities.is_empty() {
@@ -104,7 +90,7 @@ pub async fn consume_once(
         return Ok(0);
     }
     let mut conn = redis.get().await?;
-    let keys: Vec<String> = cities.iter().map(|c| stream_key(prefix, &c.0)).collect();
+    let keys: Vec<String> = cities.iter().map(|c| stream_key(prefix, c)).collect();
     for key in &keys {
         // From the stream's start, so events published before the group
         // existed are not skipped. BUSYGROUP just means it exists.
@@ -181,14 +167,14 @@ async fn record(db: &PgPool, entry: &redis::streams::StreamId) -> anyhow::Result
     else {
         return Ok(()); // not addressed to a user
     };
-    let inserted = sqlx::query(
+    let inserted = sqlx::query!(
         "INSERT INTO notifications (event_id, user_id, kind, body) VALUES ($1, $2, $3, $4)
          ON CONFLICT (event_id) DO NOTHING",
+        event_id,
+        &user,
+        &kind,
+        &body
     )
-    .bind(event_id)
-    .bind(&user)
-    .bind(&kind)
-    .bind(&body)
     .execute(db)
     .await?
     .rows_affected();

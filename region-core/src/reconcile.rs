@@ -23,7 +23,6 @@ use axum::Router;
 use shared::api::ReconcileReport;
 use std::time::Duration;
 use tokio::sync::watch;
-use uuid::Uuid;
 
 /// Operator route.
 pub fn router() -> Router<AppState> {
@@ -70,18 +69,19 @@ fn count(report: &ReconcileReport) {
 /// One pass over unsettled payments older than the grace period.
 pub async fn reconcile_once(state: &AppState) -> anyhow::Result<ReconcileReport> {
     let grace = state.settings.reconcile_grace_secs as f64;
-    let stuck: Vec<(Uuid, String)> = sqlx::query_as(
-        "SELECT id, status FROM payments
-          WHERE (status = 'CREATED' OR (status = 'SUCCEEDED' AND settled IS NULL))
-            AND updated_at < now() - make_interval(secs => $1)
-          ORDER BY updated_at LIMIT 1000",
+    let stuck = sqlx::query!(
+        r#"SELECT id, status AS "status: PaymentStatus" FROM payments
+            WHERE (status = 'CREATED' OR (status = 'SUCCEEDED' AND settled IS NULL))
+              AND updated_at < now() - make_interval(secs => $1)
+            ORDER BY updated_at LIMIT 1000"#,
+        grace
     )
-    .bind(grace)
     .fetch_all(&state.db)
     .await?;
     let mut report = ReconcileReport::default();
-    for (payment_id, status) in stuck {
-        if PaymentStatus::from_db_str(&status) == Some(PaymentStatus::Created) {
+    for payment in stuck {
+        let payment_id = payment.id;
+        if payment.status == PaymentStatus::Created {
             // Void, not just look: a lookup answered "not found" while the
             // charge request still sat in the stalled gateway's queue used
             // to abandon a payment that was then charged.

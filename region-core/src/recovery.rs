@@ -63,52 +63,20 @@ pub async fn reassert(
     let mut pipe = redis::pipe();
     let mut wanted: HashSet<String> = HashSet::with_capacity(live.len());
     let mut shows = HashSet::new();
-    for (show, label, hold, exp) in &live {
-        let key = seat_key(shared::ShowId(*show), label);
-        let ms = (*exp - now).num_milliseconds().max(1);
+    for seat in &live {
+        let key = seat_key(shared::ShowId(seat.show_id), &seat.label);
+        let ms = (seat.hold_expires_at - now).num_milliseconds().max(1);
         pipe.cmd("SET")
             .arg(&key)
-            .arg(hold.to_string())
+            .arg(seat.hold_id.to_string())
             .arg("PX")
             .arg(ms)
             .ignore();
         wanted.insert(key);
-        shows.insert(*show);
+        shows.insert(seat.show_id);
     }
     if since.is_none() {
-        // Booked seats stay taken in the fast path too.
-        let booked = {
-            let mut conn = db.acquire().await?;
-            crate::bookings::store::booked_seats(&mut conn, now).await?
-        };
-        for (show, label, booking, starts_at) in &booked {
-            let key = seat_key(shared::ShowId(*show), label);
-            let ms = (*starts_at + chrono::Duration::hours(6) - now)
-                .num_milliseconds()
-                .max(1);
-            pipe.cmd("SET")
-                .arg(&key)
-                .arg(crate::redis_path::booked_value(*booking))
-                .arg("PX")
-                .arg(ms)
-                .ignore();
-            wanted.insert(key);
-        }
-        // A Redis may be shared with other shards (or test runs): only
-        // keys of shows in this shard's database are ours to delete.
-        let seat_keys = redis.scan_keys("seat:{*").await?;
-        let map_keys = redis.scan_keys("seatmap:{*").await?;
-        let ours = own_shows(db, seat_keys.iter().chain(&map_keys)).await?;
-        let is_ours = |key: &str| show_of_key(key).is_some_and(|s| ours.contains(&s));
-        for key in seat_keys.iter().filter(|k| is_ours(k)) {
-            if !wanted.contains(key) {
-                pipe.cmd("DEL").arg(key).ignore();
-            }
-        }
-        // Maps may have missed updates while Redis was unreachable.
-        for key in map_keys.iter().filter(|k| is_ours(k)) {
-            pipe.cmd("DEL").arg(key).ignore();
-        }
+        full_pass(db, redis, now, &mut pipe, &mut wanted).await?;
     } else {
         for show in &shows {
             pipe.cmd("DEL")
@@ -117,25 +85,81 @@ pub async fn reassert(
         }
     }
     redis.recovery_pipe(pipe).await?;
-    // A hold released or expired between our read and our writes must not
-    // be resurrected in Redis (it would block a free seat until its TTL):
-    // read again and take back what is no longer live. A release after
-    // this read deletes its own keys, as it always does.
+    take_back_released(db, redis, since, &live).await?;
+    Ok(live.len())
+}
+
+/// The full pass's extra work, into `pipe`: booked seats' keys set (they
+/// stay taken in the fast path too), keys of this shard's seats Postgres
+/// does not name deleted, and its seat maps dropped.
+async fn full_pass(
+    db: &PgPool,
+    redis: &RedisPath,
+    now: chrono::DateTime<Utc>,
+    pipe: &mut redis::Pipeline,
+    wanted: &mut HashSet<String>,
+) -> anyhow::Result<()> {
+    // Booked seats stay taken in the fast path too.
+    let booked = {
+        let mut conn = db.acquire().await?;
+        crate::bookings::store::booked_seats(&mut conn, now).await?
+    };
+    for seat in &booked {
+        let key = seat_key(shared::ShowId(seat.show_id), &seat.label);
+        let ms = (seat.starts_at + chrono::Duration::hours(6) - now)
+            .num_milliseconds()
+            .max(1);
+        pipe.cmd("SET")
+            .arg(&key)
+            .arg(crate::redis_path::booked_value(seat.booking_id))
+            .arg("PX")
+            .arg(ms)
+            .ignore();
+        wanted.insert(key);
+    }
+    // A Redis may be shared with other shards (or test runs): only
+    // keys of shows in this shard's database are ours to delete.
+    let seat_keys = redis.scan_keys("seat:{*").await?;
+    let map_keys = redis.scan_keys("seatmap:{*").await?;
+    let ours = own_shows(db, seat_keys.iter().chain(&map_keys)).await?;
+    let is_ours = |key: &str| show_of_key(key).is_some_and(|s| ours.contains(&s));
+    for key in seat_keys.iter().filter(|k| is_ours(k)) {
+        if !wanted.contains(key) {
+            pipe.cmd("DEL").arg(key).ignore();
+        }
+    }
+    // Maps may have missed updates while Redis was unreachable.
+    for key in map_keys.iter().filter(|k| is_ours(k)) {
+        pipe.cmd("DEL").arg(key).ignore();
+    }
+    Ok(())
+}
+
+/// A hold released or expired between our read and our writes must not
+/// be resurrected in Redis (it would block a free seat until its TTL):
+/// read again and take back what is no longer live. A release after this
+/// read deletes its own keys, as it always does.
+async fn take_back_released(
+    db: &PgPool,
+    redis: &RedisPath,
+    since: Option<chrono::DateTime<Utc>>,
+    live: &[store::HeldSeat],
+) -> anyhow::Result<()> {
     let still: HashSet<(uuid::Uuid, String, uuid::Uuid)> = {
         let mut conn = db.acquire().await?;
         store::live_held_seats(&mut conn, Utc::now(), since)
             .await?
             .into_iter()
-            .map(|(show, label, hold, _)| (show, label, hold))
+            .map(|s| (s.show_id, s.label, s.hold_id))
             .collect()
     };
     let stale: Vec<(String, uuid::Uuid)> = live
         .iter()
-        .filter(|(show, label, hold, _)| !still.contains(&(*show, label.clone(), *hold)))
-        .map(|(show, label, hold, _)| (seat_key(shared::ShowId(*show), label), *hold))
+        .filter(|s| !still.contains(&(s.show_id, s.label.clone(), s.hold_id)))
+        .map(|s| (seat_key(shared::ShowId(s.show_id), &s.label), s.hold_id))
         .collect();
     redis.release_each(&stale).await?;
-    Ok(live.len())
+    Ok(())
 }
 
 /// The show id in a key's hash tag (`seat:{<show>}:A5`, `seatmap:{<show>}`).
@@ -155,11 +179,10 @@ async fn own_shows<'a>(
         return Ok(HashSet::new());
     }
     let named: Vec<uuid::Uuid> = named.into_iter().collect();
-    let rows: Vec<(uuid::Uuid,)> = sqlx::query_as("SELECT id FROM shows WHERE id = ANY($1)")
-        .bind(&named)
+    let rows = sqlx::query_scalar!("SELECT id FROM shows WHERE id = ANY($1)", &named)
         .fetch_all(db)
         .await?;
-    Ok(rows.into_iter().map(|r| r.0).collect())
+    Ok(rows.into_iter().collect())
 }
 
 #[cfg(test)]

@@ -50,16 +50,17 @@ pub async fn run(
     }
 }
 
-type Claimed = (
-    Uuid,
-    Uuid,
-    i64,
-    i32,
-    Option<String>,
-    Option<Uuid>,
-    Uuid,
-    String,
-);
+/// A refund claimed by [`process_due`], with what sending it needs.
+struct Claimed {
+    refund_id: Uuid,
+    payment_id: Uuid,
+    amount_minor: i64,
+    attempts: i32,
+    gateway_payment_id: Option<String>,
+    booking_id: Option<Uuid>,
+    show_id: Uuid,
+    user_id: String,
+}
 
 /// One pass: claims due refunds (a lease, `SKIP LOCKED` so replicas share
 /// the work) and sends each. Returns how many finished (either way).
@@ -68,8 +69,9 @@ pub async fn process_due(
     gateway: &dyn PaymentGateway,
     backoff: Backoff,
 ) -> anyhow::Result<usize> {
-    let claimed: Vec<Claimed> = sqlx::query_as(
-        "WITH due AS (
+    let claimed = sqlx::query_as!(
+        Claimed,
+        r#"WITH due AS (
              SELECT id FROM refunds
               WHERE status = 'PENDING' AND next_attempt_at <= now()
               ORDER BY next_attempt_at LIMIT $1
@@ -77,78 +79,101 @@ pub async fn process_due(
          UPDATE refunds r SET next_attempt_at = now() + make_interval(secs => $2), updated_at = now()
            FROM due, payments p
           WHERE r.id = due.id AND p.id = r.payment_id
-         RETURNING r.id, r.payment_id, r.amount_minor, r.attempts, p.gateway_payment_id,
-                   r.booking_id, p.show_id, p.user_id",
+         RETURNING r.id AS refund_id, r.payment_id, r.amount_minor, r.attempts,
+                   p.gateway_payment_id, r.booking_id, p.show_id, p.user_id"#,
+        BATCH,
+        LEASE_SECS as f64
     )
-    .bind(BATCH)
-    .bind(LEASE_SECS as f64)
     .fetch_all(db)
     .await?;
     let mut finished = 0;
-    for (
+    for c in claimed {
+        if send_one(db, gateway, backoff, c).await? {
+            finished += 1;
+        }
+    }
+    Ok(finished)
+}
+
+/// Sends one claimed refund; true when it finished (sent, or failed for
+/// an operator), false when it will be retried after a backoff.
+async fn send_one(
+    db: &PgPool,
+    gateway: &dyn PaymentGateway,
+    backoff: Backoff,
+    c: Claimed,
+) -> anyhow::Result<bool> {
+    let Claimed {
         refund_id,
         payment_id,
-        amount,
+        amount_minor: amount,
         attempts,
         gateway_payment_id,
         booking_id,
         show_id,
         user_id,
-    ) in claimed
-    {
-        let Some(gateway_payment_id) = gateway_payment_id else {
-            fail(
-                db,
+    } = c;
+    let Some(gateway_payment_id) = gateway_payment_id else {
+        fail(
+            db,
+            refund_id,
+            show_id,
+            &user_id,
+            "the payment has no gateway id",
+        )
+        .await?;
+        return Ok(true);
+    };
+    let res = gateway
+        .refund(&RefundRequest {
+            refund_id,
+            gateway_payment_id,
+            amount_minor: amount,
+        })
+        .await;
+    match res {
+        Ok(gateway_refund_id) => {
+            if succeed(db, refund_id, &gateway_refund_id).await? {
+                metrics::counter!("refunds_succeeded_total").increment(1);
+                tracing::info!(%refund_id, %payment_id, amount, "refund sent");
+            }
+            Ok(true)
+        }
+        Err(GatewayError::Unavailable(why)) => {
+            let attempts = attempts as u32 + 1;
+            let delay = backoff.delay(attempts, rand::thread_rng().gen_range(0.5..=1.0));
+            metrics::counter!("refund_retries_total").increment(1);
+            tracing::warn!(%refund_id, attempts, ?delay, %why, "refund failed; backing off");
+            sqlx::query!(
+                "UPDATE refunds SET attempts = $2, last_error = $3,
+                        next_attempt_at = now() + make_interval(secs => $4), updated_at = now()
+                  WHERE id = $1 AND status = 'PENDING'",
                 refund_id,
-                show_id,
-                &user_id,
-                "the payment has no gateway id",
+                attempts as i32,
+                &why,
+                delay.as_secs_f64()
             )
+            .execute(db)
             .await?;
-            finished += 1;
-            continue;
-        };
-        let res = gateway
-            .refund(&RefundRequest {
-                refund_id,
-                gateway_payment_id,
-                amount_minor: amount,
-            })
-            .await;
-        match res {
-            Ok(gateway_refund_id) => {
-                if succeed(db, refund_id, &gateway_refund_id).await? {
-                    metrics::counter!("refunds_succeeded_total").increment(1);
-                    tracing::info!(%refund_id, %payment_id, amount, "refund sent");
-                }
-                finished += 1;
-            }
-            Err(GatewayError::Unavailable(why)) => {
-                let attempts = attempts as u32 + 1;
-                let delay = backoff.delay(attempts, rand::thread_rng().gen_range(0.5..=1.0));
-                metrics::counter!("refund_retries_total").increment(1);
-                tracing::warn!(%refund_id, attempts, ?delay, %why, "refund failed; backing off");
-                sqlx::query(
-                    "UPDATE refunds SET attempts = $2, last_error = $3,
-                            next_attempt_at = now() + make_interval(secs => $4), updated_at = now()
-                      WHERE id = $1 AND status = 'PENDING'",
-                )
-                .bind(refund_id)
-                .bind(attempts as i32)
-                .bind(&why)
-                .bind(delay.as_secs_f64())
-                .execute(db)
-                .await?;
-            }
-            Err(GatewayError::Rejected { status, code }) => {
-                let why = format!("gateway refused the refund (HTTP {status}): {code}");
-                fail(db, refund_id, show_id, &user_id, &why).await?;
-                tracing::error!(%refund_id, %payment_id, ?booking_id, %why, "refund needs an operator");
-                finished += 1;
-            }
+            Ok(false)
+        }
+        Err(GatewayError::Rejected { status, code }) => {
+            let why = format!("gateway refused the refund (HTTP {status}): {code}");
+            fail(db, refund_id, show_id, &user_id, &why).await?;
+            tracing::error!(%refund_id, %payment_id, ?booking_id, %why, "refund needs an operator");
+            Ok(true)
         }
     }
-    Ok(finished)
+}
+
+/// A refund just marked SUCCEEDED, with what its event says.
+struct Refunded {
+    payment_id: Uuid,
+    booking_id: Option<Uuid>,
+    amount_minor: i64,
+    show_id: Uuid,
+    user_id: String,
+    currency: String,
 }
 
 /// Marks a refund SUCCEEDED (once) with its event. Also used by the
@@ -159,18 +184,27 @@ pub async fn succeed(
     gateway_refund_id: &str,
 ) -> anyhow::Result<bool> {
     let mut tx = db.begin().await?;
-    let row: Option<(Uuid, Option<Uuid>, i64, Uuid, String, String)> = sqlx::query_as(
+    let row = sqlx::query_as!(
+        Refunded,
         "UPDATE refunds r SET status = 'SUCCEEDED', gateway_refund_id = $2, last_error = NULL,
                 updated_at = now()
            FROM payments p
           WHERE r.id = $1 AND r.status = 'PENDING' AND p.id = r.payment_id
          RETURNING r.payment_id, r.booking_id, r.amount_minor, p.show_id, p.user_id, p.currency",
+        refund_id,
+        gateway_refund_id
     )
-    .bind(refund_id)
-    .bind(gateway_refund_id)
     .fetch_optional(&mut *tx)
     .await?;
-    let Some((payment_id, booking_id, amount, show_id, user_id, currency)) = row else {
+    let Some(Refunded {
+        payment_id,
+        booking_id,
+        amount_minor: amount,
+        show_id,
+        user_id,
+        currency,
+    }) = row
+    else {
         return Ok(false);
     };
     crate::outbox::record(
@@ -201,12 +235,12 @@ async fn fail(
     why: &str,
 ) -> anyhow::Result<()> {
     let mut tx = db.begin().await?;
-    let done = sqlx::query(
+    let done = sqlx::query!(
         "UPDATE refunds SET status = 'FAILED', last_error = $2, updated_at = now()
           WHERE id = $1 AND status = 'PENDING'",
+        refund_id,
+        why
     )
-    .bind(refund_id)
-    .bind(why)
     .execute(&mut *tx)
     .await?
     .rows_affected();

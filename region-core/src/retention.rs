@@ -14,6 +14,7 @@
 
 use crate::config::RetentionSettings;
 use sqlx::PgPool;
+use std::future::Future;
 use std::time::Duration;
 use tokio::sync::watch;
 
@@ -35,9 +36,24 @@ pub struct Trimmed {
     pub holds: u64,
 }
 
-/// The statements, each deleting at most `$2` rows older than `$1` hours.
-/// Written so that the `WHERE` clause alone says what is safe to delete.
-const TRIM_IDEMPOTENCY: &str = "
+/// A statement deleting at most `$2` rows older than `$1` hours, as an
+/// `async fn(db, hours, batch)` returning how many it deleted. (A macro,
+/// not a constant: the query macro checks the statement at build time.)
+macro_rules! trim_statement {
+    ($name:ident, $sql:literal) => {
+        async fn $name(db: &PgPool, hours: i32, batch: i64) -> Result<u64, sqlx::Error> {
+            let done = sqlx::query!($sql, hours, batch).execute(db).await?;
+            Ok(done.rows_affected())
+        }
+    };
+}
+
+// The statements. Written so that the `WHERE` clause alone says what is
+// safe to delete.
+
+trim_statement!(
+    trim_idempotency,
+    "
     WITH doomed AS (
         SELECT k.user_id, k.key FROM idempotency_keys k
          WHERE k.locked_at IS NULL
@@ -59,28 +75,40 @@ const TRIM_IDEMPOTENCY: &str = "
         UPDATE payments p SET idem_key = NULL
           FROM doomed d WHERE p.user_id = d.user_id AND p.idem_key = d.key)
     DELETE FROM idempotency_keys k USING doomed d
-     WHERE k.user_id = d.user_id AND k.key = d.key";
+     WHERE k.user_id = d.user_id AND k.key = d.key"
+);
 
-const TRIM_OUTBOX: &str = "
+trim_statement!(
+    trim_outbox,
+    "
     DELETE FROM outbox WHERE seq IN (
         SELECT seq FROM outbox
          WHERE published_at IS NOT NULL
            AND published_at < now() - make_interval(hours => $1)
-         ORDER BY seq LIMIT $2)";
+         ORDER BY seq LIMIT $2)"
+);
 
-const TRIM_NOTIFICATIONS: &str = "
+trim_statement!(
+    trim_notifications,
+    "
     DELETE FROM notifications WHERE event_id IN (
         SELECT event_id FROM notifications
          WHERE created_at < now() - make_interval(hours => $1)
-         LIMIT $2)";
+         LIMIT $2)"
+);
 
-const TRIM_WEBHOOK_EVENTS: &str = "
+trim_statement!(
+    trim_webhook_events,
+    "
     DELETE FROM webhook_events WHERE event_id IN (
         SELECT event_id FROM webhook_events
          WHERE received_at < now() - make_interval(hours => $1)
-         LIMIT $2)";
+         LIMIT $2)"
+);
 
-const TRIM_HOLDS: &str = "
+trim_statement!(
+    trim_holds,
+    "
     WITH doomed AS (
         SELECT h.id FROM holds h
          WHERE h.state IN ('RELEASED', 'EXPIRED')
@@ -94,19 +122,20 @@ const TRIM_HOLDS: &str = "
          FOR UPDATE OF h SKIP LOCKED),
     seats AS (
         DELETE FROM hold_seats hs USING doomed d WHERE hs.hold_id = d.id)
-    DELETE FROM holds h USING doomed d WHERE h.id = d.id";
+    DELETE FROM holds h USING doomed d WHERE h.id = d.id"
+);
 
-/// Runs one statement in batches until it deletes fewer than `batch` rows.
-async fn trim(db: &PgPool, sql: &str, hours: u64, batch: i64) -> Result<u64, sqlx::Error> {
+/// Runs one statement (`stmt(hours, batch)`, returning the rows it
+/// deleted) in batches until it deletes fewer than `batch` rows.
+async fn trim<F, Fut>(mut stmt: F, hours: u64, batch: i64) -> Result<u64, sqlx::Error>
+where
+    F: FnMut(i32, i64) -> Fut,
+    Fut: Future<Output = Result<u64, sqlx::Error>>,
+{
     let hours = i32::try_from(hours).unwrap_or(i32::MAX);
     let mut total = 0;
     loop {
-        let n = sqlx::query(sql)
-            .bind(hours)
-            .bind(batch)
-            .execute(db)
-            .await?
-            .rows_affected();
+        let n = stmt(hours, batch).await?;
         total += n;
         if n < batch as u64 {
             return Ok(total);
@@ -121,27 +150,39 @@ pub async fn run_once(
     cfg: &RetentionSettings,
 ) -> Result<Option<Trimmed>, sqlx::Error> {
     let mut conn = db.acquire().await?;
-    let (locked,): (bool,) = sqlx::query_as("SELECT pg_try_advisory_lock($1)")
-        .bind(RETENTION_LOCK)
-        .fetch_one(&mut *conn)
-        .await?;
+    let locked = sqlx::query_scalar!(
+        r#"SELECT pg_try_advisory_lock($1) AS "locked!""#,
+        RETENTION_LOCK
+    )
+    .fetch_one(&mut *conn)
+    .await?;
     if !locked {
         return Ok(None);
     }
     let b = cfg.retention_batch;
     let result: Result<Trimmed, sqlx::Error> = async {
         Ok(Trimmed {
-            idempotency_keys: trim(db, TRIM_IDEMPOTENCY, cfg.idempotency_hours, b).await?,
-            outbox: trim(db, TRIM_OUTBOX, cfg.outbox_hours, b).await?,
-            notifications: trim(db, TRIM_NOTIFICATIONS, cfg.notifications_hours, b).await?,
-            webhook_events: trim(db, TRIM_WEBHOOK_EVENTS, cfg.notifications_hours, b).await?,
-            holds: trim(db, TRIM_HOLDS, cfg.holds_hours, b).await?,
+            idempotency_keys: trim(|h, n| trim_idempotency(db, h, n), cfg.idempotency_hours, b)
+                .await?,
+            outbox: trim(|h, n| trim_outbox(db, h, n), cfg.outbox_hours, b).await?,
+            notifications: trim(
+                |h, n| trim_notifications(db, h, n),
+                cfg.notifications_hours,
+                b,
+            )
+            .await?,
+            webhook_events: trim(
+                |h, n| trim_webhook_events(db, h, n),
+                cfg.notifications_hours,
+                b,
+            )
+            .await?,
+            holds: trim(|h, n| trim_holds(db, h, n), cfg.holds_hours, b).await?,
         })
     }
     .await;
-    let _ = sqlx::query("SELECT pg_advisory_unlock($1)")
-        .bind(RETENTION_LOCK)
-        .execute(&mut *conn)
+    let _ = sqlx::query_scalar!("SELECT pg_advisory_unlock($1)", RETENTION_LOCK)
+        .fetch_one(&mut *conn)
         .await;
     let trimmed = result?;
     for (table, n) in [

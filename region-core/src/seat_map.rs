@@ -6,6 +6,7 @@
 //! a lost best-effort update cannot leave a map stale for long.
 
 use crate::error::{ApiError, ApiJson, ApiPath};
+use crate::holds::store::SeatStatus;
 use crate::shows::ShowLayout;
 use crate::state::AppState;
 use axum::extract::State;
@@ -61,19 +62,20 @@ async fn from_postgres(
     show: ShowId,
     now: DateTime<Utc>,
 ) -> Result<Vec<u8>, ApiError> {
-    let rows: Vec<(i32, String, Option<DateTime<Utc>>)> = sqlx::query_as(
-        "SELECT ordinal, status, hold_expires_at FROM show_seats WHERE show_id = $1",
+    let rows = sqlx::query!(
+        r#"SELECT ordinal, status AS "status: SeatStatus", hold_expires_at
+             FROM show_seats WHERE show_id = $1"#,
+        show.0
     )
-    .bind(show.0)
     .fetch_all(&state.db)
     .await?;
     let mut map = Vec::new();
-    for (ordinal, status, exp) in rows {
-        let mut st = SeatState::from_db_str(&status).unwrap_or(SeatState::Booked);
-        if st == SeatState::Held && exp.is_some_and(|t| t <= now) {
+    for r in rows {
+        let mut st = SeatState::from(r.status);
+        if st == SeatState::Held && r.hold_expires_at.is_some_and(|t| t <= now) {
             st = SeatState::Available;
         }
-        set_seat_state(&mut map, ordinal as usize, st);
+        set_seat_state(&mut map, r.ordinal as usize, st);
     }
     Ok(map)
 }

@@ -96,32 +96,26 @@ impl ShowCache {
 }
 
 async fn load(db: &PgPool, show: ShowId) -> Result<Option<ShowLayout>, sqlx::Error> {
-    let head: Option<(DateTime<Utc>, String)> =
-        sqlx::query_as("SELECT starts_at, sale_mode FROM shows WHERE id = $1")
-            .bind(show.0)
-            .fetch_optional(db)
-            .await?;
-    let Some((starts_at, sale_mode)) = head else {
+    let head = sqlx::query!(
+        "SELECT starts_at, sale_mode FROM shows WHERE id = $1",
+        show.0
+    )
+    .fetch_optional(db)
+    .await?;
+    let Some(head) = head else {
         return Ok(None);
     };
-    let rows: Vec<(Uuid, String, String, i32)> = sqlx::query_as(
-        "SELECT s.id, s.label, s.category, ss.ordinal
+    let (starts_at, sale_mode) = (head.starts_at, head.sale_mode);
+    let seats = sqlx::query_as!(
+        LayoutSeat,
+        "SELECT s.id AS seat_id, s.label, s.category, ss.ordinal
            FROM show_seats ss JOIN seats s ON s.id = ss.seat_id
           WHERE ss.show_id = $1
           ORDER BY ss.ordinal",
+        show.0
     )
-    .bind(show.0)
     .fetch_all(db)
     .await?;
-    let seats: Vec<LayoutSeat> = rows
-        .into_iter()
-        .map(|(seat_id, label, category, ordinal)| LayoutSeat {
-            seat_id,
-            label,
-            category,
-            ordinal,
-        })
-        .collect();
     let by_label = seats
         .iter()
         .enumerate()

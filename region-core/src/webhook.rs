@@ -81,11 +81,11 @@ async fn receive(
         // Not one of ours (another integration on the same account).
         return Ok(StatusCode::OK);
     };
-    let fresh = sqlx::query(
+    let fresh = sqlx::query!(
         "INSERT INTO webhook_events (event_id, event_type) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+        &event.id,
+        &event.kind
     )
-    .bind(&event.id)
-    .bind(&event.kind)
     .execute(&state.db)
     .await?
     .rows_affected()
@@ -96,8 +96,7 @@ async fn receive(
     // If handling fails the event id must not stay recorded, or the
     // gateway's redelivery would be ignored.
     if let Err(e) = handle(&state, &event, reference).await {
-        let _ = sqlx::query("DELETE FROM webhook_events WHERE event_id = $1")
-            .bind(&event.id)
+        let _ = sqlx::query!("DELETE FROM webhook_events WHERE event_id = $1", &event.id)
             .execute(&state.db)
             .await;
         return Err(e);

@@ -22,11 +22,11 @@ use axum::routing::{get, post};
 use axum::Router;
 use chrono::Utc;
 use serde::Deserialize;
-use shared::api::{Booking, BookingList, BookingStatus, CancellationQuote};
+use shared::api::{Booking, BookingList, CancellationQuote};
 use shared::booking_number::BookingNumber;
 use shared::refund::CancelRefused;
 use shared::{SeatState, ShowId};
-use store::{BookingHead, BookingRef};
+use store::{BookingHead, BookingRef, BookingStatus};
 use uuid::Uuid;
 
 /// Booking routes.
@@ -154,6 +154,72 @@ async fn quote(
     }))
 }
 
+/// Claims the cancellation's Idempotency-Key in `tx`; the earlier answer
+/// when the key already finished (a replay), a 409 while another request
+/// holds it.
+async fn claim_key(
+    state: &AppState,
+    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    user: &User,
+    key: &str,
+    hash: &str,
+    now: chrono::DateTime<Utc>,
+) -> Result<Option<Response>, ApiError> {
+    // Claim the key first: a concurrent request with the same key
+    // waits on this row until we commit, then replays our answer.
+    let claimed = idempotency::store::claim(tx, &user.id, key, hash, now).await?;
+    if !claimed {
+        let lock = state.settings.idempotency_lock();
+        match idempotency::store::begin(tx, &user.id, key, hash, lock, now).await? {
+            KeyState::Replay(r) => return Ok(Some(crate::idempotency::into_response(r, true))),
+            KeyState::New | KeyState::Resume(_) => return Err(ApiError::Conflict {
+                code: "idempotency_key_in_use",
+                message:
+                    "a request with this Idempotency-Key is still being processed; retry shortly"
+                        .into(),
+                details: None,
+            }),
+        }
+    }
+    Ok(None)
+}
+
+/// After the commit: counters, the outbox and refund workers woken, and
+/// the freed seats told to the fast path and the seat map (Postgres has
+/// them free already).
+async fn after_cancel(
+    state: &AppState,
+    head: &BookingHead,
+    freed: &[(i32, String)],
+    refunds: bool,
+) {
+    metrics::counter!("bookings_cancelled_total").increment(1);
+    state.outbox_kick.notify_one();
+    if refunds {
+        state.refund_kick.notify_one();
+    }
+    // Seats are free in Postgres already; tell the fast path and the map.
+    let show = ShowId(head.show_id);
+    let labels: Vec<&str> = freed.iter().map(|(_, l)| l.as_str()).collect();
+    if let Err(e) = state
+        .redis
+        .release_value(show, &labels, &booked_value(head.id))
+        .await
+    {
+        tracing::warn!(error = %e, "cancelled in Postgres; booked redis keys expire by TTL or recovery");
+    }
+    state
+        .redis
+        .seatmap_update(&[(
+            show,
+            freed
+                .iter()
+                .map(|(o, _)| (*o, SeatState::Available))
+                .collect(),
+        )])
+        .await;
+}
+
 #[tracing::instrument(skip_all, fields(booking = %raw))]
 async fn cancel(
     State(state): State<AppState>,
@@ -166,21 +232,8 @@ async fn cancel(
     let now = Utc::now();
     let mut tx = state.db.begin().await?;
     if let Some(key) = &key {
-        // Claim the key first: a concurrent request with the same key
-        // waits on this row until we commit, then replays our answer.
-        let claimed = idempotency::store::claim(&mut tx, &user.id, key, &hash, now).await?;
-        if !claimed {
-            let lock = state.settings.idempotency_lock();
-            match idempotency::store::begin(&mut tx, &user.id, key, &hash, lock, now).await? {
-                KeyState::Replay(r) => return Ok(crate::idempotency::into_response(r, true)),
-                KeyState::New | KeyState::Resume(_) => {
-                    return Err(ApiError::Conflict {
-                        code: "idempotency_key_in_use",
-                        message: "a request with this Idempotency-Key is still being processed; retry shortly".into(),
-                        details: None,
-                    })
-                }
-            }
+        if let Some(replay) = claim_key(&state, &mut tx, &user, key, &hash, now).await? {
+            return Ok(replay);
         }
     }
     let head = owned_head(&mut tx, &user, &raw, true).await?;
@@ -194,14 +247,14 @@ async fn cancel(
     let freed = store::cancel(&mut tx, &head, quote.refund_minor, now).await?;
     let refund_id = if quote.refund_minor > 0 {
         let id = Uuid::now_v7();
-        sqlx::query(
+        sqlx::query!(
             "INSERT INTO refunds (id, payment_id, booking_id, reason, amount_minor)
              VALUES ($1, $2, $3, 'cancellation', $4)",
+            id,
+            head.payment_id,
+            head.id,
+            quote.refund_minor
         )
-        .bind(id)
-        .bind(head.payment_id)
-        .bind(head.id)
-        .bind(quote.refund_minor)
         .execute(&mut *tx)
         .await?;
         Some(id)
@@ -234,30 +287,6 @@ async fn cancel(
         idempotency::store::finish(&mut tx, &user.id, key, &response).await?;
     }
     tx.commit().await?;
-    metrics::counter!("bookings_cancelled_total").increment(1);
-    state.outbox_kick.notify_one();
-    if refund_id.is_some() {
-        state.refund_kick.notify_one();
-    }
-    // Seats are free in Postgres already; tell the fast path and the map.
-    let show = ShowId(head.show_id);
-    let labels: Vec<&str> = freed.iter().map(|(_, l)| l.as_str()).collect();
-    if let Err(e) = state
-        .redis
-        .release_value(show, &labels, &booked_value(head.id))
-        .await
-    {
-        tracing::warn!(error = %e, "cancelled in Postgres; booked redis keys expire by TTL or recovery");
-    }
-    state
-        .redis
-        .seatmap_update(&[(
-            show,
-            freed
-                .iter()
-                .map(|(o, _)| (*o, SeatState::Available))
-                .collect(),
-        )])
-        .await;
+    after_cancel(&state, &head, &freed, refund_id.is_some()).await;
     Ok(crate::idempotency::into_response(response, false).into_response())
 }

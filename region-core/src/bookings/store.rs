@@ -3,10 +3,11 @@
 
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
-use shared::api::{BookedSeat, Booking, BookingStatus, RefundView};
+use shared::api::{self, BookedSeat, Booking, RefundView};
 use shared::booking_number::BookingNumber;
 use shared::refund::RefundPolicy;
 use shared::ShowId;
+use sqlx::types::Json;
 use sqlx::{PgConnection, Postgres, Transaction};
 use uuid::Uuid;
 
@@ -31,6 +32,26 @@ pub struct NewBooking {
     pub currency: String,
 }
 
+/// A booking's status (the `bookings.status` column). The API spells it
+/// [`api::BookingStatus`]; this is how the column is read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, sqlx::Type)]
+#[sqlx(type_name = "text", rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum BookingStatus {
+    /// Paid and confirmed; the seats are the buyer's.
+    Confirmed,
+    /// Cancelled; the seats are free again.
+    Cancelled,
+}
+
+impl From<BookingStatus> for api::BookingStatus {
+    fn from(s: BookingStatus) -> Self {
+        match s {
+            BookingStatus::Confirmed => api::BookingStatus::Confirmed,
+            BookingStatus::Cancelled => api::BookingStatus::Cancelled,
+        }
+    }
+}
+
 /// Turns the hold's seats into a confirmed booking: booking row (with the
 /// show's refund policy as of now), its seats, seats BOOKED, the hold
 /// CONSUMED. The caller has locked the seat rows and the hold.
@@ -45,62 +66,73 @@ pub async fn insert_confirmed(
     // Which seats: those still HELD by this hold (fencing), or, unprotected,
     // every seat the hold named. Read once, then every write below is a
     // primary-key lookup (no subquery for the planner to misjudge).
-    let which = if protect {
-        "SELECT seat_id FROM show_seats WHERE show_id = $1 AND hold_id = $2 AND status = 'HELD'"
-    } else {
-        "SELECT seat_id FROM hold_seats WHERE show_id = $1 AND hold_id = $2"
-    };
-    let seat_ids: Vec<Uuid> = sqlx::query_scalar(which)
-        .bind(b.show_id)
-        .bind(b.hold_id)
+    let seat_ids: Vec<Uuid> = if protect {
+        sqlx::query_scalar!(
+            "SELECT seat_id FROM show_seats WHERE show_id = $1 AND hold_id = $2 AND status = 'HELD'",
+            b.show_id,
+            b.hold_id
+        )
         .fetch_all(&mut **tx)
-        .await?;
-    sqlx::query(
+        .await?
+    } else {
+        sqlx::query_scalar!(
+            "SELECT seat_id FROM hold_seats WHERE show_id = $1 AND hold_id = $2",
+            b.show_id,
+            b.hold_id
+        )
+        .fetch_all(&mut **tx)
+        .await?
+    };
+    sqlx::query!(
         "INSERT INTO bookings (id, number, show_id, hold_id, payment_id, user_id, amount_minor,
                                currency, refund_policy, show_starts_at)
          SELECT $1, $2, sh.id, $3, $4, $5, $6, $7, sh.refund_policy, sh.starts_at
            FROM shows sh WHERE sh.id = $8",
+        b.id,
+        b.number.as_str(),
+        b.hold_id,
+        b.payment_id,
+        &b.user_id,
+        b.amount_minor,
+        &b.currency,
+        b.show_id
     )
-    .bind(b.id)
-    .bind(b.number.as_str())
-    .bind(b.hold_id)
-    .bind(b.payment_id)
-    .bind(&b.user_id)
-    .bind(b.amount_minor)
-    .bind(&b.currency)
-    .bind(b.show_id)
     .execute(&mut **tx)
     .await?;
-    sqlx::query(
+    sqlx::query!(
         "INSERT INTO booking_seats (booking_id, show_id, seat_id, label, category, price_minor)
          SELECT $1, sh.id, s.id, s.label, s.category, (sh.prices ->> s.category)::bigint
            FROM seats s, shows sh
           WHERE sh.id = $2 AND s.id = ANY($3)",
+        b.id,
+        b.show_id,
+        &seat_ids
     )
-    .bind(b.id)
-    .bind(b.show_id)
-    .bind(&seat_ids)
     .execute(&mut **tx)
     .await?;
-    sqlx::query(
+    sqlx::query!(
         "UPDATE show_seats
             SET status = 'BOOKED', booking_id = $1, hold_id = NULL, hold_expires_at = NULL,
                 version = version + 1
           WHERE show_id = $2 AND seat_id = ANY($3)",
+        b.id,
+        b.show_id,
+        &seat_ids
     )
-    .bind(b.id)
-    .bind(b.show_id)
-    .bind(&seat_ids)
     .execute(&mut **tx)
     .await?;
-    sqlx::query("UPDATE hold_seats SET live = false WHERE hold_id = $1 AND live")
-        .bind(b.hold_id)
-        .execute(&mut **tx)
-        .await?;
-    sqlx::query("UPDATE holds SET state = 'CONSUMED', updated_at = now() WHERE id = $1")
-        .bind(b.hold_id)
-        .execute(&mut **tx)
-        .await?;
+    sqlx::query!(
+        "UPDATE hold_seats SET live = false WHERE hold_id = $1 AND live",
+        b.hold_id
+    )
+    .execute(&mut **tx)
+    .await?;
+    sqlx::query!(
+        "UPDATE holds SET state = 'CONSUMED', updated_at = now() WHERE id = $1",
+        b.hold_id
+    )
+    .execute(&mut **tx)
+    .await?;
     Ok(())
 }
 
@@ -125,31 +157,32 @@ pub struct BookingHead {
     pub show_starts_at: DateTime<Utc>,
 }
 
-type HeadRow = (
-    Uuid,
-    String,
-    Uuid,
-    String,
-    Uuid,
-    i64,
-    sqlx::types::Json<RefundPolicy>,
-    DateTime<Utc>,
-);
-
-fn head_from(r: HeadRow) -> BookingHead {
-    BookingHead {
-        id: r.0,
-        user_id: r.1,
-        show_id: r.2,
-        status: BookingStatus::from_db_str(&r.3).unwrap_or(BookingStatus::Cancelled),
-        payment_id: r.4,
-        amount_minor: r.5,
-        refund_policy: r.6 .0,
-        show_starts_at: r.7,
-    }
+/// A `bookings` row as [`head`] reads it.
+struct HeadRow {
+    id: Uuid,
+    user_id: String,
+    show_id: Uuid,
+    status: BookingStatus,
+    payment_id: Uuid,
+    amount_minor: i64,
+    refund_policy: Json<RefundPolicy>,
+    show_starts_at: DateTime<Utc>,
 }
 
-const HEAD_SELECT: &str = "SELECT id, user_id, show_id, status, payment_id, amount_minor, refund_policy, show_starts_at FROM bookings";
+impl From<HeadRow> for BookingHead {
+    fn from(r: HeadRow) -> Self {
+        BookingHead {
+            id: r.id,
+            user_id: r.user_id,
+            show_id: r.show_id,
+            status: r.status,
+            payment_id: r.payment_id,
+            amount_minor: r.amount_minor,
+            refund_policy: r.refund_policy.0,
+            show_starts_at: r.show_starts_at,
+        }
+    }
+}
 
 /// Finds a booking by id or number (`for_update` locks it).
 pub async fn head(
@@ -157,22 +190,32 @@ pub async fn head(
     id: &BookingRef,
     for_update: bool,
 ) -> Result<Option<BookingHead>, sqlx::Error> {
-    let lock = if for_update { " FOR UPDATE" } else { "" };
-    let row: Option<HeadRow> = match id {
-        BookingRef::Id(id) => {
-            sqlx::query_as(&format!("{HEAD_SELECT} WHERE id = $1{lock}"))
-                .bind(id)
-                .fetch_optional(conn)
-                .await?
-        }
-        BookingRef::Number(n) => {
-            sqlx::query_as(&format!("{HEAD_SELECT} WHERE number = $1{lock}"))
-                .bind(n.as_str())
-                .fetch_optional(conn)
-                .await?
+    // One select list, four endings (which key, whether locked): the macro
+    // checks whole statements, so each ending is appended as a literal.
+    macro_rules! select_head {
+        ($rest:literal, $key:expr) => {
+            sqlx::query_as!(
+                HeadRow,
+                r#"SELECT id, user_id, show_id, status AS "status: BookingStatus", payment_id,
+                          amount_minor, refund_policy AS "refund_policy: Json<RefundPolicy>",
+                          show_starts_at
+                     FROM bookings "#
+                    + $rest,
+                $key
+            )
+            .fetch_optional(conn)
+            .await?
+        };
+    }
+    let row = match (id, for_update) {
+        (BookingRef::Id(id), false) => select_head!("WHERE id = $1", id),
+        (BookingRef::Id(id), true) => select_head!("WHERE id = $1 FOR UPDATE", id),
+        (BookingRef::Number(n), false) => select_head!("WHERE number = $1", n.as_str()),
+        (BookingRef::Number(n), true) => {
+            select_head!("WHERE number = $1 FOR UPDATE", n.as_str())
         }
     };
-    Ok(row.map(head_from))
+    Ok(row.map(BookingHead::from))
 }
 
 /// How a path names a booking: its UUID or its booking number.
@@ -192,63 +235,78 @@ pub async fn cancel(
     refund_minor: i64,
     now: DateTime<Utc>,
 ) -> Result<Vec<(i32, String)>, sqlx::Error> {
-    sqlx::query(
+    sqlx::query!(
         "UPDATE bookings SET status = 'CANCELLED', cancelled_at = $2, refund_minor = $3, updated_at = now()
           WHERE id = $1 AND status = 'CONFIRMED'",
+        booking.id,
+        now,
+        refund_minor
     )
-    .bind(booking.id)
-    .bind(now)
-    .bind(refund_minor)
     .execute(&mut **tx)
     .await?;
-    let freed: Vec<(i32, String)> = sqlx::query_as(
+    let freed = sqlx::query!(
         "WITH freed AS (
              UPDATE show_seats SET status = 'AVAILABLE', booking_id = NULL, version = version + 1
               WHERE show_id = $2 AND booking_id = $1
           RETURNING seat_id, ordinal)
          SELECT f.ordinal, s.label FROM freed f JOIN seats s ON s.id = f.seat_id ORDER BY f.ordinal",
+        booking.id,
+        booking.show_id
     )
-    .bind(booking.id)
-    .bind(booking.show_id)
     .fetch_all(&mut **tx)
     .await?;
-    sqlx::query("UPDATE booking_seats SET active = false WHERE booking_id = $1 AND active")
-        .bind(booking.id)
-        .execute(&mut **tx)
-        .await?;
-    Ok(freed)
+    sqlx::query!(
+        "UPDATE booking_seats SET active = false WHERE booking_id = $1 AND active",
+        booking.id
+    )
+    .execute(&mut **tx)
+    .await?;
+    Ok(freed.into_iter().map(|f| (f.ordinal, f.label)).collect())
 }
 
-type ViewRow = (
-    Uuid,
-    String,
-    String,
-    Uuid,
-    String,
-    String,
-    DateTime<Utc>,
-    String,
-    i64,
-    String,
-    Uuid,
-    sqlx::types::Json<RefundPolicy>,
-    DateTime<Utc>,
-    Option<DateTime<Utc>>,
-);
+/// A booking with its show, movie and venue, as the buyer's view needs it.
+struct ViewRow {
+    id: Uuid,
+    number: String,
+    status: BookingStatus,
+    show_id: Uuid,
+    title: String,
+    venue_name: String,
+    show_starts_at: DateTime<Utc>,
+    time_zone: String,
+    amount_minor: i64,
+    currency: String,
+    payment_id: Uuid,
+    refund_policy: Json<RefundPolicy>,
+    created_at: DateTime<Utc>,
+    cancelled_at: Option<DateTime<Utc>>,
+}
 
-const VIEW_SELECT: &str = "
-    SELECT b.id, b.number, b.status, b.show_id, m.title, v.name, b.show_starts_at, v.time_zone,
-           b.amount_minor, b.currency, b.payment_id, b.refund_policy, b.created_at, b.cancelled_at
-      FROM bookings b
-      JOIN shows sh ON sh.id = b.show_id
-      JOIN movies m ON m.id = sh.movie_id
-      JOIN screens sc ON sc.id = sh.screen_id
-      JOIN venues v ON v.id = sc.venue_id";
+/// The buyer's view's select (its joins), ended by `$rest`: the macro
+/// checks whole statements, so the ending is appended as a literal.
+macro_rules! select_view {
+    ($rest:literal, $($arg:expr),+) => {
+        sqlx::query_as!(
+            ViewRow,
+            r#"SELECT b.id, b.number, b.status AS "status: BookingStatus", b.show_id, m.title,
+                      v.name AS venue_name, b.show_starts_at, v.time_zone, b.amount_minor,
+                      b.currency, b.payment_id,
+                      b.refund_policy AS "refund_policy: Json<RefundPolicy>", b.created_at,
+                      b.cancelled_at
+                 FROM bookings b
+                 JOIN shows sh ON sh.id = b.show_id
+                 JOIN movies m ON m.id = sh.movie_id
+                 JOIN screens sc ON sc.id = sh.screen_id
+                 JOIN venues v ON v.id = sc.venue_id
+                "# + $rest,
+            $($arg),+
+        )
+    };
+}
 
 /// The buyer's view of one booking.
 pub async fn load_view(conn: &mut PgConnection, id: Uuid) -> anyhow::Result<Option<Booking>> {
-    let row: Option<ViewRow> = sqlx::query_as(&format!("{VIEW_SELECT} WHERE b.id = $1"))
-        .bind(id)
+    let row = select_view!("WHERE b.id = $1", id)
         .fetch_optional(&mut *conn)
         .await?;
     match row {
@@ -263,11 +321,11 @@ pub async fn list_for_user(
     user: &str,
     limit: i64,
 ) -> anyhow::Result<Vec<Booking>> {
-    let rows: Vec<ViewRow> = sqlx::query_as(&format!(
-        "{VIEW_SELECT} WHERE b.user_id = $1 ORDER BY b.created_at DESC, b.id DESC LIMIT $2"
-    ))
-    .bind(user)
-    .bind(limit)
+    let rows = select_view!(
+        "WHERE b.user_id = $1 ORDER BY b.created_at DESC, b.id DESC LIMIT $2",
+        user,
+        limit
+    )
     .fetch_all(&mut *conn)
     .await?;
     let mut out = Vec::with_capacity(rows.len());
@@ -278,72 +336,94 @@ pub async fn list_for_user(
 }
 
 async fn view_from(conn: &mut PgConnection, r: ViewRow) -> anyhow::Result<Booking> {
-    let seats: Vec<(String, String, i64)> = sqlx::query_as(
+    let seats = sqlx::query_as!(
+        BookedSeat,
         "SELECT bs.label, bs.category, bs.price_minor
            FROM booking_seats bs
            JOIN show_seats ss ON ss.show_id = bs.show_id AND ss.seat_id = bs.seat_id
           WHERE bs.booking_id = $1 ORDER BY ss.ordinal",
+        r.id
     )
-    .bind(r.0)
     .fetch_all(&mut *conn)
     .await?;
-    let refund: Option<(Uuid, i64, String, String)> = sqlx::query_as(
+    let refund = sqlx::query_as!(
+        RefundView,
         "SELECT id, amount_minor, status, reason FROM refunds WHERE booking_id = $1",
+        r.id
     )
-    .bind(r.0)
     .fetch_optional(&mut *conn)
     .await?;
-    let tz: Tz =
-        r.7.parse()
-            .map_err(|_| anyhow::anyhow!("venue has invalid time zone {:?}", r.7))?;
+    let tz: Tz = r
+        .time_zone
+        .parse()
+        .map_err(|_| anyhow::anyhow!("venue has invalid time zone {:?}", r.time_zone))?;
     Ok(Booking {
-        id: r.0,
-        number: BookingNumber::parse(&r.1)?,
-        status: BookingStatus::from_db_str(&r.2)
-            .ok_or_else(|| anyhow::anyhow!("unknown booking status {:?}", r.2))?,
-        show_id: ShowId(r.3),
-        title: r.4,
-        venue_name: r.5,
-        show_starts_at: r.6,
-        show_starts_at_local: r.6.with_timezone(&tz).to_rfc3339(),
-        time_zone: r.7,
-        seats: seats
-            .into_iter()
-            .map(|(label, category, price_minor)| BookedSeat {
-                label,
-                category,
-                price_minor,
-            })
-            .collect(),
-        amount_minor: r.8,
-        currency: r.9,
-        payment_id: r.10,
-        refund_policy: r.11 .0,
-        created_at: r.12,
-        cancelled_at: r.13,
-        refund: refund.map(|(id, amount_minor, status, reason)| RefundView {
-            id,
-            amount_minor,
-            status,
-            reason,
-        }),
+        id: r.id,
+        number: BookingNumber::parse(&r.number)?,
+        status: r.status.into(),
+        show_id: ShowId(r.show_id),
+        title: r.title,
+        venue_name: r.venue_name,
+        show_starts_at: r.show_starts_at,
+        show_starts_at_local: r.show_starts_at.with_timezone(&tz).to_rfc3339(),
+        time_zone: r.time_zone,
+        seats,
+        amount_minor: r.amount_minor,
+        currency: r.currency,
+        payment_id: r.payment_id,
+        refund_policy: r.refund_policy.0,
+        created_at: r.created_at,
+        cancelled_at: r.cancelled_at,
+        refund,
     })
 }
 
-/// Booked seats of shows not yet long over: (show, label, booking, show
-/// start). Recovery re-asserts them in Redis after an outage.
+/// A booked seat of a show not yet long over, as Redis must know it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BookedSeatKey {
+    /// Show id.
+    pub show_id: Uuid,
+    /// Seat label.
+    pub label: String,
+    /// The booking that has it.
+    pub booking_id: Uuid,
+    /// The show's start.
+    pub starts_at: DateTime<Utc>,
+}
+
+/// Booked seats of shows not yet long over. Recovery re-asserts them in
+/// Redis after an outage.
 pub async fn booked_seats(
     conn: &mut PgConnection,
     now: DateTime<Utc>,
-) -> Result<Vec<(Uuid, String, Uuid, DateTime<Utc>)>, sqlx::Error> {
-    sqlx::query_as(
-        "SELECT ss.show_id, s.label, ss.booking_id, sh.starts_at
-           FROM show_seats ss
-           JOIN seats s ON s.id = ss.seat_id
-           JOIN shows sh ON sh.id = ss.show_id
-          WHERE ss.status = 'BOOKED' AND sh.starts_at > $1 - interval '6 hours'",
+) -> Result<Vec<BookedSeatKey>, sqlx::Error> {
+    // A BOOKED row always names its booking (the table's CHECK).
+    sqlx::query_as!(
+        BookedSeatKey,
+        r#"SELECT ss.show_id, s.label, ss.booking_id AS "booking_id!", sh.starts_at
+             FROM show_seats ss
+             JOIN seats s ON s.id = ss.seat_id
+             JOIN shows sh ON sh.id = ss.show_id
+            WHERE ss.status = 'BOOKED' AND sh.starts_at > $1::timestamptz - interval '6 hours'"#,
+        now
     )
-    .bind(now)
     .fetch_all(conn)
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn booking_statuses_are_spelled_as_the_column_allows_and_map_to_the_api() {
+        let all = [BookingStatus::Confirmed, BookingStatus::Cancelled];
+        let spelled: Vec<String> = all.map(crate::db::spelling).into();
+        assert_eq!(spelled, ["CONFIRMED", "CANCELLED"]);
+        let api: Vec<api::BookingStatus> = all.map(api::BookingStatus::from).into();
+        assert_eq!(
+            api,
+            [api::BookingStatus::Confirmed, api::BookingStatus::Cancelled]
+        );
+    }
 }

@@ -15,11 +15,13 @@ pub(super) async fn create_city(
     ApiJson(req): ApiJson<CreateCity>,
 ) -> Result<(StatusCode, ApiJson<City>), ApiError> {
     check_name("name", &req.name, 200)?;
-    let res = sqlx::query("INSERT INTO cities (code, name) VALUES ($1, $2)")
-        .bind(req.code.as_str())
-        .bind(&req.name)
-        .execute(&state.db)
-        .await;
+    let res = sqlx::query!(
+        "INSERT INTO cities (code, name) VALUES ($1, $2)",
+        req.code.as_str(),
+        &req.name
+    )
+    .execute(&state.db)
+    .await;
     match res {
         Err(e) if crate::db::is_unique_violation(&e) => Err(ApiError::conflict(
             "city_exists",
@@ -39,15 +41,15 @@ pub(super) async fn create_city(
 pub(super) async fn list_cities(
     state: axum::extract::State<AppState>,
 ) -> Result<ApiJson<Vec<City>>, ApiError> {
-    let rows: Vec<(String, String)> = sqlx::query_as("SELECT code, name FROM cities ORDER BY code")
+    let rows = sqlx::query!("SELECT code, name FROM cities ORDER BY code")
         .fetch_all(&state.db)
         .await?;
     let cities = rows
         .into_iter()
-        .filter_map(|(code, name)| {
+        .filter_map(|r| {
             Some(City {
-                code: CityCode::parse(&code).ok()?,
-                name,
+                code: CityCode::parse(&r.code).ok()?,
+                name: r.name,
             })
         })
         .collect();
@@ -55,8 +57,7 @@ pub(super) async fn list_cities(
 }
 
 pub(super) async fn city_exists(state: &AppState, city: &CityCode) -> Result<(), ApiError> {
-    let found: Option<(String,)> = sqlx::query_as("SELECT code FROM cities WHERE code = $1")
-        .bind(city.as_str())
+    let found = sqlx::query_scalar!("SELECT code FROM cities WHERE code = $1", city.as_str())
         .fetch_optional(&state.db)
         .await?;
     found

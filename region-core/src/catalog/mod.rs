@@ -41,10 +41,10 @@ fn check_name(field: &'static str, v: &str, max: usize) -> Result<(), ApiError> 
 
 /// 409 for a name already taken, carrying the existing row's id in
 /// `details.id` so an idempotent seeding client can use it.
-fn exists(code: &'static str, message: String, existing: Option<(Uuid,)>) -> ApiError {
+fn exists(code: &'static str, message: String, existing: Option<Uuid>) -> ApiError {
     ApiError::Conflict {
         code,
         message,
-        details: existing.map(|(id,)| serde_json::json!({ "id": id })),
+        details: existing.map(|id| serde_json::json!({ "id": id })),
     }
 }

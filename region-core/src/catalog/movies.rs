@@ -25,13 +25,13 @@ pub(super) async fn create_movie(
         check_name("language", l, 40)?;
     }
     let id = Uuid::now_v7();
-    sqlx::query(
+    sqlx::query!(
         "INSERT INTO movies (id, title, duration_minutes, language) VALUES ($1, $2, $3, $4)",
+        id,
+        &req.title,
+        i32::from(req.duration_minutes),
+        req.language.as_deref()
     )
-    .bind(id)
-    .bind(&req.title)
-    .bind(i32::from(req.duration_minutes))
-    .bind(&req.language)
     .execute(&state.db)
     .await?;
     Ok((

@@ -68,8 +68,7 @@ pub(super) async fn create_screen(
 ) -> Result<(StatusCode, ApiJson<Screen>), ApiError> {
     check_name("name", &req.name, 200)?;
     let seats = expand_layout(&req)?;
-    let venue: Option<(Uuid,)> = sqlx::query_as("SELECT id FROM venues WHERE id = $1")
-        .bind(req.venue_id)
+    let venue = sqlx::query_scalar!("SELECT id FROM venues WHERE id = $1", req.venue_id)
         .fetch_optional(&state.db)
         .await?;
     if venue.is_none() {
@@ -80,23 +79,26 @@ pub(super) async fn create_screen(
     }
     let id = Uuid::now_v7();
     let mut tx = state.db.begin().await?;
-    let res = sqlx::query("INSERT INTO screens (id, venue_id, name) VALUES ($1, $2, $3)")
-        .bind(id)
-        .bind(req.venue_id)
-        .bind(&req.name)
-        .execute(&mut *tx)
-        .await;
+    let res = sqlx::query!(
+        "INSERT INTO screens (id, venue_id, name) VALUES ($1, $2, $3)",
+        id,
+        req.venue_id,
+        &req.name
+    )
+    .execute(&mut *tx)
+    .await;
     if let Err(e) = res {
         if !crate::db::is_unique_violation(&e) {
             return Err(e.into());
         }
         drop(tx);
-        let existing: Option<(Uuid,)> =
-            sqlx::query_as("SELECT id FROM screens WHERE venue_id = $1 AND name = $2")
-                .bind(req.venue_id)
-                .bind(&req.name)
-                .fetch_optional(&state.db)
-                .await?;
+        let existing = sqlx::query_scalar!(
+            "SELECT id FROM screens WHERE venue_id = $1 AND name = $2",
+            req.venue_id,
+            &req.name
+        )
+        .fetch_optional(&state.db)
+        .await?;
         return Err(exists(
             "screen_exists",
             format!("screen {:?} already exists in this venue", req.name),
@@ -108,18 +110,18 @@ pub(super) async fn create_screen(
     let numbers: Vec<i32> = seats.iter().map(|s| s.1).collect();
     let cats: Vec<&str> = seats.iter().map(|s| s.2.as_str()).collect();
     let ordinals: Vec<i32> = (0..seats.len() as i32).collect();
-    sqlx::query(
+    sqlx::query!(
         "INSERT INTO seats (id, screen_id, row_label, number, category, ordinal)
          SELECT u.id, $2, u.row_label, u.number, u.category, u.ordinal
            FROM unnest($1::uuid[], $3::text[], $4::int[], $5::text[], $6::int[])
                 AS u(id, row_label, number, category, ordinal)",
+        &ids,
+        id,
+        &rows as &[&str],
+        &numbers,
+        &cats as &[&str],
+        &ordinals
     )
-    .bind(&ids)
-    .bind(id)
-    .bind(&rows)
-    .bind(&numbers)
-    .bind(&cats)
-    .bind(&ordinals)
     .execute(&mut *tx)
     .await?;
     tx.commit().await?;

@@ -13,6 +13,7 @@ use serde::Deserialize;
 use shared::api::{CreateShow, SaleMode, Show, ShowList};
 use shared::refund::RefundPolicy;
 use shared::{CityCode, ShowId};
+use sqlx::types::Json;
 use std::collections::BTreeMap;
 use uuid::Uuid;
 
@@ -30,8 +31,7 @@ pub(super) async fn create_show(
     ApiJson(req): ApiJson<CreateShow>,
 ) -> Result<(StatusCode, ApiJson<Show>), ApiError> {
     let refund_policy = check_new_show(&req, Utc::now())?;
-    let movie: Option<(Uuid,)> = sqlx::query_as("SELECT id FROM movies WHERE id = $1")
-        .bind(req.movie_id)
+    let movie = sqlx::query_scalar!("SELECT id FROM movies WHERE id = $1", req.movie_id)
         .fetch_optional(&state.db)
         .await?;
     if movie.is_none() {
@@ -40,34 +40,35 @@ pub(super) async fn create_show(
             format!("no movie {}", req.movie_id),
         ));
     }
-    let cats: Vec<(String,)> =
-        sqlx::query_as("SELECT DISTINCT category FROM seats WHERE screen_id = $1")
-            .bind(req.screen_id)
-            .fetch_all(&state.db)
-            .await?;
+    let cats = sqlx::query_scalar!(
+        "SELECT DISTINCT category FROM seats WHERE screen_id = $1",
+        req.screen_id
+    )
+    .fetch_all(&state.db)
+    .await?;
     if cats.is_empty() {
         return Err(ApiError::not_found(
             "unknown_screen",
             format!("no screen {}", req.screen_id),
         ));
     }
-    let categories: Vec<&str> = cats.iter().map(|c| c.0.as_str()).collect();
+    let categories: Vec<&str> = cats.iter().map(String::as_str).collect();
     check_prices_cover(&categories, &req.prices)?;
     let id = Uuid::now_v7();
     let mut tx = state.db.begin().await?;
-    sqlx::query(
+    sqlx::query!(
         "INSERT INTO shows (id, screen_id, movie_id, starts_at, prices, currency, sale_mode, seat_count, refund_policy, max_seats_per_user)
          VALUES ($1, $2, $3, $4, $5, $6, $7, (SELECT count(*) FROM seats WHERE screen_id = $2), $8, COALESCE($9, 10))",
+        id,
+        req.screen_id,
+        req.movie_id,
+        req.starts_at,
+        Json(&req.prices) as _,
+        &req.currency,
+        req.sale_mode.as_db_str(),
+        Json(&refund_policy) as _,
+        req.max_seats_per_user.map(i32::from)
     )
-    .bind(id)
-    .bind(req.screen_id)
-    .bind(req.movie_id)
-    .bind(req.starts_at)
-    .bind(sqlx::types::Json(&req.prices))
-    .bind(&req.currency)
-    .bind(req.sale_mode.as_db_str())
-    .bind(sqlx::types::Json(&refund_policy))
-    .bind(req.max_seats_per_user.map(i32::from))
     .execute(&mut *tx)
     .await
     .map_err(|e| {
@@ -84,12 +85,12 @@ pub(super) async fn create_show(
     })?;
     // Creating a show materialises one row per seat: the rows that holds
     // and bookings lock.
-    sqlx::query(
+    sqlx::query!(
         "INSERT INTO show_seats (show_id, seat_id, ordinal)
          SELECT $1, id, ordinal FROM seats WHERE screen_id = $2",
+        id,
+        req.screen_id
     )
-    .bind(id)
-    .bind(req.screen_id)
     .execute(&mut *tx)
     .await?;
     tx.commit().await?;
@@ -187,62 +188,77 @@ pub(super) struct DateQuery {
     pub(super) date: NaiveDate,
 }
 
-const SHOW_SELECT: &str = "
-    SELECT sh.id, v.city_code, v.id, v.name, sc.id, sc.name, m.id, m.title, sh.starts_at,
-           v.time_zone, sh.prices, sh.currency, sh.sale_mode, sh.seat_count, sh.refund_policy
-      FROM shows sh
-      JOIN screens sc ON sc.id = sh.screen_id
-      JOIN venues v ON v.id = sc.venue_id
-      JOIN movies m ON m.id = sh.movie_id";
+/// A show with its venue, screen and movie, as the catalog reads it.
+struct ShowRow {
+    id: Uuid,
+    city_code: String,
+    venue_id: Uuid,
+    venue_name: String,
+    screen_id: Uuid,
+    screen_name: String,
+    movie_id: Uuid,
+    title: String,
+    starts_at: DateTime<Utc>,
+    time_zone: String,
+    prices: Json<BTreeMap<String, i64>>,
+    currency: String,
+    sale_mode: String,
+    seat_count: i32,
+    refund_policy: Json<RefundPolicy>,
+}
 
-type ShowRow = (
-    Uuid,
-    String,
-    Uuid,
-    String,
-    Uuid,
-    String,
-    Uuid,
-    String,
-    DateTime<Utc>,
-    String,
-    sqlx::types::Json<BTreeMap<String, i64>>,
-    String,
-    String,
-    i32,
-    sqlx::types::Json<RefundPolicy>,
-);
+/// The catalog's show select (its joins), ended by `$rest`: the macro
+/// checks whole statements, so the ending is appended as a literal.
+macro_rules! select_shows {
+    ($rest:literal, $($arg:expr),+) => {
+        sqlx::query_as!(
+            ShowRow,
+            r#"SELECT sh.id, v.city_code, v.id AS venue_id, v.name AS venue_name,
+                      sc.id AS screen_id, sc.name AS screen_name, m.id AS movie_id, m.title,
+                      sh.starts_at, v.time_zone,
+                      sh.prices AS "prices: Json<BTreeMap<String, i64>>", sh.currency,
+                      sh.sale_mode, sh.seat_count,
+                      sh.refund_policy AS "refund_policy: Json<RefundPolicy>"
+                 FROM shows sh
+                 JOIN screens sc ON sc.id = sh.screen_id
+                 JOIN venues v ON v.id = sc.venue_id
+                 JOIN movies m ON m.id = sh.movie_id
+                "# + $rest,
+            $($arg),+
+        )
+    };
+}
 
 fn show_from_row(r: ShowRow) -> Result<Show, ApiError> {
-    let tz: Tz =
-        r.9.parse()
-            .map_err(|_| anyhow::anyhow!("venue has invalid time zone {:?}", r.9))?;
-    let local = r.8.with_timezone(&tz);
+    let tz: Tz = r
+        .time_zone
+        .parse()
+        .map_err(|_| anyhow::anyhow!("venue has invalid time zone {:?}", r.time_zone))?;
+    let local = r.starts_at.with_timezone(&tz);
     Ok(Show {
-        id: ShowId(r.0),
-        city: CityCode::parse(&r.1).map_err(anyhow::Error::from)?,
-        venue_id: r.2,
-        venue_name: r.3,
-        screen_id: r.4,
-        screen_name: r.5,
-        movie_id: r.6,
-        movie_title: r.7,
-        starts_at: r.8,
+        id: ShowId(r.id),
+        city: CityCode::parse(&r.city_code).map_err(anyhow::Error::from)?,
+        venue_id: r.venue_id,
+        venue_name: r.venue_name,
+        screen_id: r.screen_id,
+        screen_name: r.screen_name,
+        movie_id: r.movie_id,
+        movie_title: r.title,
+        starts_at: r.starts_at,
         starts_at_local: local.to_rfc3339(),
         local_date: local.date_naive(),
-        time_zone: r.9,
-        prices: r.10 .0,
-        currency: r.11,
-        sale_mode: SaleMode::from_db_str(&r.12).unwrap_or(SaleMode::Open),
-        seat_count: r.13 as u32,
-        refund_policy: r.14 .0,
+        time_zone: r.time_zone,
+        prices: r.prices.0,
+        currency: r.currency,
+        sale_mode: SaleMode::from_db_str(&r.sale_mode).unwrap_or(SaleMode::Open),
+        seat_count: r.seat_count as u32,
+        refund_policy: r.refund_policy.0,
     })
 }
 
 /// Loads one show with its venue, screen and movie.
 pub async fn fetch_show(state: &AppState, id: ShowId) -> Result<Option<Show>, ApiError> {
-    let row: Option<ShowRow> = sqlx::query_as(&format!("{SHOW_SELECT} WHERE sh.id = $1"))
-        .bind(id.0)
+    let row = select_shows!("WHERE sh.id = $1", id.0)
         .fetch_optional(&state.db)
         .await?;
     row.map(show_from_row).transpose()
@@ -283,16 +299,15 @@ pub(super) async fn list_shows(
         .date
         .and_hms_opt(0, 0, 0)
         .map(|d| d.and_utc() + chrono::Duration::hours(39));
-    let rows: Vec<ShowRow> = sqlx::query_as(&format!(
-        "{SHOW_SELECT}
-         WHERE v.city_code = $1 AND sh.starts_at >= $3 AND sh.starts_at < $4
+    let rows = select_shows!(
+        "WHERE v.city_code = $1 AND sh.starts_at >= $3 AND sh.starts_at < $4
            AND (sh.starts_at AT TIME ZONE v.time_zone)::date = $2
-         ORDER BY sh.starts_at, sh.id"
-    ))
-    .bind(city.as_str())
-    .bind(q.date)
-    .bind(lo)
-    .bind(hi)
+         ORDER BY sh.starts_at, sh.id",
+        city.as_str(),
+        q.date,
+        lo,
+        hi
+    )
     .fetch_all(&state.db)
     .await?;
     let shows = rows

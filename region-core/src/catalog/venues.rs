@@ -27,22 +27,24 @@ pub(super) async fn create_venue(
     }
     super::cities::city_exists(&state, &req.city).await?;
     let id = Uuid::now_v7();
-    let res =
-        sqlx::query("INSERT INTO venues (id, city_code, name, time_zone) VALUES ($1, $2, $3, $4)")
-            .bind(id)
-            .bind(req.city.as_str())
-            .bind(&req.name)
-            .bind(&req.time_zone)
-            .execute(&state.db)
-            .await;
+    let res = sqlx::query!(
+        "INSERT INTO venues (id, city_code, name, time_zone) VALUES ($1, $2, $3, $4)",
+        id,
+        req.city.as_str(),
+        &req.name,
+        &req.time_zone
+    )
+    .execute(&state.db)
+    .await;
     match res {
         Err(e) if crate::db::is_unique_violation(&e) => {
-            let existing: Option<(Uuid,)> =
-                sqlx::query_as("SELECT id FROM venues WHERE city_code = $1 AND name = $2")
-                    .bind(req.city.as_str())
-                    .bind(&req.name)
-                    .fetch_optional(&state.db)
-                    .await?;
+            let existing = sqlx::query_scalar!(
+                "SELECT id FROM venues WHERE city_code = $1 AND name = $2",
+                req.city.as_str(),
+                &req.name
+            )
+            .fetch_optional(&state.db)
+            .await?;
             Err(exists(
                 "venue_exists",
                 format!("venue {:?} already exists in {}", req.name, req.city),

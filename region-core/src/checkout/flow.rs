@@ -120,6 +120,83 @@ async fn resume(
     Ok((resp, false))
 }
 
+/// What a hold costs, once it is checked payable.
+struct Payable {
+    show_id: Uuid,
+    amount: i64,
+    currency: String,
+}
+
+/// Checks the hold can be paid for (the caller's, live, its show not
+/// started, its pass not spent on another hold, seats still its own and
+/// not free) and prices it.
+async fn payable(
+    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    user: &User,
+    hold_id: Uuid,
+    now: chrono::DateTime<Utc>,
+) -> Result<Payable, ApiError> {
+    let hold = match crate::holds::store::fetch(tx, hold_id).await? {
+        Some(h) if h.user_id == user.id => h,
+        _ => {
+            return Err(ApiError::not_found(
+                "unknown_hold",
+                format!("no hold {hold_id}"),
+            ))
+        }
+    };
+    if hold.state != HoldState::Active.as_db_str() || hold.expires_at <= now {
+        return Err(not_active_error(&hold, now));
+    }
+    let show = sqlx::query!(
+        r#"SELECT sh.starts_at,
+                  EXISTS (SELECT 1 FROM spent_passes sp
+                           JOIN holds h ON h.admission_pass_id = sp.pass_id
+                          WHERE h.id = $2) AS "pass_spent!"
+             FROM shows sh WHERE sh.id = $1"#,
+        hold.show_id,
+        hold.id
+    )
+    .fetch_one(&mut **tx)
+    .await?;
+    if now >= show.starts_at {
+        return Err(show_started());
+    }
+    // A pass buys once: another hold taken with it cannot be paid for.
+    if show.pass_spent {
+        return Err(crate::holds::flash_sale::pass_used());
+    }
+    let price = sqlx::query!(
+        r#"SELECT sum((sh.prices ->> s.category)::bigint)::bigint AS amount, sh.currency
+             FROM hold_seats hs
+             JOIN seats s ON s.id = hs.seat_id
+             JOIN shows sh ON sh.id = hs.show_id
+            WHERE hs.hold_id = $1 AND hs.live
+            GROUP BY sh.currency"#,
+        hold_id
+    )
+    .fetch_optional(&mut **tx)
+    .await?;
+    let Some((Some(amount), currency)) = price.map(|p| (p.amount, p.currency)) else {
+        // Active and unexpired, yet no live seats: taken over (fencing).
+        return Err(ApiError::Gone {
+            code: "hold_lost",
+            message: "the hold no longer owns its seats".into(),
+        });
+    };
+    if amount <= 0 {
+        return Err(ApiError::unprocessable(
+            "nothing_to_pay",
+            "these seats are free; free tickets are not sold through checkout",
+        ));
+    }
+    Ok(Payable {
+        show_id: hold.show_id,
+        amount,
+        currency,
+    })
+}
+
 /// Phase 1: checks the hold and records key + payment in one transaction.
 /// Nothing is stored when the hold is not the caller's or not live.
 async fn create_payment(
@@ -133,60 +210,11 @@ async fn create_payment(
     let now = Utc::now();
     // On the open transaction: a second pooled connection per checkout
     // would let concurrent checkouts exhaust the pool waiting on each other.
-    let hold = match crate::holds::store::fetch(&mut tx, hold_id).await? {
-        Some(h) if h.user_id == user.id => h,
-        _ => {
-            return Err(ApiError::not_found(
-                "unknown_hold",
-                format!("no hold {hold_id}"),
-            ))
-        }
-    };
-    if hold.state != HoldState::Active.as_db_str() || hold.expires_at <= now {
-        return Err(not_active_error(&hold, now));
-    }
-    let (starts_at, pass_spent): (chrono::DateTime<Utc>, bool) = sqlx::query_as(
-        "SELECT sh.starts_at,
-                EXISTS (SELECT 1 FROM spent_passes sp
-                         JOIN holds h ON h.admission_pass_id = sp.pass_id
-                        WHERE h.id = $2)
-           FROM shows sh WHERE sh.id = $1",
-    )
-    .bind(hold.show_id)
-    .bind(hold.id)
-    .fetch_one(&mut *tx)
-    .await?;
-    if now >= starts_at {
-        return Err(show_started());
-    }
-    // A pass buys once: another hold taken with it cannot be paid for.
-    if pass_spent {
-        return Err(crate::holds::flash_sale::pass_used());
-    }
-    let price: Option<(Option<i64>, String)> = sqlx::query_as(
-        "SELECT sum((sh.prices ->> s.category)::bigint)::bigint, sh.currency
-           FROM hold_seats hs
-           JOIN seats s ON s.id = hs.seat_id
-           JOIN shows sh ON sh.id = hs.show_id
-          WHERE hs.hold_id = $1 AND hs.live
-          GROUP BY sh.currency",
-    )
-    .bind(hold_id)
-    .fetch_optional(&mut *tx)
-    .await?;
-    let Some((Some(amount), currency)) = price else {
-        // Active and unexpired, yet no live seats: taken over (fencing).
-        return Err(ApiError::Gone {
-            code: "hold_lost",
-            message: "the hold no longer owns its seats".into(),
-        });
-    };
-    if amount <= 0 {
-        return Err(ApiError::unprocessable(
-            "nothing_to_pay",
-            "these seats are free; free tickets are not sold through checkout",
-        ));
-    }
+    let Payable {
+        show_id,
+        amount,
+        currency,
+    } = payable(&mut tx, user, hold_id, now).await?;
     idempotency::store::insert(
         &mut tx,
         &user.id,
@@ -197,18 +225,18 @@ async fn create_payment(
     )
     .await
     .map_err(idempotency::store::insert_error)?;
-    let inserted = sqlx::query(
+    let inserted = sqlx::query!(
         "INSERT INTO payments (id, hold_id, show_id, user_id, idem_key, amount_minor, currency, payment_method)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        Uuid::now_v7(),
+        hold_id,
+        show_id,
+        &user.id,
+        key,
+        amount,
+        &currency,
+        &req.payment_method
     )
-    .bind(Uuid::now_v7())
-    .bind(hold_id)
-    .bind(hold.show_id)
-    .bind(&user.id)
-    .bind(key)
-    .bind(amount)
-    .bind(&currency)
-    .bind(&req.payment_method)
     .execute(&mut *tx)
     .await;
     if let Err(e) = inserted {
@@ -235,25 +263,16 @@ struct KeyPayment {
 }
 
 async fn payment_of_key(state: &AppState, user: &str, key: &str) -> Result<KeyPayment, ApiError> {
-    let row: Option<(Uuid, String, i64, String, String)> = sqlx::query_as(
-        "SELECT id, status, amount_minor, currency, payment_method FROM payments
-          WHERE user_id = $1 AND idem_key = $2",
+    let row = sqlx::query_as!(
+        KeyPayment,
+        r#"SELECT id, status AS "status: PaymentStatus", amount_minor, currency, payment_method
+             FROM payments WHERE user_id = $1 AND idem_key = $2"#,
+        user,
+        key
     )
-    .bind(user)
-    .bind(key)
     .fetch_optional(&state.db)
     .await?;
-    let (id, status, amount_minor, currency, payment_method) =
-        row.ok_or_else(|| anyhow::anyhow!("key {key} has no payment"))?;
-    let status = PaymentStatus::from_db_str(&status)
-        .ok_or_else(|| anyhow::anyhow!("payment {id} has unknown status {status:?}"))?;
-    Ok(KeyPayment {
-        id,
-        status,
-        amount_minor,
-        currency,
-        payment_method,
-    })
+    Ok(row.ok_or_else(|| anyhow::anyhow!("key {key} has no payment"))?)
 }
 
 /// Phase 2: the charge (the machine said `Charge`: the payment is

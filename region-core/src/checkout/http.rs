@@ -76,12 +76,13 @@ pub(super) async fn checkout(
     if booked {
         // A flash-sale purchase is done: tell the edge, which gives the
         // pass's waiting-room slot to the next user.
-        let pass: Option<(Option<String>,)> =
-            sqlx::query_as("SELECT admission_pass_id FROM holds WHERE id = $1")
-                .bind(hold_id.0)
-                .fetch_optional(&state.db)
-                .await?;
-        if let Some(pid) = pass.and_then(|p| p.0) {
+        let pass = sqlx::query_scalar!(
+            "SELECT admission_pass_id FROM holds WHERE id = $1",
+            hold_id.0
+        )
+        .fetch_optional(&state.db)
+        .await?;
+        if let Some(pid) = pass.flatten() {
             if let Ok(v) = HeaderValue::from_str(&pid) {
                 http.headers_mut().insert(ADMISSION_COMPLETED_HEADER, v);
             }

@@ -8,6 +8,16 @@ use super::machine::PaymentStatus;
 use crate::idempotency::{self, RecoveryPoint, StoredResponse};
 use uuid::Uuid;
 
+/// A payment row as [`record_success`] reads it.
+struct ChargedPayment {
+    status: PaymentStatus,
+    show_id: Uuid,
+    user_id: String,
+    idem_key: Option<String>,
+    amount_minor: i64,
+    currency: String,
+}
+
 /// Records a charge the gateway confirmed (from the checkout, a webhook or
 /// reconciliation). Returns false if it was recorded already.
 ///
@@ -18,30 +28,38 @@ pub async fn record_success(
     payment_id: Uuid,
     gateway_id: &str,
 ) -> Result<bool, sqlx::Error> {
-    let row: Option<(String, Uuid, String, Option<String>, i64, String)> = sqlx::query_as(
-        "SELECT status, show_id, user_id, idem_key, amount_minor, currency
-           FROM payments WHERE id = $1 FOR UPDATE",
+    let row = sqlx::query_as!(
+        ChargedPayment,
+        r#"SELECT status AS "status: PaymentStatus", show_id, user_id, idem_key, amount_minor, currency
+             FROM payments WHERE id = $1 FOR UPDATE"#,
+        payment_id
     )
-    .bind(payment_id)
     .fetch_optional(&mut **tx)
     .await?;
-    let Some((status, show_id, user_id, idem_key, amount, currency)) = row else {
+    let Some(ChargedPayment {
+        status,
+        show_id,
+        user_id,
+        idem_key,
+        amount_minor: amount,
+        currency,
+    }) = row
+    else {
         return Ok(false);
     };
-    let status = PaymentStatus::from_db_str(&status);
-    if status == Some(PaymentStatus::Succeeded) {
+    if status == PaymentStatus::Succeeded {
         return Ok(false);
     }
     // Closed as FAILED or ABANDONED: the buyer was told nothing was charged.
-    let late = status != Some(PaymentStatus::Created);
-    sqlx::query(
+    let late = status != PaymentStatus::Created;
+    sqlx::query!(
         "UPDATE payments SET status = 'SUCCEEDED', gateway_payment_id = $2, updated_at = now(),
                 settled = CASE WHEN $3 THEN 'REFUNDED' END
           WHERE id = $1",
+        payment_id,
+        gateway_id,
+        late
     )
-    .bind(payment_id)
-    .bind(gateway_id)
-    .bind(late)
     .execute(&mut **tx)
     .await?;
     crate::outbox::record(
@@ -58,13 +76,40 @@ pub async fn record_success(
         }
         return Ok(true);
     }
-    let refund_id = Uuid::now_v7();
-    sqlx::query(
-        "INSERT INTO refunds (id, payment_id, reason, amount_minor) VALUES ($1, $2, 'late_charge', $3)",
+    let refund_id = refund_late_charge(
+        tx,
+        payment_id,
+        show_id,
+        &user_id,
+        idem_key.as_deref(),
+        amount,
+        &currency,
     )
-    .bind(refund_id)
-    .bind(payment_id)
-    .bind(amount)
+    .await?;
+    tracing::warn!(%payment_id, %refund_id, "late charge on a closed payment; refunding");
+    metrics::counter!("payments_late_charge_total").increment(1);
+    Ok(true)
+}
+
+/// A charge on a closed payment is refunded in full at once: the refund
+/// row, the buyer told (`booking.failed`), and the key's stored "not
+/// charged" answer replaced (a retry learns the charge and its refund).
+async fn refund_late_charge(
+    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    payment_id: Uuid,
+    show_id: Uuid,
+    user_id: &str,
+    idem_key: Option<&str>,
+    amount: i64,
+    currency: &str,
+) -> Result<Uuid, sqlx::Error> {
+    let refund_id = Uuid::now_v7();
+    sqlx::query!(
+        "INSERT INTO refunds (id, payment_id, reason, amount_minor) VALUES ($1, $2, 'late_charge', $3)",
+        refund_id,
+        payment_id,
+        amount
+    )
     .execute(&mut **tx)
     .await?;
     crate::outbox::record(
@@ -79,9 +124,7 @@ pub async fn record_success(
         }),
     )
     .await?;
-    // The key's stored answer said "not charged" (402): that is no longer
-    // true. A retry now learns the charge and its refund.
-    if let Some(key) = &idem_key {
+    if let Some(key) = idem_key {
         let resp = idempotency::error_response(
             409,
             "payment_refunded",
@@ -91,11 +134,9 @@ pub async fn record_success(
                 "amount_minor": amount, "currency": currency,
             })),
         );
-        idempotency::store::replace_answer(tx, &user_id, key, &resp).await?;
+        idempotency::store::replace_answer(tx, user_id, key, &resp).await?;
     }
-    tracing::warn!(%payment_id, %refund_id, "late charge on a closed payment; refunding");
-    metrics::counter!("payments_late_charge_total").increment(1);
-    Ok(true)
+    Ok(refund_id)
 }
 
 /// Records a charge the gateway refused and finishes its key with 402.
@@ -127,6 +168,13 @@ impl Unpaid {
     }
 }
 
+/// Whom a payment closed unpaid concerns.
+struct ClosedPayment {
+    show_id: Uuid,
+    user_id: String,
+    idem_key: Option<String>,
+}
+
 /// Marks an in-flight payment FAILED or ABANDONED (never charged) and
 /// finishes its key. Returns the stored response, None if the payment
 /// was not in flight any more.
@@ -137,19 +185,25 @@ pub async fn finish_unpaid(
     gateway_id: Option<&str>,
     code: &str,
 ) -> Result<Option<StoredResponse>, sqlx::Error> {
-    let row: Option<(Uuid, String, Option<String>)> = sqlx::query_as(
+    let row = sqlx::query_as!(
+        ClosedPayment,
         "UPDATE payments SET status = $2, gateway_payment_id = COALESCE($3, gateway_payment_id),
                 failure_code = $4, updated_at = now()
           WHERE id = $1 AND status = 'CREATED'
         RETURNING show_id, user_id, idem_key",
+        payment_id,
+        how.status() as PaymentStatus,
+        gateway_id,
+        code
     )
-    .bind(payment_id)
-    .bind(how.status().as_db_str())
-    .bind(gateway_id)
-    .bind(code)
     .fetch_optional(&mut **tx)
     .await?;
-    let Some((show_id, user_id, idem_key)) = row else {
+    let Some(ClosedPayment {
+        show_id,
+        user_id,
+        idem_key,
+    }) = row
+    else {
         return Ok(None);
     };
     let details = serde_json::json!({ "payment_id": payment_id, "reason": code });

@@ -26,123 +26,181 @@ pub enum Settlement {
     Nothing,
 }
 
-type PaymentRow = (
-    String,         // status
-    Option<String>, // settled
-    Uuid,           // hold_id
-    Uuid,           // show_id
-    String,         // user_id
-    Option<String>, // idem_key
-    i64,            // amount_minor
-    String,         // currency
-);
+/// A payment row as settling reads it.
+struct PaymentRow {
+    status: PaymentStatus,
+    settled: Option<String>,
+    hold_id: Uuid,
+    show_id: Uuid,
+    user_id: String,
+    idem_key: Option<String>,
+    amount_minor: i64,
+    currency: String,
+}
+
+/// The hold a payment pays for, as settling reads it.
+struct HoldRow {
+    state: String,
+    expires_at: chrono::DateTime<Utc>,
+    seat_count: i32,
+}
 
 /// Confirms or refunds a succeeded payment, exactly once.
 pub async fn settle(state: &AppState, payment_id: Uuid) -> anyhow::Result<Settlement> {
     let mut tx = state.db.begin().await?;
-    let row: Option<PaymentRow> = sqlx::query_as(
-        "SELECT status, settled, hold_id, show_id, user_id, idem_key, amount_minor, currency
-           FROM payments WHERE id = $1 FOR UPDATE",
+    let payment = sqlx::query_as!(
+        PaymentRow,
+        r#"SELECT status AS "status: PaymentStatus", settled, hold_id, show_id, user_id, idem_key,
+                  amount_minor, currency
+             FROM payments WHERE id = $1 FOR UPDATE"#,
+        payment_id
     )
-    .bind(payment_id)
     .fetch_optional(&mut *tx)
     .await?;
-    let Some((status, settled, hold_id, show_id, user_id, idem_key, amount, currency)) = row else {
+    let Some(payment) = payment else {
         return Ok(Settlement::Nothing); // not ours (a stray webhook reference)
     };
-    let succeeded = PaymentStatus::from_db_str(&status) == Some(PaymentStatus::Succeeded);
-    if !succeeded || settled.is_some() {
+    if payment.status != PaymentStatus::Succeeded || payment.settled.is_some() {
         return Ok(Settlement::Nothing);
     }
     // Lock order everywhere: seat rows, then the hold (as holds do).
-    let owned = holds::lock_owned_seats(&mut tx, show_id, hold_id).await?;
-    let hold: (String, chrono::DateTime<Utc>, i32) =
-        sqlx::query_as("SELECT state, expires_at, seat_count FROM holds WHERE id = $1 FOR UPDATE")
-            .bind(hold_id)
-            .fetch_one(&mut *tx)
-            .await?;
+    let owned = holds::lock_owned_seats(&mut tx, payment.show_id, payment.hold_id).await?;
+    let hold = sqlx::query_as!(
+        HoldRow,
+        "SELECT state, expires_at, seat_count FROM holds WHERE id = $1 FOR UPDATE",
+        payment.hold_id
+    )
+    .fetch_one(&mut *tx)
+    .await?;
     let now = Utc::now();
     let protect = !state.settings.unsafe_disable_seat_protection;
-    let why_not = refusal(&hold.0, hold.1, owned.len(), hold.2 as usize, now, protect);
+    let why_not = refusal(
+        &hold.state,
+        hold.expires_at,
+        owned.len(),
+        hold.seat_count as usize,
+        now,
+        protect,
+    );
+    match why_not {
+        None => book(state, tx, payment_id, &payment, &owned, now, protect).await,
+        Some(why_not) => compensate(state, tx, payment_id, &payment, &why_not).await,
+    }
+}
 
-    let Some(why_not) = why_not else {
-        let booking_id = Uuid::now_v7();
-        let (seq,): (i64,) = sqlx::query_as("SELECT nextval('booking_number_seq')")
-            .fetch_one(&mut *tx)
-            .await?;
-        let number = BookingNumber::new(now.date_naive(), &state.settings.shard_code, seq as u64)?;
-        bookings::insert_confirmed(
-            &mut tx,
-            &bookings::NewBooking {
-                id: booking_id,
-                number: number.clone(),
-                show_id,
-                hold_id,
-                payment_id,
-                user_id: user_id.clone(),
-                amount_minor: amount,
-                currency: currency.clone(),
-            },
-            protect,
-        )
+/// The hold is good: books it, in `tx` (which holds the payment's, the
+/// hold's and the `owned` seats' locks), and commits.
+async fn book(
+    state: &AppState,
+    mut tx: sqlx::Transaction<'_, sqlx::Postgres>,
+    payment_id: Uuid,
+    payment: &PaymentRow,
+    owned: &[i32],
+    now: chrono::DateTime<Utc>,
+    protect: bool,
+) -> anyhow::Result<Settlement> {
+    let PaymentRow {
+        hold_id,
+        show_id,
+        ref user_id,
+        ref idem_key,
+        amount_minor: amount,
+        ref currency,
+        ..
+    } = *payment;
+    let booking_id = Uuid::now_v7();
+    let seq = sqlx::query_scalar!(r#"SELECT nextval('booking_number_seq') AS "seq!""#)
+        .fetch_one(&mut *tx)
         .await?;
-        crate::holds::flash_sale::spend(&mut tx, hold_id, booking_id).await?;
-        sqlx::query("UPDATE payments SET settled = 'BOOKED', updated_at = now() WHERE id = $1")
-            .bind(payment_id)
-            .execute(&mut *tx)
-            .await?;
-        let view = bookings::load_view(&mut tx, booking_id)
-            .await?
-            .ok_or_else(|| anyhow::anyhow!("booking {booking_id} vanished"))?;
-        outbox::record(
-            &mut tx,
+    let number = BookingNumber::new(now.date_naive(), &state.settings.shard_code, seq as u64)?;
+    bookings::insert_confirmed(
+        &mut tx,
+        &bookings::NewBooking {
+            id: booking_id,
+            number: number.clone(),
             show_id,
-            booking_id,
-            "booking.confirmed",
-            serde_json::json!({
-                "user_id": user_id,
-                "booking_id": booking_id,
-                "number": number,
-                "payment_id": payment_id,
-                "show_id": show_id,
-                "seats": view.seats.iter().map(|s| &s.label).collect::<Vec<_>>(),
-                "amount_minor": amount,
-                "currency": currency,
-            }),
-        )
-        .await?;
-        if let Some(key) = &idem_key {
-            let body = serde_json::to_vec(&view)?;
-            idempotency::store::finish(
-                &mut tx,
-                &user_id,
-                key,
-                &StoredResponse { status: 201, body },
-            )
-            .await?;
-        }
-        tx.commit().await?;
-        state.outbox_kick.notify_one();
-        metrics::counter!("bookings_confirmed_total").increment(1);
-        let labels: Vec<String> = view.seats.iter().map(|s| s.label.clone()).collect();
-        mark_booked_in_redis(state, ShowId(show_id), &labels, booking_id, &owned).await;
-        return Ok(Settlement::Booked(booking_id));
-    };
-
-    // Compensation: the money goes back in full.
-    let refund_id = Uuid::now_v7();
-    sqlx::query(
-        "INSERT INTO refunds (id, payment_id, reason, amount_minor) VALUES ($1, $2, 'confirmation_failed', $3)",
+            hold_id,
+            payment_id,
+            user_id: user_id.clone(),
+            amount_minor: amount,
+            currency: currency.clone(),
+        },
+        protect,
     )
-    .bind(refund_id)
-    .bind(payment_id)
-    .bind(amount)
+    .await?;
+    crate::holds::flash_sale::spend(&mut tx, hold_id, booking_id).await?;
+    sqlx::query!(
+        "UPDATE payments SET settled = 'BOOKED', updated_at = now() WHERE id = $1",
+        payment_id
+    )
     .execute(&mut *tx)
     .await?;
-    sqlx::query("UPDATE payments SET settled = 'REFUNDED', updated_at = now() WHERE id = $1")
-        .bind(payment_id)
-        .execute(&mut *tx)
-        .await?;
+    let view = bookings::load_view(&mut tx, booking_id)
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("booking {booking_id} vanished"))?;
+    outbox::record(
+        &mut tx,
+        show_id,
+        booking_id,
+        "booking.confirmed",
+        serde_json::json!({
+            "user_id": user_id,
+            "booking_id": booking_id,
+            "number": number,
+            "payment_id": payment_id,
+            "show_id": show_id,
+            "seats": view.seats.iter().map(|s| &s.label).collect::<Vec<_>>(),
+            "amount_minor": amount,
+            "currency": currency,
+        }),
+    )
+    .await?;
+    if let Some(key) = idem_key {
+        let body = serde_json::to_vec(&view)?;
+        idempotency::store::finish(&mut tx, user_id, key, &StoredResponse { status: 201, body })
+            .await?;
+    }
+    tx.commit().await?;
+    state.outbox_kick.notify_one();
+    metrics::counter!("bookings_confirmed_total").increment(1);
+    let labels: Vec<String> = view.seats.iter().map(|s| s.label.clone()).collect();
+    mark_booked_in_redis(state, ShowId(show_id), &labels, booking_id, owned).await;
+    Ok(Settlement::Booked(booking_id))
+}
+
+/// Compensation: the hold cannot be honoured (`why_not`), so the money
+/// goes back in full. Schedules the refund in `tx` and commits.
+async fn compensate(
+    state: &AppState,
+    mut tx: sqlx::Transaction<'_, sqlx::Postgres>,
+    payment_id: Uuid,
+    payment: &PaymentRow,
+    why_not: &str,
+) -> anyhow::Result<Settlement> {
+    let PaymentRow {
+        hold_id,
+        show_id,
+        ref user_id,
+        ref idem_key,
+        amount_minor: amount,
+        ref currency,
+        ..
+    } = *payment;
+    let refund_id = Uuid::now_v7();
+    sqlx::query!(
+        "INSERT INTO refunds (id, payment_id, reason, amount_minor) VALUES ($1, $2, 'confirmation_failed', $3)",
+        refund_id,
+        payment_id,
+        amount
+    )
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query!(
+        "UPDATE payments SET settled = 'REFUNDED', updated_at = now() WHERE id = $1",
+        payment_id
+    )
+    .execute(&mut *tx)
+    .await?;
     let details = serde_json::json!({
         "payment_id": payment_id,
         "refund_id": refund_id,
@@ -154,14 +212,14 @@ pub async fn settle(state: &AppState, payment_id: Uuid) -> anyhow::Result<Settle
     payload["hold_id"] = serde_json::json!(hold_id);
     payload["reason"] = serde_json::json!(why_not);
     outbox::record(&mut tx, show_id, payment_id, "booking.failed", payload).await?;
-    if let Some(key) = &idem_key {
+    if let Some(key) = idem_key {
         let resp = idempotency::error_response(
             409,
             "confirmation_failed",
             &format!("payment received but {why_not}; the full amount is being refunded"),
             Some(details),
         );
-        idempotency::store::finish(&mut tx, &user_id, key, &resp).await?;
+        idempotency::store::finish(&mut tx, user_id, key, &resp).await?;
     }
     tx.commit().await?;
     state.outbox_kick.notify_one();

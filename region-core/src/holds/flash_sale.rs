@@ -46,26 +46,30 @@ impl Guard {
         wanted: usize,
     ) -> Result<Self, ApiError> {
         let mut tx = db.begin().await?;
-        sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1::text || ':' || $2, 0))")
-            .bind(show_id)
-            .bind(user_id)
-            .execute(&mut *tx)
-            .await?;
-        let (limit, already, spent): (i32, i64, bool) = sqlx::query_as(
-            "SELECT sh.max_seats_per_user,
-                    (SELECT COALESCE(sum(h.seat_count), 0) FROM holds h
-                      WHERE h.show_id = sh.id AND h.user_id = $2
-                        AND h.state = 'ACTIVE' AND h.expires_at > now())::bigint
-                  + (SELECT count(*) FROM booking_seats bs JOIN bookings b ON b.id = bs.booking_id
-                      WHERE b.show_id = sh.id AND b.user_id = $2 AND bs.active)::bigint,
-                    EXISTS (SELECT 1 FROM spent_passes WHERE pass_id = $3)
-               FROM shows sh WHERE sh.id = $1",
+        // The show id is bound as a uuid and cast to text by the statement.
+        sqlx::query!(
+            "SELECT pg_advisory_xact_lock(hashtextextended($1::text || ':' || $2, 0))",
+            show_id as _,
+            user_id
         )
-        .bind(show_id)
-        .bind(user_id)
-        .bind(pass_id)
+        .execute(&mut *tx)
+        .await?;
+        let counted = sqlx::query!(
+            r#"SELECT sh.max_seats_per_user,
+                      (SELECT COALESCE(sum(h.seat_count), 0) FROM holds h
+                        WHERE h.show_id = sh.id AND h.user_id = $2
+                          AND h.state = 'ACTIVE' AND h.expires_at > now())::bigint
+                    + (SELECT count(*) FROM booking_seats bs JOIN bookings b ON b.id = bs.booking_id
+                        WHERE b.show_id = sh.id AND b.user_id = $2 AND bs.active)::bigint AS "already!",
+                      EXISTS (SELECT 1 FROM spent_passes WHERE pass_id = $3) AS "spent!"
+                 FROM shows sh WHERE sh.id = $1"#,
+            show_id,
+            user_id,
+            pass_id
+        )
         .fetch_one(&mut *tx)
         .await?;
+        let (limit, already, spent) = (counted.max_seats_per_user, counted.already, counted.spent);
         if spent {
             metrics::counter!("admission_refused_total", "reason" => "pass_used").increment(1);
             return Err(pass_used());
@@ -91,10 +95,12 @@ impl Guard {
 
 /// Whether `pass_id` was spent by a booking.
 pub async fn is_spent(db: &PgPool, pass_id: &str) -> Result<bool, sqlx::Error> {
-    sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM spent_passes WHERE pass_id = $1)")
-        .bind(pass_id)
-        .fetch_one(db)
-        .await
+    sqlx::query_scalar!(
+        r#"SELECT EXISTS (SELECT 1 FROM spent_passes WHERE pass_id = $1) AS "spent!""#,
+        pass_id
+    )
+    .fetch_one(db)
+    .await
 }
 
 /// Spends the pass of `hold_id` (if it was taken with one) on `booking_id`,
@@ -104,14 +110,14 @@ pub async fn spend(
     hold_id: Uuid,
     booking_id: Uuid,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query(
+    sqlx::query!(
         "INSERT INTO spent_passes (pass_id, show_id, user_id, booking_id)
          SELECT admission_pass_id, show_id, user_id, $2 FROM holds
           WHERE id = $1 AND admission_pass_id IS NOT NULL
          ON CONFLICT (pass_id) DO NOTHING",
+        hold_id,
+        booking_id
     )
-    .bind(hold_id)
-    .bind(booking_id)
     .execute(&mut **tx)
     .await?;
     Ok(())

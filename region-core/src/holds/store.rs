@@ -29,6 +29,39 @@ pub struct NewHold {
     pub admission_pass_id: Option<String>,
 }
 
+/// A seat's status (the `show_seats.status` column). The seat map and the
+/// decision speak [`SeatState`]; this is how the column is read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, sqlx::Type)]
+#[sqlx(type_name = "text", rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum SeatStatus {
+    /// Free to hold.
+    Available,
+    /// In a hold (which may have ended, if the sweeper is behind).
+    Held,
+    /// Sold.
+    Booked,
+}
+
+impl From<SeatStatus> for SeatState {
+    fn from(s: SeatStatus) -> Self {
+        match s {
+            SeatStatus::Available => SeatState::Available,
+            SeatStatus::Held => SeatState::Held,
+            SeatStatus::Booked => SeatState::Booked,
+        }
+    }
+}
+
+/// A `show_seats` row as [`lock_rows`] reads it.
+struct LockedSeat {
+    show_id: Uuid,
+    seat_id: Uuid,
+    status: SeatStatus,
+    hold_id: Option<Uuid>,
+    hold_expires_at: Option<DateTime<Utc>>,
+    version: i64,
+}
+
 /// Locks (or, for the negative control, merely reads) the rows of `keys`.
 /// `nowait`: fail at once with 55P03 instead of waiting for a lock.
 pub async fn lock_rows(
@@ -39,33 +72,40 @@ pub async fn lock_rows(
 ) -> Result<HashMap<SeatKey, SeatRow>, sqlx::Error> {
     let shows: Vec<Uuid> = keys.iter().map(|k| k.0).collect();
     let seats: Vec<Uuid> = keys.iter().map(|k| k.1).collect();
-    let lock = match (protect, nowait) {
-        (false, _) => "",
-        (true, false) => "FOR UPDATE",
-        (true, true) => "FOR UPDATE NOWAIT",
+    // One statement with three locking clauses: the macro checks whole
+    // statements, so each clause is appended as a literal.
+    macro_rules! select_seats {
+        ($lock:literal) => {
+            sqlx::query_as!(
+                LockedSeat,
+                r#"SELECT ss.show_id, ss.seat_id, ss.status AS "status: SeatStatus", ss.hold_id,
+                          ss.hold_expires_at, ss.version
+                     FROM show_seats ss
+                    WHERE (ss.show_id, ss.seat_id) IN (SELECT * FROM unnest($1::uuid[], $2::uuid[]))
+                    ORDER BY ss.show_id, ss.seat_id
+                    "# + $lock,
+                &shows,
+                &seats
+            )
+            .fetch_all(&mut *conn)
+            .await?
+        };
+    }
+    let rows = match (protect, nowait) {
+        (false, _) => select_seats!(""),
+        (true, false) => select_seats!("FOR UPDATE"),
+        (true, true) => select_seats!("FOR UPDATE NOWAIT"),
     };
-    type Row = (Uuid, Uuid, String, Option<Uuid>, Option<DateTime<Utc>>, i64);
-    let rows: Vec<Row> = sqlx::query_as(&format!(
-        "SELECT ss.show_id, ss.seat_id, ss.status, ss.hold_id, ss.hold_expires_at, ss.version
-           FROM show_seats ss
-          WHERE (ss.show_id, ss.seat_id) IN (SELECT * FROM unnest($1::uuid[], $2::uuid[]))
-          ORDER BY ss.show_id, ss.seat_id
-          {lock}"
-    ))
-    .bind(&shows)
-    .bind(&seats)
-    .fetch_all(&mut *conn)
-    .await?;
     Ok(rows
         .into_iter()
-        .map(|(show, seat, status, hold_id, exp, version)| {
+        .map(|r| {
             let row = SeatRow {
-                status: SeatState::from_db_str(&status).unwrap_or(SeatState::Booked),
-                hold_id,
-                hold_expires_at: exp,
-                version,
+                status: r.status.into(),
+                hold_id: r.hold_id,
+                hold_expires_at: r.hold_expires_at,
+                version: r.version,
             };
-            ((show, seat), row)
+            ((r.show_id, r.seat_id), row)
         })
         .collect())
 }
@@ -102,34 +142,24 @@ pub async fn apply_accepted(
     if holds.is_empty() {
         return Ok(());
     }
-    // Expired holders lose the seats we take over. This must precede the
-    // new hold_seats rows: the partial unique index allows one live row
-    // per seat.
-    let (old_holds, old_seats): (Vec<Uuid>, Vec<Uuid>) = decisions
-        .iter()
-        .flat_map(|d| match d {
-            Decision::Accept { takeovers } => takeovers.clone(),
-            Decision::Reject { .. } => vec![],
-        })
-        .unzip();
-    if !old_holds.is_empty() {
-        sqlx::query(
-            "UPDATE hold_seats SET live = false
-              WHERE live AND (hold_id, seat_id) IN (SELECT * FROM unnest($1::uuid[], $2::uuid[]))",
-        )
-        .bind(&old_holds)
-        .bind(&old_seats)
-        .execute(&mut **tx)
-        .await?;
-        sqlx::query(
-            "UPDATE holds SET state = 'EXPIRED', updated_at = now()
-              WHERE id = ANY($1) AND state = 'ACTIVE'",
-        )
-        .bind(&old_holds)
-        .execute(&mut **tx)
-        .await?;
+    expire_takeovers(tx, decisions).await?;
+    let expected: u64 = holds.iter().map(|h| h.seat_ids.len() as u64).sum();
+    let updated = insert_and_take(tx, holds, rows, protect).await? as u64;
+    if updated != expected {
+        return Err(ApplyError::VersionMismatch { expected, updated });
     }
+    Ok(())
+}
 
+/// The one statement of [`apply_accepted`]: inserts the holds, moves their
+/// seat rows to HELD (with the version check when `protect`) and links
+/// them. Returns how many seat rows it moved.
+async fn insert_and_take(
+    tx: &mut Transaction<'_, Postgres>,
+    holds: &[&NewHold],
+    rows: &HashMap<SeatKey, SeatRow>,
+    protect: bool,
+) -> Result<i64, sqlx::Error> {
     let ids: Vec<Uuid> = holds.iter().map(|h| h.hold_id).collect();
     let shows: Vec<Uuid> = holds.iter().map(|h| h.show_id).collect();
     let users: Vec<&str> = holds.iter().map(|h| h.user_id.as_str()).collect();
@@ -157,48 +187,83 @@ pub async fn apply_accepted(
     // rows locked it always matches; if it ever does not, the caller rolls
     // the whole transaction back. Foreign keys are checked at the end of
     // the statement, so the seat rows may name holds inserted beside them.
-    let version_check = if protect {
-        "AND ss.version = u.version"
-    } else {
-        ""
-    };
-    let updated: i64 = sqlx::query_scalar(&format!(
-        "WITH new_holds AS (
-             INSERT INTO holds (id, show_id, user_id, seat_count, expires_at, admission_pass_id)
-             SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::int[], $5::timestamptz[], $11::text[])
-         ), taken AS (
-             UPDATE show_seats ss
-                SET status = 'HELD', hold_id = u.hold_id, hold_expires_at = u.exp, version = ss.version + 1
-               FROM unnest($6::uuid[], $7::uuid[], $8::uuid[], $9::timestamptz[], $10::bigint[])
-                    AS u(show_id, seat_id, hold_id, exp, version)
-              WHERE ss.show_id = u.show_id AND ss.seat_id = u.seat_id {version_check}
-          RETURNING ss.hold_id, ss.show_id, ss.seat_id
-         ), linked AS (
-             INSERT INTO hold_seats (hold_id, show_id, seat_id)
-             SELECT hold_id, show_id, seat_id FROM taken
-         )
-         SELECT count(*) FROM taken"
-    ))
-    .bind(&ids)
-    .bind(&shows)
-    .bind(&users)
-    .bind(&counts)
-    .bind(&exps)
-    .bind(&s_show)
-    .bind(&s_seat)
-    .bind(&s_hold)
-    .bind(&s_exp)
-    .bind(&s_ver)
-    .bind(&passes)
-    .fetch_one(&mut **tx)
-    .await?;
-    let expected = s_seat.len() as u64;
-    if updated as u64 != expected {
-        return Err(ApplyError::VersionMismatch {
-            expected,
-            updated: updated as u64,
-        });
+    // The macro checks whole statements: the check is spliced in as a
+    // literal, once with and once without.
+    macro_rules! take_seats {
+        ($version_check:literal) => {
+            sqlx::query_scalar!(
+                r#"WITH new_holds AS (
+                     INSERT INTO holds (id, show_id, user_id, seat_count, expires_at, admission_pass_id)
+                     SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::int[], $5::timestamptz[], $11::text[])
+                 ), taken AS (
+                     UPDATE show_seats ss
+                        SET status = 'HELD', hold_id = u.hold_id, hold_expires_at = u.exp, version = ss.version + 1
+                       FROM unnest($6::uuid[], $7::uuid[], $8::uuid[], $9::timestamptz[], $10::bigint[])
+                            AS u(show_id, seat_id, hold_id, exp, version)
+                      WHERE ss.show_id = u.show_id AND ss.seat_id = u.seat_id "#
+                    + $version_check
+                    + r#"
+                  RETURNING ss.hold_id, ss.show_id, ss.seat_id
+                 ), linked AS (
+                     INSERT INTO hold_seats (hold_id, show_id, seat_id)
+                     SELECT hold_id, show_id, seat_id FROM taken
+                 )
+                 SELECT count(*) AS "count!" FROM taken"#,
+                &ids,
+                &shows,
+                &users as &[&str],
+                &counts,
+                &exps,
+                &s_show,
+                &s_seat,
+                &s_hold,
+                &s_exp,
+                &s_ver,
+                &passes as &[Option<&str>]
+            )
+            .fetch_one(&mut **tx)
+            .await?
+        };
     }
+    Ok(if protect {
+        take_seats!("AND ss.version = u.version")
+    } else {
+        take_seats!("")
+    })
+}
+
+/// Expired holders lose the seats a batch takes over. This must precede
+/// the new hold_seats rows: the partial unique index allows one live row
+/// per seat.
+async fn expire_takeovers(
+    tx: &mut Transaction<'_, Postgres>,
+    decisions: &[&Decision],
+) -> Result<(), sqlx::Error> {
+    let (old_holds, old_seats): (Vec<Uuid>, Vec<Uuid>) = decisions
+        .iter()
+        .flat_map(|d| match d {
+            Decision::Accept { takeovers } => takeovers.clone(),
+            Decision::Reject { .. } => vec![],
+        })
+        .unzip();
+    if old_holds.is_empty() {
+        return Ok(());
+    }
+    sqlx::query!(
+        "UPDATE hold_seats SET live = false
+          WHERE live AND (hold_id, seat_id) IN (SELECT * FROM unnest($1::uuid[], $2::uuid[]))",
+        &old_holds,
+        &old_seats
+    )
+    .execute(&mut **tx)
+    .await?;
+    sqlx::query!(
+        "UPDATE holds SET state = 'EXPIRED', updated_at = now()
+          WHERE id = ANY($1) AND state = 'ACTIVE'",
+        &old_holds
+    )
+    .execute(&mut **tx)
+    .await?;
     Ok(())
 }
 
@@ -223,34 +288,34 @@ pub struct StoredHold {
 
 /// Loads a hold and its seats.
 pub async fn fetch(conn: &mut PgConnection, id: Uuid) -> Result<Option<StoredHold>, sqlx::Error> {
-    let head: Option<(Uuid, String, String, DateTime<Utc>, bool)> = sqlx::query_as(
+    let head = sqlx::query!(
         "SELECT show_id, user_id, state, expires_at, extended FROM holds WHERE id = $1",
+        id
     )
-    .bind(id)
     .fetch_optional(&mut *conn)
     .await?;
-    let Some((show_id, user_id, state, expires_at, extended)) = head else {
+    let Some(head) = head else {
         return Ok(None);
     };
-    let seats: Vec<(String, i32)> = sqlx::query_as(
+    let seats = sqlx::query!(
         "SELECT s.label, ss.ordinal
            FROM hold_seats hs
            JOIN seats s ON s.id = hs.seat_id
            JOIN show_seats ss ON ss.show_id = hs.show_id AND ss.seat_id = hs.seat_id
           WHERE hs.hold_id = $1
           ORDER BY ss.ordinal",
+        id
     )
-    .bind(id)
     .fetch_all(&mut *conn)
     .await?;
     Ok(Some(StoredHold {
         id,
-        show_id,
-        user_id,
-        state,
-        expires_at,
-        extended,
-        seats,
+        show_id: head.show_id,
+        user_id: head.user_id,
+        state: head.state,
+        expires_at: head.expires_at,
+        extended: head.extended,
+        seats: seats.into_iter().map(|s| (s.label, s.ordinal)).collect(),
     }))
 }
 
@@ -261,17 +326,16 @@ pub async fn lock_owned_seats(
     show: Uuid,
     hold: Uuid,
 ) -> Result<Vec<i32>, sqlx::Error> {
-    let rows: Vec<(i32,)> = sqlx::query_as(
+    sqlx::query_scalar!(
         "SELECT ordinal FROM show_seats
           WHERE show_id = $1 AND hold_id = $2 AND status = 'HELD'
           ORDER BY show_id, seat_id
           FOR UPDATE",
+        show,
+        hold
     )
-    .bind(show)
-    .bind(hold)
     .fetch_all(&mut *conn)
-    .await?;
-    Ok(rows.into_iter().map(|r| r.0).collect())
+    .await
 }
 
 /// Releases an active, unexpired hold: seats back to AVAILABLE. Returns
@@ -284,12 +348,12 @@ pub async fn release(
     now: DateTime<Utc>,
 ) -> Result<Option<Vec<i32>>, sqlx::Error> {
     let owned = lock_owned_seats(tx, show, hold).await?;
-    let done = sqlx::query(
+    let done = sqlx::query!(
         "UPDATE holds SET state = 'RELEASED', updated_at = now()
           WHERE id = $1 AND state = 'ACTIVE' AND expires_at > $2",
+        hold,
+        now
     )
-    .bind(hold)
-    .bind(now)
     .execute(&mut **tx)
     .await?
     .rows_affected();
@@ -306,19 +370,21 @@ async fn free_seats_of(
     show: Uuid,
     hold: Uuid,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query(
+    sqlx::query!(
         "UPDATE show_seats
             SET status = 'AVAILABLE', hold_id = NULL, hold_expires_at = NULL, version = version + 1
           WHERE show_id = $1 AND hold_id = $2 AND status = 'HELD'",
+        show,
+        hold
     )
-    .bind(show)
-    .bind(hold)
     .execute(&mut **tx)
     .await?;
-    sqlx::query("UPDATE hold_seats SET live = false WHERE hold_id = $1 AND live")
-        .bind(hold)
-        .execute(&mut **tx)
-        .await?;
+    sqlx::query!(
+        "UPDATE hold_seats SET live = false WHERE hold_id = $1 AND live",
+        hold
+    )
+    .execute(&mut **tx)
+    .await?;
     Ok(())
 }
 
@@ -332,27 +398,27 @@ pub async fn extend(
     new_expiry: DateTime<Utc>,
 ) -> Result<bool, sqlx::Error> {
     let owned = lock_owned_seats(tx, show, hold).await?;
-    let done = sqlx::query(
+    let done = sqlx::query!(
         "UPDATE holds SET expires_at = $3, extended = true, updated_at = now()
           WHERE id = $1 AND state = 'ACTIVE' AND expires_at > $2 AND NOT extended AND seat_count = $4",
+        hold,
+        now,
+        new_expiry,
+        owned.len() as i32
     )
-    .bind(hold)
-    .bind(now)
-    .bind(new_expiry)
-    .bind(owned.len() as i32)
     .execute(&mut **tx)
     .await?
     .rows_affected();
     if done == 0 {
         return Ok(false);
     }
-    sqlx::query(
+    sqlx::query!(
         "UPDATE show_seats SET hold_expires_at = $3, version = version + 1
           WHERE show_id = $1 AND hold_id = $2 AND status = 'HELD'",
+        show,
+        hold,
+        new_expiry
     )
-    .bind(show)
-    .bind(hold)
-    .bind(new_expiry)
     .execute(&mut **tx)
     .await?;
     Ok(true)
@@ -375,8 +441,8 @@ pub async fn sweep_expired(
     now: DateTime<Utc>,
     limit: i64,
 ) -> Result<Vec<FreedSeat>, sqlx::Error> {
-    let freed: Vec<(Uuid, Uuid, i32, Uuid)> = sqlx::query_as(
-        "WITH expired AS (
+    let freed = sqlx::query!(
+        r#"WITH expired AS (
              SELECT show_id, seat_id, hold_id FROM show_seats
               WHERE status = 'HELD' AND hold_expires_at <= $1
               ORDER BY show_id, seat_id
@@ -386,56 +452,91 @@ pub async fn sweep_expired(
             SET status = 'AVAILABLE', hold_id = NULL, hold_expires_at = NULL, version = ss.version + 1
            FROM expired e
           WHERE ss.show_id = e.show_id AND ss.seat_id = e.seat_id
-         RETURNING ss.show_id, ss.seat_id, ss.ordinal, e.hold_id",
+         RETURNING ss.show_id, ss.seat_id, ss.ordinal, e.hold_id AS "hold_id!""#,
+        now,
+        limit
     )
-    .bind(now)
-    .bind(limit)
     .fetch_all(&mut **tx)
     .await?;
     if freed.is_empty() {
         return Ok(vec![]);
     }
-    let holds: Vec<Uuid> = freed.iter().map(|f| f.3).collect();
-    let seats: Vec<Uuid> = freed.iter().map(|f| f.1).collect();
-    sqlx::query(
+    let holds: Vec<Uuid> = freed.iter().map(|f| f.hold_id).collect();
+    let seats: Vec<Uuid> = freed.iter().map(|f| f.seat_id).collect();
+    sqlx::query!(
         "UPDATE hold_seats SET live = false
           WHERE live AND (hold_id, seat_id) IN (SELECT * FROM unnest($1::uuid[], $2::uuid[]))",
+        &holds,
+        &seats
     )
-    .bind(&holds)
-    .bind(&seats)
     .execute(&mut **tx)
     .await?;
-    sqlx::query(
+    sqlx::query!(
         "UPDATE holds SET state = 'EXPIRED', updated_at = now()
           WHERE id = ANY($1) AND state = 'ACTIVE' AND expires_at <= $2",
+        &holds,
+        now
     )
-    .bind(&holds)
-    .bind(now)
     .execute(&mut **tx)
     .await?;
     Ok(freed
         .into_iter()
-        .map(|(show_id, _, ordinal, _)| FreedSeat { show_id, ordinal })
+        .map(|f| FreedSeat {
+            show_id: f.show_id,
+            ordinal: f.ordinal,
+        })
         .collect())
 }
 
-/// Holds whose seats must be in Redis: (show, label, hold, expires_at) of
-/// every live held seat, optionally only holds created since `since`.
+/// A live held seat, as Redis must know it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeldSeat {
+    /// Show id.
+    pub show_id: Uuid,
+    /// Seat label.
+    pub label: String,
+    /// The hold that has it.
+    pub hold_id: Uuid,
+    /// When that hold ends.
+    pub hold_expires_at: DateTime<Utc>,
+}
+
+/// Holds whose seats must be in Redis: every live held seat, optionally
+/// only of holds created (or changed) since `since`.
 pub async fn live_held_seats(
     conn: &mut PgConnection,
     now: DateTime<Utc>,
     since: Option<DateTime<Utc>>,
-) -> Result<Vec<(Uuid, String, Uuid, DateTime<Utc>)>, sqlx::Error> {
-    sqlx::query_as(
-        "SELECT ss.show_id, s.label, ss.hold_id, ss.hold_expires_at
-           FROM show_seats ss
-           JOIN seats s ON s.id = ss.seat_id
-           JOIN holds h ON h.id = ss.hold_id
-          WHERE ss.status = 'HELD' AND ss.hold_expires_at > $1
-            AND ($2::timestamptz IS NULL OR h.created_at >= $2 OR h.updated_at >= $2)",
+) -> Result<Vec<HeldSeat>, sqlx::Error> {
+    // A HELD row always names its hold and its end (the table's CHECK).
+    sqlx::query_as!(
+        HeldSeat,
+        r#"SELECT ss.show_id, s.label, ss.hold_id AS "hold_id!", ss.hold_expires_at AS "hold_expires_at!"
+             FROM show_seats ss
+             JOIN seats s ON s.id = ss.seat_id
+             JOIN holds h ON h.id = ss.hold_id
+            WHERE ss.status = 'HELD' AND ss.hold_expires_at > $1
+              AND ($2::timestamptz IS NULL OR h.created_at >= $2 OR h.updated_at >= $2)"#,
+        now,
+        since
     )
-    .bind(now)
-    .bind(since)
     .fetch_all(&mut *conn)
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seat_statuses_are_spelled_as_the_column_allows_and_map_to_states() {
+        let all = [SeatStatus::Available, SeatStatus::Held, SeatStatus::Booked];
+        let spelled: Vec<String> = all.map(crate::db::spelling).into();
+        assert_eq!(spelled, ["AVAILABLE", "HELD", "BOOKED"]);
+        let states: Vec<SeatState> = all.map(SeatState::from).into();
+        assert_eq!(
+            states,
+            [SeatState::Available, SeatState::Held, SeatState::Booked]
+        );
+    }
 }

@@ -17,8 +17,10 @@ use sha2::{Digest, Sha256};
 /// Longest key accepted (Stripe's limit).
 pub const MAX_KEY_LEN: usize = 255;
 
-/// How far a keyed request has got.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// How far a keyed request has got (the `idempotency_keys.recovery_point`
+/// column; the query macros read and bind it as this type).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, sqlx::Type)]
+#[sqlx(type_name = "text", rename_all = "snake_case")]
 pub enum RecoveryPoint {
     /// Key recorded, nothing else yet.
     Started,
@@ -28,28 +30,6 @@ pub enum RecoveryPoint {
     PaymentSucceeded,
     /// Done: the response is stored.
     Finished,
-}
-
-impl RecoveryPoint {
-    /// The database spelling.
-    pub fn as_db_str(self) -> &'static str {
-        match self {
-            Self::Started => "started",
-            Self::PaymentCreated => "payment_created",
-            Self::PaymentSucceeded => "payment_succeeded",
-            Self::Finished => "finished",
-        }
-    }
-
-    fn from_db_str(s: &str) -> Option<Self> {
-        Some(match s {
-            "started" => Self::Started,
-            "payment_created" => Self::PaymentCreated,
-            "payment_succeeded" => Self::PaymentSucceeded,
-            "finished" => Self::Finished,
-            _ => return None,
-        })
-    }
 }
 
 /// A stored response.
@@ -148,6 +128,27 @@ pub fn into_response(r: StoredResponse, replayed: bool) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn recovery_points_are_spelled_as_the_column_allows() {
+        use RecoveryPoint as R;
+        let points = [
+            R::Started,
+            R::PaymentCreated,
+            R::PaymentSucceeded,
+            R::Finished,
+        ];
+        let spelled: Vec<String> = points.map(crate::db::spelling).into();
+        assert_eq!(
+            spelled,
+            [
+                "started",
+                "payment_created",
+                "payment_succeeded",
+                "finished"
+            ]
+        );
+    }
 
     #[test]
     fn the_hash_covers_path_and_body() {

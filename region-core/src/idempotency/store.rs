@@ -7,6 +7,15 @@ use chrono::{DateTime, Utc};
 use sqlx::{PgConnection, Postgres, Transaction};
 use std::time::Duration;
 
+/// A key's row as [`begin`] reads it.
+struct KeyRow {
+    request_hash: String,
+    recovery_point: RecoveryPoint,
+    locked_at: Option<DateTime<Utc>>,
+    response_status: Option<i32>,
+    response_body: Option<Vec<u8>>,
+}
+
 pub async fn begin(
     tx: &mut Transaction<'_, Postgres>,
     user: &str,
@@ -15,22 +24,24 @@ pub async fn begin(
     lock_timeout: Duration,
     now: DateTime<Utc>,
 ) -> Result<KeyState, ApiError> {
-    type Row = (
-        String,
-        String,
-        Option<DateTime<Utc>>,
-        Option<i32>,
-        Option<Vec<u8>>,
-    );
-    let row: Option<Row> = sqlx::query_as(
-        "SELECT request_hash, recovery_point, locked_at, response_status, response_body
-           FROM idempotency_keys WHERE user_id = $1 AND key = $2 FOR UPDATE",
+    let row = sqlx::query_as!(
+        KeyRow,
+        r#"SELECT request_hash, recovery_point AS "recovery_point: RecoveryPoint", locked_at,
+                  response_status, response_body
+             FROM idempotency_keys WHERE user_id = $1 AND key = $2 FOR UPDATE"#,
+        user,
+        key
     )
-    .bind(user)
-    .bind(key)
     .fetch_optional(&mut **tx)
     .await?;
-    let Some((stored_hash, point, locked_at, status, body)) = row else {
+    let Some(KeyRow {
+        request_hash: stored_hash,
+        recovery_point: point,
+        locked_at,
+        response_status: status,
+        response_body: body,
+    }) = row
+    else {
         return Ok(KeyState::New);
     };
     if stored_hash != hash {
@@ -39,8 +50,6 @@ pub async fn begin(
             "this Idempotency-Key was used with different parameters; use a new key for a new request",
         ));
     }
-    let point = RecoveryPoint::from_db_str(&point)
-        .ok_or_else(|| anyhow::anyhow!("unknown recovery point {point:?}"))?;
     if point == RecoveryPoint::Finished {
         let (Some(status), Some(body)) = (status, body) else {
             return Err(anyhow::anyhow!("finished key without a response").into());
@@ -59,12 +68,14 @@ pub async fn begin(
             details: None,
         });
     }
-    sqlx::query("UPDATE idempotency_keys SET locked_at = $3, updated_at = now() WHERE user_id = $1 AND key = $2")
-        .bind(user)
-        .bind(key)
-        .bind(now)
-        .execute(&mut **tx)
-        .await?;
+    sqlx::query!(
+        "UPDATE idempotency_keys SET locked_at = $3, updated_at = now() WHERE user_id = $1 AND key = $2",
+        user,
+        key,
+        now
+    )
+    .execute(&mut **tx)
+    .await?;
     Ok(KeyState::Resume(point))
 }
 
@@ -78,15 +89,15 @@ pub async fn claim(
     hash: &str,
     now: DateTime<Utc>,
 ) -> Result<bool, sqlx::Error> {
-    let inserted = sqlx::query(
+    let inserted = sqlx::query!(
         "INSERT INTO idempotency_keys (user_id, key, request_hash, recovery_point, locked_at)
          VALUES ($1, $2, $3, 'started', $4)
          ON CONFLICT (user_id, key) DO NOTHING",
+        user,
+        key,
+        hash,
+        now
     )
-    .bind(user)
-    .bind(key)
-    .bind(hash)
-    .bind(now)
     .execute(&mut **tx)
     .await?
     .rows_affected();
@@ -102,15 +113,15 @@ pub async fn insert(
     point: RecoveryPoint,
     now: DateTime<Utc>,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query(
+    sqlx::query!(
         "INSERT INTO idempotency_keys (user_id, key, request_hash, recovery_point, locked_at)
          VALUES ($1, $2, $3, $4, $5)",
+        user,
+        key,
+        hash,
+        point as RecoveryPoint,
+        now
     )
-    .bind(user)
-    .bind(key)
-    .bind(hash)
-    .bind(point.as_db_str())
-    .bind(now)
     .execute(&mut **tx)
     .await?;
     Ok(())
@@ -136,13 +147,13 @@ pub async fn advance(
     key: &str,
     point: RecoveryPoint,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query(
+    sqlx::query!(
         "UPDATE idempotency_keys SET recovery_point = $3, updated_at = now()
           WHERE user_id = $1 AND key = $2 AND recovery_point <> 'finished'",
+        user,
+        key,
+        point as RecoveryPoint
     )
-    .bind(user)
-    .bind(key)
-    .bind(point.as_db_str())
     .execute(conn)
     .await?;
     Ok(())
@@ -168,17 +179,17 @@ async fn store_answer(
     response: &StoredResponse,
     replace: bool,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query(
+    sqlx::query!(
         "UPDATE idempotency_keys
             SET recovery_point = 'finished', response_status = $3, response_body = $4,
                 locked_at = NULL, updated_at = now()
           WHERE user_id = $1 AND key = $2 AND ($5 OR recovery_point <> 'finished')",
+        user,
+        key,
+        i32::from(response.status),
+        &response.body,
+        replace
     )
-    .bind(user)
-    .bind(key)
-    .bind(response.status as i32)
-    .bind(&response.body)
-    .bind(replace)
     .execute(conn)
     .await?;
     Ok(())
@@ -198,12 +209,12 @@ pub async fn replace_answer(
 /// Releases the lock of a request that stops without finishing (an
 /// unknown gateway outcome): the next retry resumes at once.
 pub async fn unlock(conn: &mut PgConnection, user: &str, key: &str) -> Result<(), sqlx::Error> {
-    sqlx::query(
+    sqlx::query!(
         "UPDATE idempotency_keys SET locked_at = NULL, updated_at = now()
           WHERE user_id = $1 AND key = $2",
+        user,
+        key
     )
-    .bind(user)
-    .bind(key)
     .execute(conn)
     .await?;
     Ok(())
@@ -215,15 +226,15 @@ pub async fn response_of(
     user: &str,
     key: &str,
 ) -> Result<Option<StoredResponse>, sqlx::Error> {
-    let row: Option<(Option<i32>, Option<Vec<u8>>)> = sqlx::query_as(
+    let row = sqlx::query!(
         "SELECT response_status, response_body FROM idempotency_keys
           WHERE user_id = $1 AND key = $2 AND recovery_point = 'finished'",
+        user,
+        key
     )
-    .bind(user)
-    .bind(key)
     .fetch_optional(conn)
     .await?;
-    Ok(match row {
+    Ok(match row.map(|r| (r.response_status, r.response_body)) {
         Some((Some(status), Some(body))) => Some(StoredResponse {
             status: status as u16,
             body,

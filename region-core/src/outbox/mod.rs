@@ -62,19 +62,19 @@ pub async fn record(
     payload: Value,
 ) -> Result<Uuid, sqlx::Error> {
     let event_id = Uuid::now_v7();
-    sqlx::query(
+    sqlx::query!(
         "INSERT INTO outbox (event_id, city_code, aggregate_id, event_type, payload)
          SELECT $1, v.city_code, $3, $4, $5
            FROM shows sh
            JOIN screens sc ON sc.id = sh.screen_id
            JOIN venues v ON v.id = sc.venue_id
           WHERE sh.id = $2",
+        event_id,
+        show_id,
+        aggregate_id,
+        event_type,
+        payload
     )
-    .bind(event_id)
-    .bind(show_id)
-    .bind(aggregate_id)
-    .bind(event_type)
-    .bind(payload)
     .execute(&mut **tx)
     .await?;
     Ok(event_id)
@@ -85,44 +85,34 @@ pub async fn record(
 /// lock).
 pub async fn relay_once(db: &PgPool, sink: &dyn EventSink) -> anyhow::Result<usize> {
     let mut tx = db.begin().await?;
-    let (locked,): (bool,) = sqlx::query_as("SELECT pg_try_advisory_xact_lock($1)")
-        .bind(RELAY_LOCK)
-        .fetch_one(&mut *tx)
-        .await?;
+    let locked = sqlx::query_scalar!(
+        r#"SELECT pg_try_advisory_xact_lock($1) AS "locked!""#,
+        RELAY_LOCK
+    )
+    .fetch_one(&mut *tx)
+    .await?;
     if !locked {
         return Ok(0);
     }
-    type Row = (i64, Uuid, String, Uuid, String, Value, DateTime<Utc>);
-    let rows: Vec<Row> = sqlx::query_as(
-        "SELECT seq, event_id, city_code, aggregate_id, event_type, payload, created_at
-           FROM outbox WHERE published_at IS NULL ORDER BY seq LIMIT $1",
+    let events = sqlx::query_as!(
+        OutboxEvent,
+        r#"SELECT seq, event_id, city_code AS city, aggregate_id, event_type, payload, created_at
+             FROM outbox WHERE published_at IS NULL ORDER BY seq LIMIT $1"#,
+        BATCH
     )
-    .bind(BATCH)
     .fetch_all(&mut *tx)
     .await?;
-    if rows.is_empty() {
+    if events.is_empty() {
         return Ok(0);
     }
-    let events: Vec<OutboxEvent> = rows
-        .into_iter()
-        .map(
-            |(seq, event_id, city, aggregate_id, event_type, payload, created_at)| OutboxEvent {
-                seq,
-                event_id,
-                city,
-                aggregate_id,
-                event_type,
-                payload,
-                created_at,
-            },
-        )
-        .collect();
     sink.publish(&events).await?;
     let seqs: Vec<i64> = events.iter().map(|e| e.seq).collect();
-    sqlx::query("UPDATE outbox SET published_at = now() WHERE seq = ANY($1)")
-        .bind(&seqs)
-        .execute(&mut *tx)
-        .await?;
+    sqlx::query!(
+        "UPDATE outbox SET published_at = now() WHERE seq = ANY($1)",
+        &seqs
+    )
+    .execute(&mut *tx)
+    .await?;
     tx.commit().await?;
     metrics::counter!("outbox_published_total").increment(events.len() as u64);
     Ok(events.len())
@@ -190,15 +180,16 @@ async fn drain(db: &PgPool, sink: &dyn EventSink) -> anyhow::Result<()> {
 
 /// Exports the relay's lag: how many events wait and how old the oldest is.
 async fn report_lag(db: &PgPool) {
-    let lag: Result<(i64, f64), _> = sqlx::query_as(
-        "SELECT count(*), COALESCE(EXTRACT(EPOCH FROM now() - min(created_at)), 0)::float8
-           FROM outbox WHERE published_at IS NULL",
+    let lag = sqlx::query!(
+        r#"SELECT count(*) AS "waiting!",
+                  COALESCE(EXTRACT(EPOCH FROM now() - min(created_at)), 0)::float8 AS "oldest_s!"
+             FROM outbox WHERE published_at IS NULL"#
     )
     .fetch_one(db)
     .await;
-    if let Ok((waiting, oldest_s)) = lag {
-        metrics::gauge!("outbox_unpublished_events").set(waiting as f64);
-        metrics::gauge!("outbox_relay_lag_seconds").set(oldest_s);
+    if let Ok(lag) = lag {
+        metrics::gauge!("outbox_unpublished_events").set(lag.waiting as f64);
+        metrics::gauge!("outbox_relay_lag_seconds").set(lag.oldest_s);
     }
 }
 
