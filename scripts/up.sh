@@ -16,7 +16,7 @@
 #   7. the edge Worker in workerd (node functions/dev/serve.mjs) on
 #      127.0.0.1:8787, routing the demo cities to that region core, with
 #      the region core's JWT secret and admission-pass key;
-#   8. the demo: `loadgen demo` seeds two cities through the edge, runs a
+#   8. the demo (tools/demo): `demo` seeds two cities through the edge, runs a
 #      flash sale through its waiting room (join before opening, admitted
 #      in order with passes, buy), shows the queue cannot be bypassed, then
 #      walks one buyer through a purchase, a replay, a cancellation and its
@@ -77,9 +77,9 @@ step() { printf '\n==> %s\n' "$*"; }
 step "Services (PostgreSQL, Redis)"
 bash scripts/services.sh
 
-step "Build (release): region-core, sandbox-gateway, upstash-gateway, loadgen"
+step "Build (release): region-core, sandbox-gateway, upstash-gateway, demo"
 ensure_rust
-cargo build --release -p region-core -p sandbox-gateway -p upstash-gateway -p loadgen
+cargo build --release -p region-core -p sandbox-gateway -p upstash-gateway -p demo
 
 step "Build: the edge Worker (Rust -> WASM)"
 command -v node >/dev/null 2>&1 ||
@@ -153,8 +153,8 @@ edge_pid="$(start_service "$EDGE_PID_FILE" "$EDGE_LOG_FILE" env \
 wait_ready "edge" "$EDGE_URL/healthz" "$edge_pid" "$EDGE_PID_FILE" "$EDGE_LOG_FILE" "$READY_TIMEOUT_S"
 echo "ready: $(curl -fsS --max-time 2 "$EDGE_URL/healthz" || true) (KEY_PREFIX $EDGE_KEY_PREFIX, state through $UPSTASH_URL)"
 
-step "Demo through the edge: two cities, a flash sale through the waiting room, one purchase (loadgen demo)"
-if ! target/release/loadgen demo --edge "$EDGE_URL" --target "$BASE_URL" --gateway-url "$REGION_GATEWAY_URL"; then
+step "Demo through the edge: two cities, a flash sale through the waiting room, one purchase (tools/demo)"
+if ! target/release/demo --edge "$EDGE_URL" --target "$BASE_URL" --gateway-url "$REGION_GATEWAY_URL"; then
     die "the demo failed (output above). Still running: the edge at $EDGE_URL (log: $EDGE_LOG_FILE), the region core at $BASE_URL (log: $LOG_FILE), the Upstash gateway at $UPSTASH_URL (log: $UP_LOG_FILE), the payment gateway at $GATEWAY_URL (log: $GW_LOG_FILE); scripts/down.sh stops them."
 fi
 

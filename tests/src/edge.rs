@@ -16,14 +16,12 @@
 //! stack (after [`EdgeStack::stop`], or when a test panics) deletes the
 //! keys under it.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::path::PathBuf;
-use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use anyhow::{bail, Context};
+use anyhow::Context;
 use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderName, StatusCode};
@@ -31,8 +29,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Router;
 use region_core::auth::Role;
 use serde_json::{json, Value};
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, ChildStdin, Command};
+use testkit::workerd::{EdgeLaunch, EdgeWorker};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use upstash_gateway::{GatewayConfig, RunningGateway};
@@ -46,43 +43,6 @@ pub const ADMISSION_KEY: &str = "e2e-edge-admission-key-0123456789";
 
 /// The token of the stack's Upstash gateway.
 const GATEWAY_TOKEN: &str = "e2e-upstash-gateway-token";
-
-/// The Worker vars and secrets `serve.mjs` knows. Each one the test does
-/// not set is passed empty (the Worker's default), so nothing leaks in
-/// from the environment the tests happen to run in.
-const WORKER_VARS: [&str; 17] = [
-    "REGIONS",
-    "RATE_LIMITS",
-    "DENY_LIST",
-    "CACHE_TTLS",
-    "REGION_TIMEOUT_MS",
-    "BREAKER_FAILURES",
-    "BREAKER_OPEN_MS",
-    "MAX_BODY_BYTES",
-    "UPSTASH_TIMEOUT_MS",
-    "KEY_PREFIX",
-    "UPSTASH_REDIS_REST_URL",
-    "UPSTASH_REDIS_REST_TOKEN",
-    "ADMISSION_KEY",
-    "ADMISSION_KEYS_PREVIOUS",
-    "JWT_SECRET",
-    "TRUST_CF_CONNECTING_IP",
-    "TRUSTED_PROXIES",
-];
-
-/// How long `serve.mjs` may take to print its ready line on a loaded
-/// two-core machine (it usually needs under a second).
-const EDGE_START_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// Lines of the edge's stderr kept for failure reports.
-const LOG_TAIL: usize = 300;
-
-fn workspace_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(".."))
-}
 
 // ------------------------------------------------------------- clients
 
@@ -336,165 +296,6 @@ impl CountingProxy {
 
 // ----------------------------------------------------------- the Worker
 
-/// `node functions/dev/serve.mjs` and the tail of its stderr.
-struct EdgeProcess {
-    child: Child,
-    stdin: Option<ChildStdin>,
-    url: String,
-    log: Arc<Mutex<VecDeque<String>>>,
-}
-
-impl EdgeProcess {
-    async fn spawn(vars: &BTreeMap<String, String>) -> anyhow::Result<Self> {
-        let root = workspace_root();
-        let build = root.join("functions/build/index.js");
-        if !build.exists() {
-            bail!(
-                "{} does not exist: the edge end-to-end tests run the BUILT Worker. \
-                 Build it first with `scripts/build-edge.sh` (from {}), then rerun.",
-                build.display(),
-                root.display()
-            );
-        }
-        warn_if_stale(&root);
-        let mut cmd = Command::new(std::env::var("EDGE_NODE").unwrap_or_else(|_| "node".into()));
-        cmd.current_dir(&root).arg("functions/dev/serve.mjs").args([
-            "--port",
-            "0",
-            "--host",
-            "127.0.0.1",
-            "--log-level",
-            "warn",
-        ]);
-        for name in WORKER_VARS {
-            let value = vars.get(name).map(String::as_str).unwrap_or("");
-            cmd.arg("--var").arg(format!("{name}={value}"));
-        }
-        for (name, value) in vars {
-            if !WORKER_VARS.contains(&name.as_str()) {
-                cmd.arg("--var").arg(format!("{name}={value}"));
-            }
-        }
-        // A piped stdin: when the harness dies, the pipe closes and
-        // serve.mjs stops workerd (see docs/edge.md).
-        cmd.stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true);
-        let mut child = cmd
-            .spawn()
-            .context("starting `node functions/dev/serve.mjs` (is Node 20 on PATH?)")?;
-        let log = Arc::new(Mutex::new(VecDeque::with_capacity(LOG_TAIL)));
-        if let Some(stderr) = child.stderr.take() {
-            let log = log.clone();
-            tokio::spawn(async move {
-                let mut lines = BufReader::new(stderr).lines();
-                while let Ok(Some(line)) = lines.next_line().await {
-                    let mut l = log.lock().unwrap_or_else(|e| e.into_inner());
-                    if l.len() == LOG_TAIL {
-                        l.pop_front();
-                    }
-                    l.push_back(line);
-                }
-            });
-        }
-        let stdout = child.stdout.take().context("serve.mjs stdout")?;
-        let mut lines = BufReader::new(stdout).lines();
-        let ready = tokio::time::timeout(EDGE_START_TIMEOUT, async {
-            while let Some(line) = lines.next_line().await? {
-                if let Some(url) = line.strip_prefix("EDGE_URL=") {
-                    return Ok::<_, std::io::Error>(Some(url.trim().to_owned()));
-                }
-            }
-            Ok(None)
-        })
-        .await;
-        let stdin = child.stdin.take();
-        let mut edge = Self {
-            child,
-            stdin,
-            url: String::new(),
-            log,
-        };
-        match ready {
-            Ok(Ok(Some(url))) => {
-                edge.url = url;
-                Ok(edge)
-            }
-            Ok(Ok(None)) | Ok(Err(_)) => {
-                let status = edge.child.wait().await.ok();
-                // The stderr reader may still be draining.
-                tokio::task::yield_now().await;
-                bail!(
-                    "serve.mjs exited ({status:?}) before printing EDGE_URL=…; its stderr:\n{}",
-                    edge.log_tail()
-                )
-            }
-            Err(_) => bail!(
-                "serve.mjs printed no EDGE_URL= line within {EDGE_START_TIMEOUT:?}; its stderr:\n{}",
-                edge.log_tail()
-            ),
-        }
-    }
-
-    fn log_tail(&self) -> String {
-        let l = self.log.lock().unwrap_or_else(|e| e.into_inner());
-        l.iter().cloned().collect::<Vec<_>>().join("\n")
-    }
-
-    /// Closes stdin (serve.mjs then disposes of workerd and exits); kills
-    /// it if it has not exited after 10 s.
-    async fn stop(mut self) {
-        drop(self.stdin.take());
-        if tokio::time::timeout(Duration::from_secs(10), self.child.wait())
-            .await
-            .is_err()
-        {
-            let _ = self.child.kill().await;
-        }
-    }
-}
-
-impl Drop for EdgeProcess {
-    fn drop(&mut self) {
-        // The child is killed by `kill_on_drop` (serve.mjs's watchdog then
-        // ends workerd). A failing test gets the Worker's log.
-        if std::thread::panicking() {
-            eprintln!(
-                "---- edge (serve.mjs / workerd) stderr, last lines ----\n{}",
-                self.log_tail()
-            );
-        }
-    }
-}
-
-/// Says so (in the test output) when a Worker source file is newer than
-/// the build: the tests would exercise old code.
-fn warn_if_stale(root: &std::path::Path) {
-    let modified = |p: &std::path::Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
-    let Some(built) = modified(&root.join("functions/build/index_bg.wasm")) else {
-        return;
-    };
-    let mut stack = vec![root.join("functions/src")];
-    while let Some(dir) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&dir) else {
-            continue;
-        };
-        for e in entries.flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                stack.push(p);
-            } else if modified(&p).is_some_and(|m| m > built) {
-                eprintln!(
-                    "warning: {} is newer than functions/build: rerun scripts/build-edge.sh",
-                    p.display()
-                );
-                return;
-            }
-        }
-    }
-}
-
 // ------------------------------------------------------------ the stack
 
 /// What to start.
@@ -569,7 +370,7 @@ pub struct EdgeStack {
     /// One per city.
     pub regions: Vec<Region>,
     gateway: Option<RunningGateway>,
-    edge: Option<EdgeProcess>,
+    edge: Option<EdgeWorker>,
 }
 
 /// Now, unix ms (the Worker's clock is the same machine clock).
@@ -625,7 +426,7 @@ impl EdgeStack {
         ] {
             vars.entry(name.into()).or_insert(value);
         }
-        let edge = EdgeProcess::spawn(&vars).await?;
+        let edge = EdgeWorker::start(&EdgeLaunch::new(vars)).await?;
         let http = reqwest::Client::builder()
             .no_proxy()
             .pool_max_idle_per_host(512)
@@ -633,7 +434,7 @@ impl EdgeStack {
             .timeout(Duration::from_secs(30))
             .build()?;
         Ok(Self {
-            url: edge.url.clone(),
+            url: edge.url().to_owned(),
             http,
             key_prefix,
             regions,
@@ -654,7 +455,7 @@ impl EdgeStack {
     pub fn edge_log(&self) -> String {
         self.edge
             .as_ref()
-            .map(EdgeProcess::log_tail)
+            .map(|e| testkit::process::log_tail(e.log_file()))
             .unwrap_or_default()
     }
 

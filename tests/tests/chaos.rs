@@ -16,22 +16,25 @@
 //! (docs/BENCHMARKS.md).
 
 use e2e::redis_server::RedisServer;
-use e2e::sandbox_process::{binary, SandboxProcess};
+use e2e::sandbox_process::SandboxProcess;
 use e2e::{fresh_database, row_name, token, user, GATEWAY_KEY, SECRET};
 use rand::seq::SliceRandom;
 use region_core::auth::Role;
 use serde_json::{json, Value};
 use std::collections::{HashMap, HashSet};
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use testkit::process::{free_port, ServiceProcess, ServiceSpec};
 
 const BUYERS: usize = 16;
 // Enough seats that the show is still selling when the last fault hits.
 const ROWS: usize = 40;
 const PER_ROW: usize = 50;
 const HOLD_TTL_S: u64 = 20;
+/// How long the region core may take to answer /readyz (it migrates its
+/// database first; a restart after SIGKILL recovers in-flight work).
+const REGION_READY: Duration = Duration::from_secs(20);
 
 // ------------------------------------------------------------ evidence
 
@@ -181,73 +184,6 @@ fn corrupted(e: &Evidence, check: &str) -> Evidence {
 }
 
 // ------------------------------------------------------------ processes
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("port")
-        .local_addr()
-        .expect("addr")
-        .port()
-}
-
-/// The region core binary on a fixed port, restartable.
-struct RegionProcess {
-    env: Vec<(String, String)>,
-    child: Option<Child>,
-    url: String,
-}
-
-impl RegionProcess {
-    fn start(env: Vec<(String, String)>, port: u16) -> Self {
-        let mut me = Self {
-            env,
-            child: None,
-            url: format!("http://127.0.0.1:{port}"),
-        };
-        me.spawn();
-        me
-    }
-
-    fn spawn(&mut self) {
-        let child = Command::new(binary("region-core").expect("region-core binary"))
-            .arg("serve")
-            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn region-core");
-        self.child = Some(child);
-    }
-
-    fn kill(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill(); // SIGKILL: nothing is finished for it
-            let _ = c.wait();
-        }
-    }
-
-    async fn ready(&self, http: &reqwest::Client) {
-        for _ in 0..400 {
-            if http
-                .get(format!("{}/readyz", self.url))
-                .send()
-                .await
-                .is_ok_and(|r| r.status().is_success())
-            {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        panic!("region-core did not become ready on {}", self.url);
-    }
-}
-
-impl Drop for RegionProcess {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
 
 // ------------------------------------------------------------ buyers
 
@@ -496,34 +432,40 @@ async fn the_shard_keeps_its_invariants_through_redis_region_and_gateway_faults(
     let http = reqwest::Client::new();
     let mut redis = RedisServer::start().expect("private redis");
     let database_url = fresh_database().await.expect("database");
-    let port = free_port();
+    let port = free_port().expect("port");
     let region_url = format!("http://127.0.0.1:{port}");
     let gw = SandboxProcess::start(None).await.expect("sandbox");
-    let env: Vec<(String, String)> = [
-        ("REGION_LISTEN", format!("127.0.0.1:{port}")),
-        ("REGION_DATABASE_URL", database_url.clone()),
-        ("REGION_REDIS_URL", redis.url()),
-        ("REGION_JWT_SECRET", SECRET.into()),
-        ("REGION_SHARD_CODE", "CHS".into()),
-        ("REGION_GATEWAY_URL", gw.url.clone()),
-        ("REGION_GATEWAY_API_KEY", GATEWAY_KEY.into()),
-        ("REGION_GATEWAY_TIMEOUT_MS", "1500".into()),
-        ("REGION_IDEMPOTENCY_LOCK_SECS", "2".into()),
-        ("REGION_HOLD_TTL_SECS", HOLD_TTL_S.to_string()),
-        ("REGION_RECONCILE_INTERVAL_SECS", "2".into()),
-        ("REGION_RECONCILE_GRACE_SECS", "3".into()),
-        ("REGION_REFUND_POLL_MS", "200".into()),
-        ("REGION_REDIS_TIMEOUT_MS", "500".into()),
-        (
-            "REGION_EVENTS_STREAM_PREFIX",
-            format!("chaos-{port}:events"),
-        ),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_owned(), v))
-    .collect();
-    let mut region = RegionProcess::start(env, port);
-    region.ready(&http).await;
+    let mut spec = ServiceSpec::workspace_binary("region-core", port, "/readyz")
+        .expect("region-core binary")
+        .arg("serve")
+        .env("RUST_LOG", "warn");
+    spec.env.extend(
+        [
+            ("REGION_LISTEN", format!("127.0.0.1:{port}")),
+            ("REGION_DATABASE_URL", database_url.clone()),
+            ("REGION_REDIS_URL", redis.url()),
+            ("REGION_JWT_SECRET", SECRET.into()),
+            ("REGION_SHARD_CODE", "CHS".into()),
+            ("REGION_GATEWAY_URL", gw.url.clone()),
+            ("REGION_GATEWAY_API_KEY", GATEWAY_KEY.into()),
+            ("REGION_GATEWAY_TIMEOUT_MS", "1500".into()),
+            ("REGION_IDEMPOTENCY_LOCK_SECS", "2".into()),
+            ("REGION_HOLD_TTL_SECS", HOLD_TTL_S.to_string()),
+            ("REGION_RECONCILE_INTERVAL_SECS", "2".into()),
+            ("REGION_RECONCILE_GRACE_SECS", "3".into()),
+            ("REGION_REFUND_POLL_MS", "200".into()),
+            ("REGION_REDIS_TIMEOUT_MS", "500".into()),
+            (
+                "REGION_EVENTS_STREAM_PREFIX",
+                format!("chaos-{port}:events"),
+            ),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v)),
+    );
+    let mut region = ServiceProcess::start(spec, REGION_READY)
+        .await
+        .expect("region core");
     let show = seed(&http, &region_url).await;
     let labels: Arc<Vec<String>> = Arc::new(
         (0..ROWS)
@@ -560,11 +502,13 @@ async fn the_shard_keeps_its_invariants_through_redis_region_and_gateway_faults(
     faults.push("redis restarted empty");
     tokio::time::sleep(Duration::from_secs(3)).await;
     killed.store(true, Ordering::SeqCst);
-    region.kill();
+    region.kill().await;
     faults.push("region core killed (SIGKILL)");
     tokio::time::sleep(Duration::from_secs(1)).await;
-    region.spawn();
-    region.ready(&http).await;
+    region
+        .restart(REGION_READY)
+        .await
+        .expect("region core restart");
     // Requests already on their way to the dead process may still fail.
     tokio::time::sleep(Duration::from_millis(500)).await;
     killed.store(false, Ordering::SeqCst);
@@ -633,6 +577,6 @@ async fn the_shard_keeps_its_invariants_through_redis_region_and_gateway_faults(
             "negative control: {name} must catch corrupted evidence"
         );
     }
-    region.kill();
+    region.kill().await;
     db.close().await;
 }

@@ -1,0 +1,456 @@
+//! Section 6 of the demo: one flash-sale winner buys the seats they hold,
+//! printed step by step, every request through the edge, and everything
+//! the buyer is promised is checked on the way: the booking, a replayed
+//! payment that charges nothing, the cancellation quote, the refund
+//! landing at the gateway, and the notifications the buyer was sent.
+
+use super::{money, Checks, WonHold};
+use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
+use loadgen::purchase::{self, Paid, Patience, CARD_OK};
+use reqwest::StatusCode;
+use shared::api::{Booking, CancellationQuote, Notification, NotificationList, RefundView, Show};
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+use testkit::api::Method;
+use testkit::gateway::Gateway;
+
+/// How often the refund and the notifications are looked for.
+const POLL: Duration = Duration::from_millis(250);
+
+/// What the walk-through achieved, for the RESULT line.
+pub(super) struct Purchase {
+    /// The booking number.
+    pub number: String,
+    /// Amount paid, formatted.
+    pub paid: String,
+    /// Amount refunded at the gateway, formatted.
+    pub refunded: String,
+    /// Notifications the buyer received about this purchase.
+    pub notifications: usize,
+}
+
+/// `dt` in `tz`, e.g. `Sun 30 Nov 2026 22:00 IST`.
+fn local(dt: DateTime<Utc>, tz: &str) -> String {
+    match tz.parse::<Tz>() {
+        Ok(tz) => dt
+            .with_timezone(&tz)
+            .format("%a %d %b %Y %H:%M %Z")
+            .to_string(),
+        Err(_) => dt.to_rfc3339(),
+    }
+}
+
+/// The purchase, step by step. Failed expectations are recorded in
+/// `checks`; an error means the walk-through could not go on. Each step
+/// is a function below, named for what the buyer does.
+pub(super) async fn buy_and_cancel(
+    gateway: &Gateway,
+    show: &Show,
+    buyer: &WonHold,
+    checks: &mut Checks,
+    wait: Duration,
+) -> anyhow::Result<Purchase> {
+    gateway.health().await?;
+    let (booking, first_body, key) = hold_and_pay(show, buyer).await?;
+    show_booking(buyer, &booking, checks);
+    replay(gateway, buyer, &booking, &first_body, &key, checks).await?;
+    let quote = quote(buyer, &booking).await?;
+    let refund = cancel(buyer, &booking, &quote, checks).await?;
+    let refunded_minor = match &refund {
+        Some(r) => refund_lands(gateway, buyer, &booking, r, wait, checks).await?,
+        None => {
+            println!("   7. refund   none due (the 0 % tier)");
+            0
+        }
+    };
+    let notifications = notifications(buyer, &booking, refund.is_some(), wait, checks).await?;
+    Ok(Purchase {
+        number: booking.number.to_string(),
+        paid: money(booking.amount_minor, &booking.currency),
+        refunded: money(refunded_minor, &booking.currency),
+        notifications,
+    })
+}
+
+/// Steps 1 and 2: the hold the buyer won, and the payment, as a careful
+/// client (same key after 503, new key after 402).
+async fn hold_and_pay(show: &Show, buyer: &WonHold) -> anyhow::Result<(Booking, Vec<u8>, String)> {
+    let api = &buyer.api;
+    let h = &buyer.hold;
+    println!(
+        "   buyer {} (a flash-sale winner) pays for the seats they hold",
+        buyer.user
+    );
+    println!(
+        "   1. hold     {} on {:?} ({}): hold {}, expires {}",
+        h.seats.join(", "),
+        show.movie_title,
+        local(show.starts_at, &show.time_zone),
+        h.hold_id,
+        h.expires_at.format("%H:%M:%S UTC")
+    );
+
+    let run = purchase::pay(api, &buyer.bearer, h.hold_id, "demo", Patience::default()).await;
+    println!(
+        "   2. pay      POST {} {{\"payment_method\":\"{CARD_OK}\"}}",
+        api.path(&format!("/v1/holds/{}/checkout", h.hold_id))
+    );
+    for a in &run.attempts {
+        let status = a
+            .status
+            .map_or_else(|| "no answer".to_owned(), |s| s.to_string());
+        let then = if a.waited > Duration::ZERO {
+            format!(
+                "; retrying with the same key in {:.1} s",
+                a.waited.as_secs_f64()
+            )
+        } else {
+            String::new()
+        };
+        println!(
+            "               Idempotency-Key {} -> {status} {} in {:.0} ms{then}",
+            a.key,
+            a.code,
+            a.latency.as_secs_f64() * 1000.0
+        );
+    }
+    match run.outcome {
+        Paid::Booked { booking, body, key } => Ok((*booking, body, key)),
+        other => anyhow::bail!("the purchase was not confirmed: {other:?}"),
+    }
+}
+
+/// Step 3: the booking, checked against the hold.
+fn show_booking(buyer: &WonHold, booking: &Booking, checks: &mut Checks) {
+    let h = &buyer.hold;
+    let seats_line = booking
+        .seats
+        .iter()
+        .map(|s| {
+            format!(
+                "{} ({}, {})",
+                s.label,
+                s.category,
+                money(s.price_minor, &booking.currency)
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(", ");
+    println!(
+        "   3. booking  {} {}: {}",
+        booking.number,
+        booking.status.as_db_str(),
+        seats_line
+    );
+    println!(
+        "               paid {} for {:?} at {}, {}",
+        money(booking.amount_minor, &booking.currency),
+        booking.title,
+        booking.venue_name,
+        local(booking.show_starts_at, &booking.time_zone)
+    );
+    println!(
+        "               (local show time {} in {})",
+        booking.show_starts_at_local, booking.time_zone
+    );
+    let mut booked: Vec<&str> = booking.seats.iter().map(|s| s.label.as_str()).collect();
+    let mut held: Vec<&str> = h.seats.iter().map(String::as_str).collect();
+    booked.sort_unstable();
+    held.sort_unstable();
+    let seat_sum: i64 = booking.seats.iter().map(|s| s.price_minor).sum();
+    checks.record(
+        "the booking is CONFIRMED for exactly the held seats, at their prices",
+        booking.status == shared::api::BookingStatus::Confirmed
+            && booked == held
+            && seat_sum == booking.amount_minor,
+        format!(
+            "status {:?}, seats {booked:?} vs held {held:?}, seat prices {seat_sum} vs amount {}",
+            booking.status, booking.amount_minor
+        ),
+    );
+}
+
+/// Step 4: the same request again gets the stored answer, not a second
+/// charge.
+async fn replay(
+    gateway: &Gateway,
+    buyer: &WonHold,
+    booking: &Booking,
+    first_body: &[u8],
+    key: &str,
+    checks: &mut Checks,
+) -> anyhow::Result<()> {
+    let (api, h) = (&buyer.api, &buyer.hold);
+    let replay = purchase::checkout_once(api, &buyer.bearer, h.hold_id, key).await?;
+    let same_booking = replay.json::<Booking>().is_ok_and(|b| b.id == booking.id);
+    println!(
+        "   4. replay   same request, same key -> {}, idempotent-replayed: {}, {}",
+        replay.status.as_u16(),
+        replay.replayed(),
+        if replay.body == first_body {
+            "byte-identical answer"
+        } else {
+            "a DIFFERENT answer"
+        }
+    );
+    let intents = gateway.intents_for(booking.payment_id).await?;
+    let charged: Vec<_> = intents.iter().filter(|i| i.succeeded()).collect();
+    println!(
+        "               gateway: {} charge(s) for payment {}: {}",
+        charged.len(),
+        booking.payment_id,
+        charged
+            .iter()
+            .map(|i| format!("{} {}", i.id, money(i.amount, &i.currency)))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    checks.record(
+        "a replayed payment returns the same booking and charges once",
+        replay.status == StatusCode::CREATED
+            && replay.replayed()
+            && replay.body == first_body
+            && same_booking
+            && charged.len() == 1
+            && charged[0].amount == booking.amount_minor,
+        format!(
+            "replay {} (replayed {}), {} charges at the gateway",
+            replay.status.as_u16(),
+            replay.replayed(),
+            charged.len()
+        ),
+    );
+
+    Ok(())
+}
+
+/// Step 5: what cancelling would refund now.
+async fn quote(buyer: &WonHold, booking: &Booking) -> anyhow::Result<CancellationQuote> {
+    let api = &buyer.api;
+    let quote: CancellationQuote = api
+        .get(
+            &format!("/v1/bookings/{}/cancellation-quote", booking.id),
+            Some(&buyer.bearer),
+        )
+        .await?;
+    let tier = quote.quote.tier.as_ref().map_or_else(
+        || "no tier applies".to_owned(),
+        |t| format!("tier: at least {} h before the show", t.min_hours_before),
+    );
+    let changes = quote.quote.changes_at.map_or_else(String::new, |c| {
+        format!("; drops after {}", local(c, &booking.time_zone))
+    });
+    println!(
+        "   5. quote    cancelling now refunds {} % = {} ({tier}{changes})",
+        quote.quote.percent,
+        money(quote.quote.refund_minor, &booking.currency)
+    );
+
+    Ok(quote)
+}
+
+/// Step 6: cancel; the refund is what was quoted.
+async fn cancel(
+    buyer: &WonHold,
+    booking: &Booking,
+    quote: &CancellationQuote,
+    checks: &mut Checks,
+) -> anyhow::Result<Option<RefundView>> {
+    let api = &buyer.api;
+    let cancel_key = purchase::new_key("demo-cancel");
+    let resp = api
+        .send(
+            Method::POST,
+            &format!("/v1/bookings/{}/cancel", booking.id),
+            Some(&buyer.bearer),
+            Some(&cancel_key),
+            None::<&()>,
+        )
+        .await?;
+    if resp.status != StatusCode::OK {
+        anyhow::bail!("cancelling answered {}", resp.failure());
+    }
+    let cancelled: Booking = resp.json()?;
+    let refund = cancelled.refund.clone();
+    println!(
+        "   6. cancel   POST {} -> 200 {}; refund {}",
+        api.path(&format!("/v1/bookings/{}/cancel", booking.id)),
+        cancelled.status.as_db_str(),
+        refund.as_ref().map_or_else(
+            || "none (0 %)".to_owned(),
+            |r| format!(
+                "{} {} {}",
+                r.id,
+                money(r.amount_minor, &booking.currency),
+                r.status
+            )
+        )
+    );
+    checks.record(
+        "the cancellation refunds what was quoted",
+        cancelled.status == shared::api::BookingStatus::Cancelled
+            && refund.as_ref().map_or(0, |r| r.amount_minor) == quote.quote.refund_minor,
+        format!(
+            "status {:?}, refund {:?}, quoted {}",
+            cancelled.status,
+            refund.as_ref().map(|r| r.amount_minor),
+            quote.quote.refund_minor
+        ),
+    );
+
+    Ok(refund)
+}
+
+/// Step 7: the refund lands at the gateway; returns the amount refunded
+/// there.
+async fn refund_lands(
+    gateway: &Gateway,
+    buyer: &WonHold,
+    booking: &Booking,
+    r: &RefundView,
+    wait: Duration,
+    checks: &mut Checks,
+) -> anyhow::Result<i64> {
+    let api = &buyer.api;
+    let started = Instant::now();
+    let until = started + wait;
+    let landed = loop {
+        let b: Booking = api
+            .get(&format!("/v1/bookings/{}", booking.id), Some(&buyer.bearer))
+            .await?;
+        if b.refund.is_some_and(|r| r.status == "SUCCEEDED") {
+            break true;
+        }
+        if Instant::now() >= until {
+            break false;
+        }
+        tokio::time::sleep(POLL).await;
+    };
+    // The ledger, not the intent list: only it shows refunds.
+    let reference = booking.payment_id.to_string();
+    let intent = gateway
+        .ledger()
+        .await?
+        .intents
+        .into_iter()
+        .find(|i| i.succeeded() && i.reference == reference);
+    let refunded_minor = intent.as_ref().map_or(0, |i| i.amount_refunded);
+    // The gateway's refund carries our refund id as its reference.
+    let ours = r.id.to_string();
+    let at_gateway = intent
+        .as_ref()
+        .and_then(|i| i.refunds.iter().find(|g| g.reference == ours));
+    println!(
+        "   7. refund   {} after {:.1} s; gateway: {} refunded {} of {} ({})",
+        if landed { "SUCCEEDED" } else { "NOT SUCCEEDED" },
+        started.elapsed().as_secs_f64(),
+        intent.as_ref().map_or("no charge", |i| i.id.as_str()),
+        money(refunded_minor, &booking.currency),
+        money(booking.amount_minor, &booking.currency),
+        at_gateway.map_or_else(
+            || "no gateway refund for it".to_owned(),
+            |g| format!("{} for refund {}", g.id, r.id)
+        )
+    );
+    checks.record(
+        "the refund succeeded and landed at the gateway in full",
+        landed
+            && refunded_minor == r.amount_minor
+            && at_gateway.is_some_and(|g| g.amount == r.amount_minor),
+        format!(
+            "status succeeded: {landed}, gateway refunded {refunded_minor} of {}",
+            r.amount_minor
+        ),
+    );
+    Ok(refunded_minor)
+}
+
+/// Step 8: what the buyer was told; returns how many notifications.
+async fn notifications(
+    buyer: &WonHold,
+    booking: &Booking,
+    refunded: bool,
+    wait: Duration,
+    checks: &mut Checks,
+) -> anyhow::Result<usize> {
+    let api = &buyer.api;
+    let mut expected: BTreeSet<&str> = [
+        "payment.succeeded",
+        "booking.confirmed",
+        "booking.cancelled",
+    ]
+    .into();
+    if refunded {
+        expected.insert("refund.succeeded");
+    }
+    let about_this = |n: &Notification| {
+        let id = |f: &str| n.body.get(f).and_then(|v| v.as_str()).map(str::to_owned);
+        id("payment_id") == Some(booking.payment_id.to_string())
+            || id("booking_id") == Some(booking.id.to_string())
+    };
+    let until = Instant::now() + wait;
+    let mut received = loop {
+        let list: NotificationList = api.get("/v1/me/notifications", Some(&buyer.bearer)).await?;
+        let ours: Vec<Notification> = list.notifications.into_iter().filter(about_this).collect();
+        let kinds: BTreeSet<&str> = ours.iter().map(|n| n.kind.as_str()).collect();
+        if expected.is_subset(&kinds) || Instant::now() >= until {
+            break ours;
+        }
+        tokio::time::sleep(POLL).await;
+    };
+    received.sort_by_key(|n| n.created_at);
+    println!("   8. notifications {} received:", buyer.user);
+    for n in &received {
+        println!(
+            "               {}  {:<18} {}",
+            n.created_at.format("%H:%M:%S%.3f UTC"),
+            n.kind,
+            describe(n, &booking.currency)
+        );
+    }
+    let kinds: BTreeSet<&str> = received.iter().map(|n| n.kind.as_str()).collect();
+    checks.record(
+        "the buyer was notified of payment, booking, cancellation and refund",
+        expected.is_subset(&kinds),
+        format!(
+            "missing: {:?}",
+            expected.difference(&kinds).collect::<Vec<_>>()
+        ),
+    );
+    Ok(received.len())
+}
+
+/// A notification's gist, e.g. `BMS…-DEV-12 · A5, A6 · ₹500`.
+fn describe(n: &Notification, currency: &str) -> String {
+    let b = &n.body;
+    let gateway_id = b
+        .get("gateway_payment_id")
+        .or_else(|| b.get("gateway_refund_id"))
+        .and_then(|v| v.as_str());
+    let amount = b
+        .get("amount_minor")
+        .or_else(|| b.get("refund_minor"))
+        .and_then(|v| v.as_i64());
+    let number = b.get("number").and_then(|v| v.as_str());
+    let seats = b.get("seats").and_then(|v| v.as_array()).map(|s| {
+        s.iter()
+            .filter_map(|x| x.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    });
+    let mut parts = Vec::new();
+    if let Some(n) = number {
+        parts.push(n.to_owned());
+    }
+    if let Some(s) = seats {
+        parts.push(s);
+    }
+    if let Some(a) = amount {
+        parts.push(money(a, currency));
+    }
+    if let Some(g) = gateway_id {
+        parts.push(format!("gateway {g}"));
+    }
+    parts.join(" · ")
+}

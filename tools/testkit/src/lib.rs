@@ -1,0 +1,18 @@
+//! The harness the end-to-end tests (`tests/`, crate `e2e`), the load
+//! generator (`tools/loadgen`) and the demo (`tools/demo`) share, so each
+//! piece of it exists once: throw-away databases ([`db`]), the workspace's
+//! binaries as processes ([`process`]), the edge Worker in workerd
+//! ([`workerd`]), the HTTP client of the region core's and the edge's API
+//! ([`api`]), the sandbox payment gateway's ledger and controls
+//! ([`gateway`]) and the money audit ([`money`]).
+//!
+//! Development only: nothing here is part of a deployment, and nothing
+//! here depends on the region core's crate (it is driven over HTTP, and
+//! its database read with SQL).
+
+pub mod api;
+pub mod db;
+pub mod gateway;
+pub mod money;
+pub mod process;
+pub mod workerd;
