@@ -193,6 +193,120 @@ fn secret(
     }
 }
 
+/// `BREAKER_FAILURES`, `BREAKER_OPEN_MS`; a probe times out a second after
+/// the region timeout.
+fn breaker_settings(
+    get: &impl Fn(&str) -> Option<String>,
+    region_timeout_ms: u64,
+) -> Result<BreakerSettings, ConfigError> {
+    let defaults = BreakerSettings::default();
+    Ok(BreakerSettings {
+        failures: number(
+            get,
+            "BREAKER_FAILURES",
+            defaults.failures,
+            |v| (1..=1000).contains(v),
+            "1–1000",
+        )?,
+        open_ms: number(
+            get,
+            "BREAKER_OPEN_MS",
+            defaults.open_ms,
+            |v| (100..=600_000).contains(v),
+            "100–600000 ms",
+        )?,
+        // A probe that has not come back within the region timeout
+        // has failed; let another through after that.
+        probe_timeout_ms: region_timeout_ms + 1_000,
+    })
+}
+
+/// `UPSTASH_REDIS_REST_URL`, `UPSTASH_REDIS_REST_TOKEN`,
+/// `UPSTASH_TIMEOUT_MS`, `KEY_PREFIX`.
+fn upstash_settings(get: &impl Fn(&str) -> Option<String>) -> Result<UpstashSettings, ConfigError> {
+    let url = secret(&get, "UPSTASH_REDIS_REST_URL", 8)?
+        .trim()
+        .trim_end_matches('/')
+        .to_owned();
+    if !(url.starts_with("http://") || url.starts_with("https://")) {
+        return Err(bad("UPSTASH_REDIS_REST_URL", "must be an http(s) URL"));
+    }
+    Ok(UpstashSettings {
+        url,
+        token: secret(&get, "UPSTASH_REDIS_REST_TOKEN", 1)?,
+        timeout_ms: number(
+            &get,
+            "UPSTASH_TIMEOUT_MS",
+            1_000u64,
+            |v| (50..=30_000).contains(v),
+            "50–30000 ms",
+        )?,
+        key_prefix: match get("KEY_PREFIX") {
+            None => String::new(),
+            Some(p) if p.len() <= 64 && p.bytes().all(|b| b.is_ascii_graphic()) => p,
+            Some(_) => {
+                return Err(bad(
+                    "KEY_PREFIX",
+                    "must be at most 64 printable ASCII characters without spaces",
+                ))
+            }
+        },
+    })
+}
+
+/// `ADMISSION_KEYS_PREVIOUS`: keys passes signed before a rotation may
+/// still carry (comma-separated, each at least 16 bytes).
+fn previous_admission_keys(
+    get: &impl Fn(&str) -> Option<String>,
+) -> Result<Vec<Vec<u8>>, ConfigError> {
+    Ok(match get("ADMISSION_KEYS_PREVIOUS") {
+        None => Vec::new(),
+        Some(list) => list
+            .split(',')
+            .map(str::trim)
+            .filter(|k| !k.is_empty())
+            .map(|k| {
+                if k.len() < 16 {
+                    Err(bad(
+                        "ADMISSION_KEYS_PREVIOUS",
+                        "every key must be at least 16 bytes",
+                    ))
+                } else {
+                    Ok(k.as_bytes().to_vec())
+                }
+            })
+            .collect::<Result<_, _>>()?,
+    })
+}
+
+/// `TRUST_CF_CONNECTING_IP` and `TRUSTED_PROXIES`: where a client's
+/// address is read from.
+fn client_ip_source(
+    get: &impl Fn(&str) -> Option<String>,
+) -> Result<crate::auth::ClientIpSource, ConfigError> {
+    let trust_cf_connecting_ip = match get("TRUST_CF_CONNECTING_IP").as_deref().map(str::trim) {
+        None | Some("") | Some("false") => false,
+        Some("true") => true,
+        Some(other) => {
+            return Err(bad(
+                "TRUST_CF_CONNECTING_IP",
+                format!("must be true or false, got {other:?}"),
+            ))
+        }
+    };
+    let trusted_proxies = shared::client_ip::parse_list(
+        get("TRUSTED_PROXIES")
+            .as_deref()
+            .filter(|s| !s.trim().is_empty())
+            .unwrap_or("127.0.0.1,::1"),
+    )
+    .map_err(|e| bad("TRUSTED_PROXIES", e))?;
+    Ok(crate::auth::ClientIpSource {
+        trust_cf_connecting_ip,
+        trusted_proxies,
+    })
+}
+
 impl EdgeConfig {
     /// Reads and checks every setting. `get` returns a var or secret by
     /// name (the Worker passes `env.var`/`env.secret`).
@@ -223,26 +337,7 @@ impl EdgeConfig {
             |v| (100..=60_000).contains(v),
             "100–60000 ms",
         )?;
-        let defaults = BreakerSettings::default();
-        let breaker = BreakerSettings {
-            failures: number(
-                &get,
-                "BREAKER_FAILURES",
-                defaults.failures,
-                |v| (1..=1000).contains(v),
-                "1–1000",
-            )?,
-            open_ms: number(
-                &get,
-                "BREAKER_OPEN_MS",
-                defaults.open_ms,
-                |v| (100..=600_000).contains(v),
-                "100–600000 ms",
-            )?,
-            // A probe that has not come back within the region timeout
-            // has failed; let another through after that.
-            probe_timeout_ms: region_timeout_ms + 1_000,
-        };
+        let breaker = breaker_settings(&get, region_timeout_ms)?;
         let max_body_bytes = number(
             &get,
             "MAX_BODY_BYTES",
@@ -250,71 +345,11 @@ impl EdgeConfig {
             |v| (1_024..=1 << 20).contains(v),
             "1024–1048576 bytes",
         )?;
-        let url = secret(&get, "UPSTASH_REDIS_REST_URL", 8)?
-            .trim()
-            .trim_end_matches('/')
-            .to_owned();
-        if !(url.starts_with("http://") || url.starts_with("https://")) {
-            return Err(bad("UPSTASH_REDIS_REST_URL", "must be an http(s) URL"));
-        }
-        let upstash = UpstashSettings {
-            url,
-            token: secret(&get, "UPSTASH_REDIS_REST_TOKEN", 1)?,
-            timeout_ms: number(
-                &get,
-                "UPSTASH_TIMEOUT_MS",
-                1_000u64,
-                |v| (50..=30_000).contains(v),
-                "50–30000 ms",
-            )?,
-            key_prefix: match get("KEY_PREFIX") {
-                None => String::new(),
-                Some(p) if p.len() <= 64 && p.bytes().all(|b| b.is_ascii_graphic()) => p,
-                Some(_) => {
-                    return Err(bad(
-                        "KEY_PREFIX",
-                        "must be at most 64 printable ASCII characters without spaces",
-                    ))
-                }
-            },
-        };
+        let upstash = upstash_settings(&get)?;
         let admission_key = secret(&get, "ADMISSION_KEY", 16)?.into_bytes();
-        let admission_keys_previous = match get("ADMISSION_KEYS_PREVIOUS") {
-            None => Vec::new(),
-            Some(list) => list
-                .split(',')
-                .map(str::trim)
-                .filter(|k| !k.is_empty())
-                .map(|k| {
-                    if k.len() < 16 {
-                        Err(bad(
-                            "ADMISSION_KEYS_PREVIOUS",
-                            "every key must be at least 16 bytes",
-                        ))
-                    } else {
-                        Ok(k.as_bytes().to_vec())
-                    }
-                })
-                .collect::<Result<_, _>>()?,
-        };
+        let admission_keys_previous = previous_admission_keys(&get)?;
         let jwt_secret = secret(&get, "JWT_SECRET", 16)?.into_bytes();
-        let trust_cf_connecting_ip = match get("TRUST_CF_CONNECTING_IP").as_deref().map(str::trim) {
-            None | Some("") | Some("false") => false,
-            Some("true") => true,
-            Some(other) => {
-                return Err(bad(
-                    "TRUST_CF_CONNECTING_IP",
-                    format!("must be true or false, got {other:?}"),
-                ))
-            }
-        };
-        let trusted_proxies = shared::client_ip::parse_list(
-            get("TRUSTED_PROXIES")
-                .as_deref()
-                .filter(|s| !s.trim().is_empty())
-                .unwrap_or("127.0.0.1,::1"),
-        )
-        .map_err(|e| bad("TRUSTED_PROXIES", e))?;
+        let client_ip = client_ip_source(&get)?;
         Ok(Self {
             regions,
             limits,
@@ -327,10 +362,7 @@ impl EdgeConfig {
             admission_key,
             admission_keys_previous,
             jwt_secret,
-            client_ip: crate::auth::ClientIpSource {
-                trust_cf_connecting_ip,
-                trusted_proxies,
-            },
+            client_ip,
         })
     }
 

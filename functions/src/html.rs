@@ -70,6 +70,98 @@ fn join_form(p: &Page<'_>, label: &str) -> String {
     )
 }
 
+/// What the user's state means, in `status`, and what they can do about
+/// it (a join form, their pass), in `after`.
+fn describe_state(p: &Page<'_>, v: &StatusView, status: &mut String, after: &mut String) {
+    match v.state {
+        State::NotJoined => {
+            status.push_str("<p><strong>You are not in the queue yet.</strong></p>\n");
+            after.push_str(&join_form(p, "Join the queue"));
+        }
+        State::Dropped => {
+            status.push_str(
+                "<p><strong>You lost your place</strong> because this page was not refreshed for a while. \
+                 You can join again; you will be placed at the back of the queue.</p>\n",
+            );
+            after.push_str(&join_form(p, "Join the queue again"));
+        }
+        State::Expired => {
+            status.push_str(
+                "<p><strong>Your admission pass has expired.</strong> \
+                 You can join again; you will be placed at the back of the queue.</p>\n",
+            );
+            after.push_str(&join_form(p, "Join the queue again"));
+        }
+        State::PreQueue => {
+            let _ = writeln!(
+                status,
+                "<p><strong>You are in the queue.</strong> The sale opens in about {}. \
+                 At opening, everyone who joined before then is put in a random order: \
+                 joining earlier neither helps nor hurts.</p>",
+                duration(v.wait_min_s)
+            );
+        }
+        State::Waiting => {
+            let _ = writeln!(
+                status,
+                "<p><strong>You are number {} in the queue.</strong></p>\n<dl>\n\
+                 <dt>People ahead of you</dt><dd>{}</dd>\n\
+                 <dt>Estimated wait</dt><dd>between {} and {}</dd>\n</dl>",
+                v.position.unwrap_or(0),
+                v.ahead.unwrap_or(0),
+                duration(v.wait_min_s),
+                duration(v.wait_max_s)
+            );
+        }
+        State::Ready => {
+            status.push_str(
+                "<p><strong>It is your turn.</strong> Your admission pass is being issued: \
+                 this page shows it in a moment.</p>\n",
+            );
+        }
+        State::Admitted => {
+            let _ = writeln!(
+                status,
+                "<p><strong>It is your turn.</strong> Choose your seats now: your admission pass \
+                 is valid until <time datetime=\"{0}\">{0}</time>.</p>",
+                escape(v.pass_expires_at.as_deref().unwrap_or(""))
+            );
+            let _ = writeln!(
+                after,
+                "<h2>Your admission pass</h2>\n\
+                 <p>The booking app sends it with your seat request (as the <code>Admission-Pass</code> header). \
+                 It works only for you and only for this sale.</p>\n\
+                 <p><label for=\"pass\">Admission pass</label><br>\n\
+                 <textarea id=\"pass\" readonly rows=\"4\" cols=\"60\">{}</textarea></p>",
+                escape(v.pass.as_deref().unwrap_or(""))
+            );
+        }
+    }
+}
+
+/// The committed seed of the early queue, and the seed once revealed.
+fn describe_fairness(v: &StatusView, after: &mut String) {
+    if let Some(c) = &v.seed_commitment {
+        let _ = writeln!(
+            after,
+            "<h2>Fair ordering</h2>\n<p>Before the sale opened we published this commitment to the \
+             random seed that orders the early queue: <code>{}</code> (SHA-256 of the seed).</p>",
+            escape(c)
+        );
+        match &v.seed {
+            Some(seed) => {
+                let _ = writeln!(
+                    after,
+                    "<p>The seed is <code>{}</code>. Your place in the early queue is the first 12 hex \
+                     digits of SHA-1(seed, \":\", your user id), smallest first, so you can check it.</p>",
+                    escape(seed)
+                );
+            }
+            None => after.push_str("<p>The seed itself is revealed when the sale opens.</p>\n"),
+        }
+    }
+}
+
 /// The HTML document.
 pub fn render(p: &Page<'_>) -> String {
     let refresh = p.view.map_or(0, |v| v.refresh_after_s);
@@ -87,70 +179,7 @@ pub fn render(p: &Page<'_>) -> String {
                 "<p>Sale opens at <time datetime=\"{0}\">{0}</time>.</p>",
                 escape(&v.opens_at)
             );
-            match v.state {
-                State::NotJoined => {
-                    status.push_str("<p><strong>You are not in the queue yet.</strong></p>\n");
-                    after.push_str(&join_form(p, "Join the queue"));
-                }
-                State::Dropped => {
-                    status.push_str(
-                        "<p><strong>You lost your place</strong> because this page was not refreshed for a while. \
-                         You can join again; you will be placed at the back of the queue.</p>\n",
-                    );
-                    after.push_str(&join_form(p, "Join the queue again"));
-                }
-                State::Expired => {
-                    status.push_str(
-                        "<p><strong>Your admission pass has expired.</strong> \
-                         You can join again; you will be placed at the back of the queue.</p>\n",
-                    );
-                    after.push_str(&join_form(p, "Join the queue again"));
-                }
-                State::PreQueue => {
-                    let _ = writeln!(
-                        status,
-                        "<p><strong>You are in the queue.</strong> The sale opens in about {}. \
-                         At opening, everyone who joined before then is put in a random order: \
-                         joining earlier neither helps nor hurts.</p>",
-                        duration(v.wait_min_s)
-                    );
-                }
-                State::Waiting => {
-                    let _ = writeln!(
-                        status,
-                        "<p><strong>You are number {} in the queue.</strong></p>\n<dl>\n\
-                         <dt>People ahead of you</dt><dd>{}</dd>\n\
-                         <dt>Estimated wait</dt><dd>between {} and {}</dd>\n</dl>",
-                        v.position.unwrap_or(0),
-                        v.ahead.unwrap_or(0),
-                        duration(v.wait_min_s),
-                        duration(v.wait_max_s)
-                    );
-                }
-                State::Ready => {
-                    status.push_str(
-                        "<p><strong>It is your turn.</strong> Your admission pass is being issued: \
-                         this page shows it in a moment.</p>\n",
-                    );
-                }
-                State::Admitted => {
-                    let _ = writeln!(
-                        status,
-                        "<p><strong>It is your turn.</strong> Choose your seats now: your admission pass \
-                         is valid until <time datetime=\"{0}\">{0}</time>.</p>",
-                        escape(v.pass_expires_at.as_deref().unwrap_or(""))
-                    );
-                    let _ = writeln!(
-                        after,
-                        "<h2>Your admission pass</h2>\n\
-                         <p>The booking app sends it with your seat request (as the <code>Admission-Pass</code> header). \
-                         It works only for you and only for this sale.</p>\n\
-                         <p><label for=\"pass\">Admission pass</label><br>\n\
-                         <textarea id=\"pass\" readonly rows=\"4\" cols=\"60\">{}</textarea></p>",
-                        escape(v.pass.as_deref().unwrap_or(""))
-                    );
-                }
-            }
+            describe_state(p, v, &mut status, &mut after);
             if matches!(v.state, State::PreQueue | State::Waiting) {
                 let _ = writeln!(
                     status,
@@ -159,27 +188,7 @@ pub fn render(p: &Page<'_>) -> String {
                     duration(refresh.max(1))
                 );
             }
-            if let Some(c) = &v.seed_commitment {
-                let _ = writeln!(
-                    after,
-                    "<h2>Fair ordering</h2>\n<p>Before the sale opened we published this commitment to the \
-                     random seed that orders the early queue: <code>{}</code> (SHA-256 of the seed).</p>",
-                    escape(c)
-                );
-                match &v.seed {
-                    Some(seed) => {
-                        let _ = writeln!(
-                            after,
-                            "<p>The seed is <code>{}</code>. Your place in the early queue is the first 12 hex \
-                             digits of SHA-1(seed, \":\", your user id), smallest first, so you can check it.</p>",
-                            escape(seed)
-                        );
-                    }
-                    None => {
-                        after.push_str("<p>The seed itself is revealed when the sale opens.</p>\n")
-                    }
-                }
-            }
+            describe_fairness(v, &mut after);
         }
     }
     let meta = if refresh > 0 {

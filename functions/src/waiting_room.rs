@@ -454,6 +454,8 @@ mod tests {
         }
     }
 
+    // Long on purpose: one table of the operator's sale requests, each
+    // with the refusal it must get, read top to bottom like the docs.
     #[test]
     fn the_operator_sets_a_sale() {
         let regions = Regions::parse(r#"{"mum":"http://x.example"}"#).unwrap();

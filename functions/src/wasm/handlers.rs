@@ -472,29 +472,37 @@ async fn catalog_read(
         match catalog::freshness(c.stored_at_ms, now, ttl) {
             Freshness::Fresh => return cached_response(c, ttl, "HIT", now, &rl),
             Freshness::Stale => {
-                // One background refresh per key per isolate.
-                let first = state::with(|s| s.refreshing.insert(job.key.clone()));
-                if first {
-                    let job = job.clone();
-                    ctx.wait_until(async move {
-                        if let Err(e) = fetch_and_store(&job).await {
-                            worker::console_warn!(
-                                "background refresh of {}: {}",
-                                job.key,
-                                e.message
-                            );
-                        }
-                        state::with(|s| s.refreshing.remove(&job.key));
-                    });
-                }
+                refresh_in_background(ctx, &job);
                 return cached_response(c, ttl, "STALE", now, &rl);
             }
             Freshness::Expired => fallback = Some(c),
         }
     }
+    miss(&job, fallback, now, &rl).await
+}
+
+/// A refresh of a stale entry, after the response (one per key per
+/// isolate at a time).
+fn refresh_in_background(ctx: &Context, job: &CatalogJob) {
+    let first = state::with(|s| s.refreshing.insert(job.key.clone()));
+    if first {
+        let job = job.clone();
+        ctx.wait_until(async move {
+            if let Err(e) = fetch_and_store(&job).await {
+                worker::console_warn!("background refresh of {}: {}", job.key, e.message);
+            }
+            state::with(|s| s.refreshing.remove(&job.key));
+        });
+    }
+}
+
+/// Not in the cache (or expired): fetched from the region and stored; an
+/// expired copy (`fallback`) answers if the region is down.
+async fn miss(job: &CatalogJob, fallback: Option<cache::Cached>, now: i64, rl: &Hdrs) -> Handled {
+    let ttl = job.ttl;
     let mut h: Vec<(&str, String)> = rl.iter().map(|(n, v)| (*n, v.clone())).collect();
     h.push((CACHE_HEADER, "MISS".to_owned()));
-    match fetch_and_store(&job).await {
+    match fetch_and_store(job).await {
         Ok(Fetched::Stored {
             content_type,
             body,
@@ -513,8 +521,8 @@ async fn catalog_read(
         Ok(Fetched::Passthrough(up)) => up.into_response(&h).or_internal("region response"),
         // The region is down: an old copy beats an error (stale-if-error).
         Err(e) => match fallback {
-            Some(c) => cached_response(c, ttl, "STALE", now, &rl),
-            None => Err(with_limits(e, &rl)),
+            Some(c) => cached_response(c, ttl, "STALE", now, rl),
+            None => Err(with_limits(e, rl)),
         },
     }
 }
