@@ -5,7 +5,6 @@
 //! concurrency test ends with.
 
 pub mod edge;
-pub mod invariants;
 pub mod money;
 pub mod pg_server;
 pub mod redis_server;

@@ -1,10 +1,10 @@
 //! Invariant 9's other half: overload and a dependency outage give 503
 //! with `Retry-After` (never a 500, never a half-done write).
 
-use e2e::invariants::check;
 use e2e::pg_server::PgServer;
 use e2e::{row_name, test_settings, user, TestApp};
 use futures::future::join_all;
+use testkit::invariants::check;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_full_hold_queue_sheds_load_with_503_and_leaves_nothing_behind() {

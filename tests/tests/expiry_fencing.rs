@@ -2,9 +2,9 @@
 //! seat map says so), and a hold id is a fencing token — once a hold has
 //! expired and its seat was taken again, its old holder can act on nothing.
 
-use e2e::invariants::check;
 use e2e::{eventually, test_settings, user, TestApp};
 use std::time::Duration;
+use testkit::invariants::check;
 
 async fn pg_owner(app: &TestApp, show: &str, label: &str) -> (String, Option<uuid::Uuid>) {
     sqlx::query_as(

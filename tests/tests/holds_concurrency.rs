@@ -4,12 +4,12 @@
 //! The negative control switches the protection off and shows the same
 //! checks catch the double holds.
 
-use e2e::invariants::{check, check_postgres};
 use e2e::{row_name, test_settings, user, TestApp};
 use futures::future::join_all;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use std::collections::{HashMap, HashSet};
+use testkit::invariants::{check, check_postgres, Shows};
 
 const ATTEMPTS: usize = 600;
 const SHOWS: usize = 3;
@@ -194,7 +194,7 @@ async fn negative_control_without_protection_the_checks_see_double_holds() {
         client_side_double_holds(&won) > 0,
         "client-side check must see doubles"
     );
-    let report = check_postgres(&app.db).await.expect("check");
+    let report = check_postgres(&app.db, Shows::All).await.expect("check");
     assert!(
         report.double_live_holds > 0,
         "checker must see doubles: {report:?}"
@@ -240,6 +240,9 @@ async fn postgres_refuses_a_seat_redis_forgot() {
         .await
         .expect("hold");
     assert_eq!(s, 201);
-    assert!(check_postgres(&app.db).await.expect("check").postgres_ok());
+    assert!(check_postgres(&app.db, Shows::All)
+        .await
+        .expect("check")
+        .postgres_ok());
     app.stop().await;
 }

@@ -2,7 +2,6 @@
 //! (no 500s, still no double holds); when Redis returns, live holds are
 //! re-asserted and the fast path resumes. Uses a private redis-server.
 
-use e2e::invariants::check;
 use e2e::redis_server::RedisServer;
 use e2e::{eventually, row_name, test_settings, user, TestApp};
 use rand::{Rng, SeedableRng};
@@ -10,6 +9,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use testkit::invariants::check;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn holds_survive_a_redis_outage_and_the_fast_path_resumes() {

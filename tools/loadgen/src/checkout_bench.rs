@@ -23,7 +23,7 @@
 //! or another invariant of the report failed.
 
 use crate::baselines::{PgBaseline, PgbenchArgs};
-use crate::checks::{self, BookingAudit};
+use crate::checks;
 use crate::openloop::micros_histogram;
 use crate::purchase::{self, error_kind, Paid, Patience};
 use crate::report::{ms, r2, CheckoutReport};
@@ -44,6 +44,7 @@ use std::time::{Duration, Instant};
 use testkit::api::{failure, Api, Minter};
 use testkit::db::FreshDatabase;
 use testkit::gateway::Gateway;
+use testkit::invariants::{self, BookingAudit, Shows};
 use testkit::money::{CoreRecords, MoneyAudit};
 use uuid::Uuid;
 
@@ -360,7 +361,12 @@ async fn bench(
     let ledger = gateway.ledger().await?;
     let core = CoreRecords::load_url(db_url).await?;
     let money = MoneyAudit::of(&ledger, &core);
-    let seats = checks::audit_bookings(db_url, &checkout_shows).await?;
+    let seats = {
+        let pool = invariants::connect(db_url).await?;
+        let audit = invariants::audit_bookings(&pool, Shows::Only(&checkout_shows)).await;
+        pool.close().await;
+        audit?
+    };
     Ok(build_report(
         args,
         Findings {

@@ -18,7 +18,7 @@
 //! answering 409s.
 
 use crate::baselines::{self, PgBaseline, PgbenchArgs, RedisBaseline, RedisSpec};
-use crate::checks::{self, SeatAudit};
+use crate::checks;
 use crate::openloop::{self, micros_histogram, Schedule};
 use crate::report::{ms, r2, Goals, HoldsReport, RampStep};
 use crate::seed::{row_label, BenchCatalog};
@@ -36,6 +36,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use testkit::api::{failure_from_body, Api, Minter};
 use testkit::db::FreshDatabase;
+use testkit::invariants::{self, Shows};
 use uuid::Uuid;
 
 /// Options of `loadgen holds`.
@@ -324,7 +325,18 @@ async fn bench(
         Some(_) => args.check_database_url.clone(),
     };
     let audit = match &audit_url {
-        Some(url) => Some(checks::audit_seats(url, driver.created).await?),
+        Some(url) => {
+            let pool = invariants::connect(url).await?;
+            let shows = Shows::Only(driver.created);
+            let audit = async {
+                let report = invariants::check_postgres(&pool, shows).await?;
+                let counts = invariants::count_holds(&pool, shows).await?;
+                anyhow::Ok((report, counts))
+            }
+            .await;
+            pool.close().await;
+            Some(audit?)
+        }
         None => None,
     };
     let findings = Findings {
@@ -744,7 +756,7 @@ struct Findings {
     rate: f64,
     ramp: Vec<RampStep>,
     kept_up_rate: Option<f64>,
-    audit: Option<SeatAudit>,
+    audit: Option<(invariants::Report, invariants::HoldCounts)>,
     redis: Option<RedisBaseline>,
     pg: Option<PgBaseline>,
 }
@@ -761,7 +773,7 @@ fn build_report(args: &HoldsArgs, driver: &Driver<'_>, main: &Phase, f: Findings
     let ratio = |base: Option<f64>| base.filter(|b| *b > 0.0).map(|b| r2(main.holds_per_s / b));
     let redis_per_s = redis.map(|r| r.per_s);
     let pg_tps = pg.map(|p| p.tps);
-    let double_booked = audit.map(|a| a.double_booked());
+    let double_booked = audit.as_ref().map(|(r, _)| r.double_held());
     let capacity =
         kept_up_rate.and_then(|r| ramp.iter().find(|s| s.kept_up && s.rate == r2(r)).copied());
     let p99_ms = ms(main.all.value_at_quantile(0.99));
@@ -776,7 +788,7 @@ fn build_report(args: &HoldsArgs, driver: &Driver<'_>, main: &Phase, f: Findings
         target: args
             .target
             .clone()
-            .unwrap_or_else(|| "spawned-release-binary".into()),
+            .unwrap_or_else(|| "spawned".into()),
         rate: r2(rate),
         duration_secs: main.duration.as_secs_f64(),
         shows: main.seats / driver.catalog.seats_per_show().max(1),
@@ -812,9 +824,11 @@ fn build_report(args: &HoldsArgs, driver: &Driver<'_>, main: &Phase, f: Findings
         double_booked,
         double_booked_client: driver.client_double,
         holds_acknowledged: driver.acknowledged,
-        holds_in_db: audit.map(|a| a.holds),
-        seats_held_in_db: audit.map(|a| a.seats_held),
-        holds_lost: audit.map(|a| (driver.acknowledged as i64 - a.holds).max(0)),
+        holds_in_db: audit.as_ref().map(|(_, c)| c.holds),
+        seats_held_in_db: audit.as_ref().map(|(_, c)| c.seats_held),
+        holds_lost: audit
+            .as_ref()
+            .map(|(_, c)| (driver.acknowledged as i64 - c.holds).max(0)),
         baseline_redis_lock_per_s: redis_per_s.map(r2),
         baseline_redis_keys_per_call: redis.map(|_| args.redis_keys),
         baseline_pg_hold_tx_per_s: pg_tps.map(r2),

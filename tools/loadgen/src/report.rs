@@ -48,7 +48,8 @@ pub struct HoldsReport {
     pub latency_from: &'static str,
     /// `fixed` (--rate) or `auto_ramp` (max sustainable rate found first).
     pub rate_mode: &'static str,
-    /// `spawned-release-binary` or the target URL.
+    /// `spawned` (the region core binary next to loadgen's own, release
+    /// for benchmarks) or the target URL.
     pub target: String,
     /// Scheduled holds per second of the measured run.
     pub rate: f64,

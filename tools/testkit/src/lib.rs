@@ -4,7 +4,8 @@
 //! binaries as processes ([`process`]), the edge Worker in workerd
 //! ([`workerd`]), the HTTP client of the region core's and the edge's API
 //! ([`api`]), the sandbox payment gateway's ledger and controls
-//! ([`gateway`]) and the money audit ([`money`]).
+//! ([`gateway`]), the seat invariants ([`invariants`]) and the money
+//! audit ([`money`]).
 //!
 //! Development only: nothing here is part of a deployment, and nothing
 //! here depends on the region core's crate (it is driven over HTTP, and
@@ -13,6 +14,7 @@
 pub mod api;
 pub mod db;
 pub mod gateway;
+pub mod invariants;
 pub mod money;
 pub mod process;
 pub mod workerd;

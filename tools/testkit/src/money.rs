@@ -66,9 +66,10 @@ pub struct CoreRecords {
     pub bookings: Vec<BookingRow>,
     /// Every refund.
     pub refunds: Vec<RefundRow>,
-    /// Seats with more than one active booking, plus BOOKED seats whose
-    /// booking is not CONFIRMED (counted by Postgres: the seat tables are
-    /// too big to read whole after a benchmark).
+    /// Seats sold twice, or whose seat row and booking disagree
+    /// ([`BookingAudit::double_booked`](crate::invariants::BookingAudit::double_booked),
+    /// counted by Postgres: the seat tables are too big to read whole
+    /// after a benchmark).
     pub seats_double_booked: u64,
 }
 
@@ -91,15 +92,7 @@ impl CoreRecords {
                 .fetch_all(db)
                 .await
                 .context("reading refunds")?;
-        let seats_double_booked: i64 = sqlx::query_scalar(
-            "SELECT (SELECT count(*) FROM (SELECT 1 FROM booking_seats WHERE active
-                                            GROUP BY show_id, seat_id HAVING count(*) > 1) x)
-                  + (SELECT count(*) FROM show_seats ss LEFT JOIN bookings b ON b.id = ss.booking_id
-                      WHERE ss.status = 'BOOKED' AND b.status IS DISTINCT FROM 'CONFIRMED')",
-        )
-        .fetch_one(db)
-        .await
-        .context("counting double-booked seats")?;
+        let seats = crate::invariants::audit_bookings(db, crate::invariants::Shows::All).await?;
         Ok(Self {
             payments: payments
                 .into_iter()
@@ -126,7 +119,7 @@ impl CoreRecords {
                     amount_minor,
                 })
                 .collect(),
-            seats_double_booked: u64::try_from(seats_double_booked)?,
+            seats_double_booked: u64::try_from(seats.double_booked())?,
         })
     }
 

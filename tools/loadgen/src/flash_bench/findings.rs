@@ -2,7 +2,6 @@
 
 use super::analysis::Analysis;
 use super::{FlashSaleArgs, SaleRun};
-use crate::checks;
 use crate::crowd::{Kind, Outcome, Stats};
 use crate::report::{ms, r2, FlashSaleBaseline, FlashSaleReport};
 use crate::server::UpstashCounters;
@@ -16,7 +15,7 @@ pub(super) struct Findings<'a> {
     pub(super) analysis: Analysis,
     pub(super) stats: &'a Stats,
     pub(super) upstash: UpstashCounters,
-    pub(super) bookings: checks::BookingAudit,
+    pub(super) bookings: testkit::invariants::BookingAudit,
     pub(super) baseline: Option<FlashSaleBaseline>,
     pub(super) joined: usize,
     pub(super) seats: u32,

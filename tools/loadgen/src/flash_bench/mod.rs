@@ -49,6 +49,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use testkit::api::{Api, Method, Minter};
 use testkit::db::FreshDatabase;
+use testkit::invariants::{self, Shows};
 use testkit::workerd::{self, EdgeLaunch, EdgeWorker};
 
 mod analysis;
@@ -428,7 +429,12 @@ async fn bench(
     };
     let state = RoomState::read(&args.world.redis_url, w.key_prefix, &show_id).await?;
     let analysis = analyse(&run, &state, &config);
-    let bookings = checks::audit_bookings(w.db_url, &[show.id.0]).await?;
+    let bookings = {
+        let pool = invariants::connect(w.db_url).await?;
+        let audit = invariants::audit_bookings(&pool, Shows::Only(&[show.id.0])).await;
+        pool.close().await;
+        audit?
+    };
 
     // 5. The baseline, outside the measured window.
     let baseline = if args.baseline_rounds == 0 {
