@@ -16,9 +16,12 @@ use region_core::{Application, RunningApp, Settings};
 use sandbox_gateway::{RunningSandbox, SandboxConfig};
 use serde_json::{json, Value};
 use shared::api::SaleMode;
+use shared::CityCode;
 use sqlx::postgres::PgPoolOptions;
 use sqlx::PgPool;
 use std::sync::Arc;
+use testkit::api::Api;
+use testkit::seed;
 use uuid::Uuid;
 
 /// JWT key of every test app.
@@ -288,43 +291,31 @@ impl TestApp {
         mode: SaleMode,
     ) -> anyhow::Result<String> {
         let tag = Uuid::new_v4().simple().to_string();
-        let (s, venue) = self
-            .operator_post(
-                "/v1/operator/venues",
-                json!({"city": city, "name": format!("Venue {tag}"), "time_zone": "Asia/Kolkata"}),
-            )
-            .await?;
-        anyhow::ensure!(s == 201, "venue: {s} {venue}");
-        let layout: Vec<Value> = (0..rows)
-            .map(|r| json!({"row": row_name(r), "seats": per_row, "category": "REGULAR"}))
-            .collect();
-        let (s, screen) = self
-            .operator_post(
-                "/v1/operator/screens",
-                json!({"venue_id": venue["id"], "name": "Screen 1", "rows": layout}),
-            )
-            .await?;
-        anyhow::ensure!(s == 201, "screen: {s} {screen}");
-        let (s, movie) = self
-            .operator_post(
-                "/v1/operator/movies",
-                json!({"title": format!("Movie {tag}"), "duration_minutes": 120}),
-            )
-            .await?;
-        anyhow::ensure!(s == 201, "movie: {s} {movie}");
-        let (s, show) = self
-            .operator_post(
-                "/v1/operator/shows",
-                json!({
-                    "screen_id": screen["id"], "movie_id": movie["id"],
-                    "starts_at": (chrono::Utc::now() + starts_in).to_rfc3339(),
-                    "prices": {"REGULAR": 25000}, "currency": "INR",
-                    "sale_mode": match mode { SaleMode::Open => "open", SaleMode::FlashSale => "flash_sale" },
-                }),
-            )
-            .await?;
-        anyhow::ensure!(s == 201, "show: {s} {show}");
-        Ok(show["id"].as_str().context("show id")?.to_owned())
+        let api = Api::new(&self.url)?;
+        let op = format!("Bearer {}", self.operator);
+        let city = CityCode::parse(city)?;
+        let place = seed::ensure_place(
+            &api,
+            &op,
+            &city,
+            &format!("Venue {tag}"),
+            "Asia/Kolkata",
+            "Screen 1",
+            &seed::grid(rows, per_row, |_| "REGULAR"),
+        )
+        .await?;
+        let movie = seed::create_movie(&api, &op, &format!("Movie {tag}"), 120, "en").await?;
+        let show = seed::NewShow {
+            screen_id: place.screen_id,
+            movie_id: movie,
+            starts_at: chrono::Utc::now() + starts_in,
+            prices: &[("REGULAR", 25_000)],
+            currency: "INR",
+        };
+        Ok(seed::create_show_in(&api, &op, show, mode)
+            .await?
+            .id
+            .to_string())
     }
 
     /// A hold on `seats` by `who`, which must succeed: its id.
@@ -390,19 +381,6 @@ impl TestApp {
         Ok(redis::Client::open(self.redis_url.as_str())?
             .get_multiplexed_async_connection()
             .await?)
-    }
-}
-
-/// `A`, `B`, … `Z`, `AA`, `AB`, …
-pub fn row_name(i: usize) -> String {
-    let mut n = i;
-    let mut s = String::new();
-    loop {
-        s.insert(0, (b'A' + (n % 26) as u8) as char);
-        if n < 26 {
-            return s;
-        }
-        n = n / 26 - 1;
     }
 }
 

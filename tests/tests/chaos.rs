@@ -17,7 +17,7 @@
 
 use e2e::redis_server::RedisServer;
 use e2e::sandbox_process::SandboxProcess;
-use e2e::{fresh_database, row_name, token, user, GATEWAY_KEY, SECRET};
+use e2e::{fresh_database, token, user, GATEWAY_KEY, SECRET};
 use rand::seq::SliceRandom;
 use region_core::auth::Role;
 use serde_json::{json, Value};
@@ -26,6 +26,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use testkit::process::{free_port, ServiceProcess, ServiceSpec};
+use testkit::seed::row_label;
 
 const BUYERS: usize = 16;
 // Enough seats that the show is still selling when the last fault hits.
@@ -334,7 +335,7 @@ async fn seed(http: &reqwest::Client, url: &str) -> String {
     )
     .await;
     let rows: Vec<Value> = (0..ROWS)
-        .map(|r| json!({"row": row_name(r), "seats": PER_ROW, "category": "GA"}))
+        .map(|r| json!({"row": row_label(r), "seats": PER_ROW, "category": "GA"}))
         .collect();
     let screen = operator_post(
         http,
@@ -469,7 +470,7 @@ async fn the_shard_keeps_its_invariants_through_redis_region_and_gateway_faults(
     let show = seed(&http, &region_url).await;
     let labels: Arc<Vec<String>> = Arc::new(
         (0..ROWS)
-            .flat_map(|r| (1..=PER_ROW).map(move |s| format!("{}{s}", row_name(r))))
+            .flat_map(|r| (1..=PER_ROW).map(move |s| format!("{}{s}", row_label(r))))
             .collect(),
     );
 

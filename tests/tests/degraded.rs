@@ -2,9 +2,10 @@
 //! with `Retry-After` (never a 500, never a half-done write).
 
 use e2e::pg_server::PgServer;
-use e2e::{row_name, test_settings, user, TestApp};
+use e2e::{test_settings, user, TestApp};
 use futures::future::join_all;
 use testkit::invariants::check;
+use testkit::seed::row_label;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_full_hold_queue_sheds_load_with_503_and_leaves_nothing_behind() {
@@ -19,7 +20,7 @@ async fn a_full_hold_queue_sheds_load_with_503_and_leaves_nothing_behind() {
         .expect("seed");
     // 400 holds on distinct seats: none conflict, so every refusal is load shedding.
     let seats: Vec<String> = (0..20)
-        .flat_map(|r| (1..=20).map(move |n| format!("{}{n}", row_name(r))))
+        .flat_map(|r| (1..=20).map(move |n| format!("{}{n}", row_label(r))))
         .collect();
     let results = join_all(seats.iter().enumerate().map(|(i, seat)| {
         let (app, show) = (&app, &show);

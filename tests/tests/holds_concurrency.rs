@@ -4,12 +4,13 @@
 //! The negative control switches the protection off and shows the same
 //! checks catch the double holds.
 
-use e2e::{row_name, test_settings, user, TestApp};
+use e2e::{test_settings, user, TestApp};
 use futures::future::join_all;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use std::collections::{HashMap, HashSet};
 use testkit::invariants::{check, check_postgres, Shows};
+use testkit::seed::row_label;
 
 const ATTEMPTS: usize = 600;
 const SHOWS: usize = 3;
@@ -30,7 +31,7 @@ struct Won {
 /// status counts.
 async fn storm(app: &TestApp, shows: &[String]) -> (Vec<Won>, HashMap<u16, usize>) {
     let labels: Vec<String> = (0..ROWS)
-        .flat_map(|r| (1..=PER_ROW).map(move |n| format!("{}{n}", row_name(r))))
+        .flat_map(|r| (1..=PER_ROW).map(move |n| format!("{}{n}", row_label(r))))
         .collect();
     let mut rng = rand::rngs::StdRng::seed_from_u64(7);
     let plans: Vec<(String, Vec<String>, String)> = (0..ATTEMPTS)

@@ -3,13 +3,14 @@
 //! re-asserted and the fast path resumes. Uses a private redis-server.
 
 use e2e::redis_server::RedisServer;
-use e2e::{eventually, row_name, test_settings, user, TestApp};
+use e2e::{eventually, test_settings, user, TestApp};
 use rand::{Rng, SeedableRng};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use testkit::invariants::check;
+use testkit::seed::row_label;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn holds_survive_a_redis_outage_and_the_fast_path_resumes() {
@@ -43,7 +44,7 @@ async fn holds_survive_a_redis_outage_and_the_fast_path_resumes() {
             let mut rng = rand::rngs::StdRng::seed_from_u64(c);
             let token = user(&format!("client-{c}"));
             while !stop.load(Ordering::Relaxed) {
-                let row = row_name(rng.gen_range(0..20));
+                let row = row_label(rng.gen_range(0..20));
                 let n = rng.gen_range(1..20u16);
                 let seats = [format!("{row}{n}"), format!("{row}{}", n + 1)];
                 let refs: Vec<&str> = seats.iter().map(String::as_str).collect();

@@ -7,7 +7,6 @@ use super::{Checks, DemoArgs, WonHold};
 use chrono::{Duration as ChronoDuration, SubsecRound, Utc};
 use loadgen::crowd::{self, code_of, unix_ms, Buyer, Crowd, Kind, Outcome, Plan, Record};
 use loadgen::edge::{self, RoomStatus, SaleSettings};
-use loadgen::seed::row_label;
 use shared::api::{CreateHold, Show};
 use shared::token::Role;
 use shared::waiting_room::{prequeue_score, seed_commitment};
@@ -15,6 +14,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use testkit::api::{Api, Method, Minter};
+use testkit::seed::row_label;
 
 use super::{PER_ROW, ROWS};
 

@@ -42,7 +42,6 @@ use chrono::{DateTime, Duration as ChronoDuration, NaiveDate, NaiveTime, TimeZon
 use chrono_tz::Tz;
 use clap::Parser;
 use loadgen::edge;
-use loadgen::seed::{self, grid, Place};
 use reqwest::StatusCode;
 use shared::api::{Availability, Hold, SaleMode, SeatMap, Show};
 use shared::token::Role;
@@ -52,6 +51,7 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 use testkit::api::{failure, Api, Minter};
 use testkit::gateway::Gateway;
+use testkit::seed::{self, grid, Place};
 
 /// Options of `demo`.
 #[derive(Debug, Clone, Parser)]
@@ -352,7 +352,7 @@ async fn seed_catalog(edge_api: &Api, op: &str) -> anyhow::Result<Show> {
         &city,
         spec.venue,
         spec.time_zone,
-        &format!("Premiere Hall {}", seed::short_tag()),
+        &format!("Premiere Hall {}", loadgen::seed::short_tag()),
         &layout,
     )
     .await?;

@@ -13,7 +13,6 @@
 //! dedicated show in Postgres) and clean up after themselves.
 
 use crate::checks::delete_keys;
-use crate::seed::row_label;
 use anyhow::{bail, Context};
 use redis::{ConnectionAddr, IntoConnectionInfo};
 use shared::redis_scripts::ACQUIRE_LUA;
@@ -21,6 +20,7 @@ use sqlx::postgres::PgPoolOptions;
 use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
+use testkit::seed::row_label;
 use tokio::process::Command;
 use uuid::Uuid;
 

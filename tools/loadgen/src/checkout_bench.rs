@@ -27,7 +27,7 @@ use crate::checks;
 use crate::openloop::micros_histogram;
 use crate::purchase::{self, error_kind, Paid, Patience};
 use crate::report::{ms, r2, CheckoutReport};
-use crate::seed::{row_label, BenchCatalog};
+use crate::seed::BenchCatalog;
 use crate::server::{RegionCoreConfig, Service, WorldArgs};
 use anyhow::Context;
 use clap::Args;
@@ -46,6 +46,7 @@ use testkit::db::FreshDatabase;
 use testkit::gateway::Gateway;
 use testkit::invariants::{self, BookingAudit, Shows};
 use testkit::money::{CoreRecords, MoneyAudit};
+use testkit::seed::row_label;
 use uuid::Uuid;
 
 /// Options of `loadgen checkout`.

@@ -21,7 +21,7 @@ use crate::baselines::{self, PgBaseline, PgbenchArgs, RedisBaseline, RedisSpec};
 use crate::checks;
 use crate::openloop::{self, micros_histogram, Schedule};
 use crate::report::{ms, r2, Goals, HoldsReport, RampStep};
-use crate::seed::{row_label, BenchCatalog};
+use crate::seed::BenchCatalog;
 use crate::server::{RegionCoreConfig, Service, WorldArgs};
 use anyhow::Context;
 use clap::Args;
@@ -37,6 +37,7 @@ use std::time::Duration;
 use testkit::api::{failure_from_body, Api, Minter};
 use testkit::db::FreshDatabase;
 use testkit::invariants::{self, Shows};
+use testkit::seed::row_label;
 use uuid::Uuid;
 
 /// Options of `loadgen holds`.
@@ -785,10 +786,7 @@ fn build_report(args: &HoldsArgs, driver: &Driver<'_>, main: &Phase, f: Findings
         } else {
             "auto_ramp"
         },
-        target: args
-            .target
-            .clone()
-            .unwrap_or_else(|| "spawned".into()),
+        target: args.target.clone().unwrap_or_else(|| "spawned".into()),
         rate: r2(rate),
         duration_secs: main.duration.as_secs_f64(),
         shows: main.seats / driver.catalog.seats_per_show().max(1),

@@ -17,4 +17,5 @@ pub mod gateway;
 pub mod invariants;
 pub mod money;
 pub mod process;
+pub mod seed;
 pub mod workerd;

@@ -32,7 +32,7 @@ use crate::checks;
 use crate::crowd::{unix_ms, Buyer, Crowd, Kind, Plan, Record};
 use crate::edge::{self, SaleSettings};
 use crate::report::FlashSaleReport;
-use crate::seed::{self, row_label, BenchCatalog, NewShow};
+use crate::seed::{self, BenchCatalog};
 use crate::server::{InProcessUpstash, RegionCoreConfig, Service, WorldArgs};
 use anyhow::Context;
 use chrono::{Duration as ChronoDuration, SubsecRound, Utc};
@@ -50,6 +50,7 @@ use std::time::{Duration, Instant};
 use testkit::api::{Api, Method, Minter};
 use testkit::db::FreshDatabase;
 use testkit::invariants::{self, Shows};
+use testkit::seed::{row_label, NewShow};
 use testkit::workerd::{self, EdgeLaunch, EdgeWorker};
 
 mod analysis;
@@ -487,7 +488,7 @@ async fn stage(
     let per_row = 100u16;
     let rows = args.seats.div_ceil(usize::from(per_row));
     let catalog = BenchCatalog::create(edge_api, &op, rows, per_row, tag).await?;
-    let show = seed::create_show_in(
+    let show = testkit::seed::create_show_in(
         edge_api,
         &op,
         NewShow {
