@@ -212,23 +212,17 @@ impl TestApp {
         token: Option<&str>,
         body: Option<Value>,
     ) -> anyhow::Result<(u16, Value)> {
-        let mut req = self.http.request(method, format!("{}{}", self.url, path));
-        if let Some(t) = token {
-            req = req.bearer_auth(t);
-        }
-        if let Some(b) = body {
-            req = req.json(&b);
-        }
-        let resp = req.send().await?;
-        let status = resp.status().as_u16();
-        let bytes = resp.bytes().await?;
-        let v = if bytes.is_empty() {
+        let auth = token.map(|t| format!("Bearer {t}"));
+        let resp = Api::with_client(&self.url, self.http.clone())
+            .send(method, path, auth.as_deref(), None, body.as_ref())
+            .await?;
+        let v = if resp.body.is_empty() {
             Value::Null
         } else {
-            serde_json::from_slice(&bytes)
-                .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into()))
+            serde_json::from_slice(&resp.body)
+                .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&resp.body).into()))
         };
-        Ok((status, v))
+        Ok((resp.status.as_u16(), v))
     }
 
     /// GET without a token.
@@ -291,7 +285,7 @@ impl TestApp {
         mode: SaleMode,
     ) -> anyhow::Result<String> {
         let tag = Uuid::new_v4().simple().to_string();
-        let api = Api::new(&self.url)?;
+        let api = Api::with_client(&self.url, self.http.clone());
         let op = format!("Bearer {}", self.operator);
         let city = CityCode::parse(city)?;
         let place = seed::ensure_place(

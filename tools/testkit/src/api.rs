@@ -123,6 +123,17 @@ pub struct Api {
 }
 
 impl Api {
+    /// A client for `base` over an existing `reqwest` client (and its
+    /// connection pool).
+    pub fn with_client(base: &str, http: reqwest::Client) -> Self {
+        Self {
+            http,
+            base: base.trim_end_matches('/').to_owned(),
+            edge_city: None,
+            client_ip: None,
+        }
+    }
+
     /// A client for `base` (e.g. `http://127.0.0.1:8080`).
     pub fn new(base: &str) -> anyhow::Result<Self> {
         let http = reqwest::Client::builder()
@@ -130,12 +141,7 @@ impl Api {
             .tcp_nodelay(true)
             .build()
             .context("building the HTTP client")?;
-        Ok(Self {
-            http,
-            base: base.trim_end_matches('/').to_owned(),
-            edge_city: None,
-            client_ip: None,
-        })
+        Ok(Self::with_client(base, http))
     }
 
     /// A client for the region core of `city` behind the edge Worker at
