@@ -13,6 +13,7 @@ pub mod client_ip;
 pub mod csrf;
 pub mod error;
 pub mod ids;
+pub mod live;
 pub mod rate_limit;
 pub mod redis_scripts;
 pub mod refund;
