@@ -36,22 +36,14 @@ pub async fn record_success(
     )
     .fetch_optional(&mut **tx)
     .await?;
-    let Some(ChargedPayment {
-        status,
-        show_id,
-        user_id,
-        idem_key,
-        amount_minor: amount,
-        currency,
-    }) = row
-    else {
+    let Some(payment) = row else {
         return Ok(false);
     };
-    if status == PaymentStatus::Succeeded {
+    if payment.status == PaymentStatus::Succeeded {
         return Ok(false);
     }
     // Closed as FAILED or ABANDONED: the buyer was told nothing was charged.
-    let late = status != PaymentStatus::Created;
+    let late = payment.status != PaymentStatus::Created;
     sqlx::query!(
         "UPDATE payments SET status = 'SUCCEEDED', gateway_payment_id = $2, updated_at = now(),
                 settled = CASE WHEN $3 THEN 'REFUNDED' END
@@ -64,28 +56,20 @@ pub async fn record_success(
     .await?;
     crate::outbox::record(
         tx,
-        show_id,
+        payment.show_id,
         payment_id,
         "payment.succeeded",
-        serde_json::json!({ "user_id": user_id, "payment_id": payment_id, "gateway_payment_id": gateway_id }),
+        serde_json::json!({ "user_id": payment.user_id, "payment_id": payment_id, "gateway_payment_id": gateway_id }),
     )
     .await?;
     if !late {
-        if let Some(key) = &idem_key {
-            idempotency::store::advance(tx, &user_id, key, RecoveryPoint::PaymentSucceeded).await?;
+        if let Some(key) = &payment.idem_key {
+            idempotency::store::advance(tx, &payment.user_id, key, RecoveryPoint::PaymentSucceeded)
+                .await?;
         }
         return Ok(true);
     }
-    let refund_id = refund_late_charge(
-        tx,
-        payment_id,
-        show_id,
-        &user_id,
-        idem_key.as_deref(),
-        amount,
-        &currency,
-    )
-    .await?;
+    let refund_id = refund_late_charge(tx, payment_id, &payment).await?;
     tracing::warn!(%payment_id, %refund_id, "late charge on a closed payment; refunding");
     metrics::counter!("payments_late_charge_total").increment(1);
     Ok(true)
@@ -97,12 +81,14 @@ pub async fn record_success(
 async fn refund_late_charge(
     tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
     payment_id: Uuid,
-    show_id: Uuid,
-    user_id: &str,
-    idem_key: Option<&str>,
-    amount: i64,
-    currency: &str,
+    payment: &ChargedPayment,
 ) -> Result<Uuid, sqlx::Error> {
+    let (show_id, user_id, amount, currency) = (
+        payment.show_id,
+        &payment.user_id,
+        payment.amount_minor,
+        &payment.currency,
+    );
     let refund_id = Uuid::now_v7();
     sqlx::query!(
         "INSERT INTO refunds (id, payment_id, reason, amount_minor) VALUES ($1, $2, 'late_charge', $3)",
@@ -124,7 +110,7 @@ async fn refund_late_charge(
         }),
     )
     .await?;
-    if let Some(key) = idem_key {
+    if let Some(key) = &payment.idem_key {
         let resp = idempotency::error_response(
             409,
             "payment_refunded",

@@ -28,6 +28,7 @@ pub enum Settlement {
 
 /// A payment row as settling reads it.
 struct PaymentRow {
+    id: Uuid,
     status: PaymentStatus,
     settled: Option<String>,
     hold_id: Uuid,
@@ -50,8 +51,8 @@ pub async fn settle(state: &AppState, payment_id: Uuid) -> anyhow::Result<Settle
     let mut tx = state.db.begin().await?;
     let payment = sqlx::query_as!(
         PaymentRow,
-        r#"SELECT status AS "status: PaymentStatus", settled, hold_id, show_id, user_id, idem_key,
-                  amount_minor, currency
+        r#"SELECT id, status AS "status: PaymentStatus", settled, hold_id, show_id, user_id,
+                  idem_key, amount_minor, currency
              FROM payments WHERE id = $1 FOR UPDATE"#,
         payment_id
     )
@@ -83,8 +84,8 @@ pub async fn settle(state: &AppState, payment_id: Uuid) -> anyhow::Result<Settle
         protect,
     );
     match why_not {
-        None => book(state, tx, payment_id, &payment, &owned, now, protect).await,
-        Some(why_not) => compensate(state, tx, payment_id, &payment, &why_not).await,
+        None => book(state, tx, &payment, &owned, now, protect).await,
+        Some(why_not) => compensate(state, tx, &payment, &why_not).await,
     }
 }
 
@@ -93,21 +94,12 @@ pub async fn settle(state: &AppState, payment_id: Uuid) -> anyhow::Result<Settle
 async fn book(
     state: &AppState,
     mut tx: sqlx::Transaction<'_, sqlx::Postgres>,
-    payment_id: Uuid,
     payment: &PaymentRow,
     owned: &[i32],
     now: chrono::DateTime<Utc>,
     protect: bool,
 ) -> anyhow::Result<Settlement> {
-    let PaymentRow {
-        hold_id,
-        show_id,
-        ref user_id,
-        ref idem_key,
-        amount_minor: amount,
-        ref currency,
-        ..
-    } = *payment;
+    let (payment_id, show_id, user_id) = (payment.id, payment.show_id, &payment.user_id);
     let booking_id = Uuid::now_v7();
     let seq = sqlx::query_scalar!(r#"SELECT nextval('booking_number_seq') AS "seq!""#)
         .fetch_one(&mut *tx)
@@ -119,16 +111,16 @@ async fn book(
             id: booking_id,
             number: number.clone(),
             show_id,
-            hold_id,
+            hold_id: payment.hold_id,
             payment_id,
             user_id: user_id.clone(),
-            amount_minor: amount,
-            currency: currency.clone(),
+            amount_minor: payment.amount_minor,
+            currency: payment.currency.clone(),
         },
         protect,
     )
     .await?;
-    crate::holds::flash_sale::spend(&mut tx, hold_id, booking_id).await?;
+    crate::holds::flash_sale::spend(&mut tx, payment.hold_id, booking_id).await?;
     sqlx::query!(
         "UPDATE payments SET settled = 'BOOKED', updated_at = now() WHERE id = $1",
         payment_id
@@ -150,12 +142,12 @@ async fn book(
             "payment_id": payment_id,
             "show_id": show_id,
             "seats": view.seats.iter().map(|s| &s.label).collect::<Vec<_>>(),
-            "amount_minor": amount,
-            "currency": currency,
+            "amount_minor": payment.amount_minor,
+            "currency": payment.currency,
         }),
     )
     .await?;
-    if let Some(key) = idem_key {
+    if let Some(key) = &payment.idem_key {
         let body = serde_json::to_vec(&view)?;
         idempotency::store::finish(&mut tx, user_id, key, &StoredResponse { status: 201, body })
             .await?;
@@ -173,19 +165,10 @@ async fn book(
 async fn compensate(
     state: &AppState,
     mut tx: sqlx::Transaction<'_, sqlx::Postgres>,
-    payment_id: Uuid,
     payment: &PaymentRow,
     why_not: &str,
 ) -> anyhow::Result<Settlement> {
-    let PaymentRow {
-        hold_id,
-        show_id,
-        ref user_id,
-        ref idem_key,
-        amount_minor: amount,
-        ref currency,
-        ..
-    } = *payment;
+    let (payment_id, amount) = (payment.id, payment.amount_minor);
     let refund_id = Uuid::now_v7();
     sqlx::query!(
         "INSERT INTO refunds (id, payment_id, reason, amount_minor) VALUES ($1, $2, 'confirmation_failed', $3)",
@@ -205,21 +188,28 @@ async fn compensate(
         "payment_id": payment_id,
         "refund_id": refund_id,
         "amount_minor": amount,
-        "currency": currency,
+        "currency": payment.currency,
     });
     let mut payload = details.clone();
-    payload["user_id"] = serde_json::json!(user_id);
-    payload["hold_id"] = serde_json::json!(hold_id);
+    payload["user_id"] = serde_json::json!(payment.user_id);
+    payload["hold_id"] = serde_json::json!(payment.hold_id);
     payload["reason"] = serde_json::json!(why_not);
-    outbox::record(&mut tx, show_id, payment_id, "booking.failed", payload).await?;
-    if let Some(key) = idem_key {
+    outbox::record(
+        &mut tx,
+        payment.show_id,
+        payment_id,
+        "booking.failed",
+        payload,
+    )
+    .await?;
+    if let Some(key) = &payment.idem_key {
         let resp = idempotency::error_response(
             409,
             "confirmation_failed",
             &format!("payment received but {why_not}; the full amount is being refunded"),
             Some(details),
         );
-        idempotency::store::finish(&mut tx, user_id, key, &resp).await?;
+        idempotency::store::finish(&mut tx, &payment.user_id, key, &resp).await?;
     }
     tx.commit().await?;
     state.outbox_kick.notify_one();

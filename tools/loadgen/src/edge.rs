@@ -10,10 +10,6 @@ use std::path::Path;
 use std::time::Duration;
 use testkit::api::{Api, Method, RawResponse};
 
-/// The Worker crate's directory, as built into the binary (`--functions-dir`
-/// overrides it).
-pub const DEFAULT_FUNCTIONS_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../functions");
-
 /// The gzip size of the built WASM, as `scripts/build-edge.sh` recorded it
 /// in `functions/build/wasm-gzip-bytes`.
 pub fn wasm_gzip_bytes(functions_dir: &Path) -> anyhow::Result<u64> {

@@ -165,10 +165,8 @@ impl ServiceProcess {
 
     /// Sends a signal by name (`-STOP`, `-CONT`, `-TERM`).
     pub fn signal(&self, sig: &str) {
-        if let Some(pid) = self.child.as_ref().and_then(Child::id) {
-            let _ = std::process::Command::new("kill")
-                .args([sig, &pid.to_string()])
-                .status();
+        if let Some(c) = self.child.as_ref() {
+            signal(c, sig);
         }
     }
 
@@ -186,7 +184,7 @@ impl ServiceProcess {
     /// SIGKILL: nothing is finished for it, as when a host dies.
     pub async fn kill(&mut self) {
         if let Some(mut c) = self.child.take() {
-            self.resume_pid(&c);
+            signal(&c, "-CONT");
             let _ = c.start_kill();
             let _ = c.wait().await;
         }
@@ -195,36 +193,32 @@ impl ServiceProcess {
     /// SIGTERM and a graceful drain (bounded by `patience`, then SIGKILL).
     pub async fn stop(mut self, patience: Duration) {
         if let Some(mut c) = self.child.take() {
-            self.resume_pid(&c);
-            if let Some(pid) = c.id() {
-                let _ = std::process::Command::new("kill")
-                    .args(["-TERM", &pid.to_string()])
-                    .status();
-            }
+            // A frozen process acts on no signal but SIGKILL: resume it
+            // first so the stop is graceful.
+            signal(&c, "-CONT");
+            signal(&c, "-TERM");
             if tokio::time::timeout(patience, c.wait()).await.is_err() {
                 let _ = c.start_kill();
                 let _ = c.wait().await;
             }
         }
     }
-
-    /// A frozen process cannot act on a signal other than SIGKILL; resume
-    /// it first so a stop is graceful.
-    fn resume_pid(&self, c: &Child) {
-        if let Some(pid) = c.id() {
-            let _ = std::process::Command::new("kill")
-                .args(["-CONT", &pid.to_string()])
-                .status();
-        }
-    }
 }
 
 impl Drop for ServiceProcess {
     fn drop(&mut self) {
-        if let Some(c) = self.child.as_ref() {
-            self.resume_pid(c);
-        }
+        // Resumed, so a frozen child does not outlive the harness; then
         // `kill_on_drop` sends the SIGKILL.
+        self.resume();
+    }
+}
+
+/// `kill <sig> <pid>` (the standard library sends only SIGKILL).
+fn signal(c: &Child, sig: &str) {
+    if let Some(pid) = c.id() {
+        let _ = std::process::Command::new("kill")
+            .args([sig, &pid.to_string()])
+            .status();
     }
 }
 

@@ -42,10 +42,8 @@ pub const WORKER_VARS: [&str; 17] = [
 /// under a second; a loaded two-core machine takes longer).
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// The workspace's `functions/` directory.
-pub fn functions_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../functions")
-}
+/// The workspace's `functions/` directory, as built into the binary.
+pub const FUNCTIONS_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../functions");
 
 /// Fails with the fix if the Worker has not been built.
 pub fn require_build(functions_dir: &Path) -> anyhow::Result<()> {
@@ -96,7 +94,7 @@ impl EdgeLaunch {
     /// log file in the temp directory.
     pub fn new(vars: BTreeMap<String, String>) -> Self {
         Self {
-            functions_dir: functions_dir(),
+            functions_dir: PathBuf::from(FUNCTIONS_DIR),
             node: std::env::var("EDGE_NODE").unwrap_or_else(|_| "node".into()),
             vars,
             log_file: std::env::temp_dir().join(format!("edge-{}.log", uuid::Uuid::new_v4())),

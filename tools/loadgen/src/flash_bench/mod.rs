@@ -139,7 +139,7 @@ pub struct FlashSaleArgs {
 
     /// The `functions/` directory (its `build/` from scripts/build-edge.sh
     /// and `dev/serve.mjs`).
-    #[arg(long, default_value = edge::DEFAULT_FUNCTIONS_DIR)]
+    #[arg(long, default_value = workerd::FUNCTIONS_DIR)]
     pub functions_dir: PathBuf,
 
     /// The Node.js binary that runs serve.mjs.
