@@ -20,6 +20,10 @@ if [ "${EDGE_SKIP_BUILD:-0}" != "1" ] || [ ! -f functions/build/index.js ]; then
     bash scripts/build-edge.sh >/dev/null
 fi
 
+# The browser tests drive headless Chromium over WebDriver and check each
+# page with axe-core: install them if missing, and say where they are.
+eval "$(bash scripts/browser-toolchain.sh)"
+
 # Where the tests find the services. Each test creates its own database
 # from TEST_DATABASE_URL (so the role must be allowed to CREATE DATABASE)
 # and uses its own keys in TEST_REDIS_URL; tests that kill Redis start a

@@ -4,6 +4,7 @@
 //! HTTP helpers, catalog seeding, and the invariant checker every
 //! concurrency test ends with.
 
+pub mod browser;
 pub mod edge;
 pub mod money;
 pub mod pg_server;
