@@ -15,8 +15,8 @@ use crate::refunds::Backoff;
 use crate::shows::ShowCache;
 use crate::state::AppState;
 use crate::{
-    bookings, catalog, checkout, health, holds, notifier, outbox, payments, reconcile, recovery,
-    refunds, retention, seat_map, sweeper, webhook,
+    bookings, catalog, checkout, health, holds, live, notifier, outbox, payments, reconcile,
+    recovery, refunds, retention, seat_map, sweeper, webhook,
 };
 use anyhow::Context;
 use axum::extract::DefaultBodyLimit;
@@ -45,6 +45,7 @@ pub fn router(state: AppState) -> Router {
         .merge(reconcile::router())
         .merge(notifier::router())
         .merge(seat_map::router())
+        .merge(live::router())
         .merge(health::router())
         .fallback(|| async { ApiError::not_found("no_route", "no such endpoint") })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
@@ -220,6 +221,7 @@ impl Application {
             redis,
             writers,
             shows: ShowCache::default(),
+            live: Arc::default(),
             settings: Arc::new(settings),
             gateway,
             outbox_kick,

@@ -90,6 +90,31 @@ pub struct Settings {
     #[arg(long, env = "REGION_SEATMAP_TTL_SECS", default_value_t = 30)]
     pub seatmap_ttl_secs: u64,
 
+    /// Live seat-map sockets (`GET /v1/shows/{id}/live`) one process
+    /// serves; beyond it new ones get 503 with `Retry-After`.
+    #[arg(long, env = "REGION_LIVE_MAX_SOCKETS", default_value_t = 20_000)]
+    pub live_max_sockets: usize,
+
+    /// How long a show's changes are gathered into one live delta, in
+    /// milliseconds (a burst of holds costs few frames).
+    #[arg(long, env = "REGION_LIVE_WINDOW_MS", default_value_t = 50)]
+    pub live_window_ms: u64,
+
+    /// Frames a live socket may fall behind before it is closed with the
+    /// "resync" code (a slow viewer never slows the others).
+    #[arg(long, env = "REGION_LIVE_BUFFER_FRAMES", default_value_t = 64)]
+    pub live_buffer_frames: usize,
+
+    /// While Redis is unreachable, live viewers get a snapshot from
+    /// Postgres this often, in milliseconds.
+    #[arg(long, env = "REGION_LIVE_DEGRADED_SNAPSHOT_MS", default_value_t = 3000)]
+    pub live_degraded_snapshot_ms: u64,
+
+    /// Pings to live sockets this often, in seconds; a peer that has not
+    /// answered (any frame) for two intervals is closed.
+    #[arg(long, env = "REGION_LIVE_PING_SECS", default_value_t = 15)]
+    pub live_ping_secs: u64,
+
     /// Keys that admission passes from the edge's waiting room are signed
     /// with (comma-separated; the first signs, all verify, for rotation).
     /// Holds on flash-sale shows need a valid pass.

@@ -4,7 +4,8 @@
 //! - `app` builds the service (Postgres, Redis, background tasks, router);
 //! - `catalog` owns cities, venues, screens, movies and shows;
 //! - `holds` owns seat holds (Redis lock, group commit, Postgres-only path);
-//! - `seat_map` serves live seat maps; `sweeper` frees expired holds;
+//! - `seat_map` serves seat maps; `live` numbers seat changes and pushes
+//!   them to viewers (WebSocket, polling); `sweeper` frees expired holds;
 //! - `redis_path` + `recovery` (with `shared::breaker`) are the Redis fast path and its
 //!   failure handling;
 //! - `checkout` turns a hold into a paid booking (idempotency keys with
@@ -32,6 +33,7 @@ pub mod health;
 pub mod holds;
 pub mod http_log;
 pub mod idempotency;
+pub mod live;
 pub mod notifier;
 pub mod outbox;
 pub mod payments;

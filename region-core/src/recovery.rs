@@ -6,7 +6,7 @@
 //! then re-assert once more for holds written in between.
 
 use crate::holds::store;
-use crate::redis_path::{seat_key, seatmap_key, RedisPath};
+use crate::redis_path::{seat_key, RedisPath};
 use chrono::Utc;
 use sqlx::PgPool;
 use std::collections::HashSet;
@@ -79,9 +79,7 @@ pub async fn reassert(
         full_pass(db, redis, now, &mut pipe, &mut wanted).await?;
     } else {
         for show in &shows {
-            pipe.cmd("DEL")
-                .arg(seatmap_key(shared::ShowId(*show)))
-                .ignore();
+            RedisPath::seatmap_drop_into(&mut pipe, shared::ShowId(*show));
         }
     }
     redis.recovery_pipe(pipe).await?;
@@ -128,9 +126,16 @@ async fn full_pass(
             pipe.cmd("DEL").arg(key).ignore();
         }
     }
-    // Maps may have missed updates while Redis was unreachable.
-    for key in map_keys.iter().filter(|k| is_ours(k)) {
-        pipe.cmd("DEL").arg(key).ignore();
+    // Maps may have missed updates while Redis was unreachable: dropped,
+    // with a resync notice to their live viewers. (The scan also finds the
+    // maps' change counters, `seatmap:{<show>}:seq`, which stay.)
+    let map_shows: HashSet<uuid::Uuid> = map_keys
+        .iter()
+        .filter(|k| is_ours(k))
+        .filter_map(|k| show_of_key(k))
+        .collect();
+    for show in map_shows {
+        RedisPath::seatmap_drop_into(pipe, shared::ShowId(show));
     }
     Ok(())
 }

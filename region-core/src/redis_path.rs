@@ -16,7 +16,10 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 use uuid::Uuid;
 
-use shared::redis_scripts::{ACQUIRE_LUA, ASSERT_LUA, EXTEND_LUA, RELEASE_LUA, SEATMAP_UPDATE_LUA};
+use shared::redis_scripts::{
+    ACQUIRE_LUA, ASSERT_LUA, EXTEND_LUA, RELEASE_LUA, SEATMAP_DROP_LUA, SEATMAP_PUT_LUA,
+    SEATMAP_SNAPSHOT_LUA, SEATMAP_UPDATE_LUA,
+};
 
 /// The Redis key of one seat of a show.
 pub fn seat_key(show: ShowId, label: &str) -> String {
@@ -32,6 +35,32 @@ pub fn booked_value(booking: Uuid) -> String {
 /// The Redis key of a show's seat-map bitfield.
 pub fn seatmap_key(show: ShowId) -> String {
     format!("seatmap:{{{show}}}")
+}
+
+/// The Redis key of a show's change counter: the sequence number of its
+/// live seat map (`shared::live`), incremented with every map change.
+pub fn seatmap_seq_key(show: ShowId) -> String {
+    format!("seatmap:{{{show}}}:seq")
+}
+
+/// The Pub/Sub channel a show's numbered seat changes are published on
+/// (one per show, so a replica only hears the shows its viewers watch).
+pub fn live_channel(show: ShowId) -> String {
+    format!("live:{{{show}}}")
+}
+
+/// How long an idle show's change counter is kept (30 days): long past
+/// any show, short enough that old shows do not pile up. A counter that
+/// expired starts again at 1, which viewers see as a gap and resync.
+const SEQ_TTL_MS: u64 = 30 * 24 * 3600 * 1000;
+
+/// A show's seat map with the number of the last change it includes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MapAt {
+    /// The bitfield (None: no map in Redis).
+    pub map: Option<Vec<u8>>,
+    /// The change number it includes up to.
+    pub seq: u64,
 }
 
 /// Which breaker states allow a call.
@@ -78,6 +107,8 @@ struct Inner {
     extend: Script,
     assert_hold: Script,
     seatmap_update: Script,
+    seatmap_snapshot: Script,
+    seatmap_put: Script,
 }
 
 impl RedisPath {
@@ -97,6 +128,8 @@ impl RedisPath {
                 extend: Script::new(EXTEND_LUA),
                 assert_hold: Script::new(ASSERT_LUA),
                 seatmap_update: Script::new(SEATMAP_UPDATE_LUA),
+                seatmap_snapshot: Script::new(SEATMAP_SNAPSHOT_LUA),
+                seatmap_put: Script::new(SEATMAP_PUT_LUA),
             }),
         };
         if let Err(e) = this.connect().await {
@@ -309,38 +342,45 @@ impl RedisPath {
         Ok(())
     }
 
-    /// The raw seat-map bitfield of a show, if present.
-    pub async fn seatmap_get(&self, show: ShowId) -> Result<Option<Vec<u8>>, RedisFailure> {
-        let key = seatmap_key(show);
-        self.run(Gate::Closed, |mut c| async move {
-            redis::cmd("GET").arg(key).query_async(&mut c).await
-        })
-        .await
+    /// A show's seat map and its change number, read together.
+    pub async fn seatmap_snapshot(&self, show: ShowId) -> Result<MapAt, RedisFailure> {
+        let mut inv = self.inner.seatmap_snapshot.prepare_invoke();
+        inv.key(seatmap_key(show)).key(seatmap_seq_key(show));
+        let (map, seq): (Option<Vec<u8>>, u64) = self
+            .run(Gate::Closed, |mut c| async move {
+                inv.invoke_async(&mut c).await
+            })
+            .await?;
+        Ok(MapAt { map, seq })
     }
 
-    /// Stores a seat map rebuilt from Postgres unless one appeared meanwhile.
+    /// Stores a seat map rebuilt from Postgres, read after the counter
+    /// stood at `seq`; refused (false) if a change was numbered since.
     pub async fn seatmap_put(
         &self,
         show: ShowId,
+        seq: u64,
         map: Vec<u8>,
         ttl: Duration,
-    ) -> Result<(), RedisFailure> {
-        let key = seatmap_key(show);
-        self.run(Gate::Closed, |mut c| async move {
-            redis::cmd("SET")
-                .arg(key)
-                .arg(map)
-                .arg("NX")
-                .arg("PX")
-                .arg(ttl.as_millis() as u64)
-                .query_async::<()>(&mut c)
-                .await
-        })
-        .await
+    ) -> Result<bool, RedisFailure> {
+        let mut inv = self.inner.seatmap_put.prepare_invoke();
+        inv.key(seatmap_key(show))
+            .key(seatmap_seq_key(show))
+            .arg(seq)
+            .arg(map)
+            .arg(ttl.as_millis().max(1) as u64);
+        let stored: i32 = self
+            .run(Gate::Closed, |mut c| async move {
+                inv.invoke_async(&mut c).await
+            })
+            .await?;
+        Ok(stored == 1)
     }
 
     /// Applies seat state changes to the seat maps of several shows in one
-    /// round trip. Best effort: a stale map heals when it is rebuilt.
+    /// round trip, numbering and publishing each show's change for its
+    /// live viewers (`SEATMAP_UPDATE_LUA`). Best effort: a stale map heals
+    /// when it is rebuilt, and a viewer whose map is stale resyncs then.
     pub async fn seatmap_update(&self, changes: &[(ShowId, Vec<(i32, SeatState)>)]) {
         if changes.is_empty() || !self.fast_path_available() {
             return;
@@ -352,8 +392,11 @@ impl RedisPath {
             }
             let mut cmd = redis::cmd("EVALSHA");
             cmd.arg(self.inner.seatmap_update.get_hash())
-                .arg(1)
-                .arg(seatmap_key(*show));
+                .arg(2)
+                .arg(seatmap_key(*show))
+                .arg(seatmap_seq_key(*show))
+                .arg(live_channel(*show))
+                .arg(SEQ_TTL_MS);
             for (ordinal, state) in seats {
                 cmd.arg(*ordinal).arg(state.code());
             }
@@ -375,6 +418,32 @@ impl RedisPath {
         if let Err(e) = res {
             tracing::debug!(error = %e, "seat map update skipped");
         }
+    }
+
+    /// Adds to `pipe` the drop of a show's seat map with a resync notice
+    /// to its viewers (`SEATMAP_DROP_LUA`, by EVAL: the pipeline may run
+    /// on a Redis that has just restarted with an empty script cache).
+    pub fn seatmap_drop_into(pipe: &mut redis::Pipeline, show: ShowId) {
+        pipe.cmd("EVAL")
+            .arg(SEATMAP_DROP_LUA)
+            .arg(2)
+            .arg(seatmap_key(show))
+            .arg(seatmap_seq_key(show))
+            .arg(live_channel(show))
+            .arg(SEQ_TTL_MS)
+            .ignore();
+    }
+
+    /// A new Pub/Sub connection (live seat maps: one per watched show),
+    /// unless the breaker says Redis is down.
+    pub async fn pubsub(&self) -> Result<redis::aio::PubSub, RedisFailure> {
+        if !self.fast_path_available() {
+            return Err(RedisFailure::BreakerOpen);
+        }
+        let fut = self.inner.client.get_async_pubsub();
+        Ok(tokio::time::timeout(self.inner.timeout * 4, fut)
+            .await
+            .map_err(|_| RedisFailure::Timeout)??)
     }
 
     /// Ends an open period if it is time and Redis answers; returns true

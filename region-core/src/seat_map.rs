@@ -1,23 +1,27 @@
-//! Live seat maps: `GET /v1/shows/{id}/seats` and `/availability`.
+//! Seat maps: `GET /v1/shows/{id}/seats` (with `?since=N`, the live
+//! protocol's polling fallback, served by the show's live feed) and
+//! `/availability`.
 //!
 //! Read from a Redis bitfield (2 bits per seat, one GET per read); rebuilt
 //! from Postgres, the source of truth, when missing, and read straight
-//! from Postgres while Redis is unavailable. Rebuilt maps carry a TTL so
-//! a lost best-effort update cannot leave a map stale for long.
+//! from Postgres while Redis is unavailable (`live::snapshot`). Rebuilt
+//! maps carry a TTL so a lost best-effort update cannot leave a map stale
+//! for long.
 
-use crate::error::{ApiError, ApiJson, ApiPath};
-use crate::holds::store::SeatStatus;
+use crate::error::{ApiError, ApiJson, ApiPath, ApiQuery};
+use crate::live::snapshot::bitfield;
 use crate::shows::ShowLayout;
 use crate::state::AppState;
 use axum::extract::State;
+use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
-use chrono::{DateTime, Utc};
+use serde::Deserialize;
 use shared::api::{Availability, SeatMap, SeatMapSeat};
-use shared::seat::{seat_state_at, set_seat_state};
-use shared::{SeatState, ShowId};
+use shared::seat::seat_state_at;
+use shared::SeatState;
 use std::sync::Arc;
-use std::time::Duration;
 
 /// Seat-map routes.
 pub fn router() -> Router<AppState> {
@@ -35,51 +39,6 @@ async fn layout(state: &AppState, raw: &str) -> Result<Arc<ShowLayout>, ApiError
         .ok_or_else(|| ApiError::not_found("unknown_show", format!("no show {show}")))
 }
 
-/// The show's seat-state bitfield: from Redis if present, else rebuilt
-/// from Postgres (and stored back when Redis is healthy).
-pub async fn bitfield(state: &AppState, layout: &ShowLayout) -> Result<Vec<u8>, ApiError> {
-    if state.redis.fast_path_available() {
-        match state.redis.seatmap_get(layout.id).await {
-            Ok(Some(map)) => return Ok(map),
-            Ok(None) => {
-                let map = from_postgres(state, layout.id, Utc::now()).await?;
-                let ttl = Duration::from_secs(state.settings.seatmap_ttl_secs);
-                if let Err(e) = state.redis.seatmap_put(layout.id, map.clone(), ttl).await {
-                    tracing::debug!(error = %e, "seat map not cached");
-                }
-                return Ok(map);
-            }
-            Err(e) => tracing::debug!(error = %e, "seat map read from Postgres"),
-        }
-    }
-    from_postgres(state, layout.id, Utc::now()).await
-}
-
-/// Builds the bitfield from `show_seats`; a hold past its end counts as
-/// available even before the sweeper frees it.
-async fn from_postgres(
-    state: &AppState,
-    show: ShowId,
-    now: DateTime<Utc>,
-) -> Result<Vec<u8>, ApiError> {
-    let rows = sqlx::query!(
-        r#"SELECT ordinal, status AS "status: SeatStatus", hold_expires_at
-             FROM show_seats WHERE show_id = $1"#,
-        show.0
-    )
-    .fetch_all(&state.db)
-    .await?;
-    let mut map = Vec::new();
-    for r in rows {
-        let mut st = SeatState::from(r.status);
-        if st == SeatState::Held && r.hold_expires_at.is_some_and(|t| t <= now) {
-            st = SeatState::Available;
-        }
-        set_seat_state(&mut map, r.ordinal as usize, st);
-    }
-    Ok(map)
-}
-
 /// (available, held, booked) counts of a bitfield over `seats` seats.
 pub fn counts(map: &[u8], seats: usize) -> (u32, u32, u32) {
     let mut c = (0, 0, 0);
@@ -93,12 +52,27 @@ pub fn counts(map: &[u8], seats: usize) -> (u32, u32, u32) {
     c
 }
 
+/// `?since=N`: the number of the caller's copy (live protocol v1).
+#[derive(Debug, Deserialize)]
+struct SeatsQuery {
+    since: Option<u64>,
+}
+
 async fn seat_map(
     State(state): State<AppState>,
     ApiPath(id): ApiPath<String>,
-) -> Result<ApiJson<SeatMap>, ApiError> {
+    ApiQuery(q): ApiQuery<SeatsQuery>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
     let layout = layout(&state, &id).await?;
-    let map = bitfield(&state, &layout).await?;
+    if let Some(since) = q.since {
+        return crate::live::poll(&state, &layout, since, &headers).await;
+    }
+    Ok(full_map(&state, &layout).await?.into_response())
+}
+
+async fn full_map(state: &AppState, layout: &ShowLayout) -> Result<ApiJson<SeatMap>, ApiError> {
+    let map = bitfield(state, layout).await?;
     let (available, held, booked) = counts(&map, layout.seats.len());
     let seats = layout
         .seats

@@ -4,6 +4,7 @@
 use crate::auth::TokenKeys;
 use crate::config::Settings;
 use crate::holds::writer::HoldWriters;
+use crate::live::hub::Hub;
 use crate::payments::PaymentGateway;
 use crate::redis_path::RedisPath;
 use crate::shows::ShowCache;
@@ -30,6 +31,9 @@ pub struct AppState {
     pub settings: Arc<Settings>,
     /// The payment gateway.
     pub gateway: Arc<dyn PaymentGateway>,
+    /// Live seat-map feeds and sockets of this process.
+    #[from_ref(skip)]
+    pub live: Arc<Hub>,
     /// Wakes the outbox relay after a commit that wrote events.
     #[from_ref(skip)]
     pub outbox_kick: Arc<Notify>,

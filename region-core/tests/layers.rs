@@ -23,6 +23,8 @@ const PLACES: &[(&str, usize)] = &[
     ("db", 1),
     ("idempotency", 1),
     ("holds::decide", 1),
+    ("live::message", 1),
+    ("live::history", 1),
     ("checkout::machine", 1),
     // Adapters: one external system each (Postgres tables, Redis, the
     // payment gateway) and the token keys.
@@ -50,6 +52,10 @@ const PLACES: &[(&str, usize)] = &[
     ("sweeper", 3),
     ("notifier", 3),
     ("retention", 3),
+    ("live::snapshot", 3),
+    ("live::feed", 3),
+    ("live::hub", 3),
+    ("live::task", 3),
     // HTTP: routers, handlers, extractors.
     ("checkout", 4),
     ("checkout::http", 4),
@@ -62,6 +68,8 @@ const PLACES: &[(&str, usize)] = &[
     ("catalog::movies", 4),
     ("catalog::shows", 4),
     ("seat_map", 4),
+    ("live", 4),
+    ("live::socket", 4),
     ("webhook", 4),
     ("health", 4),
     ("serve", 4),

@@ -55,17 +55,76 @@ end
 return 1
 "#;
 
-/// Applies (ordinal, state) pairs to a seat map only if it exists: a map
-/// is rebuilt whole from Postgres, never born from a partial update.
+/// Applies (ordinal, state) pairs to a show's seat map and numbers the
+/// change for its live viewers, atomically (issue 11).
+///
+/// KEYS: the map (`seatmap:{<show>}`), its change counter
+/// (`seatmap:{<show>}:seq`). ARGV: the live channel (`live:{<show>}`), the
+/// counter's TTL in ms, then (ordinal, state code) pairs.
+///
+/// When the map exists, the seats whose state really changes are set, the
+/// counter is incremented and `"<seq> <ordinal>:<state>,…"` is published;
+/// nothing changing costs no number. When the map is missing (expired, or
+/// dropped after an outage) it is not born from a partial update (it is
+/// rebuilt whole from Postgres): the counter is still incremented and
+/// `"<seq> R"` published, so every viewer's copy is known to be stale and
+/// resynchronises from a snapshot. Returns the number assigned, or 0.
 pub const SEATMAP_UPDATE_LUA: &str = r#"
-if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+if redis.call('EXISTS', KEYS[1]) == 0 then
+  local seq = redis.call('INCR', KEYS[2])
+  redis.call('PEXPIRE', KEYS[2], ARGV[2])
+  redis.call('PUBLISH', ARGV[1], seq .. ' R')
+  return seq
+end
 local args = {}
-for i = 1, #ARGV, 2 do
+for i = 3, #ARGV, 2 do
   args[#args + 1] = 'SET'
   args[#args + 1] = 'u2'
   args[#args + 1] = '#' .. ARGV[i]
   args[#args + 1] = ARGV[i + 1]
 end
-redis.call('BITFIELD', KEYS[1], unpack(args))
+local old = redis.call('BITFIELD', KEYS[1], unpack(args))
+local changed = {}
+for j, prev in ipairs(old) do
+  local i = 1 + 2 * j
+  if tostring(prev) ~= ARGV[i + 1] then
+    changed[#changed + 1] = ARGV[i] .. ':' .. ARGV[i + 1]
+  end
+end
+if #changed == 0 then return 0 end
+local seq = redis.call('INCR', KEYS[2])
+redis.call('PEXPIRE', KEYS[2], ARGV[2])
+redis.call('PUBLISH', ARGV[1], seq .. ' ' .. table.concat(changed, ','))
+return seq
+"#;
+
+/// Reads a show's seat map and its change number together (a snapshot:
+/// the map includes exactly the changes up to that number). KEYS: map,
+/// counter. Returns `{map or false, seq}`.
+pub const SEATMAP_SNAPSHOT_LUA: &str = r#"
+local seq = tonumber(redis.call('GET', KEYS[2]) or '0')
+return {redis.call('GET', KEYS[1]), seq}
+"#;
+
+/// Stores a seat map rebuilt from Postgres only if no change was numbered
+/// since the caller read the counter (ARGV[1]) before reading Postgres:
+/// every change is numbered after its commit, so an unchanged counter
+/// means the rebuilt map holds every numbered change and no later one.
+/// KEYS: map, counter. ARGV: expected seq, map bytes, map TTL in ms.
+/// Returns 1 if stored.
+pub const SEATMAP_PUT_LUA: &str = r#"
+if tonumber(redis.call('GET', KEYS[2]) or '0') ~= tonumber(ARGV[1]) then return 0 end
+redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
 return 1
+"#;
+
+/// Drops a show's seat map and tells its viewers to resynchronise (after
+/// an outage, when Postgres alone may have changed seats). KEYS: map,
+/// counter. ARGV: live channel, counter TTL in ms. Returns the number.
+pub const SEATMAP_DROP_LUA: &str = r#"
+redis.call('DEL', KEYS[1])
+local seq = redis.call('INCR', KEYS[2])
+redis.call('PEXPIRE', KEYS[2], ARGV[2])
+redis.call('PUBLISH', ARGV[1], seq .. ' R')
+return seq
 "#;

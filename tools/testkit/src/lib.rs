@@ -3,7 +3,7 @@
 //! piece of it exists once: throw-away databases ([`db`]), the workspace's
 //! binaries as processes ([`process`]), the edge Worker in workerd
 //! ([`workerd`]), the HTTP client of the region core's and the edge's API
-//! ([`api`]), the sandbox payment gateway's ledger and controls
+//! ([`api`]), a live seat-map viewer ([`live`]), the sandbox payment gateway's ledger and controls
 //! ([`gateway`]), the seat invariants ([`invariants`]) and the money
 //! audit ([`money`]).
 //!
@@ -15,6 +15,7 @@ pub mod api;
 pub mod db;
 pub mod gateway;
 pub mod invariants;
+pub mod live;
 pub mod money;
 pub mod process;
 pub mod seed;
