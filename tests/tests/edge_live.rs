@@ -1,0 +1,235 @@
+//! The live seat map through the edge (issue 11), on the real stack: the
+//! built Worker in workerd (its `LiveShow` Durable Object), a real region
+//! core, Postgres and Redis.
+//!
+//! - Viewers of one show connect to the edge and each get a snapshot; a
+//!   hold by a third party reaches all of them as a delta; the region
+//!   core sees ONE socket for the show however many edge viewers there
+//!   are, and a viewer who joins later is served the object's copy
+//!   without a new upstream socket; when the last viewer leaves, the
+//!   object closes its upstream socket.
+//! - The polling fallback `/seats?since=N` works through the edge, with
+//!   the region's `ETag`, 304s (by number and by `If-None-Match`), and a
+//!   one-second micro-cache that keeps pollers off the region.
+
+use std::time::{Duration, Instant};
+
+use e2e::edge::{Client, EdgeOptions, EdgeStack, SaleMode};
+use reqwest::Method;
+use shared::live::Frame;
+use shared::{SeatState, ShowId};
+use testkit::live::{ws_url, Viewer};
+
+const CITY: &str = "mum";
+/// Generous: the point is "it arrives", not a latency benchmark (the
+/// elapsed time is printed).
+const DEADLINE: Duration = Duration::from_secs(5);
+
+async fn viewer(stack: &EdgeStack, show: &str) -> Viewer {
+    let url = ws_url(&stack.url, &format!("/v1/c/{CITY}/shows/{show}/live"));
+    let mut v = Viewer::connect(&url, ShowId(show.parse().unwrap()))
+        .await
+        .unwrap_or_else(|e| panic!("{e:#}\nedge log:\n{}", stack.edge_log()));
+    let first = v.next(DEADLINE).await.expect("a frame");
+    assert!(
+        matches!(first, Some(Frame::Snapshot { .. })),
+        "the first frame is a snapshot: {first:?}\nedge log:\n{}",
+        stack.edge_log()
+    );
+    v
+}
+
+/// Waits until `f` holds (polling every 50 ms), up to the deadline.
+async fn eventually(mut f: impl FnMut() -> bool) -> bool {
+    let until = Instant::now() + DEADLINE;
+    while Instant::now() < until {
+        if f() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    f()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn edge_viewers_share_one_upstream_socket_and_see_holds_live() {
+    let stack = EdgeStack::start(EdgeOptions::cities(&[CITY]))
+        .await
+        .expect("edge stack");
+    let show = stack
+        .seed_show(CITY, 2, 5, SaleMode::Open)
+        .await
+        .expect("show");
+    let region = stack.region(CITY);
+    let live_path = format!("/v1/shows/{show}/live");
+    let region_sockets = || region.app().app.state.live.sockets();
+
+    let mut ann = viewer(&stack, &show).await;
+    let mut bob = viewer(&stack, &show).await;
+    assert_eq!(ann.seat(0), Some(SeatState::Available));
+    assert_eq!(
+        region_sockets(),
+        1,
+        "one region socket for two edge viewers"
+    );
+    assert_eq!(region.proxy.count("GET", &live_path), 1);
+
+    // A third party holds A1 through the edge: both viewers see it.
+    let carol = Client::user("carol", "10.9.0.3");
+    let started = Instant::now();
+    let held = stack.hold(CITY, &show, &carol, &["A1"], None).await;
+    assert_eq!(held.status, 201, "{held}");
+    for v in [&mut ann, &mut bob] {
+        let seen = v
+            .until(DEADLINE, |r| r.seat(0) == Some(SeatState::Held))
+            .await
+            .expect("frames");
+        assert!(seen, "the hold reached the viewer\n{}", stack.edge_log());
+        assert_eq!(v.gaps, 0);
+    }
+    eprintln!(
+        "hold → both edge viewers: {} ms",
+        started.elapsed().as_millis()
+    );
+
+    // A late viewer gets the object's copy (with the hold) at once; the
+    // region core still has one socket for the show.
+    let dan = viewer(&stack, &show).await;
+    assert_eq!(dan.seat(0), Some(SeatState::Held), "served from the copy");
+    assert_eq!(region_sockets(), 1, "one region socket for three viewers");
+    assert_eq!(
+        region.proxy.count("GET", &live_path),
+        1,
+        "no new upstream connection for a new viewer"
+    );
+    eprintln!(
+        "measured: 3 edge viewers, 1 object, {} upstream socket(s), frames per viewer: ann {}+{}, bob {}+{}, dan {}+{} (snapshots+deltas)",
+        region_sockets(),
+        ann.snapshots,
+        ann.deltas,
+        bob.snapshots,
+        bob.deltas,
+        dan.snapshots,
+        dan.deltas
+    );
+
+    // Everyone leaves: the object closes its upstream socket.
+    for v in [ann, bob, dan] {
+        v.close().await.expect("close");
+    }
+    assert!(
+        eventually(|| region_sockets() == 0).await,
+        "the upstream socket closes with the last viewer\n{}",
+        stack.edge_log()
+    );
+
+    // And a plain GET of the socket path is told to upgrade.
+    let plain = stack
+        .get(
+            &format!("/v1/c/{CITY}/shows/{show}/live"),
+            &Client::anonymous("10.9.0.4"),
+        )
+        .await;
+    assert_eq!(plain.status, 426, "{plain}");
+    stack.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn polling_since_n_through_the_edge_uses_etags_304_and_a_micro_cache() {
+    let stack = EdgeStack::start(EdgeOptions::cities(&[CITY]))
+        .await
+        .expect("edge stack");
+    let show = stack
+        .seed_show(CITY, 2, 5, SaleMode::Open)
+        .await
+        .expect("show");
+    let carol = Client::user("carol", "10.9.1.3");
+    let held = stack.hold(CITY, &show, &carol, &["A1", "A2"], None).await;
+    assert_eq!(held.status, 201, "{held}");
+    let poller = Client::anonymous("10.9.1.9");
+    let seats = format!("/v1/c/{CITY}/shows/{show}/seats");
+
+    // From 0: one frame with both holds, and the ETag of its number.
+    let first = stack.get(&format!("{seats}?since=0"), &poller).await;
+    assert_eq!(first.status, 200, "{first}");
+    let etag = first.header("etag").expect("an ETag").to_owned();
+    let seq: u64 = etag.trim_matches('"').parse().expect("a numeric ETag");
+    assert!(seq >= 1, "{etag}");
+    let frame: Frame = serde_json::from_value(first.body.clone()).expect("a frame");
+    assert!(
+        matches!(frame, Frame::Delta { from: 1, to, .. } | Frame::Snapshot { seq: to, .. } if to == seq),
+        "{frame:?}"
+    );
+
+    // Up to date, by number: 304 with the ETag.
+    let same = stack.get(&format!("{seats}?since={seq}"), &poller).await;
+    assert_eq!(same.status, 304, "{same}");
+    assert_eq!(same.header("etag"), Some(etag.as_str()));
+    // By If-None-Match, answered from the edge's copy of since=0.
+    let conditional = stack
+        .send(
+            stack
+                .request(Method::GET, &format!("{seats}?since=0"), &poller)
+                .header("If-None-Match", &etag),
+        )
+        .await;
+    assert_eq!(conditional.status, 304, "{conditional}");
+    assert_eq!(conditional.header("x-edge-cache"), Some("HIT"));
+
+    // Many pollers in a burst: the region sees about one request per
+    // second per (show, since).
+    let region_polls = || {
+        stack
+            .region(CITY)
+            .proxy
+            .count("GET", &format!("/v1/shows/{show}/seats"))
+    };
+    let before = region_polls();
+    let started = Instant::now();
+    for n in 0..30u32 {
+        let r = stack
+            .get(
+                &format!("{seats}?since={seq}"),
+                &Client::anonymous(&format!("10.9.2.{n}")),
+            )
+            .await;
+        assert_eq!(r.status, 304, "{r}");
+    }
+    let secs = started.elapsed().as_secs() + 1;
+    let asked = region_polls() - before;
+    eprintln!(
+        "measured: 30 polls in {} ms reached the region {asked} time(s)",
+        started.elapsed().as_millis()
+    );
+    assert!(asked <= secs + 1, "{asked} region requests in ~{secs} s");
+
+    // A change shows up within a second or so as a delta after `seq`.
+    let release = stack
+        .send(stack.request(
+            Method::DELETE,
+            &format!(
+                "/v1/c/{CITY}/holds/{}",
+                held.body["hold_id"].as_str().unwrap()
+            ),
+            &carol,
+        ))
+        .await;
+    assert_eq!(release.status, 200, "{release}");
+    let until = Instant::now() + DEADLINE;
+    let changed = loop {
+        let r = stack.get(&format!("{seats}?since={seq}"), &poller).await;
+        if r.status == 200 {
+            break r;
+        }
+        assert_eq!(r.status, 304, "{r}");
+        assert!(Instant::now() < until, "the release never showed up");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let next: Frame = serde_json::from_value(changed.body.clone()).expect("a frame");
+    assert!(
+        matches!(next, Frame::Delta { from, .. } if from == seq + 1),
+        "{next:?}"
+    );
+    assert_ne!(changed.header("etag"), Some(etag.as_str()));
+    stack.stop().await;
+}
