@@ -163,6 +163,8 @@ struct ProxyState {
     http: reqwest::Client,
     /// WebSockets tunnelled to the region and open now.
     sockets: Arc<std::sync::atomic::AtomicU64>,
+    /// Cuts every tunnelled socket (a network failure: no close frame).
+    cut: Arc<tokio::sync::Notify>,
 }
 
 /// A pass-through HTTP proxy in front of a region core that counts the
@@ -266,9 +268,15 @@ async fn tunnel(p: ProxyState, parts: &mut axum::http::request::Parts) -> Respon
         Err(_) => return (StatusCode::BAD_GATEWAY, "region unreachable").into_response(),
     };
     let sockets = p.sockets.clone();
+    let cut = p.cut.clone();
     sockets.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
     upgrade.on_upgrade(move |client| async move {
-        splice(client, region).await;
+        // Registered before the splice starts, so a cut never misses it.
+        let cut = cut.notified();
+        tokio::select! {
+            () = splice(client, region) => {}
+            () = cut => {}
+        }
         sockets.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
     })
 }
@@ -333,6 +341,7 @@ impl CountingProxy {
             upstream: Arc::from(upstream.trim_end_matches('/')),
             counts: Counts::default(),
             sockets: Arc::default(),
+            cut: Arc::default(),
             http: reqwest::Client::builder()
                 .no_proxy()
                 .pool_max_idle_per_host(256)
@@ -370,6 +379,12 @@ impl CountingProxy {
     /// WebSockets tunnelled to the region and open now.
     pub fn open_sockets(&self) -> u64 {
         self.state.sockets.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Drops every tunnelled socket at once, both ends, without a close
+    /// frame: what a network failure looks like to either side.
+    pub fn cut_sockets(&self) {
+        self.state.cut.notify_waiters();
     }
 
     /// Every request that reached the proxy so far.

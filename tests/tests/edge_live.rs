@@ -8,6 +8,8 @@
 //!   are, and a viewer who joins later is served the object's copy
 //!   without a new upstream socket; when the last viewer leaves, the
 //!   object closes its upstream socket.
+//! - A lost upstream socket is reconnected, and the viewers, who keep
+//!   their sockets, get the fresh snapshot with what changed meanwhile.
 //! - The polling fallback `/seats?since=N` works through the edge, with
 //!   the region's `ETag`, 304s (by number and by `If-None-Match`), and a
 //!   one-second micro-cache that keeps pollers off the region.
@@ -123,14 +125,57 @@ async fn edge_viewers_share_one_upstream_socket_and_see_holds_live() {
         stack.edge_log()
     );
 
-    // And a plain GET of the socket path is told to upgrade.
+    // And a plain GET of the socket path is told to upgrade (the region
+    // core's code).
     let plain = stack
         .get(
             &format!("/v1/c/{CITY}/shows/{show}/live"),
             &Client::anonymous("10.9.0.4"),
         )
         .await;
-    assert_eq!(plain.status, 426, "{plain}");
+    assert_eq!(plain.status, 400, "{plain}");
+    assert_eq!(plain.code(), Some("websocket_required"));
+    stack.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_upstream_is_reconnected_and_viewers_get_the_fresh_snapshot() {
+    let stack = EdgeStack::start(EdgeOptions::cities(&[CITY]))
+        .await
+        .expect("edge stack");
+    let show = stack
+        .seed_show(CITY, 2, 5, SaleMode::Open)
+        .await
+        .expect("show");
+    let region = stack.region(CITY);
+    let live_path = format!("/v1/shows/{show}/live");
+    let mut ann = viewer(&stack, &show).await;
+    assert_eq!(region.proxy.count("GET", &live_path), 1);
+
+    // The network between the object and the region fails; a seat is
+    // held while the object is cut off.
+    region.proxy.cut_sockets();
+    let carol = Client::user("carol", "10.9.3.3");
+    let held = stack.hold(CITY, &show, &carol, &["A2"], None).await;
+    assert_eq!(held.status, 201, "{held}");
+
+    // The object reconnects; ann (same socket) gets the new snapshot,
+    // which has the hold.
+    let until = Instant::now() + DEADLINE;
+    while !(ann.snapshots >= 2 && ann.seat(1) == Some(SeatState::Held)) {
+        assert!(
+            Instant::now() < until,
+            "no fresh snapshot with the hold (snapshots {}, seat {:?})\n{}",
+            ann.snapshots,
+            ann.seat(1),
+            stack.edge_log()
+        );
+        ann.next(Duration::from_millis(200)).await.expect("frames");
+    }
+    assert!(ann.closed.is_none(), "the viewer's socket survived");
+    assert_eq!(region.proxy.count("GET", &live_path), 2, "one reconnect");
+    assert!(eventually(|| region.app().app.state.live.sockets() == 1).await);
+    ann.close().await.expect("close");
     stack.stop().await;
 }
 

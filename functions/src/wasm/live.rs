@@ -55,12 +55,13 @@ pub async fn viewer(
 ) -> std::result::Result<Response, EdgeError> {
     let upgrade = http::header(req, "Upgrade").is_some_and(|u| u.eq_ignore_ascii_case("websocket"));
     if !upgrade {
+        // The region core's answer to the same request, so clients have
+        // one code to handle whether or not the edge is in front.
         return Err(EdgeError::new(
-            426,
-            "upgrade_required",
+            400,
+            "websocket_required",
             "the live seat map is a WebSocket; without one, poll /seats?since=N",
-        )
-        .with_header("Upgrade", "websocket"));
+        ));
     }
     let base = call
         .cfg
