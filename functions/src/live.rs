@@ -225,6 +225,20 @@ impl Backoff {
         self.next_ms = self.base_ms;
     }
 
+    /// The wait after a resync (close 4000, or a broken stream): none the
+    /// first time since frames last flowed, so viewers get the fresh
+    /// snapshot at once; then as after a failure, so a region that keeps
+    /// asking is not hammered.
+    pub fn after_resync(&mut self, jitter: f64) -> u64 {
+        let fresh = self.next_ms == self.base_ms;
+        let wait = self.after_failure(None, jitter);
+        if fresh {
+            0
+        } else {
+            wait
+        }
+    }
+
     /// The wait after a failure; `retry_after_ms` is the region's ask.
     pub fn after_failure(&mut self, retry_after_ms: Option<u64>, jitter: f64) -> u64 {
         let wait = self
@@ -377,6 +391,9 @@ mod tests {
         assert_eq!(b.after_failure(None, 0.0), 10_000);
         b.reset();
         assert_eq!(b.after_failure(None, 0.0), 250);
+        b.reset();
+        assert_eq!(b.after_resync(0.0), 0, "the first resync is immediate");
+        assert_eq!(b.after_resync(0.0), 500, "a second one in a row waits");
         assert!(close_is_resync(4000) && !close_is_resync(1000));
     }
 

@@ -214,7 +214,8 @@ impl DurableObject for LiveShow {
 enum Ended {
     /// Lost (region restart, network): wait, then reconnect.
     Lost,
-    /// The region asked for a resync, or the stream broke: reconnect now.
+    /// The region asked for a resync, or the stream broke: reconnect now
+    /// (unless it keeps happening).
     Resync,
     /// Closed by us: no viewers left.
     Idle,
@@ -297,7 +298,8 @@ impl Shared {
             let wait_ms = match open(&url).await {
                 Ok(ws) => match self.pump(&ws, &mut backoff).await {
                     Ended::Lost => backoff.after_failure(None, jitter()),
-                    Ended::Resync | Ended::Idle => 0,
+                    Ended::Resync => backoff.after_resync(jitter()),
+                    Ended::Idle => 0,
                 },
                 Err(retry_after_ms) => backoff.after_failure(retry_after_ms, jitter()),
             };
