@@ -8,6 +8,9 @@
 //!   are, and a viewer who joins later is served the object's copy
 //!   without a new upstream socket; when the last viewer leaves, the
 //!   object closes its upstream socket.
+//! - With `LIVE_BUCKETS` > 1 a show's viewers are spread over several
+//!   objects: the region core sees one socket per object in use, never
+//!   one per viewer, and a hold reaches every viewer.
 //! - A lost upstream socket is reconnected, and the viewers, who keep
 //!   their sockets, get the fresh snapshot with what changed meanwhile.
 //! - The polling fallback `/seats?since=N` works through the edge, with
@@ -135,6 +138,57 @@ async fn edge_viewers_share_one_upstream_socket_and_see_holds_live() {
         .await;
     assert_eq!(plain.status, 400, "{plain}");
     assert_eq!(plain.code(), Some("websocket_required"));
+    stack.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn buckets_spread_viewers_over_objects_each_with_one_upstream_socket() {
+    let stack = EdgeStack::start(EdgeOptions::cities(&[CITY]).var("LIVE_BUCKETS", "4"))
+        .await
+        .expect("edge stack");
+    let show = stack
+        .seed_show(CITY, 2, 5, SaleMode::Open)
+        .await
+        .expect("show");
+    let region = stack.region(CITY);
+    let url = ws_url(&stack.url, &format!("/v1/c/{CITY}/shows/{show}/live"));
+    let mut viewers = Vec::new();
+    for n in 0..12 {
+        let ip = format!("10.9.4.{n}");
+        let mut v = Viewer::connect_with(
+            &url,
+            ShowId(show.parse().unwrap()),
+            &[("CF-Connecting-IP", ip.as_str())],
+        )
+        .await
+        .expect("connect");
+        let first = v.next(DEADLINE).await.expect("a frame");
+        assert!(matches!(first, Some(Frame::Snapshot { .. })), "{first:?}");
+        viewers.push(v);
+    }
+    let sockets = region.app().app.state.live.sockets();
+    let opened = region.proxy.count("GET", &format!("/v1/shows/{show}/live"));
+    eprintln!("measured: 12 viewers, LIVE_BUCKETS=4 → {sockets} region socket(s)");
+    assert!(
+        (2..=4).contains(&sockets),
+        "one socket per object in use, at most LIVE_BUCKETS: {sockets}"
+    );
+    assert_eq!(opened as usize, sockets, "one connection per object");
+
+    let carol = Client::user("carol", "10.9.4.200");
+    let held = stack.hold(CITY, &show, &carol, &["B1"], None).await;
+    assert_eq!(held.status, 201, "{held}");
+    for v in &mut viewers {
+        let seen = v
+            .until(DEADLINE, |r| r.seat(5) == Some(SeatState::Held))
+            .await
+            .expect("frames");
+        assert!(seen, "every object relays the hold");
+    }
+    for v in viewers {
+        v.close().await.expect("close");
+    }
+    assert!(eventually(|| region.app().app.state.live.sockets() == 0).await);
     stack.stop().await;
 }
 
