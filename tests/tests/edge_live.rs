@@ -13,6 +13,8 @@
 //!   one per viewer, and a hold reaches every viewer.
 //! - A lost upstream socket is reconnected, and the viewers, who keep
 //!   their sockets, get the fresh snapshot with what changed meanwhile.
+//! - What a viewer sends is ignored (the object's `websocket_message`),
+//!   and `ping` is answered `pong`; the socket keeps receiving.
 //! - The polling fallback `/seats?since=N` works through the edge, with
 //!   the region's `ETag`, 304s (by number and by `If-None-Match`), and a
 //!   one-second micro-cache that keeps pollers off the region.
@@ -193,6 +195,57 @@ async fn buckets_spread_viewers_over_objects_each_with_one_upstream_socket() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn viewer_messages_are_ignored_and_ping_gets_pong() {
+    use futures::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    let stack = EdgeStack::start(EdgeOptions::cities(&[CITY]))
+        .await
+        .expect("edge stack");
+    let show = stack
+        .seed_show(CITY, 2, 5, SaleMode::Open)
+        .await
+        .expect("show");
+    let url = ws_url(&stack.url, &format!("/v1/c/{CITY}/shows/{show}/live"));
+    let (mut ws, _) = tokio_tungstenite::connect_async(url.as_str())
+        .await
+        .expect("connect");
+    // The next text message, skipping protocol pings.
+    async fn text(
+        ws: &mut (impl futures::Stream<Item = tokio_tungstenite::tungstenite::Result<Message>> + Unpin),
+    ) -> String {
+        loop {
+            let msg = tokio::time::timeout(DEADLINE, ws.next())
+                .await
+                .expect("a message in time")
+                .expect("open")
+                .expect("a message");
+            if let Message::Text(t) = msg {
+                return t.as_str().to_owned();
+            }
+        }
+    }
+    let first: Frame = serde_json::from_str(&text(&mut ws).await).expect("a frame");
+    assert!(matches!(first, Frame::Snapshot { .. }), "{first:?}");
+    ws.send(Message::text("hello")).await.expect("send");
+    ws.send(Message::binary(vec![1u8, 2, 3]))
+        .await
+        .expect("send");
+    ws.send(Message::text("ping")).await.expect("send");
+    assert_eq!(text(&mut ws).await, "pong");
+    // Still a viewer: a hold arrives as a delta.
+    let carol = Client::user("carol", "10.9.5.3");
+    let held = stack.hold(CITY, &show, &carol, &["A3"], None).await;
+    assert_eq!(held.status, 201, "{held}");
+    let next: Frame = serde_json::from_str(&text(&mut ws).await).expect("a frame");
+    assert!(
+        matches!(&next, Frame::Delta { changes, .. } if changes.contains(&(2, SeatState::Held))),
+        "{next:?}"
+    );
+    ws.close(None).await.expect("close");
+    stack.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lost_upstream_is_reconnected_and_viewers_get_the_fresh_snapshot() {
     let stack = EdgeStack::start(EdgeOptions::cities(&[CITY]))
         .await
@@ -259,6 +312,15 @@ async fn polling_since_n_through_the_edge_uses_etags_304_and_a_micro_cache() {
         matches!(frame, Frame::Delta { from: 1, to, .. } | Frame::Snapshot { seq: to, .. } if to == seq),
         "{frame:?}"
     );
+
+    // An unknown show: the region's 404, passed through.
+    let unknown = stack
+        .get(
+            &format!("/v1/c/{CITY}/shows/{}/seats?since=0", uuid::Uuid::new_v4()),
+            &poller,
+        )
+        .await;
+    assert_eq!(unknown.status, 404, "{unknown}");
 
     // Up to date, by number: 304 with the ETag.
     let same = stack.get(&format!("{seats}?since={seq}"), &poller).await;
