@@ -364,6 +364,26 @@ async fn polling_since_n_through_the_edge_uses_etags_304_and_a_micro_cache() {
     );
     assert!(asked <= secs + 1, "{asked} region requests in ~{secs} s");
 
+    // A burst of concurrent polls of a key nobody asked for yet: the
+    // first miss fetches, the others wait for it.
+    let before = region_polls();
+    let burst = (0..30u32).map(|n| {
+        // A number the region has not reached: answered with a snapshot.
+        let path = format!("{seats}?since={}", seq + 1000);
+        let client = Client::anonymous(&format!("10.9.6.{n}"));
+        let stack = &stack;
+        async move { stack.get(&path, &client).await }
+    });
+    let answers = futures::future::join_all(burst).await;
+    let etags: std::collections::BTreeSet<_> = answers
+        .iter()
+        .map(|r| (r.status, r.header("etag").map(str::to_owned)))
+        .collect();
+    assert_eq!(etags.len(), 1, "one answer for everyone: {etags:?}");
+    let asked = region_polls() - before;
+    eprintln!("measured: 30 concurrent polls of a new key reached the region {asked} time(s)");
+    assert!(asked <= 2, "{asked} region requests for one burst");
+
     // A change shows up within a second or so as a delta after `seq`.
     let release = stack
         .send(stack.request(

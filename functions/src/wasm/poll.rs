@@ -3,20 +3,47 @@
 //! region core and its answer (one frame, or a 304) kept in the location's
 //! cache for one second under (show, since), so a show's pollers cost the
 //! region about one request per second per `since` value per location —
-//! and up-to-date pollers all share one `since`. `If-None-Match` is
-//! answered 304 here whenever the stored `ETag` allows.
+//! and up-to-date pollers all share one `since`; polls that miss while a
+//! fetch of their key runs wait for it. `If-None-Match` is answered 304
+//! here whenever the stored `ETag` allows.
 
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::rc::Rc;
+
+use futures::future::{FutureExt, LocalBoxFuture, Shared};
 use worker::{Headers, Method, Request, Response};
 
 use super::cache::{self, Cached};
 use super::handlers::Call;
 use super::http::{self, now_ms, OrInternal};
-use super::region;
+use super::region::{self, Upstream};
 use crate::catalog::{self, Freshness, CACHE_HEADER};
+use crate::config::EdgeConfig;
 use crate::error::EdgeError;
 use crate::live::{self, POLL_TTL};
 
 type Hdrs = Vec<(&'static str, String)>;
+
+/// What one region fetch for a key gave, shared by every poll that
+/// waited for it.
+enum Fetched {
+    /// A frame or a 304, now in the cache.
+    Stored(Cached),
+    /// Anything else (404 unknown show, 503 …): passed on, not kept.
+    Other(Upstream),
+}
+
+type SharedFetch = Shared<LocalBoxFuture<'static, Result<Rc<Fetched>, EdgeError>>>;
+
+thread_local! {
+    /// Region fetches in flight, by cache key: polls that miss while one
+    /// runs wait for it instead of asking the region too (a second's
+    /// boundary would otherwise let every poller of the show through at
+    /// once). Per isolate; wasm32 is single-threaded and no borrow is held
+    /// across an `.await`.
+    static IN_FLIGHT: RefCell<HashMap<String, SharedFetch>> = RefCell::new(HashMap::new());
+}
 
 /// Serves one poll; `rl` are the rate-limit headers of the gate passed.
 pub async fn seats_since(
@@ -35,40 +62,35 @@ pub async fn seats_since(
     let (answer, status) = match fresh {
         Some(c) => (c, "HIT"),
         None => {
-            let accept = Headers::new();
-            accept
-                .set("Accept", "application/json")
-                .or_internal("accept header")?;
-            let up = region::call(&call.cfg, city, Method::Get, upstream, accept, None).await?;
-            if up.status != 200 && up.status != 304 {
-                // 404 unknown show, 503 …: the region's answer, not kept.
-                return up.into_response(rl).or_internal("poll response");
+            let fetch = IN_FLIGHT.with(|m| {
+                m.borrow_mut()
+                    .entry(key.clone())
+                    .or_insert_with(|| {
+                        fetch_and_store(call.cfg.clone(), city.to_owned(), upstream.to_owned(), key)
+                            .boxed_local()
+                            .shared()
+                    })
+                    .clone()
+            });
+            match &*fetch.await? {
+                Fetched::Stored(c) => (
+                    Cached {
+                        stored_at_ms: c.stored_at_ms,
+                        content_type: c.content_type.clone(),
+                        body: c.body.clone(),
+                        etag: c.etag.clone(),
+                    },
+                    "MISS",
+                ),
+                Fetched::Other(up) => {
+                    let copy = Upstream {
+                        status: up.status,
+                        headers: up.headers.clone(),
+                        body: up.body.clone(),
+                    };
+                    return copy.into_response(rl).or_internal("poll response");
+                }
             }
-            let etag = up.header("ETag").map(str::to_owned);
-            // A 304 is stored as an empty body (a 200 always has a frame).
-            let body = if up.status == 304 {
-                Vec::new()
-            } else {
-                up.body
-            };
-            let stored_at_ms = now_ms();
-            let ct = "application/json";
-            cache::put_tagged(
-                &key,
-                POLL_TTL,
-                ct,
-                body.clone(),
-                stored_at_ms,
-                etag.as_deref(),
-            )
-            .await;
-            let c = Cached {
-                stored_at_ms,
-                content_type: ct.to_owned(),
-                body,
-                etag,
-            };
-            (c, "MISS")
         }
     };
     let mut h: Vec<(&str, String)> = rl.iter().map(|(n, v)| (*n, v.clone())).collect();
@@ -95,4 +117,51 @@ pub async fn seats_since(
             .empty());
     }
     http::respond(200, &answer.content_type, answer.body, &h).or_internal("poll response")
+}
+
+/// Asks the region for `upstream` and stores a frame or 304 under `key`;
+/// then lets the next miss of `key` fetch again.
+async fn fetch_and_store(
+    cfg: Rc<EdgeConfig>,
+    city: String,
+    upstream: String,
+    key: String,
+) -> Result<Rc<Fetched>, EdgeError> {
+    let result = async {
+        let accept = Headers::new();
+        accept
+            .set("Accept", "application/json")
+            .or_internal("accept header")?;
+        let up = region::call(&cfg, &city, Method::Get, &upstream, accept, None).await?;
+        if up.status != 200 && up.status != 304 {
+            return Ok(Rc::new(Fetched::Other(up)));
+        }
+        let etag = up.header("ETag").map(str::to_owned);
+        // A 304 is stored as an empty body (a 200 always has a frame).
+        let body = if up.status == 304 {
+            Vec::new()
+        } else {
+            up.body
+        };
+        let stored_at_ms = now_ms();
+        let ct = "application/json";
+        cache::put_tagged(
+            &key,
+            POLL_TTL,
+            ct,
+            body.clone(),
+            stored_at_ms,
+            etag.as_deref(),
+        )
+        .await;
+        Ok(Rc::new(Fetched::Stored(Cached {
+            stored_at_ms,
+            content_type: ct.to_owned(),
+            body,
+            etag,
+        })))
+    }
+    .await;
+    IN_FLIGHT.with(|m| m.borrow_mut().remove(&key));
+    result
 }
