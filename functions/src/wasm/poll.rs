@@ -12,11 +12,11 @@ use std::collections::HashMap;
 use std::rc::Rc;
 
 use futures::future::{FutureExt, LocalBoxFuture, Shared};
-use worker::{Headers, Method, Request, Response};
+use worker::{AbortController, Headers, Method, Request, Response};
 
 use super::cache::{self, Cached};
 use super::handlers::Call;
-use super::http::{self, now_ms, OrInternal};
+use super::http::{self, now_ms, with_timeout, OrInternal};
 use super::region::{self, Upstream};
 use crate::catalog::{self, Freshness, CACHE_HEADER};
 use crate::config::EdgeConfig;
@@ -42,7 +42,16 @@ thread_local! {
     /// boundary would otherwise let every poller of the show through at
     /// once). Per isolate; wasm32 is single-threaded and no borrow is held
     /// across an `.await`.
-    static IN_FLIGHT: RefCell<HashMap<String, SharedFetch>> = RefCell::new(HashMap::new());
+    static IN_FLIGHT: RefCell<HashMap<String, InFlight>> = RefCell::new(HashMap::new());
+    /// Numbers the fetches, so one removes only its own entry.
+    static NEXT_FETCH: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+/// A fetch under way: when it started, and its number.
+struct InFlight {
+    fetch: SharedFetch,
+    started_ms: i64,
+    id: u64,
 }
 
 /// Serves one poll; `rl` are the rate-limit headers of the gate passed.
@@ -62,17 +71,14 @@ pub async fn seats_since(
     let (answer, status) = match fresh {
         Some(c) => (c, "HIT"),
         None => {
-            let fetch = IN_FLIGHT.with(|m| {
-                m.borrow_mut()
-                    .entry(key.clone())
-                    .or_insert_with(|| {
-                        fetch_and_store(call.cfg.clone(), city.to_owned(), upstream.to_owned(), key)
-                            .boxed_local()
-                            .shared()
-                    })
-                    .clone()
-            });
-            match &*fetch.await? {
+            let fetch = joined_fetch(call, city, upstream, key);
+            // A waiter never waits longer than a region call may take: a
+            // fetch whose request was cancelled must not hold others up.
+            let limit = call.cfg.region_timeout_ms + 1_000;
+            let outcome = with_timeout(fetch, limit, AbortController::default())
+                .await
+                .ok_or_else(|| EdgeError::region_unavailable(1))?;
+            match &*outcome? {
                 Fetched::Stored(c) => (
                     Cached {
                         stored_at_ms: c.stored_at_ms,
@@ -119,6 +125,39 @@ pub async fn seats_since(
     http::respond(200, &answer.content_type, answer.body, &h).or_internal("poll response")
 }
 
+/// The fetch of `key` under way, or a new one. One older than a region
+/// call may take is replaced (its requester may have gone).
+fn joined_fetch(call: &Call, city: &str, upstream: &str, key: String) -> SharedFetch {
+    let now = now_ms();
+    let stale_after = call.cfg.region_timeout_ms as i64 + 1_000;
+    IN_FLIGHT.with(|m| {
+        let mut m = m.borrow_mut();
+        if let Some(f) = m.get(&key).filter(|f| now - f.started_ms < stale_after) {
+            return f.fetch.clone();
+        }
+        let id = NEXT_FETCH.with(|n| {
+            n.set(n.get() + 1);
+            n.get()
+        });
+        let fetch = fetch_and_store(
+            call.cfg.clone(),
+            city.to_owned(),
+            upstream.to_owned(),
+            key.clone(),
+            id,
+        )
+        .boxed_local()
+        .shared();
+        let entry = InFlight {
+            fetch: fetch.clone(),
+            started_ms: now,
+            id,
+        };
+        m.insert(key, entry);
+        fetch
+    })
+}
+
 /// Asks the region for `upstream` and stores a frame or 304 under `key`;
 /// then lets the next miss of `key` fetch again.
 async fn fetch_and_store(
@@ -126,6 +165,7 @@ async fn fetch_and_store(
     city: String,
     upstream: String,
     key: String,
+    id: u64,
 ) -> Result<Rc<Fetched>, EdgeError> {
     let result = async {
         let accept = Headers::new();
@@ -162,6 +202,11 @@ async fn fetch_and_store(
         })))
     }
     .await;
-    IN_FLIGHT.with(|m| m.borrow_mut().remove(&key));
+    IN_FLIGHT.with(|m| {
+        let mut m = m.borrow_mut();
+        if m.get(&key).is_some_and(|f| f.id == id) {
+            m.remove(&key);
+        }
+    });
     result
 }
