@@ -105,6 +105,7 @@ pub async fn poll(
     since: u64,
     headers: &HeaderMap,
 ) -> Result<Response, ApiError> {
+    metrics::counter!("live_polls_total").increment(1);
     let feed = feed(state, layout, Use::Poll);
     if !feed.ready(FIRST_SNAPSHOT).await {
         return Err(ApiError::unavailable(

@@ -28,5 +28,6 @@ pub mod holds_bench;
 pub mod openloop;
 pub mod purchase;
 pub mod report;
+pub mod seatmap_bench;
 pub mod seed;
 pub mod server;

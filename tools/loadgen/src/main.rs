@@ -17,7 +17,7 @@
 //! (`tools/demo`).
 
 use clap::{Parser, Subcommand};
-use loadgen::{checkout_bench, flash_bench, holds_bench};
+use loadgen::{checkout_bench, flash_bench, holds_bench, seatmap_bench};
 use std::process::ExitCode;
 
 #[derive(Parser)]
@@ -44,6 +44,10 @@ enum Command {
     /// rate, buy with their passes; intruders try to get round the queue.
     /// Prints one JSON line with --json.
     FlashSale(flash_bench::FlashSaleArgs),
+    /// Many viewers of one show's live seat map (WebSocket), then the same
+    /// viewers polling `?since=N`, then naive full-map polling, while
+    /// buyers hold and release seats. Prints one JSON line with --json.
+    Seatmap(seatmap_bench::SeatmapArgs),
 }
 
 fn main() -> ExitCode {
@@ -67,6 +71,7 @@ fn main() -> ExitCode {
         Command::Holds(a) => a.client_threads,
         Command::Checkout(a) => a.client_threads,
         Command::FlashSale(a) => a.client_threads,
+        Command::Seatmap(a) => a.client_threads,
     };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(threads.max(1))
@@ -85,6 +90,7 @@ fn main() -> ExitCode {
             Command::Holds(args) => holds_bench::run(args).await,
             Command::Checkout(args) => checkout_bench::run(args).await,
             Command::FlashSale(args) => flash_bench::run(args).await,
+            Command::Seatmap(args) => seatmap_bench::run(args).await,
         }
     });
     match result {

@@ -599,6 +599,110 @@ impl HoldsReport {
     }
 }
 
+/// `loadgen seatmap`'s report (one JSON line with `--json`).
+#[derive(Debug, Clone, Serialize)]
+pub struct SeatmapReport {
+    /// Always "seatmap".
+    pub bench: &'static str,
+    /// "spawned": the run spawned the region core it measured.
+    pub target: &'static str,
+    /// Whether viewers went through the edge's Durable Objects.
+    pub through_edge: bool,
+    /// Viewers asked for.
+    pub viewers: usize,
+    /// Viewers that connected and got their snapshot.
+    pub viewers_connected: usize,
+    /// Buyers holding and releasing.
+    pub buyers: usize,
+    /// Seats of the show.
+    pub seats: usize,
+    /// Length of each phase, s.
+    pub duration_s: u64,
+    /// Seat changes made per second during the push phase.
+    pub changes_per_s: f64,
+    /// From a buyer sending a change to a viewer applying it, p50 (ms).
+    pub fanout_p50_ms: f64,
+    /// The same, p99.
+    pub fanout_p99_ms: f64,
+    /// The same, max.
+    pub fanout_max_ms: f64,
+    /// (change, viewer) pairs timed.
+    pub fanout_samples: u64,
+    /// Frames a viewer got per second (deltas are coalesced).
+    pub frames_per_viewer_per_s: f64,
+    /// Viewers whose copy differed from the region's map at the end.
+    pub missed_updates: usize,
+    /// Gaps viewers saw (each was followed by a snapshot).
+    pub gaps: u64,
+    /// Live sockets the region core had open (its `live_sockets` gauge).
+    pub region_sockets: Option<u64>,
+    /// Region core resident memory growth per connected viewer, bytes.
+    pub region_rss_bytes_per_viewer: Option<u64>,
+    /// The polling fallback (`?since=N`, `If-None-Match`).
+    pub polling: PollingReport,
+    /// The baseline: the whole map every interval.
+    pub naive_polling: PollingReport,
+    /// The issue's goals on this machine.
+    pub goals: SeatmapGoals,
+}
+
+/// One polling phase.
+#[derive(Debug, Clone, Serialize)]
+pub struct PollingReport {
+    /// Seconds between a poller's polls.
+    pub interval_s: u64,
+    /// Polls sent per second.
+    pub client_requests_per_s: f64,
+    /// Polls the region core served per second.
+    pub region_requests_per_s: f64,
+    /// Bytes of answers per second.
+    pub bytes_per_s: u64,
+    /// From a buyer sending a change to a poller seeing it, p50 (ms).
+    pub staleness_p50_ms: f64,
+    /// The same, p99.
+    pub staleness_p99_ms: f64,
+    /// Changes timed.
+    pub samples: u64,
+}
+
+/// The seat-map goals.
+#[derive(Debug, Clone, Serialize)]
+pub struct SeatmapGoals {
+    /// 5,000 concurrent viewers.
+    pub viewers_5000: bool,
+    /// Fan-out p99 under 250 ms.
+    pub fanout_p99_under_250ms: bool,
+    /// At most 16 KB of region memory per direct viewer.
+    pub rss_per_viewer_under_16kb: bool,
+    /// Every copy equal to the region's map at the end.
+    pub no_missed_updates: bool,
+}
+
+impl SeatmapReport {
+    /// One human line per phase.
+    pub fn summary(&self) -> String {
+        format!(
+            "seatmap: {}/{} viewers, {:.1} changes/s, fan-out p50 {} ms p99 {} ms, missed {}, region sockets {:?}, {:?} B/viewer\n\
+             polling ?since: {} polls/s sent, {} served by the region, staleness p99 {} ms\n\
+             naive polling:  {} polls/s, {} B/s, staleness p99 {} ms",
+            self.viewers_connected,
+            self.viewers,
+            self.changes_per_s,
+            self.fanout_p50_ms,
+            self.fanout_p99_ms,
+            self.missed_updates,
+            self.region_sockets,
+            self.region_rss_bytes_per_viewer,
+            self.polling.client_requests_per_s,
+            self.polling.region_requests_per_s,
+            self.polling.staleness_p99_ms,
+            self.naive_polling.client_requests_per_s,
+            self.naive_polling.bytes_per_s,
+            self.naive_polling.staleness_p99_ms,
+        )
+    }
+}
+
 /// Prints a benchmark's report on stdout (one JSON line with `--json`,
 /// indented otherwise) and its summary on stderr, and returns the exit
 /// code: failure when the run broke an invariant it checks.

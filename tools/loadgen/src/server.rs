@@ -140,6 +140,11 @@ impl Service {
         self.0.url()
     }
 
+    /// Its process id while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.0.pid()
+    }
+
     /// Its log file (stdout and stderr).
     pub fn log_file(&self) -> &std::path::Path {
         self.0.log_file()

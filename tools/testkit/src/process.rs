@@ -163,6 +163,11 @@ impl ServiceProcess {
         &self.spec.log_file
     }
 
+    /// Its process id while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().and_then(|c| c.id())
+    }
+
     /// Sends a signal by name (`-STOP`, `-CONT`, `-TERM`).
     pub fn signal(&self, sig: &str) {
         if let Some(c) = self.child.as_ref() {

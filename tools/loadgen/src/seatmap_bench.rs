@@ -1,0 +1,745 @@
+//! `loadgen seatmap`: many viewers of one show's live seat map while
+//! buyers hold and release seats (issue 11).
+//!
+//! One invocation, one phase at a time, the same viewers and the same
+//! buyers in each:
+//! 1. **push**: every viewer holds a WebSocket (`GET …/live`) and keeps an
+//!    exact copy (`testkit::live::Viewer`); fan-out latency is measured
+//!    from the moment a buyer sends the hold or release (before its
+//!    commit, so it over-states) to the moment a viewer applies it. At
+//!    the end every copy is compared with the region's map
+//!    (`missed_updates`), and the region core's resident memory growth is
+//!    divided by the viewers (`region_rss_bytes_per_viewer`);
+//! 2. **polling fallback**: the same viewers poll `…/seats?since=N` every
+//!    `--poll-interval-secs` with `If-None-Match`; the region core counts
+//!    the polls it serves (`live_polls_total`), which is what an edge's
+//!    micro-cache divides;
+//! 3. **naive polling** (the baseline): the same viewers fetch the whole
+//!    map (`GET …/seats`) every `--poll-interval-secs`.
+//!
+//! Everything runs against a region core spawned from the release binary
+//! on a fresh database, on this machine's loopback.
+
+use crate::report::{r2, PollingReport, SeatmapGoals, SeatmapReport};
+use crate::seed::BenchCatalog;
+use crate::server::{RegionCoreConfig, Service, WorldArgs};
+use anyhow::Context;
+use clap::Args;
+use hdrhistogram::Histogram;
+use shared::api::CreateHold;
+use shared::live::{Frame, Replica};
+use shared::token::Role;
+use shared::{SeatState, ShowId};
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use testkit::api::{Api, Minter};
+use testkit::db::FreshDatabase;
+use testkit::live::{ws_url, Viewer};
+use testkit::seed::row_label;
+use uuid::Uuid;
+
+/// Options of `loadgen seatmap`.
+#[derive(Debug, Clone, Args)]
+pub struct SeatmapArgs {
+    /// Print exactly one JSON line on stdout (progress goes to stderr).
+    #[arg(long)]
+    pub json: bool,
+
+    /// Concurrent viewers of the one show.
+    #[arg(long, default_value_t = 5000)]
+    pub viewers: usize,
+
+    /// Buyers holding and releasing seats (each its own seat).
+    #[arg(long, default_value_t = 20)]
+    pub buyers: usize,
+
+    /// Pause between a buyer's hold and its release (and after), ms.
+    #[arg(long, default_value_t = 400)]
+    pub buyer_pause_ms: u64,
+
+    /// Length of each phase, seconds.
+    #[arg(long, default_value_t = 15)]
+    pub duration_secs: u64,
+
+    /// How often a polling viewer polls, seconds.
+    #[arg(long, default_value_t = 2)]
+    pub poll_interval_secs: u64,
+
+    /// Rows of the show (50 seats each).
+    #[arg(long, default_value_t = 20)]
+    pub rows: usize,
+
+    /// Key that operator and user tokens are signed with.
+    #[command(flatten)]
+    pub signing: service_kit::SigningKey,
+
+    /// Postgres and Redis of the run.
+    #[command(flatten)]
+    pub world: WorldArgs,
+
+    /// Worker threads of the load generator's runtime.
+    #[arg(long, default_value_t = 1)]
+    pub client_threads: usize,
+
+    /// Worker threads of the spawned region core's runtime.
+    #[arg(long, default_value_t = 2)]
+    pub server_threads: usize,
+
+    /// Keep the run's database (for inspection).
+    #[arg(long)]
+    pub keep_database: bool,
+}
+
+const PER_ROW: u16 = 50;
+
+/// Runs the benchmark and prints its report.
+pub async fn run(args: SeatmapArgs) -> anyhow::Result<ExitCode> {
+    anyhow::ensure!(args.viewers >= 1, "--viewers must be at least 1");
+    anyhow::ensure!(args.buyers >= 1, "--buyers must be at least 1");
+    anyhow::ensure!(
+        args.buyers <= args.rows * usize::from(PER_ROW),
+        "--buyers must not exceed the show's seats"
+    );
+    anyhow::ensure!(
+        args.duration_secs >= 1,
+        "--duration-secs must be at least 1"
+    );
+    anyhow::ensure!(
+        args.poll_interval_secs >= 1,
+        "--poll-interval-secs must be at least 1"
+    );
+    let db = FreshDatabase::create(&args.world.admin_database_url, "loadgen")
+        .await
+        .context("creating the run's database (LOADGEN_ADMIN_DATABASE_URL)")?;
+    eprintln!("loadgen: fresh database {}", db.name());
+    let mut show = None;
+    let result = with_database(&args, &db, &mut show).await;
+    if let Some(s) = show {
+        if let Err(e) = crate::checks::delete_show_keys(&args.world.redis_url, &[s]).await {
+            eprintln!("loadgen: warning: redis cleanup failed: {e:#}");
+        }
+    }
+    if args.keep_database {
+        eprintln!("loadgen: kept database {}", db.name());
+    } else if let Err(e) = db.drop_now().await {
+        eprintln!("loadgen: warning: could not drop the fresh database: {e:#}");
+    }
+    let report = result?;
+    let ok = report.missed_updates == 0;
+    crate::report::emit(&report, args.json, &report.summary(), ok)
+}
+
+async fn with_database(
+    args: &SeatmapArgs,
+    db: &FreshDatabase,
+    created: &mut Option<Uuid>,
+) -> anyhow::Result<SeatmapReport> {
+    let config = RegionCoreConfig::new(&db.url, &args.world.redis_url, &args.signing)
+        .set("REGION_LIVE_MAX_SOCKETS", args.viewers + 100);
+    let server = Service::region_core(config, args.server_threads).await?;
+    eprintln!(
+        "loadgen: region core (release binary) at {} (log {})",
+        server.url(),
+        server.log_file().display()
+    );
+    let result = measure(args, &server, created).await;
+    server.stop().await;
+    result
+}
+
+/// The bench's clock: microseconds since the run began.
+#[derive(Clone, Copy)]
+struct Clock(Instant);
+
+impl Clock {
+    fn us(&self) -> u64 {
+        u64::try_from(self.0.elapsed().as_micros()).unwrap_or(u64::MAX)
+    }
+}
+
+/// For each seat, the last change a buyer asked for: its state in the top
+/// two bits, the time it was sent (µs) below. Viewers read it to time the
+/// changes they see.
+struct Intents(Vec<AtomicU64>);
+
+impl Intents {
+    fn new(seats: usize) -> Self {
+        Self((0..seats).map(|_| AtomicU64::new(0)).collect())
+    }
+
+    fn set(&self, ordinal: usize, state: SeatState, at_us: u64) {
+        let v = (u64::from(state.code()) << 62) | (at_us & ((1 << 62) - 1));
+        self.0[ordinal].store(v, Ordering::SeqCst);
+    }
+
+    /// When the change of `ordinal` to `state` was sent, if that is the
+    /// last change asked for it.
+    fn sent_at(&self, ordinal: usize, state: SeatState) -> Option<u64> {
+        let v = self.0.get(ordinal)?.load(Ordering::SeqCst);
+        (v != 0 && (v >> 62) as u8 == state.code()).then_some(v & ((1 << 62) - 1))
+    }
+}
+
+/// Latency samples (ms), shared by every viewer (one client thread: the
+/// lock is never contended for long).
+type Samples = Arc<Mutex<Histogram<u64>>>;
+
+fn samples() -> Samples {
+    Arc::new(Mutex::new(
+        Histogram::new_with_bounds(1, 600_000, 3).expect("constant histogram bounds are valid"),
+    ))
+}
+
+fn record(samples: &Samples, ms: u64) {
+    if let Ok(mut h) = samples.lock() {
+        let _ = h.record(ms.max(1));
+    }
+}
+
+/// Records, for each seat a delta changes in the copy `before` it was
+/// applied, the time since its buyer sent that change. (A delta may name
+/// seats the copy already had in that state: it applies whole.)
+fn time_delta(frame: &Frame, before: &Replica, intents: &Intents, clock: Clock, samples: &Samples) {
+    if let Frame::Delta { changes, .. } = frame {
+        let now = clock.us();
+        for (ordinal, state) in changes {
+            if before.seat(*ordinal) == Some(*state) {
+                continue;
+            }
+            if let Some(sent) = intents.sent_at(*ordinal as usize, *state) {
+                record(samples, now.saturating_sub(sent) / 1000);
+            }
+        }
+    }
+}
+
+struct World {
+    api: Api,
+    base: String,
+    show: ShowId,
+    seats: usize,
+    clock: Clock,
+    intents: Arc<Intents>,
+    minter: Minter,
+}
+
+async fn measure(
+    args: &SeatmapArgs,
+    server: &Service,
+    created: &mut Option<Uuid>,
+) -> anyhow::Result<SeatmapReport> {
+    let api = Api::new(server.url())?;
+    let minter = Minter::new(&args.signing.jwt_secret);
+    let op = minter.bearer("loadgen-operator", Role::Operator)?;
+    let tag = crate::seed::short_tag();
+    let mut catalog = BenchCatalog::create(&api, &op, args.rows, PER_ROW, &tag).await?;
+    let show = catalog
+        .new_shows(&api, &op, 1)
+        .await?
+        .into_iter()
+        .next()
+        .context("no show created")?;
+    *created = Some(show.0);
+    let seats = catalog.seats_per_show();
+    let world = World {
+        api,
+        base: server.url().to_owned(),
+        show,
+        seats,
+        clock: Clock(Instant::now()),
+        intents: Arc::new(Intents::new(seats)),
+        minter,
+    };
+    let rss_before = rss_bytes(server.pid());
+    let push = push_phase(args, &world, server).await?;
+    let polling = since_phase(args, &world).await?;
+    let naive = naive_phase(args, &world).await?;
+    let per_viewer = match (rss_before, push.rss_with_viewers) {
+        (Some(a), Some(b)) => Some(b.saturating_sub(a) / args.viewers as u64),
+        _ => None,
+    };
+    let fanout_p99 = push.fanout_p99_ms;
+    Ok(SeatmapReport {
+        bench: "seatmap",
+        target: "spawned",
+        through_edge: false,
+        viewers: args.viewers,
+        viewers_connected: push.connected,
+        buyers: args.buyers,
+        seats,
+        duration_s: args.duration_secs,
+        changes_per_s: push.changes_per_s,
+        fanout_p50_ms: push.fanout_p50_ms,
+        fanout_p99_ms: push.fanout_p99_ms,
+        fanout_max_ms: push.fanout_max_ms,
+        fanout_samples: push.samples,
+        frames_per_viewer_per_s: push.frames_per_viewer_per_s,
+        missed_updates: push.missed,
+        gaps: push.gaps,
+        region_sockets: push.region_sockets,
+        region_rss_bytes_per_viewer: per_viewer,
+        polling,
+        naive_polling: naive,
+        goals: SeatmapGoals {
+            viewers_5000: push.connected >= 5000,
+            fanout_p99_under_250ms: fanout_p99 < 250.0,
+            rss_per_viewer_under_16kb: per_viewer.is_some_and(|b| b <= 16 * 1024),
+            no_missed_updates: push.missed == 0,
+        },
+    })
+}
+
+/// The resident set of a process, from /proc (Linux).
+fn rss_bytes(pid: Option<u32>) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{}/status", pid?)).ok()?;
+    let kb: u64 = status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()?;
+    Some(kb * 1024)
+}
+
+/// Buyers hold and release their own seats until `stop`; returns the
+/// number of changes made.
+fn start_buyers(
+    args: &SeatmapArgs,
+    world: &World,
+    stop: Arc<AtomicBool>,
+) -> anyhow::Result<Vec<tokio::task::JoinHandle<u64>>> {
+    let stride = world.seats / args.buyers;
+    let mut handles = Vec::new();
+    for b in 0..args.buyers {
+        let ordinal = b * stride;
+        let label = format!(
+            "{}{}",
+            row_label(ordinal / usize::from(PER_ROW)),
+            ordinal % usize::from(PER_ROW) + 1
+        );
+        let token = world
+            .minter
+            .bearer(&format!("seatmap-buyer-{b}"), Role::User)?;
+        let (api, show, intents, clock, stop) = (
+            world.api.clone(),
+            world.show,
+            world.intents.clone(),
+            world.clock,
+            stop.clone(),
+        );
+        let pause = Duration::from_millis(args.buyer_pause_ms);
+        handles.push(tokio::spawn(async move {
+            // Spread the buyers over the pause.
+            tokio::time::sleep(pause * b as u32 / 20).await;
+            let mut changes = 0;
+            while !stop.load(Ordering::Relaxed) {
+                intents.set(ordinal, SeatState::Held, clock.us());
+                let body = CreateHold {
+                    seats: vec![label.clone()],
+                };
+                let held: anyhow::Result<shared::api::Hold> = api
+                    .post(&format!("/v1/shows/{}/holds", show.0), &token, &body)
+                    .await;
+                let Ok(hold) = held else {
+                    tokio::time::sleep(pause).await;
+                    continue;
+                };
+                changes += 1;
+                tokio::time::sleep(pause).await;
+                intents.set(ordinal, SeatState::Available, clock.us());
+                let released = api
+                    .send_with::<()>(
+                        reqwest::Method::DELETE,
+                        &format!("/v1/holds/{}", hold.hold_id),
+                        Some(&token),
+                        &[],
+                        None,
+                    )
+                    .await;
+                if released.is_ok_and(|r| r.status.is_success()) {
+                    changes += 1;
+                }
+                tokio::time::sleep(pause).await;
+            }
+            changes
+        }));
+    }
+    Ok(handles)
+}
+
+async fn stop_buyers(stop: &AtomicBool, handles: Vec<tokio::task::JoinHandle<u64>>) -> u64 {
+    stop.store(true, Ordering::Relaxed);
+    let mut total = 0;
+    for h in handles {
+        total += h.await.unwrap_or(0);
+    }
+    total
+}
+
+/// The region's map now: a snapshot through the polling endpoint (a
+/// number from the future always gets one).
+async fn region_map(world: &World) -> anyhow::Result<Vec<SeatState>> {
+    let resp = world
+        .api
+        .send_with::<()>(
+            reqwest::Method::GET,
+            &format!("/v1/shows/{}/seats?since={}", world.show.0, u64::MAX),
+            None,
+            &[],
+            None,
+        )
+        .await?;
+    let frame: Frame = resp.json()?;
+    let mut r = Replica::new(world.show);
+    r.apply(&frame).map_err(|e| anyhow::anyhow!("{e}"))?;
+    Ok(r.seats())
+}
+
+struct Push {
+    connected: usize,
+    changes_per_s: f64,
+    fanout_p50_ms: f64,
+    fanout_p99_ms: f64,
+    fanout_max_ms: f64,
+    samples: u64,
+    frames_per_viewer_per_s: f64,
+    missed: usize,
+    gaps: u64,
+    region_sockets: Option<u64>,
+    rss_with_viewers: Option<u64>,
+}
+
+async fn push_phase(args: &SeatmapArgs, world: &World, server: &Service) -> anyhow::Result<Push> {
+    eprintln!("loadgen: connecting {} viewers", args.viewers);
+    let url = ws_url(&world.base, &format!("/v1/shows/{}/live", world.show.0));
+    let samples = samples();
+    let measuring = Arc::new(AtomicBool::new(false));
+    let stop = Arc::new(AtomicBool::new(false));
+    let frames = Arc::new(AtomicU64::new(0));
+    let ready = Arc::new(tokio::sync::Semaphore::new(0));
+    let connect_slots = Arc::new(tokio::sync::Semaphore::new(64));
+    let mut viewers = Vec::with_capacity(args.viewers);
+    for _ in 0..args.viewers {
+        let (url, show, samples, measuring, stop, frames, ready, slots, intents, clock) = (
+            url.clone(),
+            world.show,
+            samples.clone(),
+            measuring.clone(),
+            stop.clone(),
+            frames.clone(),
+            ready.clone(),
+            connect_slots.clone(),
+            world.intents.clone(),
+            world.clock,
+        );
+        viewers.push(tokio::spawn(async move {
+            let viewer = {
+                let _slot = slots.acquire().await.ok()?;
+                let mut v = Viewer::connect(&url, show).await.ok()?;
+                v.next(Duration::from_secs(30)).await.ok()??;
+                v
+            };
+            ready.add_permits(1);
+            let mut v = viewer;
+            while !stop.load(Ordering::Relaxed) {
+                // The copy before the frame (cheap: a few hundred bytes).
+                let before = v.replica.clone();
+                match v.next(Duration::from_millis(250)).await {
+                    Ok(Some(frame)) => {
+                        if measuring.load(Ordering::Relaxed) {
+                            frames.fetch_add(1, Ordering::Relaxed);
+                            time_delta(&frame, &before, &intents, clock, &samples);
+                        }
+                    }
+                    Ok(None) if v.closed.is_some() => break,
+                    Ok(None) => {}
+                    Err(_) => break,
+                }
+            }
+            Some(v)
+        }));
+    }
+    // Wait for the viewers (each has its snapshot), or give up after a
+    // minute and measure those that made it.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while ready.available_permits() < args.viewers && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let connected = ready.available_permits();
+    eprintln!("loadgen: {connected} viewers connected");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let rss_with_viewers = rss_bytes(server.pid());
+    let region_sockets = metric(&world.api, "live_sockets").await;
+    measuring.store(true, Ordering::Relaxed);
+    let buying = Arc::new(AtomicBool::new(false));
+    let started = Instant::now();
+    let buyers = start_buyers(args, world, buying.clone())?;
+    tokio::time::sleep(Duration::from_secs(args.duration_secs)).await;
+    let changes = stop_buyers(&buying, buyers).await;
+    let elapsed = started.elapsed().as_secs_f64();
+    // Let the last deltas arrive, then compare every copy with the region.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    measuring.store(false, Ordering::Relaxed);
+    stop.store(true, Ordering::Relaxed);
+    let truth = region_map(world).await?;
+    let (mut missed, mut gaps) = (0, 0);
+    for v in viewers {
+        if let Some(v) = v.await.ok().flatten() {
+            gaps += v.gaps;
+            if v.replica.seats() != truth {
+                missed += 1;
+            }
+        }
+    }
+    let h = samples
+        .lock()
+        .map(|h| h.clone())
+        .unwrap_or_else(|p| p.into_inner().clone());
+    Ok(Push {
+        connected,
+        changes_per_s: r2(changes as f64 / elapsed),
+        fanout_p50_ms: h.value_at_quantile(0.5) as f64,
+        fanout_p99_ms: h.value_at_quantile(0.99) as f64,
+        fanout_max_ms: h.max() as f64,
+        samples: h.len(),
+        frames_per_viewer_per_s: r2(frames.load(Ordering::Relaxed) as f64
+            / connected.max(1) as f64
+            / elapsed),
+        missed,
+        gaps,
+        region_sockets,
+        rss_with_viewers,
+    })
+}
+
+/// A counter or gauge from the region core's /metrics (first sample).
+async fn metric(api: &Api, name: &str) -> Option<u64> {
+    let resp = reqwest::get(api.url("/metrics")).await.ok()?;
+    let text = resp.text().await.ok()?;
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .find_map(|l| {
+            let (n, v) = l.split_once(' ')?;
+            let n = n.split('{').next()?;
+            (n == name).then(|| v.trim().parse::<f64>().ok())?
+        })
+        .map(|v| v as u64)
+}
+
+/// Runs `args.viewers` pollers for one phase; `poll` does one poll and
+/// returns the bytes received. Returns (polls sent/s, bytes/s, staleness
+/// samples, polls the region core served/s by its `live_polls_total`).
+async fn polling_phase<F, Fut>(
+    args: &SeatmapArgs,
+    world: &World,
+    name: &str,
+    poll: F,
+) -> anyhow::Result<(f64, u64, Samples, f64)>
+where
+    F: Fn(usize, Samples) -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = u64> + Send,
+{
+    eprintln!(
+        "loadgen: {name}: {} pollers every {} s",
+        args.viewers, args.poll_interval_secs
+    );
+    let samples = samples();
+    let stop = Arc::new(AtomicBool::new(false));
+    let requests = Arc::new(AtomicU64::new(0));
+    let bytes = Arc::new(AtomicU64::new(0));
+    let every = Duration::from_secs(args.poll_interval_secs);
+    let mut pollers = Vec::new();
+    for i in 0..args.viewers {
+        let (poll, samples, stop, requests, bytes) = (
+            poll.clone(),
+            samples.clone(),
+            stop.clone(),
+            requests.clone(),
+            bytes.clone(),
+        );
+        let offset = every.mul_f64(i as f64 / args.viewers as f64);
+        pollers.push(tokio::spawn(async move {
+            let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + offset, every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            while !stop.load(Ordering::Relaxed) {
+                tick.tick().await;
+                let n = poll(i, samples.clone()).await;
+                requests.fetch_add(1, Ordering::Relaxed);
+                bytes.fetch_add(n, Ordering::Relaxed);
+            }
+        }));
+    }
+    // One interval to get every poller going, then measure.
+    tokio::time::sleep(every).await;
+    let (r0, b0) = (
+        requests.load(Ordering::Relaxed),
+        bytes.load(Ordering::Relaxed),
+    );
+    let served0 = metric(&world.api, "live_polls_total").await.unwrap_or(0);
+    let buying = Arc::new(AtomicBool::new(false));
+    let started = Instant::now();
+    let buyers = start_buyers(args, world, buying.clone())?;
+    tokio::time::sleep(Duration::from_secs(args.duration_secs)).await;
+    let elapsed = started.elapsed().as_secs_f64();
+    let (r1, b1) = (
+        requests.load(Ordering::Relaxed),
+        bytes.load(Ordering::Relaxed),
+    );
+    let served1 = metric(&world.api, "live_polls_total").await.unwrap_or(0);
+    stop_buyers(&buying, buyers).await;
+    stop.store(true, Ordering::Relaxed);
+    for p in pollers {
+        let _ = p.await;
+    }
+    Ok((
+        r2((r1 - r0) as f64 / elapsed),
+        ((b1 - b0) as f64 / elapsed) as u64,
+        samples,
+        r2(served1.saturating_sub(served0) as f64 / elapsed),
+    ))
+}
+
+fn polling_report(
+    interval: u64,
+    client_requests_per_s: f64,
+    region_requests_per_s: f64,
+    bytes_per_s: u64,
+    samples: &Samples,
+) -> PollingReport {
+    let h = samples
+        .lock()
+        .map(|h| h.clone())
+        .unwrap_or_else(|p| p.into_inner().clone());
+    PollingReport {
+        interval_s: interval,
+        client_requests_per_s,
+        region_requests_per_s,
+        bytes_per_s,
+        staleness_p50_ms: h.value_at_quantile(0.5) as f64,
+        staleness_p99_ms: h.value_at_quantile(0.99) as f64,
+        samples: h.len(),
+    }
+}
+
+/// A poller's copy and the ETag it came with.
+type PollerCopy = (Replica, Option<String>);
+
+/// Phase 2: `?since=N` with `If-None-Match`, each poller keeping a copy.
+async fn since_phase(args: &SeatmapArgs, world: &World) -> anyhow::Result<PollingReport> {
+    let copies: Arc<Vec<Mutex<PollerCopy>>> = Arc::new(
+        (0..args.viewers)
+            .map(|_| Mutex::new((Replica::new(world.show), None)))
+            .collect(),
+    );
+    let (api, show, intents, clock) = (
+        world.api.clone(),
+        world.show,
+        world.intents.clone(),
+        world.clock,
+    );
+    let (client_rps, bytes_per_s, samples, region_rps) =
+        polling_phase(args, world, "polling ?since=N", move |i, samples| {
+            let (api, copies, intents) = (api.clone(), copies.clone(), intents.clone());
+            async move {
+                let (since, etag) = {
+                    let c = copies[i].lock().unwrap_or_else(|p| p.into_inner());
+                    (c.0.seq().unwrap_or(0), c.1.clone())
+                };
+                let headers: Vec<(&str, &str)> = etag
+                    .as_deref()
+                    .map(|t| vec![("if-none-match", t)])
+                    .unwrap_or_default();
+                let Ok(resp) = api
+                    .send_with::<()>(
+                        reqwest::Method::GET,
+                        &format!("/v1/shows/{}/seats?since={since}", show.0),
+                        None,
+                        &headers,
+                        None,
+                    )
+                    .await
+                else {
+                    return 0;
+                };
+                let n = resp.body.len() as u64;
+                if resp.status == 200 {
+                    if let Ok(frame) = resp.json::<Frame>() {
+                        let mut c = copies[i].lock().unwrap_or_else(|p| p.into_inner());
+                        time_delta(&frame, &c.0, &intents, clock, &samples);
+                        if c.0.apply(&frame).is_err() {
+                            c.0 = Replica::new(show);
+                        }
+                        c.1 = resp.header("etag").map(str::to_owned);
+                    }
+                }
+                n
+            }
+        })
+        .await?;
+    Ok(polling_report(
+        args.poll_interval_secs,
+        client_rps,
+        region_rps,
+        bytes_per_s,
+        &samples,
+    ))
+}
+
+/// Phase 3, the baseline: the whole map every interval.
+async fn naive_phase(args: &SeatmapArgs, world: &World) -> anyhow::Result<PollingReport> {
+    let seen: Arc<Vec<Mutex<Vec<Option<SeatState>>>>> = Arc::new(
+        (0..args.viewers)
+            .map(|_| Mutex::new(vec![None; world.seats]))
+            .collect(),
+    );
+    let (api, show, intents, clock) = (
+        world.api.clone(),
+        world.show,
+        world.intents.clone(),
+        world.clock,
+    );
+    let (client_rps, bytes_per_s, samples, _) =
+        polling_phase(args, world, "naive polling", move |i, samples| {
+            let (api, seen, intents) = (api.clone(), seen.clone(), intents.clone());
+            async move {
+                let Ok(resp) = api
+                    .send_with::<()>(
+                        reqwest::Method::GET,
+                        &format!("/v1/shows/{}/seats", show.0),
+                        None,
+                        &[],
+                        None,
+                    )
+                    .await
+                else {
+                    return 0;
+                };
+                let n = resp.body.len() as u64;
+                if let Ok(map) = resp.json::<shared::api::SeatMap>() {
+                    let now = clock.us();
+                    let mut seen = seen[i].lock().unwrap_or_else(|p| p.into_inner());
+                    for (o, seat) in map.seats.iter().enumerate() {
+                        if seen[o].is_some_and(|s| s != seat.status) {
+                            if let Some(sent) = intents.sent_at(o, seat.status) {
+                                record(&samples, now.saturating_sub(sent) / 1000);
+                            }
+                        }
+                        seen[o] = Some(seat.status);
+                    }
+                }
+                n
+            }
+        })
+        .await?;
+    // Every naive poll reaches the region (nothing to cache by number).
+    Ok(polling_report(
+        args.poll_interval_secs,
+        client_rps,
+        client_rps,
+        bytes_per_s,
+        &samples,
+    ))
+}
