@@ -4,19 +4,23 @@
 //! cache for one second under (show, since), so a show's pollers cost the
 //! region about one request per second per `since` value per location —
 //! and up-to-date pollers all share one `since`; polls that miss while a
-//! fetch of their key runs wait for it. `If-None-Match` is answered 304
-//! here whenever the stored `ETag` allows.
+//! fetch of their key runs wait for its answer. `If-None-Match` is
+//! answered 304 here whenever the stored `ETag` allows.
+//!
+//! The waiting shares plain data only: workerd refuses one request's
+//! handler touching another's I/O objects (a response body stream), so a
+//! waiter never awaits the fetching request's future; it sleeps briefly
+//! and reads the answer the fetcher left in isolate memory.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;
 
-use futures::future::{FutureExt, LocalBoxFuture, Shared};
-use worker::{AbortController, Headers, Method, Request, Response};
+use worker::{Headers, Method, Request, Response};
 
 use super::cache::{self, Cached};
 use super::handlers::Call;
-use super::http::{self, now_ms, with_timeout, OrInternal};
+use super::http::{self, now_ms, OrInternal};
 use super::region::{self, Upstream};
 use crate::catalog::{self, Freshness, CACHE_HEADER};
 use crate::config::EdgeConfig;
@@ -34,24 +38,29 @@ enum Fetched {
     Other(Upstream),
 }
 
-type SharedFetch = Shared<LocalBoxFuture<'static, Result<Rc<Fetched>, EdgeError>>>;
+/// How often a waiting poll looks for the answer (ms).
+const WAIT_STEP_MS: u64 = 10;
 
-thread_local! {
-    /// Region fetches in flight, by cache key: polls that miss while one
-    /// runs wait for it instead of asking the region too (a second's
-    /// boundary would otherwise let every poller of the show through at
-    /// once). Per isolate; wasm32 is single-threaded and no borrow is held
-    /// across an `.await`.
-    static IN_FLIGHT: RefCell<HashMap<String, InFlight>> = RefCell::new(HashMap::new());
-    /// Numbers the fetches, so one removes only its own entry.
-    static NEXT_FETCH: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+/// A key's fetch in this isolate.
+enum Slot {
+    /// Under way since `started_ms`, by fetch number `id`.
+    Running { started_ms: i64, id: u64 },
+    /// Finished at `at_ms`; waiters take the answer from here.
+    Done {
+        at_ms: i64,
+        answer: Result<Rc<Fetched>, EdgeError>,
+    },
 }
 
-/// A fetch under way: when it started, and its number.
-struct InFlight {
-    fetch: SharedFetch,
-    started_ms: i64,
-    id: u64,
+thread_local! {
+    /// Fetches by cache key: polls that miss while one runs wait for its
+    /// answer instead of asking the region too (a second's boundary would
+    /// otherwise let every poller of the show through at once). Per
+    /// isolate; wasm32 is single-threaded and no borrow is held across
+    /// an `.await`.
+    static SLOTS: RefCell<HashMap<String, Slot>> = RefCell::new(HashMap::new());
+    /// Numbers the fetches, so one fills only its own slot.
+    static NEXT_FETCH: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
 }
 
 /// Serves one poll; `rl` are the rate-limit headers of the gate passed.
@@ -71,13 +80,7 @@ pub async fn seats_since(
     let (answer, status) = match fresh {
         Some(c) => (c, "HIT"),
         None => {
-            let fetch = joined_fetch(call, city, upstream, key);
-            // A waiter never waits longer than a region call may take: a
-            // fetch whose request was cancelled must not hold others up.
-            let limit = call.cfg.region_timeout_ms + 1_000;
-            let outcome = with_timeout(fetch, limit, AbortController::default())
-                .await
-                .ok_or_else(|| EdgeError::region_unavailable(1))?;
+            let outcome = shared_fetch(call, city, upstream, key).await;
             match &*outcome? {
                 Fetched::Stored(c) => (
                     Cached {
@@ -125,88 +128,109 @@ pub async fn seats_since(
     http::respond(200, &answer.content_type, answer.body, &h).or_internal("poll response")
 }
 
-/// The fetch of `key` under way, or a new one. One older than a region
-/// call may take is replaced (its requester may have gone).
-fn joined_fetch(call: &Call, city: &str, upstream: &str, key: String) -> SharedFetch {
-    let now = now_ms();
-    let stale_after = call.cfg.region_timeout_ms as i64 + 1_000;
-    IN_FLIGHT.with(|m| {
-        let mut m = m.borrow_mut();
-        if let Some(f) = m.get(&key).filter(|f| now - f.started_ms < stale_after) {
-            return f.fetch.clone();
-        }
-        let id = NEXT_FETCH.with(|n| {
-            n.set(n.get() + 1);
-            n.get()
+/// The answer for `key`: fetched by this request, or, when another
+/// request of this isolate is fetching it, that one's answer. A fetch
+/// older than a region call may take is not waited for (its request may
+/// have been cancelled).
+async fn shared_fetch(
+    call: &Call,
+    city: &str,
+    upstream: &str,
+    key: String,
+) -> Result<Rc<Fetched>, EdgeError> {
+    let limit_ms = call.cfg.region_timeout_ms as i64 + 1_000;
+    let mut waited = false;
+    loop {
+        let now = now_ms();
+        let claimed = SLOTS.with(|m| {
+            let mut m = m.borrow_mut();
+            // Answers are kept briefly for late waiters, then dropped.
+            m.retain(|_, slot| match slot {
+                Slot::Done { at_ms, .. } => now - *at_ms < limit_ms,
+                Slot::Running { started_ms, .. } => now - *started_ms < limit_ms,
+            });
+            match m.get(&key) {
+                Some(Slot::Done { answer, .. }) if waited => return Err(answer.clone()),
+                Some(Slot::Running { .. }) => return Ok(None),
+                _ => {}
+            }
+            let id = NEXT_FETCH.with(|n| {
+                n.set(n.get() + 1);
+                n.get()
+            });
+            m.insert(
+                key.clone(),
+                Slot::Running {
+                    started_ms: now,
+                    id,
+                },
+            );
+            Ok(Some(id))
         });
-        let fetch = fetch_and_store(
-            call.cfg.clone(),
-            city.to_owned(),
-            upstream.to_owned(),
-            key.clone(),
-            id,
-        )
-        .boxed_local()
-        .shared();
-        let entry = InFlight {
-            fetch: fetch.clone(),
-            started_ms: now,
-            id,
-        };
-        m.insert(key, entry);
-        fetch
-    })
+        match claimed {
+            // Another request's answer, as plain data.
+            Err(answer) => return answer,
+            Ok(Some(id)) => {
+                let answer = fetch_and_store(&call.cfg, city, upstream, &key).await;
+                SLOTS.with(|m| {
+                    let mut m = m.borrow_mut();
+                    if matches!(m.get(&key), Some(Slot::Running { id: mine, .. }) if *mine == id) {
+                        m.insert(
+                            key.clone(),
+                            Slot::Done {
+                                at_ms: now_ms(),
+                                answer: answer.clone(),
+                            },
+                        );
+                    }
+                });
+                return answer;
+            }
+            Ok(None) => {
+                waited = true;
+                worker::Delay::from(std::time::Duration::from_millis(WAIT_STEP_MS)).await;
+            }
+        }
+    }
 }
 
-/// Asks the region for `upstream` and stores a frame or 304 under `key`;
-/// then lets the next miss of `key` fetch again.
+/// Asks the region for `upstream` and stores a frame or 304 under `key`.
 async fn fetch_and_store(
-    cfg: Rc<EdgeConfig>,
-    city: String,
-    upstream: String,
-    key: String,
-    id: u64,
+    cfg: &EdgeConfig,
+    city: &str,
+    upstream: &str,
+    key: &str,
 ) -> Result<Rc<Fetched>, EdgeError> {
-    let result = async {
-        let accept = Headers::new();
-        accept
-            .set("Accept", "application/json")
-            .or_internal("accept header")?;
-        let up = region::call(&cfg, &city, Method::Get, &upstream, accept, None).await?;
-        if up.status != 200 && up.status != 304 {
-            return Ok(Rc::new(Fetched::Other(up)));
-        }
-        let etag = up.header("ETag").map(str::to_owned);
-        // A 304 is stored as an empty body (a 200 always has a frame).
-        let body = if up.status == 304 {
-            Vec::new()
-        } else {
-            up.body
-        };
-        let stored_at_ms = now_ms();
-        let ct = "application/json";
-        cache::put_tagged(
-            &key,
-            POLL_TTL,
-            ct,
-            body.clone(),
-            stored_at_ms,
-            etag.as_deref(),
-        )
-        .await;
-        Ok(Rc::new(Fetched::Stored(Cached {
-            stored_at_ms,
-            content_type: ct.to_owned(),
-            body,
-            etag,
-        })))
+    let accept = Headers::new();
+    accept
+        .set("Accept", "application/json")
+        .or_internal("accept header")?;
+    let up = region::call(cfg, city, Method::Get, upstream, accept, None).await?;
+    if up.status != 200 && up.status != 304 {
+        return Ok(Rc::new(Fetched::Other(up)));
     }
+    let etag = up.header("ETag").map(str::to_owned);
+    // A 304 is stored as an empty body (a 200 always has a frame).
+    let body = if up.status == 304 {
+        Vec::new()
+    } else {
+        up.body
+    };
+    let stored_at_ms = now_ms();
+    let ct = "application/json";
+    cache::put_tagged(
+        key,
+        POLL_TTL,
+        ct,
+        body.clone(),
+        stored_at_ms,
+        etag.as_deref(),
+    )
     .await;
-    IN_FLIGHT.with(|m| {
-        let mut m = m.borrow_mut();
-        if m.get(&key).is_some_and(|f| f.id == id) {
-            m.remove(&key);
-        }
-    });
-    result
+    Ok(Rc::new(Fetched::Stored(Cached {
+        stored_at_ms,
+        content_type: ct.to_owned(),
+        body,
+        etag,
+    })))
 }
