@@ -69,6 +69,8 @@ const VARS = {
   JWT_SECRET: "dev-only-secret-change-me",
   TRUST_CF_CONNECTING_IP: "",
   TRUSTED_PROXIES: "",
+  // Live seat map objects per show; unset = 1 (one upstream socket per show).
+  LIVE_BUCKETS: "",
 };
 
 // Front-server settings (not Worker vars): --var NAME=VALUE, else the
@@ -180,6 +182,9 @@ const mf = new Miniflare({
   compatibilityDate: opts.compatibilityDate,
   bindings,
   cache: true,
+  // The live seat map's fan-out (wrangler.toml's [[durable_objects.bindings]]):
+  // in memory, like a fresh deploy.
+  durableObjects: { LIVE_SHOWS: "LiveShow" },
   // A fixed request.cf, instead of Miniflare fetching one from the internet.
   cf: { colo: "DEV", country: "XX", asn: 0 },
   // workerd listens on a private port; the front server below is public.

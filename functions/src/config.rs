@@ -142,6 +142,9 @@ pub struct EdgeConfig {
     /// Where client addresses come from (`TRUST_CF_CONNECTING_IP`,
     /// `TRUSTED_PROXIES`).
     pub client_ip: crate::auth::ClientIpSource,
+    /// `LIVE_BUCKETS`: Durable Objects per show for the live seat map
+    /// (each keeps one socket to the region core; see `crate::live`).
+    pub live_buckets: u32,
 }
 
 impl fmt::Debug for EdgeConfig {
@@ -350,6 +353,13 @@ impl EdgeConfig {
         let admission_keys_previous = previous_admission_keys(&get)?;
         let jwt_secret = secret(&get, "JWT_SECRET", 16)?.into_bytes();
         let client_ip = client_ip_source(&get)?;
+        let live_buckets = number(
+            &get,
+            "LIVE_BUCKETS",
+            crate::live::DEFAULT_BUCKETS,
+            |v| (1..=crate::live::MAX_BUCKETS).contains(v),
+            "1–1024",
+        )?;
         Ok(Self {
             regions,
             limits,
@@ -363,6 +373,7 @@ impl EdgeConfig {
             admission_keys_previous,
             jwt_secret,
             client_ip,
+            live_buckets,
         })
     }
 
@@ -411,6 +422,7 @@ pub(crate) mod tests {
         assert_eq!(c.max_body_bytes, 64 * 1024);
         assert_eq!(c.admission_keys().len(), 1);
         assert_eq!(c.upstash.key_prefix, "");
+        assert_eq!(c.live_buckets, 1, "one live object per show locally");
         // Two cities on one region core: one read of its city list.
         let d = c.regions.distinct();
         assert_eq!(d.len(), 2);
@@ -429,6 +441,7 @@ pub(crate) mod tests {
         assert_eq!(err_with("CACHE_TTLS", r#"{"nope":1}"#).var, "CACHE_TTLS");
         assert_eq!(err_with("DENY_LIST", "ip:not-an-ip").var, "DENY_LIST");
         assert_eq!(err_with("KEY_PREFIX", "a b").var, "KEY_PREFIX");
+        assert_eq!(err_with("LIVE_BUCKETS", "0").var, "LIVE_BUCKETS");
         assert_eq!(
             err_with("UPSTASH_REDIS_REST_URL", "redis://127.0.0.1").var,
             "UPSTASH_REDIS_REST_URL"
@@ -468,6 +481,7 @@ pub(crate) mod tests {
         );
         assert_eq!(c.cache_ttls, CacheTtls::default());
         assert_eq!(c.breaker.failures, 5);
+        assert!(c.live_buckets > 1, "production spreads a show's viewers");
     }
 
     fn vars_with_secrets_only() -> HashMap<&'static str, String> {

@@ -16,6 +16,8 @@
 //!   admission passes it hands out;
 //! - [`catalog`] is cache keys, TTLs and freshness for catalog reads;
 //! - [`breaker`] is the per-region circuit breaker;
+//! - [`live`] is the live seat map's fan-out (which object serves a
+//!   viewer, what it relays) and the polling fallback's checks;
 //! - [`html`] renders the waiting room's landing page;
 //! - [`error`] is the one error type, mapped to HTTP.
 //!
@@ -29,6 +31,7 @@ pub mod catalog;
 pub mod config;
 pub mod error;
 pub mod html;
+pub mod live;
 pub mod rate_limit;
 pub mod routes;
 pub mod scripts;

@@ -10,6 +10,8 @@
 //! | `Show` | `GET /v1/c/{city}/shows/{id}` | `/v1/shows/{id}` |
 //! | `Availability` | `GET /v1/c/{city}/shows/{id}/availability` | `/v1/shows/{id}/availability` |
 //! | `Seats` | `GET /v1/c/{city}/shows/{id}/seats` | `/v1/shows/{id}/seats` |
+//! | `SeatsSince` | `GET /v1/c/{city}/shows/{id}/seats?since=N` | same (micro-cached 1 s) |
+//! | `Live` | `GET /v1/c/{city}/shows/{id}/live` (WebSocket) | a Durable Object, which holds `/v1/shows/{id}/live` |
 //! | `Hold` | `POST /v1/c/{city}/shows/{id}/holds` | `/v1/shows/{id}/holds` |
 //! | `Checkout` | `POST /v1/c/{city}/holds/{id}/checkout` | `/v1/holds/{id}/checkout` |
 //! | `Operator` | any `/v1/c/{city}/operator/…` | `/v1/operator/…` |
@@ -49,6 +51,24 @@ pub enum Route {
         show: String,
         /// Which read.
         kind: CacheKind,
+    },
+    /// The seat map's changes since `since` (the polling fallback of the
+    /// live seat map; `crate::live`).
+    SeatsSince {
+        /// City code.
+        city: String,
+        /// Show id.
+        show: String,
+        /// The poller's sequence number.
+        since: u64,
+    },
+    /// A viewer's live seat-map socket, served by the show's Durable
+    /// Object (`crate::live`).
+    Live {
+        /// City code.
+        city: String,
+        /// Show id.
+        show: String,
     },
     /// Create a hold.
     Hold {
@@ -121,7 +141,11 @@ impl Route {
     pub fn class(&self) -> Option<RouteClass> {
         Some(match self {
             Self::Health => return None,
-            Self::Cities | Self::CityShows { .. } | Self::ShowRead { .. } => RouteClass::Catalog,
+            Self::Cities
+            | Self::CityShows { .. }
+            | Self::ShowRead { .. }
+            | Self::SeatsSince { .. } => RouteClass::Catalog,
+            Self::Live { .. } => RouteClass::Api,
             Self::Hold { .. } => RouteClass::Hold,
             Self::Checkout { .. } => RouteClass::Checkout,
             Self::Join { .. } | Self::PageJoin { .. } => RouteClass::Join,
@@ -137,6 +161,8 @@ impl Route {
             Self::Health | Self::Cities | Self::SaleConfig { .. } => None,
             Self::CityShows { city, .. }
             | Self::ShowRead { city, .. }
+            | Self::SeatsSince { city, .. }
+            | Self::Live { city, .. }
             | Self::Hold { city, .. }
             | Self::Checkout { city, .. }
             | Self::Operator { city, .. }
@@ -161,6 +187,8 @@ impl Route {
                 CacheKind::Availability => format!("/v1/shows/{show}/availability"),
                 _ => format!("/v1/shows/{show}/seats"),
             },
+            Self::SeatsSince { show, since, .. } => format!("/v1/shows/{show}/seats?since={since}"),
+            Self::Live { show, .. } => format!("/v1/shows/{show}/live"),
             Self::Hold { show, .. } => q(format!("/v1/shows/{show}/holds")),
             Self::Checkout { hold, .. } => q(format!("/v1/holds/{hold}/checkout")),
             Self::Operator { rest, .. } | Self::Forward { rest, .. } => q(format!("/v1/{rest}")),
@@ -258,13 +286,18 @@ pub fn classify(
         }
         ["v1", "c", c, rest @ ..] if !rest.is_empty() && !rest[0].is_empty() => {
             let city = city(regions, c)?;
-            city_route(method, city, rest)
+            city_route(method, city, rest, query)
         }
         _ => Err(EdgeError::no_route()),
     }
 }
 
-fn city_route(method: &str, city: String, rest: &[&str]) -> Result<Route, EdgeError> {
+fn city_route(
+    method: &str,
+    city: String,
+    rest: &[&str],
+    query: Option<&str>,
+) -> Result<Route, EdgeError> {
     let read = |show: &str, kind| -> Result<Route, EdgeError> {
         Ok(Route::ShowRead {
             city: city.clone(),
@@ -276,7 +309,18 @@ fn city_route(method: &str, city: String, rest: &[&str]) -> Result<Route, EdgeEr
     match rest {
         ["shows", s] if is_get => read(s, CacheKind::Show),
         ["shows", s, "availability"] if is_get => read(s, CacheKind::Availability),
-        ["shows", s, "seats"] if is_get => read(s, CacheKind::Seats),
+        ["shows", s, "seats"] if is_get => match crate::live::since(query)? {
+            Some(since) => Ok(Route::SeatsSince {
+                show: show_id(s)?,
+                city,
+                since,
+            }),
+            None => read(s, CacheKind::Seats),
+        },
+        ["shows", s, "live"] if is_get => Ok(Route::Live {
+            show: show_id(s)?,
+            city,
+        }),
         ["shows", s, "holds"] if method == "POST" => Ok(Route::Hold {
             show: show_id(s)?,
             city,
@@ -383,6 +427,41 @@ mod tests {
                 .upstream(None)
                 .unwrap(),
             format!("/v1/shows/{SHOW}/seats")
+        );
+    }
+
+    #[test]
+    fn live_routes() {
+        let poll = route("GET", &format!("/v1/c/mum/shows/{SHOW}/seats?since=41")).unwrap();
+        assert_eq!(
+            poll,
+            Route::SeatsSince {
+                city: "mum".into(),
+                show: SHOW.into(),
+                since: 41
+            }
+        );
+        assert_eq!(poll.class(), Some(RouteClass::Catalog));
+        assert_eq!(
+            poll.upstream(Some("since=41&x=1")).unwrap(),
+            format!("/v1/shows/{SHOW}/seats?since=41")
+        );
+        assert_eq!(
+            code(route(
+                "GET",
+                &format!("/v1/c/mum/shows/{SHOW}/seats?since=x")
+            )),
+            "bad_query"
+        );
+        let live = route("GET", &format!("/v1/c/mum/shows/{SHOW}/live")).unwrap();
+        assert_eq!(live.class(), Some(RouteClass::Api));
+        assert_eq!(
+            live.upstream(None).unwrap(),
+            format!("/v1/shows/{SHOW}/live")
+        );
+        assert_eq!(
+            code(route("GET", "/v1/c/mum/shows/nope/live")),
+            "invalid_show_id"
         );
     }
 

@@ -23,7 +23,8 @@ use std::time::Duration;
 
 use anyhow::Context;
 use axum::body::Body;
-use axum::extract::{Request, State};
+use axum::extract::ws::{self, WebSocketUpgrade};
+use axum::extract::{FromRequestParts, Request, State};
 use axum::http::{HeaderMap, HeaderName, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
@@ -160,6 +161,10 @@ struct ProxyState {
     upstream: Arc<str>,
     counts: Counts,
     http: reqwest::Client,
+    /// WebSockets tunnelled to the region and open now.
+    sockets: Arc<std::sync::atomic::AtomicU64>,
+    /// Cuts every tunnelled socket (a network failure: no close frame).
+    cut: Arc<tokio::sync::Notify>,
 }
 
 /// A pass-through HTTP proxy in front of a region core that counts the
@@ -191,13 +196,21 @@ fn hop_by_hop(name: &HeaderName) -> bool {
 }
 
 async fn forward(State(p): State<ProxyState>, req: Request) -> Response {
-    let (parts, body) = req.into_parts();
+    let (mut parts, body) = req.into_parts();
     {
         // A std mutex: it is never held across an `.await`.
         let mut counts = p.counts.lock().unwrap_or_else(|e| e.into_inner());
         *counts
             .entry(format!("{} {}", parts.method, parts.uri.path()))
             .or_default() += 1;
+    }
+    let websocket = parts
+        .headers
+        .get("upgrade")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("websocket"));
+    if websocket {
+        return tunnel(p, &mut parts).await;
     }
     let body = match axum::body::to_bytes(body, 16 << 20).await {
         Ok(b) => b,
@@ -231,12 +244,104 @@ async fn forward(State(p): State<ProxyState>, req: Request) -> Response {
     }
 }
 
+/// A WebSocket through the proxy: a socket to the region for each client
+/// socket, messages (and the close code) relayed both ways.
+async fn tunnel(p: ProxyState, parts: &mut axum::http::request::Parts) -> Response {
+    let upgrade = match WebSocketUpgrade::from_request_parts(parts, &()).await {
+        Ok(u) => u,
+        Err(e) => return e.into_response(),
+    };
+    let path = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
+    let target = testkit::live::ws_url(&p.upstream, path);
+    let region = match tokio_tungstenite::connect_async(target).await {
+        Ok((ws, _)) => ws,
+        // The region refused the upgrade (503 at its socket cap, 400…).
+        Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => {
+            let mut headers = HeaderMap::new();
+            if let Some(v) = resp.headers().get("retry-after") {
+                headers.insert("retry-after", v.clone());
+            }
+            let status =
+                StatusCode::from_u16(resp.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
+            return (status, headers).into_response();
+        }
+        Err(_) => return (StatusCode::BAD_GATEWAY, "region unreachable").into_response(),
+    };
+    let sockets = p.sockets.clone();
+    let cut = p.cut.clone();
+    sockets.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    upgrade.on_upgrade(move |client| async move {
+        // Registered before the splice starts, so a cut never misses it.
+        let cut = cut.notified();
+        tokio::select! {
+            () = splice(client, region) => {}
+            () = cut => {}
+        }
+        sockets.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+    })
+}
+
+/// Relays until either side closes (its close frame is passed on).
+async fn splice(
+    client: ws::WebSocket,
+    region: tokio_tungstenite::WebSocketStream<
+        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+    >,
+) {
+    use futures::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::protocol::{frame::coding::CloseCode, CloseFrame};
+    use tokio_tungstenite::tungstenite::Message as T;
+    let (mut c_tx, mut c_rx) = client.split();
+    let (mut r_tx, mut r_rx) = region.split();
+    let up = async {
+        while let Some(Ok(m)) = c_rx.next().await {
+            let m = match m {
+                ws::Message::Text(t) => T::text(t.as_str()),
+                ws::Message::Binary(b) => T::binary(b),
+                ws::Message::Ping(b) => T::Ping(b),
+                ws::Message::Pong(b) => T::Pong(b),
+                ws::Message::Close(c) => T::Close(c.map(|c| CloseFrame {
+                    code: CloseCode::from(c.code),
+                    reason: c.reason.as_str().to_owned().into(),
+                })),
+            };
+            if r_tx.send(m).await.is_err() {
+                break;
+            }
+        }
+    };
+    let down = async {
+        while let Some(Ok(m)) = r_rx.next().await {
+            let m = match m {
+                T::Text(t) => ws::Message::Text(t.as_str().to_owned().into()),
+                T::Binary(b) => ws::Message::Binary(b),
+                T::Ping(b) => ws::Message::Ping(b),
+                T::Pong(b) => ws::Message::Pong(b),
+                T::Close(c) => ws::Message::Close(c.map(|c| ws::CloseFrame {
+                    code: u16::from(c.code),
+                    reason: c.reason.as_str().to_owned().into(),
+                })),
+                T::Frame(_) => continue,
+            };
+            if c_tx.send(m).await.is_err() {
+                break;
+            }
+        }
+    };
+    tokio::select! {
+        () = up => {}
+        () = down => {}
+    }
+}
+
 impl CountingProxy {
     /// Listens on a free port of 127.0.0.1 and forwards to `upstream`.
     pub async fn spawn(upstream: &str) -> anyhow::Result<Self> {
         let state = ProxyState {
             upstream: Arc::from(upstream.trim_end_matches('/')),
             counts: Counts::default(),
+            sockets: Arc::default(),
+            cut: Arc::default(),
             http: reqwest::Client::builder()
                 .no_proxy()
                 .pool_max_idle_per_host(256)
@@ -269,6 +374,17 @@ impl CountingProxy {
             .get(&format!("{method} {path}"))
             .copied()
             .unwrap_or(0)
+    }
+
+    /// WebSockets tunnelled to the region and open now.
+    pub fn open_sockets(&self) -> u64 {
+        self.state.sockets.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Drops every tunnelled socket at once, both ends, without a close
+    /// frame: what a network failure looks like to either side.
+    pub fn cut_sockets(&self) {
+        self.state.cut.notify_waiters();
     }
 
     /// Every request that reached the proxy so far.

@@ -15,6 +15,8 @@ pub struct Cached {
     pub content_type: String,
     /// The body.
     pub body: Vec<u8>,
+    /// Its `ETag`, if it was stored with one ([`put_tagged`]).
+    pub etag: Option<String>,
 }
 
 /// The copy under `key`, if any.
@@ -38,11 +40,13 @@ pub async fn get(key: &str) -> Option<Cached> {
         .ok()
         .flatten()
         .unwrap_or_else(|| "application/json".into());
+    let etag = resp.headers().get("ETag").ok().flatten();
     let body = resp.bytes().await.ok()?;
     Some(Cached {
         stored_at_ms,
         content_type,
         body,
+        etag,
     })
 }
 
@@ -52,10 +56,14 @@ async fn put_raw(
     content_type: &str,
     body: Vec<u8>,
     stored_at_ms: i64,
+    etag: Option<&str>,
 ) {
     let stored = (|| {
         let h = Headers::new();
         h.set("Content-Type", content_type)?;
+        if let Some(tag) = etag {
+            h.set("ETag", tag)?;
+        }
         h.set("Cache-Control", cache_control)?;
         h.set(STORED_AT_HEADER, &stored_at_ms.to_string())?;
         Ok::<_, worker::Error>(Response::builder().with_headers(h).fixed(body))
@@ -77,6 +85,27 @@ pub async fn put(key: &str, ttl: Ttl, content_type: &str, body: Vec<u8>, stored_
         content_type,
         body,
         stored_at_ms,
+        None,
+    )
+    .await;
+}
+
+/// Stores a copy with its `ETag` (the polling fallback's answers).
+pub async fn put_tagged(
+    key: &str,
+    ttl: Ttl,
+    content_type: &str,
+    body: Vec<u8>,
+    stored_at_ms: i64,
+    etag: Option<&str>,
+) {
+    put_raw(
+        key,
+        &storage_cache_control(ttl),
+        content_type,
+        body,
+        stored_at_ms,
+        etag,
     )
     .await;
 }
@@ -84,7 +113,7 @@ pub async fn put(key: &str, ttl: Ttl, content_type: &str, body: Vec<u8>, stored_
 /// Sets a flag for `secs`.
 pub async fn put_flag(key: &str, secs: u32, now_ms: i64) {
     let cc = format!("public, max-age={secs}");
-    put_raw(key, &cc, "text/plain", b"1".to_vec(), now_ms).await;
+    put_raw(key, &cc, "text/plain", b"1".to_vec(), now_ms, None).await;
 }
 
 /// Whether a flag set for `secs` is still up at `now_ms`.

@@ -5,12 +5,12 @@
 
 use std::rc::Rc;
 
-use worker::{Context, Headers, Method, Request, Response, Url};
+use worker::{Context, Env, Headers, Method, Request, Response, Url};
 
 use super::http::{self, now_ms, random_hex, OrInternal};
 use super::region::{self, Upstream};
 use super::upstash::Upstash;
-use super::{cache, state};
+use super::{cache, live, poll, state};
 use crate::auth::{self, User};
 use crate::catalog::{self, version_key, CacheKind, Freshness, Ttl, CACHE_HEADER};
 use crate::config::EdgeConfig;
@@ -29,6 +29,7 @@ type Handled = Result<Response, EdgeError>;
 /// Serves one request.
 pub async fn handle(
     mut req: Request,
+    env: Env,
     cfg: Rc<EdgeConfig>,
     ctx: &Context,
 ) -> worker::Result<Response> {
@@ -41,7 +42,7 @@ pub async fn handle(
     let browser = matches!(route, Ok(Route::Page { .. } | Route::PageJoin { .. }));
     let result = match route {
         Ok(route) => {
-            let call = Call::new(&req, cfg, &url, method);
+            let call = Call::new(&req, env, cfg, &url, method);
             dispatch(&mut req, &call, ctx, route).await
         }
         Err(e) => Err(e),
@@ -59,11 +60,13 @@ pub async fn handle(
 }
 
 /// What every handler needs to know about the request.
-struct Call {
-    cfg: Rc<EdgeConfig>,
-    now_ms: i64,
-    origin: String,
-    ip: String,
+pub(super) struct Call {
+    pub(super) cfg: Rc<EdgeConfig>,
+    /// Bindings beyond the vars (the live seat map's Durable Objects).
+    pub(super) env: Env,
+    pub(super) now_ms: i64,
+    pub(super) origin: String,
+    pub(super) ip: String,
     bucket: String,
     token: Option<String>,
     query: Option<String>,
@@ -71,7 +74,7 @@ struct Call {
 }
 
 impl Call {
-    fn new(req: &Request, cfg: Rc<EdgeConfig>, url: &Url, method: Method) -> Self {
+    fn new(req: &Request, env: Env, cfg: Rc<EdgeConfig>, url: &Url, method: Method) -> Self {
         let ip = auth::client_ip(
             &cfg.client_ip,
             http::header(req, "CF-Connecting-IP").as_deref(),
@@ -84,6 +87,7 @@ impl Call {
         .map(str::to_owned);
         Self {
             cfg,
+            env,
             now_ms: now_ms(),
             origin: url.origin().ascii_serialization(),
             bucket: auth::ip_bucket(&ip),
@@ -244,6 +248,19 @@ async fn dispatch(req: &mut Request, call: &Call, ctx: &Context, route: Route) -
         Route::ShowRead { city, show, kind } => {
             let up = upstream.unwrap_or_default();
             catalog_read(call, ctx, kind, city, up, Some(show)).await
+        }
+        Route::SeatsSince { city, show, since } => {
+            let (rl, _) = call.gate(RouteClass::Catalog, None, &[]).await?;
+            let up = upstream.unwrap_or_default();
+            poll::seats_since(req, call, &city, &show, since, &up, &rl)
+                .await
+                .map_err(|e| with_limits(e, &rl))
+        }
+        Route::Live { city, show } => {
+            let (rl, _) = call.gate(RouteClass::Api, None, &[]).await?;
+            live::viewer(req, call, &city, &show)
+                .await
+                .map_err(|e| with_limits(e, &rl))
         }
         Route::Hold { city, show } => {
             hold(req, call, &city, &show, &upstream.unwrap_or_default()).await

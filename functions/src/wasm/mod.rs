@@ -1,11 +1,14 @@
 //! The thin layer over the Workers runtime: `#[event(fetch)]`, outbound
-//! `Fetch` (region cores, Upstash), the Cache API and isolate memory.
+//! `Fetch` (region cores, Upstash), the Cache API, isolate memory, and
+//! the live seat map's Durable Object (`live`).
 //! Decisions are made by the pure modules of the crate; this layer only
 //! moves bytes and keeps per-isolate state. Compiled for `wasm32` only.
 
 mod cache;
 mod handlers;
 mod http;
+mod live;
+mod poll;
 mod region;
 mod state;
 mod upstash;
@@ -26,5 +29,5 @@ async fn fetch(req: Request, env: Env, ctx: Context) -> Result<Response> {
             return http::error(&EdgeError::internal());
         }
     };
-    handlers::handle(req, cfg, &ctx).await
+    handlers::handle(req, env, cfg, &ctx).await
 }

@@ -42,7 +42,24 @@ pub struct Viewer {
 impl Viewer {
     /// Opens `url` (`ws://…/v1/shows/{id}/live`, or through the edge).
     pub async fn connect(url: &str, show: ShowId) -> anyhow::Result<Self> {
-        let (ws, _) = tokio_tungstenite::connect_async(url)
+        Self::connect_with(url, show, &[]).await
+    }
+
+    /// Opens `url` with extra request headers (e.g. `CF-Connecting-IP`,
+    /// to come from another address through the edge).
+    pub async fn connect_with(
+        url: &str,
+        show: ShowId,
+        headers: &[(&'static str, &str)],
+    ) -> anyhow::Result<Self> {
+        use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+        let mut request = url
+            .into_client_request()
+            .with_context(|| format!("a WebSocket request for {url}"))?;
+        for (name, value) in headers {
+            request.headers_mut().insert(*name, value.parse()?);
+        }
+        let (ws, _) = tokio_tungstenite::connect_async(request)
             .await
             .with_context(|| format!("connecting {url}"))?;
         Ok(Self {

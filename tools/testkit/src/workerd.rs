@@ -18,7 +18,7 @@ use crate::process::log_tail;
 /// "Configuration"). Each one a caller does not set is passed empty (the
 /// Worker's default), so nothing leaks in from the environment the harness
 /// happens to run in.
-pub const WORKER_VARS: [&str; 17] = [
+pub const WORKER_VARS: [&str; 18] = [
     "REGIONS",
     "RATE_LIMITS",
     "DENY_LIST",
@@ -36,6 +36,7 @@ pub const WORKER_VARS: [&str; 17] = [
     "JWT_SECRET",
     "TRUST_CF_CONNECTING_IP",
     "TRUSTED_PROXIES",
+    "LIVE_BUCKETS",
 ];
 
 /// How long `serve.mjs` may take to print its `EDGE_URL=` line (usually
