@@ -69,6 +69,8 @@ const VARS = {
   JWT_SECRET: "dev-only-secret-change-me",
   TRUST_CF_CONNECTING_IP: "",
   TRUSTED_PROXIES: "",
+  // Local runs sign buyers in by e-mail alone (wrangler.toml: "false").
+  DEV_SIGNIN: "true",
 };
 
 // Front-server settings (not Worker vars): --var NAME=VALUE, else the

@@ -142,6 +142,8 @@ pub struct EdgeConfig {
     /// Where client addresses come from (`TRUST_CF_CONNECTING_IP`,
     /// `TRUSTED_PROXIES`).
     pub client_ip: crate::auth::ClientIpSource,
+    /// `DEV_SIGNIN`: the pages' sign-in by e-mail alone (development only).
+    pub dev_signin: bool,
 }
 
 impl fmt::Debug for EdgeConfig {
@@ -154,6 +156,7 @@ impl fmt::Debug for EdgeConfig {
             .field("breaker", &self.breaker)
             .field("max_body_bytes", &self.max_body_bytes)
             .field("upstash", &self.upstash)
+            .field("dev_signin", &self.dev_signin)
             .finish_non_exhaustive()
     }
 }
@@ -279,6 +282,15 @@ fn previous_admission_keys(
     })
 }
 
+/// A `true`/`false` var, `false` when unset or empty.
+fn flag(get: &impl Fn(&str) -> Option<String>, var: &'static str) -> Result<bool, ConfigError> {
+    match get(var).as_deref().map(str::trim) {
+        None | Some("") | Some("false") => Ok(false),
+        Some("true") => Ok(true),
+        Some(other) => Err(bad(var, format!("must be true or false, got {other:?}"))),
+    }
+}
+
 /// `TRUST_CF_CONNECTING_IP` and `TRUSTED_PROXIES`: where a client's
 /// address is read from.
 fn client_ip_source(
@@ -350,6 +362,7 @@ impl EdgeConfig {
         let admission_keys_previous = previous_admission_keys(&get)?;
         let jwt_secret = secret(&get, "JWT_SECRET", 16)?.into_bytes();
         let client_ip = client_ip_source(&get)?;
+        let dev_signin = flag(&get, "DEV_SIGNIN")?;
         Ok(Self {
             regions,
             limits,
@@ -363,6 +376,7 @@ impl EdgeConfig {
             admission_keys_previous,
             jwt_secret,
             client_ip,
+            dev_signin,
         })
     }
 
@@ -429,6 +443,7 @@ pub(crate) mod tests {
         assert_eq!(err_with("CACHE_TTLS", r#"{"nope":1}"#).var, "CACHE_TTLS");
         assert_eq!(err_with("DENY_LIST", "ip:not-an-ip").var, "DENY_LIST");
         assert_eq!(err_with("KEY_PREFIX", "a b").var, "KEY_PREFIX");
+        assert_eq!(err_with("DEV_SIGNIN", "yes").var, "DEV_SIGNIN");
         assert_eq!(
             err_with("UPSTASH_REDIS_REST_URL", "redis://127.0.0.1").var,
             "UPSTASH_REDIS_REST_URL"
@@ -468,6 +483,7 @@ pub(crate) mod tests {
         );
         assert_eq!(c.cache_ttls, CacheTtls::default());
         assert_eq!(c.breaker.failures, 5);
+        assert!(!c.dev_signin, "no e-mail-only sign-in in production");
     }
 
     fn vars_with_secrets_only() -> HashMap<&'static str, String> {

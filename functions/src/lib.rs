@@ -16,7 +16,8 @@
 //!   admission passes it hands out;
 //! - [`catalog`] is cache keys, TTLs and freshness for catalog reads;
 //! - [`breaker`] is the per-region circuit breaker;
-//! - [`html`] renders the waiting room's landing page;
+//! - [`pages`] renders the buyer's pages (pure: data and `now` in, HTML
+//!   out) and holds their routes, session cookies and static assets;
 //! - [`error`] is the one error type, mapped to HTTP.
 //!
 //! Time always comes in as an argument (`now_ms`). The `wasm` module,
@@ -28,7 +29,7 @@ pub mod breaker;
 pub mod catalog;
 pub mod config;
 pub mod error;
-pub mod html;
+pub mod pages;
 pub mod rate_limit;
 pub mod routes;
 pub mod scripts;

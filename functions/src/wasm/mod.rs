@@ -6,6 +6,7 @@
 mod cache;
 mod handlers;
 mod http;
+mod pages;
 mod region;
 mod state;
 mod upstash;
