@@ -196,7 +196,7 @@ fn symbol(currency: &str) -> Option<&'static str> {
 pub fn money(minor: i64, currency: &str) -> String {
     let sign = if minor < 0 { "-" } else { "" };
     let m = minor.unsigned_abs();
-    let amount = if m % 100 == 0 {
+    let amount = if m.is_multiple_of(100) {
         format!("{}", m / 100)
     } else {
         format!("{}.{:02}", m / 100, m % 100)

@@ -25,7 +25,7 @@ pub struct SalePage<'a> {
     pub details: Option<&'a Show>,
     /// The user's status (`None`: not signed in).
     pub view: Option<&'a StatusView>,
-    /// The join form's CSRF token (`shared::csrf`, scoped to the sale).
+    /// The join form's CSRF token (the session's, `pages::session`).
     pub csrf: &'a str,
 }
 

@@ -288,8 +288,11 @@ async fn dispatch(req: &mut Request, call: &Call, ctx: &Context, route: Route) -
             let body = http::read_body(req, call.cfg.max_body_bytes).await?;
             let body = std::str::from_utf8(&body).unwrap_or_default();
             let session = call.token.as_deref().unwrap_or_default();
-            let token_ok = shared::csrf::form_field(body, shared::csrf::FIELD)
-                .is_some_and(|t| shared::csrf::verify(&call.cfg.jwt_secret, session, &show, t));
+            let token_ok = session::csrf_ok(
+                &call.cfg.jwt_secret,
+                session,
+                shared::csrf::form_field(body, shared::csrf::FIELD),
+            );
             let origin = http::header(req, "Origin");
             if !token_ok || !shared::csrf::same_origin(origin.as_deref(), &call.origin) {
                 return Err(EdgeError::csrf_refused());

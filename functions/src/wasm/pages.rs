@@ -642,7 +642,7 @@ async fn bookings_page(call: &Call) -> Handled {
             _ => partial = true,
         }
     }
-    all.sort_by(|a, b| b.1.created_at.cmp(&a.1.created_at));
+    all.sort_by_key(|(_, b)| std::cmp::Reverse(b.created_at));
     let html = bookings::render(
         &bookings::BookingsPage {
             bookings: &all,
@@ -832,18 +832,13 @@ pub(super) async fn sale(call: &Call, ctx: &Context, city: &str, id: &str) -> Ha
     } else {
         (None, 401, Vec::new())
     };
-    let csrf = shared::csrf::token(
-        &call.cfg.jwt_secret,
-        call.token.as_deref().unwrap_or_default(),
-        id,
-    );
     let html = sale::render(
         &sale::SalePage {
             city,
             show: id,
             details: details.as_ref(),
             view: view.as_ref(),
-            csrf: &csrf,
+            csrf: &me.csrf,
         },
         me.viewer(),
     );
