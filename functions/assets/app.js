@@ -47,8 +47,9 @@
 
   function clock(secs) {
     secs = Math.max(0, Math.floor(secs));
-    var m = Math.floor(secs / 60), s = secs % 60;
-    return m + ":" + (s < 10 ? "0" : "") + s;
+    var h = Math.floor(secs / 3600), m = Math.floor(secs / 60) % 60, s = secs % 60;
+    var mm = h && m < 10 ? "0" + m : String(m);
+    return (h ? h + ":" : "") + mm + ":" + (s < 10 ? "0" : "") + s;
   }
 
   function roughly(secs) {

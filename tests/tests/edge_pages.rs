@@ -421,11 +421,128 @@ async fn a_buyer_without_javascript_signs_in_books_and_cancels() {
     stack.stop().await;
 }
 
+/// The flash sale through the pages: the landing page names the event;
+/// joining is a form; once admitted the page sets the pass as a cookie
+/// scoped to the sale and sends the browser to the seat map, and the
+/// seat form holds with it. Nothing to copy; without the cookie the same
+/// hold is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_admitted_buyer_goes_from_the_queue_to_the_seat_map_with_nothing_to_copy() {
+    use e2e::edge::{now_ms, SaleSettings};
+    let stack = EdgeStack::start(EdgeOptions::cities(&[CITY]))
+        .await
+        .expect("edge stack");
+    let show = stack
+        .seed_show(CITY, 1, 6, SaleMode::FlashSale)
+        .await
+        .expect("show");
+    let sale = SaleSettings {
+        city: CITY.into(),
+        // Open already: a join is admitted at once.
+        opens_at_ms: now_ms() - 1_000,
+        rate_per_sec: 50.0,
+        pass_ttl_s: 300,
+        grace_s: 60,
+    };
+    let r = stack.put_sale(&show, &sale).await;
+    assert_eq!(r.status, 200, "{r}");
+    let mut b = Browser::new(&stack, "10.9.2.1");
+    let form = b.get("/signin").await;
+    let token = form.field("csrf");
+    let signed = b
+        .post("/signin", &[("csrf", &token), ("email", "fan@example.com")])
+        .await;
+    assert_eq!(signed.status, 303);
+
+    let landing = format!("/c/{CITY}/sales/{show}");
+    let page = b.get(&landing).await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert_secure_page(&page);
+    let title = stack
+        .get(
+            &format!("/v1/c/{CITY}/shows/{show}"),
+            &e2e::edge::Client::anonymous("10.9.2.2"),
+        )
+        .await
+        .body["movie_title"]
+        .as_str()
+        .expect("title")
+        .to_owned();
+    assert!(
+        page.body.contains(&format!("<h1>{title}</h1>")),
+        "{}",
+        page.body
+    );
+    assert!(page.body.contains("(Asia/Kolkata)"), "venue-local start");
+    assert!(page.body.contains("Join the queue"));
+    let csrf = page.field("csrf");
+
+    // Without a pass the seat form is refused, with what to do.
+    let hold_path = format!("/c/{CITY}/shows/{show}/hold");
+    let refused = b
+        .post(&hold_path, &[("csrf", &csrf), ("seats", "A1")])
+        .await;
+    assert_eq!(refused.status, 403, "{}", refused.body);
+    assert!(refused.body.contains("join the queue"), "{}", refused.body);
+
+    let joined = b.post(&format!("{landing}/join"), &[("csrf", &csrf)]).await;
+    assert_eq!(joined.status, 303, "{}", joined.body);
+    // Admitted (at once, or after the pass's issue instant): a redirect
+    // to the seat map that sets the pass cookie.
+    let mut admitted = None;
+    for _ in 0..50 {
+        let p = b.get(&landing).await;
+        if p.status == 303 {
+            admitted = Some(p);
+            break;
+        }
+        assert_eq!(p.status, 200, "{}", p.body);
+        assert!(!p.body.contains("ap1."), "the pass is never shown");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    let admitted = admitted.expect("admitted within 10 s");
+    assert_eq!(admitted.location(), format!("/c/{CITY}/shows/{show}"));
+    let cookie = admitted.headers["set-cookie"].to_str().unwrap().to_owned();
+    assert!(cookie.starts_with(&format!("pass-{show}=ap1.")), "{cookie}");
+    for attr in ["HttpOnly", "Secure", "SameSite=Strict"] {
+        assert!(cookie.contains(attr), "{cookie}");
+    }
+    let map = b.get(admitted.location()).await;
+    assert_eq!(map.status, 200);
+    assert!(
+        !map.body.contains("sold through a queue"),
+        "no queue notice with a pass"
+    );
+    let held = b
+        .post(
+            &hold_path,
+            &[("csrf", &csrf), ("seats", "A1"), ("seats", "A2")],
+        )
+        .await;
+    assert_eq!(held.status, 303, "{}", held.body);
+    assert!(held.location().ends_with("/checkout"));
+    // The page's script holds through the JSON route: the edge adds the
+    // pass from the cookie there too.
+    let api = b
+        .http
+        .post(format!("{}/v1/c/{CITY}/shows/{show}/holds", stack.url))
+        .header("Cookie", b.cookie_header())
+        .header("X-CSRF-Token", &csrf)
+        .header("CF-Connecting-IP", b.ip)
+        .json(&serde_json::json!({ "seats": ["A3"] }))
+        .send()
+        .await
+        .expect("hold");
+    assert_eq!(api.status().as_u16(), 201, "{:?}", api.text().await);
+    stack.stop().await;
+}
+
 /// Not a check: keeps a seeded stack running so a person (or
 /// `scripts/page-screenshots.py`) can look at the pages. Run with
 /// `cargo test -p e2e --test edge_pages -- --ignored --nocapture`; it
 /// writes the URL and ids to `$PAGES_LOOK_FILE` (default
-/// `/tmp/pages-look.json`) and stops after `$PAGES_LOOK_SECS` (600).
+/// `/tmp/pages-look.json`) and stops after `$PAGES_LOOK_SECS` (600) or
+/// when that file is deleted.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "a running stack to look at, not a test"]
 async fn serve_pages_for_a_look() {
@@ -472,9 +589,10 @@ async fn serve_pages_for_a_look() {
     let r = stack.checkout(CITY, &hold, &carl).await;
     assert_eq!(r.status, 201, "{r}");
     // Nearly sold out: the city page marks it.
-    let all: Vec<String> = ["A", "B", "C"]
+    let all: Vec<String> = ["A", "B", "C", "D"]
         .iter()
         .flat_map(|row| (1..=8).map(move |n| format!("{row}{n}")))
+        .take(28)
         .collect();
     let dave = Client::user("dave@example.com", "10.9.1.3");
     for chunk in all.chunks(10) {
@@ -504,10 +622,16 @@ async fn serve_pages_for_a_look() {
     let file = std::env::var("PAGES_LOOK_FILE").unwrap_or_else(|_| "/tmp/pages-look.json".into());
     std::fs::write(&file, info.to_string()).expect("write");
     println!("PAGES_LOOK={info}");
-    let secs = std::env::var("PAGES_LOOK_SECS")
+    let secs: u64 = std::env::var("PAGES_LOOK_SECS")
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(600);
-    tokio::time::sleep(std::time::Duration::from_secs(secs)).await;
+    // Deleting the file ends it early (and cleanly: keys and processes go).
+    for _ in 0..secs {
+        if !std::path::Path::new(&file).exists() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    }
     stack.stop().await;
 }
