@@ -551,30 +551,70 @@ async fn serve_pages_for_a_look() {
         .await
         .expect("edge stack");
     let app = stack.region(CITY).app();
-    let show = app
-        .seed_show_in(CITY, 8, 12, chrono::Duration::days(3), SaleMode::Open)
-        .await
-        .expect("show");
-    let other = app
-        .seed_show_in(
-            CITY,
-            4,
-            8,
-            chrono::Duration::days(3) + chrono::Duration::hours(3),
-            SaleMode::Open,
-        )
-        .await
-        .expect("show");
-    let flash = app
-        .seed_show_in(
-            CITY,
-            4,
-            8,
-            chrono::Duration::days(3) + chrono::Duration::hours(6),
-            SaleMode::FlashSale,
-        )
-        .await
-        .expect("flash show");
+    let api = testkit::api::Api::with_client(&app.url, app.http.clone());
+    let op = format!("Bearer {}", Client::operator().token.expect("token"));
+    let city = shared::CityCode::parse(CITY).expect("city");
+    // Real-looking names: these pages end up in the README.
+    let seed =
+        |venue: &'static str, movie: &'static str, rows: usize, per_row: u16, hours: i64, mode| {
+            let (api, op, city) = (&api, &op, &city);
+            async move {
+                use testkit::seed;
+                let place = seed::ensure_place(
+                    api,
+                    op,
+                    city,
+                    venue,
+                    "Asia/Kolkata",
+                    "Audi 1",
+                    &seed::grid(rows, per_row, |r| if r < 2 { "PREMIUM" } else { "REGULAR" }),
+                )
+                .await
+                .expect("place");
+                let movie = seed::create_movie(api, op, movie, 150, "en")
+                    .await
+                    .expect("movie");
+                let show = seed::NewShow {
+                    screen_id: place.screen_id,
+                    movie_id: movie,
+                    starts_at: chrono::Utc::now() + chrono::Duration::hours(hours),
+                    prices: &[("PREMIUM", 45_000), ("REGULAR", 25_000)],
+                    currency: "INR",
+                };
+                seed::create_show_in(api, op, show, mode)
+                    .await
+                    .expect("show")
+                    .id
+                    .to_string()
+            }
+        };
+    let show = seed(
+        "PVR Phoenix, Lower Parel",
+        "Dune: Part Two",
+        8,
+        12,
+        72,
+        SaleMode::Open,
+    )
+    .await;
+    let other = seed(
+        "INOX Nariman Point",
+        "Interstellar",
+        4,
+        8,
+        75,
+        SaleMode::Open,
+    )
+    .await;
+    let flash = seed(
+        "NSCI Dome, Worli",
+        "Coldplay: Music of the Spheres",
+        4,
+        8,
+        78,
+        SaleMode::FlashSale,
+    )
+    .await;
     // Some seats held and some sold by others, so the map shows each state.
     let bob = Client::user("bob@example.com", "10.9.1.1");
     let r = stack

@@ -6,7 +6,7 @@
 use std::fmt::Write as _;
 
 use chrono::{Duration, NaiveDate};
-use shared::api::Show;
+use shared::api::{SaleMode, Show};
 
 use super::layout::{document, escape, money, show_time, Shell, Viewer};
 
@@ -89,14 +89,21 @@ pub fn render(p: &CityPage<'_>, viewer: Viewer<'_>) -> String {
     } else {
         main.push_str("<ul class=\"shows\">\n");
         for (s, seats) in p.shows {
-            let mark = match mark(*seats) {
+            let mut mark = match mark(*seats) {
                 Some(m) if m == "Sold out" => format!(" <strong class=\"mark sold\">{m}</strong>"),
                 Some(m) => format!(" <strong class=\"mark few\">{m}</strong>"),
                 None => String::new(),
             };
+            // A flash sale is bought through its waiting room: link there.
+            let page = if s.sale_mode == SaleMode::FlashSale {
+                mark.push_str(" <strong class=\"mark queue\">Flash sale: queue</strong>");
+                "sales"
+            } else {
+                "shows"
+            };
             let _ = writeln!(
                 main,
-                "<li class=\"show\"><h3><a href=\"/c/{city}/shows/{id}\">{title}</a>{mark}</h3>\n\
+                "<li class=\"show\"><h3><a href=\"/c/{city}/{page}/{id}\">{title}</a>{mark}</h3>\n\
                  <p>{venue}, {screen}</p>\n<p>{time}</p>\n<p>{prices}</p></li>",
                 id = escape(&s.id.to_string()),
                 title = escape(&s.movie_title),
@@ -175,6 +182,23 @@ pub(crate) mod tests {
         assert!(html.contains("Sold out") && html.contains("Few seats left"));
         assert!(html.contains("PVR &lt;Phoenix&gt;"));
         assert!(html.contains("aria-current=\"date\""));
+        let mut flash = show();
+        flash.sale_mode = SaleMode::FlashSale;
+        let html = render(
+            &CityPage {
+                city: "mum",
+                name: "Mumbai",
+                date: d,
+                today: d,
+                shows: &[(flash, None)],
+            },
+            Viewer::default(),
+        );
+        assert!(
+            html.contains("href=\"/c/mum/sales/01a2205a-d387-7029-933e-ebdbc50f0011\""),
+            "{html}"
+        );
+        assert!(html.contains("Flash sale: queue"));
         assert_page_rules(&html);
     }
 
