@@ -357,7 +357,9 @@
       if (polling) return;
       polling = true;
       (function again() {
-        var url = base + "/seats" + (seq === null ? "" : "?since=" + seq);
+        // since=0 before any snapshot: the protocol's endpoint answers with
+        // a snapshot, and today's plain seat map route ignores the query.
+        var url = base + "/seats?since=" + (seq === null ? 0 : seq);
         var extra = seq === null ? {} : { "If-None-Match": '"' + seq + '"' };
         api("GET", url, undefined, extra).then(function (res) {
           if (res.status === 200 && !frame(res.json)) seq = null;
