@@ -144,7 +144,7 @@ pub fn api_token(
     csrf_header: Option<&str>,
 ) -> (Option<String>, bool) {
     if authorization.is_some() {
-        let t = crate::auth::token(authorization, None).map(str::to_owned);
+        let t = crate::auth::token(authorization).map(str::to_owned);
         return (t, false);
     }
     let Some(session) = session_cookie(cookies) else {
@@ -189,6 +189,10 @@ mod tests {
     fn a_session_is_a_user_token_the_region_accepts() {
         let t = mint(KEY, "ann@example.com", 1_000).unwrap();
         let user = crate::auth::verify(KEY, &t, 1_000 + SESSION_TTL_S - 1).unwrap();
+        assert_eq!(
+            session_cookie(Some(&format!("x=1; session={t}"))),
+            Some(t.as_str())
+        );
         assert_eq!(user.id, "ann@example.com");
         assert!(!user.operator);
         assert!(crate::auth::verify(KEY, &t, 1_000 + SESSION_TTL_S + 60).is_err());
@@ -230,5 +234,6 @@ mod tests {
         assert!(signin_ok(KEY, Some(&signin_token(KEY))));
         assert!(!signin_ok(KEY, Some("x")));
         assert_eq!(session_cookie(Some("token=old")), Some("old"));
+        assert_eq!(session_cookie(Some("mytoken=x")), None);
     }
 }

@@ -97,7 +97,7 @@ impl Call {
         } else {
             // Pages: every state change is a form that checks its own
             // CSRF token (`wasm::pages`).
-            let t = auth::token(authorization.as_deref(), None)
+            let t = auth::token(authorization.as_deref())
                 .or_else(|| session::session_cookie(cookies.as_deref()));
             (t.map(str::to_owned), false)
         };
