@@ -131,6 +131,25 @@ pub fn signin_ok(key: &[u8], given: Option<&str>) -> bool {
     given.is_some_and(|g| shared::csrf::verify(key, "", SIGNIN_SCOPE, g))
 }
 
+/// Where to go after signing in: a path of ours (never another site:
+/// `//evil.example` and `/\evil.example` are other hosts to a browser),
+/// and not the sign-in page itself; else `/`.
+pub fn safe_next(next: Option<&str>) -> &str {
+    match next {
+        Some(n)
+            if n.starts_with('/')
+                && !n.starts_with("//")
+                && !n.starts_with("/signin")
+                && !n.contains('\\')
+                && !n.chars().any(char::is_control)
+                && n.len() < 512 =>
+        {
+            n
+        }
+        _ => "/",
+    }
+}
+
 /// The token a request to the JSON API (`/v1/…`) runs under, and whether
 /// it came from the session cookie (then the edge forwards it as
 /// `Authorization: Bearer`). A cookie counts on a state-changing method
@@ -203,6 +222,22 @@ mod tests {
         let p = set_pass("s-1", "ap1.x.y", 60);
         assert!(p.starts_with("pass-s-1=ap1.x.y;") && p.contains("SameSite=Strict"));
         assert!(p.contains("HttpOnly") && p.contains("Secure"));
+    }
+
+    #[test]
+    fn sign_in_returns_only_to_our_own_pages() {
+        assert_eq!(safe_next(Some("/c/mum/shows/x")), "/c/mum/shows/x");
+        for bad in [
+            "//evil.example",
+            "/\\evil.example",
+            "https://evil.example",
+            "/signin",
+            "/a\nb",
+            "",
+        ] {
+            assert_eq!(safe_next(Some(bad)), "/", "{bad:?}");
+        }
+        assert_eq!(safe_next(None), "/");
     }
 
     #[test]

@@ -57,6 +57,9 @@ pub fn hold_problem(code: &str, taken: &[String]) -> String {
             )
         }
         "no_seats" => "Choose at least one seat.".into(),
+        "invalid_seat_label" | "unknown_seat" | "duplicate_seat" => {
+            "Those seats are not on this show's map. Choose seats from the map.".into()
+        }
         "too_many_seats" | "seat_limit_exceeded" => {
             "That is more seats than one buyer may hold for this show. Choose fewer.".into()
         }

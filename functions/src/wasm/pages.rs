@@ -737,22 +737,6 @@ async fn cancel(req: &mut Request, call: &Call, city: &str, booking: &str) -> Ha
 
 // ---------------------------------------------------------- signing in
 
-/// A `next` path after sign-in: our own, and not the sign-in page.
-fn safe_next(next: Option<&str>) -> &str {
-    match next {
-        Some(n)
-            if n.starts_with('/')
-                && !n.starts_with("//")
-                && !n.starts_with("/signin")
-                && !n.contains('\\')
-                && n.len() < 512 =>
-        {
-            n
-        }
-        _ => "/",
-    }
-}
-
 fn signin_page(
     call: &Call,
     email: &str,
@@ -767,7 +751,7 @@ fn signin_page(
             enabled: call.cfg.dev_signin,
             csrf: &csrf,
             email,
-            next: safe_next(next),
+            next: session::safe_next(next),
             error,
         },
         me.viewer(),
@@ -801,7 +785,7 @@ async fn signin_post(req: &mut Request, call: &Call) -> Handled {
         Err(why) => return signin_page(call, raw, next, Some(why), 422),
     };
     let token = session::mint(&call.cfg.jwt_secret, &email, call.now_s()).or_internal("session")?;
-    redirect(safe_next(next), &[session::set_session(&token)])
+    redirect(session::safe_next(next), &[session::set_session(&token)])
 }
 
 async fn signout(req: &mut Request, call: &Call) -> Handled {
