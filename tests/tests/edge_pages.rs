@@ -245,6 +245,11 @@ async fn a_buyer_without_javascript_signs_in_books_and_cancels() {
     );
     assert!(city.body.contains("(Asia/Kolkata)"));
     assert!(city.body.contains("₹250"));
+    // Without a date the page opens on the first day that has shows.
+    let first = b.get(&format!("/c/{CITY}")).await;
+    assert_eq!(first.status, 200);
+    assert!(first.body.contains(&title), "{}", first.body);
+    assert!(first.body.contains("next day with shows"), "{}", first.body);
     let bad_date = b.get(&format!("/c/{CITY}?date=tomorrow")).await;
     assert_eq!(bad_date.status, 400);
     assert!(

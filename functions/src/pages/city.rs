@@ -58,6 +58,8 @@ pub struct CityPage<'a> {
     pub today: NaiveDate,
     /// That date's shows, with their free seats where known.
     pub shows: &'a [(Show, Option<Seats>)],
+    /// Why this date is shown, when it is not the one asked for.
+    pub note: Option<&'a str>,
 }
 
 /// The document.
@@ -84,6 +86,9 @@ pub fn render(p: &CityPage<'_>, viewer: Viewer<'_>) -> String {
     }
     main.push_str("</ul></nav>\n");
     let _ = writeln!(main, "<h2>{}</h2>", p.date.format("%A %-d %B %Y"));
+    if let Some(n) = p.note {
+        let _ = writeln!(main, "<p class=\"notice\">{}</p>", escape(n));
+    }
     if p.shows.is_empty() {
         main.push_str("<p>No shows on this date. Try another day.</p>\n");
     } else {
@@ -170,6 +175,7 @@ pub(crate) mod tests {
                 date: d,
                 today: d,
                 shows: &shows,
+                note: None,
             },
             Viewer::default(),
         );
@@ -191,6 +197,7 @@ pub(crate) mod tests {
                 date: d,
                 today: d,
                 shows: &[(flash, None)],
+                note: Some("No shows <today>"),
             },
             Viewer::default(),
         );
@@ -199,6 +206,7 @@ pub(crate) mod tests {
             "{html}"
         );
         assert!(html.contains("Flash sale: queue"));
+        assert!(html.contains("No shows &lt;today&gt;"));
         assert_page_rules(&html);
     }
 

@@ -307,8 +307,9 @@ async fn home_page(call: &Call, ctx: &Context) -> Handled {
 async fn city_page(call: &Call, ctx: &Context, code: &str, date: Option<String>) -> Handled {
     let me = Me::of(call);
     let today = today(call);
-    let date = match date {
-        Some(d) => NaiveDate::parse_from_str(&d, "%Y-%m-%d")
+    let asked = date;
+    let mut date = match &asked {
+        Some(d) => NaiveDate::parse_from_str(d, "%Y-%m-%d")
             .map_err(|_| EdgeError::new(400, "bad_query", "the date must be YYYY-MM-DD"))?,
         None => today,
     };
@@ -321,16 +322,33 @@ async fn city_page(call: &Call, ctx: &Context, code: &str, date: Option<String>)
         .iter()
         .find(|c| c.code.as_str() == code)
         .map_or_else(|| code.to_owned(), |c| c.name.clone());
-    let list: ShowList = catalog(
-        call,
-        ctx,
-        CacheKind::Shows,
-        code,
-        format!("/v1/cities/{code}/shows?date={date}"),
-        None,
-    )
-    .await?
-    .ok_or_else(|| EdgeError::unknown_city(code))?;
+    let shows_on = |day: NaiveDate| async move {
+        catalog::<ShowList>(
+            call,
+            ctx,
+            CacheKind::Shows,
+            code,
+            format!("/v1/cities/{code}/shows?date={day}"),
+            None,
+        )
+        .await?
+        .ok_or_else(|| EdgeError::unknown_city(code))
+    };
+    let mut list = shows_on(date).await?;
+    let mut moved = false;
+    if asked.is_none() {
+        // Nothing today: open on the first day of the week that has shows
+        // (cached reads), rather than on an empty page.
+        let mut day = date;
+        while list.shows.is_empty() && day < today + chrono::Duration::days(6) {
+            day += chrono::Duration::days(1);
+            list = shows_on(day).await?;
+            moved = !list.shows.is_empty();
+        }
+        if moved {
+            date = day;
+        }
+    }
     // Free seats per show, for the "few left" / "sold out" marks; a show
     // whose count cannot be read just has no mark.
     let counts = futures::future::join_all(list.shows.iter().map(|s| {
@@ -362,6 +380,7 @@ async fn city_page(call: &Call, ctx: &Context, code: &str, date: Option<String>)
             date,
             today: today.min(date),
             shows: &shows,
+            note: moved.then_some("No shows today: here is the next day with shows."),
         },
         me.viewer(),
     );
