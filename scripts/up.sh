@@ -170,6 +170,9 @@ Try:
   AL=\$(target/release/region-core mint-token --sub alice)           # a user token
   curl -H "Authorization: Bearer \$AL" $EDGE_URL/v1/c/mum/me/notifications   # forwarded to mum's region core
   curl -H "Authorization: Bearer $REGION_GATEWAY_API_KEY" $GATEWAY_URL/sandbox/ledger   # every charge and refund
-A sale's waiting room: $EDGE_URL/c/mum/sales/<show id> (HTML; token in a cookie named token)
+A sale's waiting room: $EDGE_URL/c/mum/sales/<show id> (HTML)
 or $EDGE_URL/v1/c/mum/sales/<show id>/status (JSON). API: docs/api.md, docs/edge.md.
+
+Buy a ticket in a browser (sign in with any e-mail address, pay with the test card):
+  $EDGE_URL/c/mum
 EOF

@@ -71,6 +71,8 @@ const VARS = {
   TRUSTED_PROXIES: "",
   // Live seat map objects per show; unset = 1 (one upstream socket per show).
   LIVE_BUCKETS: "",
+  // Local runs sign buyers in by e-mail alone (wrangler.toml: "false").
+  DEV_SIGNIN: "true",
 };
 
 // Front-server settings (not Worker vars): --var NAME=VALUE, else the

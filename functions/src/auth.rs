@@ -1,6 +1,6 @@
 //! Who is calling and whether the request is acceptable, checked once at
-//! the edge: the bearer token (header, or the `token` cookie for the
-//! browser page), the client IP and its rate-limit bucket, body size and
+//! the edge: the bearer token (the browser pages' session cookie is
+//! `pages::session`'s), the client IP and its rate-limit bucket, body size and
 //! JSON, query values. Bad input stops here; nothing is forwarded.
 
 use std::net::IpAddr;
@@ -21,21 +21,12 @@ pub struct User {
     pub operator: bool,
 }
 
-/// The token of a request: `Authorization: Bearer …`, else (for the
-/// browser page) the `token` cookie.
-pub fn token<'a>(authorization: Option<&'a str>, cookie: Option<&'a str>) -> Option<&'a str> {
-    if let Some(h) = authorization {
-        let (scheme, rest) = h.trim().split_once(' ')?;
-        return scheme
-            .eq_ignore_ascii_case("bearer")
-            .then(|| rest.trim())
-            .filter(|t| !t.is_empty());
-    }
-    cookie?
-        .split(';')
-        .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(name, _)| *name == "token")
-        .map(|(_, v)| v.trim())
+/// The token of an `Authorization: Bearer …` header.
+pub fn token(authorization: Option<&str>) -> Option<&str> {
+    let (scheme, rest) = authorization?.trim().split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| rest.trim())
         .filter(|t| !t.is_empty())
 }
 
@@ -184,17 +175,12 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn the_token_comes_from_the_header_or_the_cookie() {
-        assert_eq!(token(Some("Bearer abc"), None), Some("abc"));
-        assert_eq!(token(Some("bearer  abc "), None), Some("abc"));
-        assert_eq!(
-            token(Some("Basic abc"), Some("token=x")),
-            None,
-            "the header wins"
-        );
-        assert_eq!(token(None, Some("a=1; token=xyz; b=2")), Some("xyz"));
-        assert_eq!(token(None, Some("mytoken=xyz")), None);
-        assert_eq!(token(None, None), None);
+    fn the_token_comes_from_a_bearer_header() {
+        assert_eq!(token(Some("Bearer abc")), Some("abc"));
+        assert_eq!(token(Some("bearer  abc ")), Some("abc"));
+        assert_eq!(token(Some("Basic abc")), None);
+        assert_eq!(token(Some("Bearer ")), None);
+        assert_eq!(token(None), None);
     }
 
     #[test]

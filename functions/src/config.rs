@@ -145,6 +145,8 @@ pub struct EdgeConfig {
     /// `LIVE_BUCKETS`: Durable Objects per show for the live seat map
     /// (each keeps one socket to the region core; see `crate::live`).
     pub live_buckets: u32,
+    /// `DEV_SIGNIN`: the pages' sign-in by e-mail alone (development only).
+    pub dev_signin: bool,
 }
 
 impl fmt::Debug for EdgeConfig {
@@ -157,6 +159,7 @@ impl fmt::Debug for EdgeConfig {
             .field("breaker", &self.breaker)
             .field("max_body_bytes", &self.max_body_bytes)
             .field("upstash", &self.upstash)
+            .field("dev_signin", &self.dev_signin)
             .finish_non_exhaustive()
     }
 }
@@ -282,6 +285,15 @@ fn previous_admission_keys(
     })
 }
 
+/// A `true`/`false` var, `false` when unset or empty.
+fn flag(get: &impl Fn(&str) -> Option<String>, var: &'static str) -> Result<bool, ConfigError> {
+    match get(var).as_deref().map(str::trim) {
+        None | Some("") | Some("false") => Ok(false),
+        Some("true") => Ok(true),
+        Some(other) => Err(bad(var, format!("must be true or false, got {other:?}"))),
+    }
+}
+
 /// `TRUST_CF_CONNECTING_IP` and `TRUSTED_PROXIES`: where a client's
 /// address is read from.
 fn client_ip_source(
@@ -360,6 +372,7 @@ impl EdgeConfig {
             |v| (1..=crate::live::MAX_BUCKETS).contains(v),
             "1–1024",
         )?;
+        let dev_signin = flag(&get, "DEV_SIGNIN")?;
         Ok(Self {
             regions,
             limits,
@@ -374,6 +387,7 @@ impl EdgeConfig {
             jwt_secret,
             client_ip,
             live_buckets,
+            dev_signin,
         })
     }
 
@@ -442,6 +456,7 @@ pub(crate) mod tests {
         assert_eq!(err_with("DENY_LIST", "ip:not-an-ip").var, "DENY_LIST");
         assert_eq!(err_with("KEY_PREFIX", "a b").var, "KEY_PREFIX");
         assert_eq!(err_with("LIVE_BUCKETS", "0").var, "LIVE_BUCKETS");
+        assert_eq!(err_with("DEV_SIGNIN", "yes").var, "DEV_SIGNIN");
         assert_eq!(
             err_with("UPSTASH_REDIS_REST_URL", "redis://127.0.0.1").var,
             "UPSTASH_REDIS_REST_URL"
@@ -482,6 +497,7 @@ pub(crate) mod tests {
         assert_eq!(c.cache_ttls, CacheTtls::default());
         assert_eq!(c.breaker.failures, 5);
         assert!(c.live_buckets > 1, "production spreads a show's viewers");
+        assert!(!c.dev_signin, "no e-mail-only sign-in in production");
     }
 
     fn vars_with_secrets_only() -> HashMap<&'static str, String> {

@@ -18,7 +18,8 @@
 //! - [`breaker`] is the per-region circuit breaker;
 //! - [`live`] is the live seat map's fan-out (which object serves a
 //!   viewer, what it relays) and the polling fallback's checks;
-//! - [`html`] renders the waiting room's landing page;
+//! - [`pages`] renders the buyer's pages (pure: data and `now` in, HTML
+//!   out) and holds their routes, session cookies and static assets;
 //! - [`error`] is the one error type, mapped to HTTP.
 //!
 //! Time always comes in as an argument (`now_ms`). The `wasm` module,
@@ -30,8 +31,8 @@ pub mod breaker;
 pub mod catalog;
 pub mod config;
 pub mod error;
-pub mod html;
 pub mod live;
+pub mod pages;
 pub mod rate_limit;
 pub mod routes;
 pub mod scripts;

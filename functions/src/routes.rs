@@ -21,6 +21,7 @@
 //! | `Page` | `GET /c/{city}/sales/{show}` | — (HTML) |
 //! | `PageJoin` | `POST /c/{city}/sales/{show}/join` | — (HTML form, 303) |
 //! | `SaleConfig` | `GET`/`PUT /v1/operator/sales/{show}` | — (Upstash) |
+//! | `Pages` | the buyer's pages (`crate::pages::classify`) | — (HTML) |
 
 use shared::{HoldId, ShowId};
 
@@ -127,6 +128,8 @@ pub enum Route {
         /// Show (= sale) id.
         show: String,
     },
+    /// A buyer's page (`crate::pages`).
+    Pages(crate::pages::PageRoute),
     /// Read (`write: false`) or set a sale's waiting-room config.
     SaleConfig {
         /// Show (= sale) id.
@@ -152,6 +155,7 @@ impl Route {
             Self::Status { .. } | Self::Page { .. } => RouteClass::Status,
             Self::Operator { .. } | Self::SaleConfig { .. } => RouteClass::Operator,
             Self::Forward { .. } => RouteClass::Api,
+            Self::Pages(p) => return p.class(),
         })
     }
 
@@ -171,6 +175,7 @@ impl Route {
             | Self::Status { city, .. }
             | Self::Page { city, .. }
             | Self::PageJoin { city, .. } => Some(city),
+            Self::Pages(p) => p.city(),
         }
     }
 
@@ -288,7 +293,8 @@ pub fn classify(
             let city = city(regions, c)?;
             city_route(method, city, rest, query)
         }
-        _ => Err(EdgeError::no_route()),
+        ["v1", ..] | ["healthz", ..] => Err(EdgeError::no_route()),
+        _ => crate::pages::classify(method, &segs, query, regions).map(Route::Pages),
     }
 }
 
@@ -550,7 +556,8 @@ mod tests {
             "bad_query"
         );
         assert_eq!(code(route("POST", "/v1/cities")), "method_not_allowed");
-        assert_eq!(code(route("GET", "/")), "no_route");
+        assert_eq!(code(route("GET", "/nothing")), "no_route");
+        assert!(matches!(route("GET", "/").unwrap(), Route::Pages(_)));
         assert_eq!(code(route("GET", "/v1/c/mum")), "no_route");
         assert_eq!(code(route("GET", "/v1/c/mum/")), "no_route");
         assert_eq!(code(route("GET", "/v1/c/mum/../../metrics")), "no_route");

@@ -15,6 +15,7 @@ use crate::auth::{self, User};
 use crate::catalog::{self, version_key, CacheKind, Freshness, Ttl, CACHE_HEADER};
 use crate::config::EdgeConfig;
 use crate::error::EdgeError;
+use crate::pages::session;
 use crate::rate_limit::{
     decode_gate_reply, gate_keys_args, memory_keys, on_unavailable, outcome, Caller, ClassLimit,
     GateVerdict, Outcome, RouteClass,
@@ -23,8 +24,8 @@ use crate::routes::{self, Route};
 use crate::scripts;
 use crate::waiting_room::{self, Mode, Sale, StatusView};
 
-type Hdrs = Vec<(&'static str, String)>;
-type Handled = Result<Response, EdgeError>;
+pub(super) type Hdrs = Vec<(&'static str, String)>;
+pub(super) type Handled = Result<Response, EdgeError>;
 
 /// Serves one request.
 pub async fn handle(
@@ -39,12 +40,11 @@ pub async fn handle(
     // not know (PROPFIND, lower-case `get`) to GET.
     let raw_method = req.inner().method();
     let route = routes::classify(&raw_method, url.path(), url.query(), &cfg.regions);
-    let browser = matches!(route, Ok(Route::Page { .. } | Route::PageJoin { .. }));
+    // Everything outside the JSON API is a page: its errors are pages too.
+    let browser = !url.path().starts_with("/v1/") && url.path() != "/healthz";
+    let call = Call::new(&req, env, cfg, &url, method);
     let result = match route {
-        Ok(route) => {
-            let call = Call::new(&req, env, cfg, &url, method);
-            dispatch(&mut req, &call, ctx, route).await
-        }
+        Ok(route) => dispatch(&mut req, &call, ctx, route).await,
         Err(e) => Err(e),
     };
     // An answer given before the body was read (401, 404, 413, 429, 503…):
@@ -54,7 +54,7 @@ pub async fn handle(
     http::drain_body(&mut req).await;
     match result {
         Ok(resp) => Ok(resp),
-        Err(e) if browser => http::error_page(&e),
+        Err(e) if browser => super::pages::error_page(&call, &e),
         Err(e) => http::error(&e),
     }
 }
@@ -68,7 +68,14 @@ pub(super) struct Call {
     pub(super) origin: String,
     pub(super) ip: String,
     bucket: String,
-    token: Option<String>,
+    /// The caller's token: `Authorization`, else the session cookie (on
+    /// the JSON API only under `pages::session::api_token`'s rule).
+    pub(super) token: Option<String>,
+    /// The token came from the session cookie: forward it as
+    /// `Authorization` (the region core reads no cookies).
+    session_bearer: bool,
+    /// The `Cookie` header.
+    pub(super) cookies: Option<String>,
     query: Option<String>,
     method: Method,
 }
@@ -80,11 +87,23 @@ impl Call {
             http::header(req, "CF-Connecting-IP").as_deref(),
             http::header(req, "X-Forwarded-For").as_deref(),
         );
-        let token = auth::token(
-            http::header(req, "Authorization").as_deref(),
-            http::header(req, "Cookie").as_deref(),
-        )
-        .map(str::to_owned);
+        let authorization = http::header(req, "Authorization");
+        let cookies = http::header(req, "Cookie");
+        let (token, session_bearer) = if url.path().starts_with("/v1/") {
+            session::api_token(
+                &cfg.jwt_secret,
+                &req.inner().method(),
+                authorization.as_deref(),
+                cookies.as_deref(),
+                http::header(req, session::CSRF_HEADER).as_deref(),
+            )
+        } else {
+            // Pages: every state change is a form that checks its own
+            // CSRF token (`wasm::pages`).
+            let t = auth::token(authorization.as_deref())
+                .or_else(|| session::session_cookie(cookies.as_deref()));
+            (t.map(str::to_owned), false)
+        };
         Self {
             cfg,
             env,
@@ -93,12 +112,14 @@ impl Call {
             bucket: auth::ip_bucket(&ip),
             ip,
             token,
+            session_bearer,
+            cookies,
             query: url.query().map(str::to_owned),
             method,
         }
     }
 
-    fn now_s(&self) -> i64 {
+    pub(super) fn now_s(&self) -> i64 {
         self.now_ms.div_euclid(1000)
     }
 
@@ -109,7 +130,7 @@ impl Call {
         }
     }
 
-    async fn require_user(&self) -> Result<User, EdgeError> {
+    pub(super) async fn require_user(&self) -> Result<User, EdgeError> {
         let checked = auth::require_user(&self.cfg.jwt_secret, self.token.as_deref(), self.now_s());
         self.count_failure(checked).await
     }
@@ -171,7 +192,7 @@ impl Call {
     /// The rate-limit gate of `class` for this caller, in one Redis call
     /// that also reads `context` keys. The values are `None` when Upstash
     /// could not be asked and the class fails open.
-    async fn gate(
+    pub(super) async fn gate(
         &self,
         class: RouteClass,
         user: Option<&str>,
@@ -215,7 +236,7 @@ impl Call {
 }
 
 /// Adds the rate-limit headers to an error produced after the gate.
-fn with_limits(mut e: EdgeError, rl: &Hdrs) -> EdgeError {
+pub(super) fn with_limits(mut e: EdgeError, rl: &Hdrs) -> EdgeError {
     for (name, value) in rl {
         if !e.headers.iter().any(|(n, _)| n == name) {
             e.headers.push((name, value.clone()));
@@ -276,15 +297,19 @@ async fn dispatch(req: &mut Request, call: &Call, ctx: &Context, route: Route) -
         }
         Route::Join { city, show } => room_json(call, &city, &show, Mode::Join).await,
         Route::Status { city, show } => room_json(call, &city, &show, Mode::Status).await,
-        Route::Page { city, show } => page(call, &city, &show).await,
+        Route::Page { city, show } => super::pages::sale(call, ctx, &city, &show).await,
+        Route::Pages(page) => super::pages::dispatch(req, call, ctx, page).await,
         Route::PageJoin { city, show } => {
             // A cookie-authenticated form post: our own origin, and the
             // token our page put in the form, or nothing happens.
             let body = http::read_body(req, call.cfg.max_body_bytes).await?;
             let body = std::str::from_utf8(&body).unwrap_or_default();
             let session = call.token.as_deref().unwrap_or_default();
-            let token_ok = shared::csrf::form_field(body, shared::csrf::FIELD)
-                .is_some_and(|t| shared::csrf::verify(&call.cfg.jwt_secret, session, &show, t));
+            let token_ok = session::csrf_ok(
+                &call.cfg.jwt_secret,
+                session,
+                shared::csrf::form_field(body, shared::csrf::FIELD),
+            );
             let origin = http::header(req, "Origin");
             if !token_ok || !shared::csrf::same_origin(origin.as_deref(), &call.origin) {
                 return Err(EdgeError::csrf_refused());
@@ -443,7 +468,7 @@ fn cached_response(c: cache::Cached, ttl: Ttl, status: &str, now: i64, rl: &Hdrs
     http::respond(200, &c.content_type, c.body, &h).or_internal("cached response")
 }
 
-async fn catalog_read(
+pub(super) async fn catalog_read(
     call: &Call,
     ctx: &Context,
     kind: CacheKind,
@@ -554,7 +579,30 @@ async fn to_region(
     upstream: &str,
     body: &[u8],
 ) -> Result<Upstream, EdgeError> {
+    to_region_with(req, call, city, upstream, body, &[]).await
+}
+
+/// [`to_region`] with `extra` headers set (an admission pass from its
+/// cookie).
+async fn to_region_with(
+    req: &Request,
+    call: &Call,
+    city: &str,
+    upstream: &str,
+    body: &[u8],
+    extra: &[(&str, String)],
+) -> Result<Upstream, EdgeError> {
     let headers = region::forward_headers(req, &call.ip)?;
+    if call.session_bearer {
+        if let Some(t) = &call.token {
+            headers
+                .set("Authorization", &format!("Bearer {t}"))
+                .or_internal("session header")?;
+        }
+    }
+    for (name, value) in extra {
+        headers.set(name, value).or_internal("extra header")?;
+    }
     region::call(
         &call.cfg,
         city,
@@ -603,8 +651,20 @@ async fn hold(req: &mut Request, call: &Call, city: &str, show: &str, upstream: 
         if sold_out(call, city, show, version).await {
             return Err(EdgeError::sold_out());
         }
+        // A browser's pass is in its cookie (`pages::session`), an app's
+        // in the header.
+        let cookie_pass =
+            session::cookie(call.cookies.as_deref(), &session::pass_cookie_name(show))
+                .map(str::to_owned);
+        let header_pass = http::header(req, "Admission-Pass");
+        let extra: Vec<(&str, String)> = match (&header_pass, &cookie_pass) {
+            (None, Some(p)) => vec![("Admission-Pass", p.clone())],
+            _ => Vec::new(),
+        };
         if let Some(sale) = sale.filter(|s| s.city == city) {
-            let pass = http::header(req, "Admission-Pass").ok_or_else(EdgeError::pass_required)?;
+            let pass = header_pass
+                .or(cookie_pass)
+                .ok_or_else(EdgeError::pass_required)?;
             shared::admission::check(
                 &call.cfg.admission_keys(),
                 &pass,
@@ -614,7 +674,7 @@ async fn hold(req: &mut Request, call: &Call, city: &str, show: &str, upstream: 
             )
             .map_err(EdgeError::pass)?;
         }
-        to_region(req, call, city, upstream, &body).await
+        to_region_with(req, call, city, upstream, &body, &extra).await
     };
     match checks.await {
         Ok(up) => up.into_response(&rl).or_internal("hold response"),
@@ -658,8 +718,13 @@ async fn checkout(
     }
     .await
     .map_err(|e| with_limits(e, &rl))?;
-    // The region reports the pass of a hold that became a booking: its
-    // waiting-room place goes to the next user (once per pass).
+    report_completion(call, ctx, &up);
+    up.into_response(&rl).or_internal("checkout response")
+}
+
+/// The region reports the pass of a hold that became a booking: its
+/// waiting-room place goes to the next user (once per pass).
+pub(super) fn report_completion(call: &Call, ctx: &Context, up: &Upstream) {
     if up.status == 201 {
         if let Some((keys, args)) = up
             .header("Admission-Completed")
@@ -676,7 +741,6 @@ async fn checkout(
             });
         }
     }
-    up.into_response(&rl).or_internal("checkout response")
 }
 
 async fn operator(req: &mut Request, call: &Call, city: &str, upstream: &str) -> Handled {
@@ -770,7 +834,7 @@ async fn room_sale(
 }
 
 /// A join or status: one `ROOM` script call (gate included).
-async fn room(
+pub(super) async fn room(
     call: &Call,
     city: &str,
     show: &str,
@@ -823,7 +887,7 @@ async fn room(
     Ok((view, rl))
 }
 
-fn status_headers(view: &StatusView, rl: Hdrs) -> Hdrs {
+pub(super) fn status_headers(view: &StatusView, rl: Hdrs) -> Hdrs {
     let mut h = rl;
     if view.refresh_after_s > 0 {
         h.push(("Retry-After", view.refresh_after_s.to_string()));
@@ -837,31 +901,6 @@ async fn room_json(call: &Call, city: &str, show: &str, mode: Mode) -> Handled {
     let h = status_headers(&view, rl);
     let h: Vec<(&str, String)> = h.into_iter().collect();
     http::json(200, body, &h).or_internal("status response")
-}
-
-async fn page(call: &Call, city: &str, show: &str) -> Handled {
-    let signed_in =
-        auth::require_user(&call.cfg.jwt_secret, call.token.as_deref(), call.now_s()).is_ok();
-    let (view, status, h) = if signed_in {
-        let (view, rl) = room(call, city, show, Mode::Status).await?;
-        let h = status_headers(&view, rl);
-        (Some(view), 200, h)
-    } else {
-        (None, 401, Vec::new())
-    };
-    let csrf = shared::csrf::token(
-        &call.cfg.jwt_secret,
-        call.token.as_deref().unwrap_or_default(),
-        show,
-    );
-    let body = crate::html::render(&crate::html::Page {
-        city,
-        show,
-        view: view.as_ref(),
-        csrf: &csrf,
-    });
-    let h: Vec<(&str, String)> = h.into_iter().collect();
-    http::html(status, body, &h).or_internal("page")
 }
 
 async fn sale_config(req: &mut Request, call: &Call, show: &str, write: bool) -> Handled {

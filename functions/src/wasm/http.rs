@@ -74,31 +74,10 @@ pub fn json(status: u16, body: String, headers: &[(&str, String)]) -> Result<Res
     respond(status, "application/json", body.into_bytes(), headers)
 }
 
-/// An HTML response.
-pub fn html(status: u16, body: String, headers: &[(&str, String)]) -> Result<Response> {
-    respond(
-        status,
-        "text/html; charset=utf-8",
-        body.into_bytes(),
-        headers,
-    )
-}
-
 /// The JSON error response of an [`EdgeError`] (never cached).
 pub fn error(e: &EdgeError) -> Result<Response> {
     let headers: Vec<(&str, String)> = e.headers.iter().map(|(n, v)| (*n, v.clone())).collect();
     json(e.status, e.body(), &headers)
-}
-
-/// The same error as a small HTML page, for the browser routes.
-pub fn error_page(e: &EdgeError) -> Result<Response> {
-    let headers: Vec<(&str, String)> = e.headers.iter().map(|(n, v)| (*n, v.clone())).collect();
-    let body = format!(
-        "<!doctype html>\n<html lang=\"en\">\n<head><meta charset=\"utf-8\"><title>Waiting room</title></head>\n\
-         <body>\n<main>\n<h1>Waiting room</h1>\n<p role=\"alert\">{}</p>\n</main>\n</body>\n</html>\n",
-        crate::html::escape(&e.message)
-    );
-    html(e.status, body, &headers)
 }
 
 /// Reads the request body, refusing more than `limit` bytes (checked on

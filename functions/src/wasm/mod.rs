@@ -8,6 +8,7 @@ mod cache;
 mod handlers;
 mod http;
 mod live;
+mod pages;
 mod poll;
 mod region;
 mod state;
