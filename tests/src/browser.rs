@@ -138,10 +138,15 @@ impl Drop for Driver {
 /// Accessibility violations of the current page that axe-core rates
 /// serious or critical (`$BROWSER_AXE_JS`).
 pub async fn axe_violations(client: &Client) -> anyhow::Result<Vec<String>> {
-    let path = std::env::var("BROWSER_AXE_JS").context(
-        "BROWSER_AXE_JS is not set (run the tests through scripts/test.sh, or eval scripts/browser-toolchain.sh)",
-    )?;
-    let source = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
+    // Where scripts/browser-toolchain.sh puts it, unless told otherwise.
+    let path = std::env::var("BROWSER_AXE_JS").unwrap_or_else(|_| {
+        let home = std::env::var("HOME").unwrap_or_default();
+        let tools = std::env::var("BROWSER_TOOLS_DIR")
+            .unwrap_or_else(|_| format!("{home}/.cache/booking-browser"));
+        format!("{tools}/npm/node_modules/axe-core/axe.min.js")
+    });
+    let source = std::fs::read_to_string(&path)
+        .with_context(|| format!("reading {path} (run scripts/browser-toolchain.sh)"))?;
     client
         .execute(&format!("{source}\nreturn true;"), vec![])
         .await

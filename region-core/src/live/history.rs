@@ -75,8 +75,13 @@ impl History {
         }
     }
 
-    /// What a poller whose copy is at `since` needs.
+    /// What a poller whose copy is at `since` needs (0: it has no copy,
+    /// so a snapshot, whatever the numbers: seat states from before the
+    /// counter began are in no delta).
     pub fn since(&self, since: u64) -> Catchup {
+        if since == 0 {
+            return Catchup::Snapshot;
+        }
         let last = self.last();
         if since == last {
             return Catchup::NotModified;
@@ -131,6 +136,7 @@ mod tests {
     fn a_poller_gets_what_it_missed_as_one_delta() {
         let mut h = History::new(show(), 8, 10);
         assert_eq!(h.since(10), Catchup::NotModified);
+        assert_eq!(h.since(0), Catchup::Snapshot, "no copy: a snapshot");
         h.push(&delta(11, 12, &[(1, SeatState::Held)]));
         h.push(&delta(
             13,
@@ -230,7 +236,7 @@ mod tests {
                 .unwrap();
                 match h.since(since) {
                     Catchup::NotModified => assert_eq!(since, seq),
-                    Catchup::Snapshot => assert!(since < h.start),
+                    Catchup::Snapshot => assert!(since == 0 || since < h.start),
                     Catchup::Delta(d) => {
                         r.apply(&d).unwrap();
                         let mut want = Replica::new(show());
