@@ -22,7 +22,7 @@
 
 use crate::report::{r2, PollingReport, SeatmapGoals, SeatmapReport};
 use crate::seed::BenchCatalog;
-use crate::server::{RegionCoreConfig, Service, WorldArgs};
+use crate::server::{InProcessUpstash, RegionCoreConfig, Service, WorldArgs};
 use anyhow::Context;
 use clap::Args;
 use hdrhistogram::Histogram;
@@ -38,6 +38,7 @@ use testkit::api::{Api, Minter};
 use testkit::db::FreshDatabase;
 use testkit::live::{ws_url, Viewer};
 use testkit::seed::row_label;
+use testkit::workerd::{EdgeLaunch, EdgeWorker};
 use uuid::Uuid;
 
 /// Options of `loadgen seatmap`.
@@ -90,7 +91,31 @@ pub struct SeatmapArgs {
     /// Keep the run's database (for inspection).
     #[arg(long)]
     pub keep_database: bool,
+
+    /// Viewers and `?since=N` pollers go through the edge Worker in
+    /// workerd (its Durable Objects and micro-cache; `scripts/build-edge.sh`
+    /// first); the naive baseline still polls the region core directly.
+    #[arg(long)]
+    pub through_edge: bool,
+
+    /// Pollers of the `?since=N` phase (default: --viewers).
+    #[arg(long)]
+    pub pollers: Option<usize>,
+
+    /// The `functions/` directory (its `build/` and `dev/serve.mjs`).
+    #[arg(long, default_value = testkit::workerd::FUNCTIONS_DIR)]
+    pub functions_dir: std::path::PathBuf,
+
+    /// The Node.js binary that runs serve.mjs.
+    #[arg(long, env = "LOADGEN_NODE", default_value = "node")]
+    pub node: String,
 }
+
+/// The bench catalog's city (`BenchCatalog`), the edge's route to it.
+const CITY: &str = "lgbench";
+
+/// Token of the in-process Upstash gateway the edge keeps its state in.
+const UPSTASH_TOKEN: &str = "loadgen-seatmap-upstash";
 
 const PER_ROW: u16 = 50;
 
@@ -144,8 +169,70 @@ async fn with_database(
         server.url(),
         server.log_file().display()
     );
-    let result = measure(args, &server, created).await;
+    let result = if args.through_edge {
+        through_edge(args, &server, created).await
+    } else {
+        measure(args, &server, None, created).await
+    };
     server.stop().await;
+    result
+}
+
+/// Starts the edge Worker (and the Upstash gateway it keeps its state
+/// in) in front of `server`, and measures through it.
+async fn through_edge(
+    args: &SeatmapArgs,
+    server: &Service,
+    created: &mut Option<Uuid>,
+) -> anyhow::Result<SeatmapReport> {
+    testkit::workerd::require_build(&args.functions_dir)?;
+    let upstash = InProcessUpstash::start(&args.world.redis_url, UPSTASH_TOKEN).await?;
+    let vars = [
+        (
+            "REGIONS",
+            serde_json::to_string(&std::collections::BTreeMap::from([(CITY, server.url())]))?,
+        ),
+        ("UPSTASH_REDIS_REST_URL", upstash.url().to_owned()),
+        ("UPSTASH_REDIS_REST_TOKEN", UPSTASH_TOKEN.to_owned()),
+        ("JWT_SECRET", args.signing.jwt_secret.clone()),
+        // No flash sale here, but the Worker needs its pass-signing key.
+        (
+            "ADMISSION_KEY",
+            format!("loadgen-seatmap-{}", Uuid::new_v4().simple()),
+        ),
+        (
+            "KEY_PREFIX",
+            format!("lgseatmap{}:", crate::seed::short_tag()),
+        ),
+        // Viewers name their address in CF-Connecting-IP, as Cloudflare
+        // does for real ones (each its own: the rate limits are per IP).
+        ("TRUST_CF_CONNECTING_IP", "true".to_owned()),
+        ("LIVE_BUCKETS", "1".to_owned()),
+    ];
+    let launch = EdgeLaunch {
+        functions_dir: args.functions_dir.clone(),
+        node: args.node.clone(),
+        vars: vars.into_iter().map(|(k, v)| (k.to_owned(), v)).collect(),
+        log_file: std::env::temp_dir().join(format!(
+            "loadgen-seatmap-edge-{}.log",
+            crate::seed::short_tag()
+        )),
+    };
+    let edge = match EdgeWorker::start(&launch).await {
+        Ok(e) => e,
+        Err(e) => {
+            upstash.stop().await;
+            return Err(e);
+        }
+    };
+    eprintln!(
+        "loadgen: edge Worker in workerd at {} (log {})",
+        edge.url(),
+        edge.log_file().display()
+    );
+    let result = measure(args, server, Some(edge.url()), created).await;
+    edge.stop().await;
+    upstash.stop().await;
     result
 }
 
@@ -216,8 +303,13 @@ fn time_delta(frame: &Frame, before: &Replica, intents: &Intents, clock: Clock, 
 }
 
 struct World {
+    /// The region core's API (buyers, metrics, the naive baseline).
     api: Api,
-    base: String,
+    /// Where viewers and `?since` pollers go: the region core, or the
+    /// edge with the city's prefix.
+    viewer_base: String,
+    /// The edge, when viewers go through it.
+    edge: Option<Api>,
     show: ShowId,
     seats: usize,
     clock: Clock,
@@ -228,6 +320,7 @@ struct World {
 async fn measure(
     args: &SeatmapArgs,
     server: &Service,
+    edge_url: Option<&str>,
     created: &mut Option<Uuid>,
 ) -> anyhow::Result<SeatmapReport> {
     let api = Api::new(server.url())?;
@@ -243,9 +336,14 @@ async fn measure(
         .context("no show created")?;
     *created = Some(show.0);
     let seats = catalog.seats_per_show();
+    let (viewer_base, edge) = match edge_url {
+        Some(e) => (format!("{e}/v1/c/{CITY}"), Some(Api::new(e)?)),
+        None => (format!("{}/v1", server.url()), None),
+    };
     let world = World {
         api,
-        base: server.url().to_owned(),
+        viewer_base,
+        edge,
         show,
         seats,
         clock: Clock(Instant::now()),
@@ -264,7 +362,7 @@ async fn measure(
     Ok(SeatmapReport {
         bench: "seatmap",
         target: "spawned",
-        through_edge: false,
+        through_edge: args.through_edge,
         viewers: args.viewers,
         viewers_connected: push.connected,
         buyers: args.buyers,
@@ -414,7 +512,7 @@ struct Push {
 
 async fn push_phase(args: &SeatmapArgs, world: &World, server: &Service) -> anyhow::Result<Push> {
     eprintln!("loadgen: connecting {} viewers", args.viewers);
-    let url = ws_url(&world.base, &format!("/v1/shows/{}/live", world.show.0));
+    let url = ws_url(&world.viewer_base, &format!("/shows/{}/live", world.show.0));
     let samples = samples();
     let measuring = Arc::new(AtomicBool::new(false));
     let stop = Arc::new(AtomicBool::new(false));
@@ -422,7 +520,8 @@ async fn push_phase(args: &SeatmapArgs, world: &World, server: &Service) -> anyh
     let ready = Arc::new(tokio::sync::Semaphore::new(0));
     let connect_slots = Arc::new(tokio::sync::Semaphore::new(64));
     let mut viewers = Vec::with_capacity(args.viewers);
-    for _ in 0..args.viewers {
+    for i in 0..args.viewers {
+        let ip = viewer_ip(i);
         let (url, show, samples, measuring, stop, frames, ready, slots, intents, clock) = (
             url.clone(),
             world.show,
@@ -438,7 +537,9 @@ async fn push_phase(args: &SeatmapArgs, world: &World, server: &Service) -> anyh
         viewers.push(tokio::spawn(async move {
             let viewer = {
                 let _slot = slots.acquire().await.ok()?;
-                let mut v = Viewer::connect(&url, show).await.ok()?;
+                let mut v = Viewer::connect_with(&url, show, &[("CF-Connecting-IP", &ip)])
+                    .await
+                    .ok()?;
                 v.next(Duration::from_secs(30)).await.ok()??;
                 v
             };
@@ -470,6 +571,10 @@ async fn push_phase(args: &SeatmapArgs, world: &World, server: &Service) -> anyh
     }
     let connected = ready.available_permits();
     eprintln!("loadgen: {connected} viewers connected");
+    anyhow::ensure!(
+        connected > 0,
+        "no viewer could connect to {url} (see the logs named above)"
+    );
     tokio::time::sleep(Duration::from_secs(1)).await;
     let rss_with_viewers = rss_bytes(server.pid());
     let region_sockets = metric(&world.api, "live_sockets").await;
@@ -515,6 +620,11 @@ async fn push_phase(args: &SeatmapArgs, world: &World, server: &Service) -> anyh
     })
 }
 
+/// A distinct client address per viewer (the edge limits rates per IP).
+fn viewer_ip(i: usize) -> String {
+    format!("10.{}.{}.{}", (i >> 16) & 255, (i >> 8) & 255, i & 255)
+}
+
 /// A counter or gauge from the region core's /metrics (first sample).
 async fn metric(api: &Api, name: &str) -> Option<u64> {
     let resp = reqwest::get(api.url("/metrics")).await.ok()?;
@@ -529,13 +639,14 @@ async fn metric(api: &Api, name: &str) -> Option<u64> {
         .map(|v| v as u64)
 }
 
-/// Runs `args.viewers` pollers for one phase; `poll` does one poll and
+/// Runs `count` pollers for one phase; `poll` does one poll and
 /// returns the bytes received. Returns (polls sent/s, bytes/s, staleness
 /// samples, polls the region core served/s by its `live_polls_total`).
 async fn polling_phase<F, Fut>(
     args: &SeatmapArgs,
     world: &World,
     name: &str,
+    count: usize,
     poll: F,
 ) -> anyhow::Result<(f64, u64, Samples, f64)>
 where
@@ -544,7 +655,7 @@ where
 {
     eprintln!(
         "loadgen: {name}: {} pollers every {} s",
-        args.viewers, args.poll_interval_secs
+        count, args.poll_interval_secs
     );
     let samples = samples();
     let stop = Arc::new(AtomicBool::new(false));
@@ -552,7 +663,7 @@ where
     let bytes = Arc::new(AtomicU64::new(0));
     let every = Duration::from_secs(args.poll_interval_secs);
     let mut pollers = Vec::new();
-    for i in 0..args.viewers {
+    for i in 0..count {
         let (poll, samples, stop, requests, bytes) = (
             poll.clone(),
             samples.clone(),
@@ -560,7 +671,7 @@ where
             requests.clone(),
             bytes.clone(),
         );
-        let offset = every.mul_f64(i as f64 / args.viewers as f64);
+        let offset = every.mul_f64(i as f64 / count as f64);
         pollers.push(tokio::spawn(async move {
             let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + offset, every);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -629,20 +740,28 @@ type PollerCopy = (Replica, Option<String>);
 
 /// Phase 2: `?since=N` with `If-None-Match`, each poller keeping a copy.
 async fn since_phase(args: &SeatmapArgs, world: &World) -> anyhow::Result<PollingReport> {
+    let pollers = args.pollers.unwrap_or(args.viewers);
     let copies: Arc<Vec<Mutex<PollerCopy>>> = Arc::new(
-        (0..args.viewers)
+        (0..pollers)
             .map(|_| Mutex::new((Replica::new(world.show), None)))
             .collect(),
     );
-    let (api, show, intents, clock) = (
-        world.api.clone(),
-        world.show,
-        world.intents.clone(),
-        world.clock,
-    );
-    let (client_rps, bytes_per_s, samples, region_rps) =
-        polling_phase(args, world, "polling ?since=N", move |i, samples| {
-            let (api, copies, intents) = (api.clone(), copies.clone(), intents.clone());
+    // Through the edge: its API, each poller from its own address; the
+    // path carries the city.
+    let (api, prefix) = match &world.edge {
+        Some(e) => (e.clone(), format!("/v1/c/{CITY}")),
+        None => (world.api.clone(), "/v1".to_owned()),
+    };
+    let (show, intents, clock) = (world.show, world.intents.clone(), world.clock);
+    let (client_rps, bytes_per_s, samples, region_rps) = polling_phase(
+        args,
+        world,
+        "polling ?since=N",
+        pollers,
+        move |i, samples| {
+            let (api, copies, intents) =
+                (api.at_ip(&viewer_ip(i)), copies.clone(), intents.clone());
+            let prefix = prefix.clone();
             async move {
                 let (since, etag) = {
                     let c = copies[i].lock().unwrap_or_else(|p| p.into_inner());
@@ -655,7 +774,7 @@ async fn since_phase(args: &SeatmapArgs, world: &World) -> anyhow::Result<Pollin
                 let Ok(resp) = api
                     .send_with::<()>(
                         reqwest::Method::GET,
-                        &format!("/v1/shows/{}/seats?since={since}", show.0),
+                        &format!("{prefix}/shows/{}/seats?since={since}", show.0),
                         None,
                         &headers,
                         None,
@@ -677,8 +796,9 @@ async fn since_phase(args: &SeatmapArgs, world: &World) -> anyhow::Result<Pollin
                 }
                 n
             }
-        })
-        .await?;
+        },
+    )
+    .await?;
     Ok(polling_report(
         args.poll_interval_secs,
         client_rps,
@@ -701,8 +821,12 @@ async fn naive_phase(args: &SeatmapArgs, world: &World) -> anyhow::Result<Pollin
         world.intents.clone(),
         world.clock,
     );
-    let (client_rps, bytes_per_s, samples, _) =
-        polling_phase(args, world, "naive polling", move |i, samples| {
+    let (client_rps, bytes_per_s, samples, _) = polling_phase(
+        args,
+        world,
+        "naive polling",
+        args.viewers,
+        move |i, samples| {
             let (api, seen, intents) = (api.clone(), seen.clone(), intents.clone());
             async move {
                 let Ok(resp) = api
@@ -732,8 +856,9 @@ async fn naive_phase(args: &SeatmapArgs, world: &World) -> anyhow::Result<Pollin
                 }
                 n
             }
-        })
-        .await?;
+        },
+    )
+    .await?;
     // Every naive poll reaches the region (nothing to cache by number).
     Ok(polling_report(
         args.poll_interval_secs,
