@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The benchmarks (docs/BENCHMARKS.md): builds, in release mode, what
 # `loadgen` spawns and measures (the region core, the sandbox payment
-# gateway) and loadgen itself, the edge Worker too for `flash-sale`
+# gateway) and loadgen itself, the edge Worker too with --through-edge
 # (skipped while functions/build is newer than its sources), then runs
 #
 #   target/release/loadgen "$@"
@@ -9,6 +9,8 @@
 # e.g. scripts/bench.sh holds --json
 #      scripts/bench.sh checkout --json
 #      scripts/bench.sh flash-sale --through-edge --json
+#      scripts/bench.sh seatmap --json                  (viewers on the region core)
+#      scripts/bench.sh seatmap --through-edge --json   (through the edge's Durable Objects)
 #
 # Postgres and Redis are started if needed (scripts/services.sh). With
 # --target, loadgen drives that running deployment instead of spawning one.
@@ -20,7 +22,7 @@ cd "$REPO_ROOT"
 bash scripts/services.sh >/dev/null
 ensure_rust
 cargo build --release -p region-core -p sandbox-gateway -p loadgen
-if [ "${1:-}" = "flash-sale" ] && ! edge_build_fresh; then
+if [[ " $* " == *" --through-edge "* ]] && ! edge_build_fresh; then
     bash scripts/build-edge.sh
 fi
 # Hundreds of sockets at once: lift a low soft limit on open files.
