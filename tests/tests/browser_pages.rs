@@ -38,6 +38,16 @@ async fn sign_in(b: &Client, base: &str, email: &str) -> anyhow::Result<()> {
     .await
 }
 
+/// Clicks the element `css` selects (the test fails if there is none).
+async fn click(b: &Client, css: &str) {
+    b.find(Locator::Css(css))
+        .await
+        .unwrap_or_else(|e| panic!("no {css}: {e}"))
+        .click()
+        .await
+        .unwrap_or_else(|e| panic!("clicking {css}: {e}"));
+}
+
 /// A seat's state as the page shows it (`data-state` on its checkbox).
 async fn seat_state(b: &Client, label: &str) -> anyhow::Result<String> {
     let v = b
@@ -187,12 +197,7 @@ async fn two_buyers_see_each_other_live_and_one_buys_by_keyboard_then_cancels() 
 
     // Bob chooses A4, then a third buyer (over the API) takes it: the
     // live map unchooses it on Bob's page and says so.
-    bob.find(Locator::Css("label[for='seat-A4']"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&bob, "label[for='seat-A4']").await;
     let carol = ApiClient::user("carol@example.com", "10.9.9.3");
     let r = stack.hold(CITY, &show, &carol, &["A4"], None).await;
     assert_eq!(r.status, 201, "{r}");
@@ -263,13 +268,7 @@ async fn two_buyers_see_each_other_live_and_one_buys_by_keyboard_then_cancels() 
     look(&alice, "cancel-quote").await.unwrap();
     let quote = alice.source().await.unwrap();
     assert!(quote.contains("100 %"), "three days ahead: a full refund");
-    alice
-        .find(Locator::Css("button.danger"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&alice, "button.danger").await;
     // Back on my bookings: cancelled, with the refund's state.
     wait_for("the cancellation", Duration::from_secs(10), || async {
         let page = alice.source().await?;
@@ -359,20 +358,10 @@ async fn with_websockets_blocked_polling_keeps_the_map_current() {
         )
         .await
         .unwrap();
-    b.find(Locator::Css("label[for='seat-B4']"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&b, "label[for='seat-B4']").await;
     let r = stack.hold(CITY, &show, &dave, &["B4"], None).await;
     assert_eq!(r.status, 201, "{r}");
-    b.find(Locator::Id("hold-button"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&b, "#hold-button").await;
     wait_for("the rollback message", Duration::from_secs(10), || async {
         let status = b.find(Locator::Id("status")).await?.text().await?;
         Ok(status.contains("B4") && status.contains("taken"))
@@ -447,12 +436,7 @@ async fn a_fan_goes_from_the_waiting_room_to_the_confirmation_with_nothing_to_co
     })
     .await
     .unwrap();
-    b.find(Locator::Css("form[action$='/join'] button"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&b, "form[action$='/join'] button").await;
     // The page follows the queue by itself and, once admitted, goes
     // straight to the seat map.
     wait_for(
@@ -490,18 +474,8 @@ async fn a_fan_goes_from_the_waiting_room_to_the_confirmation_with_nothing_to_co
         "no pass in the URL"
     );
     look(&b, "sale-seat-map").await.unwrap();
-    b.find(Locator::Css("label[for='seat-A3']"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-    b.find(Locator::Id("hold-button"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&b, "label[for='seat-A3']").await;
+    click(&b, "#hold-button").await;
     wait_for("the hold", Duration::from_secs(10), || async {
         Ok(b.find(Locator::Id("hold-panel"))
             .await?
@@ -511,23 +485,13 @@ async fn a_fan_goes_from_the_waiting_room_to_the_confirmation_with_nothing_to_co
     })
     .await
     .unwrap();
-    b.find(Locator::Id("hold-continue"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&b, "#hold-continue").await;
     wait_for("the checkout page", Duration::from_secs(10), || async {
         Ok(b.current_url().await?.path().ends_with("/checkout"))
     })
     .await
     .unwrap();
-    b.find(Locator::Css("form button.primary"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&b, "form button.primary").await;
     wait_for("the confirmation", Duration::from_secs(15), || async {
         Ok(b.find(Locator::Css(".number")).await.is_ok())
     })

@@ -239,6 +239,24 @@ fn refusal(up: &Upstream) -> (String, Vec<String>) {
     (code, details)
 }
 
+/// A signed-in user's GET of their own resource from the region core
+/// (rate-limited as the API is): 200 parsed, anything else its error.
+async fn read_as_user<T: DeserializeOwned>(
+    call: &Call,
+    me: &Me,
+    city: &str,
+    path: &str,
+    what: &str,
+) -> Result<T, EdgeError> {
+    let user = me.require()?;
+    call.gate(RouteClass::Api, Some(&user.id), &[]).await?;
+    let up = region_call(call, city, Method::Get, path, None, &[]).await?;
+    if up.status != 200 {
+        return Err(region_error(&up));
+    }
+    parse(&up, what)
+}
+
 fn parse<T: DeserializeOwned>(up: &Upstream, what: &str) -> Result<T, EdgeError> {
     serde_json::from_slice(&up.body).or_internal(what)
 }
@@ -486,21 +504,7 @@ async fn checkout_page(
     status: u16,
 ) -> Handled {
     let me = Me::of(call);
-    let user = me.require()?;
-    call.gate(RouteClass::Api, Some(&user.id), &[]).await?;
-    let up = region_call(
-        call,
-        city,
-        Method::Get,
-        &format!("/v1/holds/{hold_id}"),
-        None,
-        &[],
-    )
-    .await?;
-    if up.status != 200 {
-        return Err(region_error(&up));
-    }
-    let hold: Hold = parse(&up, "hold")?;
+    let hold: Hold = read_as_user(call, &me, city, &format!("/v1/holds/{hold_id}"), "hold").await?;
     let show_id = hold.show_id.to_string();
     let s = read_show(call, ctx, city, &show_id).await?;
     let seats = read_seats(call, ctx, city, &show_id).await?;
@@ -615,21 +619,14 @@ async fn extend(req: &mut Request, call: &Call, ctx: &Context, city: &str, hold:
 
 async fn booking_page(call: &Call, city: &str, booking: &str) -> Handled {
     let me = Me::of(call);
-    let user = me.require()?;
-    call.gate(RouteClass::Api, Some(&user.id), &[]).await?;
-    let up = region_call(
+    let b: Booking = read_as_user(
         call,
+        &me,
         city,
-        Method::Get,
         &format!("/v1/bookings/{booking}"),
-        None,
-        &[],
+        "booking",
     )
     .await?;
-    if up.status != 200 {
-        return Err(region_error(&up));
-    }
-    let b: Booking = parse(&up, "booking")?;
     page(
         call,
         200,
@@ -681,21 +678,14 @@ async fn cancel_page(
     status: u16,
 ) -> Handled {
     let me = Me::of(call);
-    let user = me.require()?;
-    call.gate(RouteClass::Api, Some(&user.id), &[]).await?;
-    let up = region_call(
+    let b: Booking = read_as_user(
         call,
+        &me,
         city,
-        Method::Get,
         &format!("/v1/bookings/{booking}"),
-        None,
-        &[],
+        "booking",
     )
     .await?;
-    if up.status != 200 {
-        return Err(region_error(&up));
-    }
-    let b: Booking = parse(&up, "booking")?;
     let q = region_call(
         call,
         city,
