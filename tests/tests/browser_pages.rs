@@ -169,8 +169,7 @@ async fn two_buyers_see_each_other_live_and_one_buys_by_keyboard_then_cancels() 
     tab_to(&alice, "hold-button").await.unwrap();
     press(&alice, ENTER).await.unwrap();
 
-    // Bob's map shows them taken without a reload, within a second of
-    // Alice's hold being answered.
+    // Bob's map shows them taken without a reload.
     wait_for("Alice's hold panel", Duration::from_secs(10), || async {
         Ok(alice
             .find(Locator::Id("hold-panel"))
