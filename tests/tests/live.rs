@@ -277,11 +277,26 @@ async fn polling_since_n_gives_deltas_etags_and_304() {
             (status, etag, body)
         }
     };
-    // No number yet: a snapshot.
+    // No copy (since=0): a snapshot, always.
     let (s, etag, body) = get(format!("/v1/shows/{show}/seats?since=0"), None).await;
-    assert!(s == 200 || s == 304, "{s} {body}");
-    let etag = etag.expect("etag");
+    assert_eq!(s, 200, "{body}");
+    assert!(body.contains("\"snapshot\""), "{body}");
+    // ... unless the ETag says the caller's copy is the current one.
+    let (s, _, _) = get(format!("/v1/shows/{show}/seats?since=0"), etag.clone()).await;
+    assert_eq!(s, 304);
+    // A first change, so the copy has a number.
+    app.hold_id("u0", &show, &["A1"]).await;
+    let mut etag = etag.expect("etag");
+    for _ in 0..50 {
+        let (_, e, _) = get(format!("/v1/shows/{show}/seats?since=0"), None).await;
+        etag = e.expect("etag");
+        if etag != "\"0\"" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     let seq: u64 = etag.trim_matches('"').parse().expect("numeric etag");
+    assert!(seq >= 1, "the hold was numbered");
     // Nothing changed: 304, by number and by ETag.
     let (s, _, _) = get(format!("/v1/shows/{show}/seats?since={seq}"), None).await;
     assert_eq!(s, 304);
