@@ -630,10 +630,14 @@ pub struct SeatmapReport {
     pub fanout_samples: u64,
     /// Frames a viewer got per second (deltas are coalesced).
     pub frames_per_viewer_per_s: f64,
-    /// Viewers whose copy differed from the region's map at the end.
+    /// Viewers whose copy never came to equal the region's final map
+    /// (within 60 s of the buyers' stop).
     pub missed_updates: usize,
     /// Gaps viewers saw (each was followed by a snapshot).
     pub gaps: u64,
+    /// From the buyers' stop (+0.5 s) until every copy equalled the
+    /// region's map (or 60 s): how far behind the slowest viewer was.
+    pub settle_ms: u64,
     /// Live sockets the region core had open (its `live_sockets` gauge).
     pub region_sockets: Option<u64>,
     /// Region core resident memory growth per connected viewer, bytes.

@@ -376,6 +376,7 @@ async fn measure(
         frames_per_viewer_per_s: push.frames_per_viewer_per_s,
         missed_updates: push.missed,
         gaps: push.gaps,
+        settle_ms: push.settle_ms,
         region_sockets: push.region_sockets,
         region_rss_bytes_per_viewer: per_viewer,
         polling,
@@ -506,6 +507,7 @@ struct Push {
     frames_per_viewer_per_s: f64,
     missed: usize,
     gaps: u64,
+    settle_ms: u64,
     region_sockets: Option<u64>,
     rss_with_viewers: Option<u64>,
 }
@@ -518,6 +520,10 @@ async fn push_phase(args: &SeatmapArgs, world: &World, server: &Service) -> anyh
     let stop = Arc::new(AtomicBool::new(false));
     let frames = Arc::new(AtomicU64::new(0));
     let ready = Arc::new(tokio::sync::Semaphore::new(0));
+    // Once buyers stop: the region's final map; a viewer whose copy
+    // equals it counts itself settled and stops.
+    let truth: Arc<std::sync::OnceLock<Vec<SeatState>>> = Arc::default();
+    let settled = Arc::new(tokio::sync::Semaphore::new(0));
     let connect_slots = Arc::new(tokio::sync::Semaphore::new(64));
     let mut viewers = Vec::with_capacity(args.viewers);
     for i in 0..args.viewers {
@@ -534,6 +540,7 @@ async fn push_phase(args: &SeatmapArgs, world: &World, server: &Service) -> anyh
             world.intents.clone(),
             world.clock,
         );
+        let (truth, settled) = (truth.clone(), settled.clone());
         viewers.push(tokio::spawn(async move {
             let viewer = {
                 let _slot = slots.acquire().await.ok()?;
@@ -558,6 +565,10 @@ async fn push_phase(args: &SeatmapArgs, world: &World, server: &Service) -> anyh
                     Ok(None) if v.closed.is_some() => break,
                     Ok(None) => {}
                     Err(_) => break,
+                }
+                if truth.get().is_some_and(|t| *t == v.replica.seats()) {
+                    settled.add_permits(1);
+                    break;
                 }
             }
             Some(v)
@@ -585,20 +596,24 @@ async fn push_phase(args: &SeatmapArgs, world: &World, server: &Service) -> anyh
     tokio::time::sleep(Duration::from_secs(args.duration_secs)).await;
     let changes = stop_buyers(&buying, buyers).await;
     let elapsed = started.elapsed().as_secs_f64();
-    // Let the last deltas arrive, then compare every copy with the region.
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // Every copy must come to equal the region's final map: wait until
+    // all have (or 60 s), then count those that did not.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let _ = truth.set(region_map(world).await?);
+    let settling = Instant::now();
+    while settled.available_permits() < connected && settling.elapsed() < Duration::from_secs(60) {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let settle_ms = settling.elapsed().as_millis() as u64;
     measuring.store(false, Ordering::Relaxed);
     stop.store(true, Ordering::Relaxed);
-    let truth = region_map(world).await?;
-    let (mut missed, mut gaps) = (0, 0);
+    let mut gaps = 0;
     for v in viewers {
         if let Some(v) = v.await.ok().flatten() {
             gaps += v.gaps;
-            if v.replica.seats() != truth {
-                missed += 1;
-            }
         }
     }
+    let missed = connected.saturating_sub(settled.available_permits());
     let h = samples
         .lock()
         .map(|h| h.clone())
@@ -615,6 +630,7 @@ async fn push_phase(args: &SeatmapArgs, world: &World, server: &Service) -> anyh
             / elapsed),
         missed,
         gaps,
+        settle_ms,
         region_sockets,
         rss_with_viewers,
     })
