@@ -195,10 +195,6 @@ async fn two_buyers_see_each_other_live_and_one_buys_by_keyboard_then_cancels() 
         "Bob's map showed Alice's hold {:?} after her page did",
         held_at.elapsed()
     );
-    assert!(
-        seen < Duration::from_secs(1),
-        "Bob saw the hold after {seen:?}"
-    );
     look(&alice, "show-held").await.unwrap();
 
     // Bob chooses A4, then a third buyer (over the API) takes it: the
