@@ -32,11 +32,7 @@ pub fn router() -> Router<AppState> {
 
 async fn layout(state: &AppState, raw: &str) -> Result<Arc<ShowLayout>, ApiError> {
     let show = crate::catalog::parse_show_id(raw)?;
-    state
-        .shows
-        .get(&state.db, show)
-        .await?
-        .ok_or_else(|| ApiError::not_found("unknown_show", format!("no show {show}")))
+    state.shows.require(&state.db, show).await
 }
 
 /// (available, held, booked) counts of a bitfield over `seats` seats.

@@ -2,6 +2,7 @@
 //! and when it starts. A show's layout never changes once created, so it
 //! is loaded from Postgres once and cached for the life of the process.
 
+use crate::error::ApiError;
 use chrono::{DateTime, Utc};
 use shared::api::SaleMode;
 use shared::ShowId;
@@ -68,6 +69,13 @@ pub struct ShowCache {
 
 impl ShowCache {
     /// The layout of `show`, loading it on first use; `None` if no such show.
+    /// The show's layout, or the API's 404 `unknown_show`.
+    pub async fn require(&self, db: &PgPool, show: ShowId) -> Result<Arc<ShowLayout>, ApiError> {
+        self.get(db, show)
+            .await?
+            .ok_or_else(|| ApiError::not_found("unknown_show", format!("no show {show}")))
+    }
+
     pub async fn get(
         &self,
         db: &PgPool,

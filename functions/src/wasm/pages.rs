@@ -405,17 +405,30 @@ async fn city_page(call: &Call, ctx: &Context, code: &str, date: Option<String>)
     page(call, 200, html, &[])
 }
 
-async fn read_show(call: &Call, ctx: &Context, city: &str, show: &str) -> Result<Show, EdgeError> {
+/// One of a show's cached catalog reads (`/v1/shows/{show}{suffix}`);
+/// a show the region does not know is the page's 404.
+async fn read_show_part<T: DeserializeOwned>(
+    call: &Call,
+    ctx: &Context,
+    city: &str,
+    show: &str,
+    kind: CacheKind,
+    suffix: &str,
+) -> Result<T, EdgeError> {
     catalog(
         call,
         ctx,
-        CacheKind::Show,
+        kind,
         city,
-        format!("/v1/shows/{show}"),
+        format!("/v1/shows/{show}{suffix}"),
         Some(show),
     )
     .await?
     .ok_or_else(|| EdgeError::unknown_show(show))
+}
+
+async fn read_show(call: &Call, ctx: &Context, city: &str, show: &str) -> Result<Show, EdgeError> {
+    read_show_part(call, ctx, city, show, CacheKind::Show, "").await
 }
 
 async fn read_seats(
@@ -424,16 +437,7 @@ async fn read_seats(
     city: &str,
     show: &str,
 ) -> Result<SeatMap, EdgeError> {
-    catalog(
-        call,
-        ctx,
-        CacheKind::Seats,
-        city,
-        format!("/v1/shows/{show}/seats"),
-        Some(show),
-    )
-    .await?
-    .ok_or_else(|| EdgeError::unknown_show(show))
+    read_show_part(call, ctx, city, show, CacheKind::Seats, "/seats").await
 }
 
 async fn show_page(

@@ -195,11 +195,7 @@ async fn take_hold(
 ) -> Result<Hold, ApiError> {
     let labels =
         parse_seat_list(&req.seats, state.settings.max_seats_per_hold).map_err(seat_error)?;
-    let layout = state
-        .shows
-        .get(&state.db, show)
-        .await?
-        .ok_or_else(|| ApiError::not_found("unknown_show", format!("no show {show}")))?;
+    let layout = state.shows.require(&state.db, show).await?;
     let now = Utc::now();
     if now >= layout.starts_at {
         return Err(show_started());

@@ -120,8 +120,8 @@ impl Feed {
         (snapshot, self.tx.subscribe())
     }
 
-    /// What a poller at `since` needs (`None`: no number, a snapshot).
-    pub fn poll(&self, since: Option<u64>, if_none_match: Option<&str>) -> Poll {
+    /// What a poller at `since` needs.
+    pub fn poll(&self, since: u64, if_none_match: Option<&str>) -> Poll {
         let mut cur = self.lock();
         let etag = if cur.degraded {
             // No numbers while degraded: the tag names the map itself.
@@ -135,10 +135,10 @@ impl Feed {
         if cur.degraded {
             return Poll::Frame(self.encoded_snapshot(&mut cur), etag);
         }
-        match since.map(|n| cur.history.since(n)) {
-            Some(Catchup::NotModified) => Poll::NotModified(etag),
-            Some(Catchup::Delta(frame)) => Poll::Frame(encode(&frame), etag),
-            Some(Catchup::Snapshot) | None => Poll::Frame(self.encoded_snapshot(&mut cur), etag),
+        match cur.history.since(since) {
+            Catchup::NotModified => Poll::NotModified(etag),
+            Catchup::Delta(frame) => Poll::Frame(encode(&frame), etag),
+            Catchup::Snapshot => Poll::Frame(self.encoded_snapshot(&mut cur), etag),
         }
     }
 

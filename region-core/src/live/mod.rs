@@ -61,11 +61,7 @@ async fn live(
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Result<Response, ApiError> {
     let show = crate::catalog::parse_show_id(&id)?;
-    let layout = state
-        .shows
-        .get(&state.db, show)
-        .await?
-        .ok_or_else(|| ApiError::not_found("unknown_show", format!("no show {show}")))?;
+    let layout = state.shows.require(&state.db, show).await?;
     let upgrade = upgrade.map_err(|_| {
         ApiError::bad_request(
             "websocket_required",
@@ -120,7 +116,7 @@ pub async fn poll(
         header::CACHE_CONTROL,
         HeaderValue::from_static("public, max-age=1"),
     );
-    Ok(match feed.poll(Some(since), if_none_match) {
+    Ok(match feed.poll(since, if_none_match) {
         Poll::NotModified(etag) => (
             StatusCode::NOT_MODIFIED,
             [(header::ETAG, etag_value(&etag)), cache],
