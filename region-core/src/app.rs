@@ -5,8 +5,11 @@
 //! binds the listener first, so tests can ask for port 0.
 
 use crate::auth::{AuthFailures, TokenKeys};
+use crate::checkout::jobs::CheckoutWriters;
+use crate::checkout::settle;
 use crate::config::Settings;
 use crate::error::ApiError;
+use crate::group_commit::Sizing;
 use crate::holds::writer::{HoldWriters, WriterConfig};
 use crate::outbox::redis_stream::{LazyRedis, RedisStreamSink};
 use crate::payments::http::HttpGateway;
@@ -209,6 +212,24 @@ impl Application {
             &shutdown_rx,
         )?;
         let reconcile_every = Duration::from_secs(settings.reconcile_interval_secs);
+        let settings = Arc::new(settings);
+        let shows = ShowCache::default();
+        let checkout = CheckoutWriters::spawn(
+            db.clone(),
+            settle::Ctx {
+                db: db.clone(),
+                settings: settings.clone(),
+                redis: redis.clone(),
+                shows: shows.clone(),
+                outbox_kick: outbox_kick.clone(),
+                refund_kick: refund_kick.clone(),
+            },
+            Sizing {
+                writers: settings.checkout_writers,
+                batch_max: settings.checkout_batch_max,
+                queue: settings.checkout_queue,
+            },
+        );
         let state = AppState {
             tokens: TokenKeys::with_failure_limit(
                 &settings.signing.jwt_secret,
@@ -220,9 +241,10 @@ impl Application {
             db,
             redis,
             writers,
-            shows: ShowCache::default(),
+            checkout,
+            shows,
             live: Arc::default(),
-            settings: Arc::new(settings),
+            settings,
             gateway,
             outbox_kick,
             refund_kick,

@@ -73,6 +73,21 @@ pub struct Settings {
     #[arg(long, env = "REGION_HOLD_QUEUE", default_value_t = 8192)]
     pub hold_queue: usize,
 
+    /// Group-commit writers for each of the checkout's two writes (the
+    /// payment before the charge, the confirmation after it); each holds
+    /// at most one connection.
+    #[arg(long, env = "REGION_CHECKOUT_WRITERS", default_value_t = 2)]
+    pub checkout_writers: usize,
+
+    /// Most checkouts one group commit may carry.
+    #[arg(long, env = "REGION_CHECKOUT_BATCH_MAX", default_value_t = 64)]
+    pub checkout_batch_max: usize,
+
+    /// Checkout writes waiting for a writer (per kind) before new
+    /// checkouts get 503 with `Retry-After`.
+    #[arg(long, env = "REGION_CHECKOUT_QUEUE", default_value_t = 2048)]
+    pub checkout_queue: usize,
+
     /// A Redis call slower than this counts as a failure, in milliseconds.
     #[arg(long, env = "REGION_REDIS_TIMEOUT_MS", default_value_t = 250)]
     pub redis_timeout_ms: u64,
@@ -289,8 +304,6 @@ pub enum CrashPoint {
     AfterPaymentCreated,
     /// The gateway charged; nothing recorded yet.
     AfterGatewayCharge,
-    /// The charge recorded; booking not yet settled.
-    AfterPaymentRecorded,
     /// Settled and committed; the response never sent.
     AfterSettle,
 }
@@ -337,6 +350,18 @@ impl Settings {
             "REGION_HOLD_BATCH_MAX must be at least 1",
         )?;
         check(self.hold_queue >= 1, "REGION_HOLD_QUEUE must be at least 1")?;
+        check(
+            self.checkout_writers >= 1,
+            "REGION_CHECKOUT_WRITERS must be at least 1",
+        )?;
+        check(
+            self.checkout_batch_max >= 1,
+            "REGION_CHECKOUT_BATCH_MAX must be at least 1",
+        )?;
+        check(
+            self.checkout_queue >= 1,
+            "REGION_CHECKOUT_QUEUE must be at least 1",
+        )?;
         check(
             self.db_pool_size >= 4,
             "REGION_DB_POOL_SIZE must be at least 4",

@@ -9,7 +9,8 @@
 //! - `redis_path` + `recovery` (with `shared::breaker`) are the Redis fast path and its
 //!   failure handling;
 //! - `checkout` turns a hold into a paid booking (idempotency keys with
-//!   recovery points, `checkout::settle` books or compensates);
+//!   recovery points, `checkout::settle` books or compensates), its two
+//!   writes group-committed through `group_commit`;
 //! - `payments` is the gateway trait and its HTTP client; `webhook` is
 //!   the gateway's signed callback;
 //! - `bookings` owns bookings and cancellation; `refunds` sends refunds
@@ -29,6 +30,7 @@ pub mod checkout;
 pub mod config;
 pub mod db;
 pub mod error;
+pub mod group_commit;
 pub mod health;
 pub mod holds;
 pub mod http_log;

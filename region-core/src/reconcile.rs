@@ -87,9 +87,15 @@ pub async fn reconcile_once(state: &AppState) -> anyhow::Result<ReconcileReport>
             // to abandon a payment that was then charged.
             match state.gateway.void_unless_charged(payment_id).await {
                 Ok(ChargeLookup::Succeeded { gateway_id }) => {
+                    // Recorded and settled in one transaction.
+                    let ctx = state.settle_ctx();
                     let mut tx = state.db.begin().await?;
                     record::record_success(&mut tx, payment_id, &gateway_id).await?;
+                    let settled = settle::settle_in(&ctx, &mut tx, payment_id).await?;
                     tx.commit().await?;
+                    settle::after_commit(&ctx, std::slice::from_ref(&settled)).await;
+                    count_settlement(&mut report, &settled.settlement);
+                    continue;
                 }
                 Ok(ChargeLookup::Failed { gateway_id, code }) => {
                     let mut tx = state.db.begin().await?;
@@ -128,11 +134,8 @@ pub async fn reconcile_once(state: &AppState) -> anyhow::Result<ReconcileReport>
                 }
             }
         }
-        match settle::settle(state, payment_id).await? {
-            settle::Settlement::Booked(_) => report.completed_bookings += 1,
-            settle::Settlement::Refunded(_) => report.refunded += 1,
-            settle::Settlement::Nothing => {}
-        }
+        let settled = settle::settle(&state.settle_ctx(), &state.db, payment_id).await?;
+        count_settlement(&mut report, &settled);
     }
     state.outbox_kick.notify_one();
     count(&report);
@@ -140,4 +143,12 @@ pub async fn reconcile_once(state: &AppState) -> anyhow::Result<ReconcileReport>
         tracing::info!(?report, "reconciliation fixed payments");
     }
     Ok(report)
+}
+
+fn count_settlement(report: &mut ReconcileReport, s: &settle::Settlement) {
+    match s {
+        settle::Settlement::Booked(_) => report.completed_bookings += 1,
+        settle::Settlement::Refunded(_) => report.refunded += 1,
+        settle::Settlement::Nothing => {}
+    }
 }

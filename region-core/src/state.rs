@@ -2,6 +2,7 @@
 //! the show-layout cache, the payment gateway and the settings.
 
 use crate::auth::TokenKeys;
+use crate::checkout::jobs::CheckoutWriters;
 use crate::config::Settings;
 use crate::holds::writer::HoldWriters;
 use crate::live::hub::Hub;
@@ -23,6 +24,9 @@ pub struct AppState {
     pub redis: RedisPath,
     /// Group-commit writers for holds.
     pub writers: HoldWriters,
+    /// Group-commit writers for the checkout's two writes.
+    #[from_ref(skip)]
+    pub checkout: CheckoutWriters,
     /// Immutable show layouts, loaded once per show.
     pub shows: ShowCache,
     /// JWT keys.
@@ -40,4 +44,18 @@ pub struct AppState {
     /// Wakes the refund worker after a commit that created a refund.
     #[from_ref(skip)]
     pub refund_kick: Arc<Notify>,
+}
+
+impl AppState {
+    /// The parts of the state that settling a payment uses.
+    pub fn settle_ctx(&self) -> crate::checkout::settle::Ctx {
+        crate::checkout::settle::Ctx {
+            db: self.db.clone(),
+            settings: self.settings.clone(),
+            redis: self.redis.clone(),
+            shows: self.shows.clone(),
+            outbox_kick: self.outbox_kick.clone(),
+            refund_kick: self.refund_kick.clone(),
+        }
+    }
 }

@@ -109,10 +109,14 @@ async fn handle(state: &AppState, event: &Event, reference: Uuid) -> Result<(), 
     let object = &event.data.object;
     match event.kind.as_str() {
         "payment_intent.succeeded" => {
+            // Recorded and settled in one transaction, as the checkout
+            // does: a charge is never left recorded but unsettled.
+            let ctx = state.settle_ctx();
             let mut tx = state.db.begin().await?;
             record::record_success(&mut tx, reference, &object.id).await?;
+            let settled = settle::settle_in(&ctx, &mut tx, reference).await?;
             tx.commit().await?;
-            settle::settle(state, reference).await?;
+            settle::after_commit(&ctx, std::slice::from_ref(&settled)).await;
         }
         "payment_intent.payment_failed" => {
             let code = object.failure_code.as_deref().unwrap_or("payment_failed");

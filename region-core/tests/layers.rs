@@ -38,6 +38,7 @@ const PLACES: &[(&str, usize)] = &[
     ("payments", 2),
     ("payments::http", 2),
     ("shows", 2),
+    ("group_commit", 2),
     // Services: the work, across adapters; `state` bundles their parts.
     ("state", 3),
     ("holds::rules", 3),
@@ -46,6 +47,7 @@ const PLACES: &[(&str, usize)] = &[
     ("checkout::flow", 3),
     ("checkout::record", 3),
     ("checkout::settle", 3),
+    ("checkout::jobs", 3),
     ("refunds", 3),
     ("reconcile", 3),
     ("recovery", 3),

@@ -26,6 +26,7 @@ use shared::api::{Booking, BookingList, CancellationQuote};
 use shared::booking_number::BookingNumber;
 use shared::refund::CancelRefused;
 use shared::{SeatState, ShowId};
+use sqlx::PgConnection;
 use store::{BookingHead, BookingRef, BookingStatus};
 use uuid::Uuid;
 
@@ -159,7 +160,7 @@ async fn quote(
 /// holds it.
 async fn claim_key(
     state: &AppState,
-    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    tx: &mut PgConnection,
     user: &User,
     key: &str,
     hash: &str,

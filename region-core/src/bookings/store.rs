@@ -8,7 +8,7 @@ use shared::booking_number::BookingNumber;
 use shared::refund::RefundPolicy;
 use shared::ShowId;
 use sqlx::types::Json;
-use sqlx::{PgConnection, Postgres, Transaction};
+use sqlx::PgConnection;
 use uuid::Uuid;
 
 /// A booking about to be confirmed.
@@ -59,7 +59,7 @@ impl From<BookingStatus> for api::BookingStatus {
 /// `protect = false` (the tests' negative control only) books every seat
 /// the hold was created with, whoever holds or owns it now.
 pub async fn insert_confirmed(
-    tx: &mut Transaction<'_, Postgres>,
+    tx: &mut PgConnection,
     b: &NewBooking,
     protect: bool,
 ) -> Result<(), sqlx::Error> {
@@ -72,7 +72,7 @@ pub async fn insert_confirmed(
             b.show_id,
             b.hold_id
         )
-        .fetch_all(&mut **tx)
+        .fetch_all(&mut *tx)
         .await?
     } else {
         sqlx::query_scalar!(
@@ -80,7 +80,7 @@ pub async fn insert_confirmed(
             b.show_id,
             b.hold_id
         )
-        .fetch_all(&mut **tx)
+        .fetch_all(&mut *tx)
         .await?
     };
     sqlx::query!(
@@ -97,7 +97,7 @@ pub async fn insert_confirmed(
         &b.currency,
         b.show_id
     )
-    .execute(&mut **tx)
+    .execute(&mut *tx)
     .await?;
     sqlx::query!(
         "INSERT INTO booking_seats (booking_id, show_id, seat_id, label, category, price_minor)
@@ -108,7 +108,7 @@ pub async fn insert_confirmed(
         b.show_id,
         &seat_ids
     )
-    .execute(&mut **tx)
+    .execute(&mut *tx)
     .await?;
     sqlx::query!(
         "UPDATE show_seats
@@ -119,19 +119,19 @@ pub async fn insert_confirmed(
         b.show_id,
         &seat_ids
     )
-    .execute(&mut **tx)
+    .execute(&mut *tx)
     .await?;
     sqlx::query!(
         "UPDATE hold_seats SET live = false WHERE hold_id = $1 AND live",
         b.hold_id
     )
-    .execute(&mut **tx)
+    .execute(&mut *tx)
     .await?;
     sqlx::query!(
         "UPDATE holds SET state = 'CONSUMED', updated_at = now() WHERE id = $1",
         b.hold_id
     )
-    .execute(&mut **tx)
+    .execute(&mut *tx)
     .await?;
     Ok(())
 }
@@ -230,7 +230,7 @@ pub enum BookingRef {
 /// Cancels a confirmed booking: status, refund amount, seats freed.
 /// Returns the freed ordinals and labels. The caller has locked the row.
 pub async fn cancel(
-    tx: &mut Transaction<'_, Postgres>,
+    tx: &mut PgConnection,
     booking: &BookingHead,
     refund_minor: i64,
     now: DateTime<Utc>,
@@ -242,7 +242,7 @@ pub async fn cancel(
         now,
         refund_minor
     )
-    .execute(&mut **tx)
+    .execute(&mut *tx)
     .await?;
     let freed = sqlx::query!(
         "WITH freed AS (
@@ -253,13 +253,13 @@ pub async fn cancel(
         booking.id,
         booking.show_id
     )
-    .fetch_all(&mut **tx)
+    .fetch_all(&mut *tx)
     .await?;
     sqlx::query!(
         "UPDATE booking_seats SET active = false WHERE booking_id = $1 AND active",
         booking.id
     )
-    .execute(&mut **tx)
+    .execute(&mut *tx)
     .await?;
     Ok(freed.into_iter().map(|f| (f.ordinal, f.label)).collect())
 }

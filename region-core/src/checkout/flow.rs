@@ -1,18 +1,20 @@
 //! The checkout's steps, with I/O: phase 1 (key + payment row), phase 2
 //! (the gateway charge), phase 3 (settlement). Which step comes next is
-//! `machine`'s decision; this module performs it and commits.
+//! `machine`'s decision; this module performs it. Phases 1 and 3 are
+//! group-committed jobs (`jobs`); phase 2 holds no connection.
 
-use super::machine::{self, PaymentStatus, Step};
-use super::{record, settle};
+use super::jobs::{Begin, Begun, Confirm, KeyPayment};
+use super::machine::{self, Step};
+use super::record;
 use crate::auth::User;
 use crate::config::CrashPoint;
 use crate::error::ApiError;
-use crate::holds::rules::{not_active_error, show_started};
-use crate::idempotency::{self, KeyState, RecoveryPoint, StoredResponse};
+use crate::group_commit::{GroupCommit, Job, Overloaded};
+use crate::idempotency::{self, RecoveryPoint, StoredResponse};
 use crate::payments::{ChargeOutcome, ChargeRequest, GatewayError};
 use crate::state::AppState;
 use chrono::Utc;
-use shared::api::{Checkout, HoldState};
+use shared::api::Checkout;
 use uuid::Uuid;
 
 /// The error of an injected crash: the request stops as a dead process
@@ -33,8 +35,41 @@ fn is_injected_crash(e: &ApiError) -> bool {
     matches!(e, ApiError::Internal(cause) if cause.downcast_ref::<InjectedCrash>().is_some())
 }
 
-/// Drives the key from wherever it is to `finished`. Returns the stored
-/// response and whether it was a replay.
+/// A checkout's final answer.
+pub(super) struct Answer {
+    /// The key's stored response.
+    pub response: StoredResponse,
+    /// Whether it was stored by an earlier request.
+    pub replayed: bool,
+    /// The admission pass a booking made now spent, if known.
+    pub pass: Option<String>,
+}
+
+impl Answer {
+    fn new(response: StoredResponse) -> Self {
+        Self {
+            response,
+            replayed: false,
+            pass: None,
+        }
+    }
+}
+
+/// Queues a group-commit job; a full queue is a fast 503.
+async fn submit<J: Job>(writers: &GroupCommit<J>, job: J) -> Result<J::Out, ApiError> {
+    match writers.submit(job).await {
+        Ok(result) => result,
+        Err(Overloaded(kind)) => {
+            tracing::info!(kind, "checkout shed: writer queue full");
+            Err(ApiError::unavailable(
+                "overloaded",
+                "too many checkouts in flight; retry shortly with the same Idempotency-Key",
+            ))
+        }
+    }
+}
+
+/// Drives the key from wherever it is to `finished`.
 pub(super) async fn run(
     state: &AppState,
     user: &User,
@@ -42,34 +77,36 @@ pub(super) async fn run(
     key: &str,
     hash: &str,
     req: &Checkout,
-) -> Result<(StoredResponse, bool), ApiError> {
-    let now = Utc::now();
-    let mut tx = state.db.begin().await?;
-    let key_state = idempotency::store::begin(
-        &mut tx,
-        &user.id,
-        key,
-        hash,
-        state.settings.idempotency_lock(),
-        now,
+) -> Result<Answer, ApiError> {
+    let begun = submit(
+        &state.checkout.begin,
+        Begin {
+            user: user.id.clone(),
+            key: key.to_owned(),
+            hash: hash.to_owned(),
+            hold_id,
+            payment_method: req.payment_method.clone(),
+            lock_timeout: state.settings.idempotency_lock(),
+            now: Utc::now(),
+        },
     )
     .await?;
-    let point = match key_state {
-        KeyState::Replay(r) => return Ok((r, true)),
-        KeyState::Resume(p) => {
-            tx.commit().await?;
-            p
+    let (point, payment) = match begun {
+        Begun::Replay(response) => {
+            return Ok(Answer {
+                response,
+                replayed: true,
+                pass: None,
+            })
         }
-        KeyState::New => {
-            create_payment(tx, user, hold_id, key, hash, req).await?;
-            RecoveryPoint::PaymentCreated
-        }
+        Begun::Resume { point, payment } => (point, payment),
+        Begun::Created(payment) => (RecoveryPoint::PaymentCreated, payment),
     };
     // From here on this request holds the key's lock. A failure (say the
-    // pool is exhausted) unlocks it, so the buyer's retry with the same
+    // database is away) unlocks it, so the buyer's retry with the same
     // key resumes at once instead of waiting for the lock to lapse; only
     // a (simulated) crash leaves it locked, as a dead process would.
-    let result = resume(state, user, key, point).await;
+    let result = resume(state, user, key, point, &payment).await;
     if let Err(e) = &result {
         if !is_injected_crash(e) {
             if let Ok(mut conn) = state.db.acquire().await {
@@ -87,203 +124,64 @@ async fn resume(
     user: &User,
     key: &str,
     point: RecoveryPoint,
-) -> Result<(StoredResponse, bool), ApiError> {
+    payment: &KeyPayment,
+) -> Result<Answer, ApiError> {
     if point == RecoveryPoint::PaymentCreated {
         crash_if(state, CrashPoint::AfterPaymentCreated)?;
     }
-    let payment = payment_of_key(state, &user.id, key).await?;
-    match machine::step(point, payment.status) {
+    let gateway_id = match machine::step(point, payment.status) {
         Step::AnswerClosed => {
             return closed_response(state, user, key, payment.id)
                 .await
-                .map(|r| (r, false))
+                .map(Answer::new)
         }
-        Step::Charge => {
-            if let Some(done) = charge(state, user, key, &payment).await? {
-                return Ok((done, false));
-            }
-            crash_if(state, CrashPoint::AfterPaymentRecorded)?;
-        }
+        Step::Charge => match charge(state, user, key, payment).await? {
+            Charged::Final(done) => return Ok(Answer::new(done)),
+            Charged::Succeeded(gateway_id) => Some(gateway_id),
+        },
         // Recorded by a webhook or reconciliation while this key was
-        // locked elsewhere: the same crash point as a charge recorded here.
-        Step::Settle if point != RecoveryPoint::PaymentSucceeded => {
-            crash_if(state, CrashPoint::AfterPaymentRecorded)?;
-        }
-        Step::Settle => {}
-    }
-    settle::settle(state, payment.id).await?;
+        // locked elsewhere, or by an earlier request of this key.
+        Step::Settle => None,
+    };
+    let settled = submit(
+        &state.checkout.confirm,
+        Confirm {
+            user: user.id.clone(),
+            key: key.to_owned(),
+            show_id: payment.show_id,
+            payment_id: payment.id,
+            gateway_id,
+        },
+    )
+    .await?;
     crash_if(state, CrashPoint::AfterSettle)?;
-    let mut conn = state.db.acquire().await?;
-    let resp = idempotency::store::response_of(&mut conn, &user.id, key)
-        .await?
+    let response = settled
+        .response
         .ok_or_else(|| anyhow::anyhow!("settled payment {} left its key unfinished", payment.id))?;
-    Ok((resp, false))
-}
-
-/// What a hold costs, once it is checked payable.
-struct Payable {
-    show_id: Uuid,
-    amount: i64,
-    currency: String,
-}
-
-/// Checks the hold can be paid for (the caller's, live, its show not
-/// started, its pass not spent on another hold, seats still its own and
-/// not free) and prices it.
-async fn payable(
-    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
-    user: &User,
-    hold_id: Uuid,
-    now: chrono::DateTime<Utc>,
-) -> Result<Payable, ApiError> {
-    let hold = match crate::holds::store::fetch(tx, hold_id).await? {
-        Some(h) if h.user_id == user.id => h,
-        _ => {
-            return Err(ApiError::not_found(
-                "unknown_hold",
-                format!("no hold {hold_id}"),
-            ))
-        }
-    };
-    if hold.state != HoldState::Active.as_db_str() || hold.expires_at <= now {
-        return Err(not_active_error(&hold, now));
-    }
-    let show = sqlx::query!(
-        r#"SELECT sh.starts_at,
-                  EXISTS (SELECT 1 FROM spent_passes sp
-                           JOIN holds h ON h.admission_pass_id = sp.pass_id
-                          WHERE h.id = $2) AS "pass_spent!"
-             FROM shows sh WHERE sh.id = $1"#,
-        hold.show_id,
-        hold.id
-    )
-    .fetch_one(&mut **tx)
-    .await?;
-    if now >= show.starts_at {
-        return Err(show_started());
-    }
-    // A pass buys once: another hold taken with it cannot be paid for.
-    if show.pass_spent {
-        return Err(crate::holds::flash_sale::pass_used());
-    }
-    let price = sqlx::query!(
-        r#"SELECT sum((sh.prices ->> s.category)::bigint)::bigint AS amount, sh.currency
-             FROM hold_seats hs
-             JOIN seats s ON s.id = hs.seat_id
-             JOIN shows sh ON sh.id = hs.show_id
-            WHERE hs.hold_id = $1 AND hs.live
-            GROUP BY sh.currency"#,
-        hold_id
-    )
-    .fetch_optional(&mut **tx)
-    .await?;
-    let Some((Some(amount), currency)) = price.map(|p| (p.amount, p.currency)) else {
-        // Active and unexpired, yet no live seats: taken over (fencing).
-        return Err(ApiError::Gone {
-            code: "hold_lost",
-            message: "the hold no longer owns its seats".into(),
-        });
-    };
-    if amount <= 0 {
-        return Err(ApiError::unprocessable(
-            "nothing_to_pay",
-            "these seats are free; free tickets are not sold through checkout",
-        ));
-    }
-    Ok(Payable {
-        show_id: hold.show_id,
-        amount,
-        currency,
+    Ok(Answer {
+        response,
+        replayed: false,
+        pass: settled.pass,
     })
 }
 
-/// Phase 1: checks the hold and records key + payment in one transaction.
-/// Nothing is stored when the hold is not the caller's or not live.
-async fn create_payment(
-    mut tx: sqlx::Transaction<'_, sqlx::Postgres>,
-    user: &User,
-    hold_id: Uuid,
-    key: &str,
-    hash: &str,
-    req: &Checkout,
-) -> Result<(), ApiError> {
-    let now = Utc::now();
-    // On the open transaction: a second pooled connection per checkout
-    // would let concurrent checkouts exhaust the pool waiting on each other.
-    let Payable {
-        show_id,
-        amount,
-        currency,
-    } = payable(&mut tx, user, hold_id, now).await?;
-    idempotency::store::insert(
-        &mut tx,
-        &user.id,
-        key,
-        hash,
-        RecoveryPoint::PaymentCreated,
-        now,
-    )
-    .await
-    .map_err(idempotency::store::insert_error)?;
-    let inserted = sqlx::query!(
-        "INSERT INTO payments (id, hold_id, show_id, user_id, idem_key, amount_minor, currency, payment_method)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-        Uuid::now_v7(),
-        hold_id,
-        show_id,
-        &user.id,
-        key,
-        amount,
-        &currency,
-        &req.payment_method
-    )
-    .execute(&mut *tx)
-    .await;
-    if let Err(e) = inserted {
-        if crate::db::is_unique_violation(&e) {
-            return Err(ApiError::conflict(
-                "checkout_in_progress",
-                "this hold is already being paid for (or was paid) under another Idempotency-Key",
-            ));
-        }
-        return Err(e.into());
-    }
-    tx.commit().await?;
-    Ok(())
-}
-
-/// The payment row a key created.
-#[derive(Debug, Clone)]
-struct KeyPayment {
-    id: Uuid,
-    status: PaymentStatus,
-    amount_minor: i64,
-    currency: String,
-    payment_method: String,
-}
-
-async fn payment_of_key(state: &AppState, user: &str, key: &str) -> Result<KeyPayment, ApiError> {
-    let row = sqlx::query_as!(
-        KeyPayment,
-        r#"SELECT id, status AS "status: PaymentStatus", amount_minor, currency, payment_method
-             FROM payments WHERE user_id = $1 AND idem_key = $2"#,
-        user,
-        key
-    )
-    .fetch_optional(&state.db)
-    .await?;
-    Ok(row.ok_or_else(|| anyhow::anyhow!("key {key} has no payment"))?)
+/// How a charge attempt ended, when it did not end the request with an
+/// error.
+enum Charged {
+    /// Declined or rejected: the key finished with this answer.
+    Final(StoredResponse),
+    /// Charged: the gateway's id of the charge, not yet recorded.
+    Succeeded(String),
 }
 
 /// Phase 2: the charge (the machine said `Charge`: the payment is
-/// `CREATED`). Returns a final response if the key finished here
-/// (declined), or `None` when the payment is charged and recorded.
+/// `CREATED`). No connection is held while the gateway answers.
 async fn charge(
     state: &AppState,
     user: &User,
     key: &str,
     payment: &KeyPayment,
-) -> Result<Option<StoredResponse>, ApiError> {
+) -> Result<Charged, ApiError> {
     let outcome = state
         .gateway
         .charge(&ChargeRequest {
@@ -296,13 +194,7 @@ async fn charge(
     let (gateway_id, code) = match outcome {
         Ok(ChargeOutcome::Succeeded { gateway_id }) => {
             crash_if(state, CrashPoint::AfterGatewayCharge)?;
-            let mut tx = state.db.begin().await?;
-            record::record_success(&mut tx, payment.id, &gateway_id).await?;
-            idempotency::store::advance(&mut tx, &user.id, key, RecoveryPoint::PaymentSucceeded)
-                .await?;
-            tx.commit().await?;
-            state.outbox_kick.notify_one();
-            return Ok(None);
+            return Ok(Charged::Succeeded(gateway_id));
         }
         Err(GatewayError::Unavailable(why)) => {
             // Nothing is recorded: a retry with the same key resumes here,
@@ -329,12 +221,12 @@ async fn charge(
     tx.commit().await?;
     state.outbox_kick.notify_one();
     match resp {
-        Some(resp) => Ok(Some(resp)),
+        Some(resp) => Ok(Charged::Final(resp)),
         // The gateway's `payment_failed` webhook closed it first: answer
         // what it stored, so replays match this answer.
         None => closed_response(state, user, key, payment.id)
             .await
-            .map(Some),
+            .map(Charged::Final),
     }
 }
 

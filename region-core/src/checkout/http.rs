@@ -65,24 +65,31 @@ pub(super) async fn checkout(
     let started = std::time::Instant::now();
     let result = flow::run(&state, &user, hold_id.0, &key, &hash, &req).await;
     let outcome = match &result {
-        Ok((r, _)) => status_label(r.status),
+        Ok(a) => status_label(a.response.status),
         Err(e) => e.code(),
     };
     metrics::histogram!("checkout_seconds", "outcome" => outcome)
         .record(started.elapsed().as_secs_f64());
-    let (resp, replayed) = result?;
-    let booked = resp.status == 201;
-    let mut http = idempotency::into_response(resp, replayed);
+    let answer = result?;
+    let booked = answer.response.status == 201;
+    // A replay (or a booking settled by someone else) does not know the
+    // pass at hand; a booking made now does.
+    let known_pass = answer.pass.clone();
+    let mut http = idempotency::into_response(answer.response, answer.replayed);
     if booked {
         // A flash-sale purchase is done: tell the edge, which gives the
         // pass's waiting-room slot to the next user.
-        let pass = sqlx::query_scalar!(
-            "SELECT admission_pass_id FROM holds WHERE id = $1",
-            hold_id.0
-        )
-        .fetch_optional(&state.db)
-        .await?;
-        if let Some(pid) = pass.flatten() {
+        let pass = match known_pass {
+            Some(p) => Some(p),
+            None => sqlx::query_scalar!(
+                "SELECT admission_pass_id FROM holds WHERE id = $1",
+                hold_id.0
+            )
+            .fetch_optional(&state.db)
+            .await?
+            .flatten(),
+        };
+        if let Some(pid) = pass {
             if let Ok(v) = HeaderValue::from_str(&pid) {
                 http.headers_mut().insert(ADMISSION_COMPLETED_HEADER, v);
             }

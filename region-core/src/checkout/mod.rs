@@ -1,15 +1,23 @@
 //! Checkout: `POST /v1/holds/{id}/checkout` turns a live hold into a paid,
 //! confirmed booking.
 //!
-//! The work is split into atomic phases, each ending in a commit that
-//! moves the request's idempotency key to its next recovery point:
+//! The work is split into atomic phases; a purchase that succeeds costs
+//! two commits, each shared with concurrent checkouts (group commit,
+//! `jobs`), and no connection is held while the gateway answers:
 //!
 //! 1. `payment_created`: key + payment row (amount from the show's prices),
-//!    one transaction, after checking the hold is the caller's and live;
+//!    after checking the hold is the caller's and live;
 //! 2. the gateway charge (idempotency key = payment id), outside any
-//!    transaction; success commits `payment_succeeded`, a decline
-//!    finishes the key with 402, an unknown outcome unlocks it (503, retry);
-//! 3. settlement ([`settle`]): booking confirmed, or the charge refunded.
+//!    transaction; a decline finishes the key with 402, an unknown
+//!    outcome unlocks it (503, retry with the same key);
+//! 3. confirmation: the charge recorded and settled ([`settle`]) in one
+//!    transaction: booking confirmed, or the charge refunded, and the
+//!    key finished with the answer.
+//!
+//! A crash between 2 and 3 loses nothing: the gateway charges once per
+//! payment id, so the retry's second charge request returns the first
+//! charge, and reconciliation asks the gateway about old `CREATED`
+//! payments.
 //!
 //! A retry with the same key resumes at the last committed point, so a
 //! crash anywhere never charges twice; what a crash leaves behind, the
@@ -18,12 +26,13 @@
 
 //!
 //! Where things are: `machine` (the pure state machine: every decision),
-//! `flow` (the steps, with I/O), `record` (a gateway outcome recorded, from
-//! here, the webhook or reconciliation), `settle` (phase 3), `http` (the
-//! endpoint).
+//! `flow` (the steps, with I/O), `jobs` (phases 1 and 3 as group-commit
+//! jobs), `record` (a gateway outcome recorded, from here, the webhook or
+//! reconciliation), `settle` (booking or refund), `http` (the endpoint).
 
 mod flow;
 mod http;
+pub mod jobs;
 pub mod machine;
 pub mod record;
 pub mod settle;

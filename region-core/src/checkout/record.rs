@@ -6,6 +6,7 @@
 
 use super::machine::PaymentStatus;
 use crate::idempotency::{self, RecoveryPoint, StoredResponse};
+use sqlx::PgConnection;
 use uuid::Uuid;
 
 /// A payment row as [`record_success`] reads it.
@@ -24,7 +25,7 @@ struct ChargedPayment {
 /// A charge that lands after the payment was closed as FAILED or ABANDONED
 /// (the buyer was told nothing was charged) is refunded at once.
 pub async fn record_success(
-    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    tx: &mut PgConnection,
     payment_id: Uuid,
     gateway_id: &str,
 ) -> Result<bool, sqlx::Error> {
@@ -34,7 +35,7 @@ pub async fn record_success(
              FROM payments WHERE id = $1 FOR UPDATE"#,
         payment_id
     )
-    .fetch_optional(&mut **tx)
+    .fetch_optional(&mut *tx)
     .await?;
     let Some(payment) = row else {
         return Ok(false);
@@ -52,7 +53,7 @@ pub async fn record_success(
         gateway_id,
         late
     )
-    .execute(&mut **tx)
+    .execute(&mut *tx)
     .await?;
     crate::outbox::record(
         tx,
@@ -79,7 +80,7 @@ pub async fn record_success(
 /// row, the buyer told (`booking.failed`), and the key's stored "not
 /// charged" answer replaced (a retry learns the charge and its refund).
 async fn refund_late_charge(
-    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    tx: &mut PgConnection,
     payment_id: Uuid,
     payment: &ChargedPayment,
 ) -> Result<Uuid, sqlx::Error> {
@@ -96,7 +97,7 @@ async fn refund_late_charge(
         payment_id,
         amount
     )
-    .execute(&mut **tx)
+    .execute(&mut *tx)
     .await?;
     crate::outbox::record(
         tx,
@@ -128,7 +129,7 @@ async fn refund_late_charge(
 /// Records a charge the gateway refused and finishes its key with 402.
 /// Returns that response (None if the payment was no longer in flight).
 pub async fn record_failure(
-    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    tx: &mut PgConnection,
     payment_id: Uuid,
     gateway_id: Option<&str>,
     code: &str,
@@ -165,7 +166,7 @@ struct ClosedPayment {
 /// finishes its key. Returns the stored response, None if the payment
 /// was not in flight any more.
 pub async fn finish_unpaid(
-    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    tx: &mut PgConnection,
     payment_id: Uuid,
     how: Unpaid,
     gateway_id: Option<&str>,
@@ -182,7 +183,7 @@ pub async fn finish_unpaid(
         gateway_id,
         code
     )
-    .fetch_optional(&mut **tx)
+    .fetch_optional(&mut *tx)
     .await?;
     let Some(ClosedPayment {
         show_id,

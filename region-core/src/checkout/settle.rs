@@ -6,13 +6,19 @@
 
 use super::machine::PaymentStatus;
 use crate::bookings::store as bookings;
+use crate::config::Settings;
 use crate::holds::store as holds;
 use crate::idempotency::{self, StoredResponse};
 use crate::outbox;
-use crate::state::AppState;
+use crate::redis_path::RedisPath;
+use crate::shows::ShowCache;
 use chrono::Utc;
 use shared::booking_number::BookingNumber;
 use shared::{SeatState, ShowId};
+use sqlx::{PgConnection, PgPool};
+use std::collections::HashMap;
+use std::sync::Arc;
+use tokio::sync::Notify;
 use uuid::Uuid;
 
 /// What settling did.
@@ -44,11 +50,81 @@ struct HoldRow {
     state: String,
     expires_at: chrono::DateTime<Utc>,
     seat_count: i32,
+    admission_pass_id: Option<String>,
 }
 
-/// Confirms or refunds a succeeded payment, exactly once.
-pub async fn settle(state: &AppState, payment_id: Uuid) -> anyhow::Result<Settlement> {
-    let mut tx = state.db.begin().await?;
+/// What settling needs besides its transaction (cheap to clone; built
+/// once from the app's state: `AppState::settle_ctx`).
+#[derive(Clone)]
+pub struct Ctx {
+    /// This shard's Postgres (layouts on a cache miss).
+    pub db: PgPool,
+    /// Shard code (booking numbers) and the negative control's switch.
+    pub settings: Arc<Settings>,
+    /// To mark booked seats in the fast path and the live seat map.
+    pub redis: RedisPath,
+    /// Show layouts (the start time bounds the booked marks' lifetime).
+    pub shows: ShowCache,
+    /// Wakes the outbox relay after a commit that wrote events.
+    pub outbox_kick: Arc<Notify>,
+    /// Wakes the refund worker after a commit that created a refund.
+    pub refund_kick: Arc<Notify>,
+}
+
+/// What settling did, with what must follow its commit.
+#[derive(Debug)]
+pub struct Settled {
+    /// The decision.
+    pub settlement: Settlement,
+    /// Seats booked now (to mark in Redis after the commit).
+    pub booked: Option<BookedSeats>,
+    /// The key's final answer, when settling finished a key.
+    pub response: Option<StoredResponse>,
+    /// The admission pass the hold was taken with (spent now).
+    pub pass: Option<String>,
+}
+
+/// Seats a settlement booked, for the fast path and the live map.
+#[derive(Debug, Clone)]
+pub struct BookedSeats {
+    /// Their show.
+    pub show: ShowId,
+    /// Seat labels.
+    pub labels: Vec<String>,
+    /// Seat ordinals.
+    pub ordinals: Vec<i32>,
+    /// The booking.
+    pub booking: Uuid,
+}
+
+impl Settled {
+    fn nothing() -> Self {
+        Self {
+            settlement: Settlement::Nothing,
+            booked: None,
+            response: None,
+            pass: None,
+        }
+    }
+}
+
+/// Confirms or refunds a succeeded payment, exactly once, in its own
+/// transaction (the webhook's and reconciliation's way in).
+pub async fn settle(ctx: &Ctx, db: &PgPool, payment_id: Uuid) -> anyhow::Result<Settlement> {
+    let mut tx = db.begin().await?;
+    let settled = settle_in(ctx, &mut tx, payment_id).await?;
+    tx.commit().await?;
+    after_commit(ctx, std::slice::from_ref(&settled)).await;
+    Ok(settled.settlement)
+}
+
+/// Confirms or refunds a succeeded payment on `conn`, inside the caller's
+/// transaction; the caller commits, then calls [`after_commit`].
+pub async fn settle_in(
+    ctx: &Ctx,
+    conn: &mut PgConnection,
+    payment_id: Uuid,
+) -> anyhow::Result<Settled> {
     let payment = sqlx::query_as!(
         PaymentRow,
         r#"SELECT id, status AS "status: PaymentStatus", settled, hold_id, show_id, user_id,
@@ -56,25 +132,25 @@ pub async fn settle(state: &AppState, payment_id: Uuid) -> anyhow::Result<Settle
              FROM payments WHERE id = $1 FOR UPDATE"#,
         payment_id
     )
-    .fetch_optional(&mut *tx)
+    .fetch_optional(&mut *conn)
     .await?;
     let Some(payment) = payment else {
-        return Ok(Settlement::Nothing); // not ours (a stray webhook reference)
+        return Ok(Settled::nothing()); // not ours (a stray webhook reference)
     };
     if payment.status != PaymentStatus::Succeeded || payment.settled.is_some() {
-        return Ok(Settlement::Nothing);
+        return Ok(Settled::nothing());
     }
     // Lock order everywhere: seat rows, then the hold (as holds do).
-    let owned = holds::lock_owned_seats(&mut tx, payment.show_id, payment.hold_id).await?;
+    let owned = holds::lock_owned_seats(conn, payment.show_id, payment.hold_id).await?;
     let hold = sqlx::query_as!(
         HoldRow,
-        "SELECT state, expires_at, seat_count FROM holds WHERE id = $1 FOR UPDATE",
+        "SELECT state, expires_at, seat_count, admission_pass_id FROM holds WHERE id = $1 FOR UPDATE",
         payment.hold_id
     )
-    .fetch_one(&mut *tx)
+    .fetch_one(&mut *conn)
     .await?;
     let now = Utc::now();
-    let protect = !state.settings.unsafe_disable_seat_protection;
+    let protect = !ctx.settings.unsafe_disable_seat_protection;
     let why_not = refusal(
         &hold.state,
         hold.expires_at,
@@ -84,29 +160,75 @@ pub async fn settle(state: &AppState, payment_id: Uuid) -> anyhow::Result<Settle
         protect,
     );
     match why_not {
-        None => book(state, tx, &payment, &owned, now, protect).await,
-        Some(why_not) => compensate(state, tx, &payment, &why_not).await,
+        None => {
+            let mut settled = book(ctx, conn, &payment, &owned, now, protect).await?;
+            settled.pass = hold.admission_pass_id;
+            Ok(settled)
+        }
+        Some(why_not) => compensate(conn, &payment, &why_not).await,
     }
 }
 
-/// The hold is good: books it, in `tx` (which holds the payment's, the
-/// hold's and the `owned` seats' locks), and commits.
+/// What follows the commit of settlements: booked seats marked in Redis
+/// (one seat-map update for all), the outbox relay and refund worker
+/// woken, counters and logs.
+pub async fn after_commit(ctx: &Ctx, done: &[Settled]) {
+    let mut changes: HashMap<ShowId, Vec<(i32, SeatState)>> = HashMap::new();
+    let mut marks = Vec::new();
+    let mut refunded = false;
+    for s in done {
+        match &s.settlement {
+            Settlement::Booked(_) => metrics::counter!("bookings_confirmed_total").increment(1),
+            Settlement::Refunded(refund_id) => {
+                refunded = true;
+                metrics::counter!("checkout_compensated_total").increment(1);
+                tracing::warn!(%refund_id, "charged payment could not be booked; refunding");
+            }
+            Settlement::Nothing => {}
+        }
+        if let Some(b) = &s.booked {
+            changes
+                .entry(b.show)
+                .or_default()
+                .extend(b.ordinals.iter().map(|o| (*o, SeatState::Booked)));
+            marks.push(mark_booked_in_redis(ctx, b));
+        }
+    }
+    if done
+        .iter()
+        .any(|s| !matches!(s.settlement, Settlement::Nothing))
+    {
+        ctx.outbox_kick.notify_one();
+    }
+    if refunded {
+        ctx.refund_kick.notify_one();
+    }
+    futures::future::join_all(marks).await;
+    if !changes.is_empty() {
+        ctx.redis
+            .seatmap_update(&changes.into_iter().collect::<Vec<_>>())
+            .await;
+    }
+}
+
+/// The hold is good: books it on `conn` (which holds the payment's, the
+/// hold's and the `owned` seats' locks).
 async fn book(
-    state: &AppState,
-    mut tx: sqlx::Transaction<'_, sqlx::Postgres>,
+    ctx: &Ctx,
+    conn: &mut PgConnection,
     payment: &PaymentRow,
     owned: &[i32],
     now: chrono::DateTime<Utc>,
     protect: bool,
-) -> anyhow::Result<Settlement> {
+) -> anyhow::Result<Settled> {
     let (payment_id, show_id, user_id) = (payment.id, payment.show_id, &payment.user_id);
     let booking_id = Uuid::now_v7();
     let seq = sqlx::query_scalar!(r#"SELECT nextval('booking_number_seq') AS "seq!""#)
-        .fetch_one(&mut *tx)
+        .fetch_one(&mut *conn)
         .await?;
-    let number = BookingNumber::new(now.date_naive(), &state.settings.shard_code, seq as u64)?;
+    let number = BookingNumber::new(now.date_naive(), &ctx.settings.shard_code, seq as u64)?;
     bookings::insert_confirmed(
-        &mut tx,
+        conn,
         &bookings::NewBooking {
             id: booking_id,
             number: number.clone(),
@@ -120,18 +242,18 @@ async fn book(
         protect,
     )
     .await?;
-    crate::holds::flash_sale::spend(&mut tx, payment.hold_id, booking_id).await?;
+    crate::holds::flash_sale::spend(conn, payment.hold_id, booking_id).await?;
     sqlx::query!(
         "UPDATE payments SET settled = 'BOOKED', updated_at = now() WHERE id = $1",
         payment_id
     )
-    .execute(&mut *tx)
+    .execute(&mut *conn)
     .await?;
-    let view = bookings::load_view(&mut tx, booking_id)
+    let view = bookings::load_view(conn, booking_id)
         .await?
         .ok_or_else(|| anyhow::anyhow!("booking {booking_id} vanished"))?;
     outbox::record(
-        &mut tx,
+        conn,
         show_id,
         booking_id,
         "booking.confirmed",
@@ -147,27 +269,33 @@ async fn book(
         }),
     )
     .await?;
+    let mut response = None;
     if let Some(key) = &payment.idem_key {
         let body = serde_json::to_vec(&view)?;
-        idempotency::store::finish(&mut tx, user_id, key, &StoredResponse { status: 201, body })
-            .await?;
+        let stored = StoredResponse { status: 201, body };
+        idempotency::store::finish(conn, user_id, key, &stored).await?;
+        response = Some(stored);
     }
-    tx.commit().await?;
-    state.outbox_kick.notify_one();
-    metrics::counter!("bookings_confirmed_total").increment(1);
-    let labels: Vec<String> = view.seats.iter().map(|s| s.label.clone()).collect();
-    mark_booked_in_redis(state, ShowId(show_id), &labels, booking_id, owned).await;
-    Ok(Settlement::Booked(booking_id))
+    Ok(Settled {
+        settlement: Settlement::Booked(booking_id),
+        booked: Some(BookedSeats {
+            show: ShowId(show_id),
+            labels: view.seats.iter().map(|s| s.label.clone()).collect(),
+            ordinals: owned.to_vec(),
+            booking: booking_id,
+        }),
+        response,
+        pass: None,
+    })
 }
 
 /// Compensation: the hold cannot be honoured (`why_not`), so the money
-/// goes back in full. Schedules the refund in `tx` and commits.
+/// goes back in full. Schedules the refund on `conn`.
 async fn compensate(
-    state: &AppState,
-    mut tx: sqlx::Transaction<'_, sqlx::Postgres>,
+    conn: &mut PgConnection,
     payment: &PaymentRow,
     why_not: &str,
-) -> anyhow::Result<Settlement> {
+) -> anyhow::Result<Settled> {
     let (payment_id, amount) = (payment.id, payment.amount_minor);
     let refund_id = Uuid::now_v7();
     sqlx::query!(
@@ -176,13 +304,13 @@ async fn compensate(
         payment_id,
         amount
     )
-    .execute(&mut *tx)
+    .execute(&mut *conn)
     .await?;
     sqlx::query!(
         "UPDATE payments SET settled = 'REFUNDED', updated_at = now() WHERE id = $1",
         payment_id
     )
-    .execute(&mut *tx)
+    .execute(&mut *conn)
     .await?;
     let details = serde_json::json!({
         "payment_id": payment_id,
@@ -194,14 +322,8 @@ async fn compensate(
     payload["user_id"] = serde_json::json!(payment.user_id);
     payload["hold_id"] = serde_json::json!(payment.hold_id);
     payload["reason"] = serde_json::json!(why_not);
-    outbox::record(
-        &mut tx,
-        payment.show_id,
-        payment_id,
-        "booking.failed",
-        payload,
-    )
-    .await?;
+    outbox::record(conn, payment.show_id, payment_id, "booking.failed", payload).await?;
+    let mut response = None;
     if let Some(key) = &payment.idem_key {
         let resp = idempotency::error_response(
             409,
@@ -209,46 +331,40 @@ async fn compensate(
             &format!("payment received but {why_not}; the full amount is being refunded"),
             Some(details),
         );
-        idempotency::store::finish(&mut tx, &payment.user_id, key, &resp).await?;
+        idempotency::store::finish(conn, &payment.user_id, key, &resp).await?;
+        response = Some(resp);
     }
-    tx.commit().await?;
-    state.outbox_kick.notify_one();
-    state.refund_kick.notify_one();
-    metrics::counter!("checkout_compensated_total").increment(1);
-    tracing::warn!(%payment_id, %refund_id, reason = %why_not, "charged payment could not be booked; refunding");
-    Ok(Settlement::Refunded(refund_id))
+    tracing::info!(%payment_id, %refund_id, reason = %why_not, "refund scheduled for a charge that cannot be booked");
+    Ok(Settled {
+        settlement: Settlement::Refunded(refund_id),
+        booked: None,
+        response,
+        pass: None,
+    })
 }
 
 /// Booked seats stay taken in the fast path (value `booked:<id>`) until
 /// well after the show, so new holds on them fail in Redis, not later.
-async fn mark_booked_in_redis(
-    state: &AppState,
-    show: ShowId,
-    labels: &[String],
-    booking: Uuid,
-    ordinals: &[i32],
-) {
-    let ttl = match state.shows.get(&state.db, show).await {
+async fn mark_booked_in_redis(ctx: &Ctx, b: &BookedSeats) {
+    let ttl = match ctx.shows.get(&ctx.db, b.show).await {
         Ok(Some(layout)) => (layout.starts_at - Utc::now() + chrono::Duration::hours(6))
             .to_std()
             .unwrap_or_default(),
         _ => std::time::Duration::from_secs(24 * 3600),
     };
-    let refs: Vec<&str> = labels.iter().map(String::as_str).collect();
-    if let Err(e) = state
+    let refs: Vec<&str> = b.labels.iter().map(String::as_str).collect();
+    if let Err(e) = ctx
         .redis
-        .assert_value(show, &refs, &crate::redis_path::booked_value(booking), ttl)
+        .assert_value(
+            b.show,
+            &refs,
+            &crate::redis_path::booked_value(b.booking),
+            ttl,
+        )
         .await
     {
         tracing::debug!(error = %e, "booked seats not marked in redis; recovery will");
     }
-    state
-        .redis
-        .seatmap_update(&[(
-            show,
-            ordinals.iter().map(|o| (*o, SeatState::Booked)).collect(),
-        )])
-        .await;
 }
 
 /// Why a charged hold cannot be booked, if it cannot (pure; the caller

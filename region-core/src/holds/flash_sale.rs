@@ -12,7 +12,7 @@
 //! Other users are not slowed: the lock is per user.
 
 use crate::error::ApiError;
-use sqlx::{PgPool, Postgres, Transaction};
+use sqlx::{PgConnection, PgPool, Postgres, Transaction};
 use uuid::Uuid;
 
 /// Whether `wanted` more seats fit under `limit` when the user already
@@ -106,7 +106,7 @@ pub async fn is_spent(db: &PgPool, pass_id: &str) -> Result<bool, sqlx::Error> {
 /// Spends the pass of `hold_id` (if it was taken with one) on `booking_id`,
 /// in the booking's transaction.
 pub async fn spend(
-    tx: &mut Transaction<'_, Postgres>,
+    tx: &mut PgConnection,
     hold_id: Uuid,
     booking_id: Uuid,
 ) -> Result<(), sqlx::Error> {
@@ -118,7 +118,7 @@ pub async fn spend(
         hold_id,
         booking_id
     )
-    .execute(&mut **tx)
+    .execute(&mut *tx)
     .await?;
     Ok(())
 }

@@ -4,7 +4,7 @@
 use super::{KeyState, RecoveryPoint, StoredResponse};
 use crate::error::ApiError;
 use chrono::{DateTime, Utc};
-use sqlx::{PgConnection, Postgres, Transaction};
+use sqlx::PgConnection;
 use std::time::Duration;
 
 /// A key's row as [`begin`] reads it.
@@ -17,7 +17,7 @@ struct KeyRow {
 }
 
 pub async fn begin(
-    tx: &mut Transaction<'_, Postgres>,
+    tx: &mut PgConnection,
     user: &str,
     key: &str,
     hash: &str,
@@ -32,7 +32,7 @@ pub async fn begin(
         user,
         key
     )
-    .fetch_optional(&mut **tx)
+    .fetch_optional(&mut *tx)
     .await?;
     let Some(KeyRow {
         request_hash: stored_hash,
@@ -74,7 +74,7 @@ pub async fn begin(
         key,
         now
     )
-    .execute(&mut **tx)
+    .execute(&mut *tx)
     .await?;
     Ok(KeyState::Resume(point))
 }
@@ -83,7 +83,7 @@ pub async fn begin(
 /// call inserted it. A concurrent inserter of the same key waits for our
 /// transaction and then finds the row (ON CONFLICT), so it can replay.
 pub async fn claim(
-    tx: &mut Transaction<'_, Postgres>,
+    tx: &mut PgConnection,
     user: &str,
     key: &str,
     hash: &str,
@@ -98,7 +98,7 @@ pub async fn claim(
         hash,
         now
     )
-    .execute(&mut **tx)
+    .execute(&mut *tx)
     .await?
     .rows_affected();
     Ok(inserted == 1)
@@ -106,7 +106,7 @@ pub async fn claim(
 
 /// Inserts a new key, locked by the caller, at `point`.
 pub async fn insert(
-    tx: &mut Transaction<'_, Postgres>,
+    tx: &mut PgConnection,
     user: &str,
     key: &str,
     hash: &str,
@@ -122,7 +122,7 @@ pub async fn insert(
         point as RecoveryPoint,
         now
     )
-    .execute(&mut **tx)
+    .execute(&mut *tx)
     .await?;
     Ok(())
 }

@@ -12,7 +12,7 @@ use crate::backoff::Backoff;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde_json::Value;
-use sqlx::{PgPool, Postgres, Transaction};
+use sqlx::{PgConnection, PgPool};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{watch, Notify};
@@ -55,7 +55,7 @@ pub trait EventSink: Send + Sync + 'static {
 /// Writes an event in the caller's transaction. The city comes from the
 /// show, so each city's events go to its own stream.
 pub async fn record(
-    tx: &mut Transaction<'_, Postgres>,
+    tx: &mut PgConnection,
     show_id: Uuid,
     aggregate_id: Uuid,
     event_type: &str,
@@ -75,7 +75,7 @@ pub async fn record(
         event_type,
         payload
     )
-    .execute(&mut **tx)
+    .execute(&mut *tx)
     .await?;
     Ok(event_id)
 }

@@ -1,0 +1,275 @@
+//! Group commit (`region_core::group_commit`) against real Postgres, and
+//! the checkout's use of it: jobs share transactions (`txid_current()`),
+//! a failing job leaves nothing while the others of its batch commit, a
+//! full queue is refused at once, and a purchase's confirmation (the
+//! charge recorded, the booking, the key's answer) is written by one
+//! savepoint of one transaction (one `xmin`).
+
+use e2e::money::{assert_money_safe, checkout};
+use e2e::{user, TestApp};
+use futures::future::BoxFuture;
+use futures::FutureExt;
+use region_core::error::ApiError;
+use region_core::group_commit::{GroupCommit, Job, Sizing};
+use sqlx::PgConnection;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{Notify, Semaphore};
+
+/// Writes two rows; fails after writing them when `fail`; job 0 first
+/// waits at the gate (so the others queue behind it).
+struct Probe {
+    id: i32,
+    fail: bool,
+}
+
+struct Gate {
+    /// Job 0 says it is inside its batch.
+    entered: Notify,
+    /// Job 0 waits for a permit.
+    open: Semaphore,
+}
+
+impl Job for Probe {
+    type Ctx = Gate;
+    type Out = i32;
+
+    fn shard(&self) -> u64 {
+        0
+    }
+
+    fn run<'a>(
+        &'a self,
+        gate: &'a Gate,
+        conn: &'a mut PgConnection,
+    ) -> BoxFuture<'a, Result<i32, ApiError>> {
+        async move {
+            if self.id == 0 {
+                gate.entered.notify_one();
+                gate.open.acquire().await.expect("gate").forget();
+            }
+            for row in [self.id, self.id + 1000] {
+                // txid_current() is the top-level transaction's id (a
+                // savepoint's rows carry their subtransaction's xmin).
+                sqlx::query("INSERT INTO gc_probe (id, tx) VALUES ($1, txid_current())")
+                    .bind(row)
+                    .execute(&mut *conn)
+                    .await?;
+            }
+            if self.fail {
+                return Err(ApiError::unprocessable("probe_failed", "on purpose"));
+            }
+            Ok(self.id)
+        }
+        .boxed()
+    }
+
+    fn after_commit<'a>(_: &'a Gate, _: &'a [i32]) -> BoxFuture<'a, ()> {
+        async {}.boxed()
+    }
+}
+
+async fn probe_db() -> sqlx::PgPool {
+    let url = e2e::fresh_database().await.expect("database");
+    let db = sqlx::PgPool::connect(&url).await.expect("connect");
+    sqlx::query("CREATE TABLE gc_probe (id int PRIMARY KEY, tx bigint NOT NULL)")
+        .execute(&db)
+        .await
+        .expect("table");
+    db
+}
+
+fn gate() -> Arc<Gate> {
+    Arc::new(Gate {
+        entered: Notify::new(),
+        open: Semaphore::new(0),
+    })
+}
+
+/// Runs jobs 0..n (every third failing) through one writer with
+/// `batch_max`, job 0 holding the writer until the rest are queued.
+/// Returns the committed ids and how many transactions wrote them.
+async fn run_probes(n: i32, batch_max: usize) -> (Vec<i32>, i64) {
+    let db = probe_db().await;
+    let gate = gate();
+    let writers = GroupCommit::spawn(
+        "probe",
+        db.clone(),
+        gate.clone(),
+        Sizing {
+            writers: 1,
+            batch_max,
+            queue: 1024,
+        },
+    );
+    let first = {
+        let w = writers.clone();
+        tokio::spawn(async move { w.submit(Probe { id: 0, fail: false }).await })
+    };
+    gate.entered.notified().await;
+    let rest: Vec<_> = (1..n)
+        .map(|id| {
+            let w = writers.clone();
+            tokio::spawn(async move {
+                w.submit(Probe {
+                    id,
+                    fail: id % 3 == 0,
+                })
+                .await
+            })
+        })
+        .collect();
+    // Let the spawned submits reach the queue before job 0 lets go (a
+    // late one only makes one more batch: the assertions allow for it).
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    gate.open.add_permits(1);
+    let mut answers = vec![first.await.expect("join")];
+    for r in rest {
+        answers.push(r.await.expect("join"));
+    }
+    for (id, a) in answers.iter().enumerate() {
+        let a = a.as_ref().expect("queue has room");
+        match (id % 3 == 0 && id != 0, a) {
+            (true, Err(e)) => assert_eq!(e.code(), "probe_failed"),
+            (false, Ok(got)) => assert_eq!(*got, id as i32),
+            (fail, other) => panic!("job {id} (fail: {fail}) answered {other:?}"),
+        }
+    }
+    let ids: Vec<i32> = sqlx::query_scalar("SELECT id FROM gc_probe WHERE id < 1000 ORDER BY id")
+        .fetch_all(&db)
+        .await
+        .expect("ids");
+    let txs: i64 = sqlx::query_scalar("SELECT count(DISTINCT tx) FROM gc_probe")
+        .fetch_one(&db)
+        .await
+        .expect("xmin");
+    let pairs: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM gc_probe a JOIN gc_probe b ON b.id = a.id + 1000 AND a.xmin = b.xmin",
+    )
+    .fetch_one(&db)
+    .await
+    .expect("pairs");
+    assert_eq!(pairs as usize, ids.len(), "a job's rows commit together");
+    (ids, txs)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_job_leaves_nothing_and_the_rest_commit_together() {
+    let n = 30;
+    let (ids, txs) = run_probes(n, 64).await;
+    let expected: Vec<i32> = (0..n).filter(|i| *i == 0 || i % 3 != 0).collect();
+    assert_eq!(
+        ids, expected,
+        "failed jobs left nothing, the others all landed"
+    );
+    assert!(
+        txs <= (expected.len() as i64) / 2,
+        "{} jobs in {txs} transactions: not grouped",
+        expected.len()
+    );
+}
+
+/// Negative control: with batches of one, the same jobs take one
+/// transaction each, and the grouping check above would fail.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn negative_control_batches_of_one_commit_one_by_one() {
+    let n = 12;
+    let (ids, txs) = run_probes(n, 1).await;
+    assert_eq!(txs, ids.len() as i64);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_queue_is_refused_at_once() {
+    let db = probe_db().await;
+    let gate = gate();
+    let writers = GroupCommit::spawn(
+        "probe",
+        db.clone(),
+        gate.clone(),
+        Sizing {
+            writers: 1,
+            batch_max: 1,
+            queue: 2,
+        },
+    );
+    let first = {
+        let w = writers.clone();
+        tokio::spawn(async move { w.submit(Probe { id: 0, fail: false }).await })
+    };
+    gate.entered.notified().await;
+    // Job 0 is in the writer; two more fill the queue.
+    let queued: Vec<_> = (1..=2)
+        .map(|id| {
+            let w = writers.clone();
+            tokio::spawn(async move { w.submit(Probe { id, fail: false }).await })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let refused = writers.submit(Probe { id: 3, fail: false }).await;
+    assert!(refused.is_err(), "a full queue refuses, it does not wait");
+    gate.open.add_permits(1);
+    assert!(matches!(first.await.expect("join"), Ok(Ok(0))));
+    for q in queued {
+        assert!(matches!(q.await.expect("join"), Ok(Ok(_))));
+    }
+    let n: i64 = sqlx::query_scalar("SELECT count(*) FROM gc_probe")
+        .fetch_one(&db)
+        .await
+        .expect("count");
+    assert_eq!(n, 6, "the refused job wrote nothing");
+}
+
+/// A purchase's confirmation is one unit: the charge recorded
+/// (`payment.succeeded`), the booking confirmed (`booking.confirmed`)
+/// and the key's answer carry the same `xmin` (one job's savepoint; two
+/// transactions could never share it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_purchase_is_confirmed_in_one_transaction() {
+    // The relay marks events published (a later row version, another
+    // xmin): off, so the events keep the xmin of the commit that wrote them.
+    let mut settings = e2e::test_settings().await.expect("settings");
+    settings.outbox_relay = false;
+    let app = TestApp::spawn(settings).await.expect("app");
+    let show = app
+        .seed_show(2, 10, chrono::Duration::days(3))
+        .await
+        .expect("show");
+    let buyers = 8;
+    let mut purchases = Vec::new();
+    for i in 0..buyers {
+        let token = user(&format!("buyer{i}"));
+        let seat = format!("A{}", i + 1);
+        let (s, hold) = app.hold(&token, &show, &[&seat]).await.expect("hold");
+        assert_eq!(s, 201, "{hold}");
+        purchases.push((token, hold["hold_id"].as_str().expect("id").to_owned()));
+    }
+    let answers = futures::future::join_all(
+        purchases
+            .iter()
+            .map(|(token, hold)| checkout(&app, token, hold, "k1", "pm_card_ok")),
+    )
+    .await;
+    for a in answers {
+        let a = a.expect("answer");
+        assert_eq!(a.status, 201, "{:?}", a.json);
+    }
+    let split = app
+        .count(
+            "SELECT count(*) FROM bookings b
+               JOIN outbox paid ON paid.aggregate_id = b.payment_id
+                               AND paid.event_type = 'payment.succeeded'
+               JOIN outbox booked ON booked.aggregate_id = b.id
+                                 AND booked.event_type = 'booking.confirmed'
+               JOIN idempotency_keys k ON k.user_id = b.user_id AND k.key = 'k1'
+              WHERE NOT (paid.xmin = b.xmin AND booked.xmin = b.xmin AND k.xmin = b.xmin)",
+        )
+        .await;
+    assert_eq!(split, 0, "charge, booking and answer committed together");
+    assert_eq!(
+        app.count("SELECT count(*) FROM bookings").await,
+        buyers as i64
+    );
+    let audit = assert_money_safe(&app, Duration::from_secs(20)).await;
+    assert_eq!(audit.charges, buyers as u64);
+    app.stop().await;
+}
