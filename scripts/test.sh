@@ -66,4 +66,6 @@ done
 cargo build --bins -p sandbox-gateway -p region-core
 
 echo "TEST_DATABASE_URL=$TEST_DATABASE_URL TEST_REDIS_URL=$TEST_REDIS_URL"
-exec cargo test "${scope[@]}" --all-targets "$@"
+# --no-fail-fast: one failing test binary must not hide the others'
+# results (the run still fails).
+exec cargo test "${scope[@]}" --all-targets --no-fail-fast "$@"

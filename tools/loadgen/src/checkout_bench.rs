@@ -25,6 +25,7 @@
 use crate::baselines::{PgBaseline, PgbenchArgs};
 use crate::checks;
 use crate::openloop::micros_histogram;
+use crate::profile;
 use crate::purchase::{self, error_kind, Paid, Patience};
 use crate::report::{ms, r2, CheckoutReport};
 use crate::seed::BenchCatalog;
@@ -333,6 +334,14 @@ async fn bench(
         args.replay_share * 100.0
     );
     let plan = Plan::new(&catalog, shows, args);
+    let stats_db = invariants::connect(db_url).await?;
+    // Statement counts, where the server loads pg_stat_statements.
+    let _ = sqlx::query("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+        .execute(&stats_db)
+        .await;
+    let metrics_url = format!("{base}/metrics");
+    let counters_before =
+        profile::Counters::read(&stats_db, &args.world.redis_url, &metrics_url).await?;
     let load_before = load_avg_1m().await;
     let mut load = run_users(
         &api,
@@ -343,6 +352,12 @@ async fn bench(
     )
     .await;
     let load_avg = [load_before, load_avg_1m().await];
+    // Idle backends report their last second of statistics.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let counters_after =
+        profile::Counters::read(&stats_db, &args.world.redis_url, &metrics_url).await?;
+    stats_db.close().await;
+    let per_booking = Some(counters_before.per_booking(&counters_after, load.booked));
     eprintln!(
         "loadgen:   {} purchases, {} booked in {:.1}s",
         load.purchases,
@@ -379,6 +394,7 @@ async fn bench(
             money,
             seats,
             load_avg,
+            per_booking,
         },
     ))
 }
@@ -865,6 +881,7 @@ struct Findings {
     money: MoneyAudit,
     seats: BookingAudit,
     load_avg: [Option<f64>; 2],
+    per_booking: Option<crate::profile::PerBooking>,
 }
 
 // Long on purpose: the report's struct literal, one line per field of
@@ -879,6 +896,7 @@ fn build_report(args: &CheckoutArgs, f: Findings) -> CheckoutReport {
         money,
         seats,
         load_avg,
+        per_booking,
     } = f;
     let elapsed = load.elapsed.as_secs_f64().max(1e-9);
     let bookings_per_s = load.booked as f64 / elapsed;
@@ -972,6 +990,7 @@ fn build_report(args: &CheckoutArgs, f: Findings) -> CheckoutReport {
         baseline_pg_hold_tx_per_s: pg_tps.map(r2),
         ratio_vs_holds_only: ratio(holds_only_per_s),
         ratio_vs_pg: ratio(pg_tps),
+        per_booking,
         load_avg_1m: load_avg,
         invariants_ok,
     }

@@ -26,6 +26,7 @@ pub mod edge;
 pub mod flash_bench;
 pub mod holds_bench;
 pub mod openloop;
+pub mod profile;
 pub mod purchase;
 pub mod report;
 pub mod seatmap_bench;

@@ -296,6 +296,8 @@ pub struct CheckoutReport {
     pub ratio_vs_pg: Option<f64>,
     /// The machine's 1-minute load average when the checkout phase
     /// started and ended (other work on a shared machine skews results).
+    /// Where the load phase's time went, per booking (`profile`).
+    pub per_booking: Option<crate::profile::PerBooking>,
     pub load_avg_1m: [Option<f64>; 2],
     /// Every invariant held.
     pub invariants_ok: bool,
