@@ -86,10 +86,18 @@ fn gate() -> Arc<Gate> {
     })
 }
 
-/// Runs jobs 0..n (every third failing) through one writer with
-/// `batch_max`, job 0 holding the writer until the rest are queued.
-/// Returns the committed ids and how many transactions wrote them.
-async fn run_probes(n: i32, batch_max: usize) -> (Vec<i32>, i64) {
+/// A fresh probe table and one gated writer with `batch_max` and `queue`;
+/// job 0 is submitted and has entered its batch (holding the writer)
+/// when this returns.
+async fn gated_writer(
+    batch_max: usize,
+    queue: usize,
+) -> (
+    sqlx::PgPool,
+    Arc<Gate>,
+    GroupCommit<Probe>,
+    tokio::task::JoinHandle<Result<Result<i32, ApiError>, region_core::group_commit::Overloaded>>,
+) {
     let db = probe_db().await;
     let gate = gate();
     let writers = GroupCommit::spawn(
@@ -99,7 +107,7 @@ async fn run_probes(n: i32, batch_max: usize) -> (Vec<i32>, i64) {
         Sizing {
             writers: 1,
             batch_max,
-            queue: 1024,
+            queue,
         },
     );
     let first = {
@@ -107,6 +115,14 @@ async fn run_probes(n: i32, batch_max: usize) -> (Vec<i32>, i64) {
         tokio::spawn(async move { w.submit(Probe { id: 0, fail: false }).await })
     };
     gate.entered.notified().await;
+    (db, gate, writers, first)
+}
+
+/// Runs jobs 0..n (every third failing) through one writer with
+/// `batch_max`, job 0 holding the writer until the rest are queued.
+/// Returns the committed ids and how many transactions wrote them.
+async fn run_probes(n: i32, batch_max: usize) -> (Vec<i32>, i64) {
+    let (db, gate, writers, first) = gated_writer(batch_max, 1024).await;
     let rest: Vec<_> = (1..n)
         .map(|id| {
             let w = writers.clone();
@@ -180,23 +196,7 @@ async fn negative_control_batches_of_one_commit_one_by_one() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_queue_is_refused_at_once() {
-    let db = probe_db().await;
-    let gate = gate();
-    let writers = GroupCommit::spawn(
-        "probe",
-        db.clone(),
-        gate.clone(),
-        Sizing {
-            writers: 1,
-            batch_max: 1,
-            queue: 2,
-        },
-    );
-    let first = {
-        let w = writers.clone();
-        tokio::spawn(async move { w.submit(Probe { id: 0, fail: false }).await })
-    };
-    gate.entered.notified().await;
+    let (db, gate, writers, first) = gated_writer(1, 2).await;
     // Job 0 is in the writer; two more fill the queue.
     let queued: Vec<_> = (1..=2)
         .map(|id| {

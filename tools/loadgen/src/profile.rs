@@ -110,8 +110,10 @@ async fn redis_commands(url: &str) -> Option<u64> {
         .and_then(|v| v.trim().parse().ok())
 }
 
-/// The sum of a metric's series on a Prometheus text page.
-async fn metric_sum(url: &str, name: &str) -> Option<u64> {
+/// The sum of a metric's series on a Prometheus text page (0 if the page
+/// has none yet: a counter appears after its first increment; None if
+/// the page cannot be read).
+pub async fn metric_sum(url: &str, name: &str) -> Option<u64> {
     let text = reqwest::get(url).await.ok()?.text().await.ok()?;
     let mut found = false;
     let sum: f64 = text

@@ -641,18 +641,9 @@ fn viewer_ip(i: usize) -> String {
     format!("10.{}.{}.{}", (i >> 16) & 255, (i >> 8) & 255, i & 255)
 }
 
-/// A counter or gauge from the region core's /metrics (first sample).
+/// A counter or gauge from the region core's /metrics (its series summed).
 async fn metric(api: &Api, name: &str) -> Option<u64> {
-    let resp = reqwest::get(api.url("/metrics")).await.ok()?;
-    let text = resp.text().await.ok()?;
-    text.lines()
-        .filter(|l| !l.starts_with('#'))
-        .find_map(|l| {
-            let (n, v) = l.split_once(' ')?;
-            let n = n.split('{').next()?;
-            (n == name).then(|| v.trim().parse::<f64>().ok())?
-        })
-        .map(|v| v as u64)
+    crate::profile::metric_sum(&api.url("/metrics"), name).await
 }
 
 /// Runs `count` pollers for one phase; `poll` does one poll and
