@@ -54,9 +54,10 @@ pub async fn run(
     consumer: String,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    let mut reader = Consumer::new(&db, &redis, &prefix, &consumer);
     loop {
         let res = tokio::select! {
-            r = consume_once(&db, &redis, &prefix, &consumer, Duration::from_millis(500)) => r,
+            r = reader.pass(Duration::from_millis(500)) => r,
             _ = shutdown.changed() => return,
         };
         match res {
@@ -64,6 +65,7 @@ pub async fn run(
             Err(e) => {
                 tracing::debug!(error = ?e, "notifier pass failed; retrying");
                 redis.reset().await;
+                reader.forget_streams();
                 tokio::select! {
                     _ = tokio::time::sleep(Duration::from_secs(1)) => {}
                     _ = shutdown.changed() => return,
@@ -73,69 +75,115 @@ pub async fn run(
     }
 }
 
-/// One pass over every city's stream: pending entries first, then new
-/// ones (waiting up to `block`). Returns how many entries were handled.
-pub async fn consume_once(
-    db: &PgPool,
-    redis: &LazyRedis,
-    prefix: &str,
-    consumer: &str,
-    block: Duration,
-) -> anyhow::Result<usize> {
-    let cities = sqlx::query_scalar!("SELECT code FROM cities ORDER BY code")
-        .fetch_all(db)
-        .await?;
-    if cities.is_empty() {
-        tokio::time::sleep(block).await;
-        return Ok(0);
-    }
-    let mut conn = redis.get().await?;
-    let keys: Vec<String> = cities.iter().map(|c| stream_key(prefix, c)).collect();
-    for key in &keys {
-        // From the stream's start, so events published before the group
-        // existed are not skipped. BUSYGROUP just means it exists.
-        let r: redis::RedisResult<()> = redis::cmd("XGROUP")
-            .arg("CREATE")
-            .arg(key)
-            .arg(GROUP)
-            .arg("0")
-            .arg("MKSTREAM")
-            .query_async(&mut conn)
-            .await;
-        if let Err(e) = r {
-            if e.code() != Some("BUSYGROUP") {
-                return Err(e.into());
-            }
+/// How long the list of cities' streams is trusted: a city added since
+/// has its events read at most this much later.
+const STREAMS_REFRESH: Duration = Duration::from_secs(10);
+
+/// A consumer of the cities' streams, remembering which streams exist
+/// (and have the group) between passes, so a busy pass costs one
+/// XREADGROUP, one INSERT per stream and one XACK, not a city query and
+/// a group creation per city every time.
+pub struct Consumer<'a> {
+    db: &'a PgPool,
+    redis: &'a LazyRedis,
+    prefix: &'a str,
+    consumer: &'a str,
+    keys: Vec<String>,
+    keys_at: Option<std::time::Instant>,
+}
+
+impl<'a> Consumer<'a> {
+    /// A consumer named `consumer` in the group.
+    pub fn new(db: &'a PgPool, redis: &'a LazyRedis, prefix: &'a str, consumer: &'a str) -> Self {
+        Self {
+            db,
+            redis,
+            prefix,
+            consumer,
+            keys: Vec::new(),
+            keys_at: None,
         }
     }
-    let mut handled = 0;
-    // Pending (delivered to us before a crash, never acknowledged), then new.
-    for (start, block_ms) in [("0", None), (">", Some(block.as_millis() as u64))] {
-        let mut cmd = redis::cmd("XREADGROUP");
-        cmd.arg("GROUP")
-            .arg(GROUP)
-            .arg(consumer)
-            .arg("COUNT")
-            .arg(200);
-        if let Some(ms) = block_ms {
-            cmd.arg("BLOCK").arg(ms);
+
+    /// After an error (Redis restarted, a stream deleted): check the
+    /// streams and their groups again on the next pass.
+    pub fn forget_streams(&mut self) {
+        self.keys_at = None;
+    }
+
+    /// The cities' stream keys, each with the group created.
+    async fn streams(
+        &mut self,
+        conn: &mut redis::aio::MultiplexedConnection,
+    ) -> anyhow::Result<()> {
+        if self
+            .keys_at
+            .is_some_and(|at| at.elapsed() < STREAMS_REFRESH)
+        {
+            return Ok(());
         }
-        cmd.arg("STREAMS");
-        for k in &keys {
-            cmd.arg(k);
-        }
-        for _ in &keys {
-            cmd.arg(start);
-        }
-        let reply: Option<StreamReadReply> = cmd.query_async(&mut conn).await?;
-        let Some(reply) = reply else { continue };
-        for stream in reply.keys {
-            let mut acks = Vec::new();
-            for entry in &stream.ids {
-                record(db, entry).await?;
-                acks.push(entry.id.clone());
+        let cities = sqlx::query_scalar!("SELECT code FROM cities ORDER BY code")
+            .fetch_all(self.db)
+            .await?;
+        let keys: Vec<String> = cities.iter().map(|c| stream_key(self.prefix, c)).collect();
+        for key in &keys {
+            // From the stream's start, so events published before the group
+            // existed are not skipped. BUSYGROUP just means it exists.
+            let r: redis::RedisResult<()> = redis::cmd("XGROUP")
+                .arg("CREATE")
+                .arg(key)
+                .arg(GROUP)
+                .arg("0")
+                .arg("MKSTREAM")
+                .query_async(conn)
+                .await;
+            if let Err(e) = r {
+                if e.code() != Some("BUSYGROUP") {
+                    return Err(e.into());
+                }
             }
-            if !acks.is_empty() {
+        }
+        self.keys = keys;
+        self.keys_at = Some(std::time::Instant::now());
+        Ok(())
+    }
+
+    /// One pass over every city's stream: pending entries first, then new
+    /// ones (waiting up to `block`). Returns how many entries were handled.
+    pub async fn pass(&mut self, block: Duration) -> anyhow::Result<usize> {
+        let mut conn = self.redis.get().await?;
+        self.streams(&mut conn).await?;
+        if self.keys.is_empty() {
+            tokio::time::sleep(block).await;
+            return Ok(0);
+        }
+        let mut handled = 0;
+        // Pending (delivered to us before a crash, never acknowledged), then new.
+        for (start, block_ms) in [("0", None), (">", Some(block.as_millis() as u64))] {
+            let mut cmd = redis::cmd("XREADGROUP");
+            cmd.arg("GROUP")
+                .arg(GROUP)
+                .arg(self.consumer)
+                .arg("COUNT")
+                .arg(200);
+            if let Some(ms) = block_ms {
+                cmd.arg("BLOCK").arg(ms);
+            }
+            cmd.arg("STREAMS");
+            for k in &self.keys {
+                cmd.arg(k);
+            }
+            for _ in &self.keys {
+                cmd.arg(start);
+            }
+            let reply: Option<StreamReadReply> = cmd.query_async(&mut conn).await?;
+            let Some(reply) = reply else { continue };
+            for stream in reply.keys {
+                if stream.ids.is_empty() {
+                    continue;
+                }
+                record(self.db, &stream.ids).await?;
+                let acks: Vec<&str> = stream.ids.iter().map(|e| e.id.as_str()).collect();
                 handled += acks.len();
                 let _: i64 = redis::cmd("XACK")
                     .arg(&stream.key)
@@ -145,41 +193,65 @@ pub async fn consume_once(
                     .await?;
             }
         }
+        Ok(handled)
     }
-    Ok(handled)
 }
 
-/// Records one entry; a duplicate event id changes nothing.
-async fn record(db: &PgPool, entry: &redis::streams::StreamId) -> anyhow::Result<()> {
-    let get = |f: &str| -> Option<String> { entry.get::<String>(f) };
-    let (Some(event_id), Some(kind), Some(payload)) =
-        (get("event_id"), get("type"), get("payload"))
-    else {
-        tracing::warn!(id = %entry.id, "stream entry without event fields; skipped");
+/// One pass with a fresh [`Consumer`] (tests, one-off runs).
+pub async fn consume_once(
+    db: &PgPool,
+    redis: &LazyRedis,
+    prefix: &str,
+    consumer: &str,
+    block: Duration,
+) -> anyhow::Result<usize> {
+    Consumer::new(db, redis, prefix, consumer).pass(block).await
+}
+
+/// Records a stream's entries in one statement (one commit); an event id
+/// already recorded changes nothing.
+async fn record(db: &PgPool, entries: &[redis::streams::StreamId]) -> anyhow::Result<()> {
+    let (mut ids, mut users, mut kinds, mut bodies) = (vec![], vec![], vec![], vec![]);
+    for entry in entries {
+        let get = |f: &str| -> Option<String> { entry.get::<String>(f) };
+        let (Some(event_id), Some(kind), Some(payload)) =
+            (get("event_id"), get("type"), get("payload"))
+        else {
+            tracing::warn!(id = %entry.id, "stream entry without event fields; skipped");
+            continue;
+        };
+        let event_id = Uuid::parse_str(&event_id)?;
+        let body: serde_json::Value = serde_json::from_str(&payload)?;
+        let Some(user) = body
+            .get("user_id")
+            .and_then(|u| u.as_str())
+            .map(str::to_owned)
+        else {
+            continue; // not addressed to a user
+        };
+        ids.push(event_id);
+        users.push(user);
+        kinds.push(kind);
+        bodies.push(body);
+    }
+    if ids.is_empty() {
         return Ok(());
-    };
-    let event_id = Uuid::parse_str(&event_id)?;
-    let body: serde_json::Value = serde_json::from_str(&payload)?;
-    let Some(user) = body
-        .get("user_id")
-        .and_then(|u| u.as_str())
-        .map(str::to_owned)
-    else {
-        return Ok(()); // not addressed to a user
-    };
+    }
     let inserted = sqlx::query!(
-        "INSERT INTO notifications (event_id, user_id, kind, body) VALUES ($1, $2, $3, $4)
+        "INSERT INTO notifications (event_id, user_id, kind, body)
+         SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::jsonb[])
          ON CONFLICT (event_id) DO NOTHING",
-        event_id,
-        &user,
-        &kind,
-        &body
+        &ids,
+        &users,
+        &kinds,
+        &bodies
     )
     .execute(db)
     .await?
     .rows_affected();
-    if inserted == 0 {
-        metrics::counter!("notifier_duplicates_total").increment(1);
+    let duplicates = ids.len() as u64 - inserted;
+    if duplicates > 0 {
+        metrics::counter!("notifier_duplicates_total").increment(duplicates);
     }
     Ok(())
 }

@@ -5,7 +5,7 @@
 //! sources may race.
 
 use super::machine::PaymentStatus;
-use crate::idempotency::{self, RecoveryPoint, StoredResponse};
+use crate::idempotency::{self, StoredResponse};
 use sqlx::PgConnection;
 use uuid::Uuid;
 
@@ -20,7 +20,9 @@ struct ChargedPayment {
 }
 
 /// Records a charge the gateway confirmed (from the checkout, a webhook or
-/// reconciliation). Returns false if it was recorded already.
+/// reconciliation), in the caller's transaction, which must settle it
+/// (`settle::settle_in`) before committing. Returns false if it was
+/// recorded already.
 ///
 /// A charge that lands after the payment was closed as FAILED or ABANDONED
 /// (the buyer was told nothing was charged) is refunded at once.
@@ -64,10 +66,8 @@ pub async fn record_success(
     )
     .await?;
     if !late {
-        if let Some(key) = &payment.idem_key {
-            idempotency::store::advance(tx, &payment.user_id, key, RecoveryPoint::PaymentSucceeded)
-                .await?;
-        }
+        // Every caller settles in the same transaction, which finishes
+        // the key: no `payment_succeeded` recovery point to record.
         return Ok(true);
     }
     let refund_id = refund_late_charge(tx, payment_id, &payment).await?;

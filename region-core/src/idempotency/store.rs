@@ -140,25 +140,6 @@ pub fn insert_error(e: sqlx::Error) -> ApiError {
     e.into()
 }
 
-/// Moves an unfinished key forward (never back, never past finished).
-pub async fn advance(
-    conn: &mut PgConnection,
-    user: &str,
-    key: &str,
-    point: RecoveryPoint,
-) -> Result<(), sqlx::Error> {
-    sqlx::query!(
-        "UPDATE idempotency_keys SET recovery_point = $3, updated_at = now()
-          WHERE user_id = $1 AND key = $2 AND recovery_point <> 'finished'",
-        user,
-        key,
-        point as RecoveryPoint
-    )
-    .execute(conn)
-    .await?;
-    Ok(())
-}
-
 /// Stores the final response of an unfinished key and unlocks it. A key
 /// already finished keeps its first response.
 pub async fn finish(
