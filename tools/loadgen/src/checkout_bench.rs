@@ -128,6 +128,14 @@ pub struct CheckoutArgs {
     #[arg(long)]
     pub skip_baselines: bool,
 
+    /// Unmeasured purchases before the measured load, seconds. A fresh
+    /// database's tables are empty, and Postgres plans (and caches, per
+    /// prepared statement) sequential scans for them that stay after the
+    /// tables grow; a shard in service has history. The warm-up gives it
+    /// some, and the tables are analysed before measuring. 0: none.
+    #[arg(long, default_value_t = 5)]
+    pub warmup_secs: u64,
+
     /// The pgbench baseline.
     #[command(flatten)]
     pub pgbench: PgbenchArgs,
@@ -319,9 +327,28 @@ async fn bench(
         (Some(pg), Some(b))
     };
 
+    if args.warmup_secs > 0 {
+        let shows = fresh_shows(&api, &op, &mut catalog, args.shows, created, db_url).await?;
+        eprintln!(
+            "loadgen: warm-up: {} users buy for {}s (not measured)",
+            args.users, args.warmup_secs
+        );
+        let plan = Plan::new(&catalog, shows, args);
+        let mut warm = run_users(
+            &api,
+            &buyers,
+            &plan,
+            Duration::from_secs(args.warmup_secs),
+            Mode::Checkout,
+        )
+        .await;
+        // What the warm-up left open is settled with the run's own.
+        let _ = reconcile(&api, &op, &mut warm).await;
+    }
     if args.refund_faults > 0 {
         gateway.fail_next_refunds(args.refund_faults).await?;
     }
+    // (fresh_shows also vacuums and analyses the tables the load writes.)
     let shows = fresh_shows(&api, &op, &mut catalog, args.shows, created, db_url).await?;
     let checkout_shows: Vec<Uuid> = shows.iter().map(|s| s.0).collect();
     eprintln!(

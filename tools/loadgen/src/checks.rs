@@ -17,8 +17,9 @@ use uuid::Uuid;
 pub async fn vacuum(db_url: &str) -> anyhow::Result<()> {
     let mut conn = PgConnection::connect(db_url).await?;
     sqlx::query(
-        "VACUUM (ANALYZE) seats, show_seats, holds, hold_seats,
-                          payments, bookings, booking_seats, refunds, idempotency_keys",
+        "VACUUM (ANALYZE) seats, show_seats, holds, hold_seats, payments, bookings,
+                          booking_seats, refunds, idempotency_keys, outbox, notifications,
+                          spent_passes",
     )
     .execute(&mut conn)
     .await
