@@ -628,6 +628,12 @@ pub struct SeatmapReport {
     pub fanout_p99_ms: f64,
     /// The same, max.
     pub fanout_max_ms: f64,
+    /// From the region's answer to the buyer (the change committed before
+    /// it) to a viewer applying it, p50 (ms; 0 when the viewer had it
+    /// first). The time from the commit lies between this and the above.
+    pub fanout_after_answer_p50_ms: f64,
+    /// The same, p99.
+    pub fanout_after_answer_p99_ms: f64,
     /// (change, viewer) pairs timed.
     pub fanout_samples: u64,
     /// Frames a viewer got per second (deltas are coalesced).
@@ -688,7 +694,7 @@ impl SeatmapReport {
     /// One human line per phase.
     pub fn summary(&self) -> String {
         format!(
-            "seatmap: {}/{} viewers, {:.1} changes/s, fan-out p50 {} ms p99 {} ms, missed {}, region sockets {:?}, {:?} B/viewer\n\
+            "seatmap: {}/{} viewers, {:.1} changes/s, fan-out p50 {} ms p99 {} ms (after the buyer's answer p50 {} ms p99 {} ms), missed {}, region sockets {:?}, {:?} B/viewer\n\
              polling ?since: {} polls/s sent, {} served by the region, staleness p99 {} ms\n\
              naive polling:  {} polls/s, {} B/s, staleness p99 {} ms",
             self.viewers_connected,
@@ -696,6 +702,8 @@ impl SeatmapReport {
             self.changes_per_s,
             self.fanout_p50_ms,
             self.fanout_p99_ms,
+            self.fanout_after_answer_p50_ms,
+            self.fanout_after_answer_p99_ms,
             self.missed_updates,
             self.region_sockets,
             self.region_rss_bytes_per_viewer,

@@ -80,8 +80,9 @@ pub struct SeatmapArgs {
     #[command(flatten)]
     pub world: WorldArgs,
 
-    /// Worker threads of the load generator's runtime.
-    #[arg(long, default_value_t = 1)]
+    /// Worker threads of the load generator's runtime (one thread could
+    /// not read 5,000 viewers' frames as fast as they came).
+    #[arg(long, default_value_t = 2)]
     pub client_threads: usize,
 
     /// Worker threads of the spawned region core's runtime.
@@ -247,25 +248,47 @@ impl Clock {
 }
 
 /// For each seat, the last change a buyer asked for: its state in the top
-/// two bits, the time it was sent (µs) below. Viewers read it to time the
-/// changes they see.
-struct Intents(Vec<AtomicU64>);
+/// two bits, the time it was sent (µs) below; and when the region answered
+/// it (µs), with the send time it answers. Viewers read both to time the
+/// changes they see: the change committed between the send and the answer.
+struct Intents {
+    sent: Vec<AtomicU64>,
+    answered: Vec<(AtomicU64, AtomicU64)>,
+}
 
 impl Intents {
     fn new(seats: usize) -> Self {
-        Self((0..seats).map(|_| AtomicU64::new(0)).collect())
+        Self {
+            sent: (0..seats).map(|_| AtomicU64::new(0)).collect(),
+            answered: (0..seats)
+                .map(|_| (AtomicU64::new(0), AtomicU64::new(0)))
+                .collect(),
+        }
     }
 
     fn set(&self, ordinal: usize, state: SeatState, at_us: u64) {
         let v = (u64::from(state.code()) << 62) | (at_us & ((1 << 62) - 1));
-        self.0[ordinal].store(v, Ordering::SeqCst);
+        self.sent[ordinal].store(v, Ordering::SeqCst);
+    }
+
+    /// The region answered the change sent at `sent_us`.
+    fn answered(&self, ordinal: usize, sent_us: u64, at_us: u64) {
+        let (for_sent, at) = &self.answered[ordinal];
+        at.store(at_us, Ordering::SeqCst);
+        for_sent.store(sent_us, Ordering::SeqCst);
     }
 
     /// When the change of `ordinal` to `state` was sent, if that is the
     /// last change asked for it.
     fn sent_at(&self, ordinal: usize, state: SeatState) -> Option<u64> {
-        let v = self.0.get(ordinal)?.load(Ordering::SeqCst);
+        let v = self.sent.get(ordinal)?.load(Ordering::SeqCst);
         (v != 0 && (v >> 62) as u8 == state.code()).then_some(v & ((1 << 62) - 1))
+    }
+
+    /// When the change sent at `sent_us` was answered, if it was yet.
+    fn answered_at(&self, ordinal: usize, sent_us: u64) -> Option<u64> {
+        let (for_sent, at) = self.answered.get(ordinal)?;
+        (for_sent.load(Ordering::SeqCst) == sent_us).then(|| at.load(Ordering::SeqCst))
     }
 }
 
@@ -286,9 +309,18 @@ fn record(samples: &Samples, ms: u64) {
 }
 
 /// Records, for each seat a delta changes in the copy `before` it was
-/// applied, the time since its buyer sent that change. (A delta may name
-/// seats the copy already had in that state: it applies whole.)
-fn time_delta(frame: &Frame, before: &Replica, intents: &Intents, clock: Clock, samples: &Samples) {
+/// applied, the time since its buyer sent that change (`sent`), and
+/// since the region answered it (`answered`, if given; 0 when the delta
+/// came first). The commit lies between the two. (A delta may name seats
+/// the copy already had in that state: it applies whole.)
+fn time_delta(
+    frame: &Frame,
+    before: &Replica,
+    intents: &Intents,
+    clock: Clock,
+    sent_samples: &Samples,
+    answered_samples: Option<&Samples>,
+) {
     if let Frame::Delta { changes, .. } = frame {
         let now = clock.us();
         for (ordinal, state) in changes {
@@ -296,7 +328,11 @@ fn time_delta(frame: &Frame, before: &Replica, intents: &Intents, clock: Clock, 
                 continue;
             }
             if let Some(sent) = intents.sent_at(*ordinal as usize, *state) {
-                record(samples, now.saturating_sub(sent) / 1000);
+                record(sent_samples, now.saturating_sub(sent) / 1000);
+                if let Some(samples) = answered_samples {
+                    let answered = intents.answered_at(*ordinal as usize, sent).unwrap_or(now);
+                    record(samples, now.saturating_sub(answered) / 1000);
+                }
             }
         }
     }
@@ -372,6 +408,8 @@ async fn measure(
         fanout_p50_ms: push.fanout_p50_ms,
         fanout_p99_ms: push.fanout_p99_ms,
         fanout_max_ms: push.fanout_max_ms,
+        fanout_after_answer_p50_ms: push.fanout_after_answer_p50_ms,
+        fanout_after_answer_p99_ms: push.fanout_after_answer_p99_ms,
         fanout_samples: push.samples,
         frames_per_viewer_per_s: push.frames_per_viewer_per_s,
         missed_updates: push.missed,
@@ -435,7 +473,8 @@ fn start_buyers(
             tokio::time::sleep(pause * b as u32 / 20).await;
             let mut changes = 0;
             while !stop.load(Ordering::Relaxed) {
-                intents.set(ordinal, SeatState::Held, clock.us());
+                let sent = clock.us();
+                intents.set(ordinal, SeatState::Held, sent);
                 let body = CreateHold {
                     seats: vec![label.clone()],
                 };
@@ -446,9 +485,11 @@ fn start_buyers(
                     tokio::time::sleep(pause).await;
                     continue;
                 };
+                intents.answered(ordinal, sent, clock.us());
                 changes += 1;
                 tokio::time::sleep(pause).await;
-                intents.set(ordinal, SeatState::Available, clock.us());
+                let sent = clock.us();
+                intents.set(ordinal, SeatState::Available, sent);
                 let released = api
                     .send_with::<()>(
                         reqwest::Method::DELETE,
@@ -459,6 +500,7 @@ fn start_buyers(
                     )
                     .await;
                 if released.is_ok_and(|r| r.status.is_success()) {
+                    intents.answered(ordinal, sent, clock.us());
                     changes += 1;
                 }
                 tokio::time::sleep(pause).await;
@@ -503,6 +545,8 @@ struct Push {
     fanout_p50_ms: f64,
     fanout_p99_ms: f64,
     fanout_max_ms: f64,
+    fanout_after_answer_p50_ms: f64,
+    fanout_after_answer_p99_ms: f64,
     samples: u64,
     frames_per_viewer_per_s: f64,
     missed: usize,
@@ -515,7 +559,7 @@ struct Push {
 async fn push_phase(args: &SeatmapArgs, world: &World, server: &Service) -> anyhow::Result<Push> {
     eprintln!("loadgen: connecting {} viewers", args.viewers);
     let url = ws_url(&world.viewer_base, &format!("/shows/{}/live", world.show.0));
-    let samples = samples();
+    let samples = (samples(), samples());
     let measuring = Arc::new(AtomicBool::new(false));
     let stop = Arc::new(AtomicBool::new(false));
     let frames = Arc::new(AtomicU64::new(0));
@@ -559,7 +603,14 @@ async fn push_phase(args: &SeatmapArgs, world: &World, server: &Service) -> anyh
                     Ok(Some(frame)) => {
                         if measuring.load(Ordering::Relaxed) {
                             frames.fetch_add(1, Ordering::Relaxed);
-                            time_delta(&frame, &before, &intents, clock, &samples);
+                            time_delta(
+                                &frame,
+                                &before,
+                                &intents,
+                                clock,
+                                &samples.0,
+                                Some(&samples.1),
+                            );
                         }
                     }
                     Ok(None) if v.closed.is_some() => break,
@@ -614,16 +665,20 @@ async fn push_phase(args: &SeatmapArgs, world: &World, server: &Service) -> anyh
         }
     }
     let missed = connected.saturating_sub(settled.available_permits());
-    let h = samples
-        .lock()
-        .map(|h| h.clone())
-        .unwrap_or_else(|p| p.into_inner().clone());
+    let snapshot = |s: &Samples| {
+        s.lock()
+            .map(|h| h.clone())
+            .unwrap_or_else(|p| p.into_inner().clone())
+    };
+    let (h, after_answer) = (snapshot(&samples.0), snapshot(&samples.1));
     Ok(Push {
         connected,
         changes_per_s: r2(changes as f64 / elapsed),
         fanout_p50_ms: h.value_at_quantile(0.5) as f64,
         fanout_p99_ms: h.value_at_quantile(0.99) as f64,
         fanout_max_ms: h.max() as f64,
+        fanout_after_answer_p50_ms: after_answer.value_at_quantile(0.5) as f64,
+        fanout_after_answer_p99_ms: after_answer.value_at_quantile(0.99) as f64,
         samples: h.len(),
         frames_per_viewer_per_s: r2(frames.load(Ordering::Relaxed) as f64
             / connected.max(1) as f64
@@ -794,7 +849,7 @@ async fn since_phase(args: &SeatmapArgs, world: &World) -> anyhow::Result<Pollin
                 if resp.status == 200 {
                     if let Ok(frame) = resp.json::<Frame>() {
                         let mut c = copies[i].lock().unwrap_or_else(|p| p.into_inner());
-                        time_delta(&frame, &c.0, &intents, clock, &samples);
+                        time_delta(&frame, &c.0, &intents, clock, &samples, None);
                         if c.0.apply(&frame).is_err() {
                             c.0 = Replica::new(show);
                         }
