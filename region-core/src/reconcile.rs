@@ -90,8 +90,8 @@ pub async fn reconcile_once(state: &AppState) -> anyhow::Result<ReconcileReport>
                     // Recorded and settled in one transaction.
                     let ctx = state.settle_ctx();
                     let mut tx = state.db.begin().await?;
-                    record::record_success(&mut tx, payment_id, &gateway_id).await?;
-                    let settled = settle::settle_in(&ctx, &mut tx, payment_id).await?;
+                    let settled =
+                        settle::confirm_in(&ctx, &mut tx, payment_id, Some(&gateway_id)).await?;
                     tx.commit().await?;
                     settle::after_commit(&ctx, std::slice::from_ref(&settled)).await;
                     count_settlement(&mut report, &settled.settlement);

@@ -113,8 +113,7 @@ async fn handle(state: &AppState, event: &Event, reference: Uuid) -> Result<(), 
             // does: a charge is never left recorded but unsettled.
             let ctx = state.settle_ctx();
             let mut tx = state.db.begin().await?;
-            record::record_success(&mut tx, reference, &object.id).await?;
-            let settled = settle::settle_in(&ctx, &mut tx, reference).await?;
+            let settled = settle::confirm_in(&ctx, &mut tx, reference, Some(&object.id)).await?;
             tx.commit().await?;
             settle::after_commit(&ctx, std::slice::from_ref(&settled)).await;
         }

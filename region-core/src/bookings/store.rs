@@ -52,37 +52,31 @@ impl From<BookingStatus> for api::BookingStatus {
     }
 }
 
-/// Turns the hold's seats into a confirmed booking: booking row (with the
+/// The seats a hold was created with (the negative control books them
+/// whoever holds or owns them now).
+pub async fn hold_seat_ids(
+    conn: &mut PgConnection,
+    show: Uuid,
+    hold: Uuid,
+) -> Result<Vec<Uuid>, sqlx::Error> {
+    sqlx::query_scalar!(
+        "SELECT seat_id FROM hold_seats WHERE show_id = $1 AND hold_id = $2",
+        show,
+        hold
+    )
+    .fetch_all(&mut *conn)
+    .await
+}
+
+/// Turns `seat_ids` (the hold's seats, locked by the caller, who also
+/// locked the hold) into a confirmed booking: booking row (with the
 /// show's refund policy as of now), its seats, seats BOOKED, the hold
-/// CONSUMED. The caller has locked the seat rows and the hold.
-///
-/// `protect = false` (the tests' negative control only) books every seat
-/// the hold was created with, whoever holds or owns it now.
+/// CONSUMED.
 pub async fn insert_confirmed(
     tx: &mut PgConnection,
     b: &NewBooking,
-    protect: bool,
+    seat_ids: &[Uuid],
 ) -> Result<(), sqlx::Error> {
-    // Which seats: those still HELD by this hold (fencing), or, unprotected,
-    // every seat the hold named. Read once, then every write below is a
-    // primary-key lookup (no subquery for the planner to misjudge).
-    let seat_ids: Vec<Uuid> = if protect {
-        sqlx::query_scalar!(
-            "SELECT seat_id FROM show_seats WHERE show_id = $1 AND hold_id = $2 AND status = 'HELD'",
-            b.show_id,
-            b.hold_id
-        )
-        .fetch_all(&mut *tx)
-        .await?
-    } else {
-        sqlx::query_scalar!(
-            "SELECT seat_id FROM hold_seats WHERE show_id = $1 AND hold_id = $2",
-            b.show_id,
-            b.hold_id
-        )
-        .fetch_all(&mut *tx)
-        .await?
-    };
     sqlx::query!(
         "INSERT INTO bookings (id, number, show_id, hold_id, payment_id, user_id, amount_minor,
                                currency, refund_policy, show_starts_at)
@@ -106,7 +100,7 @@ pub async fn insert_confirmed(
           WHERE sh.id = $2 AND s.id = ANY($3)",
         b.id,
         b.show_id,
-        &seat_ids
+        seat_ids
     )
     .execute(&mut *tx)
     .await?;
@@ -117,7 +111,7 @@ pub async fn insert_confirmed(
           WHERE show_id = $2 AND seat_id = ANY($3)",
         b.id,
         b.show_id,
-        &seat_ids
+        seat_ids
     )
     .execute(&mut *tx)
     .await?;

@@ -7,7 +7,6 @@
 //! pooled connection, least of all while the gateway thinks.
 
 use super::machine::PaymentStatus;
-use super::record;
 use super::settle::{self, Ctx, Settled};
 use crate::error::ApiError;
 use crate::group_commit::{GroupCommit, Job, Sizing};
@@ -139,10 +138,8 @@ impl Job for Confirm {
         conn: &'a mut PgConnection,
     ) -> BoxFuture<'a, Result<Settled, ApiError>> {
         async move {
-            if let Some(gateway_id) = &self.gateway_id {
-                record::record_success(conn, self.payment_id, gateway_id).await?;
-            }
-            let mut settled = settle::settle_in(ctx, conn, self.payment_id).await?;
+            let mut settled =
+                settle::confirm_in(ctx, conn, self.payment_id, self.gateway_id.as_deref()).await?;
             if settled.response.is_none() {
                 // Settled earlier (a webhook got there first): the key was
                 // finished with it.

@@ -125,6 +125,21 @@ pub async fn settle_in(
     conn: &mut PgConnection,
     payment_id: Uuid,
 ) -> anyhow::Result<Settled> {
+    confirm_in(ctx, conn, payment_id, None).await
+}
+
+/// Records a charge the gateway confirmed (`gateway_id`, from the
+/// checkout, the webhook or reconciliation) and settles it, on `conn`,
+/// in the caller's transaction: one read of the payment, one update of
+/// it. Without `gateway_id`, settles a charge recorded earlier. A charge
+/// that lands on a payment closed as failed or abandoned is refunded at
+/// once (`record::record_success`).
+pub async fn confirm_in(
+    ctx: &Ctx,
+    conn: &mut PgConnection,
+    payment_id: Uuid,
+    gateway_id: Option<&str>,
+) -> anyhow::Result<Settled> {
     let payment = sqlx::query_as!(
         PaymentRow,
         r#"SELECT id, status AS "status: PaymentStatus", settled, hold_id, show_id, user_id,
@@ -137,11 +152,17 @@ pub async fn settle_in(
     let Some(payment) = payment else {
         return Ok(Settled::nothing()); // not ours (a stray webhook reference)
     };
-    if payment.status != PaymentStatus::Succeeded || payment.settled.is_some() {
-        return Ok(Settled::nothing());
-    }
+    let charged_now = match (gateway_id, payment.status) {
+        (Some(gateway_id), PaymentStatus::Created) => Some(gateway_id),
+        (Some(gateway_id), PaymentStatus::Failed | PaymentStatus::Abandoned) => {
+            super::record::record_success(conn, payment_id, gateway_id).await?;
+            return Ok(Settled::nothing());
+        }
+        (_, PaymentStatus::Succeeded) if payment.settled.is_none() => None,
+        _ => return Ok(Settled::nothing()),
+    };
     // Lock order everywhere: seat rows, then the hold (as holds do).
-    let owned = holds::lock_owned_seats(conn, payment.show_id, payment.hold_id).await?;
+    let owned = holds::lock_owned_seat_ids(conn, payment.show_id, payment.hold_id).await?;
     let hold = sqlx::query_as!(
         HoldRow,
         "SELECT state, expires_at, seat_count, admission_pass_id FROM holds WHERE id = $1 FOR UPDATE",
@@ -159,13 +180,57 @@ pub async fn settle_in(
         now,
         protect,
     );
+    let charge = Charge {
+        payment: &payment,
+        gateway_id: charged_now,
+    };
     match why_not {
-        None => {
-            let mut settled = book(ctx, conn, &payment, &owned, now, protect).await?;
-            settled.pass = hold.admission_pass_id;
-            Ok(settled)
+        None => book(ctx, conn, &charge, &owned, &hold, now, protect).await,
+        Some(why_not) => compensate(conn, &charge, &why_not).await,
+    }
+}
+
+/// The payment being settled, and the gateway's id when the charge is
+/// recorded in the same step.
+struct Charge<'a> {
+    payment: &'a PaymentRow,
+    gateway_id: Option<&'a str>,
+}
+
+impl Charge<'_> {
+    /// Marks the payment settled (and succeeded, when the charge is
+    /// recorded now).
+    async fn close(&self, conn: &mut PgConnection, settled: &str) -> Result<(), sqlx::Error> {
+        sqlx::query!(
+            "UPDATE payments SET status = 'SUCCEEDED', settled = $2,
+                    gateway_payment_id = COALESCE($3, gateway_payment_id), updated_at = now()
+              WHERE id = $1",
+            self.payment.id,
+            settled,
+            self.gateway_id
+        )
+        .execute(&mut *conn)
+        .await?;
+        Ok(())
+    }
+
+    /// The events of this settlement: `payment.succeeded` first when the
+    /// charge is recorded now, then `outcome`.
+    fn events<'e>(
+        &self,
+        outcome: (Uuid, &'e str, serde_json::Value),
+    ) -> Vec<(Uuid, &'e str, serde_json::Value)> {
+        let p = self.payment;
+        let mut events = Vec::with_capacity(2);
+        if let Some(gateway_id) = self.gateway_id {
+            events.push((
+                p.id,
+                "payment.succeeded",
+                serde_json::json!({ "user_id": p.user_id, "payment_id": p.id, "gateway_payment_id": gateway_id }),
+            ));
         }
-        Some(why_not) => compensate(conn, &payment, &why_not).await,
+        events.push(outcome);
+        events
     }
 }
 
@@ -216,17 +281,25 @@ pub async fn after_commit(ctx: &Ctx, done: &[Settled]) {
 async fn book(
     ctx: &Ctx,
     conn: &mut PgConnection,
-    payment: &PaymentRow,
-    owned: &[i32],
+    charge: &Charge<'_>,
+    owned: &[(i32, Uuid)],
+    hold: &HoldRow,
     now: chrono::DateTime<Utc>,
     protect: bool,
 ) -> anyhow::Result<Settled> {
+    let payment = charge.payment;
     let (payment_id, show_id, user_id) = (payment.id, payment.show_id, &payment.user_id);
     let booking_id = Uuid::now_v7();
     let seq = sqlx::query_scalar!(r#"SELECT nextval('booking_number_seq') AS "seq!""#)
         .fetch_one(&mut *conn)
         .await?;
     let number = BookingNumber::new(now.date_naive(), &ctx.settings.shard_code, seq as u64)?;
+    let seat_ids: Vec<Uuid> = if protect {
+        owned.iter().map(|(_, id)| *id).collect()
+    } else {
+        // The negative control: every seat the hold named.
+        bookings::hold_seat_ids(conn, show_id, payment.hold_id).await?
+    };
     bookings::insert_confirmed(
         conn,
         &bookings::NewBooking {
@@ -239,22 +312,17 @@ async fn book(
             amount_minor: payment.amount_minor,
             currency: payment.currency.clone(),
         },
-        protect,
+        &seat_ids,
     )
     .await?;
-    crate::holds::flash_sale::spend(conn, payment.hold_id, booking_id).await?;
-    sqlx::query!(
-        "UPDATE payments SET settled = 'BOOKED', updated_at = now() WHERE id = $1",
-        payment_id
-    )
-    .execute(&mut *conn)
-    .await?;
+    if hold.admission_pass_id.is_some() {
+        crate::holds::flash_sale::spend(conn, payment.hold_id, booking_id).await?;
+    }
+    charge.close(conn, "BOOKED").await?;
     let view = bookings::load_view(conn, booking_id)
         .await?
         .ok_or_else(|| anyhow::anyhow!("booking {booking_id} vanished"))?;
-    outbox::record(
-        conn,
-        show_id,
+    let events = charge.events((
         booking_id,
         "booking.confirmed",
         serde_json::json!({
@@ -267,8 +335,8 @@ async fn book(
             "amount_minor": payment.amount_minor,
             "currency": payment.currency,
         }),
-    )
-    .await?;
+    ));
+    outbox::record_many(conn, show_id, &events).await?;
     let mut response = None;
     if let Some(key) = &payment.idem_key {
         let body = serde_json::to_vec(&view)?;
@@ -281,11 +349,11 @@ async fn book(
         booked: Some(BookedSeats {
             show: ShowId(show_id),
             labels: view.seats.iter().map(|s| s.label.clone()).collect(),
-            ordinals: owned.to_vec(),
+            ordinals: owned.iter().map(|(o, _)| *o).collect(),
             booking: booking_id,
         }),
         response,
-        pass: None,
+        pass: hold.admission_pass_id.clone(),
     })
 }
 
@@ -293,9 +361,10 @@ async fn book(
 /// goes back in full. Schedules the refund on `conn`.
 async fn compensate(
     conn: &mut PgConnection,
-    payment: &PaymentRow,
+    charge: &Charge<'_>,
     why_not: &str,
 ) -> anyhow::Result<Settled> {
+    let payment = charge.payment;
     let (payment_id, amount) = (payment.id, payment.amount_minor);
     let refund_id = Uuid::now_v7();
     sqlx::query!(
@@ -306,12 +375,7 @@ async fn compensate(
     )
     .execute(&mut *conn)
     .await?;
-    sqlx::query!(
-        "UPDATE payments SET settled = 'REFUNDED', updated_at = now() WHERE id = $1",
-        payment_id
-    )
-    .execute(&mut *conn)
-    .await?;
+    charge.close(conn, "REFUNDED").await?;
     let details = serde_json::json!({
         "payment_id": payment_id,
         "refund_id": refund_id,
@@ -322,7 +386,8 @@ async fn compensate(
     payload["user_id"] = serde_json::json!(payment.user_id);
     payload["hold_id"] = serde_json::json!(payment.hold_id);
     payload["reason"] = serde_json::json!(why_not);
-    outbox::record(conn, payment.show_id, payment_id, "booking.failed", payload).await?;
+    let events = charge.events((payment_id, "booking.failed", payload));
+    outbox::record_many(conn, payment.show_id, &events).await?;
     let mut response = None;
     if let Some(key) = &payment.idem_key {
         let resp = idempotency::error_response(

@@ -338,6 +338,25 @@ pub async fn lock_owned_seats(
     .await
 }
 
+/// [`lock_owned_seats`] with each seat's id: (ordinal, seat id).
+pub async fn lock_owned_seat_ids(
+    conn: &mut PgConnection,
+    show: Uuid,
+    hold: Uuid,
+) -> Result<Vec<(i32, Uuid)>, sqlx::Error> {
+    let rows = sqlx::query!(
+        "SELECT ordinal, seat_id FROM show_seats
+          WHERE show_id = $1 AND hold_id = $2 AND status = 'HELD'
+          ORDER BY show_id, seat_id
+          FOR UPDATE",
+        show,
+        hold
+    )
+    .fetch_all(&mut *conn)
+    .await?;
+    Ok(rows.into_iter().map(|r| (r.ordinal, r.seat_id)).collect())
+}
+
 /// Releases an active, unexpired hold: seats back to AVAILABLE. Returns
 /// the freed ordinals, or `None` (changing nothing) if the hold is not
 /// active at `now`.

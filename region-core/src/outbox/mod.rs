@@ -80,6 +80,37 @@ pub async fn record(
     Ok(event_id)
 }
 
+/// Writes several events of one show in the caller's transaction, in
+/// order, with one statement. Each is (aggregate id, type, payload).
+pub async fn record_many(
+    tx: &mut PgConnection,
+    show_id: Uuid,
+    events: &[(Uuid, &str, Value)],
+) -> Result<(), sqlx::Error> {
+    let ids: Vec<Uuid> = events.iter().map(|_| Uuid::now_v7()).collect();
+    let aggregates: Vec<Uuid> = events.iter().map(|e| e.0).collect();
+    let kinds: Vec<String> = events.iter().map(|e| e.1.to_owned()).collect();
+    let payloads: Vec<Value> = events.iter().map(|e| e.2.clone()).collect();
+    sqlx::query!(
+        "INSERT INTO outbox (event_id, city_code, aggregate_id, event_type, payload)
+         SELECT e.id, v.city_code, e.aggregate, e.kind, e.payload
+           FROM unnest($2::uuid[], $3::uuid[], $4::text[], $5::jsonb[]) WITH ORDINALITY
+                  AS e(id, aggregate, kind, payload, n)
+           JOIN shows sh ON sh.id = $1
+           JOIN screens sc ON sc.id = sh.screen_id
+           JOIN venues v ON v.id = sc.venue_id
+          ORDER BY e.n",
+        show_id,
+        &ids,
+        &aggregates,
+        &kinds,
+        &payloads
+    )
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
+}
+
 /// Publishes one batch of unpublished events and marks them. Returns how
 /// many were published (0 when none were due or another relay holds the
 /// lock).
