@@ -326,16 +326,8 @@ pub async fn lock_owned_seats(
     show: Uuid,
     hold: Uuid,
 ) -> Result<Vec<i32>, sqlx::Error> {
-    sqlx::query_scalar!(
-        "SELECT ordinal FROM show_seats
-          WHERE show_id = $1 AND hold_id = $2 AND status = 'HELD'
-          ORDER BY show_id, seat_id
-          FOR UPDATE",
-        show,
-        hold
-    )
-    .fetch_all(&mut *conn)
-    .await
+    let owned = lock_owned_seat_ids(conn, show, hold).await?;
+    Ok(owned.into_iter().map(|(ordinal, _)| ordinal).collect())
 }
 
 /// [`lock_owned_seats`] with each seat's id: (ordinal, seat id).
