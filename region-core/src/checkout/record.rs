@@ -9,71 +9,53 @@ use crate::idempotency::{self, StoredResponse};
 use sqlx::PgConnection;
 use uuid::Uuid;
 
-/// A payment row as [`record_success`] reads it.
-struct ChargedPayment {
-    status: PaymentStatus,
-    show_id: Uuid,
-    user_id: String,
-    idem_key: Option<String>,
-    amount_minor: i64,
-    currency: String,
+/// A payment that was closed (FAILED or ABANDONED) when the gateway's
+/// news of its charge arrived, as the caller read and locked it.
+pub struct LateCharge<'a> {
+    /// The payment.
+    pub payment_id: Uuid,
+    /// Its show (the events' city).
+    pub show_id: Uuid,
+    /// The buyer.
+    pub user_id: &'a str,
+    /// The key whose "not charged" answer is replaced.
+    pub idem_key: Option<&'a str>,
+    /// Amount charged, minor units.
+    pub amount_minor: i64,
+    /// Its currency.
+    pub currency: &'a str,
 }
 
-/// Records a charge the gateway confirmed (from the checkout, a webhook or
-/// reconciliation), in the caller's transaction, which must settle it
-/// (`settle::settle_in`) before committing. Returns false if it was
-/// recorded already.
-///
-/// A charge that lands after the payment was closed as FAILED or ABANDONED
-/// (the buyer was told nothing was charged) is refunded at once.
-pub async fn record_success(
+/// Records a charge that landed after its payment was closed (the buyer
+/// was told nothing was charged) and refunds it at once, in the caller's
+/// transaction (`settle::confirm_in` decides when this is the case).
+pub async fn record_late_charge(
     tx: &mut PgConnection,
-    payment_id: Uuid,
+    late: &LateCharge<'_>,
     gateway_id: &str,
-) -> Result<bool, sqlx::Error> {
-    let row = sqlx::query_as!(
-        ChargedPayment,
-        r#"SELECT status AS "status: PaymentStatus", show_id, user_id, idem_key, amount_minor, currency
-             FROM payments WHERE id = $1 FOR UPDATE"#,
-        payment_id
-    )
-    .fetch_optional(&mut *tx)
-    .await?;
-    let Some(payment) = row else {
-        return Ok(false);
-    };
-    if payment.status == PaymentStatus::Succeeded {
-        return Ok(false);
-    }
-    // Closed as FAILED or ABANDONED: the buyer was told nothing was charged.
-    let late = payment.status != PaymentStatus::Created;
+) -> Result<(), sqlx::Error> {
+    let payment_id = late.payment_id;
     sqlx::query!(
         "UPDATE payments SET status = 'SUCCEEDED', gateway_payment_id = $2, updated_at = now(),
-                settled = CASE WHEN $3 THEN 'REFUNDED' END
+                settled = 'REFUNDED'
           WHERE id = $1",
         payment_id,
-        gateway_id,
-        late
+        gateway_id
     )
     .execute(&mut *tx)
     .await?;
     crate::outbox::record(
         tx,
-        payment.show_id,
+        late.show_id,
         payment_id,
         "payment.succeeded",
-        serde_json::json!({ "user_id": payment.user_id, "payment_id": payment_id, "gateway_payment_id": gateway_id }),
+        serde_json::json!({ "user_id": late.user_id, "payment_id": payment_id, "gateway_payment_id": gateway_id }),
     )
     .await?;
-    if !late {
-        // Every caller settles in the same transaction, which finishes
-        // the key: no `payment_succeeded` recovery point to record.
-        return Ok(true);
-    }
-    let refund_id = refund_late_charge(tx, payment_id, &payment).await?;
+    let refund_id = refund_late_charge(tx, late).await?;
     tracing::warn!(%payment_id, %refund_id, "late charge on a closed payment; refunding");
     metrics::counter!("payments_late_charge_total").increment(1);
-    Ok(true)
+    Ok(())
 }
 
 /// A charge on a closed payment is refunded in full at once: the refund
@@ -81,14 +63,14 @@ pub async fn record_success(
 /// charged" answer replaced (a retry learns the charge and its refund).
 async fn refund_late_charge(
     tx: &mut PgConnection,
-    payment_id: Uuid,
-    payment: &ChargedPayment,
+    late: &LateCharge<'_>,
 ) -> Result<Uuid, sqlx::Error> {
-    let (show_id, user_id, amount, currency) = (
-        payment.show_id,
-        &payment.user_id,
-        payment.amount_minor,
-        &payment.currency,
+    let (payment_id, show_id, user_id, amount, currency) = (
+        late.payment_id,
+        late.show_id,
+        late.user_id,
+        late.amount_minor,
+        late.currency,
     );
     let refund_id = Uuid::now_v7();
     sqlx::query!(
@@ -111,7 +93,7 @@ async fn refund_late_charge(
         }),
     )
     .await?;
-    if let Some(key) = &payment.idem_key {
+    if let Some(key) = late.idem_key {
         let resp = idempotency::error_response(
             409,
             "payment_refunded",

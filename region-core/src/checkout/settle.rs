@@ -133,7 +133,7 @@ pub async fn settle_in(
 /// in the caller's transaction: one read of the payment, one update of
 /// it. Without `gateway_id`, settles a charge recorded earlier. A charge
 /// that lands on a payment closed as failed or abandoned is refunded at
-/// once (`record::record_success`).
+/// once (`record::record_late_charge`).
 pub async fn confirm_in(
     ctx: &Ctx,
     conn: &mut PgConnection,
@@ -155,7 +155,15 @@ pub async fn confirm_in(
     let charged_now = match (gateway_id, payment.status) {
         (Some(gateway_id), PaymentStatus::Created) => Some(gateway_id),
         (Some(gateway_id), PaymentStatus::Failed | PaymentStatus::Abandoned) => {
-            super::record::record_success(conn, payment_id, gateway_id).await?;
+            let late = super::record::LateCharge {
+                payment_id,
+                show_id: payment.show_id,
+                user_id: &payment.user_id,
+                idem_key: payment.idem_key.as_deref(),
+                amount_minor: payment.amount_minor,
+                currency: &payment.currency,
+            };
+            super::record::record_late_charge(conn, &late, gateway_id).await?;
             return Ok(Settled::nothing());
         }
         (_, PaymentStatus::Succeeded) if payment.settled.is_none() => None,
@@ -244,10 +252,9 @@ pub async fn after_commit(ctx: &Ctx, done: &[Settled]) {
     for s in done {
         match &s.settlement {
             Settlement::Booked(_) => metrics::counter!("bookings_confirmed_total").increment(1),
-            Settlement::Refunded(refund_id) => {
+            Settlement::Refunded(_) => {
                 refunded = true;
                 metrics::counter!("checkout_compensated_total").increment(1);
-                tracing::warn!(%refund_id, "charged payment could not be booked; refunding");
             }
             Settlement::Nothing => {}
         }
@@ -399,7 +406,7 @@ async fn compensate(
         idempotency::store::finish(conn, &payment.user_id, key, &resp).await?;
         response = Some(resp);
     }
-    tracing::info!(%payment_id, %refund_id, reason = %why_not, "refund scheduled for a charge that cannot be booked");
+    tracing::warn!(%payment_id, %refund_id, reason = %why_not, "charged payment could not be booked; refunding");
     Ok(Settled {
         settlement: Settlement::Refunded(refund_id),
         booked: None,

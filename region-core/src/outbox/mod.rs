@@ -60,24 +60,8 @@ pub async fn record(
     aggregate_id: Uuid,
     event_type: &str,
     payload: Value,
-) -> Result<Uuid, sqlx::Error> {
-    let event_id = Uuid::now_v7();
-    sqlx::query!(
-        "INSERT INTO outbox (event_id, city_code, aggregate_id, event_type, payload)
-         SELECT $1, v.city_code, $3, $4, $5
-           FROM shows sh
-           JOIN screens sc ON sc.id = sh.screen_id
-           JOIN venues v ON v.id = sc.venue_id
-          WHERE sh.id = $2",
-        event_id,
-        show_id,
-        aggregate_id,
-        event_type,
-        payload
-    )
-    .execute(&mut *tx)
-    .await?;
-    Ok(event_id)
+) -> Result<(), sqlx::Error> {
+    record_many(tx, show_id, &[(aggregate_id, event_type, payload)]).await
 }
 
 /// Writes several events of one show in the caller's transaction, in
