@@ -22,7 +22,8 @@ cd "$REPO_ROOT"
 bash scripts/services.sh >/dev/null
 ensure_rust
 cargo build --release -p region-core -p sandbox-gateway -p loadgen
-if [[ " $* " == *" --through-edge "* ]] && ! edge_build_fresh; then
+# The edge runs in workerd for --through-edge, and always for sellout.
+if [[ " $* " == *" --through-edge "* || "${1:-}" == "sellout" ]] && ! edge_build_fresh; then
     bash scripts/build-edge.sh
 fi
 # Hundreds of sockets at once: lift a low soft limit on open files.

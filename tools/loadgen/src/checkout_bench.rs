@@ -163,6 +163,7 @@ const MAX_GROUP: u16 = 4;
 const HOLD_TRIES: usize = 5;
 /// Reconciliation leaves younger payments alone (REGION_RECONCILE_GRACE_SECS).
 const RECONCILE_GRACE_SECS: u64 = 1;
+const RECONCILE_GRACE: Duration = Duration::from_secs(RECONCILE_GRACE_SECS);
 
 /// Entry point of `loadgen checkout`.
 pub async fn run(args: CheckoutArgs) -> anyhow::Result<ExitCode> {
@@ -343,7 +344,7 @@ async fn bench(
         )
         .await;
         // What the warm-up left open is settled with the run's own.
-        let _ = reconcile(&api, &op, &mut warm).await;
+        let _ = reconcile(&api, &op, RECONCILE_GRACE, |e| warm.error(e)).await;
     }
     if args.refund_faults > 0 {
         gateway.fail_next_refunds(args.refund_faults).await?;
@@ -392,7 +393,7 @@ async fn bench(
     );
 
     let settled_at = Instant::now();
-    let reconcile = reconcile(&api, &op, &mut load).await;
+    let reconcile = reconcile(&api, &op, RECONCILE_GRACE, |e| load.error(e)).await;
     wait_for_refunds(db_url, Duration::from_secs(args.settle_timeout_secs)).await?;
     let settle = settled_at.elapsed();
     eprintln!(
@@ -450,15 +451,20 @@ async fn fresh_shows(
 /// most five), after the grace period has passed for the last payment.
 /// A failed pass is reported and retried: whatever stays unsettled shows
 /// up in the audit, which must run regardless.
-async fn reconcile(api: &Api, op: &str, t: &mut Tally) -> ReconcileReport {
-    tokio::time::sleep(Duration::from_millis(RECONCILE_GRACE_SECS * 1000 + 250)).await;
+pub(crate) async fn reconcile(
+    api: &Api,
+    op: &str,
+    grace: Duration,
+    mut on_error: impl FnMut(String),
+) -> ReconcileReport {
+    tokio::time::sleep(grace + Duration::from_millis(250)).await;
     let mut total = ReconcileReport::default();
     for _ in 0..5 {
         let r: ReconcileReport = match api.post_empty("/v1/operator/reconcile", op).await {
             Ok(r) => r,
             Err(e) => {
                 eprintln!("loadgen: warning: POST /v1/operator/reconcile failed: {e:#}");
-                t.error(format!("reconcile: {}", error_kind(&e)));
+                on_error(format!("reconcile: {}", error_kind(&e)));
                 tokio::time::sleep(Duration::from_secs(1)).await;
                 continue;
             }
@@ -479,7 +485,7 @@ async fn reconcile(api: &Api, op: &str, t: &mut Tally) -> ReconcileReport {
 
 /// Waits until no refund is PENDING in Postgres (or `timeout` passes:
 /// the audit then reports what is still outstanding).
-async fn wait_for_refunds(db_url: &str, timeout: Duration) -> anyhow::Result<()> {
+pub(crate) async fn wait_for_refunds(db_url: &str, timeout: Duration) -> anyhow::Result<()> {
     use sqlx::Connection;
     let mut conn = sqlx::PgConnection::connect(db_url).await?;
     let until = Instant::now() + timeout;

@@ -53,6 +53,10 @@ pub enum Kind {
     Checkout,
     /// Availability (cached at the edge).
     Availability,
+    /// The whole seat map (cached at the edge).
+    SeatMap,
+    /// Giving a hold back.
+    Release,
     /// The operator's sale settings.
     Operator,
     /// An intruder's hold through the edge.
@@ -68,6 +72,8 @@ impl Kind {
             Self::Hold => "hold",
             Self::Checkout => "checkout",
             Self::Availability => "availability",
+            Self::SeatMap => "seats",
+            Self::Release => "release",
             Self::Operator => "operator",
             Self::Bypass => "bypass",
         }
@@ -85,6 +91,12 @@ pub struct Stats {
     pub decisions: u64,
     /// Requests with no answer.
     pub transport_errors: u64,
+}
+
+impl Default for Stats {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 impl Stats {
@@ -259,12 +271,15 @@ pub struct Record {
     pub booked: Vec<String>,
     /// The booking.
     pub booking: Option<uuid::Uuid>,
+    /// Unix ms the booking's answer arrived.
+    pub booked_at_ms: Option<i64>,
     /// What ended the user's sale in failure.
     pub failure: Option<String>,
 }
 
 impl Record {
-    fn new(id: &str) -> Self {
+    /// A user who has not joined yet.
+    pub fn new(id: &str) -> Self {
         Self {
             id: id.to_owned(),
             waiting: Vec::new(),
@@ -275,11 +290,13 @@ impl Record {
             hold: None,
             booked: Vec::new(),
             booking: None,
+            booked_at_ms: None,
             failure: None,
         }
     }
 
-    fn fail(&mut self, why: String) {
+    /// Ends the user's sale in failure.
+    pub fn fail(&mut self, why: String) {
         self.outcome = Outcome::Failed;
         self.failure = Some(why);
     }
@@ -378,7 +395,7 @@ impl Crowd {
 
     /// The requests sent so far (and a fresh count from now on).
     pub fn take_stats(&self) -> Stats {
-        std::mem::replace(&mut *locked(&self.stats), Stats::new())
+        std::mem::take(&mut *locked(&self.stats))
     }
 
     /// A random group of adjacent seats.
@@ -487,19 +504,27 @@ impl Crowd {
         records
     }
 
-    // About 90 lines: a user's life in a sale (poll, admitted, hold,
-    // pay), one loop whose state would otherwise be threaded between
-    // functions.
     /// One user: poll until admitted (or out), then hold and pay.
     async fn user_sale(&self, b: &Buyer) -> Record {
         let mut rec = Record::new(&b.id);
+        if let Some(pass) = self.wait_for_pass(b, &mut rec).await {
+            self.buy(b, &pass, &mut rec).await;
+        }
+        rec
+    }
+
+    // About 90 lines: a user's wait in the queue, one loop whose state
+    // would otherwise be threaded between functions.
+    /// Polls the waiting room as told until the user is admitted (the
+    /// pass) or out (`None`; `rec` says how).
+    pub async fn wait_for_pass(&self, b: &Buyer, rec: &mut Record) -> Option<String> {
         // The first polls are spread over a second, as real users' are.
         let jitter = rand::thread_rng().gen_range(0..1000);
         tokio::time::sleep(Duration::from_millis(jitter)).await;
         let pass = loop {
             if Instant::now() >= self.deadline() {
                 rec.outcome = Outcome::StillWaiting;
-                return rec;
+                return None;
             }
             let (r, sent_ms, recv_ms) = self
                 .timed_call(Kind::Status, self.room.status(&b.edge, &b.bearer))
@@ -519,7 +544,7 @@ impl Crowd {
                 Ok(s) => s,
                 Err(e) => {
                     rec.fail(format!("status JSON: {e}"));
-                    return rec;
+                    return None;
                 }
             };
             if s.seed.is_some() {
@@ -536,7 +561,7 @@ impl Crowd {
                         Some(p) => break p,
                         None => {
                             rec.fail("admitted without a pass".into());
-                            return rec;
+                            return None;
                         }
                     }
                 }
@@ -561,15 +586,15 @@ impl Crowd {
                 }
                 "dropped" => {
                     rec.outcome = Outcome::Dropped;
-                    return rec;
+                    return None;
                 }
                 "expired" => {
                     rec.outcome = Outcome::Expired;
-                    return rec;
+                    return None;
                 }
                 other => {
                     rec.fail(format!("state {other}"));
-                    return rec;
+                    return None;
                 }
             }
         };
@@ -577,8 +602,7 @@ impl Crowd {
             locked(&self.first_passes).push((b.id.clone(), pass.clone()));
         }
         rec.pass = Some(pass.clone());
-        self.buy(b, &pass, &mut rec).await;
-        rec
+        Some(pass)
     }
 
     /// An admitted user holds seats with the pass and pays.
@@ -602,24 +626,34 @@ impl Crowd {
             )
             .await
         };
-        {
-            let mut stats = locked(&self.stats);
-            for a in &run.attempts {
-                let code = (a.code != "booked").then_some(a.code.as_str());
-                stats.record(Kind::Checkout, a.latency, a.status, code);
-            }
-        }
+        self.record_checkout(&run);
         match run.outcome {
             Paid::Booked { booking, .. } => {
                 rec.outcome = Outcome::Bought;
                 rec.booked = booking.seats.iter().map(|s| s.label.clone()).collect();
                 rec.booking = Some(booking.id);
+                rec.booked_at_ms = Some(unix_ms());
             }
             other => {
                 rec.outcome = Outcome::NotPaid;
                 rec.failure = Some(format!("checkout: {other:?}"));
             }
         }
+    }
+
+    /// Counts a purchase's requests with the crowd's other requests.
+    pub fn record_checkout(&self, run: &purchase::CheckoutRun) {
+        let mut stats = locked(&self.stats);
+        for a in &run.attempts {
+            let code = (a.code != "booked").then_some(a.code.as_str());
+            stats.record(Kind::Checkout, a.latency, a.status, code);
+        }
+    }
+
+    /// A slot for a request sent outside [`Crowd::call`] (a purchase's
+    /// several requests hold one).
+    pub async fn slot(&self) -> Option<tokio::sync::SemaphorePermit<'_>> {
+        self.permits.acquire().await.ok()
     }
 
     /// Holds a random group of seats with the pass, trying other groups

@@ -17,7 +17,7 @@
 //! (`tools/demo`).
 
 use clap::{Parser, Subcommand};
-use loadgen::{checkout_bench, flash_bench, holds_bench, seatmap_bench};
+use loadgen::{checkout_bench, flash_bench, holds_bench, seatmap_bench, sellout};
 use std::process::ExitCode;
 
 #[derive(Parser)]
@@ -48,6 +48,11 @@ enum Command {
     /// viewers polling `?since=N`, then naive full-map polling, while
     /// buyers hold and release seats. Prints one JSON line with --json.
     Seatmap(seatmap_bench::SeatmapArgs),
+    /// A flash sale from the queue to the last seat: the admission rate
+    /// calibrated from the region's measured capacity, then a show sold
+    /// out to thousands of buyers straight at the region core and again
+    /// through the edge's waiting room. Prints one JSON line with --json.
+    Sellout(sellout::SelloutArgs),
 }
 
 fn main() -> ExitCode {
@@ -72,6 +77,7 @@ fn main() -> ExitCode {
         Command::Checkout(a) => a.client_threads,
         Command::FlashSale(a) => a.client_threads,
         Command::Seatmap(a) => a.client_threads,
+        Command::Sellout(a) => a.client_threads,
     };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(threads.max(1))
@@ -91,6 +97,7 @@ fn main() -> ExitCode {
             Command::Checkout(args) => checkout_bench::run(args).await,
             Command::FlashSale(args) => flash_bench::run(args).await,
             Command::Seatmap(args) => seatmap_bench::run(args).await,
+            Command::Sellout(args) => sellout::run(args).await,
         }
     });
     match result {

@@ -2,9 +2,10 @@
 //! top of the test kit's seeding (`testkit::seed`).
 
 use chrono::{Duration as ChronoDuration, Utc};
+use shared::api::{SaleMode, Show};
 use shared::ShowId;
 use testkit::api::Api;
-use testkit::seed::{create_movie, create_show, ensure_city, ensure_place, grid};
+use testkit::seed::{create_movie, create_show_in, ensure_city, ensure_place, grid, NewShow};
 use uuid::Uuid;
 
 /// A short random tag that keeps names of one run apart from other runs.
@@ -71,23 +72,26 @@ impl BenchCatalog {
         op: &str,
         n: usize,
     ) -> anyhow::Result<Vec<ShowId>> {
-        let base = Utc::now() + ChronoDuration::days(14);
         let mut ids = Vec::with_capacity(n);
         for _ in 0..n {
-            let starts = base + ChronoDuration::minutes(self.shows_created * 180);
-            self.shows_created += 1;
-            let show = create_show(
-                api,
-                op,
-                self.screen_id,
-                self.movie_id,
-                starts,
-                &[("STANDARD", 25_000)],
-                "INR",
-            )
-            .await?;
-            ids.push(show.id);
+            ids.push(self.new_show(api, op, SaleMode::Open).await?.id);
         }
         Ok(ids)
+    }
+
+    /// Creates one new show sold in `mode` (after the ones before it).
+    pub async fn new_show(&mut self, api: &Api, op: &str, mode: SaleMode) -> anyhow::Result<Show> {
+        let starts = Utc::now()
+            + ChronoDuration::days(14)
+            + ChronoDuration::minutes(self.shows_created * 180);
+        self.shows_created += 1;
+        let show = NewShow {
+            screen_id: self.screen_id,
+            movie_id: self.movie_id,
+            starts_at: starts,
+            prices: &[("STANDARD", 25_000)],
+            currency: "INR",
+        };
+        create_show_in(api, op, show, mode).await
     }
 }

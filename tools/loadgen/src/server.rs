@@ -39,6 +39,62 @@ pub struct WorldArgs {
     pub redis_url: String,
 }
 
+/// Builds the workspace's binaries `names` next to the running load
+/// generator (same profile) when they are missing and it runs under
+/// `cargo run` (which sets `CARGO`): `cargo run --release -p loadgen --
+/// sellout` then works on a clean checkout. Otherwise starting the
+/// service says what to build.
+pub fn ensure_binaries(names: &[&str]) -> anyhow::Result<()> {
+    let missing: Vec<&str> = names
+        .iter()
+        .copied()
+        .filter(|n| testkit::process::binary(n).is_err())
+        .collect();
+    let Some(cargo) = std::env::var_os("CARGO") else {
+        return Ok(());
+    };
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let exe = std::env::current_exe()?;
+    let release = exe.parent().is_some_and(|d| d.ends_with("release"));
+    let mut cmd = std::process::Command::new(cargo);
+    cmd.arg("build");
+    if release {
+        cmd.arg("--release");
+    }
+    for n in &missing {
+        cmd.args(["-p", n]);
+    }
+    eprintln!("loadgen: building {} ({cmd:?})", missing.join(", "));
+    let status = cmd.status().context("running cargo build")?;
+    anyhow::ensure!(
+        status.success(),
+        "cargo build of {} failed",
+        missing.join(", ")
+    );
+    Ok(())
+}
+
+/// Builds the edge Worker (scripts/build-edge.sh) when its build is
+/// missing or older than its sources and the load generator runs under
+/// `cargo run`; otherwise only checks that it is built.
+pub fn ensure_edge_build(functions_dir: &std::path::Path) -> anyhow::Result<()> {
+    use testkit::workerd::{require_build, stale_source};
+    let fresh = require_build(functions_dir).is_ok() && stale_source(functions_dir).is_none();
+    if fresh || std::env::var_os("CARGO").is_none() {
+        return require_build(functions_dir);
+    }
+    let script = functions_dir.join("../scripts/build-edge.sh");
+    eprintln!("loadgen: building the edge Worker ({})", script.display());
+    let status = std::process::Command::new("bash")
+        .arg(&script)
+        .status()
+        .context("running scripts/build-edge.sh")?;
+    anyhow::ensure!(status.success(), "scripts/build-edge.sh failed");
+    require_build(functions_dir)
+}
+
 /// How long a spawned service may take to answer its readiness check
 /// (the region core migrates its fresh database first).
 const READY_PATIENCE: Duration = Duration::from_secs(60);

@@ -129,6 +129,20 @@ impl Gateway {
         Ok(())
     }
 
+    /// Sets the share of payments the gateway turns into faults.
+    pub async fn set_fault_rate(&self, rate: f64) -> anyhow::Result<()> {
+        let _: serde_json::Value = self
+            .api
+            .post(
+                "/sandbox/faults",
+                &self.auth,
+                &serde_json::json!({ "fault_rate": rate }),
+            )
+            .await
+            .context("setting the gateway's fault rate")?;
+        Ok(())
+    }
+
     /// Makes the gateway refuse the next `n` refund requests with 503 (the
     /// region core's refund worker must retry them until they land).
     pub async fn fail_next_refunds(&self, n: u32) -> anyhow::Result<()> {

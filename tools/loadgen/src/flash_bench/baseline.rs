@@ -2,9 +2,10 @@
 //! gateway and the booking read straight to the region core, beside the
 //! same through the edge.
 
-use super::{hex_key, FlashSaleArgs, World, CITY, UPSTASH_TOKEN};
+use super::{FlashSaleArgs, World, CITY};
 use crate::crowd::{locked, unix_ms, Record};
 use crate::edge::{self, Room};
+use crate::edge_world::{hex_key, UPSTASH_TOKEN};
 use crate::openloop::micros_histogram;
 use crate::report::{ms, r2, FlashSaleBaseline};
 use functions::rate_limit::{gate_keys_args, Caller, RateLimits, RouteClass};

@@ -28,12 +28,12 @@
 //! Exits non-zero if anyone was admitted out of order, a bypass was
 //! accepted, or a seat was sold twice.
 
-use crate::checks;
 use crate::crowd::{unix_ms, Buyer, Crowd, Kind, Plan, Record};
 use crate::edge::{self, SaleSettings};
+use crate::edge_world::{EdgeWorld, EdgeWorldSpec};
 use crate::report::FlashSaleReport;
 use crate::seed::{self, BenchCatalog};
-use crate::server::{InProcessUpstash, RegionCoreConfig, Service, WorldArgs};
+use crate::server::{InProcessUpstash, WorldArgs};
 use anyhow::Context;
 use chrono::{Duration as ChronoDuration, SubsecRound, Utc};
 use clap::Args;
@@ -42,7 +42,6 @@ use reqwest::StatusCode;
 use shared::api::SaleMode;
 use shared::token::Role;
 use shared::waiting_room::SaleConfig;
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -51,7 +50,7 @@ use testkit::api::{Api, Method, Minter};
 use testkit::db::FreshDatabase;
 use testkit::invariants::{self, Shows};
 use testkit::seed::{row_label, NewShow};
-use testkit::workerd::{self, EdgeLaunch, EdgeWorker};
+use testkit::workerd;
 
 mod analysis;
 mod baseline;
@@ -165,8 +164,6 @@ const CITY: &str = "lgbench";
 const MAX_GROUP: u16 = 2;
 /// Seat groups a buyer tries before giving up.
 const HOLD_TRIES: usize = 4;
-/// Token of the in-process Upstash gateway.
-const UPSTASH_TOKEN: &str = "loadgen-upstash-token";
 
 /// Entry point of `loadgen flash-sale`.
 pub async fn run(args: FlashSaleArgs) -> anyhow::Result<ExitCode> {
@@ -202,36 +199,18 @@ pub async fn run(args: FlashSaleArgs) -> anyhow::Result<ExitCode> {
     let streams = format!("loadgen_{tag}:events");
     let mut shows = Vec::new();
     let result = with_world(&args, &db, &tag, &key_prefix, &streams, &mut shows).await;
-    cleanup(&args, db, &key_prefix, &streams, &shows).await;
+    crate::edge_world::cleanup(
+        &args.world,
+        args.keep_database,
+        db,
+        &key_prefix,
+        &streams,
+        &shows,
+    )
+    .await;
     let mut report = result?;
     report.wasm_gzip_bytes = wasm_gzip_bytes;
     crate::report::emit(&report, args.json, &report.summary(), report.invariants_ok)
-}
-
-/// Removes what the run left in the shared Redis and Postgres.
-async fn cleanup(
-    args: &FlashSaleArgs,
-    db: FreshDatabase,
-    key_prefix: &str,
-    streams: &str,
-    shows: &[uuid::Uuid],
-) {
-    let redis = &args.world.redis_url;
-    match checks::delete_keys(redis, &format!("{key_prefix}*"), |_| true).await {
-        Ok(n) => eprintln!("loadgen: deleted {n} edge keys under {key_prefix}"),
-        Err(e) => eprintln!("loadgen: warning: could not delete the edge's keys: {e:#}"),
-    }
-    if let Err(e) = checks::delete_show_keys(redis, shows).await {
-        eprintln!("loadgen: warning: redis cleanup of the show's seats failed: {e:#}");
-    }
-    if let Err(e) = checks::delete_keys(redis, &format!("{streams}:*"), |_| true).await {
-        eprintln!("loadgen: warning: could not delete the run's event streams: {e:#}");
-    }
-    if args.keep_database {
-        eprintln!("loadgen: kept database {}", db.name());
-    } else if let Err(e) = db.drop_now().await {
-        eprintln!("loadgen: warning: could not drop the fresh database: {e:#}");
-    }
 }
 
 /// What the services are reached at.
@@ -244,10 +223,7 @@ struct World<'a> {
     db_url: &'a str,
 }
 
-// About 85 lines: starting and stopping the world's five services in
-// order, each stop on every path.
-/// Starts the services, runs the sale, stops them (the edge first: it
-/// calls the others).
+/// Starts the services, runs the sale, stops them.
 async fn with_world(
     args: &FlashSaleArgs,
     db: &FreshDatabase,
@@ -256,92 +232,32 @@ async fn with_world(
     streams: &str,
     shows: &mut Vec<uuid::Uuid>,
 ) -> anyhow::Result<FlashSaleReport> {
-    let admission_key = hex_key();
-    let gw = Service::sandbox_gateway(args.fault_rate, None, None).await?;
-    let upstash = match InProcessUpstash::start(&args.world.redis_url, UPSTASH_TOKEN).await {
-        Ok(u) => u,
-        Err(e) => {
-            gw.stop().await;
-            return Err(e);
-        }
-    };
-    let config = RegionCoreConfig::new(&db.url, &args.world.redis_url, &args.signing)
-        .set("REGION_ADMISSION_KEYS", &admission_key)
-        .charging_through(&gw)
-        .set("REGION_EVENTS_STREAM_PREFIX", streams);
-    let core = match Service::region_core(config, args.server_threads).await {
-        Ok(c) => c,
-        Err(e) => {
-            upstash.stop().await;
-            gw.stop().await;
-            return Err(e);
-        }
-    };
-    eprintln!(
-        "loadgen: region core at {}, sandbox gateway at {} (release binaries), upstash gateway at {}",
-        core.url(),
-        gw.url(),
-        upstash.url()
-    );
-    let vars = [
-        (
-            "REGIONS",
-            serde_json::to_string(&BTreeMap::from([(CITY, core.url())]))?,
-        ),
-        ("UPSTASH_REDIS_REST_URL", upstash.url().to_owned()),
-        ("UPSTASH_REDIS_REST_TOKEN", UPSTASH_TOKEN.to_owned()),
-        ("ADMISSION_KEY", admission_key.clone()),
-        ("JWT_SECRET", args.signing.jwt_secret.clone()),
-        ("KEY_PREFIX", key_prefix.to_owned()),
-        // Simulated users name their address in CF-Connecting-IP, as
-        // Cloudflare does for real ones.
-        ("TRUST_CF_CONNECTING_IP", "true".to_owned()),
-    ];
-    let launch = EdgeLaunch {
+    let services = EdgeWorld::start(&EdgeWorldSpec {
+        world: &args.world,
+        signing: &args.signing,
+        database_url: &db.url,
+        city: CITY,
+        key_prefix,
+        streams,
+        tag,
+        fault_rate: args.fault_rate,
+        core_env: Vec::new(),
+        server_threads: args.server_threads,
         functions_dir: args.functions_dir.clone(),
         node: args.node.clone(),
-        vars: vars.into_iter().map(|(k, v)| (k.to_owned(), v)).collect(),
-        log_file: std::env::temp_dir().join(format!("loadgen-edge-{tag}.log")),
+    })
+    .await?;
+    let world = World {
+        edge_url: services.edge.url(),
+        core_url: services.core.url(),
+        upstash: &services.upstash,
+        admission_key: &services.admission_key,
+        key_prefix,
+        db_url: &db.url,
     };
-    let result = match EdgeWorker::start(&launch).await {
-        Ok(edge) => {
-            eprintln!(
-                "loadgen: edge Worker in workerd at {} (KEY_PREFIX {key_prefix}, log {})",
-                edge.url(),
-                edge.log_file().display()
-            );
-            let world = World {
-                edge_url: edge.url(),
-                core_url: core.url(),
-                upstash: &upstash,
-                admission_key: &admission_key,
-                key_prefix,
-                db_url: &db.url,
-            };
-            let gateway =
-                testkit::gateway::Gateway::new(gw.url(), sandbox_gateway::DEFAULT_API_KEY)?;
-            let r = async {
-                gateway
-                    .set_webhook(&format!("{}/v1/webhooks/payments", core.url()))
-                    .await?;
-                bench(args, &world, tag, shows).await
-            }
-            .await;
-            edge.stop().await;
-            r
-        }
-        Err(e) => Err(e),
-    };
-    core.stop().await;
-    upstash.stop().await;
-    gw.stop().await;
+    let result = bench(args, &world, tag, shows).await;
+    services.stop().await;
     result
-}
-
-/// 32 random bytes as hex: the run's admission-pass signing key.
-fn hex_key() -> String {
-    let bytes: [u8; 32] = rand::random();
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// The sale phase's result.
