@@ -126,6 +126,11 @@ pub struct EdgeConfig {
     pub cache_ttls: CacheTtls,
     /// How long to wait for a region core.
     pub region_timeout_ms: u64,
+    /// How long to wait for a region core's answer to a payment (a
+    /// checkout): it waits on the payment gateway for up to its own
+    /// `REGION_GATEWAY_TIMEOUT_MS` before answering, so this must be
+    /// longer, or a slow gateway would look like a region that is down.
+    pub payment_timeout_ms: u64,
     /// The per-region circuit breaker.
     pub breaker: BreakerSettings,
     /// Largest request body forwarded or read.
@@ -156,6 +161,7 @@ impl fmt::Debug for EdgeConfig {
             .field("limits", &self.limits)
             .field("cache_ttls", &self.cache_ttls)
             .field("region_timeout_ms", &self.region_timeout_ms)
+            .field("payment_timeout_ms", &self.payment_timeout_ms)
             .field("breaker", &self.breaker)
             .field("max_body_bytes", &self.max_body_bytes)
             .field("upstash", &self.upstash)
@@ -166,6 +172,10 @@ impl fmt::Debug for EdgeConfig {
 
 /// Default largest body: 64 KiB (a hold or checkout body is < 1 KiB).
 pub const DEFAULT_MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// Default of `REGION_PAYMENT_TIMEOUT_MS`: the region core's default
+/// gateway timeout (10 s) plus room for its queue and its two writes.
+pub const DEFAULT_PAYMENT_TIMEOUT_MS: u64 = 15_000;
 
 fn number<T: std::str::FromStr>(
     get: &impl Fn(&str) -> Option<String>,
@@ -352,6 +362,13 @@ impl EdgeConfig {
             |v| (100..=60_000).contains(v),
             "100–60000 ms",
         )?;
+        let payment_timeout_ms = number(
+            &get,
+            "REGION_PAYMENT_TIMEOUT_MS",
+            DEFAULT_PAYMENT_TIMEOUT_MS.max(region_timeout_ms),
+            |v| (region_timeout_ms..=120_000).contains(v),
+            "at least REGION_TIMEOUT_MS, at most 120000 ms",
+        )?;
         let breaker = breaker_settings(&get, region_timeout_ms)?;
         let max_body_bytes = number(
             &get,
@@ -379,6 +396,7 @@ impl EdgeConfig {
             deny_list,
             cache_ttls,
             region_timeout_ms,
+            payment_timeout_ms,
             breaker,
             max_body_bytes,
             upstash,
@@ -433,6 +451,7 @@ pub(crate) mod tests {
         let c = config();
         assert_eq!(c.regions.url("mum"), Some("http://127.0.0.1:8080"));
         assert_eq!(c.region_timeout_ms, 5_000);
+        assert_eq!(c.payment_timeout_ms, DEFAULT_PAYMENT_TIMEOUT_MS);
         assert_eq!(c.max_body_bytes, 64 * 1024);
         assert_eq!(c.admission_keys().len(), 1);
         assert_eq!(c.upstash.key_prefix, "");
@@ -449,6 +468,11 @@ pub(crate) mod tests {
         assert_eq!(err_with("REGIONS", r#"{"MUM":"http://x"}"#).var, "REGIONS");
         assert_eq!(err_with("REGIONS", r#"{"mum":"ftp://x"}"#).var, "REGIONS");
         assert_eq!(err_with("REGION_TIMEOUT_MS", "0").var, "REGION_TIMEOUT_MS");
+        // A payment may not be given up on sooner than any other call.
+        assert_eq!(
+            err_with("REGION_PAYMENT_TIMEOUT_MS", "4999").var,
+            "REGION_PAYMENT_TIMEOUT_MS"
+        );
         assert_eq!(err_with("ADMISSION_KEY", "short").var, "ADMISSION_KEY");
         assert_eq!(err_with("JWT_SECRET", "short").var, "JWT_SECRET");
         assert_eq!(err_with("RATE_LIMITS", "[]").var, "RATE_LIMITS");

@@ -187,6 +187,18 @@ impl EdgeError {
         .retry_after(retry_after_s)
     }
 
+    /// 503 `payment_pending`: the region did not answer a checkout in
+    /// time; the charge may or may not have happened. The same code and
+    /// remedy as the region's own: retry with the same Idempotency-Key.
+    pub fn payment_pending() -> Self {
+        Self::new(
+            503,
+            "payment_pending",
+            "the payment's outcome is not known yet; retry with the same Idempotency-Key",
+        )
+        .retry_after(2)
+    }
+
     /// 503 `edge_state_unavailable`: Upstash is unreachable and the route
     /// needs it (a fail-closed limit, or the waiting room).
     pub fn edge_state_unavailable() -> Self {

@@ -714,7 +714,16 @@ async fn checkout(
     let (rl, _) = call.gate(RouteClass::Checkout, Some(&user.id), &[]).await?;
     let up = async {
         let body = json_body(req, call).await?;
-        to_region(req, call, city, upstream, &body).await
+        let headers = region::forward_headers(req, &call.ip)?;
+        region::pay(
+            &call.cfg,
+            city,
+            call.method.clone(),
+            upstream,
+            headers,
+            Some(&body),
+        )
+        .await
     }
     .await
     .map_err(|e| with_limits(e, &rl))?;

@@ -221,6 +221,10 @@ async fn region_call(
     for (n, v) in extra {
         set(n, v)?;
     }
+    if path.ends_with("/checkout") {
+        // A payment: the region answers after the gateway (`region::pay`).
+        return region::pay(&call.cfg, city, method, path, h, bytes.as_deref()).await;
+    }
     region::call(&call.cfg, city, method, path, h, bytes.as_deref()).await
 }
 
