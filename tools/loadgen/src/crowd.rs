@@ -615,17 +615,17 @@ impl Crowd {
             rec.hold = Some(hold);
             return;
         }
-        let run = {
-            let _slot = self.permits.acquire().await;
-            purchase::pay(
-                &b.edge,
-                &b.bearer,
-                hold.hold_id,
-                &self.plan.key_prefix,
-                Patience::default(),
-            )
-            .await
-        };
+        // No slot for a purchase: its requests are spaced by Retry-After
+        // waits, and a slot held across them would stall the whole crowd
+        // behind a few hung charges.
+        let run = purchase::pay(
+            &b.edge,
+            &b.bearer,
+            hold.hold_id,
+            &self.plan.key_prefix,
+            Patience::default(),
+        )
+        .await;
         self.record_checkout(&run);
         match run.outcome {
             Paid::Booked { booking, .. } => {
@@ -648,12 +648,6 @@ impl Crowd {
             let code = (a.code != "booked").then_some(a.code.as_str());
             stats.record(Kind::Checkout, a.latency, a.status, code);
         }
-    }
-
-    /// A slot for a request sent outside [`Crowd::call`] (a purchase's
-    /// several requests hold one).
-    pub async fn slot(&self) -> Option<tokio::sync::SemaphorePermit<'_>> {
-        self.permits.acquire().await.ok()
     }
 
     /// Holds a random group of seats with the pass, trying other groups

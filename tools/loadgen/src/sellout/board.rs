@@ -4,9 +4,11 @@
 //! A real buyer's app shows the live seat map; here the whole crowd shares
 //! one copy ([`SharedBoard`]), fetched like any buyer's (through the edge,
 //! whose cache makes everyone see the same copy anyway) at most every
-//! [`REFRESH`], and patched between fetches with what the crowd itself
-//! learnt (seats it held, lost, released or bought), as the live map's
-//! deltas would. Parsing a 10,000-seat map per buyer would make the load
+//! [`REFRESH`], and patched with what the crowd itself learnt (seats it
+//! held, lost, released or bought), as the live map's deltas would. A
+//! patch stands until a copy newer than it arrives (the edge says how old
+//! its copy is in `Age`): a stale copy must not undo what a buyer just
+//! learnt, or every buyer goes for the same taken seats. Parsing a 10,000-seat map per buyer would make the load
 //! generator, not the platform, the bottleneck.
 
 use crate::crowd::{Crowd, Kind};
@@ -22,11 +24,6 @@ use tokio::sync::Mutex;
 
 /// Longest a shared copy of the map is used before it is fetched again.
 pub const REFRESH: Duration = Duration::from_millis(500);
-/// How long a patch outlives the fetches after it (a fetched copy may be
-/// older than the patch: the edge serves seat maps up to a few seconds
-/// stale).
-const PATCH_LIFE: Duration = Duration::from_secs(6);
-
 /// One row of seats, in order.
 #[derive(Debug, Clone, Default)]
 struct Row {
@@ -114,7 +111,11 @@ impl Board {
         }
         let fitting: Vec<_> = runs.iter().filter(|run| run.2 >= want).collect();
         let (r, start, len, take) = if fitting.is_empty() {
-            let &(r, start, len) = runs.iter().max_by_key(|run| run.2)?;
+            // The longest runs left, one of them at random (buyers do not
+            // all go for the same seats).
+            let longest = runs.iter().map(|run| run.2).max()?;
+            let all: Vec<_> = runs.iter().filter(|run| run.2 == longest).collect();
+            let &&(r, start, len) = &all[rng.gen_range(0..all.len())];
             (r, start, len, len)
         } else {
             let &&(r, start, len) = &fitting[rng.gen_range(0..fitting.len())];
@@ -167,9 +168,14 @@ impl SharedBoard {
         let mut s = self.state.lock().await;
         if s.fetched.is_none_or(|t| t.elapsed() >= REFRESH) {
             match self.fetch(crowd).await {
-                Ok(map) => {
+                Ok((map, content_at)) => {
                     let mut board = Board::from_map(&map);
-                    s.patches.retain(|_, (at, _)| at.elapsed() < PATCH_LIFE);
+                    // A patch newer than the copy's content still holds;
+                    // an older one the copy already shows (or overrides).
+                    // A booked seat stays booked: no sale here cancels.
+                    s.patches.retain(|_, (at, state)| {
+                        *state == SeatState::Booked || content_at.is_none_or(|c| *at >= c)
+                    });
                     for (label, (_, state)) in &s.patches {
                         board.mark(std::slice::from_ref(label), *state);
                     }
@@ -187,16 +193,36 @@ impl SharedBoard {
             s.fetched = Some(Instant::now());
         }
         let pick = s.board.choose(want, &mut rand::thread_rng());
-        Ok((pick, s.board.counts()))
+        let counts = s.board.counts();
+        // Taken from the others' view at once, as a live seat map shows a
+        // hold the moment it lands: without it, every buyer choosing
+        // while this hold is in flight could go for the same seats.
+        if let Some(seats) = &pick {
+            let now = Instant::now();
+            s.board.mark(seats, SeatState::Held);
+            for l in seats {
+                s.patches.insert(l.clone(), (now, SeatState::Held));
+            }
+        }
+        Ok((pick, counts))
     }
 
-    async fn fetch(&self, crowd: &Crowd) -> anyhow::Result<SeatMap> {
+    /// The map, and when its content was current: the edge's copy is
+    /// `Age` seconds old (to the second, so one more is allowed); `None`
+    /// if that is before the clock can say.
+    async fn fetch(&self, crowd: &Crowd) -> anyhow::Result<(SeatMap, Option<Instant>)> {
+        let sent = Instant::now();
         let send = self
             .api
             .send(Method::GET, &self.path, None, None, None::<&()>);
         let r = crowd.call(Kind::SeatMap, send).await?;
         anyhow::ensure!(r.status == StatusCode::OK, "seat map: {}", r.failure());
-        r.json()
+        let age_s = r
+            .header("age")
+            .and_then(|a| a.parse::<u64>().ok())
+            .unwrap_or(0);
+        let content_at = sent.checked_sub(Duration::from_secs(age_s + 1));
+        Ok((r.json()?, content_at))
     }
 
     /// What a buyer learnt about `labels`: they are now `state`.

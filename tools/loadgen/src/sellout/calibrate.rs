@@ -15,9 +15,11 @@ use hdrhistogram::Histogram;
 use rand::Rng;
 use serde::Serialize;
 use shared::api::{CreateHold, Hold};
+use shared::token::Role;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use testkit::api::Api;
+use testkit::api::{Api, Minter};
 
 /// Share of the measured capacity the sale admits at: headroom for the
 /// waiting room's own traffic and for buyers who hold but pay late.
@@ -90,10 +92,14 @@ pub fn choose(steps: &[Step], goal_ms: f64) -> Option<Choice> {
 
 /// Where and how a step buys.
 pub struct Target<'a> {
-    /// The region core.
-    pub region: &'a Api,
-    /// Buyers' `Bearer` tokens (at least the highest concurrency).
-    pub bearers: &'a [String],
+    /// The region core, or the edge in front of it.
+    pub api: &'a Api,
+    /// Signs each purchase's buyer (a new one per purchase, from an
+    /// address of its own: the edge's per-user and per-address limits are
+    /// for real buyers, not for the calibration's few loops).
+    pub minter: &'a Minter,
+    /// Names the buyers apart from other runs and steps.
+    pub tag: String,
     /// Row labels and seats per row of the step's show.
     pub rows: &'a [String],
     /// Seats per row.
@@ -113,15 +119,21 @@ pub async fn measure(
     let lat = Arc::new(Mutex::new(micros_histogram()));
     let started = Instant::now();
     let until = started + Duration::from_secs_f64(secs);
-    let tasks = (0..concurrency).map(|i| {
-        let lat = lat.clone();
-        let (api, bearer) = (t.region.clone(), t.bearers[i % t.bearers.len()].clone());
+    let next = Arc::new(AtomicUsize::new(0));
+    let tasks = (0..concurrency).map(|_| {
+        let (lat, next) = (lat.clone(), next.clone());
+        let (api, minter) = (t.api.clone(), t.minter.clone());
         let path = format!("/v1/shows/{show}/holds");
         let (rows, per_row, max_group) = (t.rows.to_vec(), t.per_row, t.max_group);
-        let key_prefix = key_prefix.to_owned();
+        let (key_prefix, tag) = (key_prefix.to_owned(), t.tag.clone());
         tokio::spawn(async move {
             let mut booked = 0u64;
             while Instant::now() < until {
+                let n = next.fetch_add(1, Ordering::Relaxed);
+                let Ok(bearer) = minter.bearer(&format!("{tag}-{n}"), Role::User) else {
+                    break;
+                };
+                let api = api.at_ip(&crate::edge::client_ip(n));
                 let seats = pick(&rows, per_row, max_group);
                 let Ok(hold) = api
                     .post::<_, Hold>(&path, &bearer, &CreateHold { seats })

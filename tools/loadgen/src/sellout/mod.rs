@@ -4,15 +4,18 @@
 //! database, the sandbox gateway with a share of faults, the region core,
 //! the Upstash gateway and the Worker in workerd):
 //!
-//! 1. **calibration**: buyers hold and pay straight at the region core at
-//!    rising concurrency; the admission rate is [`calibrate::HEADROOM`] of
-//!    the best booking rate whose purchase p99 stayed under the goal (or
-//!    `--admission-rate`, said so in the report);
+//! 1. **calibration**, before each sale, through the path that sale
+//!    takes: buyers hold and pay at rising concurrency (a fresh show per
+//!    step, no gateway faults); the admission rate is
+//!    [`calibrate::HEADROOM`] of the best booking rate whose purchase p99
+//!    stayed under the goal (or `--admission-rate`, said so in the
+//!    report). The two rates side by side are the edge's cost in capacity;
 //! 2. **without the edge**: a show of `--seats` seats sold to `--buyers`
-//!    buyers admitted at that rate by a pacer in the load generator, each
-//!    with a pass signed as the edge would, straight at the region core;
+//!    buyers admitted at the region's rate by a pacer in the load
+//!    generator, each with a pass signed as the edge would, straight at
+//!    the region core;
 //! 3. **through the edge**: another such show; every buyer joins the
-//!    waiting room before it opens, is admitted by it at the same rate,
+//!    waiting room before it opens, is admitted by it at the edge's rate,
 //!    and buys through the edge;
 //! 4. after each sale, the **drain**: reconciliation until it finds
 //!    nothing, the show's last holds paid, released or expired; then the
@@ -112,8 +115,11 @@ pub struct SelloutArgs {
     #[arg(long, default_value_t = 64)]
     pub concurrency: usize,
 
-    /// Longest wait between two waiting-room polls of a buyer, ms.
-    #[arg(long, default_value_t = 2000)]
+    /// Longest wait between two waiting-room polls of a buyer, ms. Buyers
+    /// poll when the edge tells them to (`refresh_after_s`, up to a third
+    /// of the grace, 10 s), as the buyer's page does; a lower cap makes
+    /// them poll faster than told.
+    #[arg(long, default_value_t = 10_000)]
     pub max_poll_ms: u64,
 
     /// Longest a sale runs after opening, seconds.
@@ -171,16 +177,8 @@ pub struct SelloutReport {
     pub edge: Figures,
     /// The same sale straight at the region core.
     pub direct: Figures,
-    /// Admissions per second both sales used.
-    pub admission_rate_per_s: f64,
-    /// How that rate was derived.
-    pub admission_rate_why: String,
-    /// A calibration step kept purchase p99 under the goal.
-    pub admission_rate_goal_met: bool,
-    /// The goal, ms.
+    /// The purchase p99 the admission rates were chosen to keep, ms.
     pub purchase_p99_goal_ms: f64,
-    /// The calibration's steps.
-    pub calibration: Vec<Step>,
     /// Share of payments turned into faults.
     pub fault_rate: f64,
     /// Largest group a buyer wants.
@@ -213,9 +211,11 @@ impl SelloutReport {
             )
         };
         format!(
-            "sellout: admitting {} buyers/s ({})\n{}\n{}",
-            self.admission_rate_per_s,
-            self.admission_rate_why,
+            "sellout: through the edge, admitting {} buyers/s ({}); without it, {} buyers/s ({})\n{}\n{}",
+            self.edge.admission_rate_per_s,
+            self.edge.admission_rate_why,
+            self.direct.admission_rate_per_s,
+            self.direct.admission_rate_why,
             line("through the edge", &self.edge),
             line("without the edge", &self.direct)
         )
@@ -378,46 +378,43 @@ async fn bench(
         rows: (0..rows_n).map(row_label).collect(),
     };
 
-    let (calibration, choice) = match args.admission_rate {
-        Some(rate) => (
-            Vec::new(),
-            Choice {
-                admission_rate_per_s: rate,
-                why: "given with --admission-rate".into(),
-                goal_met: false,
-            },
-        ),
-        None => run.calibrate(&mut catalog, shows, tag).await?,
-    };
-    eprintln!(
-        "loadgen: admission rate {} buyers/s: {}",
-        choice.admission_rate_per_s, choice.why
-    );
-    let rate = choice.admission_rate_per_s;
-
+    // The region's capacity straight, and as buyers reach it through the
+    // edge: each sale admits at what its own path was measured to take.
+    let direct_rate = run
+        .admission_rate(&run.region, &mut catalog, shows, tag, "region")
+        .await?;
     let show = catalog
         .new_show(&run.region, &run.op, SaleMode::FlashSale)
         .await?;
     shows.push(show.id.0);
-    let direct = run.direct(&show.id.to_string(), rate, tag).await?;
+    let mut direct = run
+        .direct(
+            &show.id.to_string(),
+            direct_rate.1.admission_rate_per_s,
+            tag,
+        )
+        .await?;
+    direct.set_admission(direct_rate);
     eprintln!("loadgen: without the edge: {direct:?}");
 
+    let edge_rate = run
+        .admission_rate(&run.edge_api, &mut catalog, shows, tag, "edge")
+        .await?;
     let show = catalog
         .new_show(&run.edge_api, &run.op, SaleMode::FlashSale)
         .await?;
     shows.push(show.id.0);
-    let edge = run.through_edge(&show.id.to_string(), rate, tag).await?;
+    let mut edge = run
+        .through_edge(&show.id.to_string(), edge_rate.1.admission_rate_per_s, tag)
+        .await?;
+    edge.set_admission(edge_rate);
 
     let invariants_ok = SelloutReport::sale_ok(&edge) && SelloutReport::sale_ok(&direct);
     Ok(SelloutReport {
         bench: "sellout",
         edge,
         direct,
-        admission_rate_per_s: rate,
-        admission_rate_why: choice.why,
-        admission_rate_goal_met: choice.goal_met,
         purchase_p99_goal_ms: args.purchase_p99_goal_ms,
-        calibration,
         fault_rate: args.fault_rate,
         max_group: args.max_group,
         elapsed_s: r2(started.elapsed().as_secs_f64()),
@@ -426,30 +423,48 @@ async fn bench(
 }
 
 impl Run<'_> {
-    /// Steps of rising concurrency, each on a fresh show, until one's
-    /// purchase p99 is over twice the goal.
-    async fn calibrate(
+    /// The admission rate for a sale through `api` (the region core, or
+    /// the edge): `--admission-rate` if given, else calibrated.
+    async fn admission_rate(
         &self,
+        api: &Api,
         catalog: &mut BenchCatalog,
         shows: &mut Vec<uuid::Uuid>,
         tag: &str,
+        path: &str,
     ) -> anyhow::Result<(Vec<Step>, Choice)> {
-        let most = self
-            .args
-            .calibration_steps
-            .iter()
-            .copied()
-            .max()
-            .unwrap_or(1);
-        let bearers = (0..most)
-            .map(|i| {
-                self.minter
-                    .bearer(&format!("lgsell-cal-{tag}-{i}"), Role::User)
-            })
-            .collect::<anyhow::Result<Vec<_>>>()?;
+        let r = match self.args.admission_rate {
+            Some(rate) => (
+                Vec::new(),
+                Choice {
+                    admission_rate_per_s: rate,
+                    why: "given with --admission-rate".into(),
+                    goal_met: false,
+                },
+            ),
+            None => self.calibrate(api, catalog, shows, tag, path).await?,
+        };
+        eprintln!(
+            "loadgen: admission rate through the {path}: {} buyers/s: {}",
+            r.1.admission_rate_per_s, r.1.why
+        );
+        Ok(r)
+    }
+
+    /// Steps of rising concurrency through `api`, each on a fresh show,
+    /// until one's purchase p99 is over twice the goal.
+    async fn calibrate(
+        &self,
+        api: &Api,
+        catalog: &mut BenchCatalog,
+        shows: &mut Vec<uuid::Uuid>,
+        tag: &str,
+        path: &str,
+    ) -> anyhow::Result<(Vec<Step>, Choice)> {
         let target = calibrate::Target {
-            region: &self.region,
-            bearers: &bearers,
+            api,
+            minter: &self.minter,
+            tag: format!("lgsell-cal-{path}-{tag}"),
             rows: &self.rows,
             per_row: PER_ROW,
             max_group: self.args.max_group,
@@ -473,7 +488,7 @@ impl Run<'_> {
                 "lgsell-cal",
             )
             .await;
-            eprintln!("loadgen: calibration {step:?}");
+            eprintln!("loadgen: calibration through the {path}: {step:?}");
             let over = step.purchase_p99_ms > 2.0 * self.args.purchase_p99_goal_ms;
             steps.push(step);
             if over {

@@ -58,6 +58,27 @@ pub struct Figures {
     pub answers: BTreeMap<String, u64>,
     /// The drain after the last buyer, seconds.
     pub drain_s: f64,
+    /// Admissions per second the sale used.
+    pub admission_rate_per_s: f64,
+    /// How that rate was derived.
+    pub admission_rate_why: String,
+    /// A calibration step kept purchase p99 under the goal.
+    pub admission_rate_goal_met: bool,
+    /// The calibration's steps (through the same path as the sale).
+    pub calibration: Vec<super::calibrate::Step>,
+}
+
+impl Figures {
+    /// Records the admission rate the sale used and how it was derived.
+    pub fn set_admission(
+        &mut self,
+        (steps, choice): (Vec<super::calibrate::Step>, super::calibrate::Choice),
+    ) {
+        self.admission_rate_per_s = choice.admission_rate_per_s;
+        self.admission_rate_why = choice.why;
+        self.admission_rate_goal_met = choice.goal_met;
+        self.calibration = steps;
+    }
 }
 
 /// What the audit after the drain found.
@@ -125,6 +146,10 @@ pub fn figures(
         outcomes,
         answers: stats.answers.clone(),
         drain_s: r2(drain.as_secs_f64()),
+        admission_rate_per_s: 0.0,
+        admission_rate_why: String::new(),
+        admission_rate_goal_met: false,
+        calibration: Vec::new(),
     }
 }
 

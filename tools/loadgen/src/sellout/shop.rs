@@ -19,6 +19,8 @@ use testkit::api::Method;
 /// How long a buyer who found every free seat held waits before looking
 /// again.
 const WAIT_FOR_RELEASE: Duration = Duration::from_secs(1);
+/// How long a buyer who lost seats to someone quicker takes to pick others.
+const LOOK_AGAIN: Duration = Duration::from_millis(300);
 /// Longest `Retry-After` a buyer honours on a hold.
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(5);
 
@@ -47,17 +49,15 @@ impl Shop {
         let Some((hold, seats)) = self.hold(b, pass, want, rec).await else {
             return;
         };
-        let run = {
-            let _slot = self.crowd.slot().await;
-            purchase::pay(
-                &b.edge,
-                &b.bearer,
-                hold.hold_id,
-                &self.key_prefix,
-                Patience::default(),
-            )
-            .await
-        };
+        // Outside the crowd's slots (see `Crowd::buy`).
+        let run = purchase::pay(
+            &b.edge,
+            &b.bearer,
+            hold.hold_id,
+            &self.key_prefix,
+            Patience::default(),
+        )
+        .await;
         self.crowd.record_checkout(&run);
         if let Some(a) = run.attempts.iter().find(|a| a.status == Some(201)) {
             locked(&self.purchases).saturating_record(a.latency.as_micros() as u64);
@@ -141,9 +141,12 @@ impl Shop {
                         return None;
                     }
                 },
-                // Someone was quicker: at least one of them is held.
+                // Someone was quicker: at least one of them is taken. The
+                // buyer looks at the map again before choosing (a moment,
+                // not a tight loop of holds on a stale map).
                 (409, Some("seats_unavailable")) => {
                     self.board.mark(&seats, SeatState::Held).await;
+                    tokio::time::sleep(LOOK_AGAIN).await;
                 }
                 // The edge's short-circuit saw no free seat a moment ago;
                 // the map decides whether any may still come back.
