@@ -35,12 +35,34 @@ pub struct EdgeWorldSpec<'a> {
     pub fault_rate: f64,
     /// More `REGION_*` settings of the core.
     pub core_env: Vec<(String, String)>,
-    /// Worker threads of the core's runtime.
-    pub server_threads: usize,
-    /// The `functions/` directory (its `build/` and `dev/serve.mjs`).
+    /// The Worker's directory, Node.js, thread counts.
+    pub run: &'a EdgeRunArgs,
+}
+
+/// Options of a run through the edge (`flash-sale`, `sellout`).
+#[derive(Debug, Clone, clap::Args)]
+pub struct EdgeRunArgs {
+    /// The `functions/` directory (its `build/` from scripts/build-edge.sh
+    /// and `dev/serve.mjs`).
+    #[arg(long, default_value = testkit::workerd::FUNCTIONS_DIR)]
     pub functions_dir: PathBuf,
+
     /// The Node.js binary that runs serve.mjs.
+    #[arg(long, env = "LOADGEN_NODE", default_value = "node")]
     pub node: String,
+
+    /// Worker threads of the load generator's runtime.
+    #[arg(long, default_value_t = 1)]
+    pub client_threads: usize,
+
+    /// Worker threads of the spawned region core's runtime
+    /// (TOKIO_WORKER_THREADS).
+    #[arg(long, default_value_t = 2)]
+    pub server_threads: usize,
+
+    /// Keep the fresh database after the run (for inspection).
+    #[arg(long)]
+    pub keep_database: bool,
 }
 
 /// The running services.
@@ -78,7 +100,7 @@ impl EdgeWorld {
         for (k, v) in &spec.core_env {
             config = config.set(k, v);
         }
-        let core = match Service::region_core(config, spec.server_threads).await {
+        let core = match Service::region_core(config, spec.run.server_threads).await {
             Ok(c) => c,
             Err(e) => {
                 upstash.stop().await;
@@ -158,8 +180,8 @@ async fn launch_edge(
         ("TRUST_CF_CONNECTING_IP", "true".to_owned()),
     ];
     let launch = EdgeLaunch {
-        functions_dir: spec.functions_dir.clone(),
-        node: spec.node.clone(),
+        functions_dir: spec.run.functions_dir.clone(),
+        node: spec.run.node.clone(),
         vars: vars.into_iter().map(|(k, v)| (k.to_owned(), v)).collect(),
         log_file: std::env::temp_dir().join(format!("loadgen-edge-{}.log", spec.tag)),
     };

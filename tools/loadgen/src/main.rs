@@ -75,9 +75,9 @@ fn main() -> ExitCode {
     let threads = match &cli.command {
         Command::Holds(a) => a.client_threads,
         Command::Checkout(a) => a.client_threads,
-        Command::FlashSale(a) => a.client_threads,
+        Command::FlashSale(a) => a.run.client_threads,
         Command::Seatmap(a) => a.client_threads,
-        Command::Sellout(a) => a.client_threads,
+        Command::Sellout(a) => a.run.client_threads,
     };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(threads.max(1))

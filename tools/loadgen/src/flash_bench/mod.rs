@@ -30,7 +30,7 @@
 
 use crate::crowd::{unix_ms, Buyer, Crowd, Kind, Plan, Record};
 use crate::edge::{self, SaleSettings};
-use crate::edge_world::{EdgeWorld, EdgeWorldSpec};
+use crate::edge_world::{EdgeRunArgs, EdgeWorld, EdgeWorldSpec};
 use crate::report::FlashSaleReport;
 use crate::seed::{self, BenchCatalog};
 use crate::server::{InProcessUpstash, WorldArgs};
@@ -42,7 +42,6 @@ use reqwest::StatusCode;
 use shared::api::SaleMode;
 use shared::token::Role;
 use shared::waiting_room::SaleConfig;
-use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -136,26 +135,9 @@ pub struct FlashSaleArgs {
     #[arg(long, default_value_t = 0.0)]
     pub fault_rate: f64,
 
-    /// The `functions/` directory (its `build/` from scripts/build-edge.sh
-    /// and `dev/serve.mjs`).
-    #[arg(long, default_value = workerd::FUNCTIONS_DIR)]
-    pub functions_dir: PathBuf,
-
-    /// The Node.js binary that runs serve.mjs.
-    #[arg(long, env = "LOADGEN_NODE", default_value = "node")]
-    pub node: String,
-
-    /// Worker threads of the load generator's runtime.
-    #[arg(long, default_value_t = 1)]
-    pub client_threads: usize,
-
-    /// Worker threads of the spawned region core's runtime (TOKIO_WORKER_THREADS).
-    #[arg(long, default_value_t = 2)]
-    pub server_threads: usize,
-
-    /// Keep the fresh database after the run (for inspection).
-    #[arg(long)]
-    pub keep_database: bool,
+    /// The edge, the processes and the database of the run.
+    #[command(flatten)]
+    pub run: EdgeRunArgs,
 }
 
 /// The bench city (routed by the edge to the run's region core).
@@ -188,8 +170,8 @@ pub async fn run(args: FlashSaleArgs) -> anyhow::Result<ExitCode> {
         u64::from(args.grace_secs) * 1000 > 2 * args.max_poll_ms,
         "--max-poll-ms must stay well below --grace-secs, or polling users would be dropped"
     );
-    workerd::require_build(&args.functions_dir)?;
-    let wasm_gzip_bytes = edge::wasm_gzip_bytes(&args.functions_dir)?;
+    workerd::require_build(&args.run.functions_dir)?;
+    let wasm_gzip_bytes = edge::wasm_gzip_bytes(&args.run.functions_dir)?;
     let db = FreshDatabase::create(&args.world.admin_database_url, "loadgen")
         .await
         .context("creating the run's database (LOADGEN_ADMIN_DATABASE_URL)")?;
@@ -201,7 +183,7 @@ pub async fn run(args: FlashSaleArgs) -> anyhow::Result<ExitCode> {
     let result = with_world(&args, &db, &tag, &key_prefix, &streams, &mut shows).await;
     crate::edge_world::cleanup(
         &args.world,
-        args.keep_database,
+        args.run.keep_database,
         db,
         &key_prefix,
         &streams,
@@ -242,9 +224,7 @@ async fn with_world(
         tag,
         fault_rate: args.fault_rate,
         core_env: Vec::new(),
-        server_threads: args.server_threads,
-        functions_dir: args.functions_dir.clone(),
-        node: args.node.clone(),
+        run: &args.run,
     })
     .await?;
     let world = World {

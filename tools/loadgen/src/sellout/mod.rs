@@ -31,7 +31,7 @@
 
 use crate::checkout_bench;
 use crate::edge::{self, SaleSettings};
-use crate::edge_world::{EdgeWorld, EdgeWorldSpec};
+use crate::edge_world::{EdgeRunArgs, EdgeWorld, EdgeWorldSpec};
 use crate::report::{self, r2};
 use crate::seed::{self, BenchCatalog};
 use crate::server::WorldArgs;
@@ -41,7 +41,6 @@ use clap::Args;
 use serde::Serialize;
 use shared::api::SaleMode;
 use shared::token::Role;
-use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -50,7 +49,6 @@ use testkit::db::FreshDatabase;
 use testkit::invariants::{self, Shows};
 use testkit::money::{CoreRecords, MoneyAudit};
 use testkit::seed::row_label;
-use testkit::workerd;
 
 pub mod board;
 pub mod calibrate;
@@ -131,26 +129,9 @@ pub struct SelloutArgs {
     #[arg(long, default_value_t = 120)]
     pub hold_ttl_secs: u32,
 
-    /// The `functions/` directory (its `build/` from scripts/build-edge.sh
-    /// and `dev/serve.mjs`).
-    #[arg(long, default_value = workerd::FUNCTIONS_DIR)]
-    pub functions_dir: PathBuf,
-
-    /// The Node.js binary that runs serve.mjs.
-    #[arg(long, env = "LOADGEN_NODE", default_value = "node")]
-    pub node: String,
-
-    /// Worker threads of the load generator's runtime.
-    #[arg(long, default_value_t = 1)]
-    pub client_threads: usize,
-
-    /// Worker threads of the spawned region core's runtime.
-    #[arg(long, default_value_t = 2)]
-    pub server_threads: usize,
-
-    /// Keep the fresh database after the run (for inspection).
-    #[arg(long)]
-    pub keep_database: bool,
+    /// The edge, the processes and the database of the run.
+    #[command(flatten)]
+    pub run: EdgeRunArgs,
 }
 
 /// The bench city (routed by the edge to the run's region core).
@@ -239,7 +220,7 @@ pub async fn run(args: SelloutArgs) -> anyhow::Result<ExitCode> {
 pub async fn measure(args: SelloutArgs) -> anyhow::Result<SelloutReport> {
     validate(&args)?;
     crate::server::ensure_binaries(&["region-core", "sandbox-gateway"])?;
-    crate::server::ensure_edge_build(&args.functions_dir)?;
+    crate::server::ensure_edge_build(&args.run.functions_dir)?;
     let db = FreshDatabase::create(&args.world.admin_database_url, "loadgen")
         .await
         .context("creating the run's database (LOADGEN_ADMIN_DATABASE_URL)")?;
@@ -251,7 +232,7 @@ pub async fn measure(args: SelloutArgs) -> anyhow::Result<SelloutReport> {
     let result = with_world(&args, &db, &tag, &key_prefix, &streams, &mut shows).await;
     crate::edge_world::cleanup(
         &args.world,
-        args.keep_database,
+        args.run.keep_database,
         db,
         &key_prefix,
         &streams,
@@ -328,9 +309,7 @@ async fn with_world(
             .into_iter()
             .map(|(k, v)| (k.to_owned(), v))
             .collect(),
-        server_threads: args.server_threads,
-        functions_dir: args.functions_dir.clone(),
-        node: args.node.clone(),
+        run: &args.run,
     })
     .await?;
     let result = bench(args, &services, &db.url, tag, shows).await;
@@ -350,8 +329,8 @@ struct Run<'a> {
     rows: Vec<String>,
 }
 
-// About 70 lines: the run's steps in order (catalog, calibrate, the sale
-// without the edge, the sale through it), each a call.
+/// The run's steps in order: the catalog, the sale without the edge, the
+/// sale through it.
 async fn bench(
     args: &SelloutArgs,
     services: &EdgeWorld,
@@ -380,34 +359,9 @@ async fn bench(
 
     // The region's capacity straight, and as buyers reach it through the
     // edge: each sale admits at what its own path was measured to take.
-    let direct_rate = run
-        .admission_rate(&run.region, &mut catalog, shows, tag, "region")
-        .await?;
-    let show = catalog
-        .new_show(&run.region, &run.op, SaleMode::FlashSale)
-        .await?;
-    shows.push(show.id.0);
-    let mut direct = run
-        .direct(
-            &show.id.to_string(),
-            direct_rate.1.admission_rate_per_s,
-            tag,
-        )
-        .await?;
-    direct.set_admission(direct_rate);
+    let direct = run.sale(Path::Region, &mut catalog, shows, tag).await?;
     eprintln!("loadgen: without the edge: {direct:?}");
-
-    let edge_rate = run
-        .admission_rate(&run.edge_api, &mut catalog, shows, tag, "edge")
-        .await?;
-    let show = catalog
-        .new_show(&run.edge_api, &run.op, SaleMode::FlashSale)
-        .await?;
-    shows.push(show.id.0);
-    let mut edge = run
-        .through_edge(&show.id.to_string(), edge_rate.1.admission_rate_per_s, tag)
-        .await?;
-    edge.set_admission(edge_rate);
+    let edge = run.sale(Path::Edge, &mut catalog, shows, tag).await?;
 
     let invariants_ok = SelloutReport::sale_ok(&edge) && SelloutReport::sale_ok(&direct);
     Ok(SelloutReport {
@@ -422,7 +376,41 @@ async fn bench(
     })
 }
 
+/// The way buyers reach the region core in a sale.
+#[derive(Debug, Clone, Copy)]
+enum Path {
+    /// Straight (a pacer stands in for the waiting room).
+    Region,
+    /// Through the edge and its waiting room.
+    Edge,
+}
+
 impl Run<'_> {
+    /// One sale through `path`: its rate (calibrated through the same
+    /// path), a fresh flash-sale show, the sell-out, its figures.
+    async fn sale(
+        &self,
+        path: Path,
+        catalog: &mut BenchCatalog,
+        shows: &mut Vec<uuid::Uuid>,
+        tag: &str,
+    ) -> anyhow::Result<Figures> {
+        let (api, name) = match path {
+            Path::Region => (&self.region, "region"),
+            Path::Edge => (&self.edge_api, "edge"),
+        };
+        let rate = self.admission_rate(api, catalog, shows, tag, name).await?;
+        let show = catalog.new_show(api, &self.op, SaleMode::FlashSale).await?;
+        shows.push(show.id.0);
+        let (show, per_s) = (show.id.to_string(), rate.1.admission_rate_per_s);
+        let mut figures = match path {
+            Path::Region => self.direct(&show, per_s, tag).await?,
+            Path::Edge => self.through_edge(&show, per_s, tag).await?,
+        };
+        figures.set_admission(rate);
+        Ok(figures)
+    }
+
     /// The admission rate for a sale through `api` (the region core, or
     /// the edge): `--admission-rate` if given, else calibrated.
     async fn admission_rate(
