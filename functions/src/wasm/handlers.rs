@@ -592,6 +592,25 @@ async fn to_region_with(
     body: &[u8],
     extra: &[(&str, String)],
 ) -> Result<Upstream, EdgeError> {
+    let headers = upstream_headers(req, call, extra)?;
+    region::call(
+        &call.cfg,
+        city,
+        call.method.clone(),
+        upstream,
+        headers,
+        Some(body),
+    )
+    .await
+}
+
+/// The client's headers to pass on (its session as a bearer token when
+/// it signed in with the cookie), plus `extra`.
+fn upstream_headers(
+    req: &Request,
+    call: &Call,
+    extra: &[(&str, String)],
+) -> Result<worker::Headers, EdgeError> {
     let headers = region::forward_headers(req, &call.ip)?;
     if call.session_bearer {
         if let Some(t) = &call.token {
@@ -603,15 +622,7 @@ async fn to_region_with(
     for (name, value) in extra {
         headers.set(name, value).or_internal("extra header")?;
     }
-    region::call(
-        &call.cfg,
-        city,
-        call.method.clone(),
-        upstream,
-        headers,
-        Some(body),
-    )
-    .await
+    Ok(headers)
 }
 
 /// Reads a body the edge passes on: bounded, and JSON when not empty.
@@ -714,7 +725,8 @@ async fn checkout(
     let (rl, _) = call.gate(RouteClass::Checkout, Some(&user.id), &[]).await?;
     let up = async {
         let body = json_body(req, call).await?;
-        let headers = region::forward_headers(req, &call.ip)?;
+        // A payment: the region answers after the gateway.
+        let headers = upstream_headers(req, call, &[])?;
         region::pay(
             &call.cfg,
             city,

@@ -204,6 +204,29 @@ async fn region_call(
     body: Option<&serde_json::Value>,
     extra: &[(&str, &str)],
 ) -> Result<Upstream, EdgeError> {
+    let (h, bytes) = user_request(call, body, extra)?;
+    region::call(&call.cfg, city, method, path, h, bytes.as_deref()).await
+}
+
+/// [`region_call`] for a payment: the region answers after the gateway
+/// (`region::pay`).
+async fn region_pay(
+    call: &Call,
+    city: &str,
+    path: &str,
+    body: &serde_json::Value,
+    extra: &[(&str, &str)],
+) -> Result<Upstream, EdgeError> {
+    let (h, bytes) = user_request(call, Some(body), extra)?;
+    region::pay(&call.cfg, city, Method::Post, path, h, bytes.as_deref()).await
+}
+
+/// The headers and JSON body of a request as the signed-in user.
+fn user_request(
+    call: &Call,
+    body: Option<&serde_json::Value>,
+    extra: &[(&str, &str)],
+) -> Result<(Headers, Option<Vec<u8>>), EdgeError> {
     let h = Headers::new();
     let set = |n: &str, v: &str| h.set(n, v).or_internal("region header");
     set("Accept", "application/json")?;
@@ -221,11 +244,7 @@ async fn region_call(
     for (n, v) in extra {
         set(n, v)?;
     }
-    if path.ends_with("/checkout") {
-        // A payment: the region answers after the gateway (`region::pay`).
-        return region::pay(&call.cfg, city, method, path, h, bytes.as_deref()).await;
-    }
-    region::call(&call.cfg, city, method, path, h, bytes.as_deref()).await
+    Ok((h, bytes))
 }
 
 /// The region's error code and `details` (as strings) of a refusal.
@@ -555,29 +574,13 @@ async fn pay(req: &mut Request, call: &Call, ctx: &Context, city: &str, hold: &s
     let path = format!("/v1/holds/{hold}/checkout");
     // A double click: the first request is still paying under this key.
     // Wait for it (briefly) rather than tell the buyer to go and look.
-    let mut up = region_call(
-        call,
-        city,
-        Method::Post,
-        &path,
-        Some(&body),
-        &[("Idempotency-Key", &key)],
-    )
-    .await?;
+    let mut up = region_pay(call, city, &path, &body, &[("Idempotency-Key", &key)]).await?;
     for _ in 0..6 {
         if up.status != 409 || refusal(&up).0 != "idempotency_key_in_use" {
             break;
         }
         Delay::from(Duration::from_millis(500)).await;
-        up = region_call(
-            call,
-            city,
-            Method::Post,
-            &path,
-            Some(&body),
-            &[("Idempotency-Key", &key)],
-        )
-        .await?;
+        up = region_pay(call, city, &path, &body, &[("Idempotency-Key", &key)]).await?;
     }
     handlers::report_completion(call, ctx, &up);
     if up.status == 201 {

@@ -343,6 +343,22 @@ pub struct Crowd {
     revealed_seed: Mutex<Option<String>>,
 }
 
+/// Longest `Retry-After` a buyer honours on a hold.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(5);
+
+/// What a hold's answer means to a buyer.
+#[derive(Debug)]
+pub enum HoldAnswer {
+    /// 201: the seats are the buyer's.
+    Held(Hold),
+    /// 409 `seats_unavailable`: someone was quicker.
+    Taken,
+    /// 409 `sold_out`: the edge's short-circuit saw no free seat.
+    SoldOut,
+    /// 429 or 503: ask again after this (the `Retry-After`, bounded).
+    Busy(Duration),
+}
+
 /// How many users' passes are kept for [`Crowd::first_passes`].
 const KEEP_PASSES: usize = 32;
 
@@ -653,53 +669,64 @@ impl Crowd {
     /// Holds a random group of seats with the pass, trying other groups
     /// while seats are left.
     async fn hold(&self, b: &Buyer, pass: &str, rec: &mut Record) -> Option<Hold> {
-        let path = format!("/v1/shows/{}/holds", self.plan.show);
         for _ in 0..self.plan.hold_tries {
-            let body = CreateHold { seats: self.pick() };
-            let headers = [("Admission-Pass", pass)];
-            let send =
-                b.edge
-                    .send_with(Method::POST, &path, Some(&b.bearer), &headers, Some(&body));
-            let r = match self.call(Kind::Hold, send).await {
-                Ok(r) => r,
-                Err(e) => {
-                    rec.fail(format!("hold: {e:#}"));
-                    return None;
-                }
-            };
-            match (r.status.as_u16(), code_of(&r).as_deref()) {
-                (201, _) => match r.json::<Hold>() {
-                    Ok(h) => return Some(h),
-                    Err(e) => {
-                        rec.fail(format!("hold JSON: {e}"));
-                        return None;
-                    }
-                },
-                (409, Some("sold_out")) => {
+            match self.hold_once(b, pass, self.pick()).await {
+                Ok(HoldAnswer::Held(h)) => return Some(h),
+                Ok(HoldAnswer::SoldOut) => {
                     rec.outcome = Outcome::SoldOut;
                     return None;
                 }
-                (409, Some("seats_unavailable")) => {
-                    // A buyer whose seats went looks at what is left (a
-                    // cached read at the edge, which also tells the edge
-                    // when all are gone).
+                // A buyer whose seats went looks at what is left (a cached
+                // read at the edge, which also tells the edge when all
+                // are gone).
+                Ok(HoldAnswer::Taken) => {
                     if self.sold_out(b).await {
                         rec.outcome = Outcome::SoldOut;
                         return None;
                     }
                 }
-                (429 | 503, _) => {
-                    let wait = r.retry_after().unwrap_or(Duration::from_secs(1));
-                    tokio::time::sleep(wait.min(Duration::from_secs(5))).await;
-                }
-                (status, code) => {
-                    rec.fail(format!("hold {status} {}", code.unwrap_or("")));
+                Ok(HoldAnswer::Busy(wait)) => tokio::time::sleep(wait).await,
+                Err(why) => {
+                    rec.fail(why);
                     return None;
                 }
             }
         }
         rec.outcome = Outcome::NoSeats;
         None
+    }
+
+    /// One hold of `seats` with the pass, and what its answer means to a
+    /// buyer; `Err` says why the buyer's sale failed.
+    pub async fn hold_once(
+        &self,
+        b: &Buyer,
+        pass: &str,
+        seats: Vec<String>,
+    ) -> Result<HoldAnswer, String> {
+        let path = format!("/v1/shows/{}/holds", self.plan.show);
+        let body = CreateHold { seats };
+        let headers = [("Admission-Pass", pass)];
+        let send = b
+            .edge
+            .send_with(Method::POST, &path, Some(&b.bearer), &headers, Some(&body));
+        let r = self
+            .call(Kind::Hold, send)
+            .await
+            .map_err(|e| format!("hold: {e:#}"))?;
+        match (r.status.as_u16(), code_of(&r).as_deref()) {
+            (201, _) => r
+                .json::<Hold>()
+                .map(HoldAnswer::Held)
+                .map_err(|e| format!("hold JSON: {e}")),
+            (409, Some("sold_out")) => Ok(HoldAnswer::SoldOut),
+            (409, Some("seats_unavailable")) => Ok(HoldAnswer::Taken),
+            (429 | 503, _) => {
+                let wait = r.retry_after().unwrap_or(Duration::from_secs(1));
+                Ok(HoldAnswer::Busy(wait.min(MAX_RETRY_AFTER)))
+            }
+            (status, code) => Err(format!("hold {status} {}", code.unwrap_or(""))),
+        }
     }
 
     /// Whether the show's availability, read through the edge, is 0.

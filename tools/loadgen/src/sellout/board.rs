@@ -126,6 +126,18 @@ impl Board {
     }
 }
 
+/// What the map offers a buyer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Pick {
+    /// Seats to hold (already marked held for the rest of the crowd).
+    Seats(Vec<String>),
+    /// No free seat; `held` are in holds that may still come back.
+    NoneFree {
+        /// Seats in live holds.
+        held: usize,
+    },
+}
+
 /// The crowd's one copy of the map, fetched through `api` when older than
 /// [`REFRESH`].
 pub struct SharedBoard {
@@ -158,13 +170,8 @@ impl SharedBoard {
     }
 
     /// Picks seats for a buyer who wants `want` of them, from a copy at
-    /// most [`REFRESH`] old: `Ok(None)` when no seat is free, with the
-    /// (available, held) counts.
-    pub async fn choose(
-        &self,
-        crowd: &Crowd,
-        want: usize,
-    ) -> anyhow::Result<(Option<Vec<String>>, (usize, usize))> {
+    /// most [`REFRESH`] old.
+    pub async fn choose(&self, crowd: &Crowd, want: usize) -> anyhow::Result<Pick> {
         let mut s = self.state.lock().await;
         if s.fetched.is_none_or(|t| t.elapsed() >= REFRESH) {
             match self.fetch(crowd).await {
@@ -192,19 +199,19 @@ impl SharedBoard {
             }
             s.fetched = Some(Instant::now());
         }
-        let pick = s.board.choose(want, &mut rand::thread_rng());
-        let counts = s.board.counts();
+        let Some(seats) = s.board.choose(want, &mut rand::thread_rng()) else {
+            let (_, held) = s.board.counts();
+            return Ok(Pick::NoneFree { held });
+        };
         // Taken from the others' view at once, as a live seat map shows a
         // hold the moment it lands: without it, every buyer choosing
         // while this hold is in flight could go for the same seats.
-        if let Some(seats) = &pick {
-            let now = Instant::now();
-            s.board.mark(seats, SeatState::Held);
-            for l in seats {
-                s.patches.insert(l.clone(), (now, SeatState::Held));
-            }
+        let now = Instant::now();
+        s.board.mark(&seats, SeatState::Held);
+        for l in &seats {
+            s.patches.insert(l.clone(), (now, SeatState::Held));
         }
-        Ok((pick, counts))
+        Ok(Pick::Seats(seats))
     }
 
     /// The map, and when its content was current: the edge's copy is

@@ -5,12 +5,12 @@
 //! come back (holds released or expired) rather than leave: the show is
 //! sold out only when every seat is booked.
 
-use super::board::SharedBoard;
-use crate::crowd::{code_of, locked, unix_ms, Buyer, Crowd, Kind, Outcome, Record};
+use super::board::{Pick, SharedBoard};
+use crate::crowd::{locked, unix_ms, Buyer, Crowd, HoldAnswer, Kind, Outcome, Record};
 use crate::purchase::{self, Paid, Patience};
 use hdrhistogram::Histogram;
 use rand::Rng;
-use shared::api::{CreateHold, Hold};
+use shared::api::Hold;
 use shared::SeatState;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -21,8 +21,6 @@ use testkit::api::Method;
 const WAIT_FOR_RELEASE: Duration = Duration::from_secs(1);
 /// How long a buyer who lost seats to someone quicker takes to pick others.
 const LOOK_AGAIN: Duration = Duration::from_millis(300);
-/// Longest `Retry-After` a buyer honours on a hold.
-const MAX_RETRY_AFTER: Duration = Duration::from_secs(5);
 
 /// What every buyer of a phase shares.
 pub struct Shop {
@@ -95,68 +93,39 @@ impl Shop {
         want: usize,
         rec: &mut Record,
     ) -> Option<(Hold, Vec<String>)> {
-        let path = format!("/v1/shows/{}/holds", self.show);
         loop {
             if Instant::now() >= self.deadline {
                 rec.outcome = Outcome::NoSeats;
                 return None;
             }
-            let (pick, (_, held)) = match self.board.choose(&self.crowd, want).await {
-                Ok(p) => p,
+            // The pick is marked held on the shared map as it is made.
+            let seats = match self.board.choose(&self.crowd, want).await {
+                Ok(Pick::Seats(seats)) => seats,
+                Ok(Pick::NoneFree { held: 0 }) => {
+                    rec.outcome = Outcome::SoldOut;
+                    return None;
+                }
+                Ok(Pick::NoneFree { .. }) => {
+                    tokio::time::sleep(WAIT_FOR_RELEASE).await;
+                    continue;
+                }
                 Err(e) => {
                     rec.fail(format!("seat map: {e:#}"));
                     return None;
                 }
             };
-            let Some(seats) = pick else {
-                if held == 0 {
-                    rec.outcome = Outcome::SoldOut;
-                    return None;
-                }
-                tokio::time::sleep(WAIT_FOR_RELEASE).await;
-                continue;
-            };
-            let body = CreateHold {
-                seats: seats.clone(),
-            };
-            let headers = [("Admission-Pass", pass)];
-            let send =
-                b.edge
-                    .send_with(Method::POST, &path, Some(&b.bearer), &headers, Some(&body));
-            let r = match self.crowd.call(Kind::Hold, send).await {
-                Ok(r) => r,
-                Err(e) => {
-                    rec.fail(format!("hold: {e:#}"));
-                    return None;
-                }
-            };
-            match (r.status.as_u16(), code_of(&r).as_deref()) {
-                (201, _) => match r.json::<Hold>() {
-                    Ok(h) => {
-                        self.board.mark(&seats, SeatState::Held).await;
-                        return Some((h, seats));
-                    }
-                    Err(e) => {
-                        rec.fail(format!("hold JSON: {e}"));
-                        return None;
-                    }
-                },
-                // Someone was quicker: at least one of them is taken. The
+            match self.crowd.hold_once(b, pass, seats.clone()).await {
+                Ok(HoldAnswer::Held(h)) => return Some((h, seats)),
+                // Someone was quicker (the seats stay marked taken). The
                 // buyer looks at the map again before choosing (a moment,
                 // not a tight loop of holds on a stale map).
-                (409, Some("seats_unavailable")) => {
-                    self.board.mark(&seats, SeatState::Held).await;
-                    tokio::time::sleep(LOOK_AGAIN).await;
-                }
+                Ok(HoldAnswer::Taken) => tokio::time::sleep(LOOK_AGAIN).await,
                 // The edge's short-circuit saw no free seat a moment ago;
                 // the map decides whether any may still come back.
-                (409, Some("sold_out")) => tokio::time::sleep(WAIT_FOR_RELEASE).await,
-                (429 | 503, _) => {
-                    let wait = r.retry_after().unwrap_or(Duration::from_secs(1));
-                    tokio::time::sleep(wait.min(MAX_RETRY_AFTER)).await;
-                }
-                (status, code) => {
-                    rec.fail(format!("hold {status} {}", code.unwrap_or("")));
+                Ok(HoldAnswer::SoldOut) => tokio::time::sleep(WAIT_FOR_RELEASE).await,
+                Ok(HoldAnswer::Busy(wait)) => tokio::time::sleep(wait).await,
+                Err(why) => {
+                    rec.fail(why);
                     return None;
                 }
             }
