@@ -8,6 +8,13 @@
 //! of writers, however many buyers wait. A full queue is answered at once
 //! ([`Overloaded`] → 503 with `Retry-After`), never by a pile of timeouts.
 //!
+//! A kind of job may also write a whole batch together, one statement
+//! per step for all its jobs ([`Job::run_together`]): per-statement work
+//! (planning, executor start-up, triggers) is most of what a write costs
+//! Postgres, so a batch of N jobs then costs about what one did. That
+//! runs in the batch's own savepoint; whatever it leaves, or everything
+//! if it fails, is then run job by job as above.
+//!
 //! The hold writer (`holds::writer`) predates this and decides a whole
 //! batch at once (seat conflicts between the batch's own holds); jobs
 //! here do not interact, so each is decided alone.
@@ -15,6 +22,7 @@
 use crate::db::{codes, sqlstate};
 use crate::error::ApiError;
 use futures::future::BoxFuture;
+use futures::FutureExt;
 use sqlx::{Acquire, PgConnection, PgPool};
 use std::sync::Arc;
 use std::time::Instant;
@@ -39,6 +47,88 @@ pub trait Job: Send + Sync + 'static {
     /// After the batch committed: side effects that must follow the
     /// commit (caches, notifications), once for all its committed jobs.
     fn after_commit<'a>(ctx: &'a Self::Ctx, done: &'a [Self::Out]) -> BoxFuture<'a, ()>;
+
+    /// Writes what it can of the whole batch together (one statement per
+    /// step for all of it, in the batch's savepoint): `Some` for each job
+    /// done so, `None` for each left to [`Job::run`] alone. An `Err` rolls
+    /// the savepoint back and every job runs alone, so one bad job never
+    /// fails the others. By default nothing is done together.
+    fn run_together<'a>(
+        _ctx: &'a Self::Ctx,
+        _conn: &'a mut PgConnection,
+        jobs: &'a [&'a Self],
+    ) -> BoxFuture<'a, anyhow::Result<Vec<Option<Self::Out>>>>
+    where
+        Self: Sized,
+    {
+        let none = jobs.iter().map(|_| None).collect();
+        async move { Ok(none) }.boxed()
+    }
+}
+
+/// Runs a batch on `conn`, inside its transaction: first together
+/// ([`Job::run_together`], in a savepoint), then each job left over
+/// alone ([`run_each`]). One result per job, in order.
+async fn run_batch<J: Job>(
+    name: &'static str,
+    ctx: &J::Ctx,
+    conn: &mut PgConnection,
+    jobs: &[&J],
+) -> Result<Vec<Result<J::Out, ApiError>>, sqlx::Error> {
+    let mut sp = (&mut *conn).begin().await?;
+    let together = match J::run_together(ctx, &mut sp, jobs).await {
+        Ok(together) if together.len() == jobs.len() => {
+            sp.commit().await?;
+            together
+        }
+        failed => {
+            sp.rollback().await?;
+            let why = failed.map_or_else(|e| format!("{e:#}"), |_| "a result was lost".into());
+            tracing::warn!(kind = name, error = %why, jobs = jobs.len(), "batch not written together; writing each job alone");
+            metrics::counter!("group_commit_one_by_one_total", "kind" => name).increment(1);
+            jobs.iter().map(|_| None).collect()
+        }
+    };
+    let rest: Vec<&J> = jobs
+        .iter()
+        .zip(&together)
+        .filter(|(_, done)| done.is_none())
+        .map(|(j, _)| *j)
+        .collect();
+    let mut alone = run_each(ctx, conn, &rest).await?.into_iter();
+    Ok(together
+        .into_iter()
+        .map(|done| match done {
+            Some(out) => Ok(out),
+            None => alone
+                .next()
+                .unwrap_or_else(|| Err(anyhow::anyhow!("a job was lost in its batch").into())),
+        })
+        .collect())
+}
+
+/// Runs each job in its own savepoint on `conn`: a job's `Err` rolls back
+/// its savepoint and leaves nothing; the others stand.
+async fn run_each<J: Job>(
+    ctx: &J::Ctx,
+    conn: &mut PgConnection,
+    jobs: &[&J],
+) -> Result<Vec<Result<J::Out, ApiError>>, sqlx::Error> {
+    let mut results = Vec::with_capacity(jobs.len());
+    for job in jobs {
+        let mut sp = (&mut *conn).begin().await?;
+        match job.run(ctx, &mut sp).await {
+            Ok(out) => {
+                sp.commit().await?;
+                results.push(Ok(out));
+            }
+            Err(e) => {
+                sp.rollback().await?;
+                results.push(Err(e));
+            }
+        }
+    }
+    Ok(results)
 }
 
 /// The queue is full: shed load.
@@ -164,7 +254,7 @@ async fn writer_loop<J: Job>(
         let jobs = std::mem::take(&mut batch);
         metrics::histogram!("group_commit_batch_size", "kind" => name).record(jobs.len() as f64);
         let started = Instant::now();
-        let results = write_batch(&db, ctx.as_ref(), &jobs).await;
+        let results = write_batch(name, &db, ctx.as_ref(), &jobs).await;
         metrics::histogram!("group_commit_batch_seconds", "kind" => name)
             .record(started.elapsed().as_secs_f64());
         let mut done = Vec::new();
@@ -209,14 +299,16 @@ async fn writer_loop<J: Job>(
     }
 }
 
-/// One transaction, a savepoint per job. If the transaction itself fails
+/// One transaction: the jobs together where they can be, a savepoint per
+/// job otherwise. If the transaction itself fails
 /// (begin or commit), every job fails with that error.
 async fn write_batch<J: Job>(
+    name: &'static str,
     db: &PgPool,
     ctx: &J::Ctx,
     jobs: &[Queued<J>],
 ) -> Vec<Result<J::Out, ApiError>> {
-    match try_write_batch(db, ctx, jobs).await {
+    match try_write_batch(name, db, ctx, jobs).await {
         Ok(results) => results,
         Err(e) => {
             tracing::warn!(error = %e, jobs = jobs.len(), "group commit failed");
@@ -235,26 +327,15 @@ fn batch_failed(why: &str) -> ApiError {
 }
 
 async fn try_write_batch<J: Job>(
+    name: &'static str,
     db: &PgPool,
     ctx: &J::Ctx,
     jobs: &[Queued<J>],
 ) -> Result<Vec<Result<J::Out, ApiError>>, sqlx::Error> {
     let mut tx = db.begin().await?;
-    let mut results = Vec::with_capacity(jobs.len());
-    for q in jobs {
-        let mut sp = (&mut tx).begin().await?;
-        let result = q.job.run(ctx, &mut sp).await;
-        match result {
-            Ok(out) => {
-                sp.commit().await?;
-                results.push(Ok(out));
-            }
-            Err(e) => {
-                sp.rollback().await?;
-                results.push(Err(e));
-            }
-        }
-    }
+    let refs: Vec<&J> = jobs.iter().map(|q| &q.job).collect();
+    let results = run_batch(name, ctx, &mut tx, &refs).await?;
+    debug_assert_eq!(results.len(), jobs.len());
     tx.commit().await?;
     Ok(results)
 }

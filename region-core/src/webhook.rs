@@ -8,8 +8,10 @@
 //! - `payment_intent.payment_failed`: close the in-flight payment.
 //! - `refund.succeeded`: mark the refund done.
 
-use crate::checkout::{record, settle};
+use crate::checkout::jobs::Confirm;
+use crate::checkout::record;
 use crate::error::ApiError;
+use crate::group_commit::Overloaded;
 use crate::state::AppState;
 use axum::body::Bytes;
 use axum::extract::State;
@@ -81,6 +83,11 @@ async fn receive(
         // Not one of ours (another integration on the same account).
         return Ok(StatusCode::OK);
     };
+    if event.kind == "payment_intent.succeeded" {
+        confirm(&state, &event, reference).await?;
+        metrics::counter!("payment_webhooks_total", "type" => event.kind.clone()).increment(1);
+        return Ok(StatusCode::OK);
+    }
     let fresh = sqlx::query!(
         "INSERT INTO webhook_events (event_id, event_type) VALUES ($1, $2) ON CONFLICT DO NOTHING",
         &event.id,
@@ -105,18 +112,33 @@ async fn receive(
     Ok(StatusCode::OK)
 }
 
+/// A charge announced: recorded and settled in one transaction, as the
+/// checkout does (a charge is never left recorded but unsettled), through
+/// the checkout's confirmation writer, so it shares its commit with the
+/// checkouts of the moment. The delivery is recorded in the same
+/// transaction: a redelivery finds it, a failure leaves no trace of it.
+async fn confirm(state: &AppState, event: &Event, reference: Uuid) -> Result<(), ApiError> {
+    let job = Confirm {
+        payment_id: reference,
+        gateway_id: Some(event.data.object.id.clone()),
+        answer_to: None,
+        delivery: Some((event.id.clone(), event.kind.clone())),
+    };
+    match state.checkout.confirm.submit(job).await {
+        Ok(done) => done.map(|_| ()),
+        Err(Overloaded(_)) => {
+            tracing::info!("webhook shed: confirmation queue full");
+            Err(ApiError::unavailable(
+                "overloaded",
+                "too many confirmations in flight; deliver again shortly",
+            ))
+        }
+    }
+}
+
 async fn handle(state: &AppState, event: &Event, reference: Uuid) -> Result<(), ApiError> {
     let object = &event.data.object;
     match event.kind.as_str() {
-        "payment_intent.succeeded" => {
-            // Recorded and settled in one transaction, as the checkout
-            // does: a charge is never left recorded but unsettled.
-            let ctx = state.settle_ctx();
-            let mut tx = state.db.begin().await?;
-            let settled = settle::confirm_in(&ctx, &mut tx, reference, Some(&object.id)).await?;
-            tx.commit().await?;
-            settle::after_commit(&ctx, std::slice::from_ref(&settled)).await;
-        }
         "payment_intent.payment_failed" => {
             let code = object.failure_code.as_deref().unwrap_or("payment_failed");
             let mut tx = state.db.begin().await?;

@@ -47,6 +47,7 @@ const PLACES: &[(&str, usize)] = &[
     ("checkout::flow", 3),
     ("checkout::record", 3),
     ("checkout::settle", 3),
+    ("checkout::settle::batch", 3),
     ("checkout::jobs", 3),
     ("refunds", 3),
     ("reconcile", 3),

@@ -188,6 +188,64 @@ async fn a_lost_success_is_booked_by_the_webhook_without_a_retry() {
     app.stop().await;
 }
 
+/// A webhook delivered again (the gateway retries until it hears 2xx),
+/// even several times at once, books once: the delivery is recorded in
+/// the transaction that confirms it, through the checkout's writer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redelivered_success_books_once() {
+    let (app, _show, hold) = app_with_hold("alice").await;
+    set_webhooks(&app, false).await.expect("webhooks off");
+    let first = pay(&app, "alice", &hold, "k", "pm_fault_lost_success").await;
+    assert_eq!((first.status, first.code()), (503, "payment_pending"));
+    let payment: uuid::Uuid = sqlx::query_scalar("SELECT id FROM payments")
+        .fetch_one(&app.db)
+        .await
+        .expect("payment");
+    let gateway = testkit::gateway::Gateway::new(&app.gateway.url(), e2e::GATEWAY_KEY)
+        .expect("gateway client");
+    let intents = gateway.intents_for(payment).await.expect("intents");
+    assert_eq!(intents.len(), 1, "{intents:?}");
+    let body = serde_json::to_vec(&json!({
+        "id": "evt_redelivered",
+        "type": "payment_intent.succeeded",
+        "data": { "object": { "id": intents[0].id, "reference": payment.to_string() } },
+    }))
+    .expect("event");
+    let deliver = || {
+        let (app, body) = (&app, body.clone());
+        async move {
+            let sig = shared::webhook_sig::sign(
+                app.settings.gateway_webhook_secret.as_bytes(),
+                chrono::Utc::now().timestamp(),
+                &body,
+            );
+            app.http
+                .post(format!("{}/v1/webhooks/payments", app.url))
+                .header("sandbox-signature", sig)
+                .body(body)
+                .send()
+                .await
+                .expect("deliver")
+                .status()
+                .as_u16()
+        }
+    };
+    let at_once = futures::future::join_all((0..4).map(|_| deliver())).await;
+    assert_eq!(at_once, [200; 4], "every delivery is acknowledged");
+    assert_eq!(deliver().await, 200, "a late redelivery too");
+    assert_eq!(confirmed_bookings(&app).await, 1);
+    assert_eq!(
+        app.count("SELECT count(*) FROM webhook_events WHERE event_id = 'evt_redelivered'")
+            .await,
+        1
+    );
+    let replay = pay(&app, "alice", &hold, "k", "pm_fault_lost_success").await;
+    assert_eq!(replay.status, 201, "{:?}", replay.json);
+    assert!(replay.replayed, "the webhook finished the key");
+    assert_money_safe(&app, 1, 1, 0).await;
+    app.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lost_success_without_webhooks_is_booked_by_reconciliation() {
     let (app, _show, hold) = app_with_hold("alice").await;

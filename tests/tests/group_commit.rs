@@ -3,7 +3,9 @@
 //! a failing job leaves nothing while the others of its batch commit, a
 //! full queue is refused at once, and a purchase's confirmation (the
 //! charge recorded, the booking, the key's answer) is written by one
-//! savepoint of one transaction (one `xmin`).
+//! savepoint of one transaction (one `xmin`). A kind that writes a whole
+//! batch together does so in one statement, and a batch that fails
+//! together is written job by job, leaving nothing of the attempt.
 
 use e2e::money::{assert_money_safe, checkout};
 use e2e::{user, TestApp};
@@ -219,6 +221,175 @@ async fn a_full_queue_is_refused_at_once() {
     assert_eq!(n, 6, "the refused job wrote nothing");
 }
 
+/// A job that can also be written together with its batch: its two rows
+/// go in with the batch's one INSERT. `fail` jobs are left to run alone
+/// (and fail there); a batch holding a `spoil` job fails together after
+/// writing, so the whole batch must run job by job and the together
+/// attempt must leave nothing. Job 0 waits at the gate, whichever way.
+struct Pair {
+    id: i32,
+    fail: bool,
+    spoil: bool,
+}
+
+async fn insert_rows(conn: &mut PgConnection, rows: Vec<i32>) -> Result<(), sqlx::Error> {
+    sqlx::query("INSERT INTO gc_probe (id, tx) SELECT unnest($1::int4[]), txid_current()")
+        .bind(rows)
+        .execute(conn)
+        .await
+        .map(|_| ())
+}
+
+impl Job for Pair {
+    type Ctx = Gate;
+    type Out = i32;
+
+    fn shard(&self) -> u64 {
+        0
+    }
+
+    fn run<'a>(
+        &'a self,
+        gate: &'a Gate,
+        conn: &'a mut PgConnection,
+    ) -> BoxFuture<'a, Result<i32, ApiError>> {
+        async move {
+            if self.id == 0 {
+                gate.entered.notify_one();
+                gate.open.acquire().await.expect("gate").forget();
+            }
+            insert_rows(conn, vec![self.id, self.id + 1000]).await?;
+            if self.fail {
+                return Err(ApiError::unprocessable("probe_failed", "on purpose"));
+            }
+            Ok(self.id)
+        }
+        .boxed()
+    }
+
+    fn after_commit<'a>(_: &'a Gate, _: &'a [i32]) -> BoxFuture<'a, ()> {
+        async {}.boxed()
+    }
+
+    fn run_together<'a>(
+        gate: &'a Gate,
+        conn: &'a mut PgConnection,
+        jobs: &'a [&'a Self],
+    ) -> BoxFuture<'a, anyhow::Result<Vec<Option<i32>>>> {
+        async move {
+            if jobs.iter().any(|j| j.id == 0) {
+                gate.entered.notify_one();
+                gate.open.acquire().await.expect("gate").forget();
+            }
+            let rows = jobs
+                .iter()
+                .filter(|j| !j.fail)
+                .flat_map(|j| [j.id, j.id + 1000])
+                .collect();
+            insert_rows(conn, rows).await?;
+            anyhow::ensure!(!jobs.iter().any(|j| j.spoil), "spoilt on purpose");
+            Ok(jobs.iter().map(|j| (!j.fail).then_some(j.id)).collect())
+        }
+        .boxed()
+    }
+}
+
+/// Runs Pair jobs 0..n through one writer (every third failing, job
+/// `spoil` spoiling its batch), job 0 holding the writer until the rest
+/// are queued. Returns the committed ids and how many distinct xmins
+/// (transactions or savepoints) wrote them.
+async fn run_pairs(n: i32, spoil: Option<i32>) -> (Vec<i32>, i64) {
+    let db = probe_db().await;
+    let gate = gate();
+    let writers = GroupCommit::spawn(
+        "pair",
+        db.clone(),
+        gate.clone(),
+        Sizing {
+            writers: 1,
+            batch_max: 64,
+            queue: 1024,
+        },
+    );
+    let submit = |id: i32| {
+        let w = writers.clone();
+        tokio::spawn(async move {
+            w.submit(Pair {
+                id,
+                fail: id % 3 == 0 && id != 0,
+                spoil: Some(id) == spoil,
+            })
+            .await
+        })
+    };
+    let first = submit(0);
+    gate.entered.notified().await;
+    let rest: Vec<_> = (1..n).map(submit).collect();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    gate.open.add_permits(1);
+    let mut answers = vec![first.await.expect("join")];
+    for r in rest {
+        answers.push(r.await.expect("join"));
+    }
+    for (id, a) in answers.iter().enumerate() {
+        match (id % 3 == 0 && id != 0, a.as_ref().expect("queue has room")) {
+            (true, Err(e)) => assert_eq!(e.code(), "probe_failed"),
+            (false, Ok(got)) => assert_eq!(*got, id as i32),
+            (fail, other) => panic!("job {id} (fail: {fail}) answered {other:?}"),
+        }
+    }
+    let ids: Vec<i32> = sqlx::query_scalar("SELECT id FROM gc_probe WHERE id < 1000 ORDER BY id")
+        .fetch_all(&db)
+        .await
+        .expect("ids");
+    let pairs: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM gc_probe a JOIN gc_probe b ON b.id = a.id + 1000 AND a.xmin = b.xmin",
+    )
+    .fetch_one(&db)
+    .await
+    .expect("pairs");
+    assert_eq!(pairs as usize, ids.len(), "a job's rows commit together");
+    let xmins: i64 = sqlx::query_scalar(
+        "SELECT count(DISTINCT xmin::text) FROM gc_probe WHERE id NOT IN (0, 1000)",
+    )
+    .fetch_one(&db)
+    .await
+    .expect("xmins");
+    (ids, xmins)
+}
+
+/// Jobs written together share one statement's row versions (one xmin
+/// for the whole batch after job 0's), and those the together path left
+/// ran alone and failed without a trace.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_is_written_together_and_what_it_leaves_runs_alone() {
+    let n = 30;
+    let (ids, xmins) = run_pairs(n, None).await;
+    let expected: Vec<i32> = (0..n).filter(|i| *i == 0 || i % 3 != 0).collect();
+    assert_eq!(ids, expected, "failed jobs left nothing, the others landed");
+    assert!(
+        xmins <= 2,
+        "{} jobs after the first in {xmins} writes: not together",
+        expected.len() - 1
+    );
+}
+
+/// Negative control and fallback at once: a batch that fails together
+/// leaves nothing of that attempt, and every job then runs alone in its
+/// own savepoint (one xmin each), the failing ones without a trace.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_that_fails_together_is_written_job_by_job() {
+    let n = 30;
+    let (ids, xmins) = run_pairs(n, Some(5)).await;
+    let expected: Vec<i32> = (0..n).filter(|i| *i == 0 || i % 3 != 0).collect();
+    assert_eq!(ids, expected, "the spoilt attempt left nothing extra");
+    assert!(
+        xmins >= (expected.len() - 2) as i64,
+        "{} jobs in {xmins} writes: the spoilt batch was not run job by job",
+        expected.len() - 1
+    );
+}
+
 /// A purchase's confirmation is one unit: the charge recorded
 /// (`payment.succeeded`), the booking confirmed (`booking.confirmed`)
 /// and the key's answer carry the same `xmin` (one job's savepoint; two
@@ -272,4 +443,94 @@ async fn a_purchase_is_confirmed_in_one_transaction() {
     let audit = assert_money_safe(&app, Duration::from_secs(20)).await;
     assert_eq!(audit.charges, buyers as u64);
     app.stop().await;
+}
+
+/// Buys `buyers` seats while the confirm writer is held: another session
+/// locks `bookings`, so the first batch of confirmations waits on its
+/// INSERT and the others queue behind it. Returns how many bookings were
+/// made, and how many distinct xmins wrote them.
+async fn confirm_while_held(protect: bool) -> (i64, i64) {
+    let mut settings = e2e::test_settings().await.expect("settings");
+    settings.checkout_writers = 1;
+    settings.unsafe_disable_seat_protection = !protect;
+    let app = TestApp::spawn(settings).await.expect("app");
+    let show = app
+        .seed_show(2, 10, chrono::Duration::days(3))
+        .await
+        .expect("show");
+    let buyers = 8;
+    let mut purchases = Vec::new();
+    for i in 0..buyers {
+        let token = user(&format!("buyer{i}"));
+        let seat = format!("A{}", i + 1);
+        let (s, hold) = app.hold(&token, &show, &[&seat]).await.expect("hold");
+        assert_eq!(s, 201, "{hold}");
+        purchases.push((token, hold["hold_id"].as_str().expect("id").to_owned()));
+    }
+    let mut locker = app.db.begin().await.expect("begin");
+    sqlx::query("LOCK TABLE bookings IN SHARE ROW EXCLUSIVE MODE")
+        .execute(&mut *locker)
+        .await
+        .expect("lock");
+    let app = Arc::new(app);
+    let answers: Vec<_> = purchases
+        .into_iter()
+        .map(|(token, hold)| {
+            let app = app.clone();
+            tokio::spawn(async move { checkout(&app, &token, &hold, "k1", "pm_card_ok").await })
+        })
+        .collect();
+    // Every charge made and waiting to be confirmed: the gateway answered
+    // them all while the writer was stuck on the lock.
+    let until = std::time::Instant::now() + Duration::from_secs(20);
+    while app
+        .count(
+            "SELECT count(*) FROM pg_locks WHERE relation = 'bookings'::regclass AND NOT granted",
+        )
+        .await
+        == 0
+    {
+        assert!(
+            std::time::Instant::now() < until,
+            "the writer never reached bookings"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    locker.commit().await.expect("unlock");
+    for a in answers {
+        let a = a.await.expect("join").expect("answer");
+        assert_eq!(a.status, 201, "{:?}", a.json);
+    }
+    let booked = app.count("SELECT count(*) FROM bookings").await;
+    let xmins = app
+        .count("SELECT count(DISTINCT xmin::text) FROM bookings")
+        .await;
+    let audit = assert_money_safe(&app, Duration::from_secs(20)).await;
+    assert_eq!(audit.charges, buyers as u64);
+    if let Ok(app) = Arc::try_unwrap(app) {
+        app.stop().await;
+    }
+    (booked, xmins)
+}
+
+/// Confirmations that queued together are booked together: one statement
+/// per step for the batch, so the bookings after the first batch's share
+/// one row version's xmin (each booked alone would have its own
+/// savepoint's).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn queued_confirmations_are_booked_together() {
+    let (booked, xmins) = confirm_while_held(true).await;
+    assert_eq!(booked, 8);
+    assert!(xmins <= 3, "8 bookings written by {xmins} statements");
+}
+
+/// Negative control: with the together path off (it is skipped when the
+/// seat protection is, the per-booking path then books blindly), the same
+/// queued confirmations take a savepoint each, and the check above fails.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn negative_control_confirmations_booked_one_by_one() {
+    let (booked, xmins) = confirm_while_held(false).await;
+    assert_eq!(booked, 8);
+    assert_eq!(xmins, 8);
 }

@@ -9,6 +9,7 @@ use shared::refund::RefundPolicy;
 use shared::ShowId;
 use sqlx::types::Json;
 use sqlx::PgConnection;
+use std::collections::HashMap;
 use uuid::Uuid;
 
 /// A booking about to be confirmed.
@@ -300,13 +301,22 @@ macro_rules! select_view {
 
 /// The buyer's view of one booking.
 pub async fn load_view(conn: &mut PgConnection, id: Uuid) -> anyhow::Result<Option<Booking>> {
-    let row = select_view!("WHERE b.id = $1", id)
-        .fetch_optional(&mut *conn)
+    let rows = select_view!("WHERE b.id = $1", id)
+        .fetch_all(&mut *conn)
         .await?;
-    match row {
-        Some(r) => Ok(Some(view_from(conn, r).await?)),
-        None => Ok(None),
-    }
+    Ok(views_from(conn, rows).await?.pop())
+}
+
+/// The buyer's views of several bookings, in the order of `ids` (unknown
+/// ids are left out): three statements however many there are, so a
+/// batch of confirmations pays for its answers once.
+pub async fn load_views(conn: &mut PgConnection, ids: &[Uuid]) -> anyhow::Result<Vec<Booking>> {
+    let mut rows = select_view!("WHERE b.id = ANY($1)", ids)
+        .fetch_all(&mut *conn)
+        .await?;
+    let order: HashMap<Uuid, usize> = ids.iter().enumerate().map(|(i, id)| (*id, i)).collect();
+    rows.sort_by_key(|r| order.get(&r.id).copied());
+    views_from(conn, rows).await
 }
 
 /// A user's bookings, newest first.
@@ -322,31 +332,87 @@ pub async fn list_for_user(
     )
     .fetch_all(&mut *conn)
     .await?;
-    let mut out = Vec::with_capacity(rows.len());
-    for r in rows {
-        out.push(view_from(conn, r).await?);
-    }
-    Ok(out)
+    views_from(conn, rows).await
 }
 
-async fn view_from(conn: &mut PgConnection, r: ViewRow) -> anyhow::Result<Booking> {
-    let seats = sqlx::query_as!(
-        BookedSeat,
-        "SELECT bs.label, bs.category, bs.price_minor
+/// A booked seat with its booking, as [`views_from`] reads them.
+struct SeatRow {
+    booking_id: Uuid,
+    label: String,
+    category: String,
+    price_minor: i64,
+}
+
+/// A refund with its booking, as [`views_from`] reads them.
+struct RefundRow {
+    booking_id: Uuid,
+    id: Uuid,
+    amount_minor: i64,
+    status: String,
+    reason: String,
+}
+
+/// Completes booking rows with their seats and refunds: two statements
+/// for all of them, the rows' order kept.
+async fn views_from(conn: &mut PgConnection, rows: Vec<ViewRow>) -> anyhow::Result<Vec<Booking>> {
+    if rows.is_empty() {
+        return Ok(Vec::new());
+    }
+    let ids: Vec<Uuid> = rows.iter().map(|r| r.id).collect();
+    let seat_rows = sqlx::query_as!(
+        SeatRow,
+        "SELECT bs.booking_id, bs.label, bs.category, bs.price_minor
            FROM booking_seats bs
            JOIN show_seats ss ON ss.show_id = bs.show_id AND ss.seat_id = bs.seat_id
-          WHERE bs.booking_id = $1 ORDER BY ss.ordinal",
-        r.id
+          WHERE bs.booking_id = ANY($1) ORDER BY bs.booking_id, ss.ordinal",
+        &ids
     )
     .fetch_all(&mut *conn)
     .await?;
-    let refund = sqlx::query_as!(
-        RefundView,
-        "SELECT id, amount_minor, status, reason FROM refunds WHERE booking_id = $1",
-        r.id
+    let refund_rows = sqlx::query_as!(
+        RefundRow,
+        r#"SELECT booking_id AS "booking_id!", id, amount_minor, status, reason
+             FROM refunds WHERE booking_id = ANY($1)"#,
+        &ids
     )
-    .fetch_optional(&mut *conn)
+    .fetch_all(&mut *conn)
     .await?;
+    let mut seats: HashMap<Uuid, Vec<BookedSeat>> = HashMap::new();
+    for s in seat_rows {
+        seats.entry(s.booking_id).or_default().push(BookedSeat {
+            label: s.label,
+            category: s.category,
+            price_minor: s.price_minor,
+        });
+    }
+    let mut refunds: HashMap<Uuid, RefundView> = refund_rows
+        .into_iter()
+        .map(|r| {
+            let view = RefundView {
+                id: r.id,
+                amount_minor: r.amount_minor,
+                status: r.status,
+                reason: r.reason,
+            };
+            (r.booking_id, view)
+        })
+        .collect();
+    rows.into_iter()
+        .map(|r| {
+            let (seats, refund) = (
+                seats.remove(&r.id).unwrap_or_default(),
+                refunds.remove(&r.id),
+            );
+            view_of(r, seats, refund)
+        })
+        .collect()
+}
+
+fn view_of(
+    r: ViewRow,
+    seats: Vec<BookedSeat>,
+    refund: Option<RefundView>,
+) -> anyhow::Result<Booking> {
     let tz: Tz = r
         .time_zone
         .parse()

@@ -146,11 +146,10 @@ async fn resume(
     let settled = submit(
         &state.checkout.confirm,
         Confirm {
-            user: user.id.clone(),
-            key: key.to_owned(),
-            show_id: payment.show_id,
             payment_id: payment.id,
             gateway_id,
+            answer_to: Some((user.id.clone(), key.to_owned())),
+            delivery: None,
         },
     )
     .await?;

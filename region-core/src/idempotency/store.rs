@@ -151,6 +151,31 @@ pub async fn finish(
     store_answer(conn, user, key, response, false).await
 }
 
+/// [`finish`] for many keys with one statement: each (user, key, answer).
+pub async fn finish_many(
+    conn: &mut PgConnection,
+    answers: &[(&str, &str, &StoredResponse)],
+) -> Result<(), sqlx::Error> {
+    let users: Vec<&str> = answers.iter().map(|a| a.0).collect();
+    let keys: Vec<&str> = answers.iter().map(|a| a.1).collect();
+    let statuses: Vec<i32> = answers.iter().map(|a| i32::from(a.2.status)).collect();
+    let bodies: Vec<&[u8]> = answers.iter().map(|a| a.2.body.as_slice()).collect();
+    sqlx::query!(
+        "UPDATE idempotency_keys k
+            SET recovery_point = 'finished', response_status = u.status, response_body = u.body,
+                locked_at = NULL, updated_at = now()
+           FROM unnest($1::text[], $2::text[], $3::int4[], $4::bytea[]) AS u(user_id, key, status, body)
+          WHERE k.user_id = u.user_id AND k.key = u.key AND k.recovery_point <> 'finished'",
+        &users as &[&str],
+        &keys as &[&str],
+        &statuses,
+        &bodies as &[&[u8]]
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
 /// Writes a key's answer: only over an unfinished key, or (`replace`)
 /// over whatever it said before.
 async fn store_answer(

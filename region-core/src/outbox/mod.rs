@@ -71,24 +71,58 @@ pub async fn record_many(
     show_id: Uuid,
     events: &[(Uuid, &str, Value)],
 ) -> Result<(), sqlx::Error> {
+    let events: Vec<ShowEvent<'_>> = events
+        .iter()
+        .map(|(aggregate, kind, payload)| ShowEvent {
+            show_id,
+            aggregate: *aggregate,
+            kind,
+            payload: payload.clone(),
+        })
+        .collect();
+    record_all(tx, &events).await
+}
+
+/// One event of some show, for [`record_all`].
+pub struct ShowEvent<'a> {
+    /// The show (its city names the stream).
+    pub show_id: Uuid,
+    /// The aggregate the event is about.
+    pub aggregate: Uuid,
+    /// Event type.
+    pub kind: &'a str,
+    /// Payload.
+    pub payload: Value,
+}
+
+/// Writes events of any shows in the caller's transaction, in order, with
+/// one statement (a batch of confirmations records all of its events so).
+pub async fn record_all(
+    tx: &mut PgConnection,
+    events: &[ShowEvent<'_>],
+) -> Result<(), sqlx::Error> {
+    if events.is_empty() {
+        return Ok(());
+    }
     let ids: Vec<Uuid> = events.iter().map(|_| Uuid::now_v7()).collect();
-    let aggregates: Vec<Uuid> = events.iter().map(|e| e.0).collect();
-    let kinds: Vec<String> = events.iter().map(|e| e.1.to_owned()).collect();
-    let payloads: Vec<Value> = events.iter().map(|e| e.2.clone()).collect();
+    let shows: Vec<Uuid> = events.iter().map(|e| e.show_id).collect();
+    let aggregates: Vec<Uuid> = events.iter().map(|e| e.aggregate).collect();
+    let kinds: Vec<&str> = events.iter().map(|e| e.kind).collect();
+    let payloads: Vec<&Value> = events.iter().map(|e| &e.payload).collect();
     sqlx::query!(
         "INSERT INTO outbox (event_id, city_code, aggregate_id, event_type, payload)
          SELECT e.id, v.city_code, e.aggregate, e.kind, e.payload
-           FROM unnest($2::uuid[], $3::uuid[], $4::text[], $5::jsonb[]) WITH ORDINALITY
-                  AS e(id, aggregate, kind, payload, n)
-           JOIN shows sh ON sh.id = $1
+           FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::text[], $5::jsonb[]) WITH ORDINALITY
+                  AS e(id, show_id, aggregate, kind, payload, n)
+           JOIN shows sh ON sh.id = e.show_id
            JOIN screens sc ON sc.id = sh.screen_id
            JOIN venues v ON v.id = sc.venue_id
           ORDER BY e.n",
-        show_id,
         &ids,
+        &shows,
         &aggregates,
-        &kinds,
-        &payloads
+        &kinds as &[&str],
+        &payloads as &[&Value]
     )
     .execute(&mut *tx)
     .await?;

@@ -21,6 +21,9 @@ use std::sync::Arc;
 use tokio::sync::Notify;
 use uuid::Uuid;
 
+mod batch;
+pub use batch::{confirm_batch, Confirmation};
+
 /// What settling did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Settlement {
@@ -98,7 +101,8 @@ pub struct BookedSeats {
 }
 
 impl Settled {
-    fn nothing() -> Self {
+    /// Nothing was done.
+    pub fn nothing() -> Self {
         Self {
             settlement: Settlement::Nothing,
             booked: None,
@@ -329,20 +333,8 @@ async fn book(
     let view = bookings::load_view(conn, booking_id)
         .await?
         .ok_or_else(|| anyhow::anyhow!("booking {booking_id} vanished"))?;
-    let events = charge.events((
-        booking_id,
-        "booking.confirmed",
-        serde_json::json!({
-            "user_id": user_id,
-            "booking_id": booking_id,
-            "number": number,
-            "payment_id": payment_id,
-            "show_id": show_id,
-            "seats": view.seats.iter().map(|s| &s.label).collect::<Vec<_>>(),
-            "amount_minor": payment.amount_minor,
-            "currency": payment.currency,
-        }),
-    ));
+    let labels: Vec<&str> = view.seats.iter().map(|s| s.label.as_str()).collect();
+    let events = charge.events(confirmed_event(payment, booking_id, &number, &labels));
     outbox::record_many(conn, show_id, &events).await?;
     let mut response = None;
     if let Some(key) = &payment.idem_key {
@@ -362,6 +354,29 @@ async fn book(
         response,
         pass: hold.admission_pass_id.clone(),
     })
+}
+
+/// The `booking.confirmed` event of a booking: (aggregate, type, payload).
+fn confirmed_event(
+    payment: &PaymentRow,
+    booking_id: Uuid,
+    number: &BookingNumber,
+    labels: &[&str],
+) -> (Uuid, &'static str, serde_json::Value) {
+    (
+        booking_id,
+        "booking.confirmed",
+        serde_json::json!({
+            "user_id": payment.user_id,
+            "booking_id": booking_id,
+            "number": number,
+            "payment_id": payment.id,
+            "show_id": payment.show_id,
+            "seats": labels,
+            "amount_minor": payment.amount_minor,
+            "currency": payment.currency,
+        }),
+    )
 }
 
 /// Compensation: the hold cannot be honoured (`why_not`), so the money

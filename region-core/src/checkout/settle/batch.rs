@@ -1,0 +1,448 @@
+//! Set-based confirmation: a batch of checkouts whose charges the gateway
+//! has just confirmed, booked with one statement per step for the whole
+//! batch (lock the payments, the seats, the holds; decide each booking in
+//! Rust; write the bookings, their seats, the holds, the passes, the
+//! payments, the events and the keys' answers) instead of about fifteen
+//! statements per booking. Per-statement work (planning, executor
+//! start-up, trigger set-up) was most of Postgres's time under checkout
+//! load (docs/BENCHMARKS.md, "The profile").
+//!
+//! Only the common case is taken here: a charge on a payment still in
+//! flight (or recorded and not yet settled) whose hold is live and still
+//! owns every seat. Everything else — a late charge, a refusal to
+//! compensate, a payment named twice, the negative control — is left to
+//! the per-booking path (`confirm_in`), which finds the locks already
+//! taken. The caller runs this in a savepoint and, if any statement
+//! fails, rolls it back and books every job the per-booking way, so one
+//! bad booking never fails the others.
+
+use super::{refusal, BookedSeats, Charge, HoldRow, PaymentRow, Settled, Settlement};
+use super::{Ctx, PaymentStatus};
+use crate::bookings::store as bookings;
+use crate::idempotency::{self, StoredResponse};
+use crate::outbox::{self, ShowEvent};
+use chrono::{DateTime, Utc};
+use shared::booking_number::BookingNumber;
+use shared::ShowId;
+use sqlx::PgConnection;
+use std::collections::{HashMap, HashSet};
+use uuid::Uuid;
+
+/// One charge to settle: the payment, and the gateway's id when the
+/// charge is recorded now (`None`: recorded earlier, not yet settled).
+#[derive(Debug, Clone, Copy)]
+pub struct Confirmation<'a> {
+    /// The payment.
+    pub payment_id: Uuid,
+    /// The gateway's id of the charge, when learnt now.
+    pub gateway_id: Option<&'a str>,
+    /// The idempotency key of the checkout waiting for the answer (the
+    /// payment must carry it); `None` from the webhook.
+    pub key: Option<&'a str>,
+}
+
+/// A booking this batch will write.
+struct ToBook<'a> {
+    /// Index into the batch.
+    at: usize,
+    payment: &'a PaymentRow,
+    gateway_id: Option<&'a str>,
+    /// (ordinal, seat id) of every seat the hold owns, locked.
+    owned: Vec<(i32, Uuid)>,
+    pass: Option<String>,
+    booking_id: Uuid,
+}
+
+/// Books what it can of `batch` on `conn` (inside the caller's savepoint):
+/// one entry per confirmation, `None` for those left to the per-booking
+/// path. An `Err` means the savepoint must be rolled back.
+pub async fn confirm_batch(
+    ctx: &Ctx,
+    conn: &mut PgConnection,
+    batch: &[Confirmation<'_>],
+) -> anyhow::Result<Vec<Option<Settled>>> {
+    let mut out: Vec<Option<Settled>> = batch.iter().map(|_| None).collect();
+    if ctx.settings.unsafe_disable_seat_protection || batch.is_empty() {
+        return Ok(out); // the negative control books the per-booking way
+    }
+    let payments = lock_payments(conn, batch).await?;
+    let candidates = candidates(batch, &payments);
+    if candidates.is_empty() {
+        return Ok(out);
+    }
+    let mut owned = lock_owned_seats(conn, &candidates).await?;
+    let holds = lock_holds(conn, &candidates).await?;
+    let now = Utc::now();
+    let mut to_book = Vec::with_capacity(candidates.len());
+    for (at, payment) in candidates {
+        let Some(hold) = holds.get(&payment.hold_id) else {
+            continue;
+        };
+        let seats = owned.remove(&payment.hold_id).unwrap_or_default();
+        let why_not = refusal(
+            &hold.state,
+            hold.expires_at,
+            seats.len(),
+            hold.seat_count as usize,
+            now,
+            true,
+        );
+        if why_not.is_some() {
+            continue; // compensated the per-booking way (rare)
+        }
+        to_book.push(ToBook {
+            at,
+            payment,
+            gateway_id: batch[at].gateway_id,
+            owned: seats,
+            pass: hold.admission_pass_id.clone(),
+            booking_id: Uuid::now_v7(),
+        });
+    }
+    if to_book.is_empty() {
+        return Ok(out);
+    }
+    for (b, settled) in book_all(ctx, conn, &to_book, now).await? {
+        out[b] = Some(settled);
+    }
+    Ok(out)
+}
+
+/// Locks the batch's payments (in id order), by id.
+async fn lock_payments(
+    conn: &mut PgConnection,
+    batch: &[Confirmation<'_>],
+) -> Result<HashMap<Uuid, PaymentRow>, sqlx::Error> {
+    let ids: Vec<Uuid> = batch.iter().map(|c| c.payment_id).collect();
+    let rows = sqlx::query_as!(
+        PaymentRow,
+        r#"SELECT id, status AS "status: PaymentStatus", settled, hold_id, show_id, user_id,
+                  idem_key, amount_minor, currency
+             FROM payments WHERE id = ANY($1) ORDER BY id FOR UPDATE"#,
+        &ids
+    )
+    .fetch_all(&mut *conn)
+    .await?;
+    Ok(rows.into_iter().map(|p| (p.id, p)).collect())
+}
+
+/// The confirmations this path takes: each payment once, charged now on
+/// a payment still in flight or recorded and unsettled, under its own key.
+fn candidates<'p>(
+    batch: &[Confirmation<'_>],
+    payments: &'p HashMap<Uuid, PaymentRow>,
+) -> Vec<(usize, &'p PaymentRow)> {
+    let mut seen = HashSet::new();
+    let mut out = Vec::new();
+    for (at, c) in batch.iter().enumerate() {
+        let Some(p) = payments.get(&c.payment_id) else {
+            continue;
+        };
+        if !seen.insert(p.id) || c.key.is_some_and(|key| p.idem_key.as_deref() != Some(key)) {
+            continue;
+        }
+        let takes = match (c.gateway_id, p.status) {
+            (Some(_), PaymentStatus::Created) => true,
+            (None, PaymentStatus::Succeeded) => p.settled.is_none(),
+            _ => false,
+        };
+        if takes {
+            out.push((at, p));
+        }
+    }
+    out
+}
+
+/// Locks the seat rows each candidate's hold still owns (fencing: rows
+/// another hold has taken are not returned), in the order every writer
+/// locks seats; by hold.
+async fn lock_owned_seats(
+    conn: &mut PgConnection,
+    candidates: &[(usize, &PaymentRow)],
+) -> Result<HashMap<Uuid, Vec<(i32, Uuid)>>, sqlx::Error> {
+    let shows: Vec<Uuid> = candidates.iter().map(|(_, p)| p.show_id).collect();
+    let holds: Vec<Uuid> = candidates.iter().map(|(_, p)| p.hold_id).collect();
+    let rows = sqlx::query!(
+        r#"SELECT ss.hold_id AS "hold_id!", ss.ordinal, ss.seat_id
+             FROM show_seats ss
+             JOIN unnest($1::uuid[], $2::uuid[]) AS h(show_id, hold_id)
+               ON ss.show_id = h.show_id AND ss.hold_id = h.hold_id
+            WHERE ss.status = 'HELD'
+            ORDER BY ss.show_id, ss.seat_id
+              FOR UPDATE OF ss"#,
+        &shows,
+        &holds
+    )
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut by_hold: HashMap<Uuid, Vec<(i32, Uuid)>> = HashMap::new();
+    for r in rows {
+        by_hold
+            .entry(r.hold_id)
+            .or_default()
+            .push((r.ordinal, r.seat_id));
+    }
+    Ok(by_hold)
+}
+
+/// Locks the candidates' holds (after their seats, as everywhere).
+async fn lock_holds(
+    conn: &mut PgConnection,
+    candidates: &[(usize, &PaymentRow)],
+) -> Result<HashMap<Uuid, HoldRow>, sqlx::Error> {
+    let ids: Vec<Uuid> = candidates.iter().map(|(_, p)| p.hold_id).collect();
+    let rows = sqlx::query!(
+        "SELECT id, state, expires_at, seat_count, admission_pass_id
+           FROM holds WHERE id = ANY($1) ORDER BY id FOR UPDATE",
+        &ids
+    )
+    .fetch_all(&mut *conn)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| {
+            let hold = HoldRow {
+                state: r.state,
+                expires_at: r.expires_at,
+                seat_count: r.seat_count,
+                admission_pass_id: r.admission_pass_id,
+            };
+            (r.id, hold)
+        })
+        .collect())
+}
+
+/// Writes every booking of `to_book` (all locks held): one statement per
+/// table. Returns (index into the batch, what settling did).
+async fn book_all(
+    ctx: &Ctx,
+    conn: &mut PgConnection,
+    to_book: &[ToBook<'_>],
+    now: DateTime<Utc>,
+) -> anyhow::Result<Vec<(usize, Settled)>> {
+    let n = to_book.len();
+    let seqs = sqlx::query_scalar!(
+        r#"SELECT nextval('booking_number_seq') AS "seq!" FROM generate_series(1, $1::int4)"#,
+        n as i32
+    )
+    .fetch_all(&mut *conn)
+    .await?;
+    anyhow::ensure!(
+        seqs.len() == n,
+        "{} booking numbers for {n} bookings",
+        seqs.len()
+    );
+    let numbers = seqs
+        .iter()
+        .map(|seq| BookingNumber::new(now.date_naive(), &ctx.settings.shard_code, *seq as u64))
+        .collect::<Result<Vec<_>, _>>()?;
+    insert_bookings(conn, to_book, &numbers).await?;
+    book_seats(conn, to_book).await?;
+    consume_holds(conn, to_book).await?;
+    close_payments(conn, to_book).await?;
+    let ids: Vec<Uuid> = to_book.iter().map(|b| b.booking_id).collect();
+    let views = bookings::load_views(conn, &ids).await?;
+    anyhow::ensure!(views.len() == n, "{} views for {n} bookings", views.len());
+    let mut events = Vec::with_capacity(2 * n);
+    let mut answers = Vec::with_capacity(n);
+    for ((b, number), view) in to_book.iter().zip(&numbers).zip(&views) {
+        let p = b.payment;
+        let labels: Vec<&str> = view.seats.iter().map(|s| s.label.as_str()).collect();
+        let charge = Charge {
+            payment: p,
+            gateway_id: b.gateway_id,
+        };
+        let outcome = charge.events(super::confirmed_event(p, b.booking_id, number, &labels));
+        events.extend(
+            outcome
+                .into_iter()
+                .map(|(aggregate, kind, payload)| ShowEvent {
+                    show_id: p.show_id,
+                    aggregate,
+                    kind,
+                    payload,
+                }),
+        );
+        answers.push(StoredResponse {
+            status: 201,
+            body: serde_json::to_vec(view)?,
+        });
+    }
+    outbox::record_all(conn, &events).await?;
+    let keyed: Vec<(&str, &str, &StoredResponse)> = to_book
+        .iter()
+        .zip(&answers)
+        .filter_map(|(b, a)| {
+            Some((
+                b.payment.user_id.as_str(),
+                b.payment.idem_key.as_deref()?,
+                a,
+            ))
+        })
+        .collect();
+    idempotency::store::finish_many(conn, &keyed).await?;
+    Ok(to_book
+        .iter()
+        .zip(views)
+        .zip(answers)
+        .map(|((b, view), answer)| {
+            let settled = Settled {
+                settlement: Settlement::Booked(b.booking_id),
+                booked: Some(BookedSeats {
+                    show: ShowId(b.payment.show_id),
+                    labels: view.seats.into_iter().map(|s| s.label).collect(),
+                    ordinals: b.owned.iter().map(|(o, _)| *o).collect(),
+                    booking: b.booking_id,
+                }),
+                response: Some(answer),
+                pass: b.pass.clone(),
+            };
+            (b.at, settled)
+        })
+        .collect())
+}
+
+/// The booking rows (each with its show's refund policy as of now).
+async fn insert_bookings(
+    conn: &mut PgConnection,
+    to_book: &[ToBook<'_>],
+    numbers: &[BookingNumber],
+) -> anyhow::Result<()> {
+    let ids: Vec<Uuid> = to_book.iter().map(|b| b.booking_id).collect();
+    let numbers: Vec<&str> = numbers.iter().map(BookingNumber::as_str).collect();
+    let shows: Vec<Uuid> = to_book.iter().map(|b| b.payment.show_id).collect();
+    let holds: Vec<Uuid> = to_book.iter().map(|b| b.payment.hold_id).collect();
+    let payments: Vec<Uuid> = to_book.iter().map(|b| b.payment.id).collect();
+    let users: Vec<&str> = to_book.iter().map(|b| b.payment.user_id.as_str()).collect();
+    let amounts: Vec<i64> = to_book.iter().map(|b| b.payment.amount_minor).collect();
+    let currencies: Vec<&str> = to_book
+        .iter()
+        .map(|b| b.payment.currency.as_str())
+        .collect();
+    let inserted = sqlx::query!(
+        "INSERT INTO bookings (id, number, show_id, hold_id, payment_id, user_id, amount_minor,
+                               currency, refund_policy, show_starts_at)
+         SELECT b.id, b.number, sh.id, b.hold_id, b.payment_id, b.user_id, b.amount, b.currency,
+                sh.refund_policy, sh.starts_at
+           FROM unnest($1::uuid[], $2::text[], $3::uuid[], $4::uuid[], $5::uuid[], $6::text[],
+                       $7::int8[], $8::text[])
+                  AS b(id, number, show_id, hold_id, payment_id, user_id, amount, currency)
+           JOIN shows sh ON sh.id = b.show_id",
+        &ids,
+        &numbers as &[&str],
+        &shows,
+        &holds,
+        &payments,
+        &users as &[&str],
+        &amounts,
+        &currencies as &[&str]
+    )
+    .execute(&mut *conn)
+    .await?
+    .rows_affected();
+    anyhow::ensure!(
+        inserted as usize == to_book.len(),
+        "bookings of unknown shows"
+    );
+    Ok(())
+}
+
+/// The bookings' seats recorded and the seat rows BOOKED.
+async fn book_seats(conn: &mut PgConnection, to_book: &[ToBook<'_>]) -> anyhow::Result<()> {
+    let mut bookings = Vec::new();
+    let mut shows = Vec::new();
+    let mut seats = Vec::new();
+    for b in to_book {
+        for (_, seat) in &b.owned {
+            bookings.push(b.booking_id);
+            shows.push(b.payment.show_id);
+            seats.push(*seat);
+        }
+    }
+    sqlx::query!(
+        "INSERT INTO booking_seats (booking_id, show_id, seat_id, label, category, price_minor)
+         SELECT u.booking_id, sh.id, s.id, s.label, s.category, (sh.prices ->> s.category)::bigint
+           FROM unnest($1::uuid[], $2::uuid[], $3::uuid[]) AS u(booking_id, show_id, seat_id)
+           JOIN seats s ON s.id = u.seat_id
+           JOIN shows sh ON sh.id = u.show_id",
+        &bookings,
+        &shows,
+        &seats
+    )
+    .execute(&mut *conn)
+    .await?;
+    let updated = sqlx::query!(
+        "UPDATE show_seats ss
+            SET status = 'BOOKED', booking_id = u.booking_id, hold_id = NULL,
+                hold_expires_at = NULL, version = ss.version + 1
+           FROM unnest($1::uuid[], $2::uuid[], $3::uuid[]) AS u(booking_id, show_id, seat_id)
+          WHERE ss.show_id = u.show_id AND ss.seat_id = u.seat_id",
+        &bookings,
+        &shows,
+        &seats
+    )
+    .execute(&mut *conn)
+    .await?
+    .rows_affected();
+    anyhow::ensure!(updated as usize == seats.len(), "seat rows vanished");
+    Ok(())
+}
+
+/// The holds CONSUMED (their seats no longer live) and their passes spent.
+async fn consume_holds(conn: &mut PgConnection, to_book: &[ToBook<'_>]) -> anyhow::Result<()> {
+    let holds: Vec<Uuid> = to_book.iter().map(|b| b.payment.hold_id).collect();
+    sqlx::query!(
+        "UPDATE hold_seats SET live = false WHERE hold_id = ANY($1) AND live",
+        &holds
+    )
+    .execute(&mut *conn)
+    .await?;
+    sqlx::query!(
+        "UPDATE holds SET state = 'CONSUMED', updated_at = now() WHERE id = ANY($1)",
+        &holds
+    )
+    .execute(&mut *conn)
+    .await?;
+    let (passed, spent_on): (Vec<Uuid>, Vec<Uuid>) = to_book
+        .iter()
+        .filter(|b| b.pass.is_some())
+        .map(|b| (b.payment.hold_id, b.booking_id))
+        .unzip();
+    if !passed.is_empty() {
+        sqlx::query!(
+            "INSERT INTO spent_passes (pass_id, show_id, user_id, booking_id)
+             SELECT h.admission_pass_id, h.show_id, h.user_id, u.booking_id
+               FROM unnest($1::uuid[], $2::uuid[]) AS u(hold_id, booking_id)
+               JOIN holds h ON h.id = u.hold_id
+              WHERE h.admission_pass_id IS NOT NULL
+             ON CONFLICT (pass_id) DO NOTHING",
+            &passed,
+            &spent_on
+        )
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(())
+}
+
+/// The payments SUCCEEDED and settled BOOKED (the gateway's id recorded
+/// where it was learnt now).
+async fn close_payments(conn: &mut PgConnection, to_book: &[ToBook<'_>]) -> anyhow::Result<()> {
+    let ids: Vec<Uuid> = to_book.iter().map(|b| b.payment.id).collect();
+    // '' stands for "recorded earlier": arrays of nullable text are
+    // awkward to bind, and no gateway id is empty.
+    let gateway_ids: Vec<&str> = to_book.iter().map(|b| b.gateway_id.unwrap_or("")).collect();
+    sqlx::query!(
+        "UPDATE payments p
+            SET status = 'SUCCEEDED', settled = 'BOOKED',
+                gateway_payment_id = COALESCE(NULLIF(u.gateway_id, ''), p.gateway_payment_id),
+                updated_at = now()
+           FROM unnest($1::uuid[], $2::text[]) AS u(id, gateway_id)
+          WHERE p.id = u.id",
+        &ids,
+        &gateway_ids as &[&str]
+    )
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
