@@ -75,8 +75,11 @@ pub struct Settings {
 
     /// Group-commit writers for each of the checkout's two writes (the
     /// payment before the charge, the confirmation after it); each holds
-    /// at most one connection.
-    #[arg(long, env = "REGION_CHECKOUT_WRITERS", default_value_t = 2)]
+    /// at most one connection. One is fastest while a batch is written
+    /// with one statement per step: a batch of fifty costs little more
+    /// than a batch of five, and a second writer only splits batches and
+    /// adds commits (docs/BENCHMARKS.md).
+    #[arg(long, env = "REGION_CHECKOUT_WRITERS", default_value_t = 1)]
     pub checkout_writers: usize,
 
     /// Most checkouts one group commit may carry.

@@ -7,7 +7,7 @@
 pub mod browser;
 pub mod edge;
 pub mod money;
-pub mod pg_server;
+pub use testkit::pg_server;
 pub mod redis_server;
 pub mod sandbox_process;
 

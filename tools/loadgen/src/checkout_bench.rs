@@ -188,7 +188,9 @@ pub async fn run(args: CheckoutArgs) -> anyhow::Result<ExitCode> {
         args.requests_per_key >= 1,
         "--requests-per-key must be at least 1"
     );
-    let db = FreshDatabase::create(&args.world.admin_database_url, "loadgen")
+    // Declared first, dropped last: the run's database goes before its server.
+    let (admin_url, _own_postgres) = args.world.postgres()?;
+    let db = FreshDatabase::create(&admin_url, "loadgen")
         .await
         .context("creating the run's database (LOADGEN_ADMIN_DATABASE_URL)")?;
     eprintln!("loadgen: fresh database {}", db.name());

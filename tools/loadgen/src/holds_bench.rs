@@ -179,8 +179,14 @@ pub async fn run(args: HoldsArgs) -> anyhow::Result<ExitCode> {
     }
     // The spawned core and pgbench need a database of their own; a run
     // against --target without baselines needs none.
-    let db = if args.target.is_none() || !args.skip_baselines {
-        let db = FreshDatabase::create(&args.world.admin_database_url, "loadgen")
+    let needs_db = args.target.is_none() || !args.skip_baselines;
+    // Declared first, dropped last: the run's database goes before its server.
+    let (admin_url, _own_postgres) = match needs_db {
+        true => args.world.postgres()?,
+        false => (String::new(), None),
+    };
+    let db = if needs_db {
+        let db = FreshDatabase::create(&admin_url, "loadgen")
             .await
             .context("creating the run's database (LOADGEN_ADMIN_DATABASE_URL)")?;
         eprintln!("loadgen: fresh database {}", db.name());

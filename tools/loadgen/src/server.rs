@@ -15,6 +15,7 @@ use futures::future::{FutureExt, LocalBoxFuture};
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use testkit::pg_server::PgServer;
 use testkit::process::{free_port, ServiceProcess, ServiceSpec};
 use tokio::sync::oneshot;
 
@@ -37,6 +38,34 @@ pub struct WorldArgs {
         default_value = "redis://127.0.0.1:6379"
     )]
     pub redis_url: String,
+
+    /// Run on a Postgres server of the run's own instead of
+    /// --admin-database-url's: initdb into a temporary directory,
+    /// Postgres's durable defaults, `pg_stat_statements` preloaded (so
+    /// statements per booking are counted), removed at the end. Needs the
+    /// server binaries (/usr/lib/postgresql/*/bin).
+    #[arg(long)]
+    pub own_postgres: bool,
+}
+
+impl WorldArgs {
+    /// The server the run's database goes on: its admin URL, and the
+    /// private server (with --own-postgres), to keep until the run ends.
+    pub fn postgres(&self) -> anyhow::Result<(String, Option<PgServer>)> {
+        if !self.own_postgres {
+            return Ok((self.admin_database_url.clone(), None));
+        }
+        let pg = PgServer::start_with(&[
+            ("shared_preload_libraries", "pg_stat_statements"),
+            ("max_connections", "200"),
+        ])
+        .context("starting the run's own Postgres (--own-postgres)")?;
+        eprintln!(
+            "loadgen: Postgres of the run's own on port {} (pg_stat_statements loaded)",
+            pg.port
+        );
+        Ok((pg.url(), Some(pg)))
+    }
 }
 
 /// Builds the workspace's binaries `names` next to the running load

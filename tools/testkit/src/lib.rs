@@ -17,6 +17,7 @@ pub mod gateway;
 pub mod invariants;
 pub mod live;
 pub mod money;
+pub mod pg_server;
 pub mod process;
 pub mod seed;
 pub mod workerd;

@@ -1,5 +1,7 @@
-//! A private PostgreSQL server (initdb into a temp dir, on a free port)
-//! for tests that stop and start Postgres; the shared one is never touched.
+//! A private PostgreSQL server (initdb into a temp dir, on a free port):
+//! for tests that stop and start Postgres, and for benchmarks that need
+//! server settings of their own (`pg_stat_statements` preloaded); the
+//! shared server is never touched.
 
 use std::net::TcpListener;
 use std::path::PathBuf;
@@ -12,7 +14,13 @@ pub struct PgServer {
     pub port: u16,
     dir: PathBuf,
     bin: PathBuf,
+    /// `-c name=value` settings it runs with.
+    settings: Vec<(String, String)>,
 }
+
+/// What the tests run with: fast and forgetful (no fsync; a crash of a
+/// test server loses nothing anyone needs).
+const TEST_SETTINGS: &[(&str, &str)] = &[("fsync", "off"), ("max_connections", "60")];
 
 fn bin_dir() -> anyhow::Result<PathBuf> {
     let mut dirs: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")?
@@ -33,11 +41,17 @@ fn is_root() -> bool {
 }
 
 impl PgServer {
-    /// initdb and start on a free port.
+    /// initdb and start on a free port, with the tests' settings.
     pub fn start() -> anyhow::Result<Self> {
+        Self::start_with(TEST_SETTINGS)
+    }
+
+    /// initdb and start on a free port with `settings` (`-c name=value`
+    /// each) over Postgres's defaults: durable unless they say otherwise.
+    pub fn start_with(settings: &[(&str, &str)]) -> anyhow::Result<Self> {
         let bin = bin_dir()?;
         let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-        let dir = std::env::temp_dir().join(format!("e2e-pg-{}", uuid::Uuid::new_v4().simple()));
+        let dir = std::env::temp_dir().join(format!("pg-{}", uuid::Uuid::new_v4().simple()));
         std::fs::create_dir_all(&dir)?;
         if is_root() {
             // Postgres refuses to run as root.
@@ -45,7 +59,16 @@ impl PgServer {
                 .args(["-R", "postgres:postgres"])
                 .arg(&dir))?;
         }
-        let s = Self { port, dir, bin };
+        let settings = settings
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        let s = Self {
+            port,
+            dir,
+            bin,
+            settings,
+        };
         s.as_owner(
             &s.bin.join("initdb"),
             &[
@@ -92,11 +115,14 @@ impl PgServer {
 
     /// Starts it (again).
     pub fn resume(&self) -> anyhow::Result<()> {
-        let opts = format!(
-            "-p {} -c listen_addresses=127.0.0.1 -c unix_socket_directories={} -c fsync=off -c max_connections=60",
+        let mut opts = format!(
+            "-p {} -c listen_addresses=127.0.0.1 -c unix_socket_directories={}",
             self.port,
             self.dir.display()
         );
+        for (name, value) in &self.settings {
+            opts.push_str(&format!(" -c {name}={value}"));
+        }
         let log = self.dir.join("pg.log").display().to_string();
         self.as_owner(
             &self.bin.join("pg_ctl"),
