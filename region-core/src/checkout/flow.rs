@@ -6,6 +6,7 @@
 use super::jobs::{Begin, Begun, Confirm, KeyPayment};
 use super::machine::{self, Step};
 use super::record;
+use super::settle::Settlement;
 use crate::auth::User;
 use crate::config::CrashPoint;
 use crate::error::ApiError;
@@ -41,8 +42,10 @@ pub(super) struct Answer {
     pub response: StoredResponse,
     /// Whether it was stored by an earlier request.
     pub replayed: bool,
-    /// The admission pass a booking made now spent, if known.
-    pub pass: Option<String>,
+    /// The admission pass a booking made by this request spent (`Some(None)`:
+    /// it was taken without one); `None` when not known here (a replay, or
+    /// a booking someone else made).
+    pub pass: Option<Option<String>>,
 }
 
 impl Answer {
@@ -157,10 +160,11 @@ async fn resume(
     let response = settled
         .response
         .ok_or_else(|| anyhow::anyhow!("settled payment {} left its key unfinished", payment.id))?;
+    let booked_now = matches!(settled.settlement, Settlement::Booked(_));
     Ok(Answer {
         response,
         replayed: false,
-        pass: settled.pass,
+        pass: booked_now.then_some(settled.pass),
     })
 }
 

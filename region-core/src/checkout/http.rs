@@ -80,7 +80,7 @@ pub(super) async fn checkout(
         // A flash-sale purchase is done: tell the edge, which gives the
         // pass's waiting-room slot to the next user.
         let pass = match known_pass {
-            Some(p) => Some(p),
+            Some(known) => known,
             None => sqlx::query_scalar!(
                 "SELECT admission_pass_id FROM holds WHERE id = $1",
                 hold_id.0

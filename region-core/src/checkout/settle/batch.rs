@@ -7,14 +7,16 @@
 //! start-up, trigger set-up) was most of Postgres's time under checkout
 //! load (docs/BENCHMARKS.md, "The profile").
 //!
-//! Only the common case is taken here: a charge on a payment still in
+//! Only the common cases are taken here: a charge on a payment still in
 //! flight (or recorded and not yet settled) whose hold is live and still
-//! owns every seat. Everything else — a late charge, a refusal to
-//! compensate, a payment named twice, the negative control — is left to
-//! the per-booking path (`confirm_in`), which finds the locks already
-//! taken. The caller runs this in a savepoint and, if any statement
-//! fails, rolls it back and books every job the per-booking way, so one
-//! bad booking never fails the others.
+//! owns every seat; the webhook and the checkout announcing the same
+//! charge (in one batch, or one after the other), which cost the second
+//! nothing but its answer. Everything else — a late charge, a refusal to
+//! compensate, the negative control — is left to the per-booking path
+//! (`confirm_in`), which finds the locks already taken. The caller runs
+//! this in a savepoint and, if any statement fails, rolls it back and
+//! books every job the per-booking way, so one bad booking never fails
+//! the others.
 
 use super::{refusal, BookedSeats, Charge, HoldRow, PaymentRow, Settled, Settlement};
 use super::{Ctx, PaymentStatus};
@@ -25,7 +27,7 @@ use chrono::{DateTime, Utc};
 use shared::booking_number::BookingNumber;
 use shared::ShowId;
 use sqlx::PgConnection;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use uuid::Uuid;
 
 /// One charge to settle: the payment, and the gateway's id when the
@@ -66,15 +68,160 @@ pub async fn confirm_batch(
         return Ok(out); // the negative control books the per-booking way
     }
     let payments = lock_payments(conn, batch).await?;
-    let candidates = candidates(batch, &payments);
-    if candidates.is_empty() {
-        return Ok(out);
+    let routes = routes(batch, &payments);
+    let mut candidates = Vec::new();
+    let mut answered = Vec::new();
+    for (at, route) in routes.iter().enumerate() {
+        match route {
+            Route::Take(p, charged_now) => candidates.push((at, *p, *charged_now)),
+            Route::Nothing => out[at] = Some(Settled::nothing()),
+            Route::Answer(p) => answered.push((at, *p)),
+            Route::Echo(_) | Route::Alone => {}
+        }
     }
-    let mut owned = lock_owned_seats(conn, &candidates).await?;
-    let holds = lock_holds(conn, &candidates).await?;
-    let now = Utc::now();
+    answer_settled(conn, &answered, &mut out).await?;
+    if !candidates.is_empty() {
+        let now = Utc::now();
+        let to_book = decide(conn, candidates, now).await?;
+        if !to_book.is_empty() {
+            for (b, settled) in book_all(ctx, conn, &to_book, now).await? {
+                out[b] = Some(settled);
+            }
+        }
+    }
+    // A checkout whose charge the batch booked on the webhook's word (or
+    // the other way round) gets the key's answer from that booking.
+    for (at, route) in routes.iter().enumerate() {
+        if let Route::Echo(first) = route {
+            let response = out[*first]
+                .as_ref()
+                .filter(|s| matches!(s.settlement, Settlement::Booked(_)))
+                .and_then(|s| s.response.clone());
+            if let Some(response) = response {
+                out[at] = Some(Settled {
+                    response: Some(response),
+                    ..Settled::nothing()
+                });
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// What the batch does with one confirmation.
+enum Route<'p> {
+    /// Book it here (its payment, and the gateway id to record with it).
+    Take(&'p PaymentRow, Option<&'p str>),
+    /// Nothing to do, nobody to answer: a webhook about a charge already
+    /// settled, or a second one about a payment of the batch.
+    Nothing,
+    /// Settled before; the checkout waiting gets the key's stored answer.
+    Answer(&'p PaymentRow),
+    /// A checkout about the same payment as this earlier confirmation of
+    /// the batch (the webhook's, usually).
+    Echo(usize),
+    /// Left to the per-booking path.
+    Alone,
+}
+
+/// Routes each confirmation of the batch; each payment is taken once.
+fn routes<'p>(
+    batch: &[Confirmation<'p>],
+    payments: &'p HashMap<Uuid, PaymentRow>,
+) -> Vec<Route<'p>> {
+    let mut first: HashMap<Uuid, usize> = HashMap::new();
+    batch
+        .iter()
+        .enumerate()
+        .map(|(at, c)| {
+            let Some(p) = payments.get(&c.payment_id) else {
+                return Route::Alone;
+            };
+            if c.key.is_some_and(|key| p.idem_key.as_deref() != Some(key)) {
+                return Route::Alone;
+            }
+            if let Some(&earlier) = first.get(&p.id) {
+                return match c.key {
+                    None => Route::Nothing,
+                    Some(_) => Route::Echo(earlier),
+                };
+            }
+            first.insert(p.id, at);
+            // As `confirm_in` decides: a charge on a payment in flight is
+            // recorded now; a recorded, unsettled one is settled.
+            match (c.gateway_id, p.status, &p.settled) {
+                (Some(gateway_id), PaymentStatus::Created, _) => Route::Take(p, Some(gateway_id)),
+                (_, PaymentStatus::Succeeded, None) => Route::Take(p, None),
+                (_, PaymentStatus::Succeeded, Some(_)) if c.key.is_none() => Route::Nothing,
+                (_, PaymentStatus::Succeeded, Some(_)) => Route::Answer(p),
+                _ => Route::Alone, // a late charge, a payment never charged
+            }
+        })
+        .collect()
+}
+
+/// Answers checkouts whose payment was settled before (by the webhook, in
+/// an earlier batch) with their keys' stored answers: one read. One not
+/// found is left to the per-booking path.
+async fn answer_settled(
+    conn: &mut PgConnection,
+    answered: &[(usize, &PaymentRow)],
+    out: &mut [Option<Settled>],
+) -> Result<(), sqlx::Error> {
+    if answered.is_empty() {
+        return Ok(());
+    }
+    let users: Vec<&str> = answered.iter().map(|(_, p)| p.user_id.as_str()).collect();
+    let keys: Vec<&str> = answered
+        .iter()
+        .map(|(_, p)| p.idem_key.as_deref().unwrap_or(""))
+        .collect();
+    let rows = sqlx::query!(
+        r#"SELECT k.user_id, k.key, k.response_status AS "status!", k.response_body AS "body!"
+             FROM idempotency_keys k
+             JOIN unnest($1::text[], $2::text[]) AS u(user_id, key)
+               ON k.user_id = u.user_id AND k.key = u.key
+            WHERE k.recovery_point = 'finished'
+              AND k.response_status IS NOT NULL AND k.response_body IS NOT NULL"#,
+        &users as &[&str],
+        &keys as &[&str]
+    )
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut found: HashMap<(String, String), StoredResponse> = rows
+        .into_iter()
+        .map(|r| {
+            let response = StoredResponse {
+                status: r.status as u16,
+                body: r.body,
+            };
+            ((r.user_id, r.key), response)
+        })
+        .collect();
+    for (at, p) in answered {
+        let key = (p.user_id.clone(), p.idem_key.clone().unwrap_or_default());
+        if let Some(response) = found.remove(&key) {
+            out[*at] = Some(Settled {
+                response: Some(response),
+                ..Settled::nothing()
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Locks the candidates' seats and holds and decides each: the bookings
+/// to write here (a refused one is compensated the per-booking way).
+async fn decide<'p>(
+    conn: &mut PgConnection,
+    candidates: Vec<(usize, &'p PaymentRow, Option<&'p str>)>,
+    now: DateTime<Utc>,
+) -> Result<Vec<ToBook<'p>>, sqlx::Error> {
+    let payments: Vec<&PaymentRow> = candidates.iter().map(|(_, p, _)| *p).collect();
+    let mut owned = lock_owned_seats(conn, &payments).await?;
+    let holds = lock_holds(conn, &payments).await?;
     let mut to_book = Vec::with_capacity(candidates.len());
-    for (at, payment) in candidates {
+    for (at, payment, gateway_id) in candidates {
         let Some(hold) = holds.get(&payment.hold_id) else {
             continue;
         };
@@ -93,19 +240,13 @@ pub async fn confirm_batch(
         to_book.push(ToBook {
             at,
             payment,
-            gateway_id: batch[at].gateway_id,
+            gateway_id,
             owned: seats,
             pass: hold.admission_pass_id.clone(),
             booking_id: Uuid::now_v7(),
         });
     }
-    if to_book.is_empty() {
-        return Ok(out);
-    }
-    for (b, settled) in book_all(ctx, conn, &to_book, now).await? {
-        out[b] = Some(settled);
-    }
-    Ok(out)
+    Ok(to_book)
 }
 
 /// Locks the batch's payments (in id order), by id.
@@ -126,42 +267,15 @@ async fn lock_payments(
     Ok(rows.into_iter().map(|p| (p.id, p)).collect())
 }
 
-/// The confirmations this path takes: each payment once, charged now on
-/// a payment still in flight or recorded and unsettled, under its own key.
-fn candidates<'p>(
-    batch: &[Confirmation<'_>],
-    payments: &'p HashMap<Uuid, PaymentRow>,
-) -> Vec<(usize, &'p PaymentRow)> {
-    let mut seen = HashSet::new();
-    let mut out = Vec::new();
-    for (at, c) in batch.iter().enumerate() {
-        let Some(p) = payments.get(&c.payment_id) else {
-            continue;
-        };
-        if !seen.insert(p.id) || c.key.is_some_and(|key| p.idem_key.as_deref() != Some(key)) {
-            continue;
-        }
-        let takes = match (c.gateway_id, p.status) {
-            (Some(_), PaymentStatus::Created) => true,
-            (None, PaymentStatus::Succeeded) => p.settled.is_none(),
-            _ => false,
-        };
-        if takes {
-            out.push((at, p));
-        }
-    }
-    out
-}
-
 /// Locks the seat rows each candidate's hold still owns (fencing: rows
 /// another hold has taken are not returned), in the order every writer
 /// locks seats; by hold.
 async fn lock_owned_seats(
     conn: &mut PgConnection,
-    candidates: &[(usize, &PaymentRow)],
+    payments: &[&PaymentRow],
 ) -> Result<HashMap<Uuid, Vec<(i32, Uuid)>>, sqlx::Error> {
-    let shows: Vec<Uuid> = candidates.iter().map(|(_, p)| p.show_id).collect();
-    let holds: Vec<Uuid> = candidates.iter().map(|(_, p)| p.hold_id).collect();
+    let shows: Vec<Uuid> = payments.iter().map(|p| p.show_id).collect();
+    let holds: Vec<Uuid> = payments.iter().map(|p| p.hold_id).collect();
     let rows = sqlx::query!(
         r#"SELECT ss.hold_id AS "hold_id!", ss.ordinal, ss.seat_id
              FROM show_seats ss
@@ -188,9 +302,9 @@ async fn lock_owned_seats(
 /// Locks the candidates' holds (after their seats, as everywhere).
 async fn lock_holds(
     conn: &mut PgConnection,
-    candidates: &[(usize, &PaymentRow)],
+    payments: &[&PaymentRow],
 ) -> Result<HashMap<Uuid, HoldRow>, sqlx::Error> {
-    let ids: Vec<Uuid> = candidates.iter().map(|(_, p)| p.hold_id).collect();
+    let ids: Vec<Uuid> = payments.iter().map(|p| p.hold_id).collect();
     let rows = sqlx::query!(
         "SELECT id, state, expires_at, seat_count, admission_pass_id
            FROM holds WHERE id = ANY($1) ORDER BY id FOR UPDATE",
