@@ -72,6 +72,21 @@ pub async fn connect_db(settings: &Settings) -> anyhow::Result<PgPool> {
     Ok(db)
 }
 
+/// The group-commit writers' own connections, one per writer, outside
+/// the request pool. A request may hold a pooled connection while it
+/// waits for a writer (a flash-sale hold keeps its per-user lock so); if
+/// the writers drew from that pool, enough such requests would leave
+/// them none, and everything would wait for the acquire timeout.
+pub async fn connect_writer_db(settings: &Settings) -> anyhow::Result<PgPool> {
+    let writers = settings.hold_writers + 2 * settings.checkout_writers;
+    PgPoolOptions::new()
+        .max_connections(writers as u32)
+        .acquire_timeout(Duration::from_secs(3))
+        .connect(&settings.database_url)
+        .await
+        .with_context(|| "connecting the writers to REGION_DATABASE_URL".to_string())
+}
+
 /// Applies the migrations in `migrations/` (the only way the schema changes).
 pub async fn migrate(db: &PgPool) -> anyhow::Result<()> {
     sqlx::migrate!("../migrations")
@@ -171,6 +186,7 @@ impl Application {
             );
         }
         let db = connect_db(&settings).await?;
+        let writer_db = connect_writer_db(&settings).await?;
         let redis = RedisPath::new(
             &settings.redis_url,
             settings.redis_timeout(),
@@ -179,7 +195,7 @@ impl Application {
         .await
         .context("configuring REGION_REDIS_URL")?;
         let writers = HoldWriters::spawn(
-            db.clone(),
+            writer_db.clone(),
             redis.clone(),
             WriterConfig {
                 writers: settings.hold_writers,
@@ -215,7 +231,7 @@ impl Application {
         let settings = Arc::new(settings);
         let shows = ShowCache::default();
         let checkout = CheckoutWriters::spawn(
-            db.clone(),
+            writer_db,
             settle::Ctx {
                 db: db.clone(),
                 settings: settings.clone(),

@@ -153,8 +153,16 @@ async fn open_shows_need_no_pass() {
 
 /// A flash-sale app with one show (2 rows of 10) in flash-sale mode.
 async fn flash_app() -> (TestApp, String) {
+    flash_app_with(|_| {}).await
+}
+
+/// [`flash_app`] with its settings changed by `change`.
+async fn flash_app_with(
+    change: impl FnOnce(&mut region_core::config::Settings),
+) -> (TestApp, String) {
     let mut settings = test_settings().await.unwrap();
     settings.admission_keys = vec![KEY.into()];
+    change(&mut settings);
     let app = TestApp::spawn(settings).await.unwrap();
     let show = app
         .seed_show(2, 10, chrono::Duration::days(1))
@@ -308,6 +316,47 @@ async fn parallel_holds_with_one_pass_cannot_exceed_the_seat_limit() {
         (s, body["error"]["code"].as_str()),
         (409, Some("seat_limit_exceeded")),
         "two bought + two held is the limit: {body}"
+    );
+    app.stop().await;
+}
+
+/// A flash-sale hold keeps a pooled connection (its per-user lock) while
+/// the hold writer places it. With more such holds at once than the pool
+/// has connections, writers drawing from the same pool found none: every
+/// hold waited out the acquire timeout and failed (503). The writers have
+/// connections of their own now, so a crowd far larger than the pool
+/// gets its holds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn more_flash_sale_holds_at_once_than_pooled_connections_all_land() {
+    let (app, show) = flash_app_with(|s| s.db_pool_size = 4).await;
+    let buyers = 20;
+    let tasks: Vec<_> = (0..buyers)
+        .map(|i| {
+            let (http, url, show) = (app.http.clone(), app.url.clone(), show.clone());
+            let who = format!("buyer{i}");
+            let p = pass(&who, &show, 300, KEY);
+            let seat = format!("{}{}", ["A", "B"][i % 2], i / 2 + 1);
+            tokio::spawn(async move {
+                let resp = http
+                    .post(format!("{url}/v1/shows/{show}/holds"))
+                    .bearer_auth(user(&who))
+                    .header("Admission-Pass", p)
+                    .json(&json!({ "seats": [seat] }))
+                    .send()
+                    .await
+                    .unwrap();
+                (resp.status().as_u16(), resp.text().await.unwrap())
+            })
+        })
+        .collect();
+    for t in tasks {
+        let (status, body) = t.await.unwrap();
+        assert_eq!(status, 201, "{body}");
+    }
+    assert_eq!(
+        app.count("SELECT count(*) FROM holds WHERE state = 'ACTIVE'")
+            .await,
+        buyers as i64
     );
     app.stop().await;
 }

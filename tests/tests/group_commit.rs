@@ -19,10 +19,17 @@ use std::time::Duration;
 use tokio::sync::{Notify, Semaphore};
 
 /// Writes two rows; fails after writing them when `fail`; job 0 first
-/// waits at the gate (so the others queue behind it).
+/// waits at the gate (so the others queue behind it). With `together`,
+/// a batch of them is written with one INSERT (`run_together`), `fail`
+/// jobs left to run alone (and fail there); a batch holding a `spoil`
+/// job fails together after writing, so the whole batch must run job by
+/// job and the together attempt must leave nothing.
+#[derive(Default)]
 struct Probe {
     id: i32,
     fail: bool,
+    spoil: bool,
+    together: bool,
 }
 
 struct Gate {
@@ -30,6 +37,26 @@ struct Gate {
     entered: Notify,
     /// Job 0 waits for a permit.
     open: Semaphore,
+}
+
+impl Gate {
+    /// Job 0 stops here until the test lets it go.
+    async fn pass(&self, ids: impl IntoIterator<Item = i32>) {
+        if ids.into_iter().any(|id| id == 0) {
+            self.entered.notify_one();
+            self.open.acquire().await.expect("gate").forget();
+        }
+    }
+}
+
+async fn insert_rows(conn: &mut PgConnection, rows: Vec<i32>) -> Result<(), sqlx::Error> {
+    // txid_current() is the top-level transaction's id (a savepoint's
+    // rows carry their subtransaction's xmin).
+    sqlx::query("INSERT INTO gc_probe (id, tx) SELECT unnest($1::int4[]), txid_current()")
+        .bind(rows)
+        .execute(conn)
+        .await
+        .map(|_| ())
 }
 
 impl Job for Probe {
@@ -46,18 +73,8 @@ impl Job for Probe {
         conn: &'a mut PgConnection,
     ) -> BoxFuture<'a, Result<i32, ApiError>> {
         async move {
-            if self.id == 0 {
-                gate.entered.notify_one();
-                gate.open.acquire().await.expect("gate").forget();
-            }
-            for row in [self.id, self.id + 1000] {
-                // txid_current() is the top-level transaction's id (a
-                // savepoint's rows carry their subtransaction's xmin).
-                sqlx::query("INSERT INTO gc_probe (id, tx) VALUES ($1, txid_current())")
-                    .bind(row)
-                    .execute(&mut *conn)
-                    .await?;
-            }
+            gate.pass([self.id]).await;
+            insert_rows(conn, vec![self.id, self.id + 1000]).await?;
             if self.fail {
                 return Err(ApiError::unprocessable("probe_failed", "on purpose"));
             }
@@ -68,6 +85,28 @@ impl Job for Probe {
 
     fn after_commit<'a>(_: &'a Gate, _: &'a [i32]) -> BoxFuture<'a, ()> {
         async {}.boxed()
+    }
+
+    fn run_together<'a>(
+        gate: &'a Gate,
+        conn: &'a mut PgConnection,
+        jobs: &'a [&'a Self],
+    ) -> BoxFuture<'a, anyhow::Result<Vec<Option<i32>>>> {
+        async move {
+            if !jobs.iter().all(|j| j.together) {
+                return Ok(jobs.iter().map(|_| None).collect());
+            }
+            gate.pass(jobs.iter().map(|j| j.id)).await;
+            let rows = jobs
+                .iter()
+                .filter(|j| !j.fail)
+                .flat_map(|j| [j.id, j.id + 1000])
+                .collect();
+            insert_rows(conn, rows).await?;
+            anyhow::ensure!(!jobs.iter().any(|j| j.spoil), "spoilt on purpose");
+            Ok(jobs.iter().map(|j| (!j.fail).then_some(j.id)).collect())
+        }
+        .boxed()
     }
 }
 
@@ -89,11 +128,12 @@ fn gate() -> Arc<Gate> {
 }
 
 /// A fresh probe table and one gated writer with `batch_max` and `queue`;
-/// job 0 is submitted and has entered its batch (holding the writer)
-/// when this returns.
+/// job 0 (`together` as given) is submitted and has entered its batch
+/// (holding the writer) when this returns.
 async fn gated_writer(
     batch_max: usize,
     queue: usize,
+    together: bool,
 ) -> (
     sqlx::PgPool,
     Arc<Gate>,
@@ -114,17 +154,34 @@ async fn gated_writer(
     );
     let first = {
         let w = writers.clone();
-        tokio::spawn(async move { w.submit(Probe { id: 0, fail: false }).await })
+        tokio::spawn(async move {
+            w.submit(Probe {
+                together,
+                ..Probe::default()
+            })
+            .await
+        })
     };
     gate.entered.notified().await;
     (db, gate, writers, first)
 }
 
-/// Runs jobs 0..n (every third failing) through one writer with
-/// `batch_max`, job 0 holding the writer until the rest are queued.
-/// Returns the committed ids and how many transactions wrote them.
-async fn run_probes(n: i32, batch_max: usize) -> (Vec<i32>, i64) {
-    let (db, gate, writers, first) = gated_writer(batch_max, 1024).await;
+/// What a run of probes left.
+struct Run {
+    /// Ids committed.
+    ids: Vec<i32>,
+    /// Transactions that wrote them.
+    txs: i64,
+    /// Distinct row versions' xmins after job 0's (a savepoint or a
+    /// transaction each; one for a batch written together).
+    writes_after_first: i64,
+}
+
+/// Runs jobs 0..n (every third failing; `together` as given; job `spoil`
+/// spoiling its batch) through one writer with `batch_max`, job 0
+/// holding the writer until the rest are queued.
+async fn run_probes(n: i32, batch_max: usize, together: bool, spoil: Option<i32>) -> Run {
+    let (db, gate, writers, first) = gated_writer(batch_max, 1024, together).await;
     let rest: Vec<_> = (1..n)
         .map(|id| {
             let w = writers.clone();
@@ -132,6 +189,8 @@ async fn run_probes(n: i32, batch_max: usize) -> (Vec<i32>, i64) {
                 w.submit(Probe {
                     id,
                     fail: id % 3 == 0,
+                    spoil: Some(id) == spoil,
+                    together,
                 })
                 .await
             })
@@ -153,37 +212,53 @@ async fn run_probes(n: i32, batch_max: usize) -> (Vec<i32>, i64) {
             (fail, other) => panic!("job {id} (fail: {fail}) answered {other:?}"),
         }
     }
+    let count = |sql: &'static str| {
+        let db = db.clone();
+        async move {
+            sqlx::query_scalar::<_, i64>(sql)
+                .fetch_one(&db)
+                .await
+                .expect(sql)
+        }
+    };
     let ids: Vec<i32> = sqlx::query_scalar("SELECT id FROM gc_probe WHERE id < 1000 ORDER BY id")
         .fetch_all(&db)
         .await
         .expect("ids");
-    let txs: i64 = sqlx::query_scalar("SELECT count(DISTINCT tx) FROM gc_probe")
-        .fetch_one(&db)
-        .await
-        .expect("xmin");
-    let pairs: i64 = sqlx::query_scalar(
+    let pairs = count(
         "SELECT count(*) FROM gc_probe a JOIN gc_probe b ON b.id = a.id + 1000 AND a.xmin = b.xmin",
     )
-    .fetch_one(&db)
-    .await
-    .expect("pairs");
+    .await;
     assert_eq!(pairs as usize, ids.len(), "a job's rows commit together");
-    (ids, txs)
+    Run {
+        ids,
+        txs: count("SELECT count(DISTINCT tx) FROM gc_probe").await,
+        writes_after_first: count(
+            "SELECT count(DISTINCT xmin::text) FROM gc_probe WHERE id NOT IN (0, 1000)",
+        )
+        .await,
+    }
+}
+
+/// The ids 0..n that do not fail.
+fn landing(n: i32) -> Vec<i32> {
+    (0..n).filter(|i| *i == 0 || i % 3 != 0).collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_job_leaves_nothing_and_the_rest_commit_together() {
     let n = 30;
-    let (ids, txs) = run_probes(n, 64).await;
-    let expected: Vec<i32> = (0..n).filter(|i| *i == 0 || i % 3 != 0).collect();
+    let run = run_probes(n, 64, false, None).await;
+    let expected = landing(n);
     assert_eq!(
-        ids, expected,
+        run.ids, expected,
         "failed jobs left nothing, the others all landed"
     );
     assert!(
-        txs <= (expected.len() as i64) / 2,
-        "{} jobs in {txs} transactions: not grouped",
-        expected.len()
+        run.txs <= (expected.len() as i64) / 2,
+        "{} jobs in {} transactions: not grouped",
+        expected.len(),
+        run.txs
     );
 }
 
@@ -191,23 +266,33 @@ async fn a_failed_job_leaves_nothing_and_the_rest_commit_together() {
 /// transaction each, and the grouping check above would fail.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn negative_control_batches_of_one_commit_one_by_one() {
-    let n = 12;
-    let (ids, txs) = run_probes(n, 1).await;
-    assert_eq!(txs, ids.len() as i64);
+    let run = run_probes(12, 1, false, None).await;
+    assert_eq!(run.txs, run.ids.len() as i64);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_queue_is_refused_at_once() {
-    let (db, gate, writers, first) = gated_writer(1, 2).await;
+    let (db, gate, writers, first) = gated_writer(1, 2, false).await;
     // Job 0 is in the writer; two more fill the queue.
     let queued: Vec<_> = (1..=2)
         .map(|id| {
             let w = writers.clone();
-            tokio::spawn(async move { w.submit(Probe { id, fail: false }).await })
+            tokio::spawn(async move {
+                w.submit(Probe {
+                    id,
+                    ..Probe::default()
+                })
+                .await
+            })
         })
         .collect();
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let refused = writers.submit(Probe { id: 3, fail: false }).await;
+    let refused = writers
+        .submit(Probe {
+            id: 3,
+            ..Probe::default()
+        })
+        .await;
     assert!(refused.is_err(), "a full queue refuses, it does not wait");
     gate.open.add_permits(1);
     assert!(matches!(first.await.expect("join"), Ok(Ok(0))));
@@ -221,156 +306,24 @@ async fn a_full_queue_is_refused_at_once() {
     assert_eq!(n, 6, "the refused job wrote nothing");
 }
 
-/// A job that can also be written together with its batch: its two rows
-/// go in with the batch's one INSERT. `fail` jobs are left to run alone
-/// (and fail there); a batch holding a `spoil` job fails together after
-/// writing, so the whole batch must run job by job and the together
-/// attempt must leave nothing. Job 0 waits at the gate, whichever way.
-struct Pair {
-    id: i32,
-    fail: bool,
-    spoil: bool,
-}
-
-async fn insert_rows(conn: &mut PgConnection, rows: Vec<i32>) -> Result<(), sqlx::Error> {
-    sqlx::query("INSERT INTO gc_probe (id, tx) SELECT unnest($1::int4[]), txid_current()")
-        .bind(rows)
-        .execute(conn)
-        .await
-        .map(|_| ())
-}
-
-impl Job for Pair {
-    type Ctx = Gate;
-    type Out = i32;
-
-    fn shard(&self) -> u64 {
-        0
-    }
-
-    fn run<'a>(
-        &'a self,
-        gate: &'a Gate,
-        conn: &'a mut PgConnection,
-    ) -> BoxFuture<'a, Result<i32, ApiError>> {
-        async move {
-            if self.id == 0 {
-                gate.entered.notify_one();
-                gate.open.acquire().await.expect("gate").forget();
-            }
-            insert_rows(conn, vec![self.id, self.id + 1000]).await?;
-            if self.fail {
-                return Err(ApiError::unprocessable("probe_failed", "on purpose"));
-            }
-            Ok(self.id)
-        }
-        .boxed()
-    }
-
-    fn after_commit<'a>(_: &'a Gate, _: &'a [i32]) -> BoxFuture<'a, ()> {
-        async {}.boxed()
-    }
-
-    fn run_together<'a>(
-        gate: &'a Gate,
-        conn: &'a mut PgConnection,
-        jobs: &'a [&'a Self],
-    ) -> BoxFuture<'a, anyhow::Result<Vec<Option<i32>>>> {
-        async move {
-            if jobs.iter().any(|j| j.id == 0) {
-                gate.entered.notify_one();
-                gate.open.acquire().await.expect("gate").forget();
-            }
-            let rows = jobs
-                .iter()
-                .filter(|j| !j.fail)
-                .flat_map(|j| [j.id, j.id + 1000])
-                .collect();
-            insert_rows(conn, rows).await?;
-            anyhow::ensure!(!jobs.iter().any(|j| j.spoil), "spoilt on purpose");
-            Ok(jobs.iter().map(|j| (!j.fail).then_some(j.id)).collect())
-        }
-        .boxed()
-    }
-}
-
-/// Runs Pair jobs 0..n through one writer (every third failing, job
-/// `spoil` spoiling its batch), job 0 holding the writer until the rest
-/// are queued. Returns the committed ids and how many distinct xmins
-/// (transactions or savepoints) wrote them.
-async fn run_pairs(n: i32, spoil: Option<i32>) -> (Vec<i32>, i64) {
-    let db = probe_db().await;
-    let gate = gate();
-    let writers = GroupCommit::spawn(
-        "pair",
-        db.clone(),
-        gate.clone(),
-        Sizing {
-            writers: 1,
-            batch_max: 64,
-            queue: 1024,
-        },
-    );
-    let submit = |id: i32| {
-        let w = writers.clone();
-        tokio::spawn(async move {
-            w.submit(Pair {
-                id,
-                fail: id % 3 == 0 && id != 0,
-                spoil: Some(id) == spoil,
-            })
-            .await
-        })
-    };
-    let first = submit(0);
-    gate.entered.notified().await;
-    let rest: Vec<_> = (1..n).map(submit).collect();
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    gate.open.add_permits(1);
-    let mut answers = vec![first.await.expect("join")];
-    for r in rest {
-        answers.push(r.await.expect("join"));
-    }
-    for (id, a) in answers.iter().enumerate() {
-        match (id % 3 == 0 && id != 0, a.as_ref().expect("queue has room")) {
-            (true, Err(e)) => assert_eq!(e.code(), "probe_failed"),
-            (false, Ok(got)) => assert_eq!(*got, id as i32),
-            (fail, other) => panic!("job {id} (fail: {fail}) answered {other:?}"),
-        }
-    }
-    let ids: Vec<i32> = sqlx::query_scalar("SELECT id FROM gc_probe WHERE id < 1000 ORDER BY id")
-        .fetch_all(&db)
-        .await
-        .expect("ids");
-    let pairs: i64 = sqlx::query_scalar(
-        "SELECT count(*) FROM gc_probe a JOIN gc_probe b ON b.id = a.id + 1000 AND a.xmin = b.xmin",
-    )
-    .fetch_one(&db)
-    .await
-    .expect("pairs");
-    assert_eq!(pairs as usize, ids.len(), "a job's rows commit together");
-    let xmins: i64 = sqlx::query_scalar(
-        "SELECT count(DISTINCT xmin::text) FROM gc_probe WHERE id NOT IN (0, 1000)",
-    )
-    .fetch_one(&db)
-    .await
-    .expect("xmins");
-    (ids, xmins)
-}
-
 /// Jobs written together share one statement's row versions (one xmin
 /// for the whole batch after job 0's), and those the together path left
-/// ran alone and failed without a trace.
+/// ran alone and failed without a trace. (The job-by-job runs above are
+/// its negative control: there every job after the first has its own.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_batch_is_written_together_and_what_it_leaves_runs_alone() {
     let n = 30;
-    let (ids, xmins) = run_pairs(n, None).await;
-    let expected: Vec<i32> = (0..n).filter(|i| *i == 0 || i % 3 != 0).collect();
-    assert_eq!(ids, expected, "failed jobs left nothing, the others landed");
+    let run = run_probes(n, 64, true, None).await;
+    assert_eq!(
+        run.ids,
+        landing(n),
+        "failed jobs left nothing, the others landed"
+    );
     assert!(
-        xmins <= 2,
-        "{} jobs after the first in {xmins} writes: not together",
-        expected.len() - 1
+        run.writes_after_first <= 2,
+        "{} jobs after the first in {} writes: not together",
+        landing(n).len() - 1,
+        run.writes_after_first
     );
 }
 
@@ -380,13 +333,14 @@ async fn a_batch_is_written_together_and_what_it_leaves_runs_alone() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_batch_that_fails_together_is_written_job_by_job() {
     let n = 30;
-    let (ids, xmins) = run_pairs(n, Some(5)).await;
-    let expected: Vec<i32> = (0..n).filter(|i| *i == 0 || i % 3 != 0).collect();
-    assert_eq!(ids, expected, "the spoilt attempt left nothing extra");
+    let run = run_probes(n, 64, true, Some(5)).await;
+    let expected = landing(n);
+    assert_eq!(run.ids, expected, "the spoilt attempt left nothing extra");
     assert!(
-        xmins >= (expected.len() - 2) as i64,
-        "{} jobs in {xmins} writes: the spoilt batch was not run job by job",
-        expected.len() - 1
+        run.writes_after_first >= (expected.len() - 2) as i64,
+        "{} jobs in {} writes: the spoilt batch was not run job by job",
+        expected.len() - 1,
+        run.writes_after_first
     );
 }
 
