@@ -188,11 +188,11 @@ async fn a_lost_success_is_booked_by_the_webhook_without_a_retry() {
     app.stop().await;
 }
 
-/// A webhook delivered again (the gateway retries until it hears 2xx),
-/// even several times at once, books once: the delivery is recorded in
-/// the transaction that confirms it, through the checkout's writer.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_redelivered_success_books_once() {
+/// An app whose one charge (alice's hold, key `k`) succeeded at the
+/// gateway while its answer was lost and no webhook was sent; returns the
+/// app, the hold, and the `payment_intent.succeeded` event (id `event`)
+/// the gateway would have sent.
+async fn lost_success(event: &str) -> (TestApp, String, Vec<u8>) {
     let (app, _show, hold) = app_with_hold("alice").await;
     set_webhooks(&app, false).await.expect("webhooks off");
     let first = pay(&app, "alice", &hold, "k", "pm_fault_lost_success").await;
@@ -206,30 +206,69 @@ async fn a_redelivered_success_books_once() {
     let intents = gateway.intents_for(payment).await.expect("intents");
     assert_eq!(intents.len(), 1, "{intents:?}");
     let body = serde_json::to_vec(&json!({
-        "id": "evt_redelivered",
+        "id": event,
         "type": "payment_intent.succeeded",
         "data": { "object": { "id": intents[0].id, "reference": payment.to_string() } },
     }))
     .expect("event");
-    let deliver = || {
-        let (app, body) = (&app, body.clone());
-        async move {
-            let sig = shared::webhook_sig::sign(
-                app.settings.gateway_webhook_secret.as_bytes(),
-                chrono::Utc::now().timestamp(),
-                &body,
-            );
-            app.http
-                .post(format!("{}/v1/webhooks/payments", app.url))
-                .header("sandbox-signature", sig)
-                .body(body)
-                .send()
-                .await
-                .expect("deliver")
-                .status()
-                .as_u16()
-        }
-    };
+    (app, hold, body)
+}
+
+/// Delivers a signed webhook event to the app; returns the status.
+async fn deliver_event(app: &TestApp, body: Vec<u8>) -> u16 {
+    let sig = shared::webhook_sig::sign(
+        app.settings.gateway_webhook_secret.as_bytes(),
+        chrono::Utc::now().timestamp(),
+        &body,
+    );
+    app.http
+        .post(format!("{}/v1/webhooks/payments", app.url))
+        .header("sandbox-signature", sig)
+        .body(body)
+        .send()
+        .await
+        .expect("deliver")
+        .status()
+        .as_u16()
+}
+
+/// The webhook announcing a charge on a payment already closed as failed
+/// (the buyer was told nothing was charged) records it and refunds it in
+/// full; it is not taken for a redelivery. (A batch takes only plain
+/// bookings together; this one runs alone after it.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_webhook_about_a_closed_payment_refunds_the_charge() {
+    let (app, _hold, body) = lost_success("evt_late").await;
+    sqlx::query("UPDATE payments SET status = 'FAILED', failure_code = 'test_closed'")
+        .execute(&app.db)
+        .await
+        .expect("close the payment");
+    assert_eq!(deliver_event(&app, body).await, 200);
+    assert_eq!(
+        app.count("SELECT count(*) FROM refunds WHERE reason = 'late_charge'")
+            .await,
+        1,
+        "the late charge is refunded"
+    );
+    assert_eq!(
+        app.count(
+            "SELECT count(*) FROM payments WHERE status = 'SUCCEEDED' AND settled = 'REFUNDED'"
+        )
+        .await,
+        1
+    );
+    assert_eq!(confirmed_bookings(&app).await, 0);
+    assert_money_safe(&app, 1, 0, 1).await;
+    app.stop().await;
+}
+
+/// A webhook delivered again (the gateway retries until it hears 2xx),
+/// even several times at once, books once: the delivery is recorded in
+/// the transaction that confirms it, through the checkout's writer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redelivered_success_books_once() {
+    let (app, hold, body) = lost_success("evt_redelivered").await;
+    let deliver = || deliver_event(&app, body.clone());
     let at_once = futures::future::join_all((0..4).map(|_| deliver())).await;
     assert_eq!(at_once, [200; 4], "every delivery is acknowledged");
     assert_eq!(deliver().await, 200, "a late redelivery too");

@@ -344,6 +344,24 @@ async fn a_batch_that_fails_together_is_written_job_by_job() {
     );
 }
 
+/// A show, and one hold of one seat for each of `buyers` buyers: their
+/// (token, hold id).
+async fn holds_of_buyers(app: &TestApp, buyers: usize) -> Vec<(String, String)> {
+    let show = app
+        .seed_show(2, 10, chrono::Duration::days(3))
+        .await
+        .expect("show");
+    let mut purchases = Vec::new();
+    for i in 0..buyers {
+        let token = user(&format!("buyer{i}"));
+        let seat = format!("A{}", i + 1);
+        let (s, hold) = app.hold(&token, &show, &[&seat]).await.expect("hold");
+        assert_eq!(s, 201, "{hold}");
+        purchases.push((token, hold["hold_id"].as_str().expect("id").to_owned()));
+    }
+    purchases
+}
+
 /// A purchase's confirmation is one unit: the charge recorded
 /// (`payment.succeeded`), the booking confirmed (`booking.confirmed`)
 /// and the key's answer carry the same `xmin` (one job's savepoint; two
@@ -355,19 +373,8 @@ async fn a_purchase_is_confirmed_in_one_transaction() {
     let mut settings = e2e::test_settings().await.expect("settings");
     settings.outbox_relay = false;
     let app = TestApp::spawn(settings).await.expect("app");
-    let show = app
-        .seed_show(2, 10, chrono::Duration::days(3))
-        .await
-        .expect("show");
     let buyers = 8;
-    let mut purchases = Vec::new();
-    for i in 0..buyers {
-        let token = user(&format!("buyer{i}"));
-        let seat = format!("A{}", i + 1);
-        let (s, hold) = app.hold(&token, &show, &[&seat]).await.expect("hold");
-        assert_eq!(s, 201, "{hold}");
-        purchases.push((token, hold["hold_id"].as_str().expect("id").to_owned()));
-    }
+    let purchases = holds_of_buyers(&app, buyers).await;
     let answers = futures::future::join_all(
         purchases
             .iter()
@@ -408,19 +415,8 @@ async fn confirm_while_held(protect: bool) -> (i64, i64) {
     settings.checkout_writers = 1;
     settings.unsafe_disable_seat_protection = !protect;
     let app = TestApp::spawn(settings).await.expect("app");
-    let show = app
-        .seed_show(2, 10, chrono::Duration::days(3))
-        .await
-        .expect("show");
     let buyers = 8;
-    let mut purchases = Vec::new();
-    for i in 0..buyers {
-        let token = user(&format!("buyer{i}"));
-        let seat = format!("A{}", i + 1);
-        let (s, hold) = app.hold(&token, &show, &[&seat]).await.expect("hold");
-        assert_eq!(s, 201, "{hold}");
-        purchases.push((token, hold["hold_id"].as_str().expect("id").to_owned()));
-    }
+    let purchases = holds_of_buyers(&app, buyers).await;
     let mut locker = app.db.begin().await.expect("begin");
     sqlx::query("LOCK TABLE bookings IN SHARE ROW EXCLUSIVE MODE")
         .execute(&mut *locker)

@@ -175,23 +175,31 @@ impl Job for Confirm {
         settle::after_commit(ctx, done).boxed()
     }
 
-    // Deliveries recorded with one statement, then the common case (a
-    // fresh charge on a live hold) booked for the whole batch at once; the
-    // rest one booking per savepoint.
+    // Redeliveries answered at once, then the common case (a fresh charge
+    // on a live hold) booked for the whole batch; the deliveries it took
+    // recorded with one statement. A delivery left to `run` is recorded
+    // there, with the rest of its work, so it must not be recorded here.
     fn run_together<'a>(
         ctx: &'a Ctx,
         conn: &'a mut PgConnection,
         jobs: &'a [&'a Self],
     ) -> BoxFuture<'a, anyhow::Result<Vec<Option<Settled>>>> {
         async move {
-            let deliveries: Vec<(&String, &String)> = jobs
+            let ids: Vec<&str> = jobs
                 .iter()
-                .filter_map(|j| j.delivery.as_ref().map(|(id, kind)| (id, kind)))
+                .filter_map(|j| j.delivery.as_ref().map(|(id, _)| id.as_str()))
                 .collect();
-            let fresh = if deliveries.is_empty() {
+            let before: HashSet<String> = if ids.is_empty() {
                 HashSet::new()
             } else {
-                record_deliveries(conn, &deliveries).await?
+                sqlx::query_scalar!(
+                    "SELECT event_id FROM webhook_events WHERE event_id = ANY($1)",
+                    &ids as &[&str]
+                )
+                .fetch_all(&mut *conn)
+                .await?
+                .into_iter()
+                .collect()
             };
             let mut first = HashSet::new();
             let repeated: Vec<bool> = jobs
@@ -199,7 +207,7 @@ impl Job for Confirm {
                 .map(|j| {
                     j.delivery
                         .as_ref()
-                        .is_some_and(|(id, _)| !fresh.contains(id) || !first.insert(id))
+                        .is_some_and(|(id, _)| before.contains(id) || !first.insert(id))
                 })
                 .collect();
             let batch: Vec<Confirmation<'_>> = jobs
@@ -212,14 +220,24 @@ impl Job for Confirm {
                     key: j.answer_to.as_ref().map(|(_, key)| key.as_str()),
                 })
                 .collect();
-            let mut booked = settle::confirm_batch(ctx, conn, &batch).await?.into_iter();
-            let mut out = Vec::with_capacity(jobs.len());
-            for repeated in repeated {
-                // A redelivery is answered here: what it announced is done.
-                out.push(match repeated {
+            let mut done = settle::confirm_batch(ctx, conn, &batch).await?.into_iter();
+            let out: Vec<Option<Settled>> = repeated
+                .iter()
+                .map(|repeated| match repeated {
+                    // A redelivery is answered here: what it announced is done.
                     true => Some(Settled::nothing()),
-                    false => booked.next().flatten(),
-                });
+                    false => done.next().flatten(),
+                })
+                .collect();
+            let taken: Vec<(&String, &String)> = jobs
+                .iter()
+                .zip(&repeated)
+                .zip(&out)
+                .filter(|((_, repeated), done)| !**repeated && done.is_some())
+                .filter_map(|((j, _), _)| j.delivery.as_ref().map(|(id, kind)| (id, kind)))
+                .collect();
+            if !taken.is_empty() {
+                record_deliveries(conn, &taken).await?;
             }
             Ok(out)
         }
