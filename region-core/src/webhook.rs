@@ -11,7 +11,6 @@
 use crate::checkout::jobs::Confirm;
 use crate::checkout::record;
 use crate::error::ApiError;
-use crate::group_commit::Overloaded;
 use crate::state::AppState;
 use axum::body::Bytes;
 use axum::extract::State;
@@ -124,16 +123,12 @@ async fn confirm(state: &AppState, event: &Event, reference: Uuid) -> Result<(),
         answer_to: None,
         delivery: Some((event.id.clone(), event.kind.clone())),
     };
-    match state.checkout.confirm.submit(job).await {
-        Ok(done) => done.map(|_| ()),
-        Err(Overloaded(_)) => {
-            tracing::info!("webhook shed: confirmation queue full");
-            Err(ApiError::unavailable(
-                "overloaded",
-                "too many confirmations in flight; deliver again shortly",
-            ))
-        }
-    }
+    state
+        .checkout
+        .confirm
+        .submit_or_shed(job, "deliver again shortly")
+        .await
+        .map(|_| ())
 }
 
 async fn handle(state: &AppState, event: &Event, reference: Uuid) -> Result<(), ApiError> {

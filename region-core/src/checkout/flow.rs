@@ -10,7 +10,6 @@ use super::settle::Settlement;
 use crate::auth::User;
 use crate::config::CrashPoint;
 use crate::error::ApiError;
-use crate::group_commit::{GroupCommit, Job, Overloaded};
 use crate::idempotency::{self, RecoveryPoint, StoredResponse};
 use crate::payments::{ChargeOutcome, ChargeRequest, GatewayError};
 use crate::state::AppState;
@@ -58,19 +57,8 @@ impl Answer {
     }
 }
 
-/// Queues a group-commit job; a full queue is a fast 503.
-async fn submit<J: Job>(writers: &GroupCommit<J>, job: J) -> Result<J::Out, ApiError> {
-    match writers.submit(job).await {
-        Ok(result) => result,
-        Err(Overloaded(kind)) => {
-            tracing::info!(kind, "checkout shed: writer queue full");
-            Err(ApiError::unavailable(
-                "overloaded",
-                "too many checkouts in flight; retry shortly with the same Idempotency-Key",
-            ))
-        }
-    }
-}
+/// How a shed checkout retries.
+const RETRY: &str = "retry shortly with the same Idempotency-Key";
 
 /// Drives the key from wherever it is to `finished`.
 pub(super) async fn run(
@@ -81,19 +69,22 @@ pub(super) async fn run(
     hash: &str,
     req: &Checkout,
 ) -> Result<Answer, ApiError> {
-    let begun = submit(
-        &state.checkout.begin,
-        Begin {
-            user: user.id.clone(),
-            key: key.to_owned(),
-            hash: hash.to_owned(),
-            hold_id,
-            payment_method: req.payment_method.clone(),
-            lock_timeout: state.settings.idempotency_lock(),
-            now: Utc::now(),
-        },
-    )
-    .await?;
+    let begun = state
+        .checkout
+        .begin
+        .submit_or_shed(
+            Begin {
+                user: user.id.clone(),
+                key: key.to_owned(),
+                hash: hash.to_owned(),
+                hold_id,
+                payment_method: req.payment_method.clone(),
+                lock_timeout: state.settings.idempotency_lock(),
+                now: Utc::now(),
+            },
+            RETRY,
+        )
+        .await?;
     let (point, payment) = match begun {
         Begun::Replay(response) => {
             return Ok(Answer {
@@ -146,16 +137,19 @@ async fn resume(
         // locked elsewhere, or by an earlier request of this key.
         Step::Settle => None,
     };
-    let settled = submit(
-        &state.checkout.confirm,
-        Confirm {
-            payment_id: payment.id,
-            gateway_id,
-            answer_to: Some((user.id.clone(), key.to_owned())),
-            delivery: None,
-        },
-    )
-    .await?;
+    let settled = state
+        .checkout
+        .confirm
+        .submit_or_shed(
+            Confirm {
+                payment_id: payment.id,
+                gateway_id,
+                answer_to: Some((user.id.clone(), key.to_owned())),
+                delivery: None,
+            },
+            RETRY,
+        )
+        .await?;
     crash_if(state, CrashPoint::AfterSettle)?;
     let response = settled
         .response

@@ -72,6 +72,7 @@ pub async fn confirm_batch(
     let mut candidates = Vec::new();
     let mut answered = Vec::new();
     for (at, route) in routes.iter().enumerate() {
+        metrics::counter!("checkout_confirm_routes_total", "route" => route.name()).increment(1);
         match route {
             Route::Take(p, charged_now) => candidates.push((at, *p, *charged_now)),
             Route::Nothing => out[at] = Some(Settled::nothing()),
@@ -122,6 +123,19 @@ enum Route<'p> {
     Echo(usize),
     /// Left to the per-booking path.
     Alone,
+}
+
+impl Route<'_> {
+    /// Its label in `checkout_confirm_routes_total`.
+    fn name(&self) -> &'static str {
+        match self {
+            Route::Take(..) => "take",
+            Route::Nothing => "nothing",
+            Route::Answer(_) => "answer",
+            Route::Echo(_) => "echo",
+            Route::Alone => "alone",
+        }
+    }
 }
 
 /// Routes each confirmation of the batch; each payment is taken once.
