@@ -13,13 +13,16 @@ use uuid::Uuid;
 /// in a long-running database (and autovacuum does not then arrive
 /// mid-phase). Without it, statistics taken while one show (pgbench's,
 /// 100,000 seats) filled the tables mislead the planner for the next
-/// phase's queries.
+/// phase's queries. Every table the purchase path writes is listed: one
+/// left out (`webhook_events` was) keeps whatever autovacuum saw in the
+/// warm-up's first second, and its lookup by key was planned as a
+/// sequential scan of a table that then grew by 500 rows a second.
 pub async fn vacuum(db_url: &str) -> anyhow::Result<()> {
     let mut conn = PgConnection::connect(db_url).await?;
     sqlx::query(
         "VACUUM (ANALYZE) seats, show_seats, holds, hold_seats, payments, bookings,
                           booking_seats, refunds, idempotency_keys, outbox, notifications,
-                          spent_passes",
+                          spent_passes, webhook_events",
     )
     .execute(&mut conn)
     .await

@@ -665,6 +665,10 @@ pub struct PollingReport {
     pub interval_s: u64,
     /// Polls sent per second.
     pub client_requests_per_s: f64,
+    /// Polls answered per second (any status).
+    pub answered_per_s: f64,
+    /// Polls that failed or went unanswered for 10 s during the phase.
+    pub failed: u64,
     /// Polls the region core served per second.
     pub region_requests_per_s: f64,
     /// Bytes of answers per second.
@@ -695,7 +699,7 @@ impl SeatmapReport {
     pub fn summary(&self) -> String {
         format!(
             "seatmap: {}/{} viewers, {:.1} changes/s, fan-out p50 {} ms p99 {} ms (after the buyer's answer p50 {} ms p99 {} ms), missed {}, region sockets {:?}, {:?} B/viewer\n\
-             polling ?since: {} polls/s sent, {} served by the region, staleness p99 {} ms\n\
+             polling ?since: {} polls/s sent, {} answered, {} failed, {} served by the region, staleness p99 {} ms\n\
              naive polling:  {} polls/s, {} B/s, staleness p99 {} ms",
             self.viewers_connected,
             self.viewers,
@@ -708,6 +712,8 @@ impl SeatmapReport {
             self.region_sockets,
             self.region_rss_bytes_per_viewer,
             self.polling.client_requests_per_s,
+            self.polling.answered_per_s,
+            self.polling.failed,
             self.polling.region_requests_per_s,
             self.polling.staleness_p99_ms,
             self.naive_polling.client_requests_per_s,

@@ -703,19 +703,36 @@ async fn metric(api: &Api, name: &str) -> Option<u64> {
     crate::profile::metric_sum(&api.url("/metrics"), name).await
 }
 
+/// A poll that takes this long is counted as failed (a poller waiting on
+/// a saturated server would otherwise never be counted at all).
+const POLL_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What one polling phase measured.
+struct PolledRates {
+    /// Polls sent per second (counted when sent).
+    sent_per_s: f64,
+    /// Polls answered per second (any status).
+    answered_per_s: f64,
+    /// Polls that failed or took over [`POLL_TIMEOUT`], in the phase.
+    failed: u64,
+    bytes_per_s: u64,
+    samples: Samples,
+    /// Polls the region core served per second (`live_polls_total`).
+    region_per_s: f64,
+}
+
 /// Runs `count` pollers for one phase; `poll` does one poll and
-/// returns the bytes received. Returns (polls sent/s, bytes/s, staleness
-/// samples, polls the region core served/s by its `live_polls_total`).
+/// returns the bytes received (`None`: it failed).
 async fn polling_phase<F, Fut>(
     args: &SeatmapArgs,
     world: &World,
     name: &str,
     count: usize,
     poll: F,
-) -> anyhow::Result<(f64, u64, Samples, f64)>
+) -> anyhow::Result<PolledRates>
 where
     F: Fn(usize, Samples) -> Fut + Clone + Send + 'static,
-    Fut: std::future::Future<Output = u64> + Send,
+    Fut: std::future::Future<Output = Option<u64>> + Send,
 {
     eprintln!(
         "loadgen: {name}: {} pollers every {} s",
@@ -723,76 +740,100 @@ where
     );
     let samples = samples();
     let stop = Arc::new(AtomicBool::new(false));
-    let requests = Arc::new(AtomicU64::new(0));
-    let bytes = Arc::new(AtomicU64::new(0));
+    let counts = Arc::new(PollCounts::default());
     let every = Duration::from_secs(args.poll_interval_secs);
     let mut pollers = Vec::new();
     for i in 0..count {
-        let (poll, samples, stop, requests, bytes) = (
-            poll.clone(),
-            samples.clone(),
-            stop.clone(),
-            requests.clone(),
-            bytes.clone(),
-        );
+        let (poll, samples, stop, counts) =
+            (poll.clone(), samples.clone(), stop.clone(), counts.clone());
         let offset = every.mul_f64(i as f64 / count as f64);
         pollers.push(tokio::spawn(async move {
             let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + offset, every);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             while !stop.load(Ordering::Relaxed) {
                 tick.tick().await;
-                let n = poll(i, samples.clone()).await;
-                requests.fetch_add(1, Ordering::Relaxed);
-                bytes.fetch_add(n, Ordering::Relaxed);
+                counts.sent.fetch_add(1, Ordering::Relaxed);
+                match tokio::time::timeout(POLL_TIMEOUT, poll(i, samples.clone())).await {
+                    Ok(Some(n)) => {
+                        counts.answered.fetch_add(1, Ordering::Relaxed);
+                        counts.bytes.fetch_add(n, Ordering::Relaxed);
+                    }
+                    _ => {
+                        counts.failed.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
             }
         }));
     }
     // One interval to get every poller going, then measure.
     tokio::time::sleep(every).await;
-    let (r0, b0) = (
-        requests.load(Ordering::Relaxed),
-        bytes.load(Ordering::Relaxed),
-    );
+    let c0 = counts.read();
     let served0 = metric(&world.api, "live_polls_total").await.unwrap_or(0);
     let buying = Arc::new(AtomicBool::new(false));
     let started = Instant::now();
     let buyers = start_buyers(args, world, buying.clone())?;
     tokio::time::sleep(Duration::from_secs(args.duration_secs)).await;
     let elapsed = started.elapsed().as_secs_f64();
-    let (r1, b1) = (
-        requests.load(Ordering::Relaxed),
-        bytes.load(Ordering::Relaxed),
-    );
+    let c1 = counts.read();
     let served1 = metric(&world.api, "live_polls_total").await.unwrap_or(0);
     stop_buyers(&buying, buyers).await;
     stop.store(true, Ordering::Relaxed);
     for p in pollers {
         let _ = p.await;
     }
-    Ok((
-        r2((r1 - r0) as f64 / elapsed),
-        ((b1 - b0) as f64 / elapsed) as u64,
+    let rate = |a: u64, b: u64| r2(b.saturating_sub(a) as f64 / elapsed);
+    Ok(PolledRates {
+        sent_per_s: rate(c0.sent, c1.sent),
+        answered_per_s: rate(c0.answered, c1.answered),
+        failed: c1.failed.saturating_sub(c0.failed),
+        bytes_per_s: (c1.bytes.saturating_sub(c0.bytes) as f64 / elapsed) as u64,
         samples,
-        r2(served1.saturating_sub(served0) as f64 / elapsed),
-    ))
+        region_per_s: rate(served0, served1),
+    })
 }
 
-fn polling_report(
-    interval: u64,
-    client_requests_per_s: f64,
-    region_requests_per_s: f64,
-    bytes_per_s: u64,
-    samples: &Samples,
-) -> PollingReport {
-    let h = samples
+/// The pollers' running counts.
+#[derive(Default)]
+struct PollCounts {
+    sent: AtomicU64,
+    answered: AtomicU64,
+    failed: AtomicU64,
+    bytes: AtomicU64,
+}
+
+/// A reading of [`PollCounts`].
+#[derive(Clone, Copy)]
+struct PollCount {
+    sent: u64,
+    answered: u64,
+    failed: u64,
+    bytes: u64,
+}
+
+impl PollCounts {
+    fn read(&self) -> PollCount {
+        PollCount {
+            sent: self.sent.load(Ordering::Relaxed),
+            answered: self.answered.load(Ordering::Relaxed),
+            failed: self.failed.load(Ordering::Relaxed),
+            bytes: self.bytes.load(Ordering::Relaxed),
+        }
+    }
+}
+
+fn polling_report(interval: u64, rates: PolledRates) -> PollingReport {
+    let h = rates
+        .samples
         .lock()
         .map(|h| h.clone())
         .unwrap_or_else(|p| p.into_inner().clone());
     PollingReport {
         interval_s: interval,
-        client_requests_per_s,
-        region_requests_per_s,
-        bytes_per_s,
+        client_requests_per_s: rates.sent_per_s,
+        answered_per_s: rates.answered_per_s,
+        failed: rates.failed,
+        region_requests_per_s: rates.region_per_s,
+        bytes_per_s: rates.bytes_per_s,
         staleness_p50_ms: h.value_at_quantile(0.5) as f64,
         staleness_p99_ms: h.value_at_quantile(0.99) as f64,
         samples: h.len(),
@@ -817,7 +858,7 @@ async fn since_phase(args: &SeatmapArgs, world: &World) -> anyhow::Result<Pollin
         None => (world.api.clone(), "/v1".to_owned()),
     };
     let (show, intents, clock) = (world.show, world.intents.clone(), world.clock);
-    let (client_rps, bytes_per_s, samples, region_rps) = polling_phase(
+    let rates = polling_phase(
         args,
         world,
         "polling ?since=N",
@@ -845,7 +886,7 @@ async fn since_phase(args: &SeatmapArgs, world: &World) -> anyhow::Result<Pollin
                     )
                     .await
                 else {
-                    return 0;
+                    return None;
                 };
                 let n = resp.body.len() as u64;
                 if resp.status == 200 {
@@ -858,18 +899,12 @@ async fn since_phase(args: &SeatmapArgs, world: &World) -> anyhow::Result<Pollin
                         c.1 = resp.header("etag").map(str::to_owned);
                     }
                 }
-                n
+                Some(n)
             }
         },
     )
     .await?;
-    Ok(polling_report(
-        args.poll_interval_secs,
-        client_rps,
-        region_rps,
-        bytes_per_s,
-        &samples,
-    ))
+    Ok(polling_report(args.poll_interval_secs, rates))
 }
 
 /// Phase 3, the baseline: the whole map every interval.
@@ -885,7 +920,7 @@ async fn naive_phase(args: &SeatmapArgs, world: &World) -> anyhow::Result<Pollin
         world.intents.clone(),
         world.clock,
     );
-    let (client_rps, bytes_per_s, samples, _) = polling_phase(
+    let mut rates = polling_phase(
         args,
         world,
         "naive polling",
@@ -903,7 +938,7 @@ async fn naive_phase(args: &SeatmapArgs, world: &World) -> anyhow::Result<Pollin
                     )
                     .await
                 else {
-                    return 0;
+                    return None;
                 };
                 let n = resp.body.len() as u64;
                 if let Ok(map) = resp.json::<shared::api::SeatMap>() {
@@ -918,17 +953,12 @@ async fn naive_phase(args: &SeatmapArgs, world: &World) -> anyhow::Result<Pollin
                         seen[o] = Some(seat.status);
                     }
                 }
-                n
+                Some(n)
             }
         },
     )
     .await?;
     // Every naive poll reaches the region (nothing to cache by number).
-    Ok(polling_report(
-        args.poll_interval_secs,
-        client_rps,
-        client_rps,
-        bytes_per_s,
-        &samples,
-    ))
+    rates.region_per_s = rates.answered_per_s;
+    Ok(polling_report(args.poll_interval_secs, rates))
 }
