@@ -707,29 +707,15 @@ async fn metric(api: &Api, name: &str) -> Option<u64> {
 /// a saturated server would otherwise never be counted at all).
 const POLL_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// What one polling phase measured.
-struct PolledRates {
-    /// Polls sent per second (counted when sent).
-    sent_per_s: f64,
-    /// Polls answered per second (any status).
-    answered_per_s: f64,
-    /// Polls that failed or took over [`POLL_TIMEOUT`], in the phase.
-    failed: u64,
-    bytes_per_s: u64,
-    samples: Samples,
-    /// Polls the region core served per second (`live_polls_total`).
-    region_per_s: f64,
-}
-
-/// Runs `count` pollers for one phase; `poll` does one poll and
-/// returns the bytes received (`None`: it failed).
+/// Runs `count` pollers for one phase and reports it; `poll` does one
+/// poll and returns the bytes received (`None`: it failed).
 async fn polling_phase<F, Fut>(
     args: &SeatmapArgs,
     world: &World,
     name: &str,
     count: usize,
     poll: F,
-) -> anyhow::Result<PolledRates>
+) -> anyhow::Result<PollingReport>
 where
     F: Fn(usize, Samples) -> Fut + Clone + Send + 'static,
     Fut: std::future::Future<Output = Option<u64>> + Send,
@@ -782,13 +768,20 @@ where
         let _ = p.await;
     }
     let rate = |a: u64, b: u64| r2(b.saturating_sub(a) as f64 / elapsed);
-    Ok(PolledRates {
-        sent_per_s: rate(c0.sent, c1.sent),
+    let h = samples
+        .lock()
+        .map(|h| h.clone())
+        .unwrap_or_else(|p| p.into_inner().clone());
+    Ok(PollingReport {
+        interval_s: args.poll_interval_secs,
+        client_requests_per_s: rate(c0.sent, c1.sent),
         answered_per_s: rate(c0.answered, c1.answered),
         failed: c1.failed.saturating_sub(c0.failed),
+        region_requests_per_s: rate(served0, served1),
         bytes_per_s: (c1.bytes.saturating_sub(c0.bytes) as f64 / elapsed) as u64,
-        samples,
-        region_per_s: rate(served0, served1),
+        staleness_p50_ms: h.value_at_quantile(0.5) as f64,
+        staleness_p99_ms: h.value_at_quantile(0.99) as f64,
+        samples: h.len(),
     })
 }
 
@@ -821,25 +814,6 @@ impl PollCounts {
     }
 }
 
-fn polling_report(interval: u64, rates: PolledRates) -> PollingReport {
-    let h = rates
-        .samples
-        .lock()
-        .map(|h| h.clone())
-        .unwrap_or_else(|p| p.into_inner().clone());
-    PollingReport {
-        interval_s: interval,
-        client_requests_per_s: rates.sent_per_s,
-        answered_per_s: rates.answered_per_s,
-        failed: rates.failed,
-        region_requests_per_s: rates.region_per_s,
-        bytes_per_s: rates.bytes_per_s,
-        staleness_p50_ms: h.value_at_quantile(0.5) as f64,
-        staleness_p99_ms: h.value_at_quantile(0.99) as f64,
-        samples: h.len(),
-    }
-}
-
 /// A poller's copy and the ETag it came with.
 type PollerCopy = (Replica, Option<String>);
 
@@ -858,7 +832,7 @@ async fn since_phase(args: &SeatmapArgs, world: &World) -> anyhow::Result<Pollin
         None => (world.api.clone(), "/v1".to_owned()),
     };
     let (show, intents, clock) = (world.show, world.intents.clone(), world.clock);
-    let rates = polling_phase(
+    polling_phase(
         args,
         world,
         "polling ?since=N",
@@ -903,8 +877,7 @@ async fn since_phase(args: &SeatmapArgs, world: &World) -> anyhow::Result<Pollin
             }
         },
     )
-    .await?;
-    Ok(polling_report(args.poll_interval_secs, rates))
+    .await
 }
 
 /// Phase 3, the baseline: the whole map every interval.
@@ -920,7 +893,7 @@ async fn naive_phase(args: &SeatmapArgs, world: &World) -> anyhow::Result<Pollin
         world.intents.clone(),
         world.clock,
     );
-    let mut rates = polling_phase(
+    let mut report = polling_phase(
         args,
         world,
         "naive polling",
@@ -959,6 +932,6 @@ async fn naive_phase(args: &SeatmapArgs, world: &World) -> anyhow::Result<Pollin
     )
     .await?;
     // Every naive poll reaches the region (nothing to cache by number).
-    rates.region_per_s = rates.answered_per_s;
-    Ok(polling_report(args.poll_interval_secs, rates))
+    report.region_requests_per_s = report.answered_per_s;
+    Ok(report)
 }
