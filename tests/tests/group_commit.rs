@@ -484,3 +484,62 @@ async fn negative_control_confirmations_booked_one_by_one() {
     assert_eq!(booked, 8);
     assert_eq!(xmins, 8);
 }
+
+/// A booking confirmed by a batch answers with what the booking reads
+/// back later. The batch builds its answer from what its one write
+/// statement returned, not by reading the booking again, so this pins
+/// that answer to the stored booking: its seats (held out of order here)
+/// and their prices, the times, the policy.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_batch_booking_answers_what_the_booking_reads() {
+    let app = TestApp::spawn(e2e::test_settings().await.expect("settings"))
+        .await
+        .expect("app");
+    let show = app
+        .seed_show(3, 10, chrono::Duration::days(3))
+        .await
+        .expect("show");
+    let held = [["C3", "A1", "B2"], ["B5", "C4", "A6"], ["A9", "A8", "C7"]];
+    let mut purchases = Vec::new();
+    for (i, seats) in held.iter().enumerate() {
+        let token = user(&format!("reader{i}"));
+        let (s, hold) = app.hold(&token, &show, seats).await.expect("hold");
+        assert_eq!(s, 201, "{hold}");
+        purchases.push((token, hold["hold_id"].as_str().expect("id").to_owned()));
+    }
+    let answers = futures::future::join_all(
+        purchases
+            .iter()
+            .map(|(token, hold)| checkout(&app, token, hold, "k1", "pm_card_ok")),
+    )
+    .await;
+    for ((token, _), answer) in purchases.iter().zip(answers) {
+        let answer = answer.expect("answer");
+        assert_eq!(answer.status, 201, "{:?}", answer.json);
+        let id = answer.json["id"].as_str().expect("booking id");
+        let (s, stored) = app
+            .send(
+                reqwest::Method::GET,
+                &format!("/v1/bookings/{id}"),
+                Some(token),
+                None,
+            )
+            .await
+            .expect("get");
+        assert_eq!(s, 200, "{stored}");
+        assert_eq!(
+            answer.json, stored,
+            "the checkout's answer and the booking differ"
+        );
+        let labels: Vec<&str> = stored["seats"]
+            .as_array()
+            .expect("seats")
+            .iter()
+            .map(|s| s["label"].as_str().expect("label"))
+            .collect();
+        let mut sorted = labels.clone();
+        sorted.sort_by_key(|l| (l.as_bytes()[0], l[1..].parse::<u32>().expect("number")));
+        assert_eq!(labels, sorted, "seats in seat-map order");
+    }
+    app.stop().await;
+}

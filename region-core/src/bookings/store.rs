@@ -259,22 +259,24 @@ pub async fn cancel(
     Ok(freed.into_iter().map(|f| (f.ordinal, f.label)).collect())
 }
 
-/// A booking with its show, movie and venue, as the buyer's view needs it.
-struct ViewRow {
-    id: Uuid,
-    number: String,
-    status: BookingStatus,
-    show_id: Uuid,
-    title: String,
-    venue_name: String,
-    show_starts_at: DateTime<Utc>,
-    time_zone: String,
-    amount_minor: i64,
-    currency: String,
-    payment_id: Uuid,
-    refund_policy: Json<RefundPolicy>,
-    created_at: DateTime<Utc>,
-    cancelled_at: Option<DateTime<Utc>>,
+/// A booking with its show, movie and venue, as the buyer's view needs it
+/// (read here, or returned by the statement that wrote it: checkout's
+/// batch confirmation).
+pub struct ViewRow {
+    pub id: Uuid,
+    pub number: String,
+    pub status: BookingStatus,
+    pub show_id: Uuid,
+    pub title: String,
+    pub venue_name: String,
+    pub show_starts_at: DateTime<Utc>,
+    pub time_zone: String,
+    pub amount_minor: i64,
+    pub currency: String,
+    pub payment_id: Uuid,
+    pub refund_policy: Json<RefundPolicy>,
+    pub created_at: DateTime<Utc>,
+    pub cancelled_at: Option<DateTime<Utc>>,
 }
 
 /// The buyer's view's select (its joins), ended by `$rest`: the macro
@@ -408,7 +410,8 @@ async fn views_from(conn: &mut PgConnection, rows: Vec<ViewRow>) -> anyhow::Resu
         .collect()
 }
 
-fn view_of(
+/// The buyer's view of a booking row with its seats and refund.
+pub fn view_of(
     r: ViewRow,
     seats: Vec<BookedSeat>,
     refund: Option<RefundView>,

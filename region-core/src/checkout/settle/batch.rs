@@ -20,12 +20,15 @@
 
 use super::{refusal, BookedSeats, Charge, HoldRow, PaymentRow, Settled, Settlement};
 use super::{Ctx, PaymentStatus};
-use crate::bookings::store as bookings;
+use crate::bookings::store::{self as bookings, BookingStatus, ViewRow};
 use crate::idempotency::{self, StoredResponse};
 use crate::outbox::{self, ShowEvent};
 use chrono::{DateTime, Utc};
+use shared::api::{BookedSeat, Booking};
 use shared::booking_number::BookingNumber;
+use shared::refund::RefundPolicy;
 use shared::ShowId;
+use sqlx::types::Json;
 use sqlx::PgConnection;
 use std::collections::HashMap;
 use uuid::Uuid;
@@ -49,10 +52,21 @@ struct ToBook<'a> {
     at: usize,
     payment: &'a PaymentRow,
     gateway_id: Option<&'a str>,
-    /// (ordinal, seat id) of every seat the hold owns, locked.
-    owned: Vec<(i32, Uuid)>,
+    /// Every seat the hold owns, locked, in seat-map order.
+    owned: Vec<OwnedSeat>,
     pass: Option<String>,
     booking_id: Uuid,
+    /// The booking number's sequence value.
+    seq: i64,
+}
+
+/// A seat a hold owns, locked, with what its booking records of it.
+struct OwnedSeat {
+    ordinal: i32,
+    seat_id: Uuid,
+    label: String,
+    category: String,
+    price_minor: i64,
 }
 
 /// Books what it can of `batch` on `conn` (inside the caller's savepoint):
@@ -236,10 +250,10 @@ async fn decide<'p>(
     let holds = lock_holds(conn, &payments).await?;
     let mut to_book = Vec::with_capacity(candidates.len());
     for (at, payment, gateway_id) in candidates {
-        let Some(hold) = holds.get(&payment.hold_id) else {
+        let Some((hold, seq)) = holds.get(&payment.hold_id) else {
             continue;
         };
-        let seats = owned.remove(&payment.hold_id).unwrap_or_default();
+        let mut seats = owned.remove(&payment.hold_id).unwrap_or_default();
         let why_not = refusal(
             &hold.state,
             hold.expires_at,
@@ -251,6 +265,8 @@ async fn decide<'p>(
         if why_not.is_some() {
             continue; // compensated the per-booking way (rare)
         }
+        // The buyer's view lists a booking's seats in seat-map order.
+        seats.sort_by_key(|s| s.ordinal);
         to_book.push(ToBook {
             at,
             payment,
@@ -258,6 +274,7 @@ async fn decide<'p>(
             owned: seats,
             pass: hold.admission_pass_id.clone(),
             booking_id: Uuid::now_v7(),
+            seq: *seq,
         });
     }
     Ok(to_book)
@@ -283,18 +300,22 @@ async fn lock_payments(
 
 /// Locks the seat rows each candidate's hold still owns (fencing: rows
 /// another hold has taken are not returned), in the order every writer
-/// locks seats; by hold.
+/// locks seats; by hold, each with what its booking will record of it
+/// (label, category, the show's price for it now).
 async fn lock_owned_seats(
     conn: &mut PgConnection,
     payments: &[&PaymentRow],
-) -> Result<HashMap<Uuid, Vec<(i32, Uuid)>>, sqlx::Error> {
+) -> Result<HashMap<Uuid, Vec<OwnedSeat>>, sqlx::Error> {
     let shows: Vec<Uuid> = payments.iter().map(|p| p.show_id).collect();
     let holds: Vec<Uuid> = payments.iter().map(|p| p.hold_id).collect();
     let rows = sqlx::query!(
-        r#"SELECT ss.hold_id AS "hold_id!", ss.ordinal, ss.seat_id
+        r#"SELECT ss.hold_id AS "hold_id!", ss.ordinal, ss.seat_id, s.label, s.category,
+                  (sh.prices ->> s.category)::bigint AS "price_minor!"
              FROM show_seats ss
              JOIN unnest($1::uuid[], $2::uuid[]) AS h(show_id, hold_id)
                ON ss.show_id = h.show_id AND ss.hold_id = h.hold_id
+             JOIN seats s ON s.id = ss.seat_id
+             JOIN shows sh ON sh.id = ss.show_id
             WHERE ss.status = 'HELD'
             ORDER BY ss.show_id, ss.seat_id
               FOR UPDATE OF ss"#,
@@ -303,25 +324,31 @@ async fn lock_owned_seats(
     )
     .fetch_all(&mut *conn)
     .await?;
-    let mut by_hold: HashMap<Uuid, Vec<(i32, Uuid)>> = HashMap::new();
+    let mut by_hold: HashMap<Uuid, Vec<OwnedSeat>> = HashMap::new();
     for r in rows {
-        by_hold
-            .entry(r.hold_id)
-            .or_default()
-            .push((r.ordinal, r.seat_id));
+        by_hold.entry(r.hold_id).or_default().push(OwnedSeat {
+            ordinal: r.ordinal,
+            seat_id: r.seat_id,
+            label: r.label,
+            category: r.category,
+            price_minor: r.price_minor,
+        });
     }
     Ok(by_hold)
 }
 
-/// Locks the candidates' holds (after their seats, as everywhere).
+/// Locks the candidates' holds (after their seats, as everywhere), each
+/// with a booking number's sequence value: a hold then refused leaves a
+/// gap in the numbers, as a rolled-back transaction does.
 async fn lock_holds(
     conn: &mut PgConnection,
     payments: &[&PaymentRow],
-) -> Result<HashMap<Uuid, HoldRow>, sqlx::Error> {
+) -> Result<HashMap<Uuid, (HoldRow, i64)>, sqlx::Error> {
     let ids: Vec<Uuid> = payments.iter().map(|p| p.hold_id).collect();
     let rows = sqlx::query!(
-        "SELECT id, state, expires_at, seat_count, admission_pass_id
-           FROM holds WHERE id = ANY($1) ORDER BY id FOR UPDATE",
+        r#"SELECT id, state, expires_at, seat_count, admission_pass_id,
+                  nextval('booking_number_seq') AS "seq!"
+             FROM holds WHERE id = ANY($1) ORDER BY id FOR UPDATE"#,
         &ids
     )
     .fetch_all(&mut *conn)
@@ -335,47 +362,31 @@ async fn lock_holds(
                 seat_count: r.seat_count,
                 admission_pass_id: r.admission_pass_id,
             };
-            (r.id, hold)
+            (r.id, (hold, r.seq))
         })
         .collect())
 }
 
-/// Writes every booking of `to_book` (all locks held): one statement per
-/// table. Returns (index into the batch, what settling did).
+/// Writes every booking of `to_book` (all locks held) and answers each:
+/// the bookings, their seats, the holds, the passes and the payments in
+/// one statement, then the events and the keys' answers. Returns (index
+/// into the batch, what settling did).
 async fn book_all(
     ctx: &Ctx,
     conn: &mut PgConnection,
     to_book: &[ToBook<'_>],
     now: DateTime<Utc>,
 ) -> anyhow::Result<Vec<(usize, Settled)>> {
-    let n = to_book.len();
-    let seqs = sqlx::query_scalar!(
-        r#"SELECT nextval('booking_number_seq') AS "seq!" FROM generate_series(1, $1::int4)"#,
-        n as i32
-    )
-    .fetch_all(&mut *conn)
-    .await?;
-    anyhow::ensure!(
-        seqs.len() == n,
-        "{} booking numbers for {n} bookings",
-        seqs.len()
-    );
-    let numbers = seqs
+    let numbers = to_book
         .iter()
-        .map(|seq| BookingNumber::new(now.date_naive(), &ctx.settings.shard_code, *seq as u64))
+        .map(|b| BookingNumber::new(now.date_naive(), &ctx.settings.shard_code, b.seq as u64))
         .collect::<Result<Vec<_>, _>>()?;
-    insert_bookings(conn, to_book, &numbers).await?;
-    book_seats(conn, to_book).await?;
-    consume_holds(conn, to_book).await?;
-    close_payments(conn, to_book).await?;
-    let ids: Vec<Uuid> = to_book.iter().map(|b| b.booking_id).collect();
-    let views = bookings::load_views(conn, &ids).await?;
-    anyhow::ensure!(views.len() == n, "{} views for {n} bookings", views.len());
-    let mut events = Vec::with_capacity(2 * n);
-    let mut answers = Vec::with_capacity(n);
+    let views = write_bookings(conn, to_book, &numbers).await?;
+    let mut events = Vec::with_capacity(2 * to_book.len());
+    let mut answers = Vec::with_capacity(to_book.len());
     for ((b, number), view) in to_book.iter().zip(&numbers).zip(&views) {
         let p = b.payment;
-        let labels: Vec<&str> = view.seats.iter().map(|s| s.label.as_str()).collect();
+        let labels: Vec<&str> = b.owned.iter().map(|s| s.label.as_str()).collect();
         let charge = Charge {
             payment: p,
             gateway_id: b.gateway_id,
@@ -411,15 +422,14 @@ async fn book_all(
     idempotency::store::finish_many(conn, &keyed).await?;
     Ok(to_book
         .iter()
-        .zip(views)
         .zip(answers)
-        .map(|((b, view), answer)| {
+        .map(|(b, answer)| {
             let settled = Settled {
                 settlement: Settlement::Booked(b.booking_id),
                 booked: Some(BookedSeats {
                     show: ShowId(b.payment.show_id),
-                    labels: view.seats.into_iter().map(|s| s.label).collect(),
-                    ordinals: b.owned.iter().map(|(o, _)| *o).collect(),
+                    labels: b.owned.iter().map(|s| s.label.clone()).collect(),
+                    ordinals: b.owned.iter().map(|s| s.ordinal).collect(),
                     booking: b.booking_id,
                 }),
                 response: Some(answer),
@@ -430,14 +440,36 @@ async fn book_all(
         .collect())
 }
 
-/// The booking rows (each with its show's refund policy as of now).
-async fn insert_bookings(
+/// The bookings' row of the buyer's view, as [`write_bookings`] returns
+/// it.
+struct Written {
+    id: Uuid,
+    title: String,
+    venue_name: String,
+    time_zone: String,
+    show_starts_at: DateTime<Utc>,
+    refund_policy: Json<RefundPolicy>,
+    created_at: DateTime<Utc>,
+    seats_booked: i64,
+}
+
+/// One statement for every write of the batch's bookings (each a
+/// data-modifying `WITH` part, one per table; they run once whether read
+/// or not): the booking rows (with their show's refund policy as of now),
+/// their seats recorded and the seat rows BOOKED, the holds CONSUMED and
+/// their seats no longer live, the passes spent, the payments SUCCEEDED
+/// and settled BOOKED (the gateway's id recorded where it was learnt
+/// now). Each of those statements was a round trip of its own while the
+/// writer held every lock of the batch; the buyers' views come back with
+/// it, so none is read again. Foreign keys are checked at the end of the
+/// statement, when the bookings they point to exist.
+async fn write_bookings(
     conn: &mut PgConnection,
     to_book: &[ToBook<'_>],
     numbers: &[BookingNumber],
-) -> anyhow::Result<()> {
+) -> anyhow::Result<Vec<Booking>> {
     let ids: Vec<Uuid> = to_book.iter().map(|b| b.booking_id).collect();
-    let numbers: Vec<&str> = numbers.iter().map(BookingNumber::as_str).collect();
+    let number_texts: Vec<&str> = numbers.iter().map(BookingNumber::as_str).collect();
     let shows: Vec<Uuid> = to_book.iter().map(|b| b.payment.show_id).collect();
     let holds: Vec<Uuid> = to_book.iter().map(|b| b.payment.hold_id).collect();
     let payments: Vec<Uuid> = to_book.iter().map(|b| b.payment.id).collect();
@@ -447,130 +479,140 @@ async fn insert_bookings(
         .iter()
         .map(|b| b.payment.currency.as_str())
         .collect();
-    let inserted = sqlx::query!(
-        "INSERT INTO bookings (id, number, show_id, hold_id, payment_id, user_id, amount_minor,
-                               currency, refund_policy, show_starts_at)
-         SELECT b.id, b.number, sh.id, b.hold_id, b.payment_id, b.user_id, b.amount, b.currency,
-                sh.refund_policy, sh.starts_at
-           FROM unnest($1::uuid[], $2::text[], $3::uuid[], $4::uuid[], $5::uuid[], $6::text[],
-                       $7::int8[], $8::text[])
-                  AS b(id, number, show_id, hold_id, payment_id, user_id, amount, currency)
-           JOIN shows sh ON sh.id = b.show_id",
+    // '' stands for "recorded earlier": arrays of nullable text are
+    // awkward to bind, and no gateway id is empty.
+    let gateway_ids: Vec<&str> = to_book.iter().map(|b| b.gateway_id.unwrap_or("")).collect();
+    let seats: Vec<(&ToBook<'_>, &OwnedSeat)> = to_book
+        .iter()
+        .flat_map(|b| b.owned.iter().map(move |s| (b, s)))
+        .collect();
+    let seat_bookings: Vec<Uuid> = seats.iter().map(|(b, _)| b.booking_id).collect();
+    let seat_shows: Vec<Uuid> = seats.iter().map(|(b, _)| b.payment.show_id).collect();
+    let seat_ids: Vec<Uuid> = seats.iter().map(|(_, s)| s.seat_id).collect();
+    let labels: Vec<&str> = seats.iter().map(|(_, s)| s.label.as_str()).collect();
+    let categories: Vec<&str> = seats.iter().map(|(_, s)| s.category.as_str()).collect();
+    let prices: Vec<i64> = seats.iter().map(|(_, s)| s.price_minor).collect();
+    let written = sqlx::query_as!(
+        Written,
+        r#"WITH new_bookings AS (
+               INSERT INTO bookings (id, number, show_id, hold_id, payment_id, user_id,
+                                     amount_minor, currency, refund_policy, show_starts_at)
+               SELECT u.id, u.number, sh.id, u.hold_id, u.payment_id, u.user_id, u.amount,
+                      u.currency, sh.refund_policy, sh.starts_at
+                 FROM unnest($1::uuid[], $2::text[], $3::uuid[], $4::uuid[], $5::uuid[],
+                             $6::text[], $7::int8[], $8::text[])
+                        AS u(id, number, show_id, hold_id, payment_id, user_id, amount, currency)
+                 JOIN shows sh ON sh.id = u.show_id
+               RETURNING id, show_id, refund_policy, show_starts_at, created_at
+           ), new_seats AS (
+               SELECT * FROM unnest($9::uuid[], $10::uuid[], $11::uuid[], $12::text[],
+                                    $13::text[], $14::int8[])
+                        AS s(booking_id, show_id, seat_id, label, category, price_minor)
+           ), recorded AS (
+               INSERT INTO booking_seats (booking_id, show_id, seat_id, label, category,
+                                          price_minor)
+               SELECT booking_id, show_id, seat_id, label, category, price_minor FROM new_seats
+           ), booked AS (
+               UPDATE show_seats ss
+                  SET status = 'BOOKED', booking_id = s.booking_id, hold_id = NULL,
+                      hold_expires_at = NULL, version = ss.version + 1
+                 FROM new_seats s
+                WHERE ss.show_id = s.show_id AND ss.seat_id = s.seat_id
+               RETURNING 1
+           ), unlived AS (
+               UPDATE hold_seats SET live = false WHERE hold_id = ANY($4) AND live
+           ), consumed AS (
+               UPDATE holds SET state = 'CONSUMED', updated_at = now() WHERE id = ANY($4)
+           ), spent AS (
+               INSERT INTO spent_passes (pass_id, show_id, user_id, booking_id)
+               SELECT h.admission_pass_id, h.show_id, h.user_id, u.booking_id
+                 FROM unnest($4::uuid[], $1::uuid[]) AS u(hold_id, booking_id)
+                 JOIN holds h ON h.id = u.hold_id
+                WHERE h.admission_pass_id IS NOT NULL
+               ON CONFLICT (pass_id) DO NOTHING
+           ), closed AS (
+               UPDATE payments p
+                  SET status = 'SUCCEEDED', settled = 'BOOKED',
+                      gateway_payment_id = COALESCE(NULLIF(u.gateway_id, ''), p.gateway_payment_id),
+                      updated_at = now()
+                 FROM unnest($5::uuid[], $15::text[]) AS u(id, gateway_id)
+                WHERE p.id = u.id
+           )
+           SELECT b.id AS "id!", m.title AS "title!", v.name AS "venue_name!",
+                  v.time_zone AS "time_zone!", b.show_starts_at AS "show_starts_at!",
+                  b.refund_policy AS "refund_policy!: Json<RefundPolicy>",
+                  b.created_at AS "created_at!",
+                  (SELECT count(*) FROM booked) AS "seats_booked!"
+             FROM new_bookings b
+             JOIN shows sh ON sh.id = b.show_id
+             JOIN movies m ON m.id = sh.movie_id
+             JOIN screens sc ON sc.id = sh.screen_id
+             JOIN venues v ON v.id = sc.venue_id"#,
         &ids,
-        &numbers as &[&str],
+        &number_texts as &[&str],
         &shows,
         &holds,
         &payments,
         &users as &[&str],
         &amounts,
-        &currencies as &[&str]
-    )
-    .execute(&mut *conn)
-    .await?
-    .rows_affected();
-    anyhow::ensure!(
-        inserted as usize == to_book.len(),
-        "bookings of unknown shows"
-    );
-    Ok(())
-}
-
-/// The bookings' seats recorded and the seat rows BOOKED.
-async fn book_seats(conn: &mut PgConnection, to_book: &[ToBook<'_>]) -> anyhow::Result<()> {
-    let mut bookings = Vec::new();
-    let mut shows = Vec::new();
-    let mut seats = Vec::new();
-    for b in to_book {
-        for (_, seat) in &b.owned {
-            bookings.push(b.booking_id);
-            shows.push(b.payment.show_id);
-            seats.push(*seat);
-        }
-    }
-    sqlx::query!(
-        "INSERT INTO booking_seats (booking_id, show_id, seat_id, label, category, price_minor)
-         SELECT u.booking_id, sh.id, s.id, s.label, s.category, (sh.prices ->> s.category)::bigint
-           FROM unnest($1::uuid[], $2::uuid[], $3::uuid[]) AS u(booking_id, show_id, seat_id)
-           JOIN seats s ON s.id = u.seat_id
-           JOIN shows sh ON sh.id = u.show_id",
-        &bookings,
-        &shows,
-        &seats
-    )
-    .execute(&mut *conn)
-    .await?;
-    let updated = sqlx::query!(
-        "UPDATE show_seats ss
-            SET status = 'BOOKED', booking_id = u.booking_id, hold_id = NULL,
-                hold_expires_at = NULL, version = ss.version + 1
-           FROM unnest($1::uuid[], $2::uuid[], $3::uuid[]) AS u(booking_id, show_id, seat_id)
-          WHERE ss.show_id = u.show_id AND ss.seat_id = u.seat_id",
-        &bookings,
-        &shows,
-        &seats
-    )
-    .execute(&mut *conn)
-    .await?
-    .rows_affected();
-    anyhow::ensure!(updated as usize == seats.len(), "seat rows vanished");
-    Ok(())
-}
-
-/// The holds CONSUMED (their seats no longer live) and their passes spent.
-async fn consume_holds(conn: &mut PgConnection, to_book: &[ToBook<'_>]) -> anyhow::Result<()> {
-    let holds: Vec<Uuid> = to_book.iter().map(|b| b.payment.hold_id).collect();
-    sqlx::query!(
-        "UPDATE hold_seats SET live = false WHERE hold_id = ANY($1) AND live",
-        &holds
-    )
-    .execute(&mut *conn)
-    .await?;
-    sqlx::query!(
-        "UPDATE holds SET state = 'CONSUMED', updated_at = now() WHERE id = ANY($1)",
-        &holds
-    )
-    .execute(&mut *conn)
-    .await?;
-    let (passed, spent_on): (Vec<Uuid>, Vec<Uuid>) = to_book
-        .iter()
-        .filter(|b| b.pass.is_some())
-        .map(|b| (b.payment.hold_id, b.booking_id))
-        .unzip();
-    if !passed.is_empty() {
-        sqlx::query!(
-            "INSERT INTO spent_passes (pass_id, show_id, user_id, booking_id)
-             SELECT h.admission_pass_id, h.show_id, h.user_id, u.booking_id
-               FROM unnest($1::uuid[], $2::uuid[]) AS u(hold_id, booking_id)
-               JOIN holds h ON h.id = u.hold_id
-              WHERE h.admission_pass_id IS NOT NULL
-             ON CONFLICT (pass_id) DO NOTHING",
-            &passed,
-            &spent_on
-        )
-        .execute(&mut *conn)
-        .await?;
-    }
-    Ok(())
-}
-
-/// The payments SUCCEEDED and settled BOOKED (the gateway's id recorded
-/// where it was learnt now).
-async fn close_payments(conn: &mut PgConnection, to_book: &[ToBook<'_>]) -> anyhow::Result<()> {
-    let ids: Vec<Uuid> = to_book.iter().map(|b| b.payment.id).collect();
-    // '' stands for "recorded earlier": arrays of nullable text are
-    // awkward to bind, and no gateway id is empty.
-    let gateway_ids: Vec<&str> = to_book.iter().map(|b| b.gateway_id.unwrap_or("")).collect();
-    sqlx::query!(
-        "UPDATE payments p
-            SET status = 'SUCCEEDED', settled = 'BOOKED',
-                gateway_payment_id = COALESCE(NULLIF(u.gateway_id, ''), p.gateway_payment_id),
-                updated_at = now()
-           FROM unnest($1::uuid[], $2::text[]) AS u(id, gateway_id)
-          WHERE p.id = u.id",
-        &ids,
+        &currencies as &[&str],
+        &seat_bookings,
+        &seat_shows,
+        &seat_ids,
+        &labels as &[&str],
+        &categories as &[&str],
+        &prices,
         &gateway_ids as &[&str]
     )
-    .execute(&mut *conn)
+    .fetch_all(&mut *conn)
     .await?;
-    Ok(())
+    anyhow::ensure!(
+        written.len() == to_book.len(),
+        "{} bookings written for {}: bookings of unknown shows",
+        written.len(),
+        to_book.len()
+    );
+    anyhow::ensure!(
+        written
+            .iter()
+            .all(|w| w.seats_booked as usize == seats.len()),
+        "seat rows vanished"
+    );
+    let mut by_id: HashMap<Uuid, Written> = written.into_iter().map(|w| (w.id, w)).collect();
+    to_book
+        .iter()
+        .zip(number_texts)
+        .map(|(b, number)| {
+            let w = by_id
+                .remove(&b.booking_id)
+                .ok_or_else(|| anyhow::anyhow!("booking {} not written", b.booking_id))?;
+            let p = b.payment;
+            let row = ViewRow {
+                id: w.id,
+                number: number.to_owned(),
+                status: BookingStatus::Confirmed,
+                show_id: p.show_id,
+                title: w.title,
+                venue_name: w.venue_name,
+                show_starts_at: w.show_starts_at,
+                time_zone: w.time_zone,
+                amount_minor: p.amount_minor,
+                currency: p.currency.clone(),
+                payment_id: p.id,
+                refund_policy: w.refund_policy,
+                created_at: w.created_at,
+                cancelled_at: None,
+            };
+            let seats = b
+                .owned
+                .iter()
+                .map(|s| BookedSeat {
+                    label: s.label.clone(),
+                    category: s.category.clone(),
+                    price_minor: s.price_minor,
+                })
+                .collect();
+            bookings::view_of(row, seats, None)
+        })
+        .collect()
 }
