@@ -309,18 +309,6 @@ pub async fn load_view(conn: &mut PgConnection, id: Uuid) -> anyhow::Result<Opti
     Ok(views_from(conn, rows).await?.pop())
 }
 
-/// The buyer's views of several bookings, in the order of `ids` (unknown
-/// ids are left out): three statements however many there are, so a
-/// batch of confirmations pays for its answers once.
-pub async fn load_views(conn: &mut PgConnection, ids: &[Uuid]) -> anyhow::Result<Vec<Booking>> {
-    let mut rows = select_view!("WHERE b.id = ANY($1)", ids)
-        .fetch_all(&mut *conn)
-        .await?;
-    let order: HashMap<Uuid, usize> = ids.iter().enumerate().map(|(i, id)| (*id, i)).collect();
-    rows.sort_by_key(|r| order.get(&r.id).copied());
-    views_from(conn, rows).await
-}
-
 /// A user's bookings, newest first.
 pub async fn list_for_user(
     conn: &mut PgConnection,

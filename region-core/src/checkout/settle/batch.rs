@@ -1,11 +1,13 @@
 //! Set-based confirmation: a batch of checkouts whose charges the gateway
-//! has just confirmed, booked with one statement per step for the whole
-//! batch (lock the payments, the seats, the holds; decide each booking in
-//! Rust; write the bookings, their seats, the holds, the passes, the
-//! payments, the events and the keys' answers) instead of about fifteen
-//! statements per booking. Per-statement work (planning, executor
-//! start-up, trigger set-up) was most of Postgres's time under checkout
-//! load (docs/BENCHMARKS.md, "The profile").
+//! has just confirmed, booked with a few statements for the whole batch
+//! instead of about fifteen per booking: lock the payments, the seats,
+//! the holds; decide each booking in Rust; write the bookings, their
+//! seats, the holds, the passes and the payments with one statement,
+//! which returns the buyers' views; then the events and the keys'
+//! answers. Per-statement work (planning, executor start-up, trigger
+//! set-up) was most of Postgres's time under checkout load, and each
+//! round trip is time the batch holds every one of its locks
+//! (docs/BENCHMARKS.md, "The profile" and "Fourth look").
 //!
 //! Only the common cases are taken here: a charge on a payment still in
 //! flight (or recorded and not yet settled) whose hold is live and still
