@@ -66,7 +66,9 @@ async fn a_thousand_seat_show_sells_out_once_with_and_without_the_edge() {
     check("through the edge", &report.edge);
     for f in [&report.direct, &report.edge] {
         assert!(
-            f.admission_rate_per_s > 0.0 && !f.calibration.is_empty(),
+            f.admission_rate_per_s > 0.0
+                && !f.calibration.is_empty()
+                && !f.calibration_trials.is_empty(),
             "the rates were calibrated: {f:?}"
         );
     }

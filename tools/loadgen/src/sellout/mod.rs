@@ -5,11 +5,12 @@
 //! the Upstash gateway and the Worker in workerd):
 //!
 //! 1. **calibration**, before each sale, through the path that sale
-//!    takes: buyers hold and pay at rising concurrency (a fresh show per
-//!    step, no gateway faults); the admission rate is
-//!    [`calibrate::HEADROOM`] of the best booking rate whose purchase p99
-//!    stayed under the goal (or `--admission-rate`, said so in the
-//!    report). The two rates side by side are the edge's cost in capacity;
+//!    takes (a fresh show per step, no gateway faults): buyers hold and
+//!    pay at rising concurrency, which measures the path's capacity, then
+//!    arrive at falling shares of it until purchase p99 stays under the
+//!    goal; the admission rate is [`calibrate::HEADROOM`] of that arrival
+//!    rate (or `--admission-rate`, said so in the report). The two rates
+//!    side by side are the edge's cost in capacity;
 //! 2. **without the edge**: a show of `--seats` seats sold to `--buyers`
 //!    buyers admitted at the region's rate by a pacer in the load
 //!    generator, each with a pass signed as the edge would, straight at
@@ -56,7 +57,10 @@ pub mod phase;
 pub mod shop;
 
 use board::SharedBoard;
-use calibrate::{Choice, Step};
+use calibrate::{Choice, Step, Trial};
+
+/// The calibration's steps and trials, and the rate chosen from them.
+type Calibration = (Vec<Step>, Vec<Trial>, Choice);
 use phase::{Audit, Figures};
 use shop::Shop;
 
@@ -386,8 +390,8 @@ enum Path {
 }
 
 impl Run<'_> {
-    /// One sale through `path`: its rate (calibrated through the same
-    /// path), a fresh flash-sale show, the sell-out, its figures.
+    /// One sale through `path`: a fresh flash-sale show, its rate
+    /// (calibrated through the same path), the sell-out, its figures.
     async fn sale(
         &self,
         path: Path,
@@ -395,20 +399,22 @@ impl Run<'_> {
         shows: &mut Vec<uuid::Uuid>,
         tag: &str,
     ) -> anyhow::Result<Figures> {
-        let (api, name) = match path {
-            Path::Region => (&self.region, "region"),
-            Path::Edge => (&self.edge_api, "edge"),
-        };
-        let rate = self.admission_rate(api, catalog, shows, tag, name).await?;
-        let show = catalog.new_show(api, &self.op, SaleMode::FlashSale).await?;
-        shows.push(show.id.0);
-        let (show, per_s) = (show.id.to_string(), rate.1.admission_rate_per_s);
-        let mut figures = match path {
-            Path::Region => self.direct(&show, per_s, tag).await?,
-            Path::Edge => self.through_edge(&show, per_s, tag).await?,
-        };
-        figures.set_admission(rate);
-        Ok(figures)
+        match path {
+            Path::Region => {
+                let rate = self
+                    .admission_rate(&self.region, catalog, shows, tag, "region")
+                    .await?;
+                let show = catalog
+                    .new_show(&self.region, &self.op, SaleMode::FlashSale)
+                    .await?;
+                shows.push(show.id.0);
+                let per_s = rate.2.admission_rate_per_s;
+                let mut figures = self.direct(&show.id.to_string(), per_s, tag).await?;
+                figures.set_admission(rate);
+                Ok(figures)
+            }
+            Path::Edge => self.through_edge(catalog, shows, tag).await,
+        }
     }
 
     /// The admission rate for a sale through `api` (the region core, or
@@ -420,9 +426,10 @@ impl Run<'_> {
         shows: &mut Vec<uuid::Uuid>,
         tag: &str,
         path: &str,
-    ) -> anyhow::Result<(Vec<Step>, Choice)> {
+    ) -> anyhow::Result<Calibration> {
         let r = match self.args.admission_rate {
             Some(rate) => (
+                Vec::new(),
                 Vec::new(),
                 Choice {
                     admission_rate_per_s: rate,
@@ -434,13 +441,15 @@ impl Run<'_> {
         };
         eprintln!(
             "loadgen: admission rate through the {path}: {} buyers/s: {}",
-            r.1.admission_rate_per_s, r.1.why
+            r.2.admission_rate_per_s, r.2.why
         );
         Ok(r)
     }
 
     /// Steps of rising concurrency through `api`, each on a fresh show,
-    /// until one's purchase p99 is over twice the goal.
+    /// until one's purchase p99 is over twice the goal (the capacity);
+    /// then trials of open arrivals at falling shares of it, each on a
+    /// fresh show, until one keeps the goal.
     async fn calibrate(
         &self,
         api: &Api,
@@ -448,11 +457,12 @@ impl Run<'_> {
         shows: &mut Vec<uuid::Uuid>,
         tag: &str,
         path: &str,
-    ) -> anyhow::Result<(Vec<Step>, Choice)> {
+    ) -> anyhow::Result<Calibration> {
         let target = calibrate::Target {
             api,
             minter: &self.minter,
             tag: format!("lgsell-cal-{path}-{tag}"),
+            admission_key: &self.services.admission_key,
             rows: &self.rows,
             per_row: PER_ROW,
             max_group: self.args.max_group,
@@ -465,7 +475,7 @@ impl Run<'_> {
         let mut steps = Vec::new();
         for &c in &self.args.calibration_steps {
             let show = catalog
-                .new_show(&self.region, &self.op, SaleMode::Open)
+                .new_show(&self.region, &self.op, SaleMode::FlashSale)
                 .await?;
             shows.push(show.id.0);
             let step = calibrate::measure(
@@ -483,27 +493,43 @@ impl Run<'_> {
                 break;
             }
         }
+        let capacity = calibrate::capacity(&steps)
+            .context("the calibration booked nothing: is the region core healthy?")?;
+        let mut trials = Vec::new();
+        for rate in calibrate::trial_rates(capacity) {
+            let show = catalog
+                .new_show(&self.region, &self.op, SaleMode::FlashSale)
+                .await?;
+            shows.push(show.id.0);
+            let trial = calibrate::trial(
+                &target,
+                &show.id.to_string(),
+                rate,
+                self.args.calibration_secs,
+                "lgsell-cal",
+            )
+            .await;
+            eprintln!("loadgen: trial through the {path}: {trial:?}");
+            let met = trial.bookings > 0 && trial.purchase_p99_ms <= self.args.purchase_p99_goal_ms;
+            trials.push(trial);
+            if met {
+                break;
+            }
+        }
         gateway.set_fault_rate(self.args.fault_rate).await?;
         // The calibration's payments settle before the sale starts.
         self.drain_payments().await;
-        let choice = calibrate::choose(&steps, self.args.purchase_p99_goal_ms)
-            .context("the calibration booked nothing: is the region core healthy?")?;
-        Ok((steps, choice))
+        let choice = calibrate::choose(&trials, capacity, self.args.purchase_p99_goal_ms)
+            .context("no trial booked anything: is the region core healthy?")?;
+        Ok((steps, trials, choice))
     }
 
-    fn shop(
-        &self,
-        crowd: Arc<crate::crowd::Crowd>,
-        api: Api,
-        show: &str,
-        deadline: Instant,
-    ) -> Shop {
+    fn shop(&self, crowd: Arc<crate::crowd::Crowd>, api: Api, show: &str) -> Shop {
         Shop {
             crowd,
             board: SharedBoard::new(api, show),
             show: show.to_owned(),
             max_group: usize::from(self.args.max_group),
-            deadline,
             key_prefix: "lgsell".into(),
             purchases: Mutex::new(crate::openloop::micros_histogram()),
         }
@@ -543,8 +569,8 @@ impl Run<'_> {
         let crowd = self.crowd(show);
         let opens = Instant::now() + Duration::from_secs(1);
         let opens_at_ms = crate::crowd::unix_ms() + 1000;
-        let deadline = opens + Duration::from_secs(self.args.max_sale_secs);
-        let shop = Arc::new(self.shop(crowd.clone(), self.region.clone(), show, deadline));
+        crowd.set_deadline(opens + Duration::from_secs(self.args.max_sale_secs));
+        let shop = Arc::new(self.shop(crowd.clone(), self.region.clone(), show));
         eprintln!(
             "loadgen: without the edge: {} buyers, {} seats, admitted at {rate}/s",
             buyers.len(),
@@ -564,17 +590,30 @@ impl Run<'_> {
             .await
     }
 
-    /// The sale through the edge: everyone joins the waiting room, which
-    /// opens at `rate` admissions per second.
-    async fn through_edge(&self, show: &str, rate: f64, tag: &str) -> anyhow::Result<Figures> {
+    /// The sale through the edge: everyone joins the waiting room and
+    /// waits there, polling, while the rate is calibrated through the
+    /// edge (so the steps and trials find the edge as busy with the queue
+    /// as the sale will), then the room opens at that rate.
+    async fn through_edge(
+        &self,
+        catalog: &mut BenchCatalog,
+        shows: &mut Vec<uuid::Uuid>,
+        tag: &str,
+    ) -> anyhow::Result<Figures> {
+        let show = catalog
+            .new_show(&self.edge_api, &self.op, SaleMode::FlashSale)
+            .await?;
+        shows.push(show.id.0);
+        let show = show.id.to_string();
         let mut sale = SaleSettings {
             city: CITY.to_owned(),
             opens_at: edge::rfc3339(Utc::now() + ChronoDuration::hours(1)),
-            rate_per_sec: rate,
+            // Until calibrated; nobody is admitted before the opening.
+            rate_per_sec: 1.0,
             pass_ttl_s: PASS_TTL_SECS,
             grace_s: GRACE_SECS,
         };
-        edge::put_sale(&self.edge_api, &self.op, show, &sale).await?;
+        edge::put_sale(&self.edge_api, &self.op, &show, &sale).await?;
         let buyers = crate::crowd::Buyer::many(
             self.args.buyers,
             &format!("lgsell-e-{tag}"),
@@ -582,15 +621,36 @@ impl Run<'_> {
             &self.minter,
             &self.edge_api,
         )?;
-        let crowd = self.crowd(show);
+        let crowd = self.crowd(&show);
         let joins = crowd.join_all(&buyers).await;
         let joined = joins.iter().filter(|j| j.is_ok()).count();
         eprintln!(
             "loadgen: through the edge: {joined}/{} buyers joined the waiting room",
             buyers.len()
         );
+        let board_api = self.edge_api.at_ip(&edge::client_ip(self.args.buyers + 1));
+        let shop = Arc::new(self.shop(crowd.clone(), board_api, &show));
+        let joined_buyers: Vec<_> = buyers
+            .into_iter()
+            .zip(&joins)
+            .filter(|(_, j)| j.is_ok())
+            .map(|(b, _)| b)
+            .collect();
+        let queue = tokio::spawn(phase::queued(shop.clone(), crowd.clone(), joined_buyers));
+        let rate = match self
+            .admission_rate(&self.edge_api, catalog, shows, tag, "edge")
+            .await
+        {
+            Ok(rate) => rate,
+            Err(e) => {
+                crowd.set_deadline(Instant::now());
+                let _ = queue.await;
+                return Err(e);
+            }
+        };
         let opens = (Utc::now() + ChronoDuration::seconds(2)).trunc_subsecs(0);
         sale.opens_at = edge::rfc3339(opens);
+        sale.rate_per_sec = rate.2.admission_rate_per_s;
         let moved = self
             .edge_api
             .send(
@@ -601,27 +661,23 @@ impl Run<'_> {
                 Some(&sale),
             )
             .await?;
-        anyhow::ensure!(
-            moved.status.is_success(),
-            "opening the sale: {}",
-            moved.failure()
-        );
         let opens_at_ms = opens.timestamp_millis();
         let until_open =
             Duration::from_millis((opens_at_ms - crate::crowd::unix_ms()).max(0) as u64);
-        let deadline = Instant::now() + until_open + Duration::from_secs(self.args.max_sale_secs);
-        crowd.set_deadline(deadline);
-        let board_api = self.edge_api.at_ip(&edge::client_ip(self.args.buyers + 1));
-        let shop = Arc::new(self.shop(crowd.clone(), board_api, show, deadline));
-        let joined_buyers: Vec<_> = buyers
-            .into_iter()
-            .zip(&joins)
-            .filter(|(_, j)| j.is_ok())
-            .map(|(b, _)| b)
-            .collect();
-        let records = phase::queued(shop.clone(), crowd.clone(), joined_buyers).await;
-        self.finish(show, &records, opens_at_ms, &shop, &crowd)
-            .await
+        crowd.set_deadline(
+            Instant::now() + until_open + Duration::from_secs(self.args.max_sale_secs),
+        );
+        if !moved.status.is_success() {
+            crowd.set_deadline(Instant::now());
+            let _ = queue.await;
+            anyhow::bail!("opening the sale: {}", moved.failure());
+        }
+        let records = queue.await.context("the queued buyers' task")?;
+        let mut figures = self
+            .finish(&show, &records, opens_at_ms, &shop, &crowd)
+            .await?;
+        figures.set_admission(rate);
+        Ok(figures)
     }
 
     /// The drain after a sale, then its audit and figures.

@@ -62,22 +62,23 @@ pub struct Figures {
     pub admission_rate_per_s: f64,
     /// How that rate was derived.
     pub admission_rate_why: String,
-    /// A calibration step kept purchase p99 under the goal.
+    /// A calibration trial kept purchase p99 under the goal.
     pub admission_rate_goal_met: bool,
-    /// The calibration's steps (through the same path as the sale).
+    /// The calibration's closed-loop steps (through the same path as the
+    /// sale): the path's capacity.
     pub calibration: Vec<super::calibrate::Step>,
+    /// The calibration's trials of open arrivals, fastest first.
+    pub calibration_trials: Vec<super::calibrate::Trial>,
 }
 
 impl Figures {
     /// Records the admission rate the sale used and how it was derived.
-    pub fn set_admission(
-        &mut self,
-        (steps, choice): (Vec<super::calibrate::Step>, super::calibrate::Choice),
-    ) {
+    pub fn set_admission(&mut self, (steps, trials, choice): super::Calibration) {
         self.admission_rate_per_s = choice.admission_rate_per_s;
         self.admission_rate_why = choice.why;
         self.admission_rate_goal_met = choice.goal_met;
         self.calibration = steps;
+        self.calibration_trials = trials;
     }
 }
 
@@ -150,6 +151,7 @@ pub fn figures(
         admission_rate_why: String::new(),
         admission_rate_goal_met: false,
         calibration: Vec::new(),
+        calibration_trials: Vec::new(),
     }
 }
 
@@ -191,7 +193,7 @@ pub async fn paced(
                 let mut rec = Record::new(&b.id);
                 let turn = opens + Duration::from_secs_f64(k as f64 / rate);
                 tokio::time::sleep_until(turn.into()).await;
-                if Instant::now() >= shop.deadline {
+                if Instant::now() >= shop.crowd.deadline() {
                     rec.outcome = Outcome::StillWaiting;
                     return rec;
                 }

@@ -32,8 +32,6 @@ pub struct Shop {
     pub show: String,
     /// A buyer wants 1..=max_group seats.
     pub max_group: usize,
-    /// Buyers stop trying then.
-    pub deadline: Instant,
     /// The checkout idempotency keys' prefix.
     pub key_prefix: String,
     /// Latency of every checkout request answered 201.
@@ -94,7 +92,7 @@ impl Shop {
         rec: &mut Record,
     ) -> Option<(Hold, Vec<String>)> {
         loop {
-            if Instant::now() >= self.deadline {
+            if Instant::now() >= self.crowd.deadline() {
                 rec.outcome = Outcome::NoSeats;
                 return None;
             }
