@@ -474,18 +474,10 @@ impl Run<'_> {
         gateway.set_fault_rate(0.0).await?;
         let mut steps = Vec::new();
         for &c in &self.args.calibration_steps {
-            let show = catalog
-                .new_show(&self.region, &self.op, SaleMode::FlashSale)
-                .await?;
-            shows.push(show.id.0);
-            let step = calibrate::measure(
-                &target,
-                &show.id.to_string(),
-                c,
-                self.args.calibration_secs,
-                "lgsell-cal",
-            )
-            .await;
+            let show = self.calibration_show(catalog, shows).await?;
+            let step =
+                calibrate::measure(&target, &show, c, self.args.calibration_secs, "lgsell-cal")
+                    .await;
             eprintln!("loadgen: calibration through the {path}: {step:?}");
             let over = step.purchase_p99_ms > 2.0 * self.args.purchase_p99_goal_ms;
             steps.push(step);
@@ -497,13 +489,10 @@ impl Run<'_> {
             .context("the calibration booked nothing: is the region core healthy?")?;
         let mut trials = Vec::new();
         for rate in calibrate::trial_rates(capacity) {
-            let show = catalog
-                .new_show(&self.region, &self.op, SaleMode::FlashSale)
-                .await?;
-            shows.push(show.id.0);
+            let show = self.calibration_show(catalog, shows).await?;
             let trial = calibrate::trial(
                 &target,
-                &show.id.to_string(),
+                &show,
                 rate,
                 self.args.calibration_secs,
                 "lgsell-cal",
@@ -522,6 +511,20 @@ impl Run<'_> {
         let choice = calibrate::choose(&trials, capacity, self.args.purchase_p99_goal_ms)
             .context("no trial booked anything: is the region core healthy?")?;
         Ok((steps, trials, choice))
+    }
+
+    /// A fresh flash-sale show for one calibration step or trial (its
+    /// buyers must not meet the seats another one took); its id.
+    async fn calibration_show(
+        &self,
+        catalog: &mut BenchCatalog,
+        shows: &mut Vec<uuid::Uuid>,
+    ) -> anyhow::Result<String> {
+        let show = catalog
+            .new_show(&self.region, &self.op, SaleMode::FlashSale)
+            .await?;
+        shows.push(show.id.0);
+        Ok(show.id.to_string())
     }
 
     fn shop(&self, crowd: Arc<crate::crowd::Crowd>, api: Api, show: &str) -> Shop {
