@@ -192,18 +192,13 @@ pub async fn measure(
             booked
         })
     });
-    let mut bookings = 0;
-    for t in futures::future::join_all(tasks).await {
-        bookings += t.unwrap_or(0);
-    }
-    let elapsed = started.elapsed().as_secs_f64();
-    let h = crate::crowd::locked(&lat);
+    let t = tally(tasks, started, &lat).await;
     Step {
         concurrency,
-        bookings_per_s: r2(bookings as f64 / elapsed),
-        purchase_p50_ms: quantile(&h, 0.5),
-        purchase_p99_ms: quantile(&h, 0.99),
-        bookings,
+        bookings_per_s: t.bookings_per_s,
+        purchase_p50_ms: t.purchase_p50_ms,
+        purchase_p99_ms: t.purchase_p99_ms,
+        bookings: t.bookings,
     }
 }
 
@@ -229,14 +224,38 @@ pub async fn trial(t: &Target<'_>, show: &str, rate: f64, secs: f64, key_prefix:
             }
         })
     });
+    let t = tally(tasks, started, &lat).await;
+    Trial {
+        arrivals_per_s: rate,
+        bookings_per_s: t.bookings_per_s,
+        purchase_p50_ms: t.purchase_p50_ms,
+        purchase_p99_ms: t.purchase_p99_ms,
+        bookings: t.bookings,
+    }
+}
+
+/// What a step's or a trial's buyers did.
+struct Tally {
+    bookings_per_s: f64,
+    purchase_p50_ms: f64,
+    purchase_p99_ms: f64,
+    bookings: u64,
+}
+
+/// Waits for the buyers' tasks (each returns its bookings), started at
+/// `started`, and sums them up with their purchases' latencies.
+async fn tally(
+    tasks: impl IntoIterator<Item = tokio::task::JoinHandle<u64>>,
+    started: Instant,
+    lat: &Mutex<Histogram<u64>>,
+) -> Tally {
     let mut bookings = 0;
     for t in futures::future::join_all(tasks).await {
         bookings += t.unwrap_or(0);
     }
     let elapsed = started.elapsed().as_secs_f64();
-    let h = crate::crowd::locked(&lat);
-    Trial {
-        arrivals_per_s: rate,
+    let h = crate::crowd::locked(lat);
+    Tally {
         bookings_per_s: r2(bookings as f64 / elapsed),
         purchase_p50_ms: quantile(&h, 0.5),
         purchase_p99_ms: quantile(&h, 0.99),

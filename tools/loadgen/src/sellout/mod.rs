@@ -45,7 +45,7 @@ use shared::token::Role;
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use testkit::api::{Api, Method, Minter};
+use testkit::api::{Api, Minter};
 use testkit::db::FreshDatabase;
 use testkit::invariants::{self, Shows};
 use testkit::money::{CoreRecords, MoneyAudit};
@@ -640,41 +640,34 @@ impl Run<'_> {
             .map(|(b, _)| b)
             .collect();
         let queue = tokio::spawn(phase::queued(shop.clone(), crowd.clone(), joined_buyers));
-        let rate = match self
-            .admission_rate(&self.edge_api, catalog, shows, tag, "edge")
-            .await
-        {
-            Ok(rate) => rate,
+        // The buyers poll until the deadline: if the sale cannot open, it
+        // is now, so they stop.
+        let opened = async {
+            let rate = self
+                .admission_rate(&self.edge_api, catalog, shows, tag, "edge")
+                .await?;
+            let opens = (Utc::now() + ChronoDuration::seconds(2)).trunc_subsecs(0);
+            sale.opens_at = edge::rfc3339(opens);
+            sale.rate_per_sec = rate.2.admission_rate_per_s;
+            edge::put_sale(&self.edge_api, &self.op, &show, &sale)
+                .await
+                .context("opening the sale")?;
+            anyhow::Ok((rate, opens.timestamp_millis()))
+        }
+        .await;
+        let (rate, opens_at_ms) = match opened {
+            Ok(opened) => opened,
             Err(e) => {
                 crowd.set_deadline(Instant::now());
                 let _ = queue.await;
                 return Err(e);
             }
         };
-        let opens = (Utc::now() + ChronoDuration::seconds(2)).trunc_subsecs(0);
-        sale.opens_at = edge::rfc3339(opens);
-        sale.rate_per_sec = rate.2.admission_rate_per_s;
-        let moved = self
-            .edge_api
-            .send(
-                Method::PUT,
-                &format!("/v1/operator/sales/{show}"),
-                Some(&self.op),
-                None,
-                Some(&sale),
-            )
-            .await?;
-        let opens_at_ms = opens.timestamp_millis();
         let until_open =
             Duration::from_millis((opens_at_ms - crate::crowd::unix_ms()).max(0) as u64);
         crowd.set_deadline(
             Instant::now() + until_open + Duration::from_secs(self.args.max_sale_secs),
         );
-        if !moved.status.is_success() {
-            crowd.set_deadline(Instant::now());
-            let _ = queue.await;
-            anyhow::bail!("opening the sale: {}", moved.failure());
-        }
         let records = queue.await.context("the queued buyers' task")?;
         let mut figures = self
             .finish(&show, &records, opens_at_ms, &shop, &crowd)
