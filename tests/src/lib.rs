@@ -137,8 +137,13 @@ impl TestApp {
         let db_url = settings.database_url.clone();
         let redis_url = settings.redis_url.clone();
         let app = Application::build(settings.clone()).await?.spawn()?;
+        // A connection idle for the server's header timeout (10 s) is
+        // closed by the server; reusing it just then fails the request
+        // with `IncompleteMessage` (seen in CI after a 10 s test). The
+        // pool lets idle connections go well before that.
         let http = reqwest::Client::builder()
             .pool_max_idle_per_host(1024)
+            .pool_idle_timeout(std::time::Duration::from_secs(5))
             .build()?;
         let hook = http
             .put(format!("{}/sandbox/webhook", gateway.url()))
