@@ -106,7 +106,8 @@ pub const POLL_TTL: crate::catalog::Ttl = crate::catalog::Ttl { ttl_s: 1, swr_s:
 /// What an object does with a text frame from the region core.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verdict {
-    /// Send it to every viewer as it is.
+    /// It is for the viewers: it waits in the relay's outgoing frames
+    /// until [`Relay::take_outgoing`].
     Relay,
     /// Old news (already in the copy) or not a frame: send nothing.
     Drop,
@@ -125,6 +126,19 @@ pub struct Relay {
     /// The snapshot of the current copy, as sent; rebuilt lazily after a
     /// delta (joins are rarer than deltas on a busy show).
     snapshot: Option<String>,
+    /// Frames for the viewers not yet sent. While the object is busy
+    /// sending (thousands of viewers), the region's next deltas join the
+    /// last one waiting here, so a busy object sends fewer, larger frames
+    /// instead of falling further behind with every frame.
+    outgoing: Vec<Outgoing>,
+}
+
+/// A frame waiting to be sent, with the region's own text until a later
+/// delta joins it.
+#[derive(Debug, Clone)]
+struct Outgoing {
+    frame: Frame,
+    text: Option<String>,
 }
 
 impl Relay {
@@ -135,6 +149,7 @@ impl Relay {
             replica: Replica::new(show),
             degraded: false,
             snapshot: None,
+            outgoing: Vec::new(),
         }
     }
 
@@ -161,19 +176,40 @@ impl Relay {
             }
             return Verdict::Reconnect(e);
         }
-        match frame {
+        match &frame {
             Frame::Snapshot { degraded, .. } => {
-                self.degraded = degraded;
+                self.degraded = *degraded;
                 // The region's own text is the snapshot of the copy.
                 self.snapshot = Some(text.to_owned());
-                Verdict::Relay
+                // It supersedes whatever waits to be sent.
+                self.outgoing.clear();
             }
-            Frame::Delta { .. } if self.replica.seq() == before => Verdict::Drop,
+            Frame::Delta { .. } if self.replica.seq() == before => return Verdict::Drop,
             Frame::Delta { .. } => {
                 self.snapshot = None;
-                Verdict::Relay
+                if let Some(last) = self.outgoing.last_mut() {
+                    if last.frame.join(&frame) {
+                        last.text = None;
+                        return Verdict::Relay;
+                    }
+                }
             }
         }
+        self.outgoing.push(Outgoing {
+            frame,
+            text: Some(text.to_owned()),
+        });
+        Verdict::Relay
+    }
+
+    /// The frames to send every viewer now, in order: each frame the
+    /// region sent since the last call, with deltas that follow each other
+    /// joined into one.
+    pub fn take_outgoing(&mut self) -> Vec<String> {
+        self.outgoing
+            .drain(..)
+            .filter_map(|o| o.text.or_else(|| serde_json::to_string(&o.frame).ok()))
+            .collect()
     }
 
     /// The current copy as one snapshot frame (None before the first).
@@ -347,6 +383,49 @@ mod tests {
             joined.seats(),
             viewer_of(&relay.snapshot().unwrap()).seats()
         );
+    }
+
+    #[test]
+    fn frames_that_wait_are_joined_and_a_snapshot_supersedes_them() {
+        let mut relay = Relay::new(show());
+        let first = snapshot(5, &[SeatState::Available; 3], false);
+        relay.on_upstream(&first);
+        assert_eq!(relay.take_outgoing(), vec![first.clone()]);
+        assert!(relay.take_outgoing().is_empty(), "taken once");
+        // One delta waiting goes out as the region wrote it.
+        let d6 = delta(6, 6, vec![(0, SeatState::Held)]);
+        relay.on_upstream(&d6);
+        assert_eq!(relay.take_outgoing(), vec![d6.clone()]);
+        // Three waiting go out as one frame that a viewer of seq 6 applies
+        // to reach the relay's copy.
+        let mut viewer = viewer_of(&first);
+        viewer.apply(&serde_json::from_str(&d6).unwrap()).unwrap();
+        relay.on_upstream(&delta(7, 8, vec![(1, SeatState::Held)]));
+        relay.on_upstream(&delta(9, 9, vec![(0, SeatState::Available)]));
+        relay.on_upstream(&delta(10, 12, vec![(2, SeatState::Booked)]));
+        let out = relay.take_outgoing();
+        assert_eq!(out.len(), 1, "{out:?}");
+        let joined: Frame = serde_json::from_str(&out[0]).unwrap();
+        assert!(matches!(
+            joined,
+            Frame::Delta {
+                from: 7,
+                to: 12,
+                ..
+            }
+        ));
+        viewer.apply(&joined).unwrap();
+        assert_eq!(
+            viewer.seats(),
+            viewer_of(&relay.snapshot().unwrap()).seats()
+        );
+        // A snapshot supersedes the deltas still waiting before it.
+        relay.on_upstream(&delta(13, 13, vec![(1, SeatState::Available)]));
+        let again = snapshot(20, &[SeatState::Booked; 3], true);
+        relay.on_upstream(&again);
+        let d21 = delta(21, 21, vec![(0, SeatState::Available)]);
+        relay.on_upstream(&d21);
+        assert_eq!(relay.take_outgoing(), vec![again, d21]);
     }
 
     #[test]
