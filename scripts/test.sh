@@ -24,6 +24,10 @@ fi
 # page with axe-core: install them if missing, and say where they are.
 eval "$(bash scripts/browser-toolchain.sh)"
 
+# The mail tests send real SMTP to a local catcher (aiosmtpd) they start
+# on a free port: install it if missing, and say where it is.
+eval "$(bash scripts/mail-toolchain.sh)"
+
 # Where the tests find the services. Each test creates its own database
 # from TEST_DATABASE_URL (so the role must be allowed to CREATE DATABASE)
 # and uses its own keys in TEST_REDIS_URL; tests that kill Redis start a

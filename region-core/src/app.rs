@@ -18,7 +18,7 @@ use crate::refunds::Backoff;
 use crate::shows::ShowCache;
 use crate::state::AppState;
 use crate::{
-    bookings, catalog, checkout, health, holds, live, notifier, outbox, payments, reconcile,
+    bookings, catalog, checkout, health, holds, live, mail, notifier, outbox, payments, reconcile,
     recovery, refunds, retention, seat_map, sweeper, webhook,
 };
 use anyhow::Context;
@@ -167,6 +167,12 @@ fn spawn_workers(
             shutdown.clone(),
         )));
     }
+    // Every replica sends mail: the workers claim rows, never the same.
+    background.push(tokio::spawn(mail::run(
+        db.clone(),
+        settings.mail.clone(),
+        shutdown.clone(),
+    )));
     background.push(tokio::spawn(retention::run(
         db.clone(),
         settings.retention.clone(),

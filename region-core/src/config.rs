@@ -254,6 +254,61 @@ pub struct Settings {
     /// them.
     #[command(flatten)]
     pub retention: RetentionSettings,
+
+    #[command(flatten)]
+    pub mail: MailSettings,
+}
+
+/// E-mail to buyers over SMTP (`crate::mail`).
+#[derive(Debug, Clone, Args)]
+pub struct MailSettings {
+    /// The SMTP server, as a URL: `smtp://host:25` (plain, for a local
+    /// catcher), `smtp://host:587?tls=required` (STARTTLS),
+    /// `smtps://host:465` (TLS from the start); credentials as
+    /// `smtps://user:password@host`. Unset: no e-mail is sent (what a
+    /// buyer is told is still recorded and queued, and goes out once it
+    /// is set).
+    #[arg(long, env = "REGION_SMTP_URL")]
+    pub smtp_url: Option<String>,
+
+    /// The sender (`Name <address>`); its domain ends every Message-ID.
+    #[arg(
+        long,
+        env = "REGION_MAIL_FROM",
+        default_value = "Tickets <tickets@localhost>"
+    )]
+    pub mail_from: String,
+
+    /// Where the buyer's pages are (the edge), for links in e-mail.
+    #[arg(
+        long,
+        env = "REGION_PUBLIC_URL",
+        default_value = "http://127.0.0.1:8787"
+    )]
+    pub public_url: String,
+
+    /// Messages sent at once (each its own SMTP exchange and transaction).
+    #[arg(long, env = "REGION_MAIL_WORKERS", default_value_t = 2)]
+    pub mail_workers: usize,
+
+    /// How often the mailer looks for due messages, in milliseconds.
+    #[arg(long, env = "REGION_MAIL_POLL_MS", default_value_t = 500)]
+    pub mail_poll_ms: u64,
+
+    /// First retry delay after a failed send, in milliseconds (doubles
+    /// per attempt, with jitter).
+    #[arg(long, env = "REGION_MAIL_BACKOFF_BASE_MS", default_value_t = 2000)]
+    pub mail_backoff_base_ms: u64,
+
+    /// Longest delay between attempts, in seconds.
+    #[arg(long, env = "REGION_MAIL_BACKOFF_MAX_SECS", default_value_t = 600)]
+    pub mail_backoff_max_secs: u64,
+
+    /// Attempts before a message the server keeps refusing permanently
+    /// (5xx) is given up (`failed`). Temporary failures (4xx, the server
+    /// unreachable) are retried for as long as it takes.
+    #[arg(long, env = "REGION_MAIL_MAX_PERMANENT_FAILURES", default_value_t = 3)]
+    pub mail_max_permanent_failures: u32,
 }
 
 /// Horizons of the retention job (see `retention`): what is trimmed, and
@@ -441,6 +496,18 @@ impl Settings {
             r.outbox_hours >= 1 && r.notifications_hours >= 1 && r.holds_hours >= 1,
             "REGION_RETENTION_OUTBOX_HOURS, _NOTIFICATIONS_HOURS and _HOLDS_HOURS must be at least 1",
         )?;
+        let m = &self.mail;
+        check(
+            m.mail_workers >= 1 && m.mail_poll_ms >= 1 && m.mail_backoff_base_ms >= 1,
+            "REGION_MAIL_WORKERS, REGION_MAIL_POLL_MS and REGION_MAIL_BACKOFF_BASE_MS must be at least 1",
+        )?;
+        check(
+            (m.public_url.starts_with("https://") || m.public_url.starts_with("http://"))
+                && !m.public_url.contains(['"', '\'', '<', '>', ' ']),
+            "REGION_PUBLIC_URL must be an http(s) URL (it goes into e-mail links as is)",
+        )?;
+        crate::mail::sender_domain(&m.mail_from)
+            .map_err(|e| anyhow::anyhow!("invalid configuration: REGION_MAIL_FROM: {e}"))?;
         Ok(())
     }
 

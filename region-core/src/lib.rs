@@ -36,6 +36,7 @@ pub mod holds;
 pub mod http_log;
 pub mod idempotency;
 pub mod live;
+pub mod mail;
 pub mod notifier;
 pub mod outbox;
 pub mod payments;

@@ -4,7 +4,8 @@
 //! in `notifications`, keyed by the event id, so an event delivered twice
 //! (the relay is at-least-once) is recorded once. Entries are
 //! acknowledged only after the insert commits; on restart the group's
-//! pending entries are read first.
+//! pending entries are read first. The same statement queues the e-mail
+//! a buyer is sent (`crate::mail`).
 //!
 //! Also serves `GET /v1/me/notifications`.
 
@@ -237,19 +238,32 @@ async fn record(db: &PgPool, entries: &[redis::streams::StreamId]) -> anyhow::Re
     if ids.is_empty() {
         return Ok(());
     }
-    let inserted = sqlx::query!(
-        "INSERT INTO notifications (event_id, user_id, kind, body)
-         SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::jsonb[])
-         ON CONFLICT (event_id) DO NOTHING",
+    // The e-mail to send goes in with the notification (crate::mail): an
+    // event seen before inserts neither, so it is never mailed twice.
+    // Only addresses get mail (a web buyer's user id is their e-mail).
+    let event_types: Vec<String> = crate::mail::compose::EVENT_TYPES
+        .map(str::to_owned)
+        .to_vec();
+    let inserted = sqlx::query_scalar!(
+        r#"WITH fresh AS (
+               INSERT INTO notifications (event_id, user_id, kind, body)
+               SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::jsonb[])
+               ON CONFLICT (event_id) DO NOTHING
+               RETURNING event_id, user_id, kind, body),
+           mail AS (
+               INSERT INTO outgoing_mail (event_id, kind, recipient, body)
+               SELECT event_id, kind, user_id, body FROM fresh
+                WHERE kind = ANY($5) AND user_id ~ '^[^@\s<>]+@[^@\s<>]+\.[^@\s<>]+$')
+           SELECT count(*) AS "n!" FROM fresh"#,
         &ids,
         &users,
         &kinds,
-        &bodies
+        &bodies,
+        &event_types
     )
-    .execute(db)
-    .await?
-    .rows_affected();
-    let duplicates = ids.len() as u64 - inserted;
+    .fetch_one(db)
+    .await?;
+    let duplicates = ids.len() as u64 - u64::try_from(inserted).unwrap_or(0);
     if duplicates > 0 {
         metrics::counter!("notifier_duplicates_total").increment(duplicates);
     }

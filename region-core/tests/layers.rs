@@ -26,6 +26,7 @@ const PLACES: &[(&str, usize)] = &[
     ("live::message", 1),
     ("live::history", 1),
     ("checkout::machine", 1),
+    ("mail::compose", 1),
     // Adapters: one external system each (Postgres tables, Redis, the
     // payment gateway) and the token keys.
     ("auth", 2),
@@ -54,6 +55,7 @@ const PLACES: &[(&str, usize)] = &[
     ("recovery", 3),
     ("sweeper", 3),
     ("notifier", 3),
+    ("mail", 3),
     ("retention", 3),
     ("live::snapshot", 3),
     ("live::feed", 3),

@@ -11,6 +11,7 @@ pub mod booking_number;
 pub mod breaker;
 pub mod client_ip;
 pub mod csrf;
+pub mod display;
 pub mod error;
 pub mod ids;
 pub mod live;

@@ -180,31 +180,9 @@ pub fn security_headers(origin: &str) -> Vec<(&'static str, String)> {
     ]
 }
 
-/// A currency's symbol, for the currencies a venue is likely to use.
-fn symbol(currency: &str) -> Option<&'static str> {
-    Some(match currency {
-        "INR" => "₹",
-        "USD" => "$",
-        "EUR" => "€",
-        "GBP" => "£",
-        "JPY" => "¥",
-        _ => return None,
-    })
-}
-
-/// Minor units as money: `₹250`, `₹250.50`, `$12.00` → `$12`, `CHF 3.50`.
+/// Minor units as money (`shared::display::money`), escaped for HTML.
 pub fn money(minor: i64, currency: &str) -> String {
-    let sign = if minor < 0 { "-" } else { "" };
-    let m = minor.unsigned_abs();
-    let amount = if m.is_multiple_of(100) {
-        format!("{}", m / 100)
-    } else {
-        format!("{}.{:02}", m / 100, m % 100)
-    };
-    match symbol(currency) {
-        Some(s) => format!("{sign}{s}{amount}"),
-        None => format!("{sign}{} {amount}", escape(currency)),
-    }
+    escape(&shared::display::money(minor, currency))
 }
 
 /// A venue-local RFC 3339 time (`2030-01-15T19:30:00+05:30`).
@@ -224,7 +202,7 @@ pub fn at_venue(instant: DateTime<Utc>, like: &str) -> DateTime<FixedOffset> {
 
 /// `Tue 15 Jan 2030, 19:30`.
 pub fn long_time(t: &DateTime<FixedOffset>) -> String {
-    t.format("%a %-d %b %Y, %H:%M").to_string()
+    shared::display::long_time(t)
 }
 
 /// A `<time>` element for a venue-local time, with the zone's name:

@@ -16,6 +16,7 @@ pub mod db;
 pub mod gateway;
 pub mod invariants;
 pub mod live;
+pub mod mail;
 pub mod money;
 pub mod pg_server;
 pub mod process;

@@ -1,0 +1,327 @@
+//! E-mail to buyers over real SMTP (issue 15): the region core sends to
+//! the local mail catcher (aiosmtpd, `tools/mailcatcher/catcher.py`) and
+//! these tests read the messages back and parse them.
+//!
+//! - a purchase, its cancellation and the refund make one message each,
+//!   in the venue's time zone (New York here, the test machine in UTC),
+//!   with a calendar file that parses and links that lead to the buyer's
+//!   pages; a redelivered event and a restarted consumer send nothing more;
+//! - while the SMTP server is down the booking is confirmed as usual and
+//!   its message waits; it goes out once the server is back.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use e2e::{eventually, test_settings, token, user, TestApp};
+use icalendar::{Calendar, CalendarComponent, Component};
+use mail_parser::{MessageParser, MimeHeaders};
+use reqwest::Method;
+use serde_json::Value;
+use shared::token::Role;
+use shared::CityCode;
+use testkit::api::Api;
+use testkit::mail::MailCatcher;
+use testkit::seed;
+use uuid::Uuid;
+
+const SOON: Duration = Duration::from_secs(20);
+const PUBLIC: &str = "https://tickets.example";
+
+/// A show in New York at 19:30 local time in five days, seats A1–A5 at
+/// $12.50: (show id, city, starts_at).
+async fn new_york_show(app: &TestApp) -> (String, String, DateTime<Utc>) {
+    let city = format!(
+        "ny{}",
+        Uuid::new_v4()
+            .simple()
+            .to_string()
+            .chars()
+            .filter(char::is_ascii_alphabetic)
+            .take(4)
+            .collect::<String>()
+    );
+    let op = format!("Bearer {}", token("operator-1", Role::Operator));
+    let (s, _) = app
+        .operator_post(
+            "/v1/operator/cities",
+            serde_json::json!({"code": city, "name": "New York"}),
+        )
+        .await
+        .expect("city");
+    assert!(s == 201 || s == 409, "city: {s}");
+    let api = Api::with_client(&app.url, app.http.clone());
+    let code = CityCode::parse(&city).expect("code");
+    let place = seed::ensure_place(
+        &api,
+        &op,
+        &code,
+        "Lyric Theatre",
+        "America/New_York",
+        "Main",
+        &seed::grid(1, 5, |_| "REGULAR"),
+    )
+    .await
+    .expect("place");
+    let movie = seed::create_movie(&api, &op, "Hamlet & Co", 150, "en")
+        .await
+        .expect("movie");
+    let day = (Utc::now() + chrono::Duration::days(5)).date_naive();
+    let local = day.and_hms_opt(19, 30, 0).expect("time");
+    let starts_at = chrono::TimeZone::from_local_datetime(&chrono_tz::America::New_York, &local)
+        .single()
+        .expect("one instant")
+        .with_timezone(&Utc);
+    let show = seed::create_show_in(
+        &api,
+        &op,
+        seed::NewShow {
+            screen_id: place.screen_id,
+            movie_id: movie,
+            starts_at,
+            prices: &[("REGULAR", 1250)],
+            currency: "USD",
+        },
+        shared::api::SaleMode::Open,
+    )
+    .await
+    .expect("show");
+    (show.id.to_string(), city, starts_at)
+}
+
+async fn buy(app: &TestApp, who: &str, show: &str, seats: &[&str]) -> Value {
+    let hold = app.hold_id(who, show, seats).await;
+    let a = e2e::money::checkout(
+        app,
+        &user(who),
+        &hold,
+        &Uuid::new_v4().to_string(),
+        "pm_card_ok",
+    )
+    .await
+    .expect("checkout");
+    assert_eq!(a.status, 201, "{}", a.json);
+    a.json
+}
+
+/// Waits until the catcher holds `n` messages; returns them.
+async fn wait_for(catcher: &MailCatcher, n: usize) -> Vec<Vec<u8>> {
+    let got = eventually(SOON, || async {
+        catcher.messages().map(|m| m.len() >= n).unwrap_or(false)
+    })
+    .await;
+    let messages = catcher.messages().expect("messages");
+    assert!(got, "{n} messages expected, {} arrived", messages.len());
+    messages
+}
+
+/// The outbox event id of `kind` for `booking`.
+async fn event_id(app: &TestApp, kind: &str, booking: &str) -> Uuid {
+    sqlx::query_scalar("SELECT event_id FROM outbox WHERE event_type = $1 AND aggregate_id = $2")
+        .bind(kind)
+        .bind(Uuid::parse_str(booking).expect("uuid"))
+        .fetch_one(&app.db)
+        .await
+        .expect("event")
+}
+
+/// Every `href="…"` in `html`.
+fn hrefs(html: &str) -> Vec<String> {
+    html.split("href=\"")
+        .skip(1)
+        .map(|rest| rest.split('"').next().unwrap_or_default().to_owned())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_purchase_its_cancellation_and_refund_are_mailed_once_each() {
+    let catcher = MailCatcher::start().await.expect("catcher");
+    let mut settings = test_settings().await.expect("settings");
+    settings.mail.smtp_url = Some(catcher.smtp_url());
+    settings.mail.mail_poll_ms = 100;
+    settings.mail.public_url = PUBLIC.into();
+    let app = TestApp::spawn(settings).await.expect("app");
+    let (show, city, starts_at) = new_york_show(&app).await;
+    let ann = "ann@example.com";
+    let booking = buy(&app, ann, &show, &["A1", "A2"]).await;
+    let (id, number) = (
+        booking["id"].as_str().expect("id").to_owned(),
+        booking["number"].as_str().expect("number").to_owned(),
+    );
+
+    let confirmed = wait_for(&catcher, 1).await;
+    let m = MessageParser::default()
+        .parse(&confirmed[0])
+        .expect("a message");
+    assert_eq!(
+        m.to().and_then(|a| a.first()).and_then(|a| a.address()),
+        Some(ann)
+    );
+    let event = event_id(&app, "booking.confirmed", &id).await;
+    assert_eq!(
+        m.message_id(),
+        Some(format!("{event}@localhost").as_str()),
+        "the Message-ID is the event's"
+    );
+    // The venue's local time, whatever the zone of this machine.
+    let local = starts_at.with_timezone(&chrono_tz::America::New_York);
+    let when = format!("{} (America/New_York)", shared::display::long_time(&local));
+    assert!(when.contains("19:30"), "{when}");
+    let text = m.body_text(0).expect("a text part").into_owned();
+    assert!(text.contains(&format!("When:    {when}")), "{text}");
+    assert!(text.contains("A1  Regular  $12.50"), "{text}");
+    assert!(text.contains("Total: $25"), "{text}");
+    assert!(text.contains(&number));
+    let html = m.body_html(0).expect("an HTML part").into_owned();
+    assert!(html.contains("Hamlet &amp; Co"), "escaped title");
+    // Every link leads to the buyer's booking page at the edge.
+    let links = hrefs(&html);
+    assert!(!links.is_empty(), "the confirmation links to the booking");
+    for link in &links {
+        assert_eq!(link, &format!("{PUBLIC}/c/{city}/bookings/{number}"));
+    }
+    // The calendar file parses, at the show's instant.
+    let ics = m
+        .attachments()
+        .find(|a| a.attachment_name() == Some("show.ics"))
+        .expect("show.ics attached");
+    assert!(ics
+        .content_type()
+        .is_some_and(|c| c.ctype() == "text" && c.subtype() == Some("calendar")));
+    let cal: Calendar = std::str::from_utf8(ics.contents())
+        .expect("utf-8")
+        .parse()
+        .expect("the attachment parses as iCalendar");
+    let ev = cal
+        .components
+        .iter()
+        .find_map(|c| match c {
+            CalendarComponent::Event(e) => Some(e),
+            _ => None,
+        })
+        .expect("one event");
+    assert_eq!(ev.get_summary(), Some("Hamlet & Co"));
+    assert_eq!(
+        ev.property_value("DTSTART"),
+        Some(starts_at.format("%Y%m%dT%H%M%SZ").to_string().as_str())
+    );
+
+    // Cancel: the cancellation e-mail names the refund, then the refund's.
+    let (s, c) = app
+        .send(
+            Method::POST,
+            &format!("/v1/bookings/{id}/cancel"),
+            Some(&user(ann)),
+            None,
+        )
+        .await
+        .expect("cancel");
+    assert_eq!(s, 200, "{c}");
+    let all = wait_for(&catcher, 3).await;
+    let parsed: Vec<_> = all
+        .iter()
+        .map(|raw| MessageParser::default().parse(raw).expect("message"))
+        .collect();
+    let subjects: Vec<&str> = parsed.iter().filter_map(|m| m.subject()).collect();
+    assert!(
+        subjects[1].starts_with("Cancelled: booking"),
+        "{subjects:?}"
+    );
+    assert!(
+        subjects[2].starts_with("Refund of $25 sent"),
+        "{subjects:?}"
+    );
+    let cancel_text = parsed[1].body_text(0).expect("text").into_owned();
+    assert!(
+        cancel_text.contains("We are refunding $25"),
+        "{cancel_text}"
+    );
+
+    // A redelivered event (the outbox is at-least-once) and a restarted
+    // consumer send nothing more.
+    let mut redis = app.redis().await.expect("redis");
+    let key =
+        region_core::outbox::redis_stream::stream_key(&app.settings.events_stream_prefix, &city);
+    let entries: redis::streams::StreamRangeReply = redis::cmd("XRANGE")
+        .arg(&key)
+        .arg("-")
+        .arg("+")
+        .query_async(&mut redis)
+        .await
+        .expect("xrange");
+    assert!(!entries.ids.is_empty(), "the events are in the stream");
+    for e in &entries.ids {
+        let mut cmd = redis::cmd("XADD");
+        cmd.arg(&key).arg("*");
+        for f in ["event_id", "type", "payload", "aggregate_id"] {
+            if let Some(v) = e.get::<String>(f) {
+                cmd.arg(f).arg(v);
+            }
+        }
+        let _: String = cmd.query_async(&mut redis).await.expect("xadd");
+    }
+    let app = app.restart(|_| {}).await.expect("restart");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(
+        eventually(SOON, || async {
+            app.count("SELECT count(*) FROM notifications").await >= 3
+                && app
+                    .count("SELECT count(*) FROM outgoing_mail WHERE state <> 'sent'")
+                    .await
+                    == 0
+        })
+        .await
+    );
+    assert_eq!(
+        catcher.messages().expect("messages").len(),
+        3,
+        "one per event"
+    );
+    assert_eq!(app.count("SELECT count(*) FROM outgoing_mail").await, 3);
+    app.stop().await;
+    catcher.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_smtp_outage_delays_the_mail_never_the_booking() {
+    // A catcher started and stopped: its port now refuses connections.
+    let first = MailCatcher::start().await.expect("catcher");
+    let (port, dir, url) = (first.port(), first.dir().to_owned(), first.smtp_url());
+    first.stop().await;
+    let mut settings = test_settings().await.expect("settings");
+    settings.mail.smtp_url = Some(url);
+    settings.mail.mail_poll_ms = 100;
+    settings.mail.mail_backoff_base_ms = 100;
+    settings.mail.mail_backoff_max_secs = 1;
+    let app = TestApp::spawn(settings).await.expect("app");
+    let (show, _, _) = new_york_show(&app).await;
+    let booking = buy(&app, "bo@example.com", &show, &["A3"]).await;
+    assert_eq!(booking["status"], "CONFIRMED");
+    assert!(
+        eventually(SOON, || async {
+            app.count(
+                "SELECT count(*) FROM outgoing_mail
+                  WHERE state = 'pending' AND attempts >= 2 AND last_error IS NOT NULL",
+            )
+            .await
+                == 1
+        })
+        .await,
+        "the message waits, retried"
+    );
+    // The server comes back on the same port: the message goes out.
+    let back = MailCatcher::start_in(&dir, port)
+        .await
+        .expect("catcher back");
+    let messages = wait_for(&back, 1).await;
+    assert_eq!(messages.len(), 1);
+    assert!(
+        eventually(SOON, || async {
+            app.count("SELECT count(*) FROM outgoing_mail WHERE state = 'sent'")
+                .await
+                == 1
+        })
+        .await
+    );
+    app.stop().await;
+    back.stop().await;
+}
