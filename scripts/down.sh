@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Stops what scripts/up.sh started, and only that: the edge Worker, the
-# region core, the Upstash gateway, then the sandbox payment gateway, each
-# found through its pid file in .run/. PostgreSQL and Redis are left
+# region core, the Upstash gateway, the sandbox payment gateway, then the
+# mail catcher, each found through its pid file in .run/. PostgreSQL and Redis are left
 # running: they may be shared with other work on this machine.
 set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=lib.sh
@@ -15,3 +15,7 @@ stop_service "edge" node "$REPO_ROOT/.run/edge.pid"
 stop_service "region core" region-core "$REPO_ROOT/.run/region-core.pid"
 stop_service "Upstash gateway" upstash-gateway "$REPO_ROOT/.run/upstash-gateway.pid"
 stop_service "payment gateway" sandbox-gateway "$REPO_ROOT/.run/sandbox-gateway.pid"
+# The mail catcher is a Python program: up.sh recorded its process name.
+mail_comm="$(cat "$REPO_ROOT/.run/mail-catcher.pid.comm" 2>/dev/null || echo python)"
+stop_service "mail catcher" "$mail_comm" "$REPO_ROOT/.run/mail-catcher.pid"
+rm -f "$REPO_ROOT/.run/mail-catcher.pid.comm"

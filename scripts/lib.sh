@@ -136,6 +136,26 @@ wait_ready() {
     done
 }
 
+# Like wait_ready, for a service that speaks no HTTP: until ADDR accepts
+# a TCP connection.
+#   wait_port <name> <host:port> <pid> <pid file> <log file> <timeout s>
+wait_port() {
+    local name="$1" addr="$2" pid="$3" pid_file="$4" log_file="$5" timeout="$6"
+    local deadline=$((SECONDS + timeout))
+    until (: <"/dev/tcp/${addr%:*}/${addr##*:}") 2>/dev/null; do
+        if ! kill -0 "$pid" 2>/dev/null; then
+            rm -f "$pid_file"
+            show_log_errors "$log_file"
+            die "the $name exited during start-up; full log: $log_file"
+        fi
+        if [ "$SECONDS" -ge "$deadline" ]; then
+            show_log_errors "$log_file"
+            die "the $name (pid $pid) does not accept connections on $addr after ${timeout} s; see $log_file"
+        fi
+        sleep 0.2
+    done
+}
+
 # Stops the service a pid file names, and only if that pid still runs the
 # expected program (/proc/<pid>/comm): after a reboot or a crash the
 # number may belong to something else by now. SIGTERM first (graceful

@@ -16,6 +16,9 @@
 #   7. the edge Worker in workerd (node functions/dev/serve.mjs) on
 #      127.0.0.1:8787, routing the demo cities to that region core, with
 #      the region core's JWT secret and admission-pass key;
+#   7b. a local mail catcher (tools/mailcatcher, aiosmtpd; installed by
+#      scripts/mail-toolchain.sh) on 127.0.0.1:1025, the region core's
+#      REGION_SMTP_URL, keeping every message in .run/mail/;
 #   8. the demo (tools/demo): `demo` seeds two cities through the edge, runs a
 #      flash sale through its waiting room (join before opening, admitted
 #      in order with passes, buy), shows the queue cannot be bypassed, then
@@ -58,6 +61,10 @@ EDGE_KEY_PREFIX="${EDGE_KEY_PREFIX:-demo:}"
 [ "$SANDBOX_WEBHOOK_SECRET" = "$REGION_GATEWAY_WEBHOOK_SECRET" ] ||
     die "SANDBOX_WEBHOOK_SECRET and REGION_GATEWAY_WEBHOOK_SECRET differ: the region core would refuse every webhook"
 BASE_URL="http://$REGION_LISTEN"
+MAIL_LISTEN="${MAIL_LISTEN:-127.0.0.1:1025}"
+export REGION_SMTP_URL="${REGION_SMTP_URL:-smtp://$MAIL_LISTEN}"
+export REGION_MAIL_FROM="${REGION_MAIL_FROM:-Tickets <tickets@demo.example>}"
+export REGION_PUBLIC_URL="${REGION_PUBLIC_URL:-http://$EDGE_LISTEN}"
 GATEWAY_URL="http://$SANDBOX_LISTEN"
 UPSTASH_URL="http://$UPSTASH_GATEWAY_LISTEN"
 EDGE_URL="http://$EDGE_LISTEN"
@@ -70,6 +77,9 @@ UP_PID_FILE="$RUN_DIR/upstash-gateway.pid"
 UP_LOG_FILE="$RUN_DIR/upstash-gateway.log"
 EDGE_PID_FILE="$RUN_DIR/edge.pid"
 EDGE_LOG_FILE="$RUN_DIR/edge.log"
+MAIL_PID_FILE="$RUN_DIR/mail-catcher.pid"
+MAIL_LOG_FILE="$RUN_DIR/mail-catcher.log"
+MAIL_DIR="$RUN_DIR/mail"
 READY_TIMEOUT_S=60
 
 step() { printf '\n==> %s\n' "$*"; }
@@ -118,11 +128,21 @@ require_free_port "the payment gateway" "$SANDBOX_LISTEN" SANDBOX_LISTEN
 require_free_port "the region core" "$REGION_LISTEN" REGION_LISTEN
 require_free_port "the Upstash gateway" "$UPSTASH_GATEWAY_LISTEN" UPSTASH_GATEWAY_LISTEN
 require_free_port "the edge" "$EDGE_LISTEN" EDGE_LISTEN
+require_free_port "the mail catcher" "$MAIL_LISTEN" MAIL_LISTEN
 # Started before the core, which charges through it; its webhooks go to
 # the core (delivery is retried, so the core not being up yet is fine).
 gw_pid="$(start_service "$GW_PID_FILE" "$GW_LOG_FILE" target/release/sandbox-gateway)"
 wait_ready "payment gateway" "$GATEWAY_URL/healthz" "$gw_pid" "$GW_PID_FILE" "$GW_LOG_FILE" "$READY_TIMEOUT_S"
 echo "ready: $(curl -fsS --max-time 2 "$GATEWAY_URL/healthz" || true) (webhooks to $SANDBOX_WEBHOOK_URL, fault rate ${SANDBOX_FAULT_RATE:-0})"
+
+step "Mail catcher on $MAIL_LISTEN (the region core's SMTP server; messages in .run/mail/)"
+eval "$(bash scripts/mail-toolchain.sh)"
+mail_pid="$(start_service "$MAIL_PID_FILE" "$MAIL_LOG_FILE" "$MAIL_CATCHER_PYTHON" "$MAIL_CATCHER_SCRIPT" \
+    --dir "$MAIL_DIR" --host "${MAIL_LISTEN%:*}" --port "${MAIL_LISTEN##*:}")"
+wait_port "mail catcher" "$MAIL_LISTEN" "$mail_pid" "$MAIL_PID_FILE" "$MAIL_LOG_FILE" "$READY_TIMEOUT_S"
+# down.sh checks the pid still runs this program before stopping it.
+cat "/proc/$mail_pid/comm" >"$MAIL_PID_FILE.comm"
+echo "ready: SMTP on $MAIL_LISTEN, sender $REGION_MAIL_FROM, links to $REGION_PUBLIC_URL"
 
 step "Region core on $REGION_LISTEN (charging through $REGION_GATEWAY_URL)"
 pid="$(start_service "$PID_FILE" "$LOG_FILE" target/release/region-core)"
@@ -154,7 +174,7 @@ wait_ready "edge" "$EDGE_URL/healthz" "$edge_pid" "$EDGE_PID_FILE" "$EDGE_LOG_FI
 echo "ready: $(curl -fsS --max-time 2 "$EDGE_URL/healthz" || true) (KEY_PREFIX $EDGE_KEY_PREFIX, state through $UPSTASH_URL)"
 
 step "Demo through the edge: two cities, a flash sale through the waiting room, one purchase (tools/demo)"
-if ! target/release/demo --edge "$EDGE_URL" --target "$BASE_URL" --gateway-url "$REGION_GATEWAY_URL"; then
+if ! target/release/demo --edge "$EDGE_URL" --target "$BASE_URL" --gateway-url "$REGION_GATEWAY_URL" --mail-dir "$MAIL_DIR"; then
     die "the demo failed (output above). Still running: the edge at $EDGE_URL (log: $EDGE_LOG_FILE), the region core at $BASE_URL (log: $LOG_FILE), the Upstash gateway at $UPSTASH_URL (log: $UP_LOG_FILE), the payment gateway at $GATEWAY_URL (log: $GW_LOG_FILE); scripts/down.sh stops them."
 fi
 
@@ -165,6 +185,7 @@ Running (logs in .run/; scripts/down.sh stops them all):
   the region core              $BASE_URL  pid $pid
   the Upstash gateway          $UPSTASH_URL  pid $up_pid (the edge's Redis keys start with $EDGE_KEY_PREFIX)
   the sandbox payment gateway  $GATEWAY_URL  pid $gw_pid
+  the mail catcher (SMTP)      $MAIL_LISTEN  pid $mail_pid (every e-mail sent: $MAIL_DIR/*.eml)
 Try:
   curl -i $EDGE_URL/v1/cities                                        # a cached read (X-Edge-Cache)
   AL=\$(target/release/region-core mint-token --sub alice)           # a user token

@@ -34,6 +34,8 @@ pub struct Trimmed {
     pub webhook_events: u64,
     /// `holds` rows (their `hold_seats` go with them).
     pub holds: u64,
+    /// `outgoing_mail` rows sent or given up.
+    pub outgoing_mail: u64,
 }
 
 /// A statement deleting at most `$2` rows older than `$1` hours, as an
@@ -94,6 +96,16 @@ trim_statement!(
     DELETE FROM notifications WHERE event_id IN (
         SELECT event_id FROM notifications
          WHERE created_at < now() - make_interval(hours => $1)
+         LIMIT $2)"
+);
+
+trim_statement!(
+    trim_outgoing_mail,
+    "
+    DELETE FROM outgoing_mail WHERE event_id IN (
+        SELECT event_id FROM outgoing_mail
+         WHERE state <> 'pending'
+           AND created_at < now() - make_interval(hours => $1)
          LIMIT $2)"
 );
 
@@ -178,6 +190,12 @@ pub async fn run_once(
             )
             .await?,
             holds: trim(|h, n| trim_holds(db, h, n), cfg.holds_hours, b).await?,
+            outgoing_mail: trim(
+                |h, n| trim_outgoing_mail(db, h, n),
+                cfg.notifications_hours,
+                b,
+            )
+            .await?,
         })
     }
     .await;
@@ -191,6 +209,7 @@ pub async fn run_once(
         ("notifications", trimmed.notifications),
         ("webhook_events", trimmed.webhook_events),
         ("holds", trimmed.holds),
+        ("outgoing_mail", trimmed.outgoing_mail),
     ] {
         metrics::counter!("retention_trimmed_rows_total", "table" => table).increment(n);
     }

@@ -78,6 +78,10 @@ async fn old_finished_records_are_trimmed_and_live_ones_never() {
         "UPDATE notifications SET created_at = now() - interval '400 days'",
         "UPDATE holds SET updated_at = now() - interval '30 days'",
         "UPDATE payments SET created_at = now() - interval '30 days', updated_at = now() - interval '30 days'",
+        // Two old e-mails: one sent, one still waiting for its server.
+        "INSERT INTO outgoing_mail (event_id, kind, recipient, body, state, created_at)
+         VALUES (gen_random_uuid(), 'booking.confirmed', 'a@example.com', '{}', 'sent', now() - interval '400 days'),
+                (gen_random_uuid(), 'booking.confirmed', 'b@example.com', '{}', 'pending', now() - interval '400 days')",
     ] {
         sqlx::query(sql).execute(&app.db).await.expect(sql);
     }
@@ -102,6 +106,13 @@ async fn old_finished_records_are_trimmed_and_live_ones_never() {
         "a key inside its horizon stays"
     );
     assert_eq!(trimmed.idempotency_keys, 1, "{trimmed:?}");
+    assert_eq!(trimmed.outgoing_mail, 1, "{trimmed:?}");
+    assert_eq!(
+        app.count("SELECT count(*) FROM outgoing_mail WHERE state = 'pending'")
+            .await,
+        1,
+        "mail not yet sent is never trimmed"
+    );
 
     let hold_exists = "SELECT EXISTS (SELECT 1 FROM holds WHERE id = $1::uuid)";
     assert!(

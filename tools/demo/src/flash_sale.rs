@@ -140,7 +140,7 @@ pub(super) async fn run(
         args.rate, PASS_TTL_S, GRACE_S
     );
 
-    let buyers = Buyer::many(args.users, "demo-buyer", 4, minter, edge_api)?;
+    let buyers = Buyer::many(args.users, "demo-buyer@demo.example", 4, minter, edge_api)?;
     let who: HashMap<String, (String, Api)> = buyers
         .iter()
         .map(|b| (b.id.clone(), (b.bearer.clone(), b.edge.clone())))

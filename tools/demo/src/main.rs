@@ -120,6 +120,12 @@ pub struct DemoArgs {
     )]
     pub gateway_api_key: String,
 
+    /// The local mail catcher's directory (`scripts/up.sh` passes
+    /// `.run/mail`): the buyer's e-mails are read back from it. Unset:
+    /// not checked.
+    #[arg(long, env = "DEMO_MAIL_DIR")]
+    pub mail_dir: Option<std::path::PathBuf>,
+
     /// Longest wait for the refund to land and the notifications to
     /// arrive, seconds.
     #[arg(long, default_value_t = 30)]
@@ -302,10 +308,17 @@ async fn purchase_step(
         Some(h) => {
             let gateway = Gateway::new(&args.gateway_url, &args.gateway_api_key)?;
             let wait = Duration::from_secs(args.settle_wait_secs);
-            match walkthrough::buy_and_cancel(&gateway, flash, h, checks, wait).await {
+            let mail_dir = args.mail_dir.as_deref();
+            match walkthrough::buy_and_cancel(&gateway, flash, h, checks, wait, mail_dir).await {
                 Ok(p) => format!(
-                    "purchase {}: paid {}, replay charged nothing, cancelled, {} refunded at the gateway, {} notifications",
-                    p.number, p.paid, p.refunded, p.notifications
+                    "purchase {}: paid {}, replay charged nothing, cancelled, {} refunded at the gateway, {} notifications{}",
+                    p.number,
+                    p.paid,
+                    p.refunded,
+                    p.notifications,
+                    p.emails
+                        .map(|n| format!(", {n} e-mails"))
+                        .unwrap_or_default()
                 ),
                 Err(e) => {
                     checks.record("the purchase walk-through", false, format!("{e:#}"));

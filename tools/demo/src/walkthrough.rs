@@ -8,9 +8,11 @@ use super::{money, Checks, WonHold};
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use loadgen::purchase::{self, Paid, Patience, CARD_OK};
+use mail_parser::MimeHeaders as _;
 use reqwest::StatusCode;
 use shared::api::{Booking, CancellationQuote, Notification, NotificationList, RefundView, Show};
 use std::collections::BTreeSet;
+use std::path::Path;
 use std::time::{Duration, Instant};
 use testkit::api::Method;
 use testkit::gateway::Gateway;
@@ -20,6 +22,9 @@ const POLL: Duration = Duration::from_millis(250);
 
 /// What the walk-through achieved, for the RESULT line.
 pub(super) struct Purchase {
+    /// E-mails the buyer was sent about this purchase (None: no mail
+    /// catcher to read them from).
+    pub emails: Option<usize>,
     /// The booking number.
     pub number: String,
     /// Amount paid, formatted.
@@ -50,6 +55,7 @@ pub(super) async fn buy_and_cancel(
     buyer: &WonHold,
     checks: &mut Checks,
     wait: Duration,
+    mail_dir: Option<&Path>,
 ) -> anyhow::Result<Purchase> {
     gateway.health().await?;
     let (booking, first_body, key) = hold_and_pay(show, buyer).await?;
@@ -65,7 +71,12 @@ pub(super) async fn buy_and_cancel(
         }
     };
     let notifications = notifications(buyer, &booking, refund.is_some(), wait, checks).await?;
+    let emails = match mail_dir {
+        Some(dir) => Some(emails(buyer, &booking, refund.is_some(), dir, wait, checks).await?),
+        None => None,
+    };
     Ok(Purchase {
+        emails,
         number: booking.number.to_string(),
         paid: money(booking.amount_minor, &booking.currency),
         refunded: money(refunded_minor, &booking.currency),
@@ -453,4 +464,59 @@ fn describe(n: &Notification, currency: &str) -> String {
         parts.push(format!("gateway {g}"));
     }
     parts.join(" · ")
+}
+
+/// Step 9: the e-mail the buyer was sent, read back from the local mail
+/// catcher's directory: the confirmation (with the show's calendar
+/// file), the cancellation and, when one was due, the refund's.
+async fn emails(
+    buyer: &WonHold,
+    booking: &Booking,
+    refunded: bool,
+    dir: &Path,
+    wait: Duration,
+    checks: &mut Checks,
+) -> anyhow::Result<usize> {
+    let number = booking.number.to_string();
+    let expected = if refunded { 3 } else { 2 };
+    let until = Instant::now() + wait;
+    let ours = loop {
+        let mut ours = Vec::new();
+        for raw in testkit::mail::messages_in(dir)? {
+            let Some(m) = mail_parser::MessageParser::default().parse(&raw) else {
+                continue;
+            };
+            let to_buyer = m
+                .to()
+                .and_then(|a| a.first())
+                .and_then(|a| a.address())
+                .is_some_and(|a| a == buyer.user);
+            let about_this = m.body_text(0).is_some_and(|t| t.contains(&number));
+            if to_buyer && about_this {
+                let calendar = m
+                    .attachments()
+                    .any(|a| a.attachment_name() == Some("show.ics"));
+                ours.push((m.subject().unwrap_or_default().to_owned(), calendar));
+            }
+        }
+        if ours.len() >= expected || Instant::now() >= until {
+            break ours;
+        }
+        tokio::time::sleep(POLL).await;
+    };
+    println!(
+        "   9. e-mail   to {} (over SMTP to the local mail catcher):",
+        buyer.user
+    );
+    for (subject, calendar) in &ours {
+        let ics = if *calendar { "  [+ show.ics]" } else { "" };
+        println!("               {subject}{ics}");
+    }
+    println!("               read them: {}/*.eml", dir.display());
+    checks.record(
+        "the buyer was e-mailed the confirmation (with its calendar file), the cancellation and the refund",
+        ours.len() == expected && ours.first().is_some_and(|(_, ics)| *ics),
+        format!("{} of {expected} e-mails arrived", ours.len()),
+    );
+    Ok(ours.len())
 }

@@ -173,6 +173,8 @@ pub struct Buyer {
 impl Buyer {
     /// `n` buyers named `<prefix>-<i>` (`i` zero-padded to `width`), each
     /// with a user token and the edge as seen from an address of its own.
+    /// A prefix with a domain (`buyer@demo.example`) names them as e-mail
+    /// addresses (`buyer-0001@demo.example`), which the region core mails.
     pub fn many(
         n: usize,
         prefix: &str,
@@ -182,7 +184,10 @@ impl Buyer {
     ) -> anyhow::Result<Vec<Self>> {
         (0..n)
             .map(|i| {
-                let id = format!("{prefix}-{i:0width$}");
+                let id = match prefix.split_once('@') {
+                    Some((local, domain)) => format!("{local}-{i:0width$}@{domain}"),
+                    None => format!("{prefix}-{i:0width$}"),
+                };
                 Ok(Buyer {
                     bearer: minter.bearer(&id, shared::token::Role::User)?,
                     edge: edge_api.at_ip(&crate::edge::client_ip(i)),
