@@ -288,7 +288,7 @@ pub struct MailSettings {
     pub public_url: String,
 
     /// Messages sent at once (each its own SMTP exchange and transaction).
-    #[arg(long, env = "REGION_MAIL_WORKERS", default_value_t = 2)]
+    #[arg(long, env = "REGION_MAIL_WORKERS", default_value_t = 4)]
     pub mail_workers: usize,
 
     /// How often the mailer looks for due messages, in milliseconds.

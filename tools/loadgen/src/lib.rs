@@ -26,6 +26,7 @@ pub mod edge;
 pub mod edge_world;
 pub mod flash_bench;
 pub mod holds_bench;
+pub mod mail_bench;
 pub mod openloop;
 pub mod profile;
 pub mod purchase;

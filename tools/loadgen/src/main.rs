@@ -17,7 +17,7 @@
 //! (`tools/demo`).
 
 use clap::{Parser, Subcommand};
-use loadgen::{checkout_bench, flash_bench, holds_bench, seatmap_bench, sellout};
+use loadgen::{checkout_bench, flash_bench, holds_bench, mail_bench, seatmap_bench, sellout};
 use std::process::ExitCode;
 
 #[derive(Parser)]
@@ -53,6 +53,10 @@ enum Command {
     /// out to thousands of buyers straight at the region core and again
     /// through the edge's waiting room. Prints one JSON line with --json.
     Sellout(sellout::SelloutArgs),
+    /// E-mails a second from the region core's mailer into a real SMTP
+    /// server (the local mail catcher), against the same server fed
+    /// directly. Prints one JSON line with --json.
+    Mail(mail_bench::MailArgs),
 }
 
 fn main() -> ExitCode {
@@ -78,6 +82,7 @@ fn main() -> ExitCode {
         Command::FlashSale(a) => a.run.client_threads,
         Command::Seatmap(a) => a.client_threads,
         Command::Sellout(a) => a.run.client_threads,
+        Command::Mail(a) => a.client_threads,
     };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(threads.max(1))
@@ -98,6 +103,7 @@ fn main() -> ExitCode {
             Command::FlashSale(args) => flash_bench::run(args).await,
             Command::Seatmap(args) => seatmap_bench::run(args).await,
             Command::Sellout(args) => sellout::run(args).await,
+            Command::Mail(args) => mail_bench::run(args).await,
         }
     });
     match result {
