@@ -116,13 +116,15 @@ show_log_errors() {
     tail -n 15 "$log_file" >&2 || true
 }
 
-# Waits until URL answers 2xx. Dies, showing the log's errors, if the
-# process exits first (removing its pid file) or TIMEOUT seconds pass.
-#   wait_ready <name> <url> <pid> <pid file> <log file> <timeout s>
-wait_ready() {
-    local name="$1" url="$2" pid="$3" pid_file="$4" log_file="$5" timeout="$6"
+# Waits until PROBE (a command) succeeds. Dies, showing the log's errors,
+# if the process exits first (removing its pid file) or TIMEOUT seconds
+# pass. WHERE names the address in the message.
+#   await_service <name> <where> <pid> <pid file> <log file> <timeout s> <probe...>
+await_service() {
+    local name="$1" where="$2" pid="$3" pid_file="$4" log_file="$5" timeout="$6"
+    shift 6
     local deadline=$((SECONDS + timeout))
-    until curl -fsS --max-time 2 "$url" >/dev/null 2>&1; do
+    until "$@" >/dev/null 2>&1; do
         if ! kill -0 "$pid" 2>/dev/null; then
             rm -f "$pid_file"
             show_log_errors "$log_file"
@@ -130,30 +132,24 @@ wait_ready() {
         fi
         if [ "$SECONDS" -ge "$deadline" ]; then
             show_log_errors "$log_file"
-            die "the $name (pid $pid) is not ready at $url after ${timeout} s; see $log_file (it is still running: scripts/down.sh stops it)"
-        fi
-        sleep 0.5
-    done
-}
-
-# Like wait_ready, for a service that speaks no HTTP: until ADDR accepts
-# a TCP connection.
-#   wait_port <name> <host:port> <pid> <pid file> <log file> <timeout s>
-wait_port() {
-    local name="$1" addr="$2" pid="$3" pid_file="$4" log_file="$5" timeout="$6"
-    local deadline=$((SECONDS + timeout))
-    until (: <"/dev/tcp/${addr%:*}/${addr##*:}") 2>/dev/null; do
-        if ! kill -0 "$pid" 2>/dev/null; then
-            rm -f "$pid_file"
-            show_log_errors "$log_file"
-            die "the $name exited during start-up; full log: $log_file"
-        fi
-        if [ "$SECONDS" -ge "$deadline" ]; then
-            show_log_errors "$log_file"
-            die "the $name (pid $pid) does not accept connections on $addr after ${timeout} s; see $log_file"
+            die "the $name (pid $pid) is not ready at $where after ${timeout} s; see $log_file (it is still running: scripts/down.sh stops it)"
         fi
         sleep 0.2
     done
+}
+
+# The HTTP services: ready when URL answers 2xx.
+#   wait_ready <name> <url> <pid> <pid file> <log file> <timeout s>
+wait_ready() {
+    await_service "$@" curl -fsS --max-time 2 "$2"
+}
+
+# A service that speaks no HTTP (the mail catcher): ready when HOST:PORT
+# accepts a TCP connection.
+#   wait_port <name> <host:port> <pid> <pid file> <log file> <timeout s>
+port_open() { (: <"/dev/tcp/${1%:*}/${1##*:}") 2>/dev/null; }
+wait_port() {
+    await_service "$@" port_open "$2"
 }
 
 # Stops the service a pid file names, and only if that pid still runs the

@@ -237,7 +237,6 @@ async fn with_world(
         args.fault_rate
     );
     let config = RegionCoreConfig::new(&db.url, &args.world.redis_url, &args.signing)
-        .charging_through(&gw)
         .set("REGION_GATEWAY_TIMEOUT_MS", args.gateway_timeout_ms)
         // A lock must outlive the gateway's timeout (the core refuses to
         // start otherwise); 30 s is the core's default.
@@ -250,18 +249,7 @@ async fn with_world(
         .set("REGION_REFUND_BACKOFF_BASE_MS", 100)
         .set("REGION_REFUND_BACKOFF_MAX_SECS", 1)
         .set("REGION_EVENTS_STREAM_PREFIX", streams);
-    let core = match Service::region_core(config, args.server_threads).await {
-        Ok(c) => c,
-        Err(e) => {
-            gw.stop().await;
-            return Err(e);
-        }
-    };
-    eprintln!(
-        "loadgen: region core (release binary) at {} (log {})",
-        core.url(),
-        core.log_file().display()
-    );
+    let (core, gw) = Service::region_core_over(config, args.server_threads, gw).await?;
     let gateway = Gateway::new(gw.url(), sandbox_gateway::DEFAULT_API_KEY)?;
     let result = async {
         gateway

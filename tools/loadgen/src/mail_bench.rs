@@ -152,7 +152,6 @@ async fn with_world(
     let gw = Service::sandbox_gateway(0.0, None, Some(1)).await?;
     let tag = crate::seed::short_tag();
     let config = RegionCoreConfig::new(&db.url, &args.world.redis_url, &args.signing)
-        .charging_through(&gw)
         .set("REGION_SMTP_URL", catcher.smtp_url())
         .set("REGION_MAIL_WORKERS", args.workers)
         .set("REGION_MAIL_POLL_MS", 20)
@@ -160,18 +159,7 @@ async fn with_world(
             "REGION_EVENTS_STREAM_PREFIX",
             format!("loadgen_{tag}:events"),
         );
-    let core = match Service::region_core(config, args.server_threads).await {
-        Ok(c) => c,
-        Err(e) => {
-            gw.stop().await;
-            return Err(e);
-        }
-    };
-    eprintln!(
-        "loadgen: region core at {} (log {})",
-        core.url(),
-        core.log_file().display()
-    );
+    let (core, gw) = Service::region_core_over(config, args.server_threads, gw).await?;
     let gateway = testkit::gateway::Gateway::new(gw.url(), sandbox_gateway::DEFAULT_API_KEY)?;
     let result = async {
         gateway

@@ -181,6 +181,30 @@ impl Service {
         Self::start(spec).await
     }
 
+    /// [`Self::region_core`] charging through `gw`, the sandbox gateway
+    /// started for it; if the core cannot start, `gw` is stopped too, so
+    /// nothing is left running. Returns both.
+    pub async fn region_core_over(
+        config: RegionCoreConfig,
+        threads: usize,
+        gw: Service,
+    ) -> anyhow::Result<(Self, Service)> {
+        match Self::region_core(config.charging_through(&gw), threads).await {
+            Ok(core) => {
+                eprintln!(
+                    "loadgen: region core (release binary) at {} (log {})",
+                    core.url(),
+                    core.log_file().display()
+                );
+                Ok((core, gw))
+            }
+            Err(e) => {
+                gw.stop().await;
+                Err(e)
+            }
+        }
+    }
+
     /// `target/release/sandbox-gateway` failing `fault_rate` of payments,
     /// its webhooks pointed at a region core later
     /// ([`testkit::gateway::Gateway::set_webhook`]).
