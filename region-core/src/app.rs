@@ -18,8 +18,8 @@ use crate::refunds::Backoff;
 use crate::shows::ShowCache;
 use crate::state::AppState;
 use crate::{
-    bookings, catalog, checkout, health, holds, live, mail, notifier, outbox, payments, reconcile,
-    recovery, refunds, retention, seat_map, sweeper, webhook,
+    bookings, catalog, checkins, checkout, health, holds, live, mail, notifier, outbox, payments,
+    reconcile, recovery, refunds, retention, seat_map, sweeper, webhook,
 };
 use anyhow::Context;
 use axum::extract::DefaultBodyLimit;
@@ -44,6 +44,7 @@ pub fn router(state: AppState) -> Router {
         .merge(holds::router())
         .merge(checkout::router())
         .merge(bookings::router())
+        .merge(checkins::router())
         .merge(webhook::router())
         .merge(reconcile::router())
         .merge(notifier::router())
@@ -185,6 +186,10 @@ impl Application {
     /// Connects, migrates, spawns background work and binds the listener.
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
         settings.validate()?;
+        // Checked here, not in `config` (which depends on nothing of the
+        // crate): the modules that use them parse them.
+        mail::sender_domain(&settings.mail.mail_from)
+            .map_err(|e| anyhow::anyhow!("invalid configuration: REGION_MAIL_FROM: {e}"))?;
         health::install_metrics();
         if settings.unsafe_disable_seat_protection {
             tracing::error!(
@@ -252,6 +257,10 @@ impl Application {
                 queue: settings.checkout_queue,
             },
         );
+        let tickets = Arc::new(
+            crate::tickets::TicketKeys::parse(&settings.ticket_keys)
+                .map_err(|e| anyhow::anyhow!("invalid configuration: REGION_TICKET_KEYS: {e}"))?,
+        );
         let state = AppState {
             tokens: TokenKeys::with_failure_limit(
                 &settings.signing.jwt_secret,
@@ -270,6 +279,7 @@ impl Application {
             gateway,
             outbox_kick,
             refund_kick,
+            tickets,
         };
         background.push(tokio::spawn(reconcile::run(
             state.clone(),

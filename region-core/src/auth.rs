@@ -227,6 +227,32 @@ where
     }
 }
 
+/// A request made with a staff token (door staff scanning tickets), or
+/// an operator's: operators may do what their staff do.
+#[derive(Debug, Clone)]
+pub struct Staff {
+    /// The token's `sub`.
+    pub id: String,
+}
+
+impl<S> FromRequestParts<S> for Staff
+where
+    TokenKeys: FromRef<S>,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let claims = TokenKeys::from_ref(state).verify_request(parts)?;
+        if !matches!(claims.role, Role::Staff | Role::Operator) {
+            return Err(ApiError::Forbidden(
+                "this endpoint needs a staff or operator token".into(),
+            ));
+        }
+        Ok(Staff { id: claims.sub })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

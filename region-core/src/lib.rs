@@ -26,6 +26,7 @@ pub mod auth;
 pub mod backoff;
 pub mod bookings;
 pub mod catalog;
+pub mod checkins;
 pub mod checkout;
 pub mod config;
 pub mod db;
@@ -50,6 +51,7 @@ pub mod serve;
 pub mod shows;
 pub mod state;
 pub mod sweeper;
+pub mod tickets;
 pub mod webhook;
 
 pub use app::{Application, RunningApp};

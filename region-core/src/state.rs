@@ -9,6 +9,7 @@ use crate::live::hub::Hub;
 use crate::payments::PaymentGateway;
 use crate::redis_path::RedisPath;
 use crate::shows::ShowCache;
+use crate::tickets::TicketKeys;
 use axum::extract::FromRef;
 use sqlx::PgPool;
 use std::sync::Arc;
@@ -44,6 +45,9 @@ pub struct AppState {
     /// Wakes the refund worker after a commit that created a refund.
     #[from_ref(skip)]
     pub refund_kick: Arc<Notify>,
+    /// The keys tickets are signed and checked with.
+    #[from_ref(skip)]
+    pub tickets: Arc<TicketKeys>,
 }
 
 impl AppState {

@@ -56,6 +56,7 @@ const PLACES: &[(&str, usize)] = &[
     ("sweeper", 3),
     ("notifier", 3),
     ("mail", 3),
+    ("tickets", 3),
     ("retention", 3),
     ("live::snapshot", 3),
     ("live::feed", 3),
@@ -76,6 +77,7 @@ const PLACES: &[(&str, usize)] = &[
     ("live", 4),
     ("live::socket", 4),
     ("webhook", 4),
+    ("checkins", 4),
     ("health", 4),
     ("serve", 4),
     // Wiring: builds everything and runs it.

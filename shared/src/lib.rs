@@ -20,6 +20,7 @@ pub mod redis_scripts;
 pub mod refund;
 pub mod seat;
 pub mod text;
+pub mod ticket;
 pub mod token;
 pub mod waiting_room;
 pub mod webhook_sig;

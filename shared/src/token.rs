@@ -19,6 +19,8 @@ pub enum Role {
     User,
     /// Runs venues and shows.
     Operator,
+    /// Scans tickets at a venue's doors.
+    Staff,
 }
 
 impl Role {
@@ -27,12 +29,13 @@ impl Role {
         match self {
             Self::User => "user",
             Self::Operator => "operator",
+            Self::Staff => "staff",
         }
     }
 
     /// Parses the claim's value.
     pub fn parse(s: &str) -> Option<Self> {
-        [Self::User, Self::Operator]
+        [Self::User, Self::Operator, Self::Staff]
             .into_iter()
             .find(|r| r.as_str() == s)
     }
@@ -224,7 +227,7 @@ mod tests {
 
     #[test]
     fn what_we_sign_we_verify_and_the_roles_round_trip() {
-        for role in [Role::User, Role::Operator] {
+        for role in [Role::User, Role::Operator, Role::Staff] {
             let t = sign_hs256(b"k", "alice", role, 1000, 2000).unwrap();
             let c = verify_hs256(b"k", &t, 1500, 0).unwrap();
             assert_eq!(

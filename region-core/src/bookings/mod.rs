@@ -37,6 +37,23 @@ pub fn router() -> Router<AppState> {
         .route("/v1/bookings/{id}", get(get_booking))
         .route("/v1/bookings/{id}/cancellation-quote", get(quote))
         .route("/v1/bookings/{id}/cancel", post(cancel))
+        .route("/v1/bookings/{id}/tickets", get(tickets))
+}
+
+/// `GET /v1/bookings/{id}/tickets`: the signed ticket of each seat (the
+/// owner's only; none once cancelled).
+async fn tickets(
+    State(state): State<AppState>,
+    user: User,
+    ApiPath(raw): ApiPath<String>,
+) -> Result<axum::Json<serde_json::Value>, ApiError> {
+    let mut conn = state.db.acquire().await?;
+    let head = owned_head(&mut conn, &user, &raw, false).await?;
+    let tickets = crate::tickets::for_booking(&mut conn, &state.tickets, head.id).await?;
+    Ok(axum::Json(serde_json::json!({
+        "booking_id": head.id,
+        "tickets": tickets,
+    })))
 }
 
 fn parse_ref(raw: &str) -> Result<BookingRef, ApiError> {
