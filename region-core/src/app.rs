@@ -126,6 +126,7 @@ fn spawn_workers(
     redis: &RedisPath,
     gateway: &Arc<dyn payments::PaymentGateway>,
     (outbox_kick, refund_kick): (&Arc<Notify>, &Arc<Notify>),
+    tickets: &Arc<crate::tickets::TicketKeys>,
     shutdown: &watch::Receiver<bool>,
 ) -> anyhow::Result<Vec<JoinHandle<()>>> {
     let mut background = vec![
@@ -172,6 +173,7 @@ fn spawn_workers(
     background.push(tokio::spawn(mail::run(
         db.clone(),
         settings.mail.clone(),
+        tickets.clone(),
         shutdown.clone(),
     )));
     background.push(tokio::spawn(retention::run(
@@ -230,12 +232,17 @@ impl Application {
         let outbox_kick = Arc::new(Notify::new());
         let refund_kick = Arc::new(Notify::new());
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
+        let tickets = Arc::new(
+            crate::tickets::TicketKeys::parse(&settings.ticket_keys)
+                .map_err(|e| anyhow::anyhow!("invalid configuration: REGION_TICKET_KEYS: {e}"))?,
+        );
         let mut background = spawn_workers(
             &settings,
             &db,
             &redis,
             &gateway,
             (&outbox_kick, &refund_kick),
+            &tickets,
             &shutdown_rx,
         )?;
         let reconcile_every = Duration::from_secs(settings.reconcile_interval_secs);
@@ -256,10 +263,6 @@ impl Application {
                 batch_max: settings.checkout_batch_max,
                 queue: settings.checkout_queue,
             },
-        );
-        let tickets = Arc::new(
-            crate::tickets::TicketKeys::parse(&settings.ticket_keys)
-                .map_err(|e| anyhow::anyhow!("invalid configuration: REGION_TICKET_KEYS: {e}"))?,
         );
         let state = AppState {
             tokens: TokenKeys::with_failure_limit(

@@ -27,6 +27,7 @@ const PLACES: &[(&str, usize)] = &[
     ("live::history", 1),
     ("checkout::machine", 1),
     ("mail::compose", 1),
+    ("mail::qr", 1),
     // Adapters: one external system each (Postgres tables, Redis, the
     // payment gateway) and the token keys.
     ("auth", 2),

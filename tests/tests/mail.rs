@@ -205,6 +205,31 @@ async fn a_purchase_its_cancellation_and_refund_are_mailed_once_each() {
         Some(starts_at.format("%Y%m%dT%H%M%SZ").to_string().as_str())
     );
 
+    // One scannable ticket per seat, inline: each QR code decodes to a
+    // code the shard's published keys verify, naming this booking.
+    let (_, keys) = app.get("/v1/tickets/keys").await.expect("keys");
+    let ring = shared::ticket::KeyRing::new(
+        &serde_json::from_value::<Vec<shared::ticket::PublicKey>>(keys["keys"].clone())
+            .expect("keys"),
+    )
+    .expect("ring");
+    let qrs: Vec<_> = m
+        .attachments()
+        .filter(|a| {
+            a.content_type()
+                .is_some_and(|c| c.ctype() == "image" && c.subtype() == Some("png"))
+        })
+        .collect();
+    assert_eq!(qrs.len(), 2, "one QR code per seat");
+    for qr in qrs {
+        let cid = qr.content_id().expect("inline, with a Content-ID");
+        assert!(html.contains(&format!("src=\"cid:{cid}\"")), "{cid} shown");
+        let code = scan_png(qr.contents());
+        assert!(text.contains(&code), "the text part carries the code too");
+        let ticket = ring.verify(&code).expect("a genuine ticket");
+        assert_eq!(ticket.booking_id.to_string(), id);
+    }
+
     // Cancel: the cancellation e-mail names the refund, then the refund's.
     let (s, c) = app
         .send(
@@ -324,4 +349,18 @@ async fn an_smtp_outage_delays_the_mail_never_the_booking() {
     );
     app.stop().await;
     back.stop().await;
+}
+
+/// What a QR code in a PNG says, read as a phone at the door would.
+fn scan_png(bytes: &[u8]) -> String {
+    let decoder = png::Decoder::new(std::io::Cursor::new(bytes));
+    let mut reader = decoder.read_info().expect("a PNG");
+    let mut buf = vec![0; reader.output_buffer_size()];
+    let info = reader.next_frame(&mut buf).expect("a frame");
+    assert_eq!(info.color_type, png::ColorType::Grayscale);
+    let (w, h) = (info.width as usize, info.height as usize);
+    let mut img = rqrr::PreparedImage::prepare_from_greyscale(w, h, |x, y| buf[y * w + x]);
+    let grids = img.detect_grids();
+    assert_eq!(grids.len(), 1, "one QR code in the image");
+    grids[0].decode().expect("it decodes").1
 }

@@ -62,6 +62,9 @@ pub struct Facts {
     pub refund_minor: Option<i64>,
     /// Its state as the buyer should read it ("on its way" …).
     pub refund_state: Option<String>,
+    /// The seats' signed ticket codes (seat label, code): a confirmation
+    /// shows each as a QR code.
+    pub tickets: Vec<(String, String)>,
 }
 
 /// A composed e-mail.
@@ -75,6 +78,8 @@ pub struct Letter {
     pub html: String,
     /// An iCalendar file (`show.ics`), for a confirmation.
     pub ics: Option<String>,
+    /// Inline images (Content-ID, PNG): the tickets' QR codes.
+    pub images: Vec<(String, Vec<u8>)>,
 }
 
 /// Why an e-mail could not be composed (a template or zone defect: the
@@ -87,6 +92,9 @@ pub enum ComposeError {
     /// The venue's time zone is not an IANA name.
     #[error("unknown time zone {0:?}")]
     Zone(String),
+    /// A ticket code did not fit a QR code.
+    #[error("{0}")]
+    Qr(String),
 }
 
 /// Renders e-mails; built once per process.
@@ -96,6 +104,14 @@ pub struct Composer {
     public_url: String,
     /// The sender's domain: Message-IDs and calendar UIDs end with it.
     domain: String,
+}
+
+#[derive(Serialize)]
+struct TicketLine {
+    label: String,
+    code: String,
+    cid: String,
+    side: u32,
 }
 
 #[derive(Serialize)]
@@ -174,6 +190,19 @@ impl Composer {
             })
             .collect();
         let refund = facts.refund_minor.filter(|m| *m > 0);
+        let mut images = Vec::new();
+        let mut tickets = Vec::new();
+        for (label, code) in &facts.tickets {
+            let cid = format!("ticket-{}@{}", images.len() + 1, self.domain);
+            let (png, side) = super::qr::png(code).map_err(ComposeError::Qr)?;
+            images.push((cid.clone(), png));
+            tickets.push(TicketLine {
+                label: label.clone(),
+                code: code.clone(),
+                cid,
+                side,
+            });
+        }
         let subject = match facts.kind {
             Kind::Confirmed => format!("Your tickets: {}, {}", b.title, long_time(&local)),
             Kind::Cancelled => format!("Cancelled: booking {}", b.number),
@@ -192,6 +221,7 @@ impl Composer {
             time_zone => &b.time_zone,
             number => b.number.to_string(),
             seats => seats,
+            tickets => tickets,
             total => money(b.amount_minor, &b.currency),
             refund => refund.map(|m| money(m, &b.currency)),
             refund_state => facts.refund_state.as_deref().unwrap_or("pending"),
@@ -217,6 +247,7 @@ impl Composer {
             text,
             html,
             ics,
+            images,
         })
     }
 
@@ -293,6 +324,7 @@ mod tests {
             ends_at: "2030-01-16T03:00:00Z".parse().unwrap(),
             refund_minor: Some(1875),
             refund_state: Some("pending".into()),
+            tickets: vec![("F12".into(), "code-f12".into())],
         }
     }
 
@@ -319,6 +351,13 @@ mod tests {
         let ics = l.ics.unwrap();
         assert!(ics.contains("DTSTART:20300116T003000Z"), "{ics}");
         assert!(ics.contains("UID:0190a0a0-0000-7000-8000-000000000001@tickets.example"));
+        assert_eq!(l.images.len(), 1);
+        assert!(
+            l.html.contains("src=\"cid:ticket-1@tickets.example\""),
+            "{}",
+            l.html
+        );
+        assert!(l.text.contains("F12: code-f12"), "{}", l.text);
     }
 
     #[test]

@@ -22,6 +22,7 @@
 //! say when mail is late.
 
 pub mod compose;
+pub mod qr;
 
 use std::time::Duration;
 
@@ -37,6 +38,7 @@ use uuid::Uuid;
 use crate::backoff::Backoff;
 use crate::bookings::store::load_view;
 use crate::config::MailSettings;
+use crate::tickets::{for_booking, TicketKeys};
 pub use compose::{Composer, Facts, Kind, Letter, EVENT_TYPES};
 
 /// The domain of `REGION_MAIL_FROM` (it ends every Message-ID).
@@ -61,6 +63,7 @@ pub enum Sent {
 /// Sends the queue's messages through one SMTP server.
 pub struct Mailer {
     db: PgPool,
+    tickets: std::sync::Arc<TicketKeys>,
     transport: AsyncSmtpTransport<Tokio1Executor>,
     from: Mailbox,
     composer: Composer,
@@ -78,8 +81,13 @@ struct Row {
 }
 
 impl Mailer {
-    /// A mailer for `settings` (None when `REGION_SMTP_URL` is unset).
-    pub fn new(db: PgPool, settings: &MailSettings) -> anyhow::Result<Option<Self>> {
+    /// A mailer for `settings` (None when `REGION_SMTP_URL` is unset);
+    /// confirmations carry tickets signed with `tickets`.
+    pub fn new(
+        db: PgPool,
+        settings: &MailSettings,
+        tickets: std::sync::Arc<TicketKeys>,
+    ) -> anyhow::Result<Option<Self>> {
         let Some(url) = settings.smtp_url.as_deref() else {
             return Ok(None);
         };
@@ -94,6 +102,7 @@ impl Mailer {
         let domain = from.email.domain().to_owned();
         Ok(Some(Self {
             db,
+            tickets,
             transport,
             from,
             composer: Composer::new(&settings.public_url, &domain),
@@ -195,13 +204,23 @@ impl Mailer {
 
     /// The row's message, composed from the booking as it is now.
     async fn message(&self, conn: &mut sqlx::PgConnection, row: &Row) -> anyhow::Result<Message> {
-        let facts = facts(conn, row).await?;
+        let facts = facts(conn, row, &self.tickets).await?;
         let letter = self.composer.compose(&facts, Utc::now())?;
         let to: Mailbox = row
             .recipient
             .parse()
             .with_context(|| format!("recipient {:?} is not an address", row.recipient))?;
-        let alternative = MultiPart::alternative_plain_html(letter.text, letter.html);
+        let mut alternative = MultiPart::alternative_plain_html(letter.text, letter.html);
+        if !letter.images.is_empty() {
+            // The tickets' QR codes, shown in the HTML by Content-ID.
+            let mut related = MultiPart::related().multipart(alternative);
+            for (cid, png) in letter.images {
+                related = related.singlepart(
+                    Attachment::new_inline(cid).body(png, ContentType::parse("image/png")?),
+                );
+            }
+            alternative = related;
+        }
         let body = match letter.ics {
             Some(ics) => MultiPart::mixed().multipart(alternative).singlepart(
                 Attachment::new("show.ics".to_owned()).body(
@@ -245,7 +264,11 @@ async fn give_up(
 
 /// What the row's message says, read now: a cancellation sent late still
 /// names the refund's current state.
-async fn facts(conn: &mut sqlx::PgConnection, row: &Row) -> anyhow::Result<Facts> {
+async fn facts(
+    conn: &mut sqlx::PgConnection,
+    row: &Row,
+    keys: &TicketKeys,
+) -> anyhow::Result<Facts> {
     let kind = Kind::of_event(&row.kind).with_context(|| format!("no e-mail for {}", row.kind))?;
     let booking_id: Uuid = row
         .body
@@ -274,8 +297,17 @@ async fn facts(conn: &mut sqlx::PgConnection, row: &Row) -> anyhow::Result<Facts
         ),
         Kind::Refunded => (amount("amount_minor"), Some("sent".to_owned())),
     };
+    let tickets = match kind {
+        Kind::Confirmed => for_booking(conn, keys, booking_id)
+            .await?
+            .into_iter()
+            .map(|t| (t.label, t.code))
+            .collect(),
+        _ => Vec::new(),
+    };
     Ok(Facts {
         kind,
+        tickets,
         event_id: row.event_id,
         booking,
         city: place.city_code,
@@ -309,8 +341,13 @@ async fn backlog(db: &PgPool) -> anyhow::Result<(i64, f64)> {
 
 /// Runs `settings.mail_workers` senders until `shutdown` flips; returns
 /// at once when no SMTP server is configured.
-pub async fn run(db: PgPool, settings: MailSettings, shutdown: watch::Receiver<bool>) {
-    let mailer = match Mailer::new(db.clone(), &settings) {
+pub async fn run(
+    db: PgPool,
+    settings: MailSettings,
+    tickets: std::sync::Arc<TicketKeys>,
+    shutdown: watch::Receiver<bool>,
+) {
+    let mailer = match Mailer::new(db.clone(), &settings, tickets) {
         Ok(Some(m)) => std::sync::Arc::new(m),
         Ok(None) => {
             tracing::info!(
