@@ -29,7 +29,7 @@ enum Command {
         /// The token's subject (user id).
         #[arg(long)]
         sub: String,
-        /// `user` or `operator`.
+        /// `user`, `operator` or `staff`.
         #[arg(long, default_value = "user")]
         role: String,
         /// Lifetime in seconds.
@@ -59,7 +59,7 @@ async fn main() -> anyhow::Result<()> {
             signing,
         }) => {
             let Some(role) = Role::parse(&role) else {
-                anyhow::bail!("--role must be user or operator, got {role:?}");
+                anyhow::bail!("--role must be user, operator or staff, got {role:?}");
             };
             let now = chrono::Utc::now().timestamp();
             println!(
