@@ -19,6 +19,7 @@
 //! database to audit it): it never links the region core.
 
 pub mod baselines;
+pub mod checkins_bench;
 pub mod checkout_bench;
 pub mod checks;
 pub mod crowd;

@@ -17,7 +17,9 @@
 //! (`tools/demo`).
 
 use clap::{Parser, Subcommand};
-use loadgen::{checkout_bench, flash_bench, holds_bench, mail_bench, seatmap_bench, sellout};
+use loadgen::{
+    checkins_bench, checkout_bench, flash_bench, holds_bench, mail_bench, seatmap_bench, sellout,
+};
 use std::process::ExitCode;
 
 #[derive(Parser)]
@@ -57,6 +59,10 @@ enum Command {
     /// server (the local mail catcher), against the same server fed
     /// directly. Prints one JSON line with --json.
     Mail(mail_bench::MailArgs),
+    /// Door scanning: tickets sold, then checked in by concurrent gates,
+    /// then scanned again (each a 409), against the signature check
+    /// alone. Prints one JSON line with --json.
+    Checkins(checkins_bench::CheckinsArgs),
 }
 
 fn main() -> ExitCode {
@@ -83,6 +89,7 @@ fn main() -> ExitCode {
         Command::Seatmap(a) => a.client_threads,
         Command::Sellout(a) => a.run.client_threads,
         Command::Mail(a) => a.client_threads,
+        Command::Checkins(a) => a.client_threads,
     };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(threads.max(1))
@@ -104,6 +111,7 @@ fn main() -> ExitCode {
             Command::Seatmap(args) => seatmap_bench::run(args).await,
             Command::Sellout(args) => sellout::run(args).await,
             Command::Mail(args) => mail_bench::run(args).await,
+            Command::Checkins(args) => checkins_bench::run(args).await,
         }
     });
     match result {

@@ -64,6 +64,15 @@ impl BenchCatalog {
         self.rows * usize::from(self.per_row)
     }
 
+    /// Every seat's label, row by row (`A1`, `A2`, …).
+    pub fn labels(&self) -> Vec<String> {
+        (0..self.rows)
+            .flat_map(|r| {
+                (1..=self.per_row).map(move |n| format!("{}{n}", testkit::seed::row_label(r)))
+            })
+            .collect()
+    }
+
     /// Creates `n` new shows (weeks ahead, so none starts during a run),
     /// three hours apart: a screen plays one show at a time.
     pub async fn new_shows(
