@@ -94,7 +94,7 @@ impl CheckinsReport {
 /// Runs the benchmark and prints its report.
 pub async fn run(args: CheckinsArgs) -> anyhow::Result<ExitCode> {
     anyhow::ensure!(
-        args.tickets >= 10 && args.tickets <= 5000 && args.tickets % 10 == 0,
+        args.tickets >= 10 && args.tickets <= 5000 && args.tickets.is_multiple_of(10),
         "--tickets must be a multiple of 10 within 10..=5000"
     );
     anyhow::ensure!(args.gates >= 1, "--gates must be at least 1");
@@ -214,7 +214,7 @@ async fn bench(
     let api = Api::new(url)?;
     let minter = Minter::new(&args.signing.jwt_secret);
     let op = minter.bearer("loadgen-operator", Role::Operator)?;
-    let rows = args.tickets / 50 + usize::from(args.tickets % 50 != 0);
+    let rows = args.tickets.div_ceil(50);
     let mut catalog = BenchCatalog::create(&api, &op, rows, 50, tag).await?;
     let show = catalog.new_show(&api, &op, SaleMode::Open).await?;
     let labels = catalog.labels();
