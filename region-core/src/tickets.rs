@@ -76,19 +76,7 @@ impl TicketKeys {
 }
 
 /// One booked seat's ticket.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct SeatTicket {
-    /// The ticket id (`shared::ticket::ticket_id`).
-    pub ticket_id: Uuid,
-    /// Seat id.
-    pub seat_id: Uuid,
-    /// Seat label, e.g. `F12`.
-    pub label: String,
-    /// Price category.
-    pub category: String,
-    /// The signed code (what the QR code holds).
-    pub code: String,
-}
+pub use shared::api::TicketView as SeatTicket;
 
 /// The tickets of a booking's seats, by label (a cancelled booking has
 /// none: its seats are no longer active).

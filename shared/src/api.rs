@@ -442,6 +442,30 @@ pub struct Booking {
     pub refund: Option<RefundView>,
 }
 
+/// One booked seat's signed ticket (`shared::ticket`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TicketView {
+    /// The ticket id.
+    pub ticket_id: Uuid,
+    /// Seat id.
+    pub seat_id: Uuid,
+    /// Seat label, e.g. `F12`.
+    pub label: String,
+    /// Price category.
+    pub category: String,
+    /// The signed code: what the QR code holds.
+    pub code: String,
+}
+
+/// `GET /v1/bookings/{id}/tickets`: one ticket per active seat, by label.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BookingTickets {
+    /// The booking.
+    pub booking_id: Uuid,
+    /// Its tickets (none once cancelled).
+    pub tickets: Vec<TicketView>,
+}
+
 /// `GET /v1/bookings`: the caller's bookings, newest first.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct BookingList {

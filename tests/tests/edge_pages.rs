@@ -379,6 +379,12 @@ async fn a_buyer_without_javascript_signs_in_books_and_cancels() {
     assert!(done.body.contains("You are booked"), "{}", done.body);
     assert!(done.body.contains("BMS"), "a booking number");
     assert!(
+        done.body.contains("aria-label=\"Ticket QR code for seat")
+            && done.body.contains("<svg class=\"qr\""),
+        "one QR code per seat: {}",
+        done.body
+    );
+    assert!(
         done.body.contains(&format!(", {hhmm}</time>")),
         "venue-local time"
     );

@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use chrono::{DateTime, Utc};
-use shared::api::{Booking, BookingStatus, Hold, HoldState, Show};
+use shared::api::{Booking, BookingStatus, Hold, HoldState, Show, TicketView};
 
 use super::layout::{
     at_venue, category_name, csrf_field, document, duration, escape, money, show_time,
@@ -264,14 +264,35 @@ pub fn booking_details(b: &Booking) -> String {
 }
 
 /// The confirmation page.
-pub fn render_booking(city: &str, b: &Booking, viewer: Viewer<'_>) -> String {
+pub fn render_booking(
+    city: &str,
+    b: &Booking,
+    tickets: &[TicketView],
+    viewer: Viewer<'_>,
+) -> String {
     let mut main = String::new();
     if b.status == BookingStatus::Confirmed {
-        main.push_str("<h1>You are booked</h1>\n<p>Thank you. Your tickets are confirmed; show the booking number at the venue.</p>\n");
+        main.push_str("<h1>You are booked</h1>\n<p>Thank you. Your tickets are confirmed: show the codes below at the door, one per seat (they are in your confirmation e-mail too).</p>\n");
     } else {
         main.push_str("<h1>Booking cancelled</h1>\n");
     }
     main.push_str(&booking_details(b));
+    if !tickets.is_empty() {
+        main.push_str("<h2>Your tickets</h2>\n<ul class=\"tickets\">\n");
+        for t in tickets {
+            let name = format!("Ticket QR code for seat {}", t.label);
+            let Some(svg) = super::qr::svg(&t.code, &name) else {
+                continue;
+            };
+            let _ = writeln!(
+                main,
+                "<li class=\"ticket\"><figure>{svg}<figcaption>Seat {} · {}</figcaption></figure></li>",
+                escape(&t.label),
+                escape(&category_name(&t.category))
+            );
+        }
+        main.push_str("</ul>\n");
+    }
     let _ = writeln!(
         main,
         "<p><a href=\"/bookings\">My bookings</a> · <a href=\"/c/{}\">More shows</a></p>",
@@ -378,10 +399,27 @@ pub(crate) mod tests {
 
     #[test]
     fn the_confirmation_shows_number_and_venue_time() {
-        let html = render_booking("mum", &booking(), Viewer::default());
+        let html = render_booking("mum", &booking(), &[], Viewer::default());
         assert!(html.contains("BMS20261128-MUM-000042"));
         assert!(html.contains("Tue 1 Dec 2026, 19:30</time>"));
         assert!(html.contains("Refund of ₹125: on its way."));
+        assert!(
+            !html.contains("Your tickets"),
+            "a cancelled booking has none"
+        );
+        assert_page_rules(&html);
+        let mut confirmed = booking();
+        confirmed.status = BookingStatus::Confirmed;
+        let t = TicketView {
+            ticket_id: uuid::Uuid::nil(),
+            seat_id: uuid::Uuid::nil(),
+            label: "A1".into(),
+            category: "REGULAR".into(),
+            code: "c".repeat(174),
+        };
+        let html = render_booking("mum", &confirmed, &[t], Viewer::default());
+        assert!(html.contains("aria-label=\"Ticket QR code for seat A1\""));
+        assert!(html.contains("<figcaption>Seat A1 · Regular</figcaption>"));
         assert_page_rules(&html);
     }
 }

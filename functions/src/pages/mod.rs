@@ -32,6 +32,7 @@ pub mod city;
 pub mod form;
 pub mod home;
 pub mod layout;
+pub mod qr;
 pub mod sale;
 pub mod session;
 pub mod show;

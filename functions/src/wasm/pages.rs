@@ -10,7 +10,8 @@ use std::time::Duration;
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::de::DeserializeOwned;
 use shared::api::{
-    Availability, Booking, BookingList, CancellationQuote, City, Hold, SeatMap, Show, ShowList,
+    Availability, Booking, BookingList, BookingStatus, BookingTickets, CancellationQuote, City,
+    Hold, SeatMap, Show, ShowList,
 };
 use worker::{Context, Delay, Headers, Method, Request, Response};
 
@@ -638,10 +639,26 @@ async fn booking_page(call: &Call, city: &str, booking: &str) -> Handled {
         "booking",
     )
     .await?;
+    // The tickets (QR codes) of a confirmed booking; a page without them
+    // still answers if that read fails.
+    let tickets = if b.status == BookingStatus::Confirmed {
+        read_as_user::<BookingTickets>(
+            call,
+            &me,
+            city,
+            &format!("/v1/bookings/{}/tickets", b.id),
+            "tickets",
+        )
+        .await
+        .map(|t| t.tickets)
+        .unwrap_or_default()
+    } else {
+        Vec::new()
+    };
     page(
         call,
         200,
-        checkout::render_booking(city, &b, me.viewer()),
+        checkout::render_booking(city, &b, &tickets, me.viewer()),
         &[],
     )
 }

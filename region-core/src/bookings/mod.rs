@@ -46,14 +46,14 @@ async fn tickets(
     State(state): State<AppState>,
     user: User,
     ApiPath(raw): ApiPath<String>,
-) -> Result<axum::Json<serde_json::Value>, ApiError> {
+) -> Result<axum::Json<shared::api::BookingTickets>, ApiError> {
     let mut conn = state.db.acquire().await?;
     let head = owned_head(&mut conn, &user, &raw, false).await?;
     let tickets = crate::tickets::for_booking(&mut conn, &state.tickets, head.id).await?;
-    Ok(axum::Json(serde_json::json!({
-        "booking_id": head.id,
-        "tickets": tickets,
-    })))
+    Ok(axum::Json(shared::api::BookingTickets {
+        booking_id: head.id,
+        tickets,
+    }))
 }
 
 fn parse_ref(raw: &str) -> Result<BookingRef, ApiError> {
