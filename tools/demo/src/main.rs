@@ -309,7 +309,10 @@ async fn purchase_step(
             let gateway = Gateway::new(&args.gateway_url, &args.gateway_api_key)?;
             let wait = Duration::from_secs(args.settle_wait_secs);
             let mail_dir = args.mail_dir.as_deref();
-            match walkthrough::buy_and_cancel(&gateway, flash, h, checks, wait, mail_dir).await {
+            let staff = Minter::new(&args.signing.jwt_secret).bearer("demo-door", Role::Staff)?;
+            match walkthrough::buy_and_cancel(&gateway, flash, h, checks, wait, mail_dir, &staff)
+                .await
+            {
                 Ok(p) => format!(
                     "purchase {}: paid {}, replay charged nothing, cancelled, {} refunded at the gateway, {} notifications{}",
                     p.number,

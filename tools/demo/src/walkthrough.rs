@@ -10,7 +10,9 @@ use chrono_tz::Tz;
 use loadgen::purchase::{self, Paid, Patience, CARD_OK};
 use mail_parser::MimeHeaders as _;
 use reqwest::StatusCode;
-use shared::api::{Booking, CancellationQuote, Notification, NotificationList, RefundView, Show};
+use shared::api::{
+    Booking, BookingTickets, CancellationQuote, Notification, NotificationList, RefundView, Show,
+};
 use std::collections::BTreeSet;
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -56,10 +58,12 @@ pub(super) async fn buy_and_cancel(
     checks: &mut Checks,
     wait: Duration,
     mail_dir: Option<&Path>,
+    staff: &str,
 ) -> anyhow::Result<Purchase> {
     gateway.health().await?;
     let (booking, first_body, key) = hold_and_pay(show, buyer).await?;
     show_booking(buyer, &booking, checks);
+    let unscanned = at_the_door(buyer, &booking, staff, checks).await?;
     replay(gateway, buyer, &booking, &first_body, &key, checks).await?;
     let quote = quote(buyer, &booking).await?;
     let refund = cancel(buyer, &booking, &quote, checks).await?;
@@ -70,6 +74,15 @@ pub(super) async fn buy_and_cancel(
             0
         }
     };
+    if let Some(code) = unscanned {
+        let (status, err) = scan(buyer, &booking, staff, &code).await?;
+        println!("   7b. door    after cancelling: its ticket scanned → {status} {err}");
+        checks.record(
+            "a cancelled booking's ticket is refused at the door",
+            status == 410,
+            format!("{status} {err}"),
+        );
+    }
     let notifications = notifications(buyer, &booking, refund.is_some(), wait, checks).await?;
     let emails = match mail_dir {
         Some(dir) => Some(emails(buyer, &booking, refund.is_some(), dir, wait, checks).await?),
@@ -519,4 +532,64 @@ async fn emails(
         format!("{} of {expected} e-mails arrived", ours.len()),
     );
     Ok(ours.len())
+}
+
+/// One scan at the door with a staff token: (status, error code).
+async fn scan(
+    buyer: &WonHold,
+    booking: &Booking,
+    staff: &str,
+    code: &str,
+) -> anyhow::Result<(u16, String)> {
+    let r = buyer
+        .api
+        .send(
+            Method::POST,
+            &format!("/v1/shows/{}/checkins", booking.show_id),
+            Some(staff),
+            None,
+            Some(&serde_json::json!({ "code": code, "gate": "demo-door" })),
+        )
+        .await?;
+    let body: serde_json::Value = serde_json::from_slice(&r.body).unwrap_or_default();
+    let err = body["error"]["code"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    Ok((r.status.as_u16(), err))
+}
+
+/// Step 3b: the buyer's tickets, and the first one scanned at the door
+/// (in, then refused as already in). Returns a ticket's code (another
+/// seat's when there is one), to show a cancelled booking is refused.
+async fn at_the_door(
+    buyer: &WonHold,
+    booking: &Booking,
+    staff: &str,
+    checks: &mut Checks,
+) -> anyhow::Result<Option<String>> {
+    let t: BookingTickets = buyer
+        .api
+        .get(
+            &format!("/v1/bookings/{}/tickets", booking.id),
+            Some(&buyer.bearer),
+        )
+        .await?;
+    let Some(first) = t.tickets.first() else {
+        checks.record("the booking has tickets", false, "none".into());
+        return Ok(None);
+    };
+    let (in_status, _) = scan(buyer, booking, staff, &first.code).await?;
+    let (again, err) = scan(buyer, booking, staff, &first.code).await?;
+    println!(
+        "   3b. door    {} ticket(s), signed; seat {} scanned → {in_status}, scanned again → {again} {err}",
+        t.tickets.len(),
+        first.label
+    );
+    checks.record(
+        "a ticket admits once at the door",
+        in_status == 200 && again == 409,
+        format!("{in_status}, then {again} {err}"),
+    );
+    Ok(Some(t.tickets.get(1).unwrap_or(first).code.clone()))
 }
