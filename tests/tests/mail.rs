@@ -6,8 +6,9 @@
 //!   in the venue's time zone (New York here, the test machine in UTC),
 //!   with a calendar file that parses and links that lead to the buyer's
 //!   pages; a redelivered event and a restarted consumer send nothing more;
-//! - while the SMTP server is down the booking is confirmed as usual and
-//!   its message waits; it goes out once the server is back.
+//! - while the SMTP server is down the booking is confirmed (and
+//!   cancelled) as usual and its messages wait; they go out once the
+//!   server is back, in the order their events happened.
 
 use std::time::Duration;
 
@@ -333,17 +334,51 @@ async fn an_smtp_outage_delays_the_mail_never_the_booking() {
         .await,
         "the message waits, retried"
     );
-    // The server comes back on the same port: the message goes out.
+    // Meanwhile the buyer cancels and is refunded: three messages wait.
+    let id = booking["id"].as_str().expect("id");
+    let (s, c) = app
+        .send(
+            Method::POST,
+            &format!("/v1/bookings/{id}/cancel"),
+            Some(&user("bo@example.com")),
+            None,
+        )
+        .await
+        .expect("cancel");
+    assert_eq!(s, 200, "{c}");
+    assert!(
+        eventually(SOON, || async {
+            app.count("SELECT count(*) FROM outgoing_mail WHERE state = 'pending'")
+                .await
+                == 3
+        })
+        .await,
+        "confirmation, cancellation and refund wait"
+    );
+    // The server comes back on the same port: they go out, in the order
+    // their events happened, though several senders work at once.
+    assert!(app.settings.mail.mail_workers > 1);
     let back = MailCatcher::start_in(&dir, port)
         .await
         .expect("catcher back");
-    let messages = wait_for(&back, 1).await;
-    assert_eq!(messages.len(), 1);
+    let messages = wait_for(&back, 3).await;
+    let subjects: Vec<String> = messages
+        .iter()
+        .map(|raw| {
+            MessageParser::default()
+                .parse(raw)
+                .and_then(|m| m.subject().map(str::to_owned))
+                .unwrap_or_default()
+        })
+        .collect();
+    assert!(subjects[0].starts_with("Your tickets"), "{subjects:?}");
+    assert!(subjects[1].starts_with("Cancelled"), "{subjects:?}");
+    assert!(subjects[2].starts_with("Refund of"), "{subjects:?}");
     assert!(
         eventually(SOON, || async {
             app.count("SELECT count(*) FROM outgoing_mail WHERE state = 'sent'")
                 .await
-                == 1
+                == 3
         })
         .await
     );

@@ -6,7 +6,8 @@
 //! it records, in the same statement as the notification, so an event
 //! the outbox delivers twice adds one row (its event id is the key).
 //! This module's workers, on every replica, each claim one due row
-//! (`FOR UPDATE SKIP LOCKED`), compose the message from the booking as it
+//! (`FOR UPDATE SKIP LOCKED`; a recipient's messages one at a time, in
+//! the order of their events), compose the message from the booking as it
 //! is now (`compose`), send it, and mark it sent in the transaction that
 //! held the claim. Each message's `Message-ID` is made from the event id,
 //! so the one case that can send twice (the process dies between the
@@ -121,8 +122,13 @@ impl Mailer {
         let mut tx = self.db.begin().await?;
         let row = sqlx::query_as!(
             Row,
-            "SELECT event_id, kind, recipient, body, attempts FROM outgoing_mail
+            "SELECT event_id, kind, recipient, body, attempts FROM outgoing_mail m
               WHERE state = 'pending' AND next_attempt_at <= now()
+                -- One recipient's messages in order: none while an earlier
+                -- one waits or is being sent (its row is still pending).
+                AND NOT EXISTS (
+                    SELECT 1 FROM outgoing_mail e
+                     WHERE e.state = 'pending' AND e.recipient = m.recipient AND e.seq < m.seq)
               ORDER BY next_attempt_at
               LIMIT 1
               FOR UPDATE SKIP LOCKED"

@@ -528,7 +528,7 @@ async fn emails(
     println!("               read them: {}/*.eml", dir.display());
     checks.record(
         "the buyer was e-mailed the confirmation (with its calendar file), the cancellation and the refund",
-        ours.len() == expected && ours.first().is_some_and(|(_, ics)| *ics),
+        ours.len() == expected && ours.iter().any(|(_, ics)| *ics),
         format!("{} of {expected} e-mails arrived", ours.len()),
     );
     Ok(ours.len())
