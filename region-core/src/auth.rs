@@ -200,58 +200,56 @@ where
     }
 }
 
-/// A request made with an operator token.
-#[derive(Debug, Clone)]
-pub struct Operator {
-    /// The operator's id.
-    pub id: String,
-}
-
-// Extractors need only the token keys, not the whole application state:
-// any state that can hand out its `TokenKeys` will do.
-impl<S> FromRequestParts<S> for Operator
-where
-    TokenKeys: FromRef<S>,
-    S: Send + Sync,
-{
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        let claims = TokenKeys::from_ref(state).verify_request(parts)?;
-        if claims.role != Role::Operator {
-            return Err(ApiError::Forbidden(
-                "this endpoint needs an operator token".into(),
-            ));
+/// Declares an extractor for requests whose token carries one of `roles`
+/// (any other valid token: 403 naming what is needed). Extractors need
+/// only the token keys, not the whole application state: any state that
+/// can hand out its `TokenKeys` will do.
+macro_rules! role_extractor {
+    ($(#[$doc:meta])* $name:ident, [$($role:path),+], $needs:literal) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone)]
+        pub struct $name {
+            /// The token's `sub`.
+            pub id: String,
         }
-        Ok(Operator { id: claims.sub })
-    }
-}
 
-/// A request made with a staff token (door staff scanning tickets), or
-/// an operator's: operators may do what their staff do.
-#[derive(Debug, Clone)]
-pub struct Staff {
-    /// The token's `sub`.
-    pub id: String,
-}
+        impl<S> FromRequestParts<S> for $name
+        where
+            TokenKeys: FromRef<S>,
+            S: Send + Sync,
+        {
+            type Rejection = ApiError;
 
-impl<S> FromRequestParts<S> for Staff
-where
-    TokenKeys: FromRef<S>,
-    S: Send + Sync,
-{
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        let claims = TokenKeys::from_ref(state).verify_request(parts)?;
-        if !matches!(claims.role, Role::Staff | Role::Operator) {
-            return Err(ApiError::Forbidden(
-                "this endpoint needs a staff or operator token".into(),
-            ));
+            async fn from_request_parts(
+                parts: &mut Parts,
+                state: &S,
+            ) -> Result<Self, Self::Rejection> {
+                let claims = TokenKeys::from_ref(state).verify_request(parts)?;
+                if !matches!(claims.role, $($role)|+) {
+                    return Err(ApiError::Forbidden(
+                        concat!("this endpoint needs ", $needs).into(),
+                    ));
+                }
+                Ok($name { id: claims.sub })
+            }
         }
-        Ok(Staff { id: claims.sub })
-    }
+    };
 }
+
+role_extractor!(
+    /// A request made with an operator token.
+    Operator,
+    [Role::Operator],
+    "an operator token"
+);
+
+role_extractor!(
+    /// A request made with a staff token (door staff scanning tickets),
+    /// or an operator's: operators may do what their staff do.
+    Staff,
+    [Role::Staff, Role::Operator],
+    "a staff or operator token"
+);
 
 #[cfg(test)]
 mod tests {

@@ -318,6 +318,23 @@ impl TestApp {
             .to_string())
     }
 
+    /// `who` holds `seats` and pays with the test card; the booking (the
+    /// purchase must succeed).
+    pub async fn buy(&self, who: &str, show: &str, seats: &[&str]) -> Value {
+        let hold = self.hold_id(who, show, seats).await;
+        let a = money::checkout(
+            self,
+            &user(who),
+            &hold,
+            &Uuid::new_v4().to_string(),
+            "pm_card_ok",
+        )
+        .await
+        .expect("checkout");
+        assert_eq!(a.status, 201, "{}", a.json);
+        a.json
+    }
+
     /// A hold on `seats` by `who`, which must succeed: its id.
     pub async fn hold_id(&self, who: &str, show: &str, seats: &[&str]) -> String {
         let (s, hold) = self.hold(&user(who), show, seats).await.expect("hold");

@@ -19,22 +19,6 @@ use shared::ticket::{KeyRing, OfflineScanner, OfflineVerdict, PublicKey, TicketS
 use shared::token::Role;
 use uuid::Uuid;
 
-/// Buys `seats` of `show` as `who`; the booking's JSON.
-async fn buy(app: &TestApp, who: &str, show: &str, seats: &[&str]) -> Value {
-    let hold = app.hold_id(who, show, seats).await;
-    let a = e2e::money::checkout(
-        app,
-        &user(who),
-        &hold,
-        &Uuid::new_v4().to_string(),
-        "pm_card_ok",
-    )
-    .await
-    .expect("checkout");
-    assert_eq!(a.status, 201, "{}", a.json);
-    a.json
-}
-
 /// The booking's ticket codes, by seat label.
 async fn codes(app: &TestApp, who: &str, booking: &str) -> Vec<(String, String)> {
     let (s, t) = app
@@ -76,7 +60,7 @@ async fn a_ticket_checks_in_once_and_bad_codes_are_refused() {
     let app = TestApp::default().await.expect("app");
     let show = app.seed_show(1, 5, Span::days(3)).await.expect("seed");
     let other = app.seed_show(1, 5, Span::days(4)).await.expect("seed");
-    let booking = buy(&app, "ann", &show, &["A1", "A2"]).await;
+    let booking = app.buy("ann", &show, &["A1", "A2"]).await;
     let id = booking["id"].as_str().expect("id").to_owned();
     let tickets = codes(&app, "ann", &id).await;
     assert_eq!(
@@ -145,7 +129,7 @@ async fn a_ticket_checks_in_once_and_bad_codes_are_refused() {
     );
 
     // A genuine ticket of another show.
-    let elsewhere = buy(&app, "bob", &other, &["A1"]).await;
+    let elsewhere = app.buy("bob", &other, &["A1"]).await;
     let theirs = codes(&app, "bob", elsewhere["id"].as_str().expect("id")).await;
     let (s, e) = scan(&app, &show, &theirs[0].1, "north").await;
     assert_eq!(
@@ -212,8 +196,8 @@ async fn one_ticket_at_two_gates_at_once_is_admitted_once() {
     let show = app.seed_show(1, 20, Span::days(3)).await.expect("seed");
     let seats: Vec<String> = (1..=20).map(|n| format!("A{n}")).collect();
     let refs: Vec<&str> = seats.iter().map(String::as_str).collect();
-    let booking = buy(&app, "ann", &show, &refs[..10]).await;
-    let more = buy(&app, "ann", &show, &refs[10..]).await;
+    let booking = app.buy("ann", &show, &refs[..10]).await;
+    let more = app.buy("ann", &show, &refs[10..]).await;
     let mut tickets = codes(&app, "ann", booking["id"].as_str().expect("id")).await;
     tickets.extend(codes(&app, "ann", more["id"].as_str().expect("id")).await);
     assert_eq!(tickets.len(), 20);
@@ -256,7 +240,7 @@ async fn one_ticket_at_two_gates_at_once_is_admitted_once() {
 async fn offline_gates_upload_later_and_conflicts_are_reported() {
     let app = TestApp::default().await.expect("app");
     let show = app.seed_show(1, 5, Span::days(3)).await.expect("seed");
-    let booking = buy(&app, "ann", &show, &["A1", "A2"]).await;
+    let booking = app.buy("ann", &show, &["A1", "A2"]).await;
     let tickets = codes(&app, "ann", booking["id"].as_str().expect("id")).await;
     let (_, keys) = app.get("/v1/tickets/keys").await.expect("keys");
     let keys: Vec<PublicKey> = serde_json::from_value(keys["keys"].clone()).expect("keys");

@@ -17,7 +17,6 @@ use e2e::{eventually, test_settings, token, user, TestApp};
 use icalendar::{Calendar, CalendarComponent, Component};
 use mail_parser::{MessageParser, MimeHeaders};
 use reqwest::Method;
-use serde_json::Value;
 use shared::token::Role;
 use shared::CityCode;
 use testkit::api::Api;
@@ -89,21 +88,6 @@ async fn new_york_show(app: &TestApp) -> (String, String, DateTime<Utc>) {
     (show.id.to_string(), city, starts_at)
 }
 
-async fn buy(app: &TestApp, who: &str, show: &str, seats: &[&str]) -> Value {
-    let hold = app.hold_id(who, show, seats).await;
-    let a = e2e::money::checkout(
-        app,
-        &user(who),
-        &hold,
-        &Uuid::new_v4().to_string(),
-        "pm_card_ok",
-    )
-    .await
-    .expect("checkout");
-    assert_eq!(a.status, 201, "{}", a.json);
-    a.json
-}
-
 /// Waits until the catcher holds `n` messages; returns them.
 async fn wait_for(catcher: &MailCatcher, n: usize) -> Vec<Vec<u8>> {
     let got = eventually(SOON, || async {
@@ -143,7 +127,7 @@ async fn a_purchase_its_cancellation_and_refund_are_mailed_once_each() {
     let app = TestApp::spawn(settings).await.expect("app");
     let (show, city, starts_at) = new_york_show(&app).await;
     let ann = "ann@example.com";
-    let booking = buy(&app, ann, &show, &["A1", "A2"]).await;
+    let booking = app.buy(ann, &show, &["A1", "A2"]).await;
     let (id, number) = (
         booking["id"].as_str().expect("id").to_owned(),
         booking["number"].as_str().expect("number").to_owned(),
@@ -320,7 +304,7 @@ async fn an_smtp_outage_delays_the_mail_never_the_booking() {
     settings.mail.mail_backoff_max_secs = 1;
     let app = TestApp::spawn(settings).await.expect("app");
     let (show, _, _) = new_york_show(&app).await;
-    let booking = buy(&app, "bo@example.com", &show, &["A3"]).await;
+    let booking = app.buy("bo@example.com", &show, &["A3"]).await;
     assert_eq!(booking["status"], "CONFIRMED");
     assert!(
         eventually(SOON, || async {

@@ -116,30 +116,14 @@ pub async fn run(args: CheckinsArgs) -> anyhow::Result<ExitCode> {
 }
 
 async fn with_world(args: &CheckinsArgs, db: &FreshDatabase) -> anyhow::Result<CheckinsReport> {
-    let gw = Service::sandbox_gateway(0.0, None, Some(1)).await?;
-    let tag = crate::seed::short_tag();
-    let config = RegionCoreConfig::new(&db.url, &args.world.redis_url, &args.signing).set(
-        "REGION_EVENTS_STREAM_PREFIX",
-        format!("loadgen_{tag}:events"),
-    );
-    let (core, gw) = Service::region_core_over(config, args.server_threads, gw).await?;
-    let gateway = testkit::gateway::Gateway::new(gw.url(), sandbox_gateway::DEFAULT_API_KEY)?;
-    let result = async {
-        gateway
-            .set_webhook(&format!("{}/v1/webhooks/payments", core.url()))
-            .await?;
-        bench(args, core.url(), &db.url, &tag).await
-    }
-    .await;
-    core.stop().await;
-    gw.stop().await;
-    let _ = crate::checks::delete_keys(
+    let config = RegionCoreConfig::new(&db.url, &args.world.redis_url, &args.signing);
+    Service::with_charging_core(
+        config,
+        args.server_threads,
         &args.world.redis_url,
-        &format!("loadgen_{tag}:events:*"),
-        |_| true,
+        |url, tag| async move { bench(args, &url, &db.url, &tag).await },
     )
-    .await;
-    result
+    .await
 }
 
 /// One scan's outcome and latency.

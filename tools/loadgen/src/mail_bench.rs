@@ -149,37 +149,17 @@ async fn with_world(
     db: &FreshDatabase,
     catcher: &MailCatcher,
 ) -> anyhow::Result<MailReport> {
-    let gw = Service::sandbox_gateway(0.0, None, Some(1)).await?;
-    let tag = crate::seed::short_tag();
     let config = RegionCoreConfig::new(&db.url, &args.world.redis_url, &args.signing)
         .set("REGION_SMTP_URL", catcher.smtp_url())
         .set("REGION_MAIL_WORKERS", args.workers)
-        .set("REGION_MAIL_POLL_MS", 20)
-        .set(
-            "REGION_EVENTS_STREAM_PREFIX",
-            format!("loadgen_{tag}:events"),
-        );
-    let (core, gw) = Service::region_core_over(config, args.server_threads, gw).await?;
-    let gateway = testkit::gateway::Gateway::new(gw.url(), sandbox_gateway::DEFAULT_API_KEY)?;
-    let result = async {
-        gateway
-            .set_webhook(&format!("{}/v1/webhooks/payments", core.url()))
-            .await?;
-        bench(args, core.url(), &db.url, catcher, &tag).await
-    }
-    .await;
-    core.stop().await;
-    gw.stop().await;
-    if let Err(e) = crate::checks::delete_keys(
+        .set("REGION_MAIL_POLL_MS", 20);
+    Service::with_charging_core(
+        config,
+        args.server_threads,
         &args.world.redis_url,
-        &format!("loadgen_{tag}:events:*"),
-        |_| true,
+        |url, tag| async move { bench(args, &url, &db.url, catcher, &tag).await },
     )
     .await
-    {
-        eprintln!("loadgen: warning: could not delete the run's event streams: {e:#}");
-    }
-    result
 }
 
 async fn bench(

@@ -205,6 +205,43 @@ impl Service {
         }
     }
 
+    /// A faultless sandbox gateway and a release region core charging
+    /// through it (its webhooks pointed at the core; `config`'s settings
+    /// plus the run's own event streams), for benches that only need
+    /// purchases to work: runs `bench(core url, tag)`, then stops both
+    /// and deletes the run's streams.
+    pub async fn with_charging_core<T, F, Fut>(
+        config: RegionCoreConfig,
+        threads: usize,
+        redis_url: &str,
+        bench: F,
+    ) -> anyhow::Result<T>
+    where
+        F: FnOnce(String, String) -> Fut,
+        Fut: std::future::Future<Output = anyhow::Result<T>>,
+    {
+        let gw = Self::sandbox_gateway(0.0, None, Some(1)).await?;
+        let tag = crate::seed::short_tag();
+        let streams = format!("loadgen_{tag}:events");
+        let config = config.set("REGION_EVENTS_STREAM_PREFIX", &streams);
+        let (core, gw) = Self::region_core_over(config, threads, gw).await?;
+        let result = async {
+            testkit::gateway::Gateway::new(gw.url(), sandbox_gateway::DEFAULT_API_KEY)?
+                .set_webhook(&format!("{}/v1/webhooks/payments", core.url()))
+                .await?;
+            bench(core.url().to_owned(), tag).await
+        }
+        .await;
+        core.stop().await;
+        gw.stop().await;
+        if let Err(e) =
+            crate::checks::delete_keys(redis_url, &format!("{streams}:*"), |_| true).await
+        {
+            eprintln!("loadgen: warning: could not delete the run's event streams: {e:#}");
+        }
+        result
+    }
+
     /// `target/release/sandbox-gateway` failing `fault_rate` of payments,
     /// its webhooks pointed at a region core later
     /// ([`testkit::gateway::Gateway::set_webhook`]).
