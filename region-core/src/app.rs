@@ -1,7 +1,8 @@
 //! Builds and runs the region core: connects Postgres (running migrations)
-//! and Redis, spawns the hold writers, the expiry sweeper, the Redis
-//! recovery supervisor, the refund worker, the outbox relay and notifier
-//! and reconciliation, and serves the HTTP API. `Application::build`
+//! and Redis, spawns the hold writers, the expiry sweeper, the shard's
+//! path switch (or, in the negative control, a replica's own Redis
+//! recovery), the refund worker, the outbox relay and notifier and
+//! reconciliation, and serves the HTTP API. `Application::build`
 //! binds the listener first, so tests can ask for port 0.
 
 use crate::auth::{AuthFailures, TokenKeys};
@@ -11,6 +12,7 @@ use crate::config::Settings;
 use crate::error::ApiError;
 use crate::group_commit::Sizing;
 use crate::holds::writer::{HoldWriters, WriterConfig};
+use crate::lease::{Leadership, Lease};
 use crate::outbox::redis_stream::{LazyRedis, RedisStreamSink};
 use crate::payments::http::HttpGateway;
 use crate::redis_path::RedisPath;
@@ -18,8 +20,8 @@ use crate::refunds::Backoff;
 use crate::shows::ShowCache;
 use crate::state::AppState;
 use crate::{
-    bookings, catalog, checkins, checkout, health, holds, live, mail, notifier, outbox, payments,
-    reconcile, recovery, refunds, retention, seat_map, sweeper, webhook,
+    bookings, catalog, checkins, checkout, health, holds, live, mail, notifier, outbox,
+    path_switch, payments, reconcile, recovery, refunds, retention, seat_map, sweeper, webhook,
 };
 use anyhow::Context;
 use axum::extract::DefaultBodyLimit;
@@ -136,7 +138,6 @@ fn spawn_workers(
             Duration::from_millis(settings.sweep_interval_ms),
             shutdown.clone(),
         )),
-        tokio::spawn(recovery::run(db.clone(), redis.clone(), shutdown.clone())),
         tokio::spawn(refunds::run(
             db.clone(),
             gateway.clone(),
@@ -150,6 +151,38 @@ fn spawn_workers(
             shutdown.clone(),
         )),
     ];
+    if redis.coordinated() {
+        // One replica leads the switch back to the fast path; every one
+        // follows the shard's path and reports its link.
+        let (leadership, renewer) = Leadership::spawn(
+            Lease::new(
+                db.clone(),
+                "redis-path",
+                &settings.replica_id,
+                Duration::from_millis(settings.lease_ttl_ms),
+            ),
+            Duration::from_millis(settings.lease_renew_ms),
+            shutdown.clone(),
+        );
+        background.push(renewer);
+        let follower = path_switch::Follower::new(
+            db.clone(),
+            redis.clone(),
+            leadership,
+            settings.replica_id.clone(),
+        );
+        background.push(tokio::spawn(follower.run(
+            Duration::from_millis(settings.path_sync_ms),
+            shutdown.clone(),
+        )));
+    } else {
+        // The negative control: each replica recovers on its own.
+        background.push(tokio::spawn(recovery::run(
+            db.clone(),
+            redis.clone(),
+            shutdown.clone(),
+        )));
+    }
     if settings.outbox_relay {
         let timeout = settings.redis_timeout().max(Duration::from_millis(500));
         let sink =
@@ -165,7 +198,7 @@ fn spawn_workers(
             db.clone(),
             LazyRedis::new(&settings.redis_url, timeout)?,
             settings.events_stream_prefix.clone(),
-            format!("core-{}", settings.shard_code),
+            format!("core-{}-{}", settings.shard_code, settings.replica_id),
             shutdown.clone(),
         )));
     }
@@ -186,8 +219,9 @@ fn spawn_workers(
 
 impl Application {
     /// Connects, migrates, spawns background work and binds the listener.
-    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+    pub async fn build(mut settings: Settings) -> anyhow::Result<Self> {
         settings.validate()?;
+        settings.replica_id = settings.replica_name();
         // Checked here, not in `config` (which depends on nothing of the
         // crate): the modules that use them parse them.
         mail::sender_domain(&settings.mail.mail_from)
@@ -207,6 +241,9 @@ impl Application {
         )
         .await
         .context("configuring REGION_REDIS_URL")?;
+        if !settings.unsafe_uncoordinated_redis_path {
+            redis.coordinate(path_switch::read(&db).await?);
+        }
         let writers = HoldWriters::spawn(
             writer_db.clone(),
             redis.clone(),
@@ -264,6 +301,12 @@ impl Application {
                 queue: settings.checkout_queue,
             },
         );
+        let reconcile_lease = Lease::new(
+            db.clone(),
+            "reconcile",
+            &settings.replica_id,
+            Duration::from_millis(settings.lease_ttl_ms),
+        );
         let state = AppState {
             tokens: TokenKeys::with_failure_limit(
                 &settings.signing.jwt_secret,
@@ -283,6 +326,7 @@ impl Application {
             outbox_kick,
             refund_kick,
             tickets,
+            reconcile_lease,
         };
         background.push(tokio::spawn(reconcile::run(
             state.clone(),

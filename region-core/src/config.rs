@@ -36,6 +36,28 @@ pub struct Settings {
     #[arg(long, env = "REGION_SHARD_CODE", default_value = "dev")]
     pub shard_code: String,
 
+    /// This replica's name among its shard's replicas: it holds leases
+    /// and reads its own event-stream entries under it, so keep it stable
+    /// across restarts (a pod name). Empty: `<host>-<pid>`.
+    #[arg(long, env = "REGION_REPLICA_ID", default_value = "")]
+    pub replica_id: String,
+
+    /// How long a once-per-shard job's lease lasts without renewal, in
+    /// milliseconds: a dead leader's job is taken over after at most this
+    /// plus `REGION_LEASE_RENEW_MS`.
+    #[arg(long, env = "REGION_LEASE_TTL_MS", default_value_t = 5000)]
+    pub lease_ttl_ms: u64,
+
+    /// How often leases are renewed (and, by the others, asked for), in
+    /// milliseconds; well under the TTL.
+    #[arg(long, env = "REGION_LEASE_RENEW_MS", default_value_t = 1000)]
+    pub lease_renew_ms: u64,
+
+    /// How often each replica reads the shard's hold path (Redis or
+    /// Postgres alone) and reports its link to Redis, in milliseconds.
+    #[arg(long, env = "REGION_PATH_SYNC_MS", default_value_t = 100)]
+    pub path_sync_ms: u64,
+
     /// HS256 key that user and operator JWTs are verified with.
     #[command(flatten)]
     pub signing: SigningKey,
@@ -228,6 +250,17 @@ pub struct Settings {
         hide = true
     )]
     pub unsafe_disable_seat_protection: bool,
+
+    /// Negative-control switch for tests ONLY: each replica switches
+    /// between the Redis and the Postgres-only hold path on its own
+    /// breaker, without the shard-wide switch. Never set in production.
+    #[arg(
+        long,
+        env = "REGION_UNSAFE_UNCOORDINATED_REDIS_PATH",
+        default_value_t = false,
+        hide = true
+    )]
+    pub unsafe_uncoordinated_redis_path: bool,
 
     /// A client must send its whole request header within this many
     /// milliseconds, or the connection is closed (slow-client defence).
@@ -486,6 +519,22 @@ impl Settings {
             "REGION_SHARD_CODE must be 1-8 ASCII letters or digits",
         )?;
         check(
+            self.lease_renew_ms >= 10 && self.lease_ttl_ms >= 3 * self.lease_renew_ms,
+            "REGION_LEASE_TTL_MS must be at least three REGION_LEASE_RENEW_MS (at least 10)",
+        )?;
+        check(
+            self.path_sync_ms >= 10,
+            "REGION_PATH_SYNC_MS must be at least 10",
+        )?;
+        check(
+            self.replica_id.len() <= 64
+                && self
+                    .replica_id
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b)),
+            "REGION_REPLICA_ID must be at most 64 letters, digits, '-', '_' or '.'",
+        )?;
+        check(
             self.http_header_timeout_ms >= 100 && self.http_body_timeout_ms >= 100,
             "REGION_HTTP_HEADER_TIMEOUT_MS and REGION_HTTP_BODY_TIMEOUT_MS must be at least 100",
         )?;
@@ -526,7 +575,25 @@ impl Settings {
             .map_err(|e| anyhow::anyhow!("invalid configuration: REGION_TRUSTED_PROXIES: {e}"))
     }
 
-    /// Hold lifetime.
+    /// The replica's name: `REGION_REPLICA_ID`, else `<host>-<pid>-<salt>`.
+    pub fn replica_name(&self) -> String {
+        if !self.replica_id.is_empty() {
+            return self.replica_id.clone();
+        }
+        let host = std::env::var("HOSTNAME")
+            .ok()
+            .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
+            .map(|h| h.trim().to_owned())
+            .filter(|h| !h.is_empty())
+            .unwrap_or_else(|| "region-core".into());
+        // Two replicas in one process (tests) still differ.
+        let salt = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos() & 0xffff);
+        format!("{host}-{}-{salt:04x}", std::process::id())
+    }
+
+    /// A hold's lifetime.
     pub fn hold_ttl(&self) -> Duration {
         Duration::from_secs(self.hold_ttl_secs)
     }

@@ -9,7 +9,6 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::{Json, Router};
 use shared::api::Health;
-use shared::breaker::State as BreakerState;
 use std::sync::OnceLock;
 use std::time::Duration;
 
@@ -22,11 +21,10 @@ pub fn router() -> Router<AppState> {
 }
 
 fn lock_path(state: &AppState) -> &'static str {
-    match state.redis.breaker_state() {
-        BreakerState::Closed { .. } => "redis",
-        BreakerState::Open { .. } | BreakerState::HalfOpen { .. } | BreakerState::Recovering => {
-            "postgres_only"
-        }
+    if state.redis.fast_path_available() {
+        "redis"
+    } else {
+        "postgres_only"
     }
 }
 

@@ -4,7 +4,10 @@
 //! in `notifications`, keyed by the event id, so an event delivered twice
 //! (the relay is at-least-once) is recorded once. Entries are
 //! acknowledged only after the insert commits; on restart the group's
-//! pending entries are read first. The same statement queues the e-mail
+//! pending entries are read first. Every replica is a consumer of the
+//! group under its own name (`core-<shard>-<replica>`), so they share the
+//! work; what a replica that stopped left pending is claimed by another
+//! after 30 s. The same statement queues the e-mail
 //! a buyer is sent (`crate::mail`).
 //!
 //! Also serves `GET /v1/me/notifications`.
@@ -91,7 +94,15 @@ pub struct Consumer<'a> {
     consumer: &'a str,
     keys: Vec<String>,
     keys_at: Option<std::time::Instant>,
+    claimed_at: Option<std::time::Instant>,
 }
+
+/// Entries another consumer (a replica that died, or was renamed) left
+/// unacknowledged this long are taken over.
+const ORPHANED_AFTER_MS: u64 = 30_000;
+
+/// How often orphaned entries are looked for.
+const CLAIM_EVERY: Duration = Duration::from_secs(10);
 
 impl<'a> Consumer<'a> {
     /// A consumer named `consumer` in the group.
@@ -103,6 +114,7 @@ impl<'a> Consumer<'a> {
             consumer,
             keys: Vec::new(),
             keys_at: None,
+            claimed_at: None,
         }
     }
 
@@ -149,6 +161,34 @@ impl<'a> Consumer<'a> {
         Ok(())
     }
 
+    /// Takes over what consumers that stopped left pending (every replica
+    /// is a consumer of the group, under its own name), so an event a dead
+    /// replica had read is still recorded. They are read with our own
+    /// pending entries next.
+    async fn claim_orphans(
+        &mut self,
+        conn: &mut redis::aio::MultiplexedConnection,
+    ) -> anyhow::Result<()> {
+        if self.claimed_at.is_some_and(|at| at.elapsed() < CLAIM_EVERY) {
+            return Ok(());
+        }
+        for key in &self.keys {
+            let _: redis::Value = redis::cmd("XAUTOCLAIM")
+                .arg(key)
+                .arg(GROUP)
+                .arg(self.consumer)
+                .arg(ORPHANED_AFTER_MS)
+                .arg("0-0")
+                .arg("COUNT")
+                .arg(500)
+                .arg("JUSTID")
+                .query_async(conn)
+                .await?;
+        }
+        self.claimed_at = Some(std::time::Instant::now());
+        Ok(())
+    }
+
     /// One pass over every city's stream: pending entries first, then new
     /// ones (waiting up to `block`). Returns how many entries were handled.
     pub async fn pass(&mut self, block: Duration) -> anyhow::Result<usize> {
@@ -158,8 +198,10 @@ impl<'a> Consumer<'a> {
             tokio::time::sleep(block).await;
             return Ok(0);
         }
+        self.claim_orphans(&mut conn).await?;
         let mut handled = 0;
-        // Pending (delivered to us before a crash, never acknowledged), then new.
+        // Pending (delivered to us before a crash, never acknowledged, or
+        // claimed from a dead replica), then new.
         for (start, block_ms) in [("0", None), (">", Some(block.as_millis() as u64))] {
             let mut cmd = redis::cmd("XREADGROUP");
             cmd.arg("GROUP")

@@ -15,6 +15,7 @@ use crate::checkout::machine::PaymentStatus;
 use crate::checkout::record::Unpaid;
 use crate::checkout::{record, settle};
 use crate::error::ApiError;
+use crate::lease::Term;
 use crate::payments::ChargeLookup;
 use crate::state::AppState;
 use axum::extract::State;
@@ -29,14 +30,38 @@ pub fn router() -> Router<AppState> {
     Router::new().route("/v1/operator/reconcile", post(reconcile_now))
 }
 
+/// An operator's pass waits this long for one running elsewhere to end.
+const OPERATOR_WAIT: Duration = Duration::from_secs(10);
+
 async fn reconcile_now(
     _op: Operator,
     State(state): State<AppState>,
 ) -> Result<axum::Json<ReconcileReport>, ApiError> {
-    Ok(axum::Json(reconcile_once(&state).await?))
+    let started = std::time::Instant::now();
+    loop {
+        let pass = state
+            .reconcile_lease
+            .run_pass(Duration::ZERO, |term| {
+                let state = state.clone();
+                async move { reconcile_once(&state, Some(&term)).await }
+            })
+            .await?;
+        if let Some(report) = pass {
+            return Ok(axum::Json(report));
+        }
+        if started.elapsed() >= OPERATOR_WAIT {
+            return Err(ApiError::unavailable(
+                "reconcile_running",
+                "a reconciliation pass is running on another replica; retry shortly",
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
 
-/// Runs every `interval` until `shutdown` flips.
+/// Every `interval` until `shutdown` flips, a pass under the shard's
+/// `reconcile` lease: whichever replica takes it runs the pass, fenced,
+/// and none starts another within half an interval of it.
 pub async fn run(state: AppState, interval: Duration, mut shutdown: watch::Receiver<bool>) {
     let mut tick = tokio::time::interval(interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -46,10 +71,29 @@ pub async fn run(state: AppState, interval: Duration, mut shutdown: watch::Recei
             _ = tick.tick() => {}
             _ = shutdown.changed() => return,
         }
-        if let Err(e) = reconcile_once(&state).await {
+        let pass = state
+            .reconcile_lease
+            .run_pass(interval / 2, |term| {
+                let state = state.clone();
+                async move { reconcile_once(&state, Some(&term)).await }
+            })
+            .await;
+        if let Err(e) = pass {
             tracing::warn!(error = ?e, "reconciliation pass failed");
         }
     }
+}
+
+/// A transaction for one repair, fenced by `term` when there is one.
+async fn begin_fenced<'c>(
+    state: &'c AppState,
+    term: Option<&Term>,
+) -> anyhow::Result<sqlx::Transaction<'c, sqlx::Postgres>> {
+    let mut tx = state.db.begin().await?;
+    if let Some(term) = term {
+        term.fence(&mut tx).await?;
+    }
+    Ok(tx)
 }
 
 fn count(report: &ReconcileReport) {
@@ -66,8 +110,14 @@ fn count(report: &ReconcileReport) {
     }
 }
 
-/// One pass over unsettled payments older than the grace period.
-pub async fn reconcile_once(state: &AppState) -> anyhow::Result<ReconcileReport> {
+/// One pass over unsettled payments older than the grace period. With a
+/// `term`, every repair's transaction first checks that the term still
+/// holds the `reconcile` lease (a replica that paused past it writes
+/// nothing).
+pub async fn reconcile_once(
+    state: &AppState,
+    term: Option<&Term>,
+) -> anyhow::Result<ReconcileReport> {
     let grace = state.settings.reconcile_grace_secs as f64;
     let stuck = sqlx::query!(
         r#"SELECT id, status AS "status: PaymentStatus" FROM payments
@@ -89,7 +139,7 @@ pub async fn reconcile_once(state: &AppState) -> anyhow::Result<ReconcileReport>
                 Ok(ChargeLookup::Succeeded { gateway_id }) => {
                     // Recorded and settled in one transaction.
                     let ctx = state.settle_ctx();
-                    let mut tx = state.db.begin().await?;
+                    let mut tx = begin_fenced(state, term).await?;
                     let settled =
                         settle::confirm_in(&ctx, &mut tx, payment_id, Some(&gateway_id)).await?;
                     tx.commit().await?;
@@ -98,7 +148,7 @@ pub async fn reconcile_once(state: &AppState) -> anyhow::Result<ReconcileReport>
                     continue;
                 }
                 Ok(ChargeLookup::Failed { gateway_id, code }) => {
-                    let mut tx = state.db.begin().await?;
+                    let mut tx = begin_fenced(state, term).await?;
                     if record::record_failure(&mut tx, payment_id, Some(&gateway_id), &code)
                         .await?
                         .is_some()
@@ -111,7 +161,7 @@ pub async fn reconcile_once(state: &AppState) -> anyhow::Result<ReconcileReport>
                 Ok(ChargeLookup::NotFound) => {
                     // Never charged, and the gateway now refuses the
                     // reference, so the lost request cannot charge later.
-                    let mut tx = state.db.begin().await?;
+                    let mut tx = begin_fenced(state, term).await?;
                     if record::finish_unpaid(
                         &mut tx,
                         payment_id,
@@ -134,8 +184,12 @@ pub async fn reconcile_once(state: &AppState) -> anyhow::Result<ReconcileReport>
                 }
             }
         }
-        let settled = settle::settle(&state.settle_ctx(), &state.db, payment_id).await?;
-        count_settlement(&mut report, &settled);
+        let ctx = state.settle_ctx();
+        let mut tx = begin_fenced(state, term).await?;
+        let settled = settle::settle_in(&ctx, &mut tx, payment_id).await?;
+        tx.commit().await?;
+        settle::after_commit(&ctx, std::slice::from_ref(&settled)).await;
+        count_settlement(&mut report, &settled.settlement);
     }
     state.outbox_kick.notify_one();
     count(&report);

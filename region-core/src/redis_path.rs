@@ -12,6 +12,7 @@ use redis::Script;
 use shared::breaker::{Admission, Breaker, State as BreakerState};
 use shared::{SeatState, ShowId};
 use std::future::Future;
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 use uuid::Uuid;
@@ -99,6 +100,13 @@ struct Inner {
     // across an `.await`.
     conn: RwLock<Option<ConnectionManager>>,
     breaker: Mutex<Breaker>,
+    /// Whether the shard's replicas switch paths together
+    /// (`crate::path_switch`); false only for the negative control, where
+    /// each follows its own breaker.
+    coordinated: AtomicBool,
+    /// The shard's path generation as last seen (even: the fast path is
+    /// on; odd: Postgres alone). Only grows.
+    generation: AtomicI64,
     /// The breaker's clock: monotonic milliseconds from here.
     epoch: Instant,
     timeout: Duration,
@@ -121,6 +129,8 @@ impl RedisPath {
                 client,
                 conn: RwLock::new(None),
                 breaker: Mutex::new(breaker),
+                coordinated: AtomicBool::new(false),
+                generation: AtomicI64::new(0),
                 epoch: Instant::now(),
                 timeout,
                 acquire: Script::new(ACQUIRE_LUA),
@@ -172,9 +182,60 @@ impl RedisPath {
         self.inner.breaker.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Whether holds may take the fast path now.
+    /// Whether holds may take the fast path now: this replica reaches
+    /// Redis and, when replicas coordinate, the shard is on the fast path.
     pub fn fast_path_available(&self) -> bool {
-        self.breaker().is_closed()
+        self.breaker().is_closed() && self.shard_on_fast_path()
+    }
+
+    /// Follow the shard's path switch from now on, starting at
+    /// `generation` (read from Postgres at start-up).
+    pub fn coordinate(&self, generation: i64) {
+        self.inner.generation.store(generation, Ordering::SeqCst);
+        self.inner.coordinated.store(true, Ordering::SeqCst);
+    }
+
+    /// Whether this replica follows the shard's path switch.
+    pub fn coordinated(&self) -> bool {
+        self.inner.coordinated.load(Ordering::SeqCst)
+    }
+
+    /// The shard's path generation as last seen.
+    pub fn generation(&self) -> i64 {
+        self.inner.generation.load(Ordering::SeqCst)
+    }
+
+    /// Records a generation read from Postgres (never goes back). A
+    /// replica waiting in `Recovering` for the shard's switch back closes
+    /// its breaker when it sees it: the leader re-asserted for everyone.
+    pub fn observe_generation(&self, generation: i64) {
+        let before = self
+            .inner
+            .generation
+            .fetch_max(generation, Ordering::SeqCst);
+        if generation > before
+            && generation % 2 == 0
+            && self.coordinated()
+            && self.breaker_state() == BreakerState::Recovering
+        {
+            self.finish_recovery();
+        }
+    }
+
+    /// Whether the shard is on the fast path (always, uncoordinated).
+    pub fn shard_on_fast_path(&self) -> bool {
+        !self.coordinated() || self.generation() % 2 == 0
+    }
+
+    /// One PING through the breaker (a failure counts towards opening
+    /// it): keeps this replica's view of its link honest while no hold
+    /// uses Redis.
+    pub async fn ping(&self) -> Result<(), RedisFailure> {
+        self.run(Gate::UnlessOpen, |mut c| async move {
+            redis::cmd("PING").query_async::<String>(&mut c).await
+        })
+        .await
+        .map(|_| ())
     }
 
     /// The breaker's state (for health and tests).

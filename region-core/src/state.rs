@@ -5,6 +5,7 @@ use crate::auth::TokenKeys;
 use crate::checkout::jobs::CheckoutWriters;
 use crate::config::Settings;
 use crate::holds::writer::HoldWriters;
+use crate::lease::Lease;
 use crate::live::hub::Hub;
 use crate::payments::PaymentGateway;
 use crate::redis_path::RedisPath;
@@ -48,6 +49,9 @@ pub struct AppState {
     /// The keys tickets are signed and checked with.
     #[from_ref(skip)]
     pub tickets: Arc<TicketKeys>,
+    /// The shard's `reconcile` lease, as this replica asks for it.
+    #[from_ref(skip)]
+    pub reconcile_lease: Lease,
 }
 
 impl AppState {

@@ -41,6 +41,7 @@ const PLACES: &[(&str, usize)] = &[
     ("payments::http", 2),
     ("shows", 2),
     ("group_commit", 2),
+    ("lease", 2),
     // Services: the work, across adapters; `state` bundles their parts.
     ("state", 3),
     ("holds::rules", 3),
@@ -54,6 +55,7 @@ const PLACES: &[(&str, usize)] = &[
     ("refunds", 3),
     ("reconcile", 3),
     ("recovery", 3),
+    ("path_switch", 3),
     ("sweeper", 3),
     ("notifier", 3),
     ("mail", 3),

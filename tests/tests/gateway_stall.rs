@@ -64,7 +64,7 @@ async fn a_stalled_gateway_never_turns_a_charge_into_an_abandoned_payment() {
     // Past the grace, reconciliation looks while the gateway is frozen: it
     // cannot know, so it leaves the payment open.
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    let report = reconcile::reconcile_once(&replica.state)
+    let report = reconcile::reconcile_once(&replica.state, None)
         .await
         .expect("reconcile");
     assert_eq!(report.abandoned, 0, "{report:?}");
@@ -81,7 +81,7 @@ async fn a_stalled_gateway_never_turns_a_charge_into_an_abandoned_payment() {
     .await;
     let answer = last.into_inner().expect("lock").expect("an answer");
     assert!(settled, "the retry settles: {:?}", answer.json);
-    reconcile::reconcile_once(&replica.state)
+    reconcile::reconcile_once(&replica.state, None)
         .await
         .expect("reconcile");
 

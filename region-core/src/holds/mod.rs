@@ -26,9 +26,10 @@ use axum::Router;
 use chrono::{DateTime, Utc};
 use rules::{hold_view, not_active_error, parse_hold_id, show_started};
 use shared::api::{CreateHold, Hold, HoldState, SaleMode};
+use shared::breaker::State as BreakerState;
 use shared::seat::{parse_seat_list, SeatError};
 use shared::{HoldId, SeatState, ShowId};
-use store::{NewHold, StoredHold};
+use store::{HoldPath, NewHold, StoredHold};
 use uuid::Uuid;
 use writer::Outcome;
 
@@ -236,6 +237,8 @@ async fn take_hold(
         ordinals: seats.iter().map(|s| s.ordinal).collect(),
         expires_at: truncate_ms(now + state.settings.hold_ttl()),
         admission_pass_id,
+        // Set by each attempt to place it.
+        path: HoldPath::Postgres { generation: 0 },
     };
     let sorted_labels: Vec<String> = seats.iter().map(|s| s.label.clone()).collect();
     let started = std::time::Instant::now();
@@ -261,32 +264,74 @@ async fn take_hold(
     })
 }
 
+/// Why one attempt to place a hold did not.
+enum Placement {
+    /// The answer for the caller.
+    Refused(ApiError),
+    /// The shard switched paths under the hold: try again.
+    PathChanged,
+}
+
+impl From<ApiError> for Placement {
+    fn from(e: ApiError) -> Self {
+        Self::Refused(e)
+    }
+}
+
+/// Attempts at placing a hold while the shard switches paths under it
+/// (each switch is one transaction, so a second attempt almost always
+/// lands).
+const PLACE_ATTEMPTS: usize = 3;
+
 /// Takes the seats: Redis then group commit, or Postgres alone when the
-/// breaker is open (or Redis fails on this very request). Returns which
-/// path served the hold.
+/// shard is on the Postgres-only path. Returns which path served the hold.
 async fn place_hold(
     state: &AppState,
     layout: &ShowLayout,
     hold: &NewHold,
     labels: &[String],
 ) -> Result<&'static str, ApiError> {
+    for _ in 0..PLACE_ATTEMPTS {
+        match place_once(state, layout, hold.clone(), labels).await {
+            Ok(path) => return Ok(path),
+            Err(Placement::Refused(e)) => return Err(e),
+            Err(Placement::PathChanged) => {}
+        }
+    }
+    Err(ApiError::unavailable(
+        "hold_path_switching",
+        "the shard is switching between its Redis and Postgres hold paths; retry shortly",
+    ))
+}
+
+/// One attempt of [`place_hold`], on the path the shard is on now.
+async fn place_once(
+    state: &AppState,
+    layout: &ShowLayout,
+    mut hold: NewHold,
+    labels: &[String],
+) -> Result<&'static str, Placement> {
     let protect = !state.settings.unsafe_disable_seat_protection;
     let label_refs: Vec<&str> = labels.iter().map(String::as_str).collect();
     let ttl = state.settings.hold_ttl();
+    let redis = &state.redis;
     if !protect {
-        return group_commit(state, layout, hold, None)
+        hold.path = HoldPath::Postgres {
+            generation: redis.generation(),
+        };
+        return group_commit(state, layout, &hold, None)
             .await
             .map(|_| "unprotected");
     }
-    let mut redis_failed = false;
-    if state.redis.fast_path_available() {
-        match state
-            .redis
+    if redis.fast_path_available() {
+        let generation = redis.generation();
+        hold.path = HoldPath::Redis { generation };
+        match redis
             .acquire(layout.id, &label_refs, hold.hold_id, ttl)
             .await
         {
             Ok(taken) if taken.is_empty() => {
-                return group_commit(state, layout, hold, Some(&label_refs))
+                return group_commit(state, layout, &hold, Some(&label_refs))
                     .await
                     .map(|_| "redis");
             }
@@ -296,38 +341,55 @@ async fn place_hold(
                     .into_iter()
                     .filter_map(|i| labels.get(i).cloned())
                     .collect();
-                return Err(seats_unavailable(taken));
+                return Err(seats_unavailable(taken).into());
+            }
+            // One failed call: the breaker may still be closed. With the
+            // shard on the fast path the hold stays a Redis-path hold
+            // (Postgres decides it; its keys are asserted after).
+            Err(e) if redis.coordinated() && redis.fast_path_available() => {
+                tracing::warn!(error = %e, "redis lock failed; Postgres decides this hold");
+                group_commit(state, layout, &hold, Some(&label_refs)).await?;
+                let _ = redis
+                    .assert_hold(layout.id, &label_refs, hold.hold_id, ttl)
+                    .await;
+                return Ok("redis");
             }
             Err(e) => {
                 tracing::warn!(error = %e, "redis lock failed; using the Postgres-only path");
-                redis_failed = true;
+                let _ = redis.release(layout.id, &label_refs, hold.hold_id).await;
             }
         }
     }
-    let result = postgres_only(state, layout, hold).await;
-    // Keep Redis in step where it answers: a hold written through Postgres
-    // alone is asserted in Redis (so the fast path refuses its seats up
-    // front); a refused one gives back any key a timed-out lock call may
-    // still have set.
-    match &result {
-        Ok(()) => {
-            if let Err(e) = state
-                .redis
-                .assert_hold(layout.id, &label_refs, hold.hold_id, ttl)
+    // This replica lost Redis while the shard is on the fast path: switch
+    // the whole shard first, so no replica takes holds through Redis
+    // while this one writes without it.
+    if redis.coordinated() && redis.shard_on_fast_path() {
+        if redis.breaker_state() == BreakerState::Recovering {
+            // Waiting for a switch back that has happened: the fast path.
+            redis.finish_recovery();
+            return Err(Placement::PathChanged);
+        }
+        let reason = format!("{} cannot reach redis", state.settings.replica_id);
+        let generation =
+            crate::path_switch::mark_down(&state.db, &state.settings.replica_id, &reason)
                 .await
-            {
-                tracing::debug!(error = %e, "postgres-only hold not asserted in redis; recovery will");
-            }
-        }
-        Err(_) if redis_failed => {
-            let _ = state
-                .redis
-                .release(layout.id, &label_refs, hold.hold_id)
-                .await;
-        }
-        Err(_) => {}
+                .map_err(ApiError::from)?;
+        redis.observe_generation(generation);
     }
-    result.map(|_| "postgres_only")
+    hold.path = HoldPath::Postgres {
+        generation: redis.generation(),
+    };
+    postgres_only(state, layout, &hold).await?;
+    // Keep Redis in step where it answers: a hold written through
+    // Postgres alone is asserted in Redis (so the fast path refuses its
+    // seats up front; the switch back re-asserts every live hold anyway).
+    if let Err(e) = redis
+        .assert_hold(layout.id, &label_refs, hold.hold_id, ttl)
+        .await
+    {
+        tracing::debug!(error = %e, "postgres-only hold not asserted in redis; recovery will");
+    }
+    Ok("postgres_only")
 }
 
 /// The durable second line, shared with other holds in one transaction.
@@ -337,24 +399,28 @@ async fn group_commit(
     layout: &ShowLayout,
     hold: &NewHold,
     redis_keys: Option<&[&str]>,
-) -> Result<(), ApiError> {
+) -> Result<(), Placement> {
     let result = state.writers.submit(hold.clone()).await;
     let err = match result {
         Ok(Ok(Outcome::Held)) => return Ok(()),
         Ok(Ok(Outcome::Unavailable(seat_ids))) => {
             metrics::counter!("hold_conflicts_total", "stage" => "postgres").increment(1);
-            seats_unavailable(labels_of(layout, &seat_ids))
+            Placement::Refused(seats_unavailable(labels_of(layout, &seat_ids)))
         }
+        Ok(Ok(Outcome::PathChanged)) => Placement::PathChanged,
         Ok(Err(e)) => {
             tracing::warn!(error = %e, "hold not written");
-            ApiError::unavailable(
+            Placement::Refused(ApiError::unavailable(
                 "hold_write_failed",
                 "the hold could not be recorded; retry shortly",
-            )
+            ))
         }
         Err(writer::Overloaded) => {
             metrics::counter!("holds_shed_total").increment(1);
-            ApiError::unavailable("overloaded", "too many holds in flight; retry shortly")
+            Placement::Refused(ApiError::unavailable(
+                "overloaded",
+                "too many holds in flight; retry shortly",
+            ))
         }
     };
     if let Some(keys) = redis_keys {
@@ -371,14 +437,15 @@ async fn postgres_only(
     state: &AppState,
     layout: &ShowLayout,
     hold: &NewHold,
-) -> Result<(), ApiError> {
-    match writer::write_batch(&state.db, &[hold], true, true).await {
+) -> Result<(), Placement> {
+    match writer::write_batch(&state.db, &state.redis, &[hold], true, true).await {
         Ok(outcomes) => match outcomes.into_iter().next() {
             Some(Outcome::Held) => Ok(()),
             Some(Outcome::Unavailable(seat_ids)) => {
-                Err(seats_unavailable(labels_of(layout, &seat_ids)))
+                Err(seats_unavailable(labels_of(layout, &seat_ids)).into())
             }
-            None => Err(anyhow::anyhow!("empty outcome for a batch of one").into()),
+            Some(Outcome::PathChanged) => Err(Placement::PathChanged),
+            None => Err(ApiError::from(anyhow::anyhow!("empty outcome for a batch of one")).into()),
         },
         Err(store::ApplyError::Db(e))
             if sqlstate(&e).as_deref() == Some(codes::LOCK_NOT_AVAILABLE) =>
@@ -388,15 +455,17 @@ async fn postgres_only(
                 code: "seats_unavailable",
                 message: "some of these seats are being held by another request".into(),
                 details: None,
-            })
+            }
+            .into())
         }
-        Err(store::ApplyError::Db(e)) => Err(e.into()),
+        Err(store::ApplyError::Db(e)) => Err(ApiError::from(e).into()),
         Err(e @ store::ApplyError::VersionMismatch { .. }) => {
             tracing::warn!(error = %e, "postgres-only hold lost a race");
             Err(ApiError::unavailable(
                 "hold_write_failed",
                 "the hold could not be recorded; retry shortly",
-            ))
+            )
+            .into())
         }
     }
 }

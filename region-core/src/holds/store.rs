@@ -27,6 +27,52 @@ pub struct NewHold {
     pub expires_at: DateTime<Utc>,
     /// The admission pass it was taken with (flash-sale shows).
     pub admission_pass_id: Option<String>,
+    /// The path it took, in the generation it took it in.
+    pub path: HoldPath,
+}
+
+/// Which path a hold took (`crate::path_switch`), with the shard's path
+/// generation as the replica saw it then.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HoldPath {
+    /// Locked in Redis first.
+    Redis {
+        /// Generation the lock was taken in.
+        generation: i64,
+    },
+    /// Postgres alone.
+    Postgres {
+        /// Generation the path was chosen in.
+        generation: i64,
+    },
+}
+
+impl HoldPath {
+    /// The `holds.path` value.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Redis { .. } => "redis",
+            Self::Postgres { .. } => "postgres",
+        }
+    }
+
+    /// The generation it was chosen in.
+    pub fn generation(self) -> i64 {
+        match self {
+            Self::Redis { generation } | Self::Postgres { generation } => generation,
+        }
+    }
+
+    /// Whether a hold that took this path may commit while the shard is
+    /// in `current`: a Redis lock only in the generation it was taken in
+    /// (a switch in between may have re-asserted Redis without it), a
+    /// Postgres-only hold only while the shard is on Postgres alone.
+    pub fn admissible(self, current: i64) -> bool {
+        match self {
+            Self::Redis { generation } => generation == current && current % 2 == 0,
+            Self::Postgres { .. } => current % 2 == 1,
+        }
+    }
 }
 
 /// A seat's status (the `show_seats.status` column). The seat map and the
@@ -169,6 +215,8 @@ async fn insert_and_take(
         .iter()
         .map(|h| h.admission_pass_id.as_deref())
         .collect();
+    let paths: Vec<&str> = holds.iter().map(|h| h.path.name()).collect();
+    let generations: Vec<i64> = holds.iter().map(|h| h.path.generation()).collect();
     let mut s_show = Vec::new();
     let mut s_seat = Vec::new();
     let mut s_hold = Vec::new();
@@ -193,8 +241,8 @@ async fn insert_and_take(
         ($version_check:literal) => {
             sqlx::query_scalar!(
                 r#"WITH new_holds AS (
-                     INSERT INTO holds (id, show_id, user_id, seat_count, expires_at, admission_pass_id)
-                     SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::int[], $5::timestamptz[], $11::text[])
+                     INSERT INTO holds (id, show_id, user_id, seat_count, expires_at, admission_pass_id, path, path_generation)
+                     SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::int[], $5::timestamptz[], $11::text[], $12::text[], $13::bigint[])
                  ), taken AS (
                      UPDATE show_seats ss
                         SET status = 'HELD', hold_id = u.hold_id, hold_expires_at = u.exp, version = ss.version + 1
@@ -219,7 +267,9 @@ async fn insert_and_take(
                 &s_hold,
                 &s_exp,
                 &s_ver,
-                &passes as &[Option<&str>]
+                &passes as &[Option<&str>],
+                &paths as &[&str],
+                &generations
             )
             .fetch_one(&mut **tx)
             .await?

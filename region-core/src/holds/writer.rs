@@ -25,6 +25,9 @@ pub enum Outcome {
     Held,
     /// Not written: these seats were not free in Postgres.
     Unavailable(Vec<Uuid>),
+    /// Not written: the shard switched paths since the hold chose its
+    /// own (`crate::path_switch`); try again on the current one.
+    PathChanged,
 }
 
 /// The batch could not be written (database down, repeated deadlocks).
@@ -112,7 +115,7 @@ async fn writer_loop(mut rx: mpsc::Receiver<Job>, db: PgPool, redis: RedisPath, 
         metrics::histogram!("hold_batch_size").record(jobs.len() as f64);
         let holds: Vec<&NewHold> = jobs.iter().map(|j| &j.hold).collect();
         let started = std::time::Instant::now();
-        let result = write_batch_with_retry(&db, &holds, cfg.protect).await;
+        let result = write_batch_with_retry(&db, &redis, &holds, cfg.protect).await;
         metrics::histogram!("hold_batch_seconds").record(started.elapsed().as_secs_f64());
         // The seat map is updated before answering (one Redis round trip
         // per batch) so a buyer who reads the map after a 201 sees the hold.
@@ -149,13 +152,14 @@ fn held_changes(holds: &[&NewHold], outcomes: &[Outcome]) -> Vec<(ShowId, Vec<(i
 /// version mismatch: each attempt starts from freshly locked rows.
 async fn write_batch_with_retry(
     db: &PgPool,
+    redis: &RedisPath,
     holds: &[&NewHold],
     protect: bool,
 ) -> Result<Vec<Outcome>, WriteFailed> {
     let mut attempt = 0;
     loop {
         attempt += 1;
-        match write_batch(db, holds, protect, false).await {
+        match write_batch(db, redis, holds, protect, false).await {
             Ok(o) => return Ok(o),
             Err(e) => {
                 let retryable = match &e {
@@ -176,18 +180,35 @@ async fn write_batch_with_retry(
 }
 
 /// One transaction for a whole batch (also used, with a batch of one and
-/// `nowait`, by the Postgres-only path).
+/// `nowait`, by the Postgres-only path). When the shard's replicas
+/// coordinate their path (`crate::path_switch`), the batch first takes
+/// the switch's lock shared and writes only the holds whose path is the
+/// shard's now; the others come back as [`Outcome::PathChanged`].
 pub async fn write_batch(
     db: &PgPool,
-    holds: &[&NewHold],
+    redis: &RedisPath,
+    all: &[&NewHold],
     protect: bool,
     nowait: bool,
 ) -> Result<Vec<Outcome>, ApplyError> {
+    let mut tx = db.begin().await?;
+    let admitted: Vec<bool> = if redis.coordinated() && protect {
+        let current = crate::path_switch::lock_shared(&mut tx).await?;
+        redis.observe_generation(current);
+        all.iter().map(|h| h.path.admissible(current)).collect()
+    } else {
+        vec![true; all.len()]
+    };
+    let holds: Vec<&NewHold> = all
+        .iter()
+        .zip(&admitted)
+        .filter(|(_, ok)| **ok)
+        .map(|(h, _)| *h)
+        .collect();
     let keys: Vec<SeatKey> = holds
         .iter()
         .flat_map(|h| h.seat_ids.iter().map(|s| (h.show_id, *s)))
         .collect();
-    let mut tx = db.begin().await?;
     let rows = store::lock_rows(&mut tx, &keys, nowait, protect).await?;
     let now = chrono::Utc::now();
     let requests: Vec<(Uuid, &[Uuid])> = holds
@@ -207,11 +228,18 @@ pub async fn write_batch(
         .unzip();
     store::apply_accepted(&mut tx, &accepted, &accepted_decisions, &rows, protect).await?;
     tx.commit().await?;
-    Ok(decisions
-        .into_iter()
-        .map(|d| match d {
-            Decision::Accept { .. } => Outcome::Held,
-            Decision::Reject { unavailable } => Outcome::Unavailable(unavailable),
+    let mut decided = decisions.into_iter().map(|d| match d {
+        Decision::Accept { .. } => Outcome::Held,
+        Decision::Reject { unavailable } => Outcome::Unavailable(unavailable),
+    });
+    Ok(admitted
+        .iter()
+        .map(|ok| match ok {
+            true => decided.next().unwrap_or(Outcome::PathChanged),
+            false => {
+                metrics::counter!("holds_path_changed_total").increment(1);
+                Outcome::PathChanged
+            }
         })
         .collect())
 }
