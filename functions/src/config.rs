@@ -37,47 +37,71 @@ fn bad(var: &'static str, problem: impl Into<String>) -> ConfigError {
     }
 }
 
-/// The routing table: city code → that city's region core base URL.
-/// Several cities may share one region core.
+/// The routing table: city code → the replicas of that city's region
+/// core (its shard), as base URLs. Several cities may share one shard.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Regions {
-    by_city: BTreeMap<String, String>,
+    by_city: BTreeMap<String, Vec<String>>,
+}
+
+/// One city's entry: a URL, or the list of its shard's replicas.
+#[derive(serde::Deserialize)]
+#[serde(untagged)]
+enum Replicas {
+    One(String),
+    Many(Vec<String>),
 }
 
 impl Regions {
-    /// Parses `{"mum": "https://mum.example", …}`.
+    /// Parses `{"mum": "https://mum.example", "nyc": ["https://nyc-1…",
+    /// "https://nyc-2…"], …}`: each city's shard, as one URL or as the
+    /// list of its replicas (which the edge spreads requests over).
     pub fn parse(json: &str) -> Result<Self, String> {
-        let raw: BTreeMap<String, String> =
-            serde_json::from_str(json).map_err(|e| format!("not a JSON object of strings: {e}"))?;
+        let raw: BTreeMap<String, Replicas> = serde_json::from_str(json)
+            .map_err(|e| format!("not a JSON object of URLs or lists of URLs: {e}"))?;
         if raw.is_empty() {
             return Err("no city is configured".into());
         }
         let mut by_city = BTreeMap::new();
-        for (city, url) in raw {
+        for (city, replicas) in raw {
             CityCode::parse(&city).map_err(|e| e.to_string())?;
-            let url = url.trim().trim_end_matches('/').to_owned();
-            let scheme_ok = url.starts_with("http://") || url.starts_with("https://");
-            if !scheme_ok || url.len() <= "https://".len() || url.contains(['?', '#', ' ']) {
-                return Err(format!(
-                    "the region URL of {city:?} must be an http(s) base URL, got {url:?}"
-                ));
+            let urls = match replicas {
+                Replicas::One(u) => vec![u],
+                Replicas::Many(us) => us,
+            };
+            if urls.is_empty() {
+                return Err(format!("{city:?} has an empty list of replicas"));
             }
-            by_city.insert(city, url);
+            let mut clean = Vec::with_capacity(urls.len());
+            for url in urls {
+                let url = url.trim().trim_end_matches('/').to_owned();
+                let scheme_ok = url.starts_with("http://") || url.starts_with("https://");
+                if !scheme_ok || url.len() <= "https://".len() || url.contains(['?', '#', ' ']) {
+                    return Err(format!(
+                        "the region URL of {city:?} must be an http(s) base URL, got {url:?}"
+                    ));
+                }
+                if clean.contains(&url) {
+                    return Err(format!("{city:?} lists {url:?} twice"));
+                }
+                clean.push(url);
+            }
+            by_city.insert(city, clean);
         }
         Ok(Self { by_city })
     }
 
-    /// The base URL (no trailing slash) of `city`'s region core.
-    pub fn url(&self, city: &str) -> Option<&str> {
-        self.by_city.get(city).map(String::as_str)
+    /// The base URLs (no trailing slash) of `city`'s replicas.
+    pub fn replicas(&self, city: &str) -> Option<&[String]> {
+        self.by_city.get(city).map(Vec::as_slice)
     }
 
-    /// Each distinct region core with the cities it serves, so a read
-    /// that spans every city asks each region once.
-    pub fn distinct(&self) -> Vec<(&str, Vec<&str>)> {
-        let mut out: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
-        for (city, url) in &self.by_city {
-            out.entry(url.as_str()).or_default().push(city.as_str());
+    /// Each distinct shard (its replica list) with the cities it serves,
+    /// so a read that spans every city asks each shard once.
+    pub fn distinct(&self) -> Vec<(&[String], Vec<&str>)> {
+        let mut out: BTreeMap<&[String], Vec<&str>> = BTreeMap::new();
+        for (city, urls) in &self.by_city {
+            out.entry(urls.as_slice()).or_default().push(city.as_str());
         }
         out.into_iter().collect()
     }
@@ -86,6 +110,25 @@ impl Regions {
     pub fn contains(&self, city: &str) -> bool {
         self.by_city.contains_key(city)
     }
+}
+
+/// The order in which a request tries a shard's `n` replicas: a rotation
+/// starting at `turn % n`, so successive requests spread over them.
+pub fn rotation(n: usize, turn: u64) -> impl Iterator<Item = usize> {
+    let start = if n == 0 {
+        0
+    } else {
+        (turn % n as u64) as usize
+    };
+    (0..n).map(move |i| (start + i) % n)
+}
+
+/// Whether a request that failed on one replica (no answer, or a 502/504
+/// from a proxy) may be sent to another: reads always; writes only with
+/// an `Idempotency-Key`, which makes the region answer a repeat with the
+/// first outcome (a write without one may have been applied already).
+pub fn may_fail_over(method: &str, has_idempotency_key: bool) -> bool {
+    matches!(method, "GET" | "HEAD" | "OPTIONS") || has_idempotency_key
 }
 
 /// Where the edge's state lives: Upstash (or the local gateway).
@@ -449,7 +492,10 @@ pub(crate) mod tests {
     #[test]
     fn local_defaults_work() {
         let c = config();
-        assert_eq!(c.regions.url("mum"), Some("http://127.0.0.1:8080"));
+        assert_eq!(
+            c.regions.replicas("mum"),
+            Some(&["http://127.0.0.1:8080".to_owned()][..])
+        );
         assert_eq!(c.region_timeout_ms, 5_000);
         assert_eq!(c.payment_timeout_ms, DEFAULT_PAYMENT_TIMEOUT_MS);
         assert_eq!(c.max_body_bytes, 64 * 1024);
@@ -459,7 +505,33 @@ pub(crate) mod tests {
         // Two cities on one region core: one read of its city list.
         let d = c.regions.distinct();
         assert_eq!(d.len(), 2);
-        assert_eq!(d[0], ("http://127.0.0.1:8080", vec!["mum", "pune"]));
+        assert_eq!(d[0].1, vec!["mum", "pune"]);
+        assert_eq!(d[0].0, &["http://127.0.0.1:8080".to_owned()][..]);
+    }
+
+    #[test]
+    fn a_shard_may_list_its_replicas() {
+        let r = Regions::parse(
+            r#"{"mum": ["http://m1:1/", "http://m2:2"], "pune": ["http://m1:1", "http://m2:2"], "nyc": "http://n:3"}"#,
+        )
+        .unwrap();
+        assert_eq!(r.replicas("mum").unwrap(), ["http://m1:1", "http://m2:2"]);
+        assert_eq!(r.replicas("nyc").unwrap(), ["http://n:3"]);
+        // mum and pune share a shard: one read for both.
+        let d = r.distinct();
+        assert_eq!(d.len(), 2);
+        assert!(d.iter().any(|(_, c)| c == &vec!["mum", "pune"]));
+    }
+
+    #[test]
+    fn requests_rotate_over_replicas_and_only_safe_ones_fail_over() {
+        assert_eq!(rotation(3, 0).collect::<Vec<_>>(), [0, 1, 2]);
+        assert_eq!(rotation(3, 4).collect::<Vec<_>>(), [1, 2, 0]);
+        assert_eq!(rotation(1, 9).collect::<Vec<_>>(), [0]);
+        assert!(may_fail_over("GET", false));
+        assert!(may_fail_over("POST", true));
+        assert!(!may_fail_over("POST", false));
+        assert!(!may_fail_over("DELETE", false));
     }
 
     #[test]
@@ -467,6 +539,11 @@ pub(crate) mod tests {
         assert_eq!(err_with("REGIONS", "{}").var, "REGIONS");
         assert_eq!(err_with("REGIONS", r#"{"MUM":"http://x"}"#).var, "REGIONS");
         assert_eq!(err_with("REGIONS", r#"{"mum":"ftp://x"}"#).var, "REGIONS");
+        assert_eq!(err_with("REGIONS", r#"{"mum":[]}"#).var, "REGIONS");
+        assert_eq!(
+            err_with("REGIONS", r#"{"mum":["http://a","http://a/"]}"#).var,
+            "REGIONS"
+        );
         assert_eq!(err_with("REGION_TIMEOUT_MS", "0").var, "REGION_TIMEOUT_MS");
         // A payment may not be given up on sooner than any other call.
         assert_eq!(

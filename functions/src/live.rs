@@ -52,6 +52,26 @@ pub fn upstream_url(base: &str, show: &str) -> String {
     format!("{base}/v1/shows/{show}/live")
 }
 
+/// The sockets of `show` on each of a shard's replicas, space-separated
+/// (what the live object is told, and keeps through hibernation).
+pub fn upstream_urls(bases: &[String], show: &str) -> String {
+    bases
+        .iter()
+        .map(|b| upstream_url(b, show))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// The replica to connect to on the `turn`-th attempt: they take turns,
+/// so a replica that died is left for the next.
+pub fn pick_upstream(urls: &str, turn: usize) -> &str {
+    let all: Vec<&str> = urls.split(' ').filter(|u| !u.is_empty()).collect();
+    match all.len() {
+        0 => urls,
+        n => all[turn % n],
+    }
+}
+
 /// `since=N` from a query string: `Ok(None)` when absent (a plain seat-map
 /// read), 400 `bad_query` when it is not a whole number.
 pub fn since(query: Option<&str>) -> Result<Option<u64>, EdgeError> {
@@ -426,6 +446,15 @@ mod tests {
         let d21 = delta(21, 21, vec![(0, SeatState::Available)]);
         relay.on_upstream(&d21);
         assert_eq!(relay.take_outgoing(), vec![again, d21]);
+    }
+
+    #[test]
+    fn the_live_object_takes_turns_over_the_replicas() {
+        let urls = upstream_urls(&["http://a".to_owned(), "http://b".to_owned()], "s");
+        assert_eq!(urls, "http://a/v1/shows/s/live http://b/v1/shows/s/live");
+        assert_eq!(pick_upstream(&urls, 0), "http://a/v1/shows/s/live");
+        assert_eq!(pick_upstream(&urls, 1), "http://b/v1/shows/s/live");
+        assert_eq!(pick_upstream(&urls, 2), "http://a/v1/shows/s/live");
     }
 
     #[test]

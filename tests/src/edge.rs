@@ -421,6 +421,8 @@ pub struct EdgeOptions {
     pub cities: Vec<String>,
     /// Worker vars (`RATE_LIMITS`, `DENY_LIST`, `MAX_BODY_BYTES`, …).
     pub vars: BTreeMap<String, String>,
+    /// Region-core replicas per city (one database each city; default 1).
+    pub replicas: usize,
 }
 
 impl EdgeOptions {
@@ -429,7 +431,15 @@ impl EdgeOptions {
         Self {
             cities: cities.iter().map(|c| (*c).to_owned()).collect(),
             vars: BTreeMap::new(),
+            replicas: 1,
         }
+    }
+
+    /// `n` region-core replicas per city, on the city's one database; the
+    /// edge's table lists them all.
+    pub fn replicas(mut self, n: usize) -> Self {
+        self.replicas = n.max(1);
+        self
     }
 
     /// Sets a Worker var.
@@ -447,6 +457,9 @@ pub struct Region {
     pub app: Option<TestApp>,
     /// The counting proxy the edge calls.
     pub proxy: CountingProxy,
+    /// Further replicas on the same database, each behind its own proxy
+    /// (`EdgeOptions::replicas`).
+    pub more: Vec<(Option<TestApp>, Option<CountingProxy>)>,
 }
 
 impl Region {
@@ -519,11 +532,27 @@ impl EdgeStack {
                 .await?;
             anyhow::ensure!(s == 201, "creating city {city}: {s} {body}");
             let proxy = CountingProxy::spawn(&app.url).await?;
-            table.insert(city.clone(), Value::String(proxy.url.clone()));
+            let mut urls = vec![Value::String(proxy.url.clone())];
+            let mut more = Vec::new();
+            for _ in 1..opts.replicas {
+                let mut s = app.settings.clone();
+                s.listen = "127.0.0.1:0".into();
+                s.replica_id = String::new();
+                let replica = TestApp::spawn_with_gateway(s, app.gateway.clone()).await?;
+                let p = CountingProxy::spawn(&replica.url).await?;
+                urls.push(Value::String(p.url.clone()));
+                more.push((Some(replica), Some(p)));
+            }
+            let entry = match urls.len() {
+                1 => urls.remove(0),
+                _ => Value::Array(urls),
+            };
+            table.insert(city.clone(), entry);
             regions.push(Region {
                 city: city.clone(),
                 app: Some(app),
                 proxy,
+                more,
             });
         }
         let key_prefix = format!("e2e-edge-{}:", Uuid::new_v4().simple());
@@ -731,6 +760,24 @@ impl EdgeStack {
         }
     }
 
+    /// Kills `city`'s `i`-th further replica and its proxy: its address
+    /// refuses connections, as a dead pod's does.
+    pub async fn kill_replica(&mut self, city: &str, i: usize) {
+        let region = self
+            .regions
+            .iter_mut()
+            .find(|r| r.city == city)
+            .unwrap_or_else(|| panic!("no region for {city}"));
+        let (app, proxy) = &mut region.more[i];
+        if let Some(p) = proxy.take() {
+            p.stop().await;
+        }
+        // Not `TestApp::stop`: the database is the city's, still in use.
+        if let Some(app) = app.take() {
+            app.app.stop().await;
+        }
+    }
+
     /// A Redis key as the Worker stores it (with the stack's prefix).
     pub fn key(&self, key: &str) -> String {
         format!("{}{key}", self.key_prefix)
@@ -776,6 +823,14 @@ impl EdgeStack {
         self.stop_gateway().await;
         for region in self.regions.drain(..) {
             region.proxy.stop().await;
+            for (app, proxy) in region.more {
+                if let Some(p) = proxy {
+                    p.stop().await;
+                }
+                if let Some(app) = app {
+                    app.app.stop().await;
+                }
+            }
             if let Some(app) = region.app {
                 app.stop().await;
             }

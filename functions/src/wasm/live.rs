@@ -82,10 +82,10 @@ pub async fn viewer(
             "the live seat map is a WebSocket; without one, poll /seats?since=N",
         ));
     }
-    let base = call
+    let bases = call
         .cfg
         .regions
-        .url(city)
+        .replicas(city)
         .ok_or_else(|| EdgeError::unknown_city(city))?;
     let bucket = pure::bucket(&call.ip, call.cfg.live_buckets);
     let name = pure::object_name(city, show, bucket);
@@ -98,7 +98,7 @@ pub async fn viewer(
     for (name, value) in [
         ("Upgrade", "websocket".to_owned()),
         (SHOW_HEADER, show.to_owned()),
-        (UPSTREAM_HEADER, pure::upstream_url(base, show)),
+        (UPSTREAM_HEADER, pure::upstream_urls(bases, show)),
     ] {
         h.set(name, &value).or_internal("live header")?;
     }
@@ -304,20 +304,30 @@ impl Shared {
     /// left. Never holds a `RefCell` borrow across an `.await`.
     async fn run_upstream(self: Rc<Self>) {
         let mut backoff = Backoff::new(BACKOFF_BASE_MS, BACKOFF_MAX_MS);
+        // Which of the shard's replicas to connect to: the next one after
+        // a replica is lost or refuses.
+        let mut turn = 0usize;
         loop {
             if self.viewers().is_empty() {
                 break;
             }
-            let Some(url) = self.inner.borrow().upstream_url.clone() else {
+            let Some(urls) = self.inner.borrow().upstream_url.clone() else {
                 break;
             };
+            let url = pure::pick_upstream(&urls, turn).to_owned();
             let wait_ms = match open(&url).await {
                 Ok(ws) => match self.pump(&ws, &mut backoff).await {
-                    Ended::Lost => backoff.after_failure(None, jitter()),
+                    Ended::Lost => {
+                        turn += 1;
+                        backoff.after_failure(None, jitter())
+                    }
                     Ended::Resync => backoff.after_resync(jitter()),
                     Ended::Idle => 0,
                 },
-                Err(retry_after_ms) => backoff.after_failure(retry_after_ms, jitter()),
+                Err(retry_after_ms) => {
+                    turn += 1;
+                    backoff.after_failure(retry_after_ms, jitter())
+                }
             };
             self.inner.borrow_mut().upstream = None;
             if self.viewers().is_empty() {

@@ -1,7 +1,10 @@
-//! Calls to a city's region core: the routing table gives the base URL,
-//! the region's circuit breaker (isolate memory) may refuse at once, and
-//! every call has a timeout. A region that is down costs its cities a
-//! quick 503 `region_unavailable`; other regions are untouched.
+//! Calls to a city's region core: the routing table gives the base URLs
+//! of its shard's replicas; requests rotate over them, each replica has
+//! its own circuit breaker (isolate memory) that skips it while it is
+//! down, and every call has a timeout. A read (or a write carrying an
+//! `Idempotency-Key`) that gets no answer from one replica is sent to the
+//! next. A shard whose replicas are all down costs its cities a quick 503
+//! `region_unavailable`; other shards are untouched.
 
 use worker::wasm_bindgen::JsValue;
 use worker::{
@@ -159,6 +162,18 @@ struct Wait {
     on_timeout: fn() -> EdgeError,
 }
 
+/// The replicas of `city`'s shard in the order this request tries them.
+fn replicas<'a>(cfg: &'a EdgeConfig, city: &str) -> Result<Vec<&'a str>, EdgeError> {
+    let all = cfg
+        .regions
+        .replicas(city)
+        .ok_or_else(|| EdgeError::unknown_city(city))?;
+    let turn = state::with(|s| s.next_turn());
+    Ok(crate::config::rotation(all.len(), turn)
+        .map(|i| all[i].as_str())
+        .collect())
+}
+
 async fn call_within(
     cfg: &EdgeConfig,
     city: &str,
@@ -168,20 +183,52 @@ async fn call_within(
     body: Option<&[u8]>,
     wait: Wait,
 ) -> Result<Upstream, EdgeError> {
-    let base = cfg
-        .regions
-        .url(city)
-        .ok_or_else(|| EdgeError::unknown_city(city))?;
-    admit(cfg, base)?;
+    let keyed = headers.has("Idempotency-Key").unwrap_or(false);
+    let fail_over = crate::config::may_fail_over(method.as_ref(), keyed);
+    let mut last = None;
+    for base in replicas(cfg, city)? {
+        // A replica whose breaker is open is skipped, not waited on.
+        if let Err(e) = admit(cfg, base) {
+            last = Some(e);
+            continue;
+        }
+        match call_one(cfg, base, method.clone(), path, &headers, body, &wait).await {
+            Ok(up) => return Ok(up),
+            Err(Failed::Answer(e)) => return Err(e),
+            Err(Failed::NoAnswer(e)) if fail_over => last = Some(e),
+            Err(Failed::NoAnswer(e)) => return Err(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| EdgeError::region_unavailable(1)))
+}
+
+/// How a call to one replica failed.
+enum Failed {
+    /// It answered, or its outcome is what the client must be told.
+    Answer(EdgeError),
+    /// No answer (or a proxy's 502/504): another replica may be tried.
+    NoAnswer(EdgeError),
+}
+
+async fn call_one(
+    cfg: &EdgeConfig,
+    base: &str,
+    method: Method,
+    path: &str,
+    headers: &Headers,
+    body: Option<&[u8]>,
+    wait: &Wait,
+) -> Result<Upstream, Failed> {
     let mut init = RequestInit::new();
     init.with_method(method)
-        .with_headers(headers)
+        .with_headers(headers.clone())
         .with_redirect(RequestRedirect::Manual);
     if let Some(b) = body.filter(|b| !b.is_empty()) {
         init.with_body(Some(JsValue::from(worker::js_sys::Uint8Array::from(b))));
     }
-    let req =
-        Request::new_with_init(&format!("{base}{path}"), &init).or_internal("region request")?;
+    let req = Request::new_with_init(&format!("{base}{path}"), &init)
+        .or_internal("region request")
+        .map_err(Failed::Answer)?;
     let abort = AbortController::default();
     let signal = abort.signal();
     let send = async {
@@ -199,11 +246,13 @@ async fn call_within(
             None => Ok(up),
             // 502/504 from a proxy in front of the region: count it, and
             // answer with our own error (the proxy's body is not ours).
-            Some(e) => Err(e),
+            Some(e) => Err(Failed::NoAnswer(e)),
         },
         Some(Err(e)) => {
             worker::console_warn!("region {base}: {e}");
-            Err(record(cfg, base, None).unwrap_or_else(|| EdgeError::region_unavailable(1)))
+            Err(Failed::NoAnswer(
+                record(cfg, base, None).unwrap_or_else(|| EdgeError::region_unavailable(1)),
+            ))
         }
         None => {
             worker::console_warn!("region {base}: no answer within {} ms", wait.timeout_ms);
@@ -211,10 +260,10 @@ async fn call_within(
             // call's own kind of failure unless the breaker is now open.
             let counted = record(cfg, base, None);
             let open = state::with(|s| matches!(s.breaker(base, cfg).state(), State::Open { .. }));
-            Err(match counted {
+            Err(Failed::NoAnswer(match counted {
                 Some(e) if open => e,
                 _ => (wait.on_timeout)(),
-            })
+            }))
         }
     }
 }
@@ -227,11 +276,27 @@ pub async fn websocket(
     req: &Request,
     path: &str,
 ) -> Result<Response, EdgeError> {
-    let base = cfg
-        .regions
-        .url(city)
-        .ok_or_else(|| EdgeError::unknown_city(city))?;
-    admit(cfg, base)?;
+    let mut last = None;
+    for base in replicas(cfg, city)? {
+        if let Err(e) = admit(cfg, base) {
+            last = Some(e);
+            continue;
+        }
+        match upgrade(cfg, base, req, path).await {
+            Ok(resp) => return Ok(resp),
+            // Nothing was exchanged on a socket that never opened.
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| EdgeError::region_unavailable(1)))
+}
+
+async fn upgrade(
+    cfg: &EdgeConfig,
+    base: &str,
+    req: &Request,
+    path: &str,
+) -> Result<Response, EdgeError> {
     let headers = Headers::new();
     for (name, value) in req.headers().entries() {
         if !name.eq_ignore_ascii_case("host") {

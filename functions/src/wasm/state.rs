@@ -26,8 +26,11 @@ pub struct Isolate {
     config: Option<Rc<EdgeConfig>>,
     /// Callers refused recently (429 / deny), answered without Redis.
     pub refusals: RefusalMemory,
-    /// Circuit breakers, by region base URL.
+    /// Circuit breakers, by replica base URL (one per upstream).
     pub breakers: HashMap<String, Breaker>,
+    /// Turns out of the replica rotation (requests spread over a shard's
+    /// replicas).
+    pub turn: u64,
     /// Sale settings by show id, with when they were read.
     pub sales: HashMap<String, (Option<Rc<Sale>>, i64)>,
     /// The last catalog version seen, by version key.
@@ -72,7 +75,13 @@ fn binding(env: &Env, name: &str) -> Option<String> {
 }
 
 impl Isolate {
-    /// The breaker of a region (created closed).
+    /// The next turn of the replica rotation.
+    pub fn next_turn(&mut self) -> u64 {
+        self.turn = self.turn.wrapping_add(1);
+        self.turn
+    }
+
+    /// The breaker of a replica (created closed).
     pub fn breaker(&mut self, region: &str, cfg: &EdgeConfig) -> &mut Breaker {
         self.breakers
             .entry(region.to_owned())
