@@ -30,6 +30,7 @@ pub mod auth;
 pub mod breaker;
 pub mod catalog;
 pub mod config;
+pub mod cross_shard;
 pub mod error;
 pub mod live;
 pub mod pages;

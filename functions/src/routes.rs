@@ -21,6 +21,8 @@
 //! | `Page` | `GET /c/{city}/sales/{show}` | — (HTML) |
 //! | `PageJoin` | `POST /c/{city}/sales/{show}/join` | — (HTML form, 303) |
 //! | `SaleConfig` | `GET`/`PUT /v1/operator/sales/{show}` | — (Upstash) |
+//! | `FindBooking` | `GET /v1/bookings/{number or id}` | `/v1/bookings/{ref}` of every shard (`crate::cross_shard`) |
+//! | `MyBookings` | `GET /v1/me/bookings` | `/v1/bookings` of every shard, merged |
 //! | `Pages` | the buyer's pages (`crate::pages::classify`) | — (HTML) |
 
 use shared::{HoldId, ShowId};
@@ -130,6 +132,13 @@ pub enum Route {
     },
     /// A buyer's page (`crate::pages`).
     Pages(crate::pages::PageRoute),
+    /// A booking by its number or id, from whichever shard has it.
+    FindBooking {
+        /// The booking number or id, canonical.
+        reference: String,
+    },
+    /// The caller's bookings from every shard.
+    MyBookings,
     /// Read (`write: false`) or set a sale's waiting-room config.
     SaleConfig {
         /// Show (= sale) id.
@@ -154,7 +163,7 @@ impl Route {
             Self::Join { .. } | Self::PageJoin { .. } => RouteClass::Join,
             Self::Status { .. } | Self::Page { .. } => RouteClass::Status,
             Self::Operator { .. } | Self::SaleConfig { .. } => RouteClass::Operator,
-            Self::Forward { .. } => RouteClass::Api,
+            Self::Forward { .. } | Self::FindBooking { .. } | Self::MyBookings => RouteClass::Api,
             Self::Pages(p) => return p.class(),
         })
     }
@@ -162,7 +171,11 @@ impl Route {
     /// The city the route is for.
     pub fn city(&self) -> Option<&str> {
         match self {
-            Self::Health | Self::Cities | Self::SaleConfig { .. } => None,
+            Self::Health
+            | Self::Cities
+            | Self::SaleConfig { .. }
+            | Self::FindBooking { .. }
+            | Self::MyBookings => None,
             Self::CityShows { city, .. }
             | Self::ShowRead { city, .. }
             | Self::SeatsSince { city, .. }
@@ -273,6 +286,10 @@ pub fn classify(
             let date = crate::auth::shows_date(query)?;
             get(Route::CityShows { city, date })
         }
+        ["v1", "bookings", r] => get(Route::FindBooking {
+            reference: crate::cross_shard::booking_reference(r)?,
+        }),
+        ["v1", "me", "bookings"] => get(Route::MyBookings),
         ["v1", "operator", "sales", s] => {
             let show = show_id(s)?;
             match method {

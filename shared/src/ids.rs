@@ -106,6 +106,11 @@ uuid_id!(
     HoldId,
     "hold id"
 );
+uuid_id!(
+    /// A booking (its human-facing name is its `BookingNumber`).
+    BookingId,
+    "booking id"
+);
 
 #[cfg(test)]
 mod tests {

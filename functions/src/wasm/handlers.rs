@@ -14,6 +14,7 @@ use super::{cache, live, poll, state};
 use crate::auth::{self, User};
 use crate::catalog::{self, version_key, CacheKind, Freshness, Ttl, CACHE_HEADER};
 use crate::config::EdgeConfig;
+use crate::cross_shard;
 use crate::error::EdgeError;
 use crate::pages::session;
 use crate::rate_limit::{
@@ -295,6 +296,8 @@ async fn dispatch(req: &mut Request, call: &Call, ctx: &Context, route: Route) -
         Route::Forward { city, .. } => {
             forward(req, call, &city, &upstream.unwrap_or_default()).await
         }
+        Route::FindBooking { reference } => find_booking(req, call, &reference).await,
+        Route::MyBookings => my_bookings(req, call).await,
         Route::Join { city, show } => room_json(call, &city, &show, Mode::Join).await,
         Route::Status { city, show } => room_json(call, &city, &show, Mode::Status).await,
         Route::Page { city, show } => super::pages::sale(call, ctx, &city, &show).await,
@@ -822,6 +825,84 @@ async fn forward(req: &mut Request, call: &Call, city: &str, upstream: &str) -> 
     .await
     .map_err(|e| with_limits(e, &rl))?;
     up.into_response(&rl).or_internal("region response")
+}
+
+// ------------------------------------------------------------ across shards
+
+/// `path` asked of every shard (through the first city of each) as the
+/// caller, all at once, each with the region timeout.
+async fn every_shard<'a>(
+    req: &Request,
+    call: &'a Call,
+    path: &str,
+) -> Vec<(Vec<&'a str>, Option<Upstream>)> {
+    let shards = call.cfg.regions.distinct();
+    let calls = shards.iter().map(|(_, cities)| async move {
+        let up = to_region(req, call, cities[0], path, &[]).await.ok();
+        (cities.clone(), up)
+    });
+    futures::future::join_all(calls).await
+}
+
+fn shard_answers<'a>(
+    answers: &'a [(Vec<&'a str>, Option<Upstream>)],
+) -> Vec<cross_shard::ShardAnswer<'a>> {
+    answers
+        .iter()
+        .map(|(cities, up)| cross_shard::ShardAnswer {
+            cities: cities.as_slice(),
+            status: up.as_ref().map(|u| u.status),
+            body: up.as_ref().map_or(&[][..], |u| u.body.as_slice()),
+        })
+        .collect()
+}
+
+/// `GET /v1/bookings/{number or id}`: the caller's booking from whichever
+/// shard has it, with the city to act on it through (`X-Booking-City`).
+async fn find_booking(req: &Request, call: &Call, reference: &str) -> Handled {
+    let user = call.require_user().await?;
+    let (rl, _) = call.gate(RouteClass::Api, Some(&user.id), &[]).await?;
+    let answers = every_shard(req, call, &format!("/v1/bookings/{reference}")).await;
+    match cross_shard::find_booking(&shard_answers(&answers)) {
+        cross_shard::Found::Booking { city, body } => {
+            let mut headers = rl.clone();
+            headers.push(("X-Booking-City", city));
+            headers.push(("Cache-Control", "private, no-store".into()));
+            http::json(200, body.to_string(), &headers).or_internal("booking")
+        }
+        cross_shard::Found::NotFound => Err(with_limits(
+            EdgeError::new(
+                404,
+                "unknown_booking",
+                format!("no booking {reference} of yours"),
+            ),
+            &rl,
+        )),
+        cross_shard::Found::Unknown { unavailable } => Err(with_limits(
+            EdgeError::new(
+                503,
+                "region_unavailable",
+                format!(
+                    "not found in the shards that answered; these did not: {}",
+                    unavailable.join(", ")
+                ),
+            )
+            .retry_after(1),
+            &rl,
+        )),
+    }
+}
+
+/// `GET /v1/me/bookings`: the caller's bookings from every shard, newest
+/// first, `partial` when a shard did not answer in time.
+async fn my_bookings(req: &Request, call: &Call) -> Handled {
+    let user = call.require_user().await?;
+    let (rl, _) = call.gate(RouteClass::Api, Some(&user.id), &[]).await?;
+    let answers = every_shard(req, call, "/v1/bookings?limit=200").await;
+    let merged = cross_shard::merge_bookings(&shard_answers(&answers));
+    let mut headers = rl.clone();
+    headers.push(("Cache-Control", "private, no-store".into()));
+    http::json(200, merged.to_string(), &headers).or_internal("bookings")
 }
 
 // ----------------------------------------------------------- waiting room

@@ -22,7 +22,10 @@
 //! 6. walks one winner through a purchase (`walkthrough`): pay with an
 //!    Idempotency-Key, the confirmed booking, a replay that charges
 //!    nothing, the cancellation quote, the cancellation, the refund landing
-//!    at the payment gateway, and the notifications sent.
+//!    at the payment gateway, and the notifications sent;
+//! 7. with `--outage-command`, sells in both cities through the edge while
+//!    that command kills part of the first city's shard (`outage`): mum
+//!    keeps selling, nyc does not notice, no seat is held twice.
 //!
 //! The region core's own answers (seat map, availability) are read from it
 //! directly, as an auditor would: the edge caches them for a second or two.
@@ -35,6 +38,7 @@
 //! any check fails.
 
 mod flash_sale;
+mod outage;
 mod walkthrough;
 
 use anyhow::Context;
@@ -68,10 +72,21 @@ pub struct DemoArgs {
     #[arg(long, env = "DEMO_EDGE_URL", default_value = "http://127.0.0.1:8787")]
     pub edge: String,
 
-    /// The region core behind the edge, read directly for the checks and
-    /// tried directly by the intruder.
+    /// The region core behind the edge for the first city (mum), read
+    /// directly for the checks and tried directly by the intruder.
     #[arg(long, default_value = "http://127.0.0.1:8080")]
     pub target: String,
+
+    /// A region core of the second city's shard (nyc), read directly in
+    /// the outage step.
+    #[arg(long, default_value = "http://127.0.0.1:8082")]
+    pub other_target: String,
+
+    /// Step 7: a shell command that kills part of the first city's shard
+    /// while both cities sell (up.sh: `bash scripts/shard-chaos.sh kill
+    /// mum`). Unset: the step is skipped.
+    #[arg(long)]
+    pub outage_command: Option<String>,
 
     /// Key that operator and user tokens are signed with (the region
     /// core's REGION_JWT_SECRET, the edge's JWT_SECRET).
@@ -274,9 +289,33 @@ async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     // The first two kept holds were released and extended above.
     let purchase = purchase_step(&args, &flash, kept.next(), &mut checks).await?;
 
+    let outage = match &args.outage_command {
+        Some(command) => {
+            println!();
+            println!(
+                "== 7. A shard outage during a sale (mum's Redis and one mum replica killed) =="
+            );
+            let other = Api::new(&args.other_target)?;
+            let o = outage::run(
+                &edge_api,
+                [&region, &other],
+                &op,
+                &minter,
+                command,
+                &mut checks,
+            )
+            .await?;
+            format!(
+                "; outage: mum held {} seat pairs with its Redis and a replica down, nyc {} with {} errors, {} seats held twice",
+                o.mum_during, o.nyc_during, o.nyc_errors, o.double_held
+            )
+        }
+        None => String::new(),
+    };
+
     println!();
     let summary = format!(
-        "{} joined, {} admitted in order ({} out of order), {}/{} seats sold to {} buyers, {} double-booked; {}/{} bypass attempts refused; {purchase}",
+        "{} joined, {} admitted in order ({} out of order), {}/{} seats sold to {} buyers, {} double-booked; {}/{} bypass attempts refused; {purchase}{outage}",
         sale.joined,
         sale.admitted(),
         sale.order_violations,
