@@ -523,6 +523,8 @@ impl EdgeStack {
         for city in &opts.cities {
             let mut settings = test_settings().await?;
             settings.admission_keys = vec![ADMISSION_KEY.into()];
+            // Each city its own shard: booking numbers must not collide.
+            settings.shard_code = city.to_uppercase();
             let app = TestApp::spawn(settings).await?;
             let (s, body) = app
                 .operator_post(
