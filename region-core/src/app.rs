@@ -15,6 +15,7 @@ use crate::holds::writer::{HoldWriters, WriterConfig};
 use crate::lease::{Leadership, Lease};
 use crate::outbox::redis_stream::{LazyRedis, RedisStreamSink};
 use crate::payments::http::HttpGateway;
+use crate::redis_locator::RedisLocator;
 use crate::redis_path::RedisPath;
 use crate::refunds::Backoff;
 use crate::shows::ShowCache;
@@ -106,6 +107,20 @@ pub struct Application {
     background: Vec<JoinHandle<()>>,
 }
 
+/// Where the shard's Redis is: through Sentinel when sentinels are set,
+/// else at `REGION_REDIS_URL`.
+fn redis_locator(settings: &Settings) -> anyhow::Result<RedisLocator> {
+    if settings.redis_sentinels.is_empty() {
+        return RedisLocator::fixed(&settings.redis_url).context("configuring REGION_REDIS_URL");
+    }
+    RedisLocator::sentinel(
+        &settings.redis_sentinels,
+        &settings.redis_sentinel_service,
+        settings.redis_timeout().max(Duration::from_millis(500)),
+    )
+    .context("configuring REGION_REDIS_SENTINELS")
+}
+
 /// The Redis breaker from the settings.
 fn redis_breaker(settings: &Settings) -> Breaker {
     Breaker::new(BreakerSettings {
@@ -125,7 +140,7 @@ fn redis_breaker(settings: &Settings) -> Breaker {
 fn spawn_workers(
     settings: &Settings,
     db: &PgPool,
-    redis: &RedisPath,
+    (redis, locator): (&RedisPath, &RedisLocator),
     gateway: &Arc<dyn payments::PaymentGateway>,
     (outbox_kick, refund_kick): (&Arc<Notify>, &Arc<Notify>),
     tickets: &Arc<crate::tickets::TicketKeys>,
@@ -186,7 +201,7 @@ fn spawn_workers(
     if settings.outbox_relay {
         let timeout = settings.redis_timeout().max(Duration::from_millis(500));
         let sink =
-            RedisStreamSink::new(&settings.redis_url, &settings.events_stream_prefix, timeout)?;
+            RedisStreamSink::located(locator.clone(), &settings.events_stream_prefix, timeout);
         background.push(tokio::spawn(outbox::run(
             db.clone(),
             Arc::new(sink),
@@ -196,7 +211,7 @@ fn spawn_workers(
         )));
         background.push(tokio::spawn(notifier::run(
             db.clone(),
-            LazyRedis::new(&settings.redis_url, timeout)?,
+            LazyRedis::located(locator.clone(), timeout),
             settings.events_stream_prefix.clone(),
             format!("core-{}-{}", settings.shard_code, settings.replica_id),
             shutdown.clone(),
@@ -234,8 +249,9 @@ impl Application {
         }
         let db = connect_db(&settings).await?;
         let writer_db = connect_writer_db(&settings).await?;
+        let locator = redis_locator(&settings)?;
         let redis = RedisPath::new(
-            &settings.redis_url,
+            locator.clone(),
             settings.redis_timeout(),
             redis_breaker(&settings),
         )
@@ -276,7 +292,7 @@ impl Application {
         let mut background = spawn_workers(
             &settings,
             &db,
-            &redis,
+            (&redis, &locator),
             &gateway,
             (&outbox_kick, &refund_kick),
             &tickets,

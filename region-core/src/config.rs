@@ -32,6 +32,17 @@ pub struct Settings {
     )]
     pub redis_url: String,
 
+    /// Redis Sentinel instead of a fixed `REGION_REDIS_URL`: the sentinels'
+    /// URLs, comma-separated (`redis://10.0.0.5:26379,…`). The master of
+    /// `REGION_REDIS_SENTINEL_SERVICE` is looked up through them, and
+    /// again after every failed call, so a failover is followed.
+    #[arg(long, env = "REGION_REDIS_SENTINELS", value_delimiter = ',')]
+    pub redis_sentinels: Vec<String>,
+
+    /// The Sentinel service (master name) of this shard's Redis.
+    #[arg(long, env = "REGION_REDIS_SENTINEL_SERVICE", default_value = "booking")]
+    pub redis_sentinel_service: String,
+
     /// Short shard code, used in keys and booking numbers.
     #[arg(long, env = "REGION_SHARD_CODE", default_value = "dev")]
     pub shard_code: String,

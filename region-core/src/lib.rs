@@ -45,6 +45,7 @@ pub mod path_switch;
 pub mod payments;
 pub mod reconcile;
 pub mod recovery;
+pub mod redis_locator;
 pub mod redis_path;
 pub mod refunds;
 pub mod retention;

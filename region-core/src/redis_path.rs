@@ -7,6 +7,7 @@
 //! so one show stays in one Redis Cluster slot and the multi-key script
 //! remains valid when a shard's Redis grows into a cluster.
 
+use crate::redis_locator::RedisLocator;
 use redis::aio::ConnectionManager;
 use redis::Script;
 use shared::breaker::{Admission, Breaker, State as BreakerState};
@@ -95,7 +96,7 @@ pub struct RedisPath {
 }
 
 struct Inner {
-    client: redis::Client,
+    locator: RedisLocator,
     // std RwLock, not tokio's: it is only held to clone the handle, never
     // across an `.await`.
     conn: RwLock<Option<ConnectionManager>>,
@@ -122,11 +123,14 @@ struct Inner {
 impl RedisPath {
     /// Connects lazily: if Redis is down at start-up the breaker opens and
     /// the supervisor connects once it answers.
-    pub async fn new(url: &str, timeout: Duration, breaker: Breaker) -> anyhow::Result<Self> {
-        let client = redis::Client::open(url)?;
+    pub async fn new(
+        locator: RedisLocator,
+        timeout: Duration,
+        breaker: Breaker,
+    ) -> anyhow::Result<Self> {
         let this = Self {
             inner: Arc::new(Inner {
-                client,
+                locator,
                 conn: RwLock::new(None),
                 breaker: Mutex::new(breaker),
                 coordinated: AtomicBool::new(false),
@@ -158,10 +162,12 @@ impl RedisPath {
             .set_connection_timeout(self.inner.timeout)
             .set_response_timeout(self.inner.timeout)
             .set_number_of_retries(1);
-        let fut = self.inner.client.get_connection_manager_with_config(config);
-        let conn = tokio::time::timeout(self.inner.timeout * 4, fut)
-            .await
-            .map_err(|_| RedisFailure::Timeout)??;
+        let conn = tokio::time::timeout(self.inner.timeout * 4, async {
+            let client = self.inner.locator.client().await?;
+            client.get_connection_manager_with_config(config).await
+        })
+        .await
+        .map_err(|_| RedisFailure::Timeout)??;
         *self.inner.conn.write().unwrap_or_else(|p| p.into_inner()) = Some(conn.clone());
         Ok(conn)
     }
@@ -285,6 +291,12 @@ impl RedisPath {
     }
 
     fn record_failure(&self) {
+        // Behind Sentinel the master may have moved (the connection points
+        // at a dead or demoted node): find it again on the next call.
+        if self.inner.locator.is_sentinel() {
+            *self.inner.conn.write().unwrap_or_else(|p| p.into_inner()) = None;
+            self.inner.locator.forget();
+        }
         let now = self.now_ms();
         if self.breaker().record(true, now) {
             tracing::warn!("redis circuit breaker opened: holds switch to the Postgres-only path");
@@ -501,7 +513,10 @@ impl RedisPath {
         if !self.fast_path_available() {
             return Err(RedisFailure::BreakerOpen);
         }
-        let fut = self.inner.client.get_async_pubsub();
+        let fut = async {
+            let client = self.inner.locator.client().await?;
+            client.get_async_pubsub().await
+        };
         Ok(tokio::time::timeout(self.inner.timeout * 4, fut)
             .await
             .map_err(|_| RedisFailure::Timeout)??)

@@ -34,6 +34,7 @@ const PLACES: &[(&str, usize)] = &[
     ("idempotency::store", 2),
     ("holds::store", 2),
     ("bookings::store", 2),
+    ("redis_locator", 2),
     ("redis_path", 2),
     ("outbox", 2),
     ("outbox::redis_stream", 2),

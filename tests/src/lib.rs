@@ -10,6 +10,7 @@ pub mod money;
 pub use testkit::pg_server;
 pub mod redis_server;
 pub mod sandbox_process;
+pub mod sentinel;
 pub mod tcp_proxy;
 
 use anyhow::Context;

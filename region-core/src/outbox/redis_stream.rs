@@ -3,6 +3,7 @@
 //! drop redeliveries.
 
 use super::{EventSink, OutboxEvent};
+use crate::redis_locator::RedisLocator;
 use async_trait::async_trait;
 use redis::aio::MultiplexedConnection;
 use std::time::Duration;
@@ -20,20 +21,26 @@ const MAX_LEN: usize = 1_000_000;
 /// A lazily (re)connected Redis connection outside the seat-lock breaker:
 /// the outbox waits out a Redis outage on its own schedule.
 pub struct LazyRedis {
-    client: redis::Client,
+    locator: RedisLocator,
     timeout: Duration,
     // tokio Mutex: held across the connect `.await`.
     conn: Mutex<Option<MultiplexedConnection>>,
 }
 
 impl LazyRedis {
-    /// A connection to `url`, opened on first use.
+    /// A connection to the Redis at `url`, opened on first use.
     pub fn new(url: &str, timeout: Duration) -> anyhow::Result<Self> {
-        Ok(Self {
-            client: redis::Client::open(url)?,
+        Ok(Self::located(RedisLocator::fixed(url)?, timeout))
+    }
+
+    /// A connection to the Redis `locator` finds (through Sentinel, it
+    /// follows a failover after [`LazyRedis::reset`]).
+    pub fn located(locator: RedisLocator, timeout: Duration) -> Self {
+        Self {
+            locator,
             timeout,
             conn: Mutex::new(None),
-        })
+        }
     }
 
     /// The connection, connecting if needed.
@@ -42,9 +49,12 @@ impl LazyRedis {
         if let Some(c) = guard.as_ref() {
             return Ok(c.clone());
         }
-        let c = tokio::time::timeout(self.timeout, self.client.get_multiplexed_async_connection())
-            .await
-            .map_err(|_| anyhow::anyhow!("redis connect timed out"))??;
+        let c = tokio::time::timeout(self.timeout, async {
+            let client = self.locator.client().await?;
+            client.get_multiplexed_async_connection().await
+        })
+        .await
+        .map_err(|_| anyhow::anyhow!("redis connect timed out"))??;
         *guard = Some(c.clone());
         Ok(c)
     }
@@ -52,6 +62,7 @@ impl LazyRedis {
     /// Forgets a connection that failed, so the next call reconnects.
     pub async fn reset(&self) {
         *self.conn.lock().await = None;
+        self.locator.forget();
     }
 }
 
@@ -64,10 +75,15 @@ pub struct RedisStreamSink {
 impl RedisStreamSink {
     /// A sink on the Redis at `url`, streams named `<prefix>:<city>`.
     pub fn new(url: &str, prefix: &str, timeout: Duration) -> anyhow::Result<Self> {
-        Ok(Self {
-            redis: LazyRedis::new(url, timeout)?,
+        Ok(Self::located(RedisLocator::fixed(url)?, prefix, timeout))
+    }
+
+    /// A sink on the Redis `locator` finds.
+    pub fn located(locator: RedisLocator, prefix: &str, timeout: Duration) -> Self {
+        Self {
+            redis: LazyRedis::located(locator, timeout),
             prefix: prefix.to_owned(),
-        })
+        }
     }
 }
 

@@ -131,14 +131,14 @@ pub(super) async fn run(
 
     let mut double_held = 0;
     for (c, spec) in CITIES.iter().enumerate() {
-        let tally = tallies[c].lock().expect("tally");
         let map: SeatMap = regions[c]
             .get(&format!("/v1/shows/{}/seats", shows[c]), None)
             .await?;
+        let path = lock_path(regions[c]).await;
+        let tally = tallies[c].lock().expect("tally");
         let granted = tally.granted.len();
         let twice = tally.granted.values().filter(|n| **n > 1).count();
         double_held += twice;
-        let path = lock_path(regions[c]).await;
         println!(
             "   {}: before {} held / {} refused (409), during {} held / {} refused / {} 503; \
              seat map {} held; hold path now {path}",
