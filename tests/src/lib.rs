@@ -5,6 +5,7 @@
 //! concurrency test ends with.
 
 pub mod browser;
+pub mod churn;
 pub mod edge;
 pub mod money;
 pub use testkit::pg_server;
@@ -78,6 +79,17 @@ pub async fn test_settings() -> anyhow::Result<Settings> {
     s.outbox_poll_ms = 100;
     // The shared Redis serves many test apps: each gets its own streams.
     s.events_stream_prefix = format!("e2e_{}:events", Uuid::new_v4().simple());
+    Ok(s)
+}
+
+/// Settings for tests that kill, cut or fail over Redis: a Redis call
+/// slower than 300 ms fails, two failures open the breaker, and it probes
+/// again after 300 ms.
+pub async fn fault_settings() -> anyhow::Result<Settings> {
+    let mut s = test_settings().await?;
+    s.redis_timeout_ms = 300;
+    s.breaker_threshold = 2;
+    s.breaker_open_ms = 300;
     Ok(s)
 }
 

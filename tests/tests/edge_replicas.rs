@@ -10,9 +10,9 @@ use uuid::Uuid;
 
 const BREAKER_FAILURES: usize = 2;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_edge_spreads_over_replicas_and_fails_over_when_one_dies() {
-    let mut stack = EdgeStack::start(
+/// mum on two replicas behind the edge, with an open show.
+async fn two_replicas() -> (EdgeStack, String) {
+    let stack = EdgeStack::start(
         EdgeOptions::cities(&["mum"])
             .replicas(2)
             .var("BREAKER_FAILURES", BREAKER_FAILURES.to_string())
@@ -24,6 +24,12 @@ async fn the_edge_spreads_over_replicas_and_fails_over_when_one_dies() {
         .seed_show("mum", 10, 20, SaleMode::Open)
         .await
         .expect("show");
+    (stack, show)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_edge_spreads_over_replicas_and_fails_over_when_one_dies() {
+    let (mut stack, show) = two_replicas().await;
     // Both replicas take requests.
     let mut held = Vec::new();
     for i in 0..12u32 {
@@ -89,18 +95,7 @@ async fn the_edge_spreads_over_replicas_and_fails_over_when_one_dies() {
 /// `BREAKER_FAILURES` such answers, then it is skipped.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unkeyed_writes_are_never_repeated_on_another_replica() {
-    let mut stack = EdgeStack::start(
-        EdgeOptions::cities(&["mum"])
-            .replicas(2)
-            .var("BREAKER_FAILURES", BREAKER_FAILURES.to_string())
-            .var("BREAKER_OPEN_MS", "60000"),
-    )
-    .await
-    .expect("edge stack");
-    let show = stack
-        .seed_show("mum", 10, 20, SaleMode::Open)
-        .await
-        .expect("show");
+    let (mut stack, show) = two_replicas().await;
     stack.kill_replica("mum", 0).await;
     let mut refused = 0;
     for i in 0..12u32 {

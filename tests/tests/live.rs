@@ -10,7 +10,7 @@
 //! (snapshot plus deltas) equals the seat map read from Postgres.
 
 use e2e::money;
-use e2e::{test_settings, user, TestApp};
+use e2e::{fault_settings, test_settings, user, TestApp};
 use futures::future::join_all;
 use reqwest::Method;
 use shared::live::Frame;
@@ -470,11 +470,8 @@ async fn a_viewer_that_falls_behind_is_closed_with_the_resync_code() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn while_redis_is_down_viewers_get_degraded_snapshots_from_postgres() {
     let mut redis = e2e::redis_server::RedisServer::start().expect("redis-server");
-    let mut settings = test_settings().await.expect("settings");
+    let mut settings = fault_settings().await.expect("settings");
     settings.redis_url = redis.url();
-    settings.redis_timeout_ms = 300;
-    settings.breaker_threshold = 2;
-    settings.breaker_open_ms = 300;
     settings.live_degraded_snapshot_ms = 500;
     let app = TestApp::spawn(settings).await.expect("app");
     let show = app

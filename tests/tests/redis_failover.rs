@@ -2,24 +2,18 @@
 //! (no 500s, still no double holds); when Redis returns, live holds are
 //! re-asserted and the fast path resumes. Uses a private redis-server.
 
+use e2e::churn::{other_than, Churn};
 use e2e::redis_server::RedisServer;
-use e2e::{eventually, test_settings, user, TestApp};
-use rand::{Rng, SeedableRng};
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use e2e::{eventually, fault_settings, test_settings, user, TestApp};
+use std::sync::Arc;
 use std::time::Duration;
 use testkit::invariants::check;
-use testkit::seed::row_label;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn holds_survive_a_redis_outage_and_the_fast_path_resumes() {
     let mut redis = RedisServer::start().expect("redis-server");
-    let mut settings = test_settings().await.expect("settings");
+    let mut settings = fault_settings().await.expect("settings");
     settings.redis_url = redis.url();
-    settings.redis_timeout_ms = 300;
-    settings.breaker_threshold = 2;
-    settings.breaker_open_ms = 300;
     let app = Arc::new(TestApp::spawn(settings).await.expect("app"));
     let show = app
         .seed_show(21, 20, chrono::Duration::days(2))
@@ -28,45 +22,11 @@ async fn holds_survive_a_redis_outage_and_the_fast_path_resumes() {
     assert_eq!(app.lock_path().await, "redis");
 
     // Clients hold random pairs of seats in a loop until told to stop.
-    let stop = Arc::new(AtomicBool::new(false));
-    let statuses: Arc<Mutex<HashMap<(u16, &'static str), usize>>> = Arc::default();
-    let phase: Arc<Mutex<&'static str>> = Arc::new(Mutex::new("before"));
-    let mut clients = Vec::new();
-    for c in 0..8u64 {
-        let (app, show, stop, statuses, phase) = (
-            app.clone(),
-            show.clone(),
-            stop.clone(),
-            statuses.clone(),
-            phase.clone(),
-        );
-        clients.push(tokio::spawn(async move {
-            let mut rng = rand::rngs::StdRng::seed_from_u64(c);
-            let token = user(&format!("client-{c}"));
-            while !stop.load(Ordering::Relaxed) {
-                let row = row_label(rng.gen_range(0..20));
-                let n = rng.gen_range(1..20u16);
-                let seats = [format!("{row}{n}"), format!("{row}{}", n + 1)];
-                let refs: Vec<&str> = seats.iter().map(String::as_str).collect();
-                let status = app
-                    .hold(&token, &show, &refs)
-                    .await
-                    .map(|r| r.0)
-                    .unwrap_or(0);
-                let p = *phase.lock().expect("phase");
-                *statuses
-                    .lock()
-                    .expect("stats")
-                    .entry((status, p))
-                    .or_insert(0) += 1;
-                tokio::time::sleep(Duration::from_millis(5)).await;
-            }
-        }));
-    }
+    let churn = Churn::start(std::slice::from_ref(&app), &show, 8, false);
 
     tokio::time::sleep(Duration::from_millis(700)).await;
     redis.kill();
-    *phase.lock().expect("phase") = "outage";
+    churn.phase("outage");
     assert!(
         eventually(Duration::from_secs(10), || async {
             app.lock_path().await == "postgres_only"
@@ -83,33 +43,18 @@ async fn holds_survive_a_redis_outage_and_the_fast_path_resumes() {
     );
 
     redis.restart().expect("restart redis");
-    *phase.lock().expect("phase") = "after";
+    churn.phase("after");
     assert!(
         app.wait_for_fast_path().await,
         "fast path must resume after Redis returns"
     );
     tokio::time::sleep(Duration::from_millis(700)).await;
-    stop.store(true, Ordering::Relaxed);
-    for c in clients {
-        c.await.expect("client");
-    }
-
-    let statuses = statuses.lock().expect("stats").clone();
-    let server_errors: Vec<_> = statuses
-        .iter()
-        .filter(|((s, _), _)| *s >= 500 && *s != 503)
-        .collect();
-    assert!(
-        server_errors.is_empty(),
-        "no 500s while switching: {statuses:?}"
-    );
-    let unexpected: Vec<_> = statuses
-        .iter()
-        .filter(|((s, _), _)| ![201, 409, 503].contains(s))
-        .collect();
+    let statuses = churn.stop().await;
+    // No 500s while switching: only holds, conflicts and load shedding.
+    let unexpected = other_than(&statuses, &[201, 409, 503]);
     assert!(unexpected.is_empty(), "only 201/409/503: {statuses:?}");
     assert!(
-        statuses.get(&(201, "after")).copied().unwrap_or(0) > 0,
+        statuses.get(&("after", 201)).copied().unwrap_or(0) > 0,
         "{statuses:?}"
     );
 

@@ -7,25 +7,19 @@
 //! writes of the old master: asynchronous replication; the Postgres second
 //! line is why that cannot sell a seat twice. docs/adr/0017.)
 
+use e2e::churn::{other_than, Churn};
 use e2e::sentinel::{SentinelSet, SERVICE};
-use e2e::{eventually, test_settings, user, TestApp};
-use rand::{Rng, SeedableRng};
-use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use e2e::{eventually, fault_settings, user, TestApp};
+use std::sync::Arc;
 use std::time::Duration;
 use testkit::invariants::check;
-use testkit::seed::row_label;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn holds_follow_a_sentinel_failover() {
     let mut set = SentinelSet::start().expect("sentinel set");
-    let mut settings = test_settings().await.expect("settings");
+    let mut settings = fault_settings().await.expect("settings");
     settings.redis_sentinels = set.sentinel_urls();
     settings.redis_sentinel_service = SERVICE.into();
-    settings.redis_timeout_ms = 300;
-    settings.breaker_threshold = 2;
-    settings.breaker_open_ms = 300;
     // The outbox and notifier use the shard's Redis too (through the same
     // locator); their streams are the test's own.
     let app = Arc::new(TestApp::spawn(settings).await.expect("app"));
@@ -38,48 +32,10 @@ async fn holds_follow_a_sentinel_failover() {
         "fast path through the master"
     );
 
-    let stop = Arc::new(AtomicBool::new(false));
-    let phase: Arc<Mutex<&'static str>> = Arc::new(Mutex::new("before"));
-    let statuses: Arc<Mutex<BTreeMap<(&'static str, u16), usize>>> = Arc::default();
-    let mut clients = Vec::new();
-    for c in 0..6u64 {
-        let (app, show, stop, phase, statuses) = (
-            app.clone(),
-            show.clone(),
-            stop.clone(),
-            phase.clone(),
-            statuses.clone(),
-        );
-        clients.push(tokio::spawn(async move {
-            let mut rng = rand::rngs::StdRng::seed_from_u64(c);
-            let token = user(&format!("client-{c}"));
-            while !stop.load(Ordering::Relaxed) {
-                let row = row_label(rng.gen_range(0..20));
-                let n = rng.gen_range(1..20u16);
-                let seats = [format!("{row}{n}"), format!("{row}{}", n + 1)];
-                let refs: Vec<&str> = seats.iter().map(String::as_str).collect();
-                let (status, body) = app
-                    .hold(&token, &show, &refs)
-                    .await
-                    .unwrap_or((0, serde_json::Value::Null));
-                let p = *phase.lock().expect("phase");
-                *statuses
-                    .lock()
-                    .expect("stats")
-                    .entry((p, status))
-                    .or_insert(0) += 1;
-                if status == 201 && rng.gen_bool(0.5) {
-                    if let Some(id) = body["hold_id"].as_str() {
-                        let _ = app.on_hold(reqwest::Method::DELETE, &token, id, "").await;
-                    }
-                }
-                tokio::time::sleep(Duration::from_millis(5)).await;
-            }
-        }));
-    }
+    let churn = Churn::start(std::slice::from_ref(&app), &show, 6, true);
     tokio::time::sleep(Duration::from_millis(800)).await;
     let old = set.master_port().expect("master");
-    *phase.lock().expect("phase") = "failover";
+    churn.phase("failover");
     let new =
         tokio::task::block_in_place(|| set.kill_master_and_fail_over(Duration::from_secs(30)))
             .expect("the sentinels promote the replica");
@@ -91,17 +47,10 @@ async fn holds_follow_a_sentinel_failover() {
         .await,
         "the fast path resumes on the new master"
     );
-    *phase.lock().expect("phase") = "after";
+    churn.phase("after");
     tokio::time::sleep(Duration::from_millis(1000)).await;
-    stop.store(true, Ordering::Relaxed);
-    for c in clients {
-        c.await.expect("client");
-    }
-    let statuses = statuses.lock().expect("stats").clone();
-    let bad: Vec<_> = statuses
-        .iter()
-        .filter(|((_, s), _)| ![201, 409, 503].contains(s))
-        .collect();
+    let statuses = churn.stop().await;
+    let bad = other_than(&statuses, &[201, 409, 503]);
     assert!(bad.is_empty(), "only 201/409/503: {statuses:?}");
     assert!(
         statuses.get(&("failover", 201)).copied().unwrap_or(0) > 0,
@@ -150,11 +99,8 @@ async fn holds_follow_a_sentinel_failover() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn negative_control_a_fixed_address_does_not_follow_the_failover() {
     let mut set = SentinelSet::start().expect("sentinel set");
-    let mut settings = test_settings().await.expect("settings");
+    let mut settings = fault_settings().await.expect("settings");
     settings.redis_url = set.master_url().expect("master");
-    settings.redis_timeout_ms = 300;
-    settings.breaker_threshold = 2;
-    settings.breaker_open_ms = 300;
     let app = TestApp::spawn(settings).await.expect("app");
     let show = app
         .seed_show(2, 10, chrono::Duration::days(2))

@@ -9,16 +9,13 @@
 //!
 //! Also: a dead leader's `redis-path` lease is taken over within 10 s.
 
+use e2e::churn::{other_than, Churn, Statuses};
 use e2e::redis_server::RedisServer;
 use e2e::tcp_proxy::TcpProxy;
-use e2e::{eventually, test_settings, user, TestApp};
-use rand::{Rng, SeedableRng};
-use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use e2e::{eventually, fault_settings, test_settings, TestApp};
+use std::sync::Arc;
 use std::time::Duration;
 use testkit::invariants::check;
-use testkit::seed::row_label;
 
 /// What one sale through a partition and an outage left behind.
 struct Sale {
@@ -26,8 +23,8 @@ struct Sale {
     paths: Vec<(chrono::DateTime<chrono::Utc>, String, i64)>,
     /// The shard's path generation at the end.
     generation: i64,
-    /// Answers by status.
-    statuses: BTreeMap<u16, usize>,
+    /// Answers by phase and status.
+    statuses: Statuses,
     /// Redis and Postgres disagreements and double holds, after it all.
     report: testkit::invariants::Report,
 }
@@ -93,11 +90,8 @@ async fn fast_path_on_both(a: &TestApp, b: &TestApp, when: &str) {
 async fn sale_through_a_partition_and_an_outage(coordinated: bool) -> Sale {
     let mut redis = RedisServer::start().expect("redis-server");
     let proxy = TcpProxy::start(redis.port).await.expect("proxy");
-    let mut settings = test_settings().await.expect("settings");
+    let mut settings = fault_settings().await.expect("settings");
     settings.redis_url = redis.url();
-    settings.redis_timeout_ms = 300;
-    settings.breaker_threshold = 2;
-    settings.breaker_open_ms = 300;
     settings.lease_ttl_ms = 1500;
     settings.lease_renew_ms = 300;
     settings.path_sync_ms = 50;
@@ -120,34 +114,7 @@ async fn sale_through_a_partition_and_an_outage(coordinated: bool) -> Sale {
 
     // Clients hold random pairs through either replica and give half of
     // them back, so seats keep turning over.
-    let stop = Arc::new(AtomicBool::new(false));
-    let statuses: Arc<Mutex<BTreeMap<u16, usize>>> = Arc::default();
-    let mut clients = Vec::new();
-    for c in 0..8u64 {
-        let app = if c % 2 == 0 { a.clone() } else { b.clone() };
-        let (show, stop, statuses) = (show.clone(), stop.clone(), statuses.clone());
-        clients.push(tokio::spawn(async move {
-            let mut rng = rand::rngs::StdRng::seed_from_u64(c);
-            let token = user(&format!("client-{c}"));
-            while !stop.load(Ordering::Relaxed) {
-                let row = row_label(rng.gen_range(0..20));
-                let n = rng.gen_range(1..20u16);
-                let seats = [format!("{row}{n}"), format!("{row}{}", n + 1)];
-                let refs: Vec<&str> = seats.iter().map(String::as_str).collect();
-                let (status, body) = app
-                    .hold(&token, &show, &refs)
-                    .await
-                    .unwrap_or((0, serde_json::Value::Null));
-                *statuses.lock().expect("stats").entry(status).or_insert(0) += 1;
-                if status == 201 && rng.gen_bool(0.5) {
-                    if let Some(id) = body["hold_id"].as_str() {
-                        let _ = app.on_hold(reqwest::Method::DELETE, &token, id, "").await;
-                    }
-                }
-                tokio::time::sleep(Duration::from_millis(5)).await;
-            }
-        }));
-    }
+    let churn = Churn::start(&[a.clone(), b.clone()], &show, 8, true);
 
     tokio::time::sleep(Duration::from_millis(800)).await;
     // A partition: b loses Redis, a still reaches it.
@@ -169,10 +136,7 @@ async fn sale_through_a_partition_and_an_outage(coordinated: bool) -> Sale {
     redis.restart().expect("restart redis");
     fast_path_on_both(&a, &b, "after the outage").await;
     tokio::time::sleep(Duration::from_millis(800)).await;
-    stop.store(true, Ordering::Relaxed);
-    for c in clients {
-        c.await.expect("client");
-    }
+    let statuses = churn.stop().await;
 
     let paths: Vec<(chrono::DateTime<chrono::Utc>, String, i64)> = sqlx::query_as(
         "SELECT created_at, path, path_generation FROM holds ORDER BY created_at, id",
@@ -187,7 +151,6 @@ async fn sale_through_a_partition_and_an_outage(coordinated: bool) -> Sale {
     let report = check(&a.db, &redis.url(), std::slice::from_ref(&show))
         .await
         .expect("check");
-    let statuses = statuses.lock().expect("stats").clone();
     let (Ok(a), Ok(b)) = (Arc::try_unwrap(a), Arc::try_unwrap(b)) else {
         panic!("replicas still shared");
     };
@@ -204,11 +167,7 @@ async fn sale_through_a_partition_and_an_outage(coordinated: bool) -> Sale {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn replicas_switch_between_redis_and_postgres_as_one() {
     let sale = sale_through_a_partition_and_an_outage(true).await;
-    let unexpected: Vec<_> = sale
-        .statuses
-        .iter()
-        .filter(|(s, _)| ![201, 409, 503].contains(*s))
-        .collect();
+    let unexpected = other_than(&sale.statuses, &[201, 409, 503]);
     assert!(
         unexpected.is_empty(),
         "only 201/409/503: {:?}",

@@ -1,0 +1,102 @@
+//! Buyers holding random pairs of adjacent seats in a loop (rows A-T,
+//! seats 1-20 of a show seeded with at least 20 rows of 20), until told
+//! to stop, for the fault tests that kill or cut Redis under load. Each
+//! answer is counted by the phase the test says it is in.
+
+use crate::{user, TestApp};
+use rand::{Rng, SeedableRng};
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use testkit::seed::row_label;
+use tokio::task::JoinHandle;
+
+/// Answers by (phase, status); status 0 is no answer at all.
+pub type Statuses = BTreeMap<(&'static str, u16), usize>;
+
+/// The running buyers.
+pub struct Churn {
+    stop: Arc<AtomicBool>,
+    phase: Arc<Mutex<&'static str>>,
+    statuses: Arc<Mutex<Statuses>>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Churn {
+    /// `clients` buyers on `show`, client `c` through `apps[c % n]`; with
+    /// `give_back`, each gives half of its holds back at once, so seats
+    /// keep turning over. The phase starts as `"before"`.
+    pub fn start(apps: &[Arc<TestApp>], show: &str, clients: u64, give_back: bool) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let phase = Arc::new(Mutex::new("before"));
+        let statuses: Arc<Mutex<Statuses>> = Arc::default();
+        let tasks = (0..clients)
+            .map(|c| {
+                let app = apps[(c as usize) % apps.len()].clone();
+                let (show, stop, phase, statuses) = (
+                    show.to_owned(),
+                    stop.clone(),
+                    phase.clone(),
+                    statuses.clone(),
+                );
+                tokio::spawn(async move {
+                    let mut rng = rand::rngs::StdRng::seed_from_u64(c);
+                    let token = user(&format!("client-{c}"));
+                    while !stop.load(Ordering::Relaxed) {
+                        let row = row_label(rng.gen_range(0..20));
+                        let n = rng.gen_range(1..20u16);
+                        let seats = [format!("{row}{n}"), format!("{row}{}", n + 1)];
+                        let refs: Vec<&str> = seats.iter().map(String::as_str).collect();
+                        let (status, body) = app
+                            .hold(&token, &show, &refs)
+                            .await
+                            .unwrap_or((0, serde_json::Value::Null));
+                        let p = *phase.lock().expect("phase");
+                        *statuses
+                            .lock()
+                            .expect("stats")
+                            .entry((p, status))
+                            .or_insert(0) += 1;
+                        if give_back && status == 201 && rng.gen_bool(0.5) {
+                            if let Some(id) = body["hold_id"].as_str() {
+                                let _ = app.on_hold(reqwest::Method::DELETE, &token, id, "").await;
+                            }
+                        }
+                        tokio::time::sleep(Duration::from_millis(5)).await;
+                    }
+                })
+            })
+            .collect();
+        Self {
+            stop,
+            phase,
+            statuses,
+            tasks,
+        }
+    }
+
+    /// Answers from now on count under `phase`.
+    pub fn phase(&self, phase: &'static str) {
+        *self.phase.lock().expect("phase") = phase;
+    }
+
+    /// Stops the buyers and returns what they were answered.
+    pub async fn stop(self) -> Statuses {
+        self.stop.store(true, Ordering::Relaxed);
+        for t in self.tasks {
+            t.await.expect("buyer");
+        }
+        let statuses = self.statuses.lock().expect("stats").clone();
+        statuses
+    }
+}
+
+/// The answers other than `ok` (for an assertion's message).
+pub fn other_than(statuses: &Statuses, ok: &[u16]) -> Vec<((&'static str, u16), usize)> {
+    statuses
+        .iter()
+        .filter(|((_, s), _)| !ok.contains(s))
+        .map(|(k, v)| (*k, *v))
+        .collect()
+}
