@@ -110,7 +110,27 @@ impl Regions {
     pub fn contains(&self, city: &str) -> bool {
         self.by_city.contains_key(city)
     }
+
+    /// The table as JSON, in the form [`Regions::parse`] reads (every
+    /// city with its list of replicas).
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::Value::Object(
+            self.by_city
+                .iter()
+                .map(|(city, urls)| (city.clone(), serde_json::json!(urls)))
+                .collect(),
+        )
+    }
 }
+
+/// The Upstash key (under `KEY_PREFIX`) of the city → shard directory an
+/// operator sets with `PUT /v1/operator/directory`; while it is absent the
+/// deploy's `REGIONS` is the directory.
+pub const DIRECTORY_KEY: &str = "directory";
+
+/// How long an isolate trusts the directory it read by default
+/// (`DIRECTORY_REFRESH_MS`).
+pub const DIRECTORY_TTL_MS: i64 = 5_000;
 
 /// The order in which a request tries a shard's `n` replicas: a rotation
 /// starting at `turn % n`, so successive requests spread over them.
@@ -169,6 +189,10 @@ pub struct EdgeConfig {
     pub cache_ttls: CacheTtls,
     /// How long to wait for a region core.
     pub region_timeout_ms: u64,
+    /// How long an isolate trusts the directory it read from Upstash
+    /// (`DIRECTORY_REFRESH_MS`): a directory change reaches every isolate
+    /// within this.
+    pub directory_refresh_ms: i64,
     /// How long to wait for a region core's answer to a payment (a
     /// checkout): it waits on the payment gateway for up to its own
     /// `REGION_GATEWAY_TIMEOUT_MS` before answering, so this must be
@@ -204,6 +228,7 @@ impl fmt::Debug for EdgeConfig {
             .field("limits", &self.limits)
             .field("cache_ttls", &self.cache_ttls)
             .field("region_timeout_ms", &self.region_timeout_ms)
+            .field("directory_refresh_ms", &self.directory_refresh_ms)
             .field("payment_timeout_ms", &self.payment_timeout_ms)
             .field("breaker", &self.breaker)
             .field("max_body_bytes", &self.max_body_bytes)
@@ -398,6 +423,13 @@ impl EdgeConfig {
             }
             _ => CacheTtls::default(),
         };
+        let directory_refresh_ms = number(
+            &get,
+            "DIRECTORY_REFRESH_MS",
+            DIRECTORY_TTL_MS,
+            |v| (100..=3_600_000).contains(v),
+            "100–3600000 ms",
+        )?;
         let region_timeout_ms = number(
             &get,
             "REGION_TIMEOUT_MS",
@@ -435,6 +467,7 @@ impl EdgeConfig {
         let dev_signin = flag(&get, "DEV_SIGNIN")?;
         Ok(Self {
             regions,
+            directory_refresh_ms,
             limits,
             deny_list,
             cache_ttls,
@@ -521,6 +554,13 @@ pub(crate) mod tests {
         let d = r.distinct();
         assert_eq!(d.len(), 2);
         assert!(d.iter().any(|(_, c)| c == &vec!["mum", "pune"]));
+    }
+
+    #[test]
+    fn the_directory_reads_back_what_it_writes() {
+        let r = Regions::parse(r#"{"mum": ["http://m1:1", "http://m2:2"], "nyc": "http://n:3"}"#)
+            .unwrap();
+        assert_eq!(Regions::parse(&r.to_json().to_string()).unwrap(), r);
     }
 
     #[test]

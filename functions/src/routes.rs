@@ -21,6 +21,7 @@
 //! | `Page` | `GET /c/{city}/sales/{show}` | — (HTML) |
 //! | `PageJoin` | `POST /c/{city}/sales/{show}/join` | — (HTML form, 303) |
 //! | `SaleConfig` | `GET`/`PUT /v1/operator/sales/{show}` | — (Upstash) |
+//! | `Directory` | `GET`/`PUT /v1/operator/directory` | — (Upstash; the city → shard table) |
 //! | `FindBooking` | `GET /v1/bookings/{number or id}` | `/v1/bookings/{ref}` of every shard (`crate::cross_shard`) |
 //! | `MyBookings` | `GET /v1/me/bookings` | `/v1/bookings` of every shard, merged |
 //! | `Pages` | the buyer's pages (`crate::pages::classify`) | — (HTML) |
@@ -139,6 +140,11 @@ pub enum Route {
     },
     /// The caller's bookings from every shard.
     MyBookings,
+    /// Read (`write: false`) or replace the city → shard directory.
+    Directory {
+        /// `PUT` rather than `GET`.
+        write: bool,
+    },
     /// Read (`write: false`) or set a sale's waiting-room config.
     SaleConfig {
         /// Show (= sale) id.
@@ -162,7 +168,9 @@ impl Route {
             Self::Checkout { .. } => RouteClass::Checkout,
             Self::Join { .. } | Self::PageJoin { .. } => RouteClass::Join,
             Self::Status { .. } | Self::Page { .. } => RouteClass::Status,
-            Self::Operator { .. } | Self::SaleConfig { .. } => RouteClass::Operator,
+            Self::Operator { .. } | Self::SaleConfig { .. } | Self::Directory { .. } => {
+                RouteClass::Operator
+            }
             Self::Forward { .. } | Self::FindBooking { .. } | Self::MyBookings => RouteClass::Api,
             Self::Pages(p) => return p.class(),
         })
@@ -174,6 +182,7 @@ impl Route {
             Self::Health
             | Self::Cities
             | Self::SaleConfig { .. }
+            | Self::Directory { .. }
             | Self::FindBooking { .. }
             | Self::MyBookings => None,
             Self::CityShows { city, .. }
@@ -290,6 +299,11 @@ pub fn classify(
             reference: crate::cross_shard::booking_reference(r)?,
         }),
         ["v1", "me", "bookings"] => get(Route::MyBookings),
+        ["v1", "operator", "directory"] => match method {
+            "GET" => Ok(Route::Directory { write: false }),
+            "PUT" => Ok(Route::Directory { write: true }),
+            _ => Err(EdgeError::method_not_allowed("GET, PUT")),
+        },
         ["v1", "operator", "sales", s] => {
             let show = show_id(s)?;
             match method {

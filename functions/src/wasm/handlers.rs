@@ -40,6 +40,9 @@ pub async fn handle(
     // Classify by the method as sent: workers-rs maps any method it does
     // not know (PROPFIND, lower-case `get`) to GET.
     let raw_method = req.inner().method();
+    // The city -> shard directory an operator set, if any (read at most
+    // every few seconds per isolate).
+    let cfg = super::directory::current(cfg, now_ms()).await;
     let route = routes::classify(&raw_method, url.path(), url.query(), &cfg.regions);
     // Everything outside the JSON API is a page: its errors are pages too.
     let browser = !url.path().starts_with("/v1/") && url.path() != "/healthz";
@@ -327,6 +330,7 @@ async fn dispatch(req: &mut Request, call: &Call, ctx: &Context, route: Route) -
                 .empty())
         }
         Route::SaleConfig { show, write } => sale_config(req, call, &show, write).await,
+        Route::Directory { write } => directory(req, call, write).await,
     }
 }
 
@@ -1003,6 +1007,24 @@ async fn room_json(call: &Call, city: &str, show: &str, mode: Mode) -> Handled {
     let h = status_headers(&view, rl);
     let h: Vec<(&str, String)> = h.into_iter().collect();
     http::json(200, body, &h).or_internal("status response")
+}
+
+/// `GET`/`PUT /v1/operator/directory` (operator token).
+async fn directory(req: &mut Request, call: &Call, write: bool) -> Handled {
+    let user = call.require_user().await?;
+    if !user.operator {
+        return Err(EdgeError::forbidden());
+    }
+    let (rl, _) = call.gate(RouteClass::Operator, Some(&user.id), &[]).await?;
+    let regions = if write {
+        let body = http::read_body(req, call.cfg.max_body_bytes).await?;
+        super::directory::replace(&call.cfg, &body, call.now_ms)
+            .await
+            .map_err(|e| with_limits(e, &rl))?
+    } else {
+        call.cfg.regions.to_json()
+    };
+    super::directory::answered(super::directory::answer(regions, &rl))
 }
 
 async fn sale_config(req: &mut Request, call: &Call, show: &str, write: bool) -> Handled {

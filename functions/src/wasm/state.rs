@@ -28,6 +28,9 @@ pub struct Isolate {
     pub refusals: RefusalMemory,
     /// Circuit breakers, by replica base URL (one per upstream).
     pub breakers: HashMap<String, Breaker>,
+    /// The configuration with the directory last read from Upstash, and
+    /// when it was read (`super::directory`).
+    pub directory: Option<(Rc<EdgeConfig>, i64)>,
     /// Turns out of the replica rotation (requests spread over a shard's
     /// replicas).
     pub turn: u64,
