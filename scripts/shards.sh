@@ -8,12 +8,17 @@
 # (no persistence: it is rebuilt from Postgres), its own sandbox payment
 # gateway (its webhooks go to the shard's first replica) and its replicas,
 # named <city>-<n> (REGION_REPLICA_ID). State and logs live in
-# .run/<city>/.
+# .run/<city>/. scripts/add-city.sh adds lines to .run/shards.extra.
 
 SHARD_TABLE="
 mum MUM 6380 8080,8081 8090
 nyc NYC 6381 8082,8083 8091
 "
+# Cities added with scripts/add-city.sh, one line each in the same form.
+if [ -f "$REPO_ROOT/.run/shards.extra" ]; then
+    SHARD_TABLE="$SHARD_TABLE$(cat "$REPO_ROOT/.run/shards.extra")
+"
+fi
 SHARDS="$(awk 'NF { print $1 }' <<<"$SHARD_TABLE" | tr '\n' ' ')"
 PG_ADMIN_URL="${PG_ADMIN_URL:-postgres://postgres:postgres@127.0.0.1:5432/postgres}"
 

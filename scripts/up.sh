@@ -152,6 +152,9 @@ step "Edge Worker in workerd on $EDGE_LISTEN (each city -> its shard's replicas)
 # they are.
 regions="$(regions_json)"
 echo "REGIONS=$regions"
+# A directory an operator stored (scripts/add-city.sh) may name shards of
+# an earlier run: this run's table is the directory until one is stored.
+redis-cli -h 127.0.0.1 -p 6379 DEL "${EDGE_KEY_PREFIX}directory" >/dev/null
 edge_pid="$(start_service "$EDGE_PID_FILE" "$EDGE_LOG_FILE" env \
     REGIONS="$regions" \
     UPSTASH_REDIS_REST_URL="$UPSTASH_URL" \

@@ -39,6 +39,7 @@
 
 mod flash_sale;
 mod outage;
+mod prove_city;
 mod walkthrough;
 
 use anyhow::Context;
@@ -81,6 +82,24 @@ pub struct DemoArgs {
     /// the outage step.
     #[arg(long, default_value = "http://127.0.0.1:8082")]
     pub other_target: String,
+
+    /// Instead of the walk-through: create this city through the edge
+    /// (on whatever shard the directory routes it to) and sell its first
+    /// ticket (`scripts/add-city.sh`).
+    #[arg(long)]
+    pub prove_city: Option<String>,
+
+    /// With --prove-city: the city's name.
+    #[arg(long, default_value = "New City")]
+    pub city_name: String,
+
+    /// With --prove-city: its IANA time zone.
+    #[arg(long, default_value = "UTC")]
+    pub city_time_zone: String,
+
+    /// With --prove-city: its currency.
+    #[arg(long, default_value = "USD")]
+    pub city_currency: String,
 
     /// Step 7: a shell command that kills part of the first city's shard
     /// while both cities sell (up.sh: `bash scripts/shard-chaos.sh kill
@@ -230,6 +249,17 @@ async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         args.users >= 3 && args.concurrency >= 1,
         "--users must be at least 3 and --concurrency positive"
     );
+    if let Some(code) = &args.prove_city {
+        let edge_api = Api::edge(&args.edge, code)?;
+        edge::wait_healthy(&edge_api, Duration::from_secs(args.wait_ready_secs)).await?;
+        let city = prove_city::NewCity {
+            code,
+            name: &args.city_name,
+            time_zone: &args.city_time_zone,
+            currency: &args.city_currency,
+        };
+        return prove_city::run(&args.edge, &args.signing.jwt_secret, city).await;
+    }
     let region = Api::new(&args.target)?;
     let edge_api = Api::edge(&args.edge, CITIES[0].code)?;
     let wait = Duration::from_secs(args.wait_ready_secs);
