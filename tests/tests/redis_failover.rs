@@ -2,7 +2,7 @@
 //! (no 500s, still no double holds); when Redis returns, live holds are
 //! re-asserted and the fast path resumes. Uses a private redis-server.
 
-use e2e::churn::{other_than, Churn};
+use e2e::churn::{assert_recovered_on, other_than, Churn};
 use e2e::redis_server::RedisServer;
 use e2e::{eventually, fault_settings, test_settings, user, TestApp};
 use std::sync::Arc;
@@ -58,22 +58,10 @@ async fn holds_survive_a_redis_outage_and_the_fast_path_resumes() {
         "{statuses:?}"
     );
 
-    // Holds made while Redis was down are back in Redis, and Redis and
-    // Postgres agree seat by seat; no seat is in two live holds.
-    let report = check(&app.db, &redis.url(), std::slice::from_ref(&show))
-        .await
-        .expect("check");
-    assert_eq!(report, Default::default());
-
-    // A new hold takes the fast path: its key is in the restarted Redis.
-    // (Row U is never touched by the clients, which pick rows A-T.)
-    let (s, body) = app
-        .hold(&user("late"), &show, &["U20", "U19"])
-        .await
-        .expect("hold");
-    assert_eq!(s, 201, "{body}");
-    let owner = app.lock_owner(&show, "U20").await;
-    assert_eq!(owner.as_deref(), body["hold_id"].as_str());
+    // Holds made while Redis was down are back in Redis, Redis and
+    // Postgres agree seat by seat, no seat is in two live holds, and a new
+    // hold takes the fast path.
+    assert_recovered_on(&app, &redis.url(), &show).await;
     match Arc::try_unwrap(app) {
         Ok(app) => app.stop().await,
         Err(_) => panic!("app still shared"),

@@ -7,12 +7,11 @@
 //! writes of the old master: asynchronous replication; the Postgres second
 //! line is why that cannot sell a seat twice. docs/adr/0017.)
 
-use e2e::churn::{other_than, Churn};
+use e2e::churn::{assert_recovered_on, other_than, Churn};
 use e2e::sentinel::{SentinelSet, SERVICE};
 use e2e::{eventually, fault_settings, user, TestApp};
 use std::sync::Arc;
 use std::time::Duration;
-use testkit::invariants::check;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn holds_follow_a_sentinel_failover() {
@@ -60,33 +59,9 @@ async fn holds_follow_a_sentinel_failover() {
         statuses.get(&("after", 201)).copied().unwrap_or(0) > 0,
         "holds go on after it: {statuses:?}"
     );
-    // The new master knows every live hold, Postgres agrees, and no seat
-    // is in two live holds.
-    let report = check(
-        &app.db,
-        &set.master_url().expect("master"),
-        std::slice::from_ref(&show),
-    )
-    .await
-    .expect("check");
-    assert_eq!(report, Default::default());
-    // A new hold's lock is on the new master.
-    let (s, body) = app
-        .hold(&user("late"), &show, &["U20", "U19"])
-        .await
-        .expect("hold");
-    assert_eq!(s, 201, "{body}");
-    let client = redis::Client::open(set.master_url().expect("master")).expect("client");
-    let mut conn = client
-        .get_multiplexed_async_connection()
-        .await
-        .expect("new master");
-    let owner: Option<String> = redis::cmd("GET")
-        .arg(format!("seat:{{{show}}}:U20"))
-        .query_async(&mut conn)
-        .await
-        .expect("GET");
-    assert_eq!(owner.as_deref(), body["hold_id"].as_str());
+    // The new master knows every live hold, Postgres agrees, no seat is
+    // in two live holds, and a new hold's lock is on the new master.
+    assert_recovered_on(&app, &set.master_url().expect("master"), &show).await;
     match Arc::try_unwrap(app) {
         Ok(app) => app.stop().await,
         Err(_) => panic!("app still shared"),
