@@ -134,7 +134,7 @@ fn redis_breaker(settings: &Settings) -> Breaker {
     })
 }
 
-/// Starts the shard's background work (expiry sweeper, Redis recovery,
+/// Starts the shard's background work (expiry sweeper, the path switch,
 /// refund worker, outbox relay and notifier when enabled, retention);
 /// reconciliation starts later, as it needs the whole state.
 fn spawn_workers(

@@ -72,11 +72,6 @@ impl Lease {
         }
     }
 
-    /// The job's name.
-    pub fn job(&self) -> &'static str {
-        self.job
-    }
-
     /// Takes the lease if it is free (or ran out), or renews it if this
     /// replica holds it; `min_gap` also leaves it to nobody until that
     /// long after the last term began (a periodic job's interval). Returns
@@ -217,13 +212,12 @@ impl Term {
 /// Continuous leadership of one job: every replica runs this; the one
 /// holding the lease renews it every `every`, the others try to take it
 /// as often, so a dead leader is replaced within its lease's lifetime plus
-/// `every`. The current term (None while another replica leads) is
-/// published on the returned channel and by [`Leadership::current`].
+/// `every`. [`Leadership::current`] gives the current term (None while
+/// another replica leads).
 #[derive(Clone)]
 pub struct Leadership {
     state: Arc<Mutex<Option<(Term, Instant)>>>,
     ttl: Duration,
-    changes: watch::Receiver<Option<Term>>,
 }
 
 impl Leadership {
@@ -234,11 +228,9 @@ impl Leadership {
         every: Duration,
         mut shutdown: watch::Receiver<bool>,
     ) -> (Self, tokio::task::JoinHandle<()>) {
-        let (tx, rx) = watch::channel(None);
         let this = Self {
             state: Arc::default(),
             ttl: lease.ttl,
-            changes: rx,
         };
         let state = this.state.clone();
         let task = tokio::spawn(async move {
@@ -283,7 +275,6 @@ impl Leadership {
                     } else {
                         0.0
                     });
-                    let _ = tx.send(after);
                 }
             }
             let held = state
@@ -305,10 +296,5 @@ impl Leadership {
         slot.as_ref()
             .filter(|(_, at)| at.elapsed() < self.ttl)
             .map(|(t, _)| t.clone())
-    }
-
-    /// Changes of leadership (for tests and for jobs that wait for it).
-    pub fn changes(&self) -> watch::Receiver<Option<Term>> {
-        self.changes.clone()
     }
 }

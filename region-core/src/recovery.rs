@@ -2,8 +2,11 @@
 //! open, holds are written to Postgres alone; before the fast path is used
 //! again, Redis must know every live hold, or a fast-path request could
 //! take a seat Redis forgot (Postgres would still refuse it, but as a
-//! late conflict). So: probe, re-assert from Postgres, close the breaker,
-//! then re-assert once more for holds written in between.
+//! late conflict). [`reassert`] makes Redis agree with Postgres; the
+//! shard's path switch (`crate::path_switch`) calls it when it switches
+//! back. [`run`] is a replica recovering on its own breaker (probe,
+//! re-assert, close, re-assert once more for holds written in between),
+//! used only in the negative control without the switch.
 
 use crate::holds::store;
 use crate::redis_path::{seat_key, RedisPath};

@@ -94,14 +94,9 @@ pub async fn replace(
 pub fn answer(
     regions: serde_json::Value,
     extra: &[(&str, String)],
-) -> worker::Result<worker::Response> {
+) -> Result<worker::Response, EdgeError> {
     let body = serde_json::json!({ "regions": regions }).to_string();
     let mut headers: Vec<(&str, String)> = extra.to_vec();
     headers.push(("Cache-Control", "no-store".into()));
-    http::json(200, body, &headers)
-}
-
-/// `or_internal` for callers that build the answer.
-pub fn answered(r: worker::Result<worker::Response>) -> Result<worker::Response, EdgeError> {
-    r.or_internal("directory")
+    http::json(200, body, &headers).or_internal("directory")
 }

@@ -1024,7 +1024,7 @@ async fn directory(req: &mut Request, call: &Call, write: bool) -> Handled {
     } else {
         call.cfg.regions.to_json()
     };
-    super::directory::answered(super::directory::answer(regions, &rl))
+    super::directory::answer(regions, &rl)
 }
 
 async fn sale_config(req: &mut Request, call: &Call, show: &str, write: bool) -> Handled {

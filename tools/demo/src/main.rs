@@ -425,32 +425,13 @@ async fn seed_catalog(edge_api: &Api, op: &str) -> anyhow::Result<Show> {
     // and a waiting room of its own. It gets a screen of its own too (a
     // screen plays one show at a time, and an earlier run's premiere
     // holds the main screen at that hour).
-    let city = seed::ensure_city(&api, op, spec.code, spec.name).await?;
-    let layout = grid(
-        ROWS,
-        PER_ROW,
-        |r| if r < 4 { "PREMIUM" } else { "STANDARD" },
-    );
-    let premiere = seed::ensure_place(
+    let flash = show_on_own_screen(
         &api,
         op,
-        &city,
-        spec.venue,
-        spec.time_zone,
-        &format!("Premiere Hall {}", loadgen::seed::short_tag()),
-        &layout,
-    )
-    .await?;
-    let flash = seed::create_show_in(
-        &api,
-        op,
-        seed::NewShow {
-            screen_id: premiere.screen_id,
-            movie_id: movie,
-            starts_at: local_to_utc(tz, tomorrow, FLASH_TIME)?,
-            prices: &spec.prices,
-            currency: spec.currency,
-        },
+        spec,
+        "Premiere Hall",
+        movie,
+        local_to_utc(tz, tomorrow, FLASH_TIME)?,
         SaleMode::FlashSale,
     )
     .await?;
@@ -477,6 +458,50 @@ async fn seed_catalog(edge_api: &Api, op: &str) -> anyhow::Result<Show> {
         seen[0], seen[1]
     );
     Ok(flash)
+}
+
+/// A new show on a screen of its own in `spec`'s city (a screen plays one
+/// show at a time, and an earlier run's show holds the main screen at
+/// that hour), so every run starts with every seat free. The screen is
+/// named `hall` with a tag of this run.
+async fn show_on_own_screen(
+    api: &Api,
+    op: &str,
+    spec: &CitySpec,
+    hall: &str,
+    movie: uuid::Uuid,
+    starts_at: DateTime<Utc>,
+    mode: SaleMode,
+) -> anyhow::Result<Show> {
+    let city = seed::ensure_city(api, op, spec.code, spec.name).await?;
+    let layout = grid(
+        ROWS,
+        PER_ROW,
+        |r| if r < 4 { "PREMIUM" } else { "STANDARD" },
+    );
+    let place = seed::ensure_place(
+        api,
+        op,
+        &city,
+        spec.venue,
+        spec.time_zone,
+        &format!("{hall} {}", loadgen::seed::short_tag()),
+        &layout,
+    )
+    .await?;
+    seed::create_show_in(
+        api,
+        op,
+        seed::NewShow {
+            screen_id: place.screen_id,
+            movie_id: movie,
+            starts_at,
+            prices: &spec.prices,
+            currency: spec.currency,
+        },
+        mode,
+    )
+    .await
 }
 
 /// The seat checks, against the region core's own seat map: no seat in

@@ -6,8 +6,9 @@
 //! not notice, and no seat may be held twice, checked against each
 //! shard's own seat map.
 
-use super::{local_to_utc, Checks, CitySpec, CITIES, PER_ROW, ROWS};
-use chrono::{Duration as ChronoDuration, Utc};
+use super::{
+    local_to_utc, show_on_own_screen, tomorrow_in, Checks, CitySpec, CITIES, PER_ROW, ROWS,
+};
 use chrono_tz::Tz;
 use loadgen::edge;
 use rand::{Rng, SeedableRng};
@@ -19,7 +20,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use testkit::api::{Api, Method, Minter};
-use testkit::seed::{self, grid, row_label};
+use testkit::seed::{self, row_label};
 use uuid::Uuid;
 
 /// Buyers per city.
@@ -248,39 +249,21 @@ async fn buyer(
 }
 
 /// A new open show tomorrow night in `spec`'s city, on a screen of its
-/// own (a screen plays one show at a time), so every run starts empty.
+/// own, so every run starts empty.
 async fn fresh_open_show(edge_api: &Api, op: &str, spec: &CitySpec) -> anyhow::Result<String> {
     let api = edge_api.for_city(spec.code);
     let tz: Tz = spec.time_zone.parse().map_err(|e| anyhow::anyhow!("{e}"))?;
-    let tomorrow = (Utc::now().with_timezone(&tz) + ChronoDuration::days(1)).date_naive();
-    let city = seed::ensure_city(&api, op, spec.code, spec.name).await?;
-    let layout = grid(
-        ROWS,
-        PER_ROW,
-        |r| if r < 4 { "PREMIUM" } else { "STANDARD" },
-    );
-    let place = seed::ensure_place(
-        &api,
-        op,
-        &city,
-        spec.venue,
-        spec.time_zone,
-        &format!("Late Show Hall {}", loadgen::seed::short_tag()),
-        &layout,
-    )
-    .await?;
+    let tomorrow = tomorrow_in(tz);
     let (title, minutes, language, _) = spec.shows[2];
     let movie = seed::create_movie(&api, op, title, minutes, language).await?;
-    let show = seed::create_show_in(
+    let starts_at = local_to_utc(tz, tomorrow, "23:30")?;
+    let show = show_on_own_screen(
         &api,
         op,
-        seed::NewShow {
-            screen_id: place.screen_id,
-            movie_id: movie,
-            starts_at: local_to_utc(tz, tomorrow, "23:30")?,
-            prices: &spec.prices,
-            currency: spec.currency,
-        },
+        spec,
+        "Late Show Hall",
+        movie,
+        starts_at,
         SaleMode::Open,
     )
     .await?;

@@ -4,8 +4,7 @@
 //! evening (local time), then has one buyer hold a seat and pay for it.
 //! The booking number names the shard that sold it; the script checks it.
 
-use super::local_to_utc;
-use chrono::{Duration as ChronoDuration, Utc};
+use super::{local_to_utc, tomorrow_in};
 use chrono_tz::Tz;
 use loadgen::purchase;
 use shared::api::{Booking, Hold, SaleMode};
@@ -43,7 +42,7 @@ pub(super) async fn run(edge: &str, secret: &str, city: NewCity<'_>) -> anyhow::
     )
     .await?;
     let movie = seed::create_movie(&api, &op, "Opening Night", 120, "en").await?;
-    let tomorrow = (Utc::now().with_timezone(&tz) + ChronoDuration::days(1)).date_naive();
+    let tomorrow = tomorrow_in(tz);
     let show = seed::create_show_in(
         &api,
         &op,

@@ -112,16 +112,6 @@ impl Settled {
     }
 }
 
-/// Confirms or refunds a succeeded payment, exactly once, in its own
-/// transaction (the webhook's and reconciliation's way in).
-pub async fn settle(ctx: &Ctx, db: &PgPool, payment_id: Uuid) -> anyhow::Result<Settlement> {
-    let mut tx = db.begin().await?;
-    let settled = settle_in(ctx, &mut tx, payment_id).await?;
-    tx.commit().await?;
-    after_commit(ctx, std::slice::from_ref(&settled)).await;
-    Ok(settled.settlement)
-}
-
 /// Confirms or refunds a succeeded payment on `conn`, inside the caller's
 /// transaction; the caller commits, then calls [`after_commit`].
 pub async fn settle_in(
