@@ -72,7 +72,9 @@ check_packages() {
 log "creating the scratch database $db_name"
 psql -X -q "$admin_url" -c "CREATE DATABASE \"$db_name\"" >/dev/null
 created=1
-for migration in migrations/*.sql; do
+# Both schemas in one database: the shards' and the global catalog's (its
+# table names differ from a shard's).
+for migration in migrations/*.sql migrations-global/*.sql; do
     psql -X -q -v ON_ERROR_STOP=1 --single-transaction "$db_url" -f "$migration" >/dev/null ||
         die "migration $migration failed on the scratch database"
 done

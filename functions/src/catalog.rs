@@ -47,6 +47,10 @@ pub enum CacheKind {
     Availability,
     /// A show's seat map.
     Seats,
+    /// One title of the global catalog.
+    Movie,
+    /// A title search of the global catalog.
+    Search,
 }
 
 impl CacheKind {
@@ -58,7 +62,14 @@ impl CacheKind {
             Self::Show => "show",
             Self::Availability => "availability",
             Self::Seats => "seats",
+            Self::Movie => "movie",
+            Self::Search => "search",
         }
+    }
+
+    /// Answered by the global catalog, not a city's shard.
+    pub fn is_global(self) -> bool {
+        matches!(self, Self::Movie | Self::Search)
     }
 }
 
@@ -89,6 +100,10 @@ pub struct CacheTtls {
     pub availability: Ttl,
     /// Seat map.
     pub seats: Ttl,
+    /// One global title.
+    pub movie: Ttl,
+    /// A title search.
+    pub search: Ttl,
     /// How long "sold out" is believed without asking again.
     pub sold_out_s: u32,
 }
@@ -101,6 +116,8 @@ impl Default for CacheTtls {
             show: ttl(60),
             availability: ttl(2),
             seats: ttl(1),
+            movie: ttl(300),
+            search: ttl(60),
             sold_out_s: 5,
         }
     }
@@ -148,6 +165,8 @@ impl CacheTtls {
                 "show" => &mut out.show,
                 "availability" => &mut out.availability,
                 "seats" => &mut out.seats,
+                "movie" => &mut out.movie,
+                "search" => &mut out.search,
                 _ => return Err(format!("unknown kind {name:?}")),
             };
             *slot = t;
@@ -163,6 +182,8 @@ impl CacheTtls {
             CacheKind::Show => self.show,
             CacheKind::Availability => self.availability,
             CacheKind::Seats => self.seats,
+            CacheKind::Movie => self.movie,
+            CacheKind::Search => self.search,
         }
     }
 }

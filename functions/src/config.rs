@@ -219,7 +219,15 @@ pub struct EdgeConfig {
     pub live_buckets: u32,
     /// `DEV_SIGNIN`: the pages' sign-in by e-mail alone (development only).
     pub dev_signin: bool,
+    /// `CATALOG_URL`: the global catalog service (titles every city
+    /// shares, search); `None` when the deployment has none.
+    pub catalog_url: Option<String>,
 }
+
+/// The name the global catalog goes by where calls name a city: in the
+/// region calls, the breakers and the cache keys. Not a city code (those
+/// are `[a-z]{2,8}`), so it cannot collide with one.
+pub const CATALOG: &str = "_catalog";
 
 impl fmt::Debug for EdgeConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -234,6 +242,7 @@ impl fmt::Debug for EdgeConfig {
             .field("max_body_bytes", &self.max_body_bytes)
             .field("upstash", &self.upstash)
             .field("dev_signin", &self.dev_signin)
+            .field("catalog_url", &self.catalog_url)
             .finish_non_exhaustive()
     }
 }
@@ -465,7 +474,20 @@ impl EdgeConfig {
             "1–1024",
         )?;
         let dev_signin = flag(&get, "DEV_SIGNIN")?;
+        let catalog_url =
+            match get("CATALOG_URL").map(|u| u.trim().trim_end_matches('/').to_owned()) {
+                None => None,
+                Some(u) if u.is_empty() => None,
+                Some(u) if u.starts_with("http://") || u.starts_with("https://") => Some(u),
+                Some(u) => {
+                    return Err(bad(
+                        "CATALOG_URL",
+                        format!("must be an http(s) URL, got {u:?}"),
+                    ))
+                }
+            };
         Ok(Self {
+            catalog_url,
             regions,
             directory_refresh_ms,
             limits,

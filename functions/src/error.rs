@@ -74,6 +74,11 @@ impl EdgeError {
         Self::new(400, "invalid_show_id", "the show id must be a UUID")
     }
 
+    /// 400 `invalid_movie_id`.
+    pub fn invalid_movie_id() -> Self {
+        Self::new(400, "invalid_movie_id", "the movie id must be a UUID")
+    }
+
     /// 403 `csrf_refused`: a form post without our page's token or from
     /// another origin.
     pub fn csrf_refused() -> Self {
@@ -185,6 +190,16 @@ impl EdgeError {
             "this city's booking service is unavailable, retry later",
         )
         .retry_after(retry_after_s)
+    }
+
+    /// 404 `no_catalog`: this deployment has no global catalog
+    /// (`CATALOG_URL` is not set).
+    pub fn no_catalog() -> Self {
+        Self::new(
+            404,
+            "no_catalog",
+            "this deployment has no global catalog: titles are per city (/v1/c/{city}/…)",
+        )
     }
 
     /// 503 `payment_pending`: the region did not answer a checkout in

@@ -24,9 +24,11 @@
 //! | `Directory` | `GET`/`PUT /v1/operator/directory` | — (Upstash; the city → shard table) |
 //! | `FindBooking` | `GET /v1/bookings/{number or id}` | `/v1/bookings/{ref}` of every shard (`crate::cross_shard`) |
 //! | `MyBookings` | `GET /v1/me/bookings` | `/v1/bookings` of every shard, merged |
+//! | `GlobalRead` | `GET /v1/search?q=`, `GET /v1/movies/{id}` | the same path of the global catalog (`CATALOG_URL`), cached |
+//! | `CatalogWrite` | `POST /v1/operator/movies` | the global catalog's |
 //! | `Pages` | the buyer's pages (`crate::pages::classify`) | — (HTML) |
 
-use shared::{HoldId, ShowId};
+use shared::{HoldId, MovieId, ShowId};
 
 use crate::catalog::CacheKind;
 use crate::config::Regions;
@@ -140,6 +142,15 @@ pub enum Route {
     },
     /// The caller's bookings from every shard.
     MyBookings,
+    /// A cached read of the global catalog: a title, or a search.
+    GlobalRead {
+        /// [`CacheKind::Movie`] or [`CacheKind::Search`].
+        kind: CacheKind,
+        /// The catalog's path and query.
+        upstream: String,
+    },
+    /// A title created in the global catalog.
+    CatalogWrite,
     /// Read (`write: false`) or replace the city → shard directory.
     Directory {
         /// `PUT` rather than `GET`.
@@ -162,15 +173,17 @@ impl Route {
             Self::Cities
             | Self::CityShows { .. }
             | Self::ShowRead { .. }
-            | Self::SeatsSince { .. } => RouteClass::Catalog,
+            | Self::SeatsSince { .. }
+            | Self::GlobalRead { .. } => RouteClass::Catalog,
             Self::Live { .. } => RouteClass::Api,
             Self::Hold { .. } => RouteClass::Hold,
             Self::Checkout { .. } => RouteClass::Checkout,
             Self::Join { .. } | Self::PageJoin { .. } => RouteClass::Join,
             Self::Status { .. } | Self::Page { .. } => RouteClass::Status,
-            Self::Operator { .. } | Self::SaleConfig { .. } | Self::Directory { .. } => {
-                RouteClass::Operator
-            }
+            Self::Operator { .. }
+            | Self::SaleConfig { .. }
+            | Self::Directory { .. }
+            | Self::CatalogWrite => RouteClass::Operator,
             Self::Forward { .. } | Self::FindBooking { .. } | Self::MyBookings => RouteClass::Api,
             Self::Pages(p) => return p.class(),
         })
@@ -184,7 +197,9 @@ impl Route {
             | Self::SaleConfig { .. }
             | Self::Directory { .. }
             | Self::FindBooking { .. }
-            | Self::MyBookings => None,
+            | Self::MyBookings
+            | Self::GlobalRead { .. }
+            | Self::CatalogWrite => None,
             Self::CityShows { city, .. }
             | Self::ShowRead { city, .. }
             | Self::SeatsSince { city, .. }
@@ -219,6 +234,8 @@ impl Route {
             Self::Hold { show, .. } => q(format!("/v1/shows/{show}/holds")),
             Self::Checkout { hold, .. } => q(format!("/v1/holds/{hold}/checkout")),
             Self::Operator { rest, .. } | Self::Forward { rest, .. } => q(format!("/v1/{rest}")),
+            Self::GlobalRead { upstream, .. } => upstream.clone(),
+            Self::CatalogWrite => "/v1/operator/movies".to_owned(),
             _ => return None,
         })
     }
@@ -299,6 +316,19 @@ pub fn classify(
             reference: crate::cross_shard::booking_reference(r)?,
         }),
         ["v1", "me", "bookings"] => get(Route::MyBookings),
+        ["v1", "search"] => get(Route::GlobalRead {
+            kind: CacheKind::Search,
+            upstream: format!("/v1/search?{}", query.unwrap_or_default()),
+        }),
+        ["v1", "movies", m] => {
+            let id = MovieId::parse(m).map_err(|_| EdgeError::invalid_movie_id())?;
+            let id = canonical(m, id.to_string())?;
+            get(Route::GlobalRead {
+                kind: CacheKind::Movie,
+                upstream: format!("/v1/movies/{id}"),
+            })
+        }
+        ["v1", "operator", "movies"] => post(Route::CatalogWrite),
         ["v1", "operator", "directory"] => match method {
             "GET" => Ok(Route::Directory { write: false }),
             "PUT" => Ok(Route::Directory { write: true }),
@@ -416,6 +446,40 @@ mod tests {
 
     fn code(r: Result<Route, EdgeError>) -> &'static str {
         r.unwrap_err().code
+    }
+
+    #[test]
+    fn global_catalog_routes() {
+        let id = "01a2205a-d387-7029-933e-ebdbc50f0011";
+        let movie = route("GET", &format!("/v1/movies/{id}")).unwrap();
+        assert_eq!(movie.upstream(None), Some(format!("/v1/movies/{id}")));
+        assert_eq!(movie.city(), None);
+        assert_eq!(code(route("GET", "/v1/movies/nope")), "invalid_movie_id");
+        assert_eq!(
+            code(route("GET", &format!("/v1/movies/{}", id.to_uppercase()))),
+            "non_canonical_id"
+        );
+        let search = route("GET", "/v1/search?q=dune").unwrap();
+        assert_eq!(
+            search.upstream(Some("q=dune")),
+            Some("/v1/search?q=dune".into())
+        );
+        assert!(matches!(
+            search,
+            Route::GlobalRead {
+                kind: CacheKind::Search,
+                ..
+            }
+        ));
+        assert_eq!(
+            route("POST", "/v1/operator/movies"),
+            Ok(Route::CatalogWrite)
+        );
+        assert_eq!(
+            code(route("GET", "/v1/operator/movies")),
+            "method_not_allowed"
+        );
+        assert_eq!(code(route("POST", "/v1/search")), "method_not_allowed");
     }
 
     #[test]

@@ -6,6 +6,7 @@
 //! binds the listener first, so tests can ask for port 0.
 
 use crate::auth::{AuthFailures, TokenKeys};
+use crate::catalog_client::CatalogClient;
 use crate::checkout::jobs::CheckoutWriters;
 use crate::checkout::settle;
 use crate::config::Settings;
@@ -323,7 +324,16 @@ impl Application {
             &settings.replica_id,
             Duration::from_millis(settings.lease_ttl_ms),
         );
+        let catalog = match &settings.catalog_url {
+            Some(url) => Some(CatalogClient::new(
+                url,
+                Duration::from_millis(settings.catalog_timeout_ms),
+                TokenKeys::new(&settings.signing.jwt_secret),
+            )?),
+            None => None,
+        };
         let state = AppState {
+            catalog,
             tokens: TokenKeys::with_failure_limit(
                 &settings.signing.jwt_secret,
                 AuthFailures::new(

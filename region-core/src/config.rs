@@ -207,6 +207,18 @@ pub struct Settings {
     #[arg(long, env = "REGION_GATEWAY_TIMEOUT_MS", default_value_t = 10_000)]
     pub gateway_timeout_ms: u64,
 
+    /// The global catalog service (`region-core catalog`), e.g.
+    /// `http://catalog.internal:8070`. Set, titles are global: creating
+    /// one here creates it there, and a show's title must be in it. Unset,
+    /// the shard keeps its own titles (one-city installs, tests).
+    #[arg(long, env = "REGION_CATALOG_URL")]
+    pub catalog_url: Option<String>,
+
+    /// A global catalog call slower than this fails with 503, in
+    /// milliseconds.
+    #[arg(long, env = "REGION_CATALOG_TIMEOUT_MS", default_value_t = 3_000)]
+    pub catalog_timeout_ms: u64,
+
     /// How long a checkout's Idempotency-Key stays locked by a request
     /// that may have crashed before a retry may resume it, in seconds.
     #[arg(long, env = "REGION_IDEMPOTENCY_LOCK_SECS", default_value_t = 30)]

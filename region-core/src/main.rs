@@ -1,4 +1,5 @@
-//! `region-core` binary: serve, migrate, or mint a development token.
+//! `region-core` binary: serve a city shard, migrate it, serve the global
+//! catalog, or mint a development token.
 
 use clap::{Parser, Subcommand};
 use region_core::auth::{Role, TokenKeys};
@@ -23,6 +24,12 @@ enum Command {
     Migrate {
         #[command(flatten)]
         settings: Settings,
+    },
+    /// Serve the global catalog (titles every city shares, search)
+    /// from its own database instead of a city shard.
+    Catalog {
+        #[command(flatten)]
+        settings: region_core::global_catalog::CatalogSettings,
     },
     /// Print a signed JWT for local development and tests.
     MintToken {
@@ -51,6 +58,9 @@ async fn main() -> anyhow::Result<()> {
             region_core::app::connect_db(&settings).await?;
             println!("migrations applied");
             Ok(())
+        }
+        Some(Command::Catalog { settings }) => {
+            region_core::global_catalog::run(settings, service_kit::shutdown_signal()).await
         }
         Some(Command::MintToken {
             sub,

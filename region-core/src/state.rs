@@ -2,6 +2,7 @@
 //! the show-layout cache, the payment gateway and the settings.
 
 use crate::auth::TokenKeys;
+use crate::catalog_client::CatalogClient;
 use crate::checkout::jobs::CheckoutWriters;
 use crate::config::Settings;
 use crate::holds::writer::HoldWriters;
@@ -52,6 +53,9 @@ pub struct AppState {
     /// The shard's `reconcile` lease, as this replica asks for it.
     #[from_ref(skip)]
     pub reconcile_lease: Lease,
+    /// The global catalog, when titles are global (`REGION_CATALOG_URL`).
+    #[from_ref(skip)]
+    pub catalog: Option<CatalogClient>,
 }
 
 impl AppState {

@@ -35,6 +35,7 @@ const PLACES: &[(&str, usize)] = &[
     ("holds::store", 2),
     ("bookings::store", 2),
     ("redis_locator", 2),
+    ("catalog_client", 2),
     ("redis_path", 2),
     ("outbox", 2),
     ("outbox::redis_stream", 2),
@@ -84,6 +85,11 @@ const PLACES: &[(&str, usize)] = &[
     ("checkins", 4),
     ("health", 4),
     ("serve", 4),
+    // The global catalog: a service of its own in the same binary.
+    ("global_catalog", 4),
+    ("global_catalog::movies", 4),
+    ("global_catalog::listings", 4),
+    ("global_catalog::search", 4),
     // Wiring: builds everything and runs it.
     ("app", 5),
 ];

@@ -103,12 +103,47 @@ pub struct CreateMovie {
     /// Optional language.
     #[serde(default)]
     pub language: Option<String>,
+    /// A film (the default) or a live event.
+    #[serde(default)]
+    pub kind: MovieKind,
+}
+
+/// What a catalog title is: a film, or a live event (concert, play,
+/// match). Only the global catalog keeps it; a shard's copy is a film.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MovieKind {
+    /// A film.
+    #[default]
+    Movie,
+    /// A live event.
+    Event,
+}
+
+impl MovieKind {
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Movie => "movie",
+            Self::Event => "event",
+        }
+    }
+
+    /// The stored name back (`None` for anything else).
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "movie" => Some(Self::Movie),
+            "event" => Some(Self::Event),
+            _ => None,
+        }
+    }
 }
 
 /// A film or event.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Movie {
-    /// Movie id.
+    /// Movie id: in a city with the global catalog, the global id every
+    /// shard shares.
     pub id: Uuid,
     /// Title.
     pub title: String,
@@ -116,6 +151,42 @@ pub struct Movie {
     pub duration_minutes: u16,
     /// Language, if given.
     pub language: Option<String>,
+    /// A film or a live event.
+    #[serde(default)]
+    pub kind: MovieKind,
+}
+
+/// A city's shard tells the global catalog that `movie_id` plays there
+/// (`POST /v1/operator/listings` on the catalog), before it creates a
+/// show of it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ListMovie {
+    /// The global movie id.
+    pub movie_id: Uuid,
+    /// The city code.
+    pub city: String,
+    /// When the new show starts.
+    pub starts_at: DateTime<Utc>,
+}
+
+/// One search hit of the global catalog (`GET /v1/search?q=`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SearchHit {
+    /// The title.
+    pub movie: Movie,
+    /// How close the title is to the query (0-1, trigram similarity).
+    pub score: f32,
+    /// The cities with a show of it still to come, by code.
+    pub cities: Vec<String>,
+}
+
+/// The answer of `GET /v1/search?q=`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SearchResults {
+    /// The query as searched (trimmed).
+    pub query: String,
+    /// Best first.
+    pub hits: Vec<SearchHit>,
 }
 
 /// How a show's seats are sold.

@@ -111,6 +111,12 @@ uuid_id!(
     BookingId,
     "booking id"
 );
+uuid_id!(
+    /// A title (film or event): in the global catalog, one id for every
+    /// city.
+    MovieId,
+    "movie id"
+);
 
 #[cfg(test)]
 mod tests {

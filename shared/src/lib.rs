@@ -26,5 +26,5 @@ pub mod waiting_room;
 pub mod webhook_sig;
 
 pub use error::{ErrorBody, ErrorDetail};
-pub use ids::{BookingId, CityCode, HoldId, ParseIdError, ShowId};
+pub use ids::{BookingId, CityCode, HoldId, MovieId, ParseIdError, ShowId};
 pub use seat::{SeatLabel, SeatState};

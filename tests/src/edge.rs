@@ -423,6 +423,9 @@ pub struct EdgeOptions {
     pub vars: BTreeMap<String, String>,
     /// Region-core replicas per city (one database each city; default 1).
     pub replicas: usize,
+    /// A global catalog process the cities take their titles from
+    /// (`REGION_CATALOG_URL`) and the edge reads (`CATALOG_URL`).
+    pub catalog: bool,
 }
 
 impl EdgeOptions {
@@ -432,7 +435,14 @@ impl EdgeOptions {
             cities: cities.iter().map(|c| (*c).to_owned()).collect(),
             vars: BTreeMap::new(),
             replicas: 1,
+            catalog: false,
         }
+    }
+
+    /// With a global catalog (`region-core catalog`, its own database).
+    pub fn catalog(mut self) -> Self {
+        self.catalog = true;
+        self
     }
 
     /// `n` region-core replicas per city, on the city's one database; the
@@ -498,6 +508,8 @@ pub struct EdgeStack {
     pub key_prefix: String,
     /// One per city.
     pub regions: Vec<Region>,
+    /// The global catalog, with [`EdgeOptions::catalog`].
+    pub catalog: Option<crate::global_catalog::CatalogProcess>,
     gateway: Option<RunningGateway>,
     edge: Option<EdgeWorker>,
 }
@@ -518,10 +530,15 @@ impl EdgeStack {
         })
         .await
         .context("starting the upstash gateway")?;
+        let catalog = match opts.catalog {
+            true => Some(crate::global_catalog::CatalogProcess::start().await?),
+            false => None,
+        };
         let mut regions = Vec::new();
         let mut table = serde_json::Map::new();
         for city in &opts.cities {
             let mut settings = test_settings().await?;
+            settings.catalog_url = catalog.as_ref().map(|c| c.url.clone());
             settings.admission_keys = vec![ADMISSION_KEY.into()];
             // Each city its own shard: booking numbers must not collide.
             settings.shard_code = city.to_uppercase();
@@ -559,6 +576,9 @@ impl EdgeStack {
         }
         let key_prefix = format!("e2e-edge-{}:", Uuid::new_v4().simple());
         let mut vars = opts.vars.clone();
+        if let Some(c) = &catalog {
+            vars.entry("CATALOG_URL".into()).or_insert(c.url.clone());
+        }
         for (name, value) in [
             ("REGIONS", Value::Object(table).to_string()),
             ("UPSTASH_REDIS_REST_URL", gateway.url()),
@@ -585,6 +605,7 @@ impl EdgeStack {
             http,
             key_prefix,
             regions,
+            catalog,
             gateway: Some(gateway),
             edge: Some(edge),
         })

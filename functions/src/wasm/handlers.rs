@@ -13,7 +13,7 @@ use super::upstash::Upstash;
 use super::{cache, live, poll, state};
 use crate::auth::{self, User};
 use crate::catalog::{self, version_key, CacheKind, Freshness, Ttl, CACHE_HEADER};
-use crate::config::EdgeConfig;
+use crate::config::{EdgeConfig, CATALOG};
 use crate::cross_shard;
 use crate::error::EdgeError;
 use crate::pages::session;
@@ -301,6 +301,11 @@ async fn dispatch(req: &mut Request, call: &Call, ctx: &Context, route: Route) -
         }
         Route::FindBooking { reference } => find_booking(req, call, &reference).await,
         Route::MyBookings => my_bookings(req, call).await,
+        Route::GlobalRead { kind, .. } => {
+            let up = upstream.unwrap_or_default();
+            catalog_read(call, ctx, kind, CATALOG.to_owned(), up, None).await
+        }
+        Route::CatalogWrite => operator(req, call, CATALOG, &upstream.unwrap_or_default()).await,
         Route::Join { city, show } => room_json(call, &city, &show, Mode::Join).await,
         Route::Status { city, show } => room_json(call, &city, &show, Mode::Status).await,
         Route::Page { city, show } => super::pages::sale(call, ctx, &city, &show).await,

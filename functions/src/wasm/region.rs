@@ -162,8 +162,15 @@ struct Wait {
     on_timeout: fn() -> EdgeError,
 }
 
-/// The replicas of `city`'s shard in the order this request tries them.
+/// The replicas of `city`'s shard in the order this request tries them
+/// (for [`crate::config::CATALOG`], the global catalog service).
 fn replicas<'a>(cfg: &'a EdgeConfig, city: &str) -> Result<Vec<&'a str>, EdgeError> {
+    if city == crate::config::CATALOG {
+        return match &cfg.catalog_url {
+            Some(url) => Ok(vec![url.as_str()]),
+            None => Err(EdgeError::no_catalog()),
+        };
+    }
     let all = cfg
         .regions
         .replicas(city)

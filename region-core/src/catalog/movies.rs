@@ -1,4 +1,6 @@
-//! Movies: what shows play.
+//! Movies: what shows play. With the global catalog on
+//! (`REGION_CATALOG_URL`), a title created here is created there, and the
+//! shard keeps a copy under the global id (`crate::catalog_client`).
 
 use super::check_name;
 use crate::auth::Operator;
@@ -10,7 +12,7 @@ use uuid::Uuid;
 
 #[tracing::instrument(skip_all)]
 pub(super) async fn create_movie(
-    _op: Operator,
+    op: Operator,
     state: axum::extract::State<AppState>,
     ApiJson(req): ApiJson<CreateMovie>,
 ) -> Result<(StatusCode, ApiJson<Movie>), ApiError> {
@@ -23,6 +25,10 @@ pub(super) async fn create_movie(
     }
     if let Some(l) = &req.language {
         check_name("language", l, 40)?;
+    }
+    if let Some(catalog) = &state.catalog {
+        let movie = catalog.create_movie(&state.db, &op.id, &req).await?;
+        return Ok((StatusCode::CREATED, ApiJson(movie)));
     }
     let id = Uuid::now_v7();
     sqlx::query!(
@@ -41,6 +47,7 @@ pub(super) async fn create_movie(
             title: req.title,
             duration_minutes: req.duration_minutes,
             language: req.language,
+            kind: req.kind,
         }),
     ))
 }

@@ -10,7 +10,7 @@ use axum::http::StatusCode;
 use chrono::{DateTime, NaiveDate, Utc};
 use chrono_tz::Tz;
 use serde::Deserialize;
-use shared::api::{CreateShow, SaleMode, Show, ShowList};
+use shared::api::{CreateShow, ListMovie, SaleMode, Show, ShowList};
 use shared::refund::RefundPolicy;
 use shared::{CityCode, ShowId};
 use sqlx::types::Json;
@@ -26,11 +26,39 @@ const MAX_SCHEDULE_AHEAD_DAYS: i64 = 3 * 366;
 
 #[tracing::instrument(skip_all)]
 pub(super) async fn create_show(
-    _op: Operator,
+    op: Operator,
     state: axum::extract::State<AppState>,
     ApiJson(req): ApiJson<CreateShow>,
 ) -> Result<(StatusCode, ApiJson<Show>), ApiError> {
     let refund_policy = check_new_show(&req, Utc::now())?;
+    let screen = sqlx::query!(
+        r#"SELECT v.city_code, array_agg(DISTINCT s.category) AS "categories!"
+           FROM screens sc JOIN venues v ON v.id = sc.venue_id JOIN seats s ON s.screen_id = sc.id
+           WHERE sc.id = $1
+           GROUP BY v.city_code"#,
+        req.screen_id
+    )
+    .fetch_optional(&state.db)
+    .await?;
+    let Some(screen) = screen else {
+        return Err(ApiError::not_found(
+            "unknown_screen",
+            format!("no screen {}", req.screen_id),
+        ));
+    };
+    let categories: Vec<&str> = screen.categories.iter().map(String::as_str).collect();
+    check_prices_cover(&categories, &req.prices)?;
+    // A global title: the catalog hears that this city shows it (and the
+    // shard gets its copy) before the show exists; a show that then fails
+    // to be created leaves a listing that merely points here early.
+    if let Some(catalog) = &state.catalog {
+        let listing = ListMovie {
+            movie_id: req.movie_id,
+            city: screen.city_code.clone(),
+            starts_at: req.starts_at,
+        };
+        catalog.list(&state.db, &op.id, &listing).await?;
+    }
     let movie = sqlx::query_scalar!("SELECT id FROM movies WHERE id = $1", req.movie_id)
         .fetch_optional(&state.db)
         .await?;
@@ -40,20 +68,6 @@ pub(super) async fn create_show(
             format!("no movie {}", req.movie_id),
         ));
     }
-    let cats = sqlx::query_scalar!(
-        "SELECT DISTINCT category FROM seats WHERE screen_id = $1",
-        req.screen_id
-    )
-    .fetch_all(&state.db)
-    .await?;
-    if cats.is_empty() {
-        return Err(ApiError::not_found(
-            "unknown_screen",
-            format!("no screen {}", req.screen_id),
-        ));
-    }
-    let categories: Vec<&str> = cats.iter().map(String::as_str).collect();
-    check_prices_cover(&categories, &req.prices)?;
     let id = Uuid::now_v7();
     let mut tx = state.db.begin().await?;
     sqlx::query!(

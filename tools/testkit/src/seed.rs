@@ -122,7 +122,9 @@ pub async fn ensure_place(
     Ok(Place { screen_id })
 }
 
-/// Creates a movie (movies have no natural key, so this always creates).
+/// Creates a movie. A shard on its own always creates one; with the
+/// global catalog the same title, language and running time is one title,
+/// and its existing id comes back (`409 movie_exists`).
 pub async fn create_movie(
     api: &Api,
     op: &str,
@@ -134,11 +136,12 @@ pub async fn create_movie(
         title: title.to_owned(),
         duration_minutes: minutes,
         language: Some(language.to_owned()),
+        kind: Default::default(),
     };
-    Ok(api
-        .post::<_, Movie>("/v1/operator/movies", op, &req)
-        .await?
-        .id)
+    match api.post::<_, Movie>("/v1/operator/movies", op, &req).await {
+        Ok(m) => Ok(m.id),
+        Err(e) => existing_id(&e, "movie_exists").ok_or(e),
+    }
 }
 
 /// Creates an open-sale show.

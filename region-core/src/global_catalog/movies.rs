@@ -1,0 +1,123 @@
+//! Titles: created once by an operator, read by anyone (the edge caches
+//! them, shards copy them).
+
+use super::CatalogState;
+use crate::auth::Operator;
+use crate::error::{ApiError, ApiJson, ApiPath};
+use axum::extract::State;
+use axum::http::StatusCode;
+use shared::api::{CreateMovie, Movie, MovieKind};
+use sqlx::PgPool;
+use uuid::Uuid;
+
+/// A 422 naming the field.
+fn invalid(e: impl std::fmt::Display) -> ApiError {
+    ApiError::unprocessable("invalid_field", e.to_string())
+}
+
+/// The checks a title passes before it is stored: the same as a shard's.
+fn check(req: &CreateMovie) -> Result<(), ApiError> {
+    shared::text::check_line("title", &req.title, 300).map_err(invalid)?;
+    if req.duration_minutes == 0 || req.duration_minutes > 1440 {
+        return Err(invalid("duration_minutes must be 1-1440"));
+    }
+    if let Some(l) = &req.language {
+        shared::text::check_line("language", l, 40).map_err(invalid)?;
+    }
+    Ok(())
+}
+
+#[tracing::instrument(skip_all)]
+pub(super) async fn create(
+    _op: Operator,
+    state: State<CatalogState>,
+    ApiJson(req): ApiJson<CreateMovie>,
+) -> Result<(StatusCode, ApiJson<Movie>), ApiError> {
+    check(&req)?;
+    let id = Uuid::now_v7();
+    let inserted = sqlx::query_scalar!(
+        r#"INSERT INTO catalog_movies (id, title, duration_minutes, language, kind)
+           VALUES ($1, $2, $3, $4, $5)
+           ON CONFLICT DO NOTHING
+           RETURNING id"#,
+        id,
+        &req.title,
+        i32::from(req.duration_minutes),
+        req.language.as_deref(),
+        req.kind.as_str()
+    )
+    .fetch_optional(&state.db)
+    .await?;
+    if inserted.is_none() {
+        let existing = sqlx::query_scalar!(
+            r#"SELECT id FROM catalog_movies
+               WHERE lower(title) = lower($1) AND coalesce(language, '') = coalesce($2, '')
+                 AND duration_minutes = $3 AND kind = $4"#,
+            &req.title,
+            req.language.as_deref(),
+            i32::from(req.duration_minutes),
+            req.kind.as_str()
+        )
+        .fetch_optional(&state.db)
+        .await?;
+        return Err(ApiError::Conflict {
+            code: "movie_exists",
+            message: format!(
+                "{:?} ({} min) is already in the catalog",
+                req.title, req.duration_minutes
+            ),
+            details: existing.map(|id| serde_json::json!({ "id": id })),
+        });
+    }
+    Ok((
+        StatusCode::CREATED,
+        ApiJson(Movie {
+            id,
+            title: req.title,
+            duration_minutes: req.duration_minutes,
+            language: req.language,
+            kind: req.kind,
+        }),
+    ))
+}
+
+#[tracing::instrument(skip_all)]
+pub(super) async fn get(
+    state: State<CatalogState>,
+    ApiPath(id): ApiPath<String>,
+) -> Result<ApiJson<Movie>, ApiError> {
+    let id = Uuid::parse_str(&id)
+        .map_err(|_| ApiError::bad_request("invalid_id", "movie id must be a UUID"))?;
+    fetch(&state.db, id)
+        .await?
+        .map(ApiJson)
+        .ok_or_else(|| ApiError::not_found("movie_not_found", "no such movie"))
+}
+
+/// One title by id.
+pub(super) async fn fetch(db: &PgPool, id: Uuid) -> Result<Option<Movie>, ApiError> {
+    let row = sqlx::query!(
+        "SELECT id, title, duration_minutes, language, kind FROM catalog_movies WHERE id = $1",
+        id
+    )
+    .fetch_optional(db)
+    .await?;
+    Ok(row.map(|r| movie(r.id, r.title, r.duration_minutes, r.language, &r.kind)))
+}
+
+/// A stored row as the API's title.
+pub(super) fn movie(
+    id: Uuid,
+    title: String,
+    minutes: i32,
+    language: Option<String>,
+    kind: &str,
+) -> Movie {
+    Movie {
+        id,
+        title,
+        duration_minutes: u16::try_from(minutes).unwrap_or(u16::MAX),
+        language,
+        kind: MovieKind::parse(kind).unwrap_or_default(),
+    }
+}
