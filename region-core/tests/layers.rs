@@ -36,6 +36,7 @@ const PLACES: &[(&str, usize)] = &[
     ("bookings::store", 2),
     ("redis_locator", 2),
     ("redis_path", 2),
+    ("redlock", 2),
     ("outbox", 2),
     ("outbox::redis_stream", 2),
     ("payments", 2),
