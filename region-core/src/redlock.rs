@@ -24,7 +24,7 @@ use redis::aio::ConnectionManager;
 use redis::Script;
 use shared::redis_scripts::{ACQUIRE_LUA, ASSERT_LUA, EXTEND_LUA, RELEASE_LUA};
 use std::future::Future;
-use std::sync::RwLock;
+use std::sync::{Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 /// Why one server gave no answer (logged and counted, then folded into
@@ -33,8 +33,26 @@ use std::time::{Duration, Instant};
 enum ServerError {
     #[error("timed out")]
     Timeout,
+    #[error("not tried: failed less than {DOWN_FOR:?} ago")]
+    Skipped,
     #[error("{0}")]
     Redis(#[from] redis::RedisError),
+}
+
+/// How long a server that failed is left out of lock calls (it counts as
+/// not answering) before it is tried again. Without this, every hold
+/// would wait the full timeout on a dead server while the other two
+/// answer in a millisecond.
+const DOWN_FOR: Duration = Duration::from_secs(1);
+
+/// Which servers a call goes to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Reach {
+    /// Hold-path calls: not the servers that failed less than
+    /// [`DOWN_FOR`] ago.
+    Up,
+    /// Probes and re-assertion: every server.
+    Every,
 }
 
 /// One of the independent servers.
@@ -42,6 +60,9 @@ struct Server {
     /// Its address, for logs and metrics (no credentials: host and port).
     addr: String,
     client: redis::Client,
+    /// Until when it is left out (`Reach::Up`) after a failure. std
+    /// Mutex: never held across an `.await`.
+    down_until: Mutex<Option<Instant>>,
     // std RwLock: only held to clone or replace the handle, never across
     // an `.await`.
     conn: RwLock<Option<ConnectionManager>>,
@@ -150,6 +171,25 @@ pub fn tally(
     Verdict::Taken(taken)
 }
 
+impl Server {
+    fn is_left_out(&self) -> bool {
+        self.down_until
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_some_and(|until| Instant::now() < until)
+    }
+
+    fn answered(&self) {
+        *self.down_until.lock().unwrap_or_else(|p| p.into_inner()) = None;
+    }
+
+    fn failed(&self) {
+        *self.down_until.lock().unwrap_or_else(|p| p.into_inner()) =
+            Some(Instant::now() + DOWN_FOR);
+        *self.conn.write().unwrap_or_else(|p| p.into_inner()) = None;
+    }
+}
+
 impl Redlock {
     /// The servers at `urls` (3 or 5), each call bounded by `timeout`.
     pub fn new(urls: &[String], timeout: Duration) -> anyhow::Result<Self> {
@@ -166,6 +206,7 @@ impl Redlock {
                 Ok(Server {
                     addr,
                     client,
+                    down_until: Mutex::new(None),
                     conn: RwLock::new(None),
                 })
             })
@@ -232,26 +273,44 @@ impl Redlock {
         Ok(conn)
     }
 
-    /// Runs `op` on every server at once, each bounded by the timeout;
-    /// one answer per server, in order.
-    async fn on_all<T, F, Fut>(&self, op: F) -> Vec<Result<T, ServerError>>
+    /// Runs `op` on every server in `reach` at once, each bounded by the
+    /// timeout; one answer per server, in order. A server that fails is
+    /// left out of `Reach::Up` calls for [`DOWN_FOR`], and its connection
+    /// is dropped (the next try connects afresh: a refused connection
+    /// fails at once, where a reconnecting handle may wait out its
+    /// back-off).
+    async fn on_all<T, F, Fut>(&self, reach: Reach, op: F) -> Vec<Result<T, ServerError>>
     where
         F: Fn(ConnectionManager) -> Fut,
         Fut: Future<Output = redis::RedisResult<T>>,
     {
         let op = &op;
         join_all(self.servers.iter().map(|server| async move {
-            let conn = self.connect(server).await?;
-            let res = match tokio::time::timeout(self.timeout, op(conn)).await {
-                Ok(Ok(v)) => Ok(v),
-                Ok(Err(e)) => Err(ServerError::Redis(e)),
-                Err(_) => Err(ServerError::Timeout),
+            if reach == Reach::Up && server.is_left_out() {
+                return Err(ServerError::Skipped);
+            }
+            let res = match self.connect(server).await {
+                Ok(conn) => match tokio::time::timeout(self.timeout, op(conn)).await {
+                    Ok(Ok(v)) => Ok(v),
+                    Ok(Err(e)) => Err(ServerError::Redis(e)),
+                    Err(_) => Err(ServerError::Timeout),
+                },
+                Err(e) => Err(e),
             };
-            res.inspect_err(|e| {
-                tracing::debug!(server = %server.addr, error = %e, "redlock server failed");
-                metrics::counter!("redlock_server_failures_total", "server" => server.addr.clone())
-                    .increment(1);
-            })
+            match &res {
+                Ok(_) => server.answered(),
+                // A script error is a bug of ours, not an outage.
+                Err(ServerError::Redis(e)) if e.kind() == redis::ErrorKind::ResponseError => {
+                    tracing::warn!(server = %server.addr, error = %e, "redlock script failed");
+                }
+                Err(e) => {
+                    tracing::debug!(server = %server.addr, error = %e, "redlock server failed");
+                    metrics::counter!("redlock_server_failures_total", "server" => server.addr.clone())
+                        .increment(1);
+                    server.failed();
+                }
+            }
+            res
         }))
         .await
     }
@@ -278,7 +337,7 @@ impl Redlock {
         let started = Instant::now();
         let px = ttl.as_millis().max(1) as u64;
         let answers = self
-            .on_all(|mut c| {
+            .on_all(Reach::Up, |mut c| {
                 let mut inv = self.acquire.prepare_invoke();
                 for k in keys {
                     inv.key(k);
@@ -308,7 +367,7 @@ impl Redlock {
     /// answered (the keys then lapse with their TTL).
     pub async fn release(&self, keys: &[String], value: &str) -> Result<u32, NoQuorum> {
         let answers = self
-            .on_all(|mut c| {
+            .on_all(Reach::Up, |mut c| {
                 let mut inv = self.release.prepare_invoke();
                 for k in keys {
                     inv.key(k);
@@ -335,7 +394,7 @@ impl Redlock {
     ) -> Result<bool, NoQuorum> {
         let px = ttl.as_millis().max(1) as u64;
         let answers = self
-            .on_all(|mut c| {
+            .on_all(Reach::Up, |mut c| {
                 let mut inv = self.extend.prepare_invoke();
                 for k in keys {
                     inv.key(k);
@@ -366,7 +425,7 @@ impl Redlock {
     ) -> Result<(), NoQuorum> {
         let px = ttl.as_millis().max(1) as u64;
         let answers = self
-            .on_all(|mut c| {
+            .on_all(Reach::Up, |mut c| {
                 let mut inv = self.assert_hold.prepare_invoke();
                 for k in keys {
                     inv.key(k);
@@ -382,7 +441,9 @@ impl Redlock {
     /// seat keys, compare-and-delete by EVAL); needs a majority.
     pub async fn pipe_on_all(&self, pipe: &redis::Pipeline) -> Result<(), NoQuorum> {
         let answers = self
-            .on_all(|mut c| async move { pipe.query_async::<()>(&mut c).await })
+            .on_all(Reach::Every, |mut c| async move {
+                pipe.query_async::<()>(&mut c).await
+            })
             .await;
         self.majority("reassert", answers).map(|_| ())
     }
@@ -390,7 +451,9 @@ impl Redlock {
     /// A PING on every server; Ok if a majority answered.
     pub async fn ping(&self) -> Result<(), NoQuorum> {
         let answers = self
-            .on_all(|mut c| async move { redis::cmd("PING").query_async::<String>(&mut c).await })
+            .on_all(Reach::Every, |mut c| async move {
+                redis::cmd("PING").query_async::<String>(&mut c).await
+            })
             .await;
         self.majority("ping", answers).map(|_| ())
     }
@@ -399,7 +462,7 @@ impl Redlock {
     /// merged; needs a majority.
     pub async fn scan_keys(&self, pattern: &str) -> Result<Vec<String>, NoQuorum> {
         let answers = self
-            .on_all(|mut c| async move {
+            .on_all(Reach::Every, |mut c| async move {
                 let mut cursor: u64 = 0;
                 let mut keys = Vec::new();
                 loop {
