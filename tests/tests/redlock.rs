@@ -13,7 +13,10 @@
 //!   two of the three servers must not be granted a seat that the rest
 //!   grant to someone else. Its negative control sets the quorum to one
 //!   server (`REGION_UNSAFE_REDLOCK_QUORUM`) and sees the same seats
-//!   locked twice. (docs/adr/0017.)
+//!   locked twice.
+//! - Start-up refuses any count of lock servers but 3 or 5.
+//!
+//! (docs/adr/0017.)
 
 use e2e::churn::{assert_recovered_on_each, other_than, Churn};
 use e2e::redis_server::RedisServer;
@@ -221,5 +224,32 @@ async fn negative_control_a_quorum_of_one_locks_seats_twice() {
         seats_locked_by_both_sides_of_a_partition(Some(1)).await,
         20,
         "with a quorum of one, every seat is locked on both sides"
+    );
+}
+
+#[tokio::test]
+async fn only_three_or_five_lock_servers_pass_the_start_up_check() {
+    let mut settings = fault_settings().await.expect("settings");
+    let urls = |n: u16| -> Vec<String> {
+        (0..n)
+            .map(|i| format!("redis://127.0.0.1:{}", 7000 + i))
+            .collect()
+    };
+    for n in [1, 2, 4, 6] {
+        settings.redlock_urls = urls(n);
+        let err = settings.validate().expect_err("refused");
+        assert!(err.to_string().contains("REGION_REDLOCK_URLS"), "{err}");
+    }
+    for n in [0, 3, 5] {
+        settings.redlock_urls = urls(n);
+        settings.validate().expect("accepted");
+    }
+    // The negative control's quorum needs Redlock on.
+    settings.redlock_urls = Vec::new();
+    settings.unsafe_redlock_quorum = Some(1);
+    let err = settings.validate().expect_err("refused");
+    assert!(
+        err.to_string().contains("REGION_UNSAFE_REDLOCK_QUORUM"),
+        "{err}"
     );
 }
