@@ -18,6 +18,7 @@ use crate::outbox::redis_stream::{LazyRedis, RedisStreamSink};
 use crate::payments::http::HttpGateway;
 use crate::redis_locator::RedisLocator;
 use crate::redis_path::RedisPath;
+use crate::redlock::Redlock;
 use crate::refunds::Backoff;
 use crate::shows::ShowCache;
 use crate::state::AppState;
@@ -120,6 +121,24 @@ fn redis_locator(settings: &Settings) -> anyhow::Result<RedisLocator> {
         settings.redis_timeout().max(Duration::from_millis(500)),
     )
     .context("configuring REGION_REDIS_SENTINELS")
+}
+
+/// Redlock's lock servers, when `REGION_REDLOCK_URLS` names them.
+fn redlock(settings: &Settings) -> anyhow::Result<Option<Redlock>> {
+    if settings.redlock_urls.is_empty() {
+        return Ok(None);
+    }
+    let redlock = Redlock::new(&settings.redlock_urls, settings.redis_timeout())
+        .context("configuring REGION_REDLOCK_URLS")?;
+    tracing::info!(
+        servers = redlock.len(),
+        quorum = redlock.quorum(),
+        "seat locks through Redlock"
+    );
+    Ok(Some(match settings.unsafe_redlock_quorum {
+        Some(q) => redlock.with_unsafe_quorum(q),
+        None => redlock,
+    }))
 }
 
 /// The Redis breaker from the settings.
@@ -253,6 +272,7 @@ impl Application {
         let locator = redis_locator(&settings)?;
         let redis = RedisPath::new(
             locator.clone(),
+            redlock(&settings)?,
             settings.redis_timeout(),
             redis_breaker(&settings),
         )

@@ -43,6 +43,18 @@ pub struct Settings {
     #[arg(long, env = "REGION_REDIS_SENTINEL_SERVICE", default_value = "booking")]
     pub redis_sentinel_service: String,
 
+    /// Redlock (opt-in): 3 or 5 independent Redis servers' URLs,
+    /// comma-separated. The seat locks then need a majority of them; seat
+    /// maps, Pub/Sub and streams stay on the shard's Redis. Unset: the
+    /// seat locks live on the shard's Redis.
+    #[arg(long, env = "REGION_REDLOCK_URLS", value_delimiter = ',')]
+    pub redlock_urls: Vec<String>,
+
+    /// Negative-control switch for tests ONLY: Redlock grants a lock with
+    /// this many servers instead of a majority. Never set in production.
+    #[arg(long, env = "REGION_UNSAFE_REDLOCK_QUORUM", hide = true)]
+    pub unsafe_redlock_quorum: Option<usize>,
+
     /// Short shard code, used in keys and booking numbers.
     #[arg(long, env = "REGION_SHARD_CODE", default_value = "dev")]
     pub shard_code: String,
@@ -498,6 +510,15 @@ impl Settings {
         check(
             self.signing.jwt_secret.len() >= 16,
             "REGION_JWT_SECRET must be at least 16 bytes",
+        )?;
+        check(
+            self.redlock_urls.is_empty() || matches!(self.redlock_urls.len(), 3 | 5),
+            "REGION_REDLOCK_URLS must name 3 or 5 Redis servers (or be unset)",
+        )?;
+        check(
+            self.unsafe_redlock_quorum.is_none()
+                || (cfg!(feature = "negative-control") && !self.redlock_urls.is_empty()),
+            "REGION_UNSAFE_REDLOCK_QUORUM needs REGION_REDLOCK_URLS and a build with the negative-control feature (tests only)",
         )?;
         check(
             !self.unsafe_disable_seat_protection || cfg!(feature = "negative-control"),

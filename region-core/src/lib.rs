@@ -7,7 +7,8 @@
 //! - `seat_map` serves seat maps; `live` numbers seat changes and pushes
 //!   them to viewers (WebSocket, polling); `sweeper` frees expired holds;
 //! - `redis_path` + `recovery` (with `shared::breaker`) are the Redis fast path and its
-//!   failure handling;
+//!   failure handling; `redlock` is its opt-in seat-lock quorum over
+//!   independent Redis servers;
 //! - `checkout` turns a hold into a paid booking (idempotency keys with
 //!   recovery points, `checkout::settle` books or compensates), its two
 //!   writes group-committed through `group_commit`;
@@ -49,6 +50,7 @@ pub mod reconcile;
 pub mod recovery;
 pub mod redis_locator;
 pub mod redis_path;
+pub mod redlock;
 pub mod refunds;
 pub mod retention;
 pub mod seat_map;

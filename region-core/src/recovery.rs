@@ -53,6 +53,8 @@ pub async fn run(db: PgPool, redis: RedisPath, mut shutdown: watch::Receiver<boo
 /// seat's key names its booking). On the full pass (`since` = None), keys
 /// of seats Postgres does not hold are deleted and seat maps dropped (they
 /// are rebuilt on the next read). Returns the number of seats asserted.
+/// Seat keys go where the seat locks live (with Redlock, every lock
+/// server that answers); seat maps stay on the shard's Redis.
 pub async fn reassert(
     db: &PgPool,
     redis: &RedisPath,
@@ -63,13 +65,15 @@ pub async fn reassert(
         let mut conn = db.acquire().await?;
         store::live_held_seats(&mut conn, now, since).await?
     };
-    let mut pipe = redis::pipe();
+    let mut locks = redis::pipe();
+    let mut maps = redis::pipe();
     let mut wanted: HashSet<String> = HashSet::with_capacity(live.len());
     let mut shows = HashSet::new();
     for seat in &live {
         let key = seat_key(shared::ShowId(seat.show_id), &seat.label);
         let ms = (seat.hold_expires_at - now).num_milliseconds().max(1);
-        pipe.cmd("SET")
+        locks
+            .cmd("SET")
             .arg(&key)
             .arg(seat.hold_id.to_string())
             .arg("PX")
@@ -79,25 +83,26 @@ pub async fn reassert(
         shows.insert(seat.show_id);
     }
     if since.is_none() {
-        full_pass(db, redis, now, &mut pipe, &mut wanted).await?;
+        full_pass(db, redis, now, (&mut locks, &mut maps), &mut wanted).await?;
     } else {
         for show in &shows {
-            RedisPath::seatmap_drop_into(&mut pipe, shared::ShowId(*show));
+            RedisPath::seatmap_drop_into(&mut maps, shared::ShowId(*show));
         }
     }
-    redis.recovery_pipe(pipe).await?;
+    redis.recovery_lock_pipe(locks).await?;
+    redis.recovery_pipe(maps).await?;
     take_back_released(db, redis, since, &live).await?;
     Ok(live.len())
 }
 
-/// The full pass's extra work, into `pipe`: booked seats' keys set (they
+/// The full pass's extra work, into `locks`: booked seats' keys set (they
 /// stay taken in the fast path too), keys of this shard's seats Postgres
-/// does not name deleted, and its seat maps dropped.
+/// does not name deleted; into `maps`: its seat maps dropped.
 async fn full_pass(
     db: &PgPool,
     redis: &RedisPath,
     now: chrono::DateTime<Utc>,
-    pipe: &mut redis::Pipeline,
+    (locks, maps): (&mut redis::Pipeline, &mut redis::Pipeline),
     wanted: &mut HashSet<String>,
 ) -> anyhow::Result<()> {
     // Booked seats stay taken in the fast path too.
@@ -110,7 +115,8 @@ async fn full_pass(
         let ms = (seat.starts_at + chrono::Duration::hours(6) - now)
             .num_milliseconds()
             .max(1);
-        pipe.cmd("SET")
+        locks
+            .cmd("SET")
             .arg(&key)
             .arg(crate::redis_path::booked_value(seat.booking_id))
             .arg("PX")
@@ -120,13 +126,13 @@ async fn full_pass(
     }
     // A Redis may be shared with other shards (or test runs): only
     // keys of shows in this shard's database are ours to delete.
-    let seat_keys = redis.scan_keys("seat:{*").await?;
+    let seat_keys = redis.scan_lock_keys("seat:{*").await?;
     let map_keys = redis.scan_keys("seatmap:{*").await?;
     let ours = own_shows(db, seat_keys.iter().chain(&map_keys)).await?;
     let is_ours = |key: &str| show_of_key(key).is_some_and(|s| ours.contains(&s));
     for key in seat_keys.iter().filter(|k| is_ours(k)) {
         if !wanted.contains(key) {
-            pipe.cmd("DEL").arg(key).ignore();
+            locks.cmd("DEL").arg(key).ignore();
         }
     }
     // Maps may have missed updates while Redis was unreachable: dropped,
@@ -138,7 +144,7 @@ async fn full_pass(
         .filter_map(|k| show_of_key(k))
         .collect();
     for show in map_shows {
-        RedisPath::seatmap_drop_into(pipe, shared::ShowId(show));
+        RedisPath::seatmap_drop_into(maps, shared::ShowId(show));
     }
     Ok(())
 }

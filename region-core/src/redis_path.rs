@@ -3,11 +3,16 @@
 //! bitfield. Every call has a timeout and feeds the circuit breaker; when
 //! the breaker is open callers use Postgres alone.
 //!
+//! With `REGION_REDLOCK_URLS` the seat locks (and only they) go to a
+//! majority of independent servers instead (`crate::redlock`); the seat
+//! maps stay on the shard's Redis. Callers see the same methods.
+//!
 //! Keys share the show's hash tag (`seat:{<show>}:A5`, `seatmap:{<show>}`)
 //! so one show stays in one Redis Cluster slot and the multi-key script
 //! remains valid when a shard's Redis grows into a cluster.
 
 use crate::redis_locator::RedisLocator;
+use crate::redlock::{NoQuorum, Redlock};
 use redis::aio::ConnectionManager;
 use redis::Script;
 use shared::breaker::{Admission, Breaker, State as BreakerState};
@@ -26,6 +31,10 @@ use shared::redis_scripts::{
 /// The Redis key of one seat of a show.
 pub fn seat_key(show: ShowId, label: &str) -> String {
     format!("seat:{{{show}}}:{label}")
+}
+
+fn seat_keys(show: ShowId, labels: &[&str]) -> Vec<String> {
+    labels.iter().map(|l| seat_key(show, l)).collect()
 }
 
 /// The value of a booked seat's key: the fast path refuses it like a held
@@ -87,6 +96,9 @@ pub enum RedisFailure {
     /// Connection or protocol error.
     #[error("redis error: {0}")]
     Redis(#[from] redis::RedisError),
+    /// Redlock: no majority of the lock servers answered in time.
+    #[error(transparent)]
+    NoQuorum(#[from] NoQuorum),
 }
 
 /// Redis connection, scripts and circuit breaker of one shard.
@@ -97,6 +109,8 @@ pub struct RedisPath {
 
 struct Inner {
     locator: RedisLocator,
+    /// The seat locks' servers when Redlock is on (else `locator`'s).
+    redlock: Option<Redlock>,
     // std RwLock, not tokio's: it is only held to clone the handle, never
     // across an `.await`.
     conn: RwLock<Option<ConnectionManager>>,
@@ -122,15 +136,18 @@ struct Inner {
 
 impl RedisPath {
     /// Connects lazily: if Redis is down at start-up the breaker opens and
-    /// the supervisor connects once it answers.
+    /// the supervisor connects once it answers. With `redlock`, seat locks
+    /// go to its servers.
     pub async fn new(
         locator: RedisLocator,
+        redlock: Option<Redlock>,
         timeout: Duration,
         breaker: Breaker,
     ) -> anyhow::Result<Self> {
         let this = Self {
             inner: Arc::new(Inner {
                 locator,
+                redlock,
                 conn: RwLock::new(None),
                 breaker: Mutex::new(breaker),
                 coordinated: AtomicBool::new(false),
@@ -146,7 +163,11 @@ impl RedisPath {
                 seatmap_put: Script::new(SEATMAP_PUT_LUA),
             }),
         };
-        if let Err(e) = this.connect().await {
+        let reached = match this.connect().await {
+            Ok(_) => this.ping_redlock().await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = reached {
             tracing::warn!(error = %e, "redis unreachable at start-up; holds use Postgres until it answers");
             let now = this.now_ms();
             this.breaker().trip(now);
@@ -240,13 +261,60 @@ impl RedisPath {
         self.run(Gate::UnlessOpen, |mut c| async move {
             redis::cmd("PING").query_async::<String>(&mut c).await
         })
-        .await
-        .map(|_| ())
+        .await?;
+        match &self.inner.redlock {
+            Some(r) => self.quorum(Gate::UnlessOpen, r.ping()).await,
+            None => Ok(()),
+        }
+    }
+
+    /// Redlock: whether a majority of the lock servers answers a PING
+    /// (not through the breaker). Ok without Redlock.
+    async fn ping_redlock(&self) -> Result<(), RedisFailure> {
+        match &self.inner.redlock {
+            Some(r) => Ok(r.ping().await?),
+            None => Ok(()),
+        }
+    }
+
+    /// Whether the seat locks go through Redlock.
+    pub fn redlock(&self) -> Option<&Redlock> {
+        self.inner.redlock.as_ref()
     }
 
     /// The breaker's state (for health and tests).
     pub fn breaker_state(&self) -> BreakerState {
         self.breaker().state()
+    }
+
+    fn allowed(&self, gate: Gate) -> bool {
+        matches!(
+            (gate, self.breaker_state()),
+            (_, BreakerState::Closed { .. }) | (Gate::UnlessOpen, BreakerState::Recovering)
+        )
+    }
+
+    /// Runs one Redlock call (its own per-server timeouts inside) through
+    /// the gate, feeding the breaker: a missed quorum is one failure.
+    async fn quorum<T>(
+        &self,
+        gate: Gate,
+        call: impl Future<Output = Result<T, NoQuorum>>,
+    ) -> Result<T, RedisFailure> {
+        if !self.allowed(gate) {
+            return Err(RedisFailure::BreakerOpen);
+        }
+        match call.await {
+            Ok(v) => {
+                let now = self.now_ms();
+                self.breaker().record(false, now);
+                Ok(v)
+            }
+            Err(e) => {
+                self.record_failure();
+                Err(e.into())
+            }
+        }
     }
 
     /// Runs one Redis operation with the timeout, feeding the breaker,
@@ -256,11 +324,7 @@ impl RedisPath {
         F: FnOnce(ConnectionManager) -> Fut,
         Fut: Future<Output = redis::RedisResult<T>>,
     {
-        let allowed = matches!(
-            (gate, self.breaker_state()),
-            (_, BreakerState::Closed { .. }) | (Gate::UnlessOpen, BreakerState::Recovering)
-        );
-        if !allowed {
+        if !self.allowed(gate) {
             return Err(RedisFailure::BreakerOpen);
         }
         let conn = match self.current_conn() {
@@ -313,10 +377,16 @@ impl RedisPath {
         hold: Uuid,
         ttl: Duration,
     ) -> Result<Vec<usize>, RedisFailure> {
+        let keys = seat_keys(show, labels);
+        if let Some(r) = &self.inner.redlock {
+            return self
+                .quorum(Gate::Closed, r.acquire(&keys, &hold.to_string(), ttl))
+                .await;
+        }
         let script = &self.inner.acquire;
         let mut inv = script.prepare_invoke();
-        for l in labels {
-            inv.key(seat_key(show, l));
+        for k in &keys {
+            inv.key(k);
         }
         inv.arg(hold.to_string()).arg(ttl.as_millis() as u64);
         let taken: Vec<usize> = self
@@ -345,9 +415,13 @@ impl RedisPath {
         labels: &[&str],
         value: &str,
     ) -> Result<u32, RedisFailure> {
+        let keys = seat_keys(show, labels);
+        if let Some(r) = &self.inner.redlock {
+            return self.quorum(Gate::UnlessOpen, r.release(&keys, value)).await;
+        }
         let mut inv = self.inner.release.prepare_invoke();
-        for l in labels {
-            inv.key(seat_key(show, l));
+        for k in &keys {
+            inv.key(k);
         }
         inv.arg(value);
         self.run(Gate::UnlessOpen, |mut c| async move {
@@ -365,9 +439,15 @@ impl RedisPath {
         hold: Uuid,
         ttl: Duration,
     ) -> Result<bool, RedisFailure> {
+        let keys = seat_keys(show, labels);
+        if let Some(r) = &self.inner.redlock {
+            return self
+                .quorum(Gate::Closed, r.extend(&keys, &hold.to_string(), ttl))
+                .await;
+        }
         let mut inv = self.inner.extend.prepare_invoke();
-        for l in labels {
-            inv.key(seat_key(show, l));
+        for k in &keys {
+            inv.key(k);
         }
         inv.arg(hold.to_string()).arg(ttl.as_millis().max(1) as u64);
         let ok: i32 = self
@@ -402,9 +482,15 @@ impl RedisPath {
         value: &str,
         ttl: Duration,
     ) -> Result<(), RedisFailure> {
+        let keys = seat_keys(show, labels);
+        if let Some(r) = &self.inner.redlock {
+            return self
+                .quorum(Gate::Closed, r.assert_value(&keys, value, ttl))
+                .await;
+        }
         let mut inv = self.inner.assert_hold.prepare_invoke();
-        for l in labels {
-            inv.key(seat_key(show, l));
+        for k in &keys {
+            inv.key(k);
         }
         inv.arg(value).arg(ttl.as_millis().max(1) as u64);
         let _: i32 = self
@@ -536,7 +622,8 @@ impl RedisPath {
                     redis::cmd("PING").query_async::<String>(&mut c),
                 )
                 .await;
-                if matches!(pong, Ok(Ok(_))) {
+                // Redlock: the lock servers must answer too (a majority).
+                if matches!(pong, Ok(Ok(_))) && self.ping_redlock().await.is_ok() {
                     self.breaker().begin_recovery();
                     return true;
                 }
@@ -581,7 +668,26 @@ impl RedisPath {
                 .arg(hold.to_string())
                 .ignore();
         }
-        self.recovery_pipe(pipe).await
+        self.recovery_lock_pipe(pipe).await
+    }
+
+    /// Runs a batch of seat-lock commands during recovery: on the shard's
+    /// Redis, or with Redlock on every lock server (a majority must
+    /// answer; a server that is down catches up on the next pass).
+    pub async fn recovery_lock_pipe(&self, pipe: redis::Pipeline) -> Result<(), RedisFailure> {
+        match &self.inner.redlock {
+            Some(r) => self.quorum(Gate::UnlessOpen, r.pipe_on_all(&pipe)).await,
+            None => self.recovery_pipe(pipe).await,
+        }
+    }
+
+    /// The seat-lock keys matching `pattern`: on the shard's Redis, or
+    /// with Redlock on every lock server that answers.
+    pub async fn scan_lock_keys(&self, pattern: &str) -> Result<Vec<String>, RedisFailure> {
+        match &self.inner.redlock {
+            Some(r) => self.quorum(Gate::UnlessOpen, r.scan_keys(pattern)).await,
+            None => self.scan_keys(pattern).await,
+        }
     }
 
     /// Runs an arbitrary command batch during recovery (not gated by the

@@ -37,6 +37,7 @@ const PLACES: &[(&str, usize)] = &[
     ("redis_locator", 2),
     ("catalog_client", 2),
     ("redis_path", 2),
+    ("redlock", 2),
     ("outbox", 2),
     ("outbox::redis_stream", 2),
     ("payments", 2),

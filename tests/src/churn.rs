@@ -106,28 +106,43 @@ pub fn other_than(statuses: &Statuses, ok: &[u16]) -> Vec<((&'static str, u16), 
 /// live holds, and a new hold's lock lands there. Row U is left alone by
 /// the churn (rows A-T), so the new hold is free.
 pub async fn assert_recovered_on(app: &TestApp, redis_url: &str, show: &str) {
-    let report = testkit::invariants::check(&app.db, redis_url, &[show.to_owned()])
-        .await
-        .expect("check");
-    assert_eq!(report, Default::default());
+    assert_recovered_on_each(app, &[redis_url], show).await;
+}
+
+/// [`assert_recovered_on`] for seat locks kept on several Redis servers
+/// (Redlock): each of `redis_urls` agrees with Postgres and has the new
+/// hold's lock.
+pub async fn assert_recovered_on_each(app: &TestApp, redis_urls: &[&str], show: &str) {
+    for redis_url in redis_urls {
+        let report = testkit::invariants::check(&app.db, redis_url, &[show.to_owned()])
+            .await
+            .expect("check");
+        assert_eq!(
+            report,
+            Default::default(),
+            "{redis_url} agrees with Postgres"
+        );
+    }
     let (s, body) = app
         .hold(&user("late"), show, &["U20", "U19"])
         .await
         .expect("hold");
     assert_eq!(s, 201, "{body}");
-    let mut conn = redis::Client::open(redis_url)
-        .expect("client")
-        .get_multiplexed_async_connection()
-        .await
-        .expect("redis");
-    let owner: Option<String> = redis::cmd("GET")
-        .arg(format!("seat:{{{show}}}:U20"))
-        .query_async(&mut conn)
-        .await
-        .expect("GET");
-    assert_eq!(
-        owner.as_deref(),
-        body["hold_id"].as_str(),
-        "the new lock is in {redis_url}"
-    );
+    for redis_url in redis_urls {
+        let mut conn = redis::Client::open(*redis_url)
+            .expect("client")
+            .get_multiplexed_async_connection()
+            .await
+            .expect("redis");
+        let owner: Option<String> = redis::cmd("GET")
+            .arg(format!("seat:{{{show}}}:U20"))
+            .query_async(&mut conn)
+            .await
+            .expect("GET");
+        assert_eq!(
+            owner.as_deref(),
+            body["hold_id"].as_str(),
+            "the new lock is in {redis_url}"
+        );
+    }
 }
