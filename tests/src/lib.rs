@@ -8,10 +8,8 @@ pub mod browser;
 pub mod churn;
 pub mod edge;
 pub mod money;
-pub use testkit::pg_server;
-pub mod redis_server;
+pub use testkit::{pg_server, redis_server, sentinel};
 pub mod sandbox_process;
-pub mod sentinel;
 pub mod tcp_proxy;
 
 use anyhow::Context;
