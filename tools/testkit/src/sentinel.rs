@@ -39,10 +39,15 @@ impl SentinelSet {
         std::fs::create_dir_all(&dir)?;
         let master = RedisServer::start()?;
         let master_port = master.port;
+        // Loaded straight from the master's socket: otherwise the replica
+        // writes the RDB of its first sync as dump.rdb in the caller's
+        // working directory.
         let replica = RedisServer::start_with(&[
             "--replicaof".into(),
             "127.0.0.1".into(),
             master_port.to_string(),
+            "--repl-diskless-load".into(),
+            "on-empty-db".into(),
         ])?;
         let mut sentinels = Vec::new();
         for i in 0..3 {
