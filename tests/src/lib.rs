@@ -9,10 +9,8 @@ pub mod churn;
 pub mod edge;
 pub mod global_catalog;
 pub mod money;
-pub use testkit::pg_server;
-pub mod redis_server;
+pub use testkit::{pg_server, redis_server, sentinel};
 pub mod sandbox_process;
-pub mod sentinel;
 pub mod tcp_proxy;
 
 use anyhow::Context;

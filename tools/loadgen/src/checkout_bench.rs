@@ -498,7 +498,8 @@ pub(crate) async fn wait_for_refunds(db_url: &str, timeout: Duration) -> anyhow:
 }
 
 /// The 1-minute load average (Linux), if readable.
-async fn load_avg_1m() -> Option<f64> {
+/// The machine's 1-minute load average (`/proc/loadavg`).
+pub(crate) async fn load_avg_1m() -> Option<f64> {
     let text = tokio::fs::read_to_string("/proc/loadavg").await.ok()?;
     text.split_whitespace().next()?.parse().ok()
 }

@@ -8,7 +8,7 @@
 //! region core, the sandbox gateway, the Upstash gateway), `edge` (the
 //! Worker's waiting room, sales and forged passes), `openloop` (the
 //! open-model scheduler), `holds_bench`, `checkout_bench` and
-//! `flash_bench` (the benchmarks), `crowd` (simulated buyers in a flash
+//! `flash_bench` (the benchmarks; `isolation` across two shards), `crowd` (simulated buyers in a flash
 //! sale through the edge), `purchase` (how a buyer's client pays:
 //! idempotency keys and retries), `baselines` (redis-benchmark and
 //! pgbench), `checks` (Postgres and Redis inspection and cleanup),
@@ -27,6 +27,7 @@ pub mod edge;
 pub mod edge_world;
 pub mod flash_bench;
 pub mod holds_bench;
+pub mod isolation;
 pub mod mail_bench;
 pub mod openloop;
 pub mod profile;

@@ -10,6 +10,13 @@
 //!   the edge Worker in workerd (waiting room, passes, holds, checkout) and
 //!   measures admission rate and order, bypass attempts, edge latency and
 //!   Redis calls per edge decision;
+//! - `loadgen isolation` runs two shards side by side: a flash sale at
+//!   capacity in `mum` (which loses a replica, then its Redis master
+//!   through Sentinel) while `nyc` serves steady traffic, and reports
+//!   `nyc`'s p99 alone and during the sale, the failover times and a
+//!   double-booking audit of both databases;
+//! - `seatmap`, `sellout`, `mail` and `checkins`: see their doc comments
+//!   below;
 //!
 //! Each benchmark spawns the release binaries it measures (the region
 //! core, the sandbox gateway, the Upstash gateway: `cargo build --release`
@@ -18,7 +25,8 @@
 
 use clap::{Parser, Subcommand};
 use loadgen::{
-    checkins_bench, checkout_bench, flash_bench, holds_bench, mail_bench, seatmap_bench, sellout,
+    checkins_bench, checkout_bench, flash_bench, holds_bench, isolation, mail_bench, seatmap_bench,
+    sellout,
 };
 use std::process::ExitCode;
 
@@ -63,6 +71,12 @@ enum Command {
     /// then scanned again (each a 409), against the signature check
     /// alone. Prints one JSON line with --json.
     Checkins(checkins_bench::CheckinsArgs),
+    /// Load across shards: a flash sale at capacity in `mum` (a replica
+    /// killed, then its Redis master failed over through Sentinel) while
+    /// `nyc` serves steady traffic; nyc's p99 alone and during the sale,
+    /// the failover times, double bookings. Prints one JSON line with
+    /// --json.
+    Isolation(isolation::IsolationArgs),
 }
 
 fn main() -> ExitCode {
@@ -90,6 +104,7 @@ fn main() -> ExitCode {
         Command::Sellout(a) => a.run.client_threads,
         Command::Mail(a) => a.client_threads,
         Command::Checkins(a) => a.client_threads,
+        Command::Isolation(a) => a.client_threads,
     };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(threads.max(1))
@@ -112,6 +127,7 @@ fn main() -> ExitCode {
             Command::Sellout(args) => sellout::run(args).await,
             Command::Mail(args) => mail_bench::run(args).await,
             Command::Checkins(args) => checkins_bench::run(args).await,
+            Command::Isolation(args) => isolation::run(args).await,
         }
     });
     match result {

@@ -37,7 +37,27 @@ impl BenchCatalog {
         per_row: u16,
         tag: &str,
     ) -> anyhow::Result<Self> {
-        let city = ensure_city(api, op, "lgbench", "Loadgen Bench City").await?;
+        Self::create_in(
+            api,
+            op,
+            ("lgbench", "Loadgen Bench City"),
+            rows,
+            per_row,
+            tag,
+        )
+        .await
+    }
+
+    /// [`Self::create`] in city `(code, name)` (created if missing).
+    pub async fn create_in(
+        api: &Api,
+        op: &str,
+        (code, name): (&str, &str),
+        rows: usize,
+        per_row: u16,
+        tag: &str,
+    ) -> anyhow::Result<Self> {
+        let city = ensure_city(api, op, code, name).await?;
         let layout = grid(rows, per_row, |_| "STANDARD");
         let place = ensure_place(
             api,

@@ -296,6 +296,11 @@ impl Service {
         self.0.log_file()
     }
 
+    /// SIGKILL, as when its host dies: nothing is drained.
+    pub async fn kill(&mut self) {
+        self.0.kill().await;
+    }
+
     /// SIGTERM, a graceful drain, and the exit.
     pub async fn stop(self) {
         self.0.stop(STOP_PATIENCE).await;

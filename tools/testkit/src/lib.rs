@@ -4,8 +4,9 @@
 //! binaries as processes ([`process`]), the edge Worker in workerd
 //! ([`workerd`]), the HTTP client of the region core's and the edge's API
 //! ([`api`]), a live seat-map viewer ([`live`]), the sandbox payment gateway's ledger and controls
-//! ([`gateway`]), the seat invariants ([`invariants`]) and the money
-//! audit ([`money`]).
+//! ([`gateway`]), private Redis servers and a Sentinel set
+//! ([`redis_server`], [`sentinel`]), the seat invariants ([`invariants`])
+//! and the money audit ([`money`]).
 //!
 //! Development only: nothing here is part of a deployment, and nothing
 //! here depends on the region core's crate (it is driven over HTTP, and
@@ -20,5 +21,7 @@ pub mod mail;
 pub mod money;
 pub mod pg_server;
 pub mod process;
+pub mod redis_server;
 pub mod seed;
+pub mod sentinel;
 pub mod workerd;

@@ -1,11 +1,11 @@
 //! A Redis master, one replica and three sentinels on free ports (the
-//! `redis-server` binary in sentinel mode), for failover tests. Nothing is
-//! kept on disk but the sentinels' own config files, in a directory that
-//! goes with the set.
+//! `redis-server` binary in sentinel mode), for the failover tests and the
+//! cross-shard benchmark. Nothing is kept on disk but the sentinels' own
+//! config files, in a directory that goes with the set.
 
+use crate::redis_server::RedisServer;
 use std::net::TcpListener;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// The Sentinel service name the set monitors.
@@ -15,49 +15,16 @@ fn free_port() -> std::io::Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
-fn spawn(args: &[String]) -> anyhow::Result<Child> {
-    Ok(Command::new("redis-server")
-        .args(args)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()?)
-}
-
-fn wait_port(port: u16) -> anyhow::Result<()> {
-    for _ in 0..100 {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return Ok(());
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    anyhow::bail!("nothing listens on port {port}")
-}
-
 fn query(port: u16, cmd: &mut redis::Cmd) -> redis::RedisResult<redis::Value> {
     let client = redis::Client::open(format!("redis://127.0.0.1:{port}"))?;
     let mut c = client.get_connection_with_timeout(Duration::from_secs(1))?;
     cmd.query(&mut c)
 }
 
-/// One node: its port and process.
-struct Node {
-    port: u16,
-    child: Option<Child>,
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
 /// A master, a replica and three sentinels (quorum 2).
 pub struct SentinelSet {
-    nodes: Vec<Node>,
-    sentinels: Vec<Node>,
+    nodes: Vec<RedisServer>,
+    sentinels: Vec<RedisServer>,
     dir: PathBuf,
 }
 
@@ -65,38 +32,23 @@ impl SentinelSet {
     /// Starts the set and waits until the sentinels see the replica (a
     /// failover needs one).
     pub fn start() -> anyhow::Result<Self> {
-        let dir =
-            std::env::temp_dir().join(format!("e2e-sentinel-{}", uuid::Uuid::new_v4().simple()));
+        let dir = std::env::temp_dir().join(format!(
+            "testkit-sentinel-{}",
+            uuid::Uuid::new_v4().simple()
+        ));
         std::fs::create_dir_all(&dir)?;
-        let base = |port: u16| -> Vec<String> {
-            [
-                "--port",
-                &port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ]
-            .iter()
-            .map(|s| s.to_string())
-            .collect()
-        };
-        let master = free_port()?;
-        let mut nodes = vec![Node {
-            port: master,
-            child: Some(spawn(&base(master))?),
-        }];
-        wait_port(master)?;
-        let replica = free_port()?;
-        let mut args = base(replica);
-        args.extend(["--replicaof".into(), "127.0.0.1".into(), master.to_string()]);
-        nodes.push(Node {
-            port: replica,
-            child: Some(spawn(&args)?),
-        });
-        wait_port(replica)?;
+        let master = RedisServer::start()?;
+        let master_port = master.port;
+        // Loaded straight from the master's socket: otherwise the replica
+        // writes the RDB of its first sync as dump.rdb in the caller's
+        // working directory.
+        let replica = RedisServer::start_with(&[
+            "--replicaof".into(),
+            "127.0.0.1".into(),
+            master_port.to_string(),
+            "--repl-diskless-load".into(),
+            "on-empty-db".into(),
+        ])?;
         let mut sentinels = Vec::new();
         for i in 0..3 {
             let port = free_port()?;
@@ -105,21 +57,19 @@ impl SentinelSet {
                 &conf,
                 format!(
                     "port {port}\nbind 127.0.0.1\n\
-                     sentinel monitor {SERVICE} 127.0.0.1 {master} 2\n\
+                     sentinel monitor {SERVICE} 127.0.0.1 {master_port} 2\n\
                      sentinel down-after-milliseconds {SERVICE} 1000\n\
                      sentinel failover-timeout {SERVICE} 5000\n\
                      sentinel parallel-syncs {SERVICE} 1\n"
                 ),
             )?;
-            let child = spawn(&[conf.display().to_string(), "--sentinel".into()])?;
-            sentinels.push(Node {
+            sentinels.push(RedisServer::launch(
                 port,
-                child: Some(child),
-            });
-            wait_port(port)?;
+                vec![conf.display().to_string(), "--sentinel".into()],
+            )?);
         }
         let set = Self {
-            nodes,
+            nodes: vec![master, replica],
             sentinels,
             dir,
         };
@@ -156,10 +106,7 @@ impl SentinelSet {
 
     /// The sentinels' URLs (`REGION_REDIS_SENTINELS`).
     pub fn sentinel_urls(&self) -> Vec<String> {
-        self.sentinels
-            .iter()
-            .map(|n| format!("redis://127.0.0.1:{}", n.port))
-            .collect()
+        self.sentinels.iter().map(RedisServer::url).collect()
     }
 
     /// The master's port as the first sentinel that answers says.
@@ -190,10 +137,7 @@ impl SentinelSet {
     pub fn kill_master_and_fail_over(&mut self, timeout: Duration) -> anyhow::Result<u16> {
         let old = self.master_port()?;
         if let Some(node) = self.nodes.iter_mut().find(|n| n.port == old) {
-            if let Some(mut c) = node.child.take() {
-                c.kill()?;
-                c.wait()?;
-            }
+            node.kill();
         }
         self.wait_for("a failover", timeout, |s| {
             s.master_port().is_ok_and(|p| p != old)
