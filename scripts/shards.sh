@@ -28,6 +28,24 @@ shard_redis_port() { shard_field "$1" 3; }
 shard_replicas() { shard_field "$1" 4 | tr ',' '\n' | sed 's/^/127.0.0.1:/'; }
 shard_gateway() { echo "127.0.0.1:$(shard_field "$1" 5)"; }
 shard_db() { echo "booking_$1"; }
+
+# The global catalog (`region-core catalog`): the titles every city shares
+# and their search, in a database of its own; every replica and the edge
+# are pointed at it (docs/adr/0018).
+CATALOG_LISTEN="${CATALOG_LISTEN:-127.0.0.1:8070}"
+CATALOG_DB=booking_global
+catalog_db_url() { echo "${PG_ADMIN_URL%/*}/$CATALOG_DB"; }
+
+start_catalog() {
+    local dir="$REPO_ROOT/.run" pid
+    pid="$(start_service "$dir/catalog.pid" "$dir/catalog.log" env \
+        CATALOG_LISTEN="$CATALOG_LISTEN" \
+        CATALOG_DATABASE_URL="$(catalog_db_url)" \
+        target/release/region-core catalog)"
+    wait_ready "global catalog" "http://$CATALOG_LISTEN/healthz" "$pid" \
+        "$dir/catalog.pid" "$dir/catalog.log" 60
+    echo "ready: global catalog on $CATALOG_LISTEN (pid $pid, database $CATALOG_DB)"
+}
 shard_db_url() { echo "${PG_ADMIN_URL%/*}/$(shard_db "$1")"; }
 shard_dir() { echo "$REPO_ROOT/.run/$1"; }
 
@@ -83,6 +101,7 @@ start_shard_replica() {
         REGION_SHARD_CODE="$(shard_code "$shard")" \
         REGION_REPLICA_ID="$shard-$i" \
         REGION_GATEWAY_URL="http://$(shard_gateway "$shard")" \
+        REGION_CATALOG_URL="http://$CATALOG_LISTEN" \
         target/release/region-core)"
     wait_ready "$shard replica $i" "http://$addr/readyz" "$pid" \
         "$dir/region-core-$i.pid" "$dir/region-core-$i.log" 60
@@ -111,11 +130,14 @@ stop_shards() {
         stop_service "$shard payment gateway" sandbox-gateway "$dir/sandbox-gateway.pid"
         stop_service "$shard Redis" redis-server "$dir/redis.pid"
     done
+    stop_service "global catalog" region-core "$REPO_ROOT/.run/catalog.pid"
 }
 
 # One line per running part, for up.sh's summary.
 shards_summary() {
     local shard dir i addr
+    printf '  %-28s http://%s  pid %s (database %s)\n' "the global catalog" "$CATALOG_LISTEN" \
+        "$(cat "$REPO_ROOT/.run/catalog.pid" 2>/dev/null || echo '?')" "$CATALOG_DB"
     for shard in $SHARDS; do
         dir="$(shard_dir "$shard")"
         i=1

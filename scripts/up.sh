@@ -9,7 +9,9 @@
 #   3. a local mail catcher (tools/mailcatcher, aiosmtpd; installed by
 #      scripts/mail-toolchain.sh) on 127.0.0.1:1025, every replica's
 #      REGION_SMTP_URL, keeping every message in .run/mail/;
-#   4. two city shards (scripts/shards.sh), each with its own database, its
+#   4. the global catalog (`region-core catalog`, database booking_global)
+#      on 127.0.0.1:8070: titles every city shares, and search across
+#      cities; then two city shards (scripts/shards.sh), each with its own database, its
 #      own Redis server, its own sandbox payment gateway and two region-core
 #      replicas (docs/runbook.md, "Replicas and leases"):
 #        mum  shard code MUM  database booking_mum  Redis 127.0.0.1:6380
@@ -103,7 +105,8 @@ else
     bash scripts/build-edge.sh
 fi
 
-step "Databases (one per shard)"
+step "Databases (one per shard, and the global catalog's)"
+ensure_database "$CATALOG_DB"
 for shard in $SHARDS; do
     ensure_database "$(shard_db "$shard")"
     REGION_DATABASE_URL="$(shard_db_url "$shard")" target/release/region-core migrate
@@ -116,6 +119,7 @@ for shard in $SHARDS; do
         require_free_port "shard $shard" "$addr" "the ports in scripts/shards.sh"
     done
 done
+require_free_port "the global catalog" "$CATALOG_LISTEN" CATALOG_LISTEN
 require_free_port "the Upstash gateway" "$UPSTASH_GATEWAY_LISTEN" UPSTASH_GATEWAY_LISTEN
 require_free_port "the edge" "$EDGE_LISTEN" EDGE_LISTEN
 require_free_port "the mail catcher" "$MAIL_LISTEN" MAIL_LISTEN
@@ -128,6 +132,9 @@ wait_port "mail catcher" "$MAIL_LISTEN" "$mail_pid" "$MAIL_PID_FILE" "$MAIL_LOG_
 # down.sh checks the pid still runs this program before stopping it.
 cat "/proc/$mail_pid/comm" >"$MAIL_PID_FILE.comm"
 echo "ready: SMTP on $MAIL_LISTEN, sender $REGION_MAIL_FROM, links to $REGION_PUBLIC_URL"
+
+step "Global catalog on $CATALOG_LISTEN (titles every city shares, search; database $CATALOG_DB)"
+start_catalog
 
 for shard in $SHARDS; do
     step "Shard $shard ($(shard_code "$shard")): Redis on 127.0.0.1:$(shard_redis_port "$shard"), payment gateway on $(shard_gateway "$shard"), replicas on $(shard_replicas "$shard" | tr '\n' ' ')"
@@ -157,6 +164,7 @@ echo "REGIONS=$regions"
 redis-cli -h 127.0.0.1 -p 6379 DEL "${EDGE_KEY_PREFIX}directory" >/dev/null
 edge_pid="$(start_service "$EDGE_PID_FILE" "$EDGE_LOG_FILE" env \
     REGIONS="$regions" \
+    CATALOG_URL="http://$CATALOG_LISTEN" \
     UPSTASH_REDIS_REST_URL="$UPSTASH_URL" \
     UPSTASH_REDIS_REST_TOKEN="$UPSTASH_GATEWAY_TOKEN" \
     ADMISSION_KEY="${REGION_ADMISSION_KEYS%%,*}" \
@@ -188,6 +196,7 @@ $(shards_summary)
   the mail catcher (SMTP)      $MAIL_LISTEN  pid $mail_pid (every e-mail sent: $MAIL_DIR/*.eml)
 Try:
   curl -i $EDGE_URL/v1/cities                                        # a cached read (X-Edge-Cache)
+  curl "$EDGE_URL/v1/search?q=interstelar"                           # titles across cities, typos and all
   AL=\$(target/release/region-core mint-token --sub alice)           # a user token
   curl -H "Authorization: Bearer \$AL" $EDGE_URL/v1/c/mum/me/notifications   # forwarded to a mum replica
   curl -H "Authorization: Bearer $REGION_GATEWAY_API_KEY" http://$(shard_gateway mum)/sandbox/ledger   # mum's charges and refunds

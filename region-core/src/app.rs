@@ -78,6 +78,18 @@ pub async fn connect_db(settings: &Settings) -> anyhow::Result<PgPool> {
     Ok(db)
 }
 
+/// The shard-wide path switch's own connections (its lease, the follower,
+/// and the switch back, which holds the switch's lock on one connection
+/// while it re-asserts holds on another).
+async fn connect_coordination_db(settings: &Settings) -> anyhow::Result<PgPool> {
+    PgPoolOptions::new()
+        .max_connections(3)
+        .acquire_timeout(Duration::from_secs(3))
+        .connect(&settings.database_url)
+        .await
+        .with_context(|| "connecting the path switch to REGION_DATABASE_URL".to_string())
+}
+
 /// The group-commit writers' own connections, one per writer, outside
 /// the request pool. A request may hold a pooled connection while it
 /// waits for a writer (a flash-sale hold keeps its per-user lock so); if
@@ -157,7 +169,7 @@ fn redis_breaker(settings: &Settings) -> Breaker {
 /// Starts the shard's background work (expiry sweeper, the path switch,
 /// refund worker, outbox relay and notifier when enabled, retention);
 /// reconciliation starts later, as it needs the whole state.
-fn spawn_workers(
+async fn spawn_workers(
     settings: &Settings,
     db: &PgPool,
     (redis, locator): (&RedisPath, &RedisLocator),
@@ -188,7 +200,11 @@ fn spawn_workers(
     ];
     if redis.coordinated() {
         // One replica leads the switch back to the fast path; every one
-        // follows the shard's path and reports its link.
+        // follows the shard's path and reports its link. On connections of
+        // their own: in a sale at capacity the holds take every pooled
+        // connection, and a switch back (or a lease renewal) waiting behind
+        // them kept the shard off Redis for 15-25 s (`loadgen isolation`).
+        let db = connect_coordination_db(settings).await?;
         let (leadership, renewer) = Leadership::spawn(
             Lease::new(
                 db.clone(),
@@ -318,7 +334,8 @@ impl Application {
             (&outbox_kick, &refund_kick),
             &tickets,
             &shutdown_rx,
-        )?;
+        )
+        .await?;
         let reconcile_every = Duration::from_secs(settings.reconcile_interval_secs);
         let settings = Arc::new(settings);
         let shows = ShowCache::default();
