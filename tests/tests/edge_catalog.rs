@@ -6,6 +6,11 @@
 use e2e::edge::{Client, EdgeOptions, EdgeStack, Reply};
 use serde_json::json;
 
+/// A page's HTML.
+fn html(r: &Reply) -> &str {
+    r.body.as_str().unwrap_or_default()
+}
+
 fn cache_status(r: &Reply) -> &str {
     r.header("X-Edge-Cache").unwrap_or("-")
 }
@@ -88,6 +93,20 @@ async fn titles_are_global_cached_and_searchable_at_the_edge() {
     assert_eq!(found.status, 200, "{found}");
     assert_eq!(found.body["hits"][0]["movie"]["id"], id.as_str());
     assert_eq!(found.body["hits"][0]["cities"], json!(["mum", "nyc"]));
+
+    // The buyer's pages: a search box on the home page, and the results
+    // with links to the cities that show the title.
+    let home = stack.get("/", &fan).await;
+    assert!(html(&home).contains("action=\"/search\""), "{home}");
+    let page = stack.get("/search?q=Interstelar", &fan).await;
+    assert_eq!(page.status, 200, "{page}");
+    assert!(html(&page).contains("<h3>Interstellar</h3>"), "{page}");
+    assert!(
+        html(&page).contains("<a href=\"/c/mum\">City mum</a>"),
+        "{page}"
+    );
+    let nothing = stack.get("/search?q=qqqqzzzz", &fan).await;
+    assert!(html(&nothing).contains("Nothing found"), "{nothing}");
 
     // Bad input: refused at the edge or by the catalog, as JSON.
     let bad = stack.get("/v1/movies/not-a-uuid", &fan).await;

@@ -7,8 +7,12 @@ use shared::api::City;
 use super::layout::{document, escape, Shell, Viewer};
 
 /// The home page.
-pub fn render(cities: &[City], viewer: Viewer<'_>) -> String {
+/// `search`: the deployment has a global catalog to search.
+pub fn render(cities: &[City], search: bool, viewer: Viewer<'_>) -> String {
     let mut main = String::from("<h1>Choose your city</h1>\n");
+    if search {
+        main.push_str(&super::search::form(""));
+    }
     if cities.is_empty() {
         main.push_str("<p>No city is selling tickets yet.</p>\n");
     } else {
@@ -43,7 +47,11 @@ mod tests {
             code: CityCode::parse("mum").unwrap(),
             name: "Mumbai <&>".into(),
         }];
-        let html = render(&cities, Viewer::default());
+        let html = render(&cities, false, Viewer::default());
+        assert!(!html.contains("action=\"/search\""));
+        let with_search = render(&cities, true, Viewer::default());
+        assert!(with_search.contains("<form method=\"get\" action=\"/search\""));
+        assert_page_rules(&with_search);
         assert!(
             html.contains("<a href=\"/c/mum\">Mumbai &lt;&amp;&gt;</a>"),
             "{html}"

@@ -34,6 +34,7 @@ pub mod home;
 pub mod layout;
 pub mod qr;
 pub mod sale;
+pub mod search;
 pub mod session;
 pub mod show;
 pub mod signin;
@@ -114,6 +115,8 @@ pub enum PageRoute {
     },
     /// `GET /bookings`.
     Bookings,
+    /// `GET /search?q=`: titles across cities (the global catalog).
+    Search,
     /// `GET` (form) or `POST` (sign in) `/signin`.
     SignIn {
         /// `POST` rather than `GET`.
@@ -133,7 +136,9 @@ impl PageRoute {
     pub fn class(&self) -> Option<RouteClass> {
         Some(match self {
             Self::Asset { .. } => return None,
-            Self::Home | Self::City { .. } | Self::Show { .. } => RouteClass::Catalog,
+            Self::Home | Self::City { .. } | Self::Show { .. } | Self::Search => {
+                RouteClass::Catalog
+            }
             Self::HoldForm { .. } => RouteClass::Hold,
             Self::Pay { .. } => RouteClass::Checkout,
             _ => RouteClass::Api,
@@ -233,6 +238,7 @@ pub fn classify(
     match segs {
         [""] => get(PageRoute::Home),
         ["bookings"] => get(PageRoute::Bookings),
+        ["search"] => get(PageRoute::Search),
         ["signin"] => match method {
             "GET" | "HEAD" => Ok(PageRoute::SignIn { post: false }),
             "POST" => Ok(PageRoute::SignIn { post: true }),

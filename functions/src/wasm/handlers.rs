@@ -80,7 +80,7 @@ pub(super) struct Call {
     session_bearer: bool,
     /// The `Cookie` header.
     pub(super) cookies: Option<String>,
-    query: Option<String>,
+    pub(super) query: Option<String>,
     method: Method,
 }
 

@@ -11,19 +11,20 @@ use chrono::{DateTime, NaiveDate, Utc};
 use serde::de::DeserializeOwned;
 use shared::api::{
     Availability, Booking, BookingList, BookingStatus, BookingTickets, CancellationQuote, City,
-    Hold, SeatMap, Show, ShowList,
+    Hold, SearchResults, SeatMap, Show, ShowList,
 };
-use worker::{Context, Delay, Headers, Method, Request, Response};
+use worker::{Context, Delay, Headers, Method, Request, Response, Url};
 
 use super::handlers::{self, Call, Handled};
 use super::http::{self, random_hex, OrInternal};
 use super::region::{self, Upstream};
 use crate::auth::{self, User};
 use crate::catalog::CacheKind;
+use crate::config::CATALOG;
 use crate::error::EdgeError;
 use crate::pages::layout::{self, Viewer};
 use crate::pages::{
-    assets, bookings, checkout, city, form, home, sale, session, show, signin, PageRoute,
+    assets, bookings, checkout, city, form, home, sale, search, session, show, signin, PageRoute,
 };
 use crate::rate_limit::RouteClass;
 use crate::waiting_room::{Mode, State};
@@ -52,6 +53,7 @@ pub(super) async fn dispatch(
         }
         PageRoute::Cancel { city, booking } => cancel(req, call, &city, &booking).await,
         PageRoute::Bookings => bookings_page(call).await,
+        PageRoute::Search => search_page(call, ctx).await,
         PageRoute::SignIn { post: false } => {
             let next = http::header(req, "Referer")
                 .and_then(|r| r.strip_prefix(&call.origin).map(str::to_owned));
@@ -343,7 +345,42 @@ async fn home_page(call: &Call, ctx: &Context) -> Handled {
     let cities: Vec<City> = catalog(call, ctx, CacheKind::Cities, "", "/v1/cities".into(), None)
         .await?
         .unwrap_or_default();
-    page(call, 200, home::render(&cities, me.viewer()), &[])
+    let search = call.cfg.catalog_url.is_some();
+    page(call, 200, home::render(&cities, search, me.viewer()), &[])
+}
+
+/// `/search?q=`: the global catalog's answer (through the edge's cache),
+/// with city names from the city list.
+async fn search_page(call: &Call, ctx: &Context) -> Handled {
+    let me = Me::of(call);
+    let asked = call.query.as_deref().and_then(|q| {
+        Url::parse(&format!("http://edge/?{q}"))
+            .ok()?
+            .query_pairs()
+            .find(|(k, _)| k == "q")
+            .map(|(_, v)| v.trim().chars().take(100).collect::<String>())
+    });
+    let results = match asked.filter(|q| !q.is_empty()) {
+        None => None,
+        Some(q) => {
+            // One spelling of the query per cache entry.
+            let mut url = Url::parse("http://edge/v1/search").or_internal("search url")?;
+            url.query_pairs_mut().append_pair("q", &q);
+            let upstream = format!("/v1/search?{}", url.query().unwrap_or_default());
+            catalog::<SearchResults>(call, ctx, CacheKind::Search, CATALOG, upstream, None).await?
+        }
+    };
+    let cities: Vec<City> = catalog(call, ctx, CacheKind::Cities, "", "/v1/cities".into(), None)
+        .await
+        .ok()
+        .flatten()
+        .unwrap_or_default();
+    page(
+        call,
+        200,
+        search::render(results.as_ref(), &cities, me.viewer()),
+        &[],
+    )
 }
 
 async fn city_page(call: &Call, ctx: &Context, code: &str, date: Option<String>) -> Handled {
