@@ -57,6 +57,10 @@ const VARS = {
   DENY_LIST: "",
   CACHE_TTLS: "",
   REGION_TIMEOUT_MS: "",
+  REGION_PAYMENT_TIMEOUT_MS: "",
+  DIRECTORY_REFRESH_MS: "",
+  // The global catalog service (titles, search); unset = none.
+  CATALOG_URL: "",
   BREAKER_FAILURES: "",
   BREAKER_OPEN_MS: "",
   MAX_BODY_BYTES: "",

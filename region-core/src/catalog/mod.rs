@@ -9,6 +9,7 @@ mod screens;
 mod shows;
 mod venues;
 
+pub use movies::check_movie;
 pub use screens::MAX_SEATS_PER_SCREEN;
 pub use shows::{fetch_show, parse_show_id, MAX_PRICE_MINOR};
 

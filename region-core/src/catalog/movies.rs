@@ -10,12 +10,9 @@ use axum::http::StatusCode;
 use shared::api::{CreateMovie, Movie};
 use uuid::Uuid;
 
-#[tracing::instrument(skip_all)]
-pub(super) async fn create_movie(
-    op: Operator,
-    state: axum::extract::State<AppState>,
-    ApiJson(req): ApiJson<CreateMovie>,
-) -> Result<(StatusCode, ApiJson<Movie>), ApiError> {
+/// What a title must be, here and in the global catalog: a 422 naming
+/// the field otherwise.
+pub fn check_movie(req: &CreateMovie) -> Result<(), ApiError> {
     check_name("title", &req.title, 300)?;
     if req.duration_minutes == 0 || req.duration_minutes > 1440 {
         return Err(ApiError::unprocessable(
@@ -26,6 +23,16 @@ pub(super) async fn create_movie(
     if let Some(l) = &req.language {
         check_name("language", l, 40)?;
     }
+    Ok(())
+}
+
+#[tracing::instrument(skip_all)]
+pub(super) async fn create_movie(
+    op: Operator,
+    state: axum::extract::State<AppState>,
+    ApiJson(req): ApiJson<CreateMovie>,
+) -> Result<(StatusCode, ApiJson<Movie>), ApiError> {
+    check_movie(&req)?;
     if let Some(catalog) = &state.catalog {
         let movie = catalog.create_movie(&state.db, &op.id, &req).await?;
         return Ok((StatusCode::CREATED, ApiJson(movie)));

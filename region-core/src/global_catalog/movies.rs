@@ -10,30 +10,14 @@ use shared::api::{CreateMovie, Movie, MovieKind};
 use sqlx::PgPool;
 use uuid::Uuid;
 
-/// A 422 naming the field.
-fn invalid(e: impl std::fmt::Display) -> ApiError {
-    ApiError::unprocessable("invalid_field", e.to_string())
-}
-
-/// The checks a title passes before it is stored: the same as a shard's.
-fn check(req: &CreateMovie) -> Result<(), ApiError> {
-    shared::text::check_line("title", &req.title, 300).map_err(invalid)?;
-    if req.duration_minutes == 0 || req.duration_minutes > 1440 {
-        return Err(invalid("duration_minutes must be 1-1440"));
-    }
-    if let Some(l) = &req.language {
-        shared::text::check_line("language", l, 40).map_err(invalid)?;
-    }
-    Ok(())
-}
-
 #[tracing::instrument(skip_all)]
 pub(super) async fn create(
     _op: Operator,
     state: State<CatalogState>,
     ApiJson(req): ApiJson<CreateMovie>,
 ) -> Result<(StatusCode, ApiJson<Movie>), ApiError> {
-    check(&req)?;
+    // The same checks as a shard's.
+    crate::catalog::check_movie(&req)?;
     let id = Uuid::now_v7();
     let inserted = sqlx::query_scalar!(
         r#"INSERT INTO catalog_movies (id, title, duration_minutes, language, kind)
