@@ -119,7 +119,7 @@ async fn look(b: &Client, name: &str) -> anyhow::Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_buyers_see_each_other_live_and_one_buys_by_keyboard_then_cancels() {
-    let stack = EdgeStack::start(EdgeOptions::cities(&[CITY]))
+    let stack = EdgeStack::start(EdgeOptions::cities(&[CITY]).catalog())
         .await
         .expect("stack");
     let show = stack
@@ -136,6 +136,17 @@ async fn two_buyers_see_each_other_live_and_one_buys_by_keyboard_then_cancels() 
     // Pages anyone sees, checked as they are reached.
     alice.goto(&format!("{base}/")).await.unwrap();
     look(&alice, "home").await.unwrap();
+    // Search from the home page, keyboard only: the seeded title (a
+    // global one), with the city that shows it.
+    tab_to(&alice, "q").await.unwrap();
+    press(&alice, "movie").await.unwrap();
+    press(&alice, ENTER).await.unwrap();
+    wait_for("search results", Duration::from_secs(10), || async {
+        Ok(alice.source().await?.contains("Showing in:"))
+    })
+    .await
+    .unwrap();
+    look(&alice, "search").await.unwrap();
     alice.goto(&format!("{base}/signin")).await.unwrap();
     look(&alice, "signin").await.unwrap();
     sign_in(&alice, &base, "alice@example.com").await.unwrap();

@@ -36,7 +36,7 @@ pub fn render(results: Option<&SearchResults>, cities: &[City], viewer: Viewer<'
         } else {
             let _ = writeln!(
                 main,
-                "<h2>Results for “{}”</h2>\n<ul class=\"cards\">",
+                "<h2>Results for “{}”</h2>\n<ul class=\"shows\">",
                 escape(query)
             );
             for hit in &r.hits {
@@ -52,7 +52,7 @@ pub fn render(results: Option<&SearchResults>, cities: &[City], viewer: Viewer<'
                     .unwrap_or_default();
                 let _ = write!(
                     main,
-                    "<li><h3>{}</h3><p>{kind} · {} min{language}</p>",
+                    "<li class=\"show\"><h3>{}</h3><p>{kind} · {} min{language}</p>",
                     escape(&m.title),
                     m.duration_minutes
                 );
