@@ -108,6 +108,32 @@ async fn titles_are_global_cached_and_searchable_at_the_edge() {
     let nothing = stack.get("/search?q=qqqqzzzz", &fan).await;
     assert!(html(&nothing).contains("Nothing found"), "{nothing}");
 
+    // A title created through a city's route is in the next search at
+    // once, although the search before it was cached empty.
+    let before = stack.get("/v1/search?q=oppenheimer", &fan).await;
+    assert_eq!(before.body["hits"], json!([]), "{before}");
+    let made = stack
+        .post(
+            "/v1/c/nyc/operator/movies",
+            &op,
+            json!({"title": "Oppenheimer", "duration_minutes": 180, "language": "en"}),
+        )
+        .await;
+    assert_eq!(made.status, 201, "{made}");
+    let after = stack.get("/v1/search?q=oppenheimer", &fan).await;
+    assert_eq!(
+        after.body["hits"][0]["movie"]["title"], "Oppenheimer",
+        "{after}"
+    );
+    // The catalog's cached titles were renewed too; read again, the title
+    // is cached under the new version.
+    let renewed = stack.get(&format!("/v1/movies/{id}"), &fan).await;
+    assert_eq!(
+        (renewed.status, cache_status(&renewed)),
+        (200, "MISS"),
+        "{renewed}"
+    );
+
     // Bad input: refused at the edge or by the catalog, as JSON.
     let bad = stack.get("/v1/movies/not-a-uuid", &fan).await;
     assert_eq!((bad.status, bad.code()), (400, Some("invalid_movie_id")));

@@ -789,8 +789,12 @@ async fn operator(req: &mut Request, call: &Call, city: &str, upstream: &str) ->
     let write = !matches!(call.method, Method::Get | Method::Head);
     if write && (200..300).contains(&up.status) {
         // A catalog change: new versions make the city's cached reads (and
-        // the city list) stale at once, everywhere.
-        let keys = [version_key(Some(city)), version_key(None)];
+        // the city list) stale at once, everywhere. A title created through
+        // a city lands in the global catalog: its titles and searches too.
+        let mut keys = vec![version_key(Some(city)), version_key(None)];
+        if city != CATALOG && upstream.starts_with("/v1/operator/movies") {
+            keys.push(version_key(Some(CATALOG)));
+        }
         let upstash = call.upstash();
         let bump: Vec<Vec<String>> = keys
             .iter()
