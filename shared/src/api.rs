@@ -108,6 +108,19 @@ pub struct CreateMovie {
     pub kind: MovieKind,
 }
 
+impl CreateMovie {
+    /// The title as stored under `id`.
+    pub fn into_movie(self, id: Uuid) -> Movie {
+        Movie {
+            id,
+            title: self.title,
+            duration_minutes: self.duration_minutes,
+            language: self.language,
+            kind: self.kind,
+        }
+    }
+}
+
 /// What a catalog title is: a film, or a live event (concert, play,
 /// match). Only the global catalog keeps it; a shard's copy is a film.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]

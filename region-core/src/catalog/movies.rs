@@ -47,14 +47,5 @@ pub(super) async fn create_movie(
     )
     .execute(&state.db)
     .await?;
-    Ok((
-        StatusCode::CREATED,
-        ApiJson(Movie {
-            id,
-            title: req.title,
-            duration_minutes: req.duration_minutes,
-            language: req.language,
-            kind: req.kind,
-        }),
-    ))
+    Ok((StatusCode::CREATED, ApiJson(req.into_movie(id))))
 }

@@ -53,16 +53,7 @@ pub(super) async fn create(
             details: existing.map(|id| serde_json::json!({ "id": id })),
         });
     }
-    Ok((
-        StatusCode::CREATED,
-        ApiJson(Movie {
-            id,
-            title: req.title,
-            duration_minutes: req.duration_minutes,
-            language: req.language,
-            kind: req.kind,
-        }),
-    ))
+    Ok((StatusCode::CREATED, ApiJson(req.into_movie(id))))
 }
 
 #[tracing::instrument(skip_all)]

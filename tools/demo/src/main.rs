@@ -511,22 +511,8 @@ async fn show_on_own_screen(
     starts_at: DateTime<Utc>,
     mode: SaleMode,
 ) -> anyhow::Result<Show> {
-    let city = seed::ensure_city(api, op, spec.code, spec.name).await?;
-    let layout = grid(
-        ROWS,
-        PER_ROW,
-        |r| if r < 4 { "PREMIUM" } else { "STANDARD" },
-    );
-    let place = seed::ensure_place(
-        api,
-        op,
-        &city,
-        spec.venue,
-        spec.time_zone,
-        &format!("{hall} {}", loadgen::seed::short_tag()),
-        &layout,
-    )
-    .await?;
+    let screen = format!("{hall} {}", loadgen::seed::short_tag());
+    let (_, place) = demo_screen(api, op, spec, &screen).await?;
     seed::create_show_in(
         api,
         op,
@@ -649,25 +635,29 @@ fn money(minor: i64, currency: &str) -> String {
     }
 }
 
-/// Seeds one city: venue, screen, and tomorrow's shows if missing.
-async fn seed_city(api: &Api, op: &str, spec: &CitySpec) -> anyhow::Result<(Place, NaiveDate)> {
-    let tz: Tz = spec.time_zone.parse().map_err(|e| anyhow::anyhow!("{e}"))?;
+/// The city, its venue and a screen of the demo's layout named `screen`
+/// (each created if missing).
+async fn demo_screen(
+    api: &Api,
+    op: &str,
+    spec: &CitySpec,
+    screen: &str,
+) -> anyhow::Result<(CityCode, Place)> {
     let city = seed::ensure_city(api, op, spec.code, spec.name).await?;
     let layout = grid(
         ROWS,
         PER_ROW,
         |r| if r < 4 { "PREMIUM" } else { "STANDARD" },
     );
-    let place = seed::ensure_place(
-        api,
-        op,
-        &city,
-        spec.venue,
-        spec.time_zone,
-        spec.screen,
-        &layout,
-    )
-    .await?;
+    let place =
+        seed::ensure_place(api, op, &city, spec.venue, spec.time_zone, screen, &layout).await?;
+    Ok((city, place))
+}
+
+/// Seeds one city: venue, screen, and tomorrow's shows if missing.
+async fn seed_city(api: &Api, op: &str, spec: &CitySpec) -> anyhow::Result<(Place, NaiveDate)> {
+    let tz: Tz = spec.time_zone.parse().map_err(|e| anyhow::anyhow!("{e}"))?;
+    let (city, place) = demo_screen(api, op, spec, spec.screen).await?;
     let tomorrow = tomorrow_in(tz);
     let existing = seed::shows_on(api, &city, &[tomorrow]).await?;
     // Titles are asked of the catalog, not taken from listed shows: a
