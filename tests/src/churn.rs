@@ -5,7 +5,7 @@
 
 use crate::{user, TestApp};
 use rand::{Rng, SeedableRng};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -14,6 +14,10 @@ use tokio::task::JoinHandle;
 
 /// Answers by (phase, status); status 0 is no answer at all.
 pub type Statuses = BTreeMap<(&'static str, u16), usize>;
+
+/// Holds each buyer keeps at most with `give_back`: 8 pairs, so 8 buyers
+/// keep at most 128 of the 400 seats held.
+pub const KEPT_HOLDS: usize = 8;
 
 /// The running buyers.
 pub struct Churn {
@@ -25,8 +29,11 @@ pub struct Churn {
 
 impl Churn {
     /// `clients` buyers on `show`, client `c` through `apps[c % n]`; with
-    /// `give_back`, each gives half of its holds back at once, so seats
-    /// keep turning over. The phase starts as `"before"`.
+    /// `give_back`, each gives half of its holds back at once and keeps at
+    /// most [`KEPT_HOLDS`] of the rest (giving back its oldest), so seats
+    /// keep turning over however long a fault lasts: a test that waits out
+    /// a slow failover must not find the show sold out by its own buyers.
+    /// The phase starts as `"before"`.
     pub fn start(apps: &[Arc<TestApp>], show: &str, clients: u64, give_back: bool) -> Self {
         let stop = Arc::new(AtomicBool::new(false));
         let phase = Arc::new(Mutex::new("before"));
@@ -43,6 +50,7 @@ impl Churn {
                 tokio::spawn(async move {
                     let mut rng = rand::rngs::StdRng::seed_from_u64(c);
                     let token = user(&format!("client-{c}"));
+                    let mut kept = VecDeque::new();
                     while !stop.load(Ordering::Relaxed) {
                         let row = row_label(rng.gen_range(0..20));
                         let n = rng.gen_range(1..20u16);
@@ -58,9 +66,18 @@ impl Churn {
                             .expect("stats")
                             .entry((p, status))
                             .or_insert(0) += 1;
-                        if give_back && status == 201 && rng.gen_bool(0.5) {
-                            if let Some(id) = body["hold_id"].as_str() {
-                                let _ = app.on_hold(reqwest::Method::DELETE, &token, id, "").await;
+                        let id = body["hold_id"].as_str().map(str::to_owned);
+                        if let (true, 201, Some(id)) = (give_back, status, id) {
+                            kept.push_back(id);
+                            let give = if rng.gen_bool(0.5) {
+                                kept.pop_back()
+                            } else if kept.len() > KEPT_HOLDS {
+                                kept.pop_front()
+                            } else {
+                                None
+                            };
+                            if let Some(id) = give {
+                                let _ = app.on_hold(reqwest::Method::DELETE, &token, &id, "").await;
                             }
                         }
                         tokio::time::sleep(Duration::from_millis(5)).await;
