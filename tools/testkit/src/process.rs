@@ -197,14 +197,24 @@ impl ServiceProcess {
 
     /// SIGTERM and a graceful drain (bounded by `patience`, then SIGKILL).
     pub async fn stop(mut self, patience: Duration) {
-        if let Some(mut c) = self.child.take() {
-            // A frozen process acts on no signal but SIGKILL: resume it
-            // first so the stop is graceful.
-            signal(&c, "-CONT");
-            signal(&c, "-TERM");
-            if tokio::time::timeout(patience, c.wait()).await.is_err() {
+        self.terminate(patience).await;
+    }
+
+    /// SIGTERM, as Kubernetes stops a pod, and a wait of up to `patience`
+    /// for it to exit (then SIGKILL). Its exit status if it exited by
+    /// itself; [`restart`](Self::restart) starts it again.
+    pub async fn terminate(&mut self, patience: Duration) -> Option<std::process::ExitStatus> {
+        let mut c = self.child.take()?;
+        // A frozen process acts on no signal but SIGKILL: resume it
+        // first so the stop is graceful.
+        signal(&c, "-CONT");
+        signal(&c, "-TERM");
+        match tokio::time::timeout(patience, c.wait()).await {
+            Ok(status) => status.ok(),
+            Err(_) => {
                 let _ = c.start_kill();
                 let _ = c.wait().await;
+                None
             }
         }
     }
