@@ -111,37 +111,45 @@ impl Tally {
     }
 }
 
-/// One request through the balancer: status (0 when it got no answer)
-/// and body.
-async fn send(
-    lb: &Endpoints,
-    http: &reqwest::Client,
-    method: Method,
-    path: &str,
-    who: &str,
-    key: Option<&str>,
-    body: Option<Value>,
-    checkout: bool,
-) -> (u16, Value) {
-    let Some(i) = lb.pick() else {
-        return (0, json!("no replica in rotation"));
-    };
-    if checkout {
-        lb.checkouts_running[i].fetch_add(1, Ordering::SeqCst);
-    }
-    let auth = format!("Bearer {who}");
-    let answer = Api::with_client(&lb.urls[i], http.clone())
-        .send(method, path, Some(&auth), key, body.as_ref())
-        .await;
-    if checkout {
-        lb.checkouts_running[i].fetch_sub(1, Ordering::SeqCst);
-    }
-    match answer {
-        Ok(r) => (
-            r.status.as_u16(),
-            serde_json::from_slice(&r.body).unwrap_or(Value::Null),
-        ),
-        Err(e) => (0, json!(format!("{e:#}"))),
+/// A buyer's way to the shard: the balancer, a client, a token.
+struct Client {
+    lb: Arc<Endpoints>,
+    http: reqwest::Client,
+    who: String,
+}
+
+impl Client {
+    /// One request through the balancer: status (0 when it got no
+    /// answer) and body. `checkout` counts it among the replica's running
+    /// checkouts while it runs.
+    async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        key: Option<&str>,
+        body: Option<Value>,
+        checkout: bool,
+    ) -> (u16, Value) {
+        let Some(i) = self.lb.pick() else {
+            return (0, json!("no replica in rotation"));
+        };
+        if checkout {
+            self.lb.checkouts_running[i].fetch_add(1, Ordering::SeqCst);
+        }
+        let auth = format!("Bearer {}", self.who);
+        let answer = Api::with_client(&self.lb.urls[i], self.http.clone())
+            .send(method, path, Some(&auth), key, body.as_ref())
+            .await;
+        if checkout {
+            self.lb.checkouts_running[i].fetch_sub(1, Ordering::SeqCst);
+        }
+        match answer {
+            Ok(r) => (
+                r.status.as_u16(),
+                serde_json::from_slice(&r.body).unwrap_or(Value::Null),
+            ),
+            Err(e) => (0, json!(format!("{e:#}"))),
+        }
     }
 }
 
@@ -154,11 +162,14 @@ async fn buyer(
     stop: Arc<AtomicBool>,
     tally: Arc<Mutex<Tally>>,
 ) {
-    let http = reqwest::Client::builder()
-        .timeout(Duration::from_secs(30))
-        .build()
-        .expect("client");
-    let who = token(&format!("buyer-{n}"), Role::User);
+    let client = Client {
+        lb,
+        http: reqwest::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .build()
+            .expect("client"),
+        who: token(&format!("buyer-{n}"), Role::User),
+    };
     let mut rng = rand::rngs::StdRng::seed_from_u64(n);
     let mut kept = VecDeque::new();
     while !stop.load(Ordering::Relaxed) {
@@ -166,17 +177,9 @@ async fn buyer(
         let s = rng.gen_range(1..PER_ROW);
         let seats = json!({ "seats": [format!("{row}{s}"), format!("{row}{}", s + 1)] });
         let path = format!("/v1/shows/{show}/holds");
-        let (status, body) = send(
-            &lb,
-            &http,
-            Method::POST,
-            &path,
-            &who,
-            None,
-            Some(seats),
-            false,
-        )
-        .await;
+        let (status, body) = client
+            .send(Method::POST, &path, None, Some(seats), false)
+            .await;
         tally.lock().expect("tally").count("hold", status, &body);
         let Some(hold) = body["hold_id"].as_str().filter(|_| status == 201) else {
             tokio::time::sleep(Duration::from_millis(5)).await;
@@ -188,17 +191,9 @@ async fn buyer(
             let key = Uuid::new_v4().to_string();
             let path = format!("/v1/holds/{hold}/checkout");
             let pay = json!({ "payment_method": "pm_card_ok" });
-            let (status, body) = send(
-                &lb,
-                &http,
-                Method::POST,
-                &path,
-                &who,
-                Some(&key),
-                Some(pay),
-                true,
-            )
-            .await;
+            let (status, body) = client
+                .send(Method::POST, &path, Some(&key), Some(pay), true)
+                .await;
             let mut t = tally.lock().expect("tally");
             t.count("checkout", status, &body);
             if status == 201 {
@@ -209,16 +204,14 @@ async fn buyer(
             }
         } else if roll < 3 {
             let path = format!("/v1/holds/{hold}");
-            let (status, body) =
-                send(&lb, &http, Method::DELETE, &path, &who, None, None, false).await;
+            let (status, body) = client.send(Method::DELETE, &path, None, None, false).await;
             tally.lock().expect("tally").count("release", status, &body);
         } else {
             kept.push_back(hold);
             if kept.len() > KEPT {
                 let oldest: String = kept.pop_front().expect("oldest");
                 let path = format!("/v1/holds/{oldest}");
-                let (status, body) =
-                    send(&lb, &http, Method::DELETE, &path, &who, None, None, false).await;
+                let (status, body) = client.send(Method::DELETE, &path, None, None, false).await;
                 tally.lock().expect("tally").count("release", status, &body);
             }
         }
@@ -367,9 +360,13 @@ impl Shard {
             confirmed as usize, t.paid,
             "every confirmed booking is there"
         );
-        let report = testkit::invariants::check(&self.db, &self.redis.url(), &[self.show.clone()])
-            .await
-            .expect("check");
+        let report = testkit::invariants::check(
+            &self.db,
+            &self.redis.url(),
+            std::slice::from_ref(&self.show),
+        )
+        .await
+        .expect("check");
         assert_eq!(report, Default::default(), "Redis agrees with Postgres");
     }
 }
