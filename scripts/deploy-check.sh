@@ -6,6 +6,9 @@
 #   scripts/add-city.sh blr BLR Asia/Kolkata …     (a third shard, registered
 #                                                   in the edge's directory,
 #                                                   proved with a booking)
+#   loadgen isolation --target mum=… --target nyc=…  (load across the running
+#                                                   shards, one target per
+#                                                   city, both audited)
 #   scripts/down.sh                                (always, even on failure)
 set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=lib.sh
@@ -22,3 +25,13 @@ trap finish EXIT
 
 bash scripts/up.sh
 bash scripts/add-city.sh blr BLR Asia/Kolkata Bengaluru INR
+
+# A short run of the load across shards against what up.sh started: the
+# runbook's rehearsal against a staging deployment, in miniature.
+# shellcheck source-path=SCRIPTDIR source=shards.sh
+source scripts/shards.sh
+target_of() { echo "$1=$(shard_replicas "$1" | sed 's|^|http://|' | paste -sd, -)"; }
+target/release/loadgen isolation --json \
+    --target "$(target_of mum)" --target "$(target_of nyc)" \
+    --audit-database "mum=$(shard_db_url mum)" --audit-database "nyc=$(shard_db_url nyc)" \
+    --alone-secs 3 --sale-secs 5 --nyc-rate 50 --buyers 8

@@ -92,9 +92,11 @@ step() { printf '\n==> %s\n' "$*"; }
 step "Services (PostgreSQL, Redis)"
 bash scripts/services.sh
 
-step "Build (release): region-core, sandbox-gateway, upstash-gateway, demo"
+step "Build (release): region-core, sandbox-gateway, upstash-gateway, demo, loadgen"
 ensure_rust
-cargo build --release -p region-core -p sandbox-gateway -p upstash-gateway -p demo
+# loadgen too (the demo links its library anyway): the rehearsal against
+# these shards, `loadgen isolation --target …`, then needs no build.
+cargo build --release -p region-core -p sandbox-gateway -p upstash-gateway -p demo -p loadgen
 
 step "Build: the edge Worker (Rust -> WASM)"
 command -v node >/dev/null 2>&1 ||

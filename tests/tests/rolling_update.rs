@@ -482,6 +482,10 @@ async fn negative_control_a_killed_replica_fails_its_running_requests() {
     shard.bring_back(0).await;
     tokio::time::sleep(Duration::from_secs(1)).await;
     let t = load.finish().await;
+    println!(
+        "ROLLING (SIGKILL): {}",
+        json!({ "checkouts_running_at_sigkill": running, "answers": t.statuses, "failed": t.failed() })
+    );
     assert!(running > 0);
     assert!(
         t.failed() > 0,

@@ -26,6 +26,7 @@
 
 mod report;
 mod route;
+mod targets;
 
 use crate::openloop::{self, Schedule};
 use crate::report::r2;
@@ -47,6 +48,7 @@ use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+pub use targets::CityUrls;
 use testkit::api::{failure_from_body, Api, Minter};
 use testkit::db::FreshDatabase;
 use testkit::invariants::{self, Shows};
@@ -111,6 +113,21 @@ pub struct IsolationArgs {
     /// Worker threads of the load generator's runtime.
     #[arg(long, default_value_t = 2)]
     pub client_threads: usize,
+
+    /// Runs the two loads against a running deployment instead of
+    /// spawning one: `--target mum=URL[,URL…] --target nyc=URL[,URL…]`,
+    /// each city's region-core replicas (the edge's directory entry). No
+    /// fault is injected there; `nyc` alone, then `mum`'s sale for
+    /// `--sale-secs`. Shows are seeded through the operator API, so
+    /// `--jwt-secret` must be the deployment's.
+    #[arg(long = "target", value_name = "CITY=URL[,URL…]")]
+    pub targets: Vec<CityUrls>,
+
+    /// With --target: a city's database for the audit of its holds
+    /// (`--audit-database mum=postgres://…`); a city without one is not
+    /// audited (the report says so).
+    #[arg(long = "audit-database", value_name = "CITY=URL")]
+    pub audit_databases: Vec<CityUrls>,
 }
 
 /// Seats per row and rows of every show (20,000 seats).
@@ -137,6 +154,9 @@ pub async fn run(args: IsolationArgs) -> anyhow::Result<ExitCode> {
         args.alone_secs >= 1 && args.sale_secs >= 1,
         "--alone-secs and --sale-secs must be at least 1"
     );
+    if !args.targets.is_empty() {
+        return targets::run(&args).await;
+    }
     crate::server::ensure_binaries(&["region-core"])?;
     let mum_db = FreshDatabase::create(&args.admin_database_url, "loadgen")
         .await
@@ -496,48 +516,15 @@ async fn bench(
     nyc: &Shard,
     sentinels: &mut SentinelSet,
 ) -> anyhow::Result<IsolationReport> {
-    let minter = Minter::new(&args.signing.jwt_secret);
-    let op = minter.bearer("loadgen-operator", Role::Operator)?;
-    let tag = crate::seed::short_tag();
     let total = args.alone_secs + args.sale_secs + args.replica_window_secs;
     let nyc_secs = total + args.sentinel_window_secs;
-    // Enough nyc shows that its holds fill at most a quarter of them.
-    let nyc_seats = args.nyc_rate / 2.0 * (nyc_secs + 2) as f64 * 1.5;
-    let nyc_shows_n =
-        ((nyc_seats / (ROWS * usize::from(PER_ROW)) as f64 / 0.25).ceil() as usize).clamp(1, 16);
-    eprintln!("loadgen: seeding a {ROWS}x{PER_ROW} screen in each city; 1 mum show, {nyc_shows_n} nyc shows");
-    let mum_show = seed(&mum.urls[0], &op, "mum", "Mumbai", &tag, 1).await?[0].clone();
-    let nyc_shows = seed(&nyc.urls[0], &op, "nyc", "New York", &tag, nyc_shows_n).await?;
-    // Every replica loads the shows' layouts and seat maps before timing.
-    for (urls, shows) in [
-        (&mum.urls, std::slice::from_ref(&mum_show)),
-        (&nyc.urls, &nyc_shows[..]),
-    ] {
-        for u in urls.iter() {
-            let api = Api::new(u)?;
-            for s in shows {
-                api.get::<serde_json::Value>(&format!("/v1/shows/{s}/availability"), None)
-                    .await?;
-            }
-        }
-    }
-    let rows: Vec<String> = (0..ROWS).map(row_label).collect();
-    let nyc_load = Arc::new(NycLoad {
-        route: CityRoute::new(nyc.urls.clone(), 256)?,
-        shows: nyc_shows.clone(),
-        rows: rows.clone(),
-        tokens: tokens(&minter, "nyc", NYC_USERS)?,
-    });
-    let schedule = |secs: u64| Schedule {
-        rate: args.nyc_rate,
-        duration: Duration::from_secs(secs),
-        max_in_flight: 256,
-        grace: Duration::from_secs(10),
-    };
-    eprintln!("loadgen: warm-up: nyc at {:.0}/s for 2s", args.nyc_rate);
-    let load = nyc_load.clone();
-    openloop::run(schedule(2), move |i| nyc_request(load.clone(), i)).await;
-
+    let Prepared {
+        minter,
+        mum_show,
+        nyc_load,
+        schedule,
+    } = prepare(args, &mum.urls, &nyc.urls, nyc_secs).await?;
+    let rows = nyc_load.rows.clone();
     let sale = Arc::new(Sale {
         route: CityRoute::new(mum.urls.clone(), args.buyers)?,
         hold_path: format!("/v1/shows/{mum_show}/holds"),
@@ -548,7 +535,7 @@ async fn bench(
     let start = sale.start;
     let at = |d: Duration| tokio::time::sleep_until((start + d).into());
     let load = nyc_load.clone();
-    let nyc_run = tokio::spawn(openloop::run(schedule(nyc_secs), move |i| {
+    let nyc_run = tokio::spawn(openloop::run(schedule.lasting(nyc_secs), move |i| {
         nyc_request(load.clone(), i)
     }));
     eprintln!(
@@ -562,12 +549,7 @@ async fn bench(
         "loadgen: mum's sale: {} buyers on one show through {} replicas",
         args.buyers, args.mum_replicas
     );
-    let buyer_tokens = tokens(&minter, "mum", args.buyers)?;
-    let buyers: Vec<_> = buyer_tokens
-        .into_iter()
-        .enumerate()
-        .map(|(i, t)| tokio::spawn(buyer(sale.clone(), t, i % args.mum_replicas)))
-        .collect();
+    let buyers = start_buyers(&minter, &sale, args.buyers, args.mum_replicas)?;
 
     at(Duration::from_secs(args.alone_secs + args.sale_secs)).await;
     const KILLED: usize = 0;
@@ -623,6 +605,98 @@ async fn bench(
             load_avg: crate::checkout_bench::load_avg_1m().await,
         },
     ))
+}
+
+/// What both loads need, ready before any timing: the shows seeded and
+/// loaded by every replica, nyc's load warmed up.
+struct Prepared {
+    minter: Minter,
+    mum_show: String,
+    nyc_load: Arc<NycLoad>,
+    schedule: NycSchedule,
+}
+
+/// nyc's open-model schedule at `--nyc-rate`.
+#[derive(Debug, Clone, Copy)]
+struct NycSchedule {
+    rate: f64,
+}
+
+impl NycSchedule {
+    fn lasting(self, secs: u64) -> Schedule {
+        Schedule {
+            rate: self.rate,
+            duration: Duration::from_secs(secs),
+            max_in_flight: 256,
+            grace: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Seeds one `mum` show and enough `nyc` shows for `nyc_secs` of its
+/// load, has every replica load them, and warms `nyc` up for 2 s.
+async fn prepare(
+    args: &IsolationArgs,
+    mum_urls: &[String],
+    nyc_urls: &[String],
+    nyc_secs: u64,
+) -> anyhow::Result<Prepared> {
+    let minter = Minter::new(&args.signing.jwt_secret);
+    let op = minter.bearer("loadgen-operator", Role::Operator)?;
+    let tag = crate::seed::short_tag();
+    // Enough nyc shows that its holds fill at most a quarter of them.
+    let nyc_seats = args.nyc_rate / 2.0 * (nyc_secs + 2) as f64 * 1.5;
+    let nyc_shows_n =
+        ((nyc_seats / (ROWS * usize::from(PER_ROW)) as f64 / 0.25).ceil() as usize).clamp(1, 16);
+    eprintln!("loadgen: seeding a {ROWS}x{PER_ROW} screen in each city; 1 mum show, {nyc_shows_n} nyc shows");
+    let mum_show = seed(&mum_urls[0], &op, "mum", "Mumbai", &tag, 1).await?[0].clone();
+    let nyc_shows = seed(&nyc_urls[0], &op, "nyc", "New York", &tag, nyc_shows_n).await?;
+    // Every replica loads the shows' layouts and seat maps before timing.
+    for (urls, shows) in [
+        (mum_urls, std::slice::from_ref(&mum_show)),
+        (nyc_urls, &nyc_shows[..]),
+    ] {
+        for u in urls {
+            let api = Api::new(u)?;
+            for s in shows {
+                api.get::<serde_json::Value>(&format!("/v1/shows/{s}/availability"), None)
+                    .await?;
+            }
+        }
+    }
+    let nyc_load = Arc::new(NycLoad {
+        route: CityRoute::new(nyc_urls.to_vec(), 256)?,
+        shows: nyc_shows,
+        rows: (0..ROWS).map(row_label).collect(),
+        tokens: tokens(&minter, "nyc", NYC_USERS)?,
+    });
+    let schedule = NycSchedule {
+        rate: args.nyc_rate,
+    };
+    eprintln!("loadgen: warm-up: nyc at {:.0}/s for 2s", args.nyc_rate);
+    let load = nyc_load.clone();
+    openloop::run(schedule.lasting(2), move |i| nyc_request(load.clone(), i)).await;
+    Ok(Prepared {
+        minter,
+        mum_show,
+        nyc_load,
+        schedule,
+    })
+}
+
+/// Starts `mum`'s buyers on `sale`, buyer `i` trying replica `i % n`
+/// first.
+fn start_buyers(
+    minter: &Minter,
+    sale: &Arc<Sale>,
+    buyers: usize,
+    replicas: usize,
+) -> anyhow::Result<Vec<tokio::task::JoinHandle<Vec<SaleEvent>>>> {
+    Ok(tokens(minter, "mum", buyers)?
+        .into_iter()
+        .enumerate()
+        .map(|(i, t)| tokio::spawn(buyer(sale.clone(), t, i % replicas.max(1))))
+        .collect())
 }
 
 /// Creates city `code`, a screen and `n` shows on it through `base`.

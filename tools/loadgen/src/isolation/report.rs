@@ -1,6 +1,7 @@
 //! `loadgen isolation`'s report: the figures per city and per window,
 //! computed from the samples and the run's marks.
 
+use super::targets::TargetsAudit;
 use super::{Audit, Kind, Marks, Outcome, SaleEvent};
 use crate::openloop::{self, micros_histogram};
 use crate::report::{ms, r2};
@@ -83,7 +84,7 @@ impl Figures {
 pub struct CityReport {
     /// Its replicas' URLs (the client's list, as the edge's directory).
     pub replicas: Vec<String>,
-    /// Its Redis: a fixed server, or Sentinel.
+    /// Its Redis: a fixed server, Sentinel, or the deployment's own.
     pub redis: &'static str,
     /// What it did.
     pub load: &'static str,
@@ -398,6 +399,158 @@ pub(super) fn build_report(
             sentinel_failover_le_10s: m.sentinel_redis_s.is_some_and(|s| s <= 10.0),
             no_double_booking: m.audit.double_booked == 0,
         },
+    }
+}
+
+/// What the targets mode measured.
+pub(super) struct TargetsMeasured {
+    pub(super) sale_start: Duration,
+    pub(super) sale_end: Duration,
+    pub(super) events: Vec<SaleEvent>,
+    pub(super) nyc_run: openloop::Run<Outcome>,
+    pub(super) audit: TargetsAudit,
+    pub(super) load_avg: Option<f64>,
+}
+
+/// `loadgen isolation --target …`'s report: per-city figures against a
+/// running deployment (no fault injected).
+#[derive(Debug, Clone, Serialize)]
+pub struct TargetsReport {
+    /// Always "isolation".
+    pub bench: &'static str,
+    /// Always "targets".
+    pub mode: &'static str,
+    /// nyc's p99 before mum's sale, ms (from the scheduled send time).
+    pub nyc_p99_ms_alone: f64,
+    /// nyc's p99 during mum's sale, ms.
+    pub nyc_p99_ms_during_mum_sale: f64,
+    /// nyc_p99_ms_during_mum_sale / nyc_p99_ms_alone.
+    pub isolation_ratio: f64,
+    /// p99 of how late the load generator sent nyc's requests, ms.
+    pub nyc_send_lag_p99_ms: f64,
+    /// Requests of either city with no answer or a 5xx.
+    pub failed_requests: u64,
+    /// Seats in two live holds over the audited databases (None: no
+    /// `--audit-database` given).
+    pub double_booked: Option<i64>,
+    /// Holds owning some but not all of their seats (audited cities).
+    pub partial_holds: Option<i64>,
+    /// The cities whose databases were audited.
+    pub audited: Vec<String>,
+    /// Per city: replicas, load, requests, ok, p50/p99.
+    pub cities: BTreeMap<&'static str, CityReport>,
+    /// nyc alone, and during mum's sale.
+    pub nyc_windows: BTreeMap<&'static str, Figures>,
+    /// The timeline, s from the start of nyc's schedule.
+    pub timeline_s: BTreeMap<&'static str, f64>,
+    /// The machine's 1-minute load average at the end (the load
+    /// generator's machine).
+    pub load_avg_1m: Option<f64>,
+}
+
+impl TargetsReport {
+    pub(super) fn summary(&self) -> String {
+        let audit = match self.double_booked {
+            Some(d) => format!("double-booked {d} (audited: {})", self.audited.join(", ")),
+            None => "not audited (no --audit-database)".to_owned(),
+        };
+        let mum_holds = self
+            .cities
+            .get("mum")
+            .map_or(0.0, |c| c.figures.holds_per_s);
+        format!(
+            "isolation against the targets: nyc p99 {} ms alone, {} ms during mum's sale (ratio {}); \
+             mum {} holds/s; failed requests {}; {audit}",
+            self.nyc_p99_ms_alone,
+            self.nyc_p99_ms_during_mum_sale,
+            self.isolation_ratio,
+            mum_holds,
+            self.failed_requests,
+        )
+    }
+}
+
+/// The targets mode's figures from its samples.
+pub(super) fn build_targets_report(
+    args: &super::IsolationArgs,
+    mum: &[String],
+    nyc: &[String],
+    m: TargetsMeasured,
+) -> TargetsReport {
+    let secs = |a: Duration, b: Duration| b.saturating_sub(a).as_secs_f64();
+    let nyc_end = Duration::from_secs(args.alone_secs + args.sale_secs);
+    let nyc_items = |from: Duration, to: Duration| {
+        m.nyc_run
+            .samples
+            .iter()
+            .filter(move |s| {
+                let at = s.done_at.saturating_sub(s.latency);
+                at >= from && at < to
+            })
+            .map(|s| (s.latency.as_micros() as u64, &s.outcome))
+    };
+    let alone = Figures::of(
+        nyc_items(Duration::ZERO, m.sale_start),
+        secs(Duration::ZERO, m.sale_start),
+    );
+    let during = Figures::of(
+        nyc_items(m.sale_start, nyc_end),
+        secs(m.sale_start, nyc_end),
+    );
+    let mum_figures = Figures::of(
+        m.events
+            .iter()
+            .map(|e| ((e.done - e.sent).as_micros() as u64, &e.outcome)),
+        secs(m.sale_start, m.sale_end),
+    );
+    let nyc_figures = Figures::of(nyc_items(Duration::ZERO, nyc_end), nyc_end.as_secs_f64());
+    let failed_requests = mum_figures.failed + nyc_figures.failed;
+    let mut cities = BTreeMap::new();
+    cities.insert(
+        "nyc",
+        CityReport {
+            replicas: nyc.to_vec(),
+            redis: "the deployment's",
+            load: "open model at --nyc-rate: seat-map reads and holds of 1-2 seats",
+            figures: nyc_figures,
+            answers: answers(m.nyc_run.samples.iter().map(|s| &s.outcome)),
+        },
+    );
+    cities.insert(
+        "mum",
+        CityReport {
+            replicas: mum.to_vec(),
+            redis: "the deployment's",
+            load: "closed-loop buyers at capacity: holds of 1-4 seats of one show, releases",
+            figures: mum_figures,
+            answers: answers(m.events.iter().map(|e| &e.outcome)),
+        },
+    );
+    let audited = !m.audit.cities.is_empty();
+    TargetsReport {
+        bench: "isolation",
+        mode: "targets",
+        nyc_p99_ms_alone: alone.p99_ms,
+        nyc_p99_ms_during_mum_sale: during.p99_ms,
+        isolation_ratio: ratio(during.p99_ms, alone.p99_ms),
+        nyc_send_lag_p99_ms: ms(m.nyc_run.send_lag_us.value_at_quantile(0.99)),
+        failed_requests,
+        double_booked: audited.then_some(m.audit.double_booked),
+        partial_holds: audited.then_some(m.audit.partial_holds),
+        audited: m.audit.cities,
+        cities,
+        nyc_windows: [("alone", alone), ("mum_sale", during)]
+            .into_iter()
+            .collect(),
+        timeline_s: [
+            ("mum_sale_start", m.sale_start),
+            ("nyc_end", nyc_end),
+            ("mum_sale_end", m.sale_end),
+        ]
+        .into_iter()
+        .map(|(n, d)| (n, r2(d.as_secs_f64())))
+        .collect(),
+        load_avg_1m: m.load_avg,
     }
 }
 
