@@ -13,7 +13,10 @@
 #                             docs/runbook.md.
 #
 # promtool comes from Debian's `prometheus` package, installed if missing
-# (apt-get, once; a provisioned machine touches no network). That every
+# (apt-get, once; a provisioned machine touches no network). On a machine
+# with systemd the package also starts a Prometheus server on :9090
+# (`systemctl disable --now prometheus` if unwanted); containers without
+# an init, like CI's, only get the binaries. That every
 # series the rules and the dashboard read is really exported is checked
 # against a running region core by tests/tests/observability.rs.
 set -euo pipefail

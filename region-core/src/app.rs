@@ -2,8 +2,9 @@
 //! and Redis, spawns the hold writers, the expiry sweeper, the shard's
 //! path switch (or, in the negative control, a replica's own Redis
 //! recovery), the refund worker, the outbox relay and notifier,
-//! reconciliation and the pools' sampler, and serves the HTTP API. `Application::build`
-//! binds the listener first, so tests can ask for port 0.
+//! reconciliation and the pools' sampler, and serves the HTTP API.
+//! `Application::build` binds the listener first, so tests can ask for
+//! port 0.
 
 use crate::auth::{AuthFailures, TokenKeys};
 use crate::catalog_client::CatalogClient;

@@ -223,7 +223,9 @@ impl RedisPath {
 
     /// Sets `redis_path_active` (1: holds take the fast path here) when it
     /// changed. Called after every change of the breaker or of the shard's
-    /// generation, the two things [`Self::fast_path_available`] reads.
+    /// generation, the two things [`Self::fast_path_available`] reads. Two
+    /// racing callers may leave the gauge one change behind; the next call
+    /// (every Redis answer, every path sync of the follower) puts it right.
     fn publish_path(&self) {
         let active = i8::from(self.fast_path_available());
         if self.inner.path_gauge.swap(active, Ordering::SeqCst) != active {
