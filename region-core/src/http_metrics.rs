@@ -123,6 +123,33 @@ mod tests {
         assert_eq!(method_label(&odd), "other");
     }
 
+    /// The guard gives its count back however the work ends, a future
+    /// dropped mid-way (a client that went away) included.
+    #[test]
+    fn in_flight_is_given_back_by_a_cancelled_future() {
+        use futures::FutureExt;
+        let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+        let handle = recorder.handle();
+        let value = |text: String| {
+            text.lines()
+                .find_map(|l| l.strip_prefix("work_in_flight "))
+                .map(str::to_owned)
+        };
+        metrics::with_local_recorder(&recorder, || {
+            let kept = InFlight::enter("work_in_flight");
+            let mut cancelled = Box::pin(async {
+                let _counted = InFlight::enter("work_in_flight");
+                std::future::pending::<()>().await;
+            });
+            assert!((&mut cancelled).now_or_never().is_none(), "still running");
+            assert_eq!(value(handle.render()).as_deref(), Some("2"));
+            drop(cancelled);
+            assert_eq!(value(handle.render()).as_deref(), Some("1"));
+            drop(kept);
+            assert_eq!(value(handle.render()).as_deref(), Some("0"));
+        });
+    }
+
     /// Through a real router: a route with a parameter is recorded by its
     /// template and an unknown path as `unmatched` (the labels this module
     /// gets from axum, checked without a recorder: the middleware passes
