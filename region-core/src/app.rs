@@ -1,9 +1,10 @@
 //! Builds and runs the region core: connects Postgres (running migrations)
 //! and Redis, spawns the hold writers, the expiry sweeper, the shard's
 //! path switch (or, in the negative control, a replica's own Redis
-//! recovery), the refund worker, the outbox relay and notifier and
-//! reconciliation, and serves the HTTP API. `Application::build`
-//! binds the listener first, so tests can ask for port 0.
+//! recovery), the refund worker, the outbox relay and notifier,
+//! reconciliation and the pools' sampler, and serves the HTTP API.
+//! `Application::build` binds the listener first, so tests can ask for
+//! port 0.
 
 use crate::auth::{AuthFailures, TokenKeys};
 use crate::catalog_client::CatalogClient;
@@ -24,7 +25,8 @@ use crate::shows::ShowCache;
 use crate::state::AppState;
 use crate::{
     bookings, catalog, checkins, checkout, health, holds, live, mail, notifier, outbox,
-    path_switch, payments, reconcile, recovery, refunds, retention, seat_map, sweeper, webhook,
+    path_switch, payments, pool_sampler, reconcile, recovery, refunds, retention, seat_map,
+    sweeper, webhook,
 };
 use anyhow::Context;
 use axum::extract::DefaultBodyLimit;
@@ -62,6 +64,10 @@ pub fn router(state: AppState) -> Router {
         .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(
             Duration::from_millis(state.settings.http_body_timeout_ms),
         ))
+        // After routing (`Router::layer` wraps each route), so the timer
+        // sees the route's template; outside the body limit and timeout, so
+        // it times their refusals too.
+        .layer(axum::middleware::from_fn(crate::http_metrics::track))
         .layer(crate::http_log::layer())
         .with_state(state)
 }
@@ -166,18 +172,19 @@ fn redis_breaker(settings: &Settings) -> Breaker {
     })
 }
 
-/// Starts the shard's background work (expiry sweeper, the path switch,
-/// refund worker, outbox relay and notifier when enabled, retention);
+/// Starts the shard's background work (expiry sweeper, the path switch
+/// on `coordination`'s connections when replicas coordinate, refund
+/// worker, outbox relay and notifier when enabled, retention);
 /// reconciliation starts later, as it needs the whole state.
-async fn spawn_workers(
+fn spawn_workers(
     settings: &Settings,
-    db: &PgPool,
+    (db, coordination): (&PgPool, Option<&PgPool>),
     (redis, locator): (&RedisPath, &RedisLocator),
     gateway: &Arc<dyn payments::PaymentGateway>,
     (outbox_kick, refund_kick): (&Arc<Notify>, &Arc<Notify>),
     tickets: &Arc<crate::tickets::TicketKeys>,
     shutdown: &watch::Receiver<bool>,
-) -> anyhow::Result<Vec<JoinHandle<()>>> {
+) -> Vec<JoinHandle<()>> {
     let mut background = vec![
         tokio::spawn(sweeper::run(
             db.clone(),
@@ -198,13 +205,9 @@ async fn spawn_workers(
             shutdown.clone(),
         )),
     ];
-    if redis.coordinated() {
+    if let Some(db) = coordination {
         // One replica leads the switch back to the fast path; every one
-        // follows the shard's path and reports its link. On connections of
-        // their own: in a sale at capacity the holds take every pooled
-        // connection, and a switch back (or a lease renewal) waiting behind
-        // them kept the shard off Redis for 15-25 s (`loadgen isolation`).
-        let db = connect_coordination_db(settings).await?;
+        // follows the shard's path and reports its link.
         let (leadership, renewer) = Leadership::spawn(
             Lease::new(
                 db.clone(),
@@ -265,7 +268,7 @@ async fn spawn_workers(
         settings.retention.clone(),
         shutdown.clone(),
     )));
-    Ok(background)
+    background
 }
 
 impl Application {
@@ -326,16 +329,36 @@ impl Application {
             crate::tickets::TicketKeys::parse(&settings.ticket_keys)
                 .map_err(|e| anyhow::anyhow!("invalid configuration: REGION_TICKET_KEYS: {e}"))?,
         );
+        // The path switch's own connections: in a sale at capacity the
+        // holds take every pooled connection, and a switch back (or a lease
+        // renewal) waiting behind them kept the shard off Redis for 15-25 s
+        // (`loadgen isolation`).
+        let coordination = if redis.coordinated() {
+            Some(connect_coordination_db(&settings).await?)
+        } else {
+            None
+        };
+        let mut pools = vec![
+            (pool_sampler::MAIN, db.clone()),
+            (pool_sampler::WRITERS, writer_db.clone()),
+        ];
+        if let Some(c) = &coordination {
+            pools.push((pool_sampler::COORDINATION, c.clone()));
+        }
         let mut background = spawn_workers(
             &settings,
-            &db,
+            (&db, coordination.as_ref()),
             (&redis, &locator),
             &gateway,
             (&outbox_kick, &refund_kick),
             &tickets,
             &shutdown_rx,
-        )
-        .await?;
+        );
+        background.push(tokio::spawn(pool_sampler::run(
+            pools,
+            pool_sampler::SAMPLE_EVERY,
+            shutdown_rx.clone(),
+        )));
         let reconcile_every = Duration::from_secs(settings.reconcile_interval_secs);
         let settings = Arc::new(settings);
         let shows = ShowCache::default();

@@ -181,6 +181,12 @@ impl From<sqlx::Error> for ApiError {
     fn from(e: sqlx::Error) -> Self {
         match &e {
             sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed => {
+                if matches!(e, sqlx::Error::PoolTimedOut) {
+                    // Requests draw from the `main` pool (the writers'
+                    // pools hold a connection per writer and do not wait).
+                    metrics::counter!("db_pool_acquire_timeouts_total", "pool" => "main")
+                        .increment(1);
+                }
                 tracing::warn!(error = %e, "database unavailable");
                 Self::unavailable(
                     "database_unavailable",

@@ -19,7 +19,8 @@
 //! - `outbox` publishes state changes (Redis Streams); `notifier` is its
 //!   idempotent consumer (what users are told);
 //! - `auth`, `error`, `config`, `health` are the service's boundaries;
-//!   `http_log` decides at which level an answer is logged;
+//!   `http_log` decides at which level an answer is logged, `http_metrics`
+//!   times every answer by route; `pool_sampler` watches the Postgres pools;
 //! - `retention` trims finished records after configurable horizons.
 
 pub mod app;
@@ -38,6 +39,7 @@ pub mod group_commit;
 pub mod health;
 pub mod holds;
 pub mod http_log;
+pub mod http_metrics;
 pub mod idempotency;
 pub mod lease;
 pub mod live;
@@ -46,6 +48,7 @@ pub mod notifier;
 pub mod outbox;
 pub mod path_switch;
 pub mod payments;
+pub mod pool_sampler;
 pub mod reconcile;
 pub mod recovery;
 pub mod redis_locator;

@@ -96,14 +96,24 @@ async fn begin_fenced<'c>(
     Ok(tx)
 }
 
+/// The `action` labels of `reconcile_fixed_total`.
+pub const ACTIONS: [&str; 5] = [
+    "completed_booking",
+    "refunded",
+    "marked_failed",
+    "abandoned",
+    "unresolved",
+];
+
 fn count(report: &ReconcileReport) {
-    for (action, n) in [
-        ("completed_booking", report.completed_bookings),
-        ("refunded", report.refunded),
-        ("marked_failed", report.marked_failed),
-        ("abandoned", report.abandoned),
-        ("unresolved", report.unresolved),
-    ] {
+    let counts = [
+        report.completed_bookings,
+        report.refunded,
+        report.marked_failed,
+        report.abandoned,
+        report.unresolved,
+    ];
+    for (action, n) in ACTIONS.into_iter().zip(counts) {
         if n > 0 {
             metrics::counter!("reconcile_fixed_total", "action" => action).increment(n as u64);
         }

@@ -18,7 +18,7 @@ use redis::Script;
 use shared::breaker::{Admission, Breaker, State as BreakerState};
 use shared::{SeatState, ShowId};
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicI8, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 use uuid::Uuid;
@@ -124,6 +124,9 @@ struct Inner {
     generation: AtomicI64,
     /// The breaker's clock: monotonic milliseconds from here.
     epoch: Instant,
+    /// The value last set on the `redis_path_active` gauge (-1: none yet),
+    /// so the gauge is touched only when the path changes.
+    path_gauge: AtomicI8,
     timeout: Duration,
     acquire: Script,
     release: Script,
@@ -153,6 +156,7 @@ impl RedisPath {
                 coordinated: AtomicBool::new(false),
                 generation: AtomicI64::new(0),
                 epoch: Instant::now(),
+                path_gauge: AtomicI8::new(-1),
                 timeout,
                 acquire: Script::new(ACQUIRE_LUA),
                 release: Script::new(RELEASE_LUA),
@@ -172,6 +176,7 @@ impl RedisPath {
             let now = this.now_ms();
             this.breaker().trip(now);
         }
+        this.publish_path();
         Ok(this)
     }
 
@@ -209,6 +214,25 @@ impl RedisPath {
         self.inner.breaker.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Changes the breaker, then reports the path it leaves this replica on.
+    fn update_breaker<R>(&self, change: impl FnOnce(&mut Breaker) -> R) -> R {
+        let r = change(&mut self.breaker());
+        self.publish_path();
+        r
+    }
+
+    /// Sets `redis_path_active` (1: holds take the fast path here) when it
+    /// changed. Called after every change of the breaker or of the shard's
+    /// generation, the two things [`Self::fast_path_available`] reads. Two
+    /// racing callers may leave the gauge one change behind; the next call
+    /// (every Redis answer, every path sync of the follower) puts it right.
+    fn publish_path(&self) {
+        let active = i8::from(self.fast_path_available());
+        if self.inner.path_gauge.swap(active, Ordering::SeqCst) != active {
+            metrics::gauge!("redis_path_active").set(f64::from(active));
+        }
+    }
+
     /// Whether holds may take the fast path now: this replica reaches
     /// Redis and, when replicas coordinate, the shard is on the fast path.
     pub fn fast_path_available(&self) -> bool {
@@ -220,6 +244,7 @@ impl RedisPath {
     pub fn coordinate(&self, generation: i64) {
         self.inner.generation.store(generation, Ordering::SeqCst);
         self.inner.coordinated.store(true, Ordering::SeqCst);
+        self.publish_path();
     }
 
     /// Whether this replica follows the shard's path switch.
@@ -247,6 +272,7 @@ impl RedisPath {
         {
             self.finish_recovery();
         }
+        self.publish_path();
     }
 
     /// Whether the shard is on the fast path (always, uncoordinated).
@@ -307,7 +333,7 @@ impl RedisPath {
         match call.await {
             Ok(v) => {
                 let now = self.now_ms();
-                self.breaker().record(false, now);
+                self.update_breaker(|b| b.record(false, now));
                 Ok(v)
             }
             Err(e) => {
@@ -337,7 +363,7 @@ impl RedisPath {
         match tokio::time::timeout(self.inner.timeout, op(conn)).await {
             Ok(Ok(v)) => {
                 let now = self.now_ms();
-                self.breaker().record(false, now);
+                self.update_breaker(|b| b.record(false, now));
                 Ok(v)
             }
             Ok(Err(e)) => {
@@ -362,7 +388,7 @@ impl RedisPath {
             self.inner.locator.forget();
         }
         let now = self.now_ms();
-        if self.breaker().record(true, now) {
+        if self.update_breaker(|b| b.record(true, now)) {
             tracing::warn!("redis circuit breaker opened: holds switch to the Postgres-only path");
             metrics::counter!("redis_breaker_opened_total").increment(1);
         }
@@ -612,7 +638,7 @@ impl RedisPath {
     /// when the caller should now re-assert live holds.
     pub async fn probe_if_due(&self) -> bool {
         let now = self.now_ms();
-        if self.breaker().admit(now) != (Admission::Go { probe: true }) {
+        if self.update_breaker(|b| b.admit(now)) != (Admission::Go { probe: true }) {
             return false;
         }
         match self.connect().await {
@@ -624,16 +650,16 @@ impl RedisPath {
                 .await;
                 // Redlock: the lock servers must answer too (a majority).
                 if matches!(pong, Ok(Ok(_))) && self.ping_redlock().await.is_ok() {
-                    self.breaker().begin_recovery();
+                    self.update_breaker(Breaker::begin_recovery);
                     return true;
                 }
                 let now = self.now_ms();
-                self.breaker().record(true, now);
+                self.update_breaker(|b| b.record(true, now));
                 false
             }
             Err(_) => {
                 let now = self.now_ms();
-                self.breaker().record(true, now);
+                self.update_breaker(|b| b.record(true, now));
                 false
             }
         }
@@ -641,14 +667,14 @@ impl RedisPath {
 
     /// Re-assertion finished: the fast path is open again.
     pub fn finish_recovery(&self) {
-        self.breaker().finish_recovery();
+        self.update_breaker(Breaker::finish_recovery);
         tracing::info!("redis circuit breaker closed: holds use the fast path again");
     }
 
     /// A failure during re-assertion: wait and probe again.
     pub fn recovery_failed(&self) {
         let now = self.now_ms();
-        self.breaker().record(true, now);
+        self.update_breaker(|b| b.record(true, now));
     }
 
     /// Compare-and-delete of single keys, each with its own hold id: undoes

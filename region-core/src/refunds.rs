@@ -3,7 +3,8 @@
 //! compensation, in the same transaction as the state change, so a
 //! refund survives any restart; the refund id is the gateway idempotency
 //! key, so retrying after a crash or a timeout never refunds twice.
-//! Failures back off exponentially (with jitter) per refund.
+//! Failures back off exponentially (with jitter) per refund. The worker
+//! exports the backlog (`refunds_pending`, `refunds_oldest_pending_seconds`).
 
 use crate::payments::{GatewayError, PaymentGateway, RefundRequest};
 use rand::Rng;
@@ -33,7 +34,13 @@ pub async fn run(
     poll: Duration,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    // Measured at most every second: a pass may run after every kick.
+    let mut backlog_reported: Option<std::time::Instant> = None;
     loop {
+        if backlog_reported.is_none_or(|at| at.elapsed() >= BACKLOG_REPORT_EVERY) {
+            report_backlog(&db).await;
+            backlog_reported = Some(std::time::Instant::now());
+        }
         match process_due(&db, gateway.as_ref(), backoff).await {
             Ok(n) if n > 0 => {
                 outbox_kick.notify_one();
@@ -47,6 +54,28 @@ pub async fn run(
             _ = tokio::time::sleep(poll) => {}
             _ = shutdown.changed() => return,
         }
+    }
+}
+
+/// How often the worker measures its backlog (at most).
+const BACKLOG_REPORT_EVERY: Duration = Duration::from_secs(1);
+
+/// Exports the backlog: refunds the gateway has not accepted yet (due or
+/// backing off), and how long the oldest has waited.
+async fn report_backlog(db: &PgPool) {
+    let backlog = sqlx::query!(
+        r#"SELECT count(*) AS "pending!",
+                  COALESCE(EXTRACT(EPOCH FROM now() - min(created_at)), 0)::float8 AS "oldest_s!"
+             FROM refunds WHERE status = 'PENDING'"#
+    )
+    .fetch_one(db)
+    .await;
+    match backlog {
+        Ok(b) => {
+            metrics::gauge!("refunds_pending").set(b.pending as f64);
+            metrics::gauge!("refunds_oldest_pending_seconds").set(b.oldest_s);
+        }
+        Err(e) => tracing::debug!(error = %e, "refund backlog not measured"),
     }
 }
 

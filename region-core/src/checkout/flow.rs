@@ -11,7 +11,7 @@ use crate::auth::User;
 use crate::config::CrashPoint;
 use crate::error::ApiError;
 use crate::idempotency::{self, RecoveryPoint, StoredResponse};
-use crate::payments::{ChargeOutcome, ChargeRequest, GatewayError};
+use crate::payments::{ChargeFailure, ChargeOutcome, ChargeRequest, GatewayError};
 use crate::state::AppState;
 use chrono::Utc;
 use shared::api::Checkout;
@@ -188,6 +188,11 @@ async fn charge(
             payment_method: payment.payment_method.clone(),
         })
         .await;
+    // Every attempt, so failures can be read as a share of attempts.
+    metrics::counter!("payment_charges_total").increment(1);
+    if let Some(failure) = ChargeFailure::of(&outcome) {
+        metrics::counter!("payment_failures_total", "reason" => failure.label()).increment(1);
+    }
     let (gateway_id, code) = match outcome {
         Ok(ChargeOutcome::Succeeded { gateway_id }) => {
             crash_if(state, CrashPoint::AfterGatewayCharge)?;

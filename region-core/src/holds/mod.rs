@@ -15,6 +15,7 @@ pub mod writer;
 use crate::auth::User;
 use crate::db::{codes, sqlstate};
 use crate::error::{ApiError, ApiJson, ApiPath};
+use crate::http_metrics::InFlight;
 use crate::idempotency::{self, KeyState, RecoveryPoint, StoredResponse};
 use crate::shows::ShowLayout;
 use crate::state::AppState;
@@ -128,6 +129,9 @@ async fn create_hold(
     ApiPath(show): ApiPath<String>,
     ApiJson(req): ApiJson<CreateHold>,
 ) -> Result<Response, ApiError> {
+    // Counted until this future ends, however it ends (an error, a shed
+    // hold, a client that went away mid-request).
+    let _in_flight = InFlight::enter("holds_in_flight");
     let show = crate::catalog::parse_show_id(&show)?;
     // A retried request with the same Idempotency-Key gets the first hold
     // back instead of taking a second one (its answer may have been lost).

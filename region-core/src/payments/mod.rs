@@ -90,6 +90,45 @@ pub enum GatewayError {
     },
 }
 
+/// Why a checkout's charge took no money, as counted by
+/// `payment_failures_total{reason}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChargeFailure {
+    /// The gateway declined (card declined, insufficient funds, …): the
+    /// buyer's answer is 402.
+    Declined,
+    /// No definite answer (timeout, connection failure, 5xx): the key
+    /// stays resumable and the buyer gets 503 `payment_pending`.
+    OutcomeUnknown,
+    /// The gateway refused the request itself (a 4xx no retry fixes: an
+    /// unknown payment method, a voided reference): answered as a decline.
+    Rejected,
+}
+
+impl ChargeFailure {
+    /// Every reason, for registering the counter's series at start-up.
+    pub const ALL: [Self; 3] = [Self::Declined, Self::OutcomeUnknown, Self::Rejected];
+
+    /// The `reason` label.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Declined => "declined",
+            Self::OutcomeUnknown => "outcome_unknown",
+            Self::Rejected => "rejected",
+        }
+    }
+
+    /// Of a charge attempt's result: `None` when money was taken.
+    pub fn of(result: &Result<ChargeOutcome, GatewayError>) -> Option<Self> {
+        match result {
+            Ok(ChargeOutcome::Succeeded { .. }) => None,
+            Ok(ChargeOutcome::Declined { .. }) => Some(Self::Declined),
+            Err(GatewayError::Unavailable(_)) => Some(Self::OutcomeUnknown),
+            Err(GatewayError::Rejected { .. }) => Some(Self::Rejected),
+        }
+    }
+}
+
 /// A payment gateway in the usual shape (payment intents with
 /// idempotency keys, refunds, webhooks).
 #[async_trait]
@@ -107,4 +146,34 @@ pub trait PaymentGateway: Send + Sync + 'static {
     /// Refunds (part of) a charge; returns the gateway's refund id.
     /// Idempotent per `refund_id`.
     async fn refund(&self, req: &RefundRequest) -> Result<String, GatewayError>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_charge_without_money_taken_has_a_reason() {
+        let ok = Ok(ChargeOutcome::Succeeded {
+            gateway_id: "pi_1".into(),
+        });
+        assert_eq!(ChargeFailure::of(&ok), None);
+        let declined = Ok(ChargeOutcome::Declined {
+            gateway_id: None,
+            code: "card_declined".into(),
+        });
+        assert_eq!(ChargeFailure::of(&declined), Some(ChargeFailure::Declined));
+        let unknown = Err(GatewayError::Unavailable("timeout".into()));
+        assert_eq!(
+            ChargeFailure::of(&unknown),
+            Some(ChargeFailure::OutcomeUnknown)
+        );
+        let rejected = Err(GatewayError::Rejected {
+            status: 400,
+            code: "invalid_payment_method".into(),
+        });
+        assert_eq!(ChargeFailure::of(&rejected), Some(ChargeFailure::Rejected));
+        let labels: Vec<_> = ChargeFailure::ALL.iter().map(|f| f.label()).collect();
+        assert_eq!(labels, ["declined", "outcome_unknown", "rejected"]);
+    }
 }
