@@ -91,9 +91,12 @@ if [ "${DEPLOY_SKIP_EDGE:-0}" = 1 ]; then
     log "DEPLOY_SKIP_EDGE=1: no wrangler dry run"
     exit 0
 fi
-# wrangler.toml's [build] runs scripts/build-edge.sh; with this set it
-# leaves a fresh build alone, so only the first dry run may build.
+# The Worker first, here rather than inside wrangler (whose [build] runs
+# scripts/build-edge.sh too, and would hide a first build's minutes in its
+# log): a fresh functions/build is left alone, so the dry runs' own
+# builds are no-ops and scripts/up.sh reuses this one.
 export EDGE_BUILD_IF_STALE=1
+bash scripts/build-edge.sh >&2
 # No telemetry, no update check, and wrangler's own files under .run/,
 # not in the user's home. A dry run needs no Cloudflare login.
 export WRANGLER_SEND_METRICS=false WRANGLER_HIDE_BANNER=true
