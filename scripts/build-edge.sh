@@ -14,6 +14,16 @@ set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
+# EDGE_BUILD_IF_STALE=1 leaves a fresh functions/build alone (nothing it
+# is built from is newer: lib.sh's edge_build_fresh, the check
+# scripts/up.sh makes). wrangler.toml's [build] runs this script, so
+# scripts/deploy-validate.sh's dry runs set it rather than rebuild twice.
+if [ "${EDGE_BUILD_IF_STALE:-0}" = 1 ] && edge_build_fresh; then
+    log "functions/build is fresh; not rebuilding (EDGE_BUILD_IF_STALE=1)"
+    echo "WASM_GZIP_BYTES=$(cat "$REPO_ROOT/functions/build/wasm-gzip-bytes")"
+    exit 0
+fi
+
 env_lines="$(bash "$REPO_ROOT/scripts/edge-toolchain.sh")" ||
     die "the edge toolchain could not be installed (see above)"
 eval "$env_lines"

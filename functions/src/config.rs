@@ -633,7 +633,9 @@ pub(crate) mod tests {
 
     /// The committed `wrangler.toml` is a valid configuration: its vars,
     /// read as the Worker reads them (TOML tables reach it as objects and
-    /// are taken as their JSON), plus the secrets it names.
+    /// are taken as their JSON), plus the secrets it names. So is each
+    /// deployed environment's (`[env.staging]`, `[env.production]`),
+    /// which repeats the vars in full (wrangler does not inherit them).
     #[test]
     fn the_committed_wrangler_toml_parses() {
         let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../wrangler.toml");
@@ -641,26 +643,39 @@ pub(crate) mod tests {
         let doc: toml::Table = toml::from_str(&text).unwrap();
         assert_eq!(doc["main"].as_str(), Some("functions/build/index.js"));
         assert!(doc["compatibility_date"].as_str().unwrap() <= "2026-04-26");
-        let vars = doc["vars"].as_table().unwrap().clone();
-        let mut v = vars_with_secrets_only();
-        for (name, value) in vars {
-            let text = match value {
-                toml::Value::String(s) => s,
-                other => serde_json::to_string(&other).unwrap(),
-            };
-            v.insert(Box::leak(name.into_boxed_str()), text);
+        let envs = doc["env"].as_table().unwrap();
+        let deployed = ["staging", "production"].map(|e| (e, envs[e]["vars"].as_table().unwrap()));
+        for (name, vars) in [("top level", doc["vars"].as_table().unwrap())]
+            .into_iter()
+            .chain(deployed)
+        {
+            let mut v = vars_with_secrets_only();
+            for (var, value) in vars.clone() {
+                let text = match value {
+                    toml::Value::String(s) => s,
+                    other => serde_json::to_string(&other).unwrap(),
+                };
+                v.insert(Box::leak(var.into_boxed_str()), text);
+            }
+            let c = EdgeConfig::from_lookup(|k| v.get(k).cloned())
+                .unwrap_or_else(|e| panic!("wrangler.toml, {name}: {e}"));
+            assert!(c.regions.contains("mum"), "{name}");
+            assert_eq!(
+                c.limits,
+                RateLimits::default(),
+                "wrangler.toml spells out the defaults ({name})"
+            );
+            assert_eq!(c.cache_ttls, CacheTtls::default(), "{name}");
+            assert_eq!(c.breaker.failures, 5, "{name}");
+            assert!(
+                c.live_buckets > 1,
+                "production spreads a show's viewers ({name})"
+            );
+            assert!(
+                !c.dev_signin,
+                "no e-mail-only sign-in in production ({name})"
+            );
         }
-        let c = EdgeConfig::from_lookup(|k| v.get(k).cloned()).unwrap();
-        assert!(c.regions.contains("mum"));
-        assert_eq!(
-            c.limits,
-            RateLimits::default(),
-            "wrangler.toml spells out the defaults"
-        );
-        assert_eq!(c.cache_ttls, CacheTtls::default());
-        assert_eq!(c.breaker.failures, 5);
-        assert!(c.live_buckets > 1, "production spreads a show's viewers");
-        assert!(!c.dev_signin, "no e-mail-only sign-in in production");
     }
 
     fn vars_with_secrets_only() -> HashMap<&'static str, String> {
