@@ -245,6 +245,42 @@ impl PaymentGateway for HttpGateway {
 mod tests {
     use super::*;
 
+    /// A real gateway is an `https://` URL: the client must speak TLS
+    /// (reqwest without a TLS feature gives up on the scheme before it
+    /// connects). A listener reads what arrives: a TLS handshake starts
+    /// with a handshake record, byte 0x16.
+    #[tokio::test]
+    async fn https_gateways_are_spoken_to_in_tls() {
+        use tokio::io::AsyncReadExt;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let first_byte = tokio::spawn(async move {
+            let (mut conn, _) = listener.accept().await.ok()?;
+            let mut b = [0u8; 1];
+            conn.read_exact(&mut b).await.ok()?;
+            Some(b[0])
+        });
+        let gw = HttpGateway::new(
+            &format!("https://127.0.0.1:{port}"),
+            "sk",
+            Duration::from_secs(2),
+        )
+        .expect("client");
+        let _ = gw
+            .client
+            .get(format!("{}/v1/payment_intents", gw.base))
+            .send()
+            .await;
+        let got = tokio::time::timeout(Duration::from_secs(2), first_byte)
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .flatten();
+        assert_eq!(got, Some(0x16), "a TLS ClientHello reached the gateway");
+    }
+
     #[test]
     fn unknown_outcomes_are_retryable_and_4xx_are_not() {
         let body = br#"{"error":{"type":"api_error","code":"gateway_unavailable","message":"x"}}"#;
