@@ -10,6 +10,7 @@ pub mod edge;
 pub mod global_catalog;
 pub mod money;
 pub use testkit::{pg_server, redis_server, sentinel};
+pub mod region_process;
 pub mod sandbox_process;
 pub mod tcp_proxy;
 

@@ -16,8 +16,9 @@
 //! (docs/BENCHMARKS.md).
 
 use e2e::redis_server::RedisServer;
+use e2e::region_process::{region_core_spec, ShardParts};
 use e2e::sandbox_process::SandboxProcess;
-use e2e::{fresh_database, token, user, GATEWAY_KEY, SECRET};
+use e2e::{fresh_database, token, user};
 use rand::seq::SliceRandom;
 use region_core::auth::Role;
 use serde_json::{json, Value};
@@ -25,7 +26,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use testkit::process::{free_port, ServiceProcess, ServiceSpec};
+use testkit::process::{free_port, ServiceProcess};
 use testkit::seed::row_label;
 
 const BUYERS: usize = 16;
@@ -436,34 +437,22 @@ async fn the_shard_keeps_its_invariants_through_redis_region_and_gateway_faults(
     let port = free_port().expect("port");
     let region_url = format!("http://127.0.0.1:{port}");
     let gw = SandboxProcess::start(None).await.expect("sandbox");
-    let mut spec = ServiceSpec::workspace_binary("region-core", port, "/readyz")
-        .expect("region-core binary")
-        .arg("serve")
-        .env("RUST_LOG", "warn");
-    spec.env.extend(
-        [
-            ("REGION_LISTEN", format!("127.0.0.1:{port}")),
-            ("REGION_DATABASE_URL", database_url.clone()),
-            ("REGION_REDIS_URL", redis.url()),
-            ("REGION_JWT_SECRET", SECRET.into()),
-            ("REGION_SHARD_CODE", "CHS".into()),
-            ("REGION_GATEWAY_URL", gw.url.clone()),
-            ("REGION_GATEWAY_API_KEY", GATEWAY_KEY.into()),
-            ("REGION_GATEWAY_TIMEOUT_MS", "1500".into()),
-            ("REGION_IDEMPOTENCY_LOCK_SECS", "2".into()),
-            ("REGION_HOLD_TTL_SECS", HOLD_TTL_S.to_string()),
-            ("REGION_RECONCILE_INTERVAL_SECS", "2".into()),
-            ("REGION_RECONCILE_GRACE_SECS", "3".into()),
-            ("REGION_REFUND_POLL_MS", "200".into()),
-            ("REGION_REDIS_TIMEOUT_MS", "500".into()),
-            (
-                "REGION_EVENTS_STREAM_PREFIX",
-                format!("chaos-{port}:events"),
-            ),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_owned(), v)),
-    );
+    let shard = ShardParts {
+        database_url: &database_url,
+        redis_url: &redis.url(),
+        gateway_url: &gw.url,
+        shard_code: "CHS",
+    };
+    let extra = [
+        ("REGION_GATEWAY_TIMEOUT_MS", "1500".to_owned()),
+        ("REGION_IDEMPOTENCY_LOCK_SECS", "2".into()),
+        ("REGION_HOLD_TTL_SECS", HOLD_TTL_S.to_string()),
+        ("REGION_RECONCILE_INTERVAL_SECS", "2".into()),
+        ("REGION_RECONCILE_GRACE_SECS", "3".into()),
+        ("REGION_REFUND_POLL_MS", "200".into()),
+        ("REGION_REDIS_TIMEOUT_MS", "500".into()),
+    ];
+    let spec = region_core_spec(port, &shard, &extra).expect("region-core binary");
     let mut region = ServiceProcess::start(spec, REGION_READY)
         .await
         .expect("region core");

@@ -19,8 +19,9 @@
 //! of SIGTERM and sees the running checkouts fail: the drain is what
 //! saves them.
 
+use e2e::region_process::{region_core_spec, ShardParts};
 use e2e::sandbox_process::SandboxProcess;
-use e2e::{fresh_database, token, GATEWAY_KEY, SECRET};
+use e2e::{fresh_database, token};
 use rand::{Rng, SeedableRng};
 use region_core::auth::Role;
 use reqwest::Method;
@@ -30,7 +31,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use testkit::api::Api;
-use testkit::process::{free_port, ServiceProcess, ServiceSpec};
+use testkit::process::{free_port, ServiceProcess};
 use testkit::redis_server::RedisServer;
 use testkit::seed;
 use uuid::Uuid;
@@ -238,29 +239,17 @@ impl Shard {
         let mut replicas = Vec::new();
         for i in 0..2 {
             let port = free_port().expect("port");
-            let mut spec = ServiceSpec::workspace_binary("region-core", port, "/readyz")
-                .expect("region-core binary")
-                .arg("serve")
-                .env("RUST_LOG", "warn");
-            spec.env.extend(
-                [
-                    ("REGION_LISTEN", format!("127.0.0.1:{port}")),
-                    ("REGION_DATABASE_URL", database_url.clone()),
-                    ("REGION_REDIS_URL", redis.url()),
-                    ("REGION_JWT_SECRET", SECRET.into()),
-                    ("REGION_SHARD_CODE", "RUP".into()),
-                    ("REGION_REPLICA_ID", format!("rup-{i}")),
-                    ("REGION_GATEWAY_URL", gateway.url.clone()),
-                    ("REGION_GATEWAY_API_KEY", GATEWAY_KEY.into()),
-                    ("REGION_HOLD_TTL_SECS", "600".into()),
-                    (
-                        "REGION_EVENTS_STREAM_PREFIX",
-                        format!("rolling-{port}:events"),
-                    ),
-                ]
-                .into_iter()
-                .map(|(k, v)| (k.to_owned(), v)),
-            );
+            let shard = ShardParts {
+                database_url: &database_url,
+                redis_url: &redis.url(),
+                gateway_url: &gateway.url,
+                shard_code: "RUP",
+            };
+            let extra = [
+                ("REGION_REPLICA_ID", format!("rup-{i}")),
+                ("REGION_HOLD_TTL_SECS", "600".into()),
+            ];
+            let spec = region_core_spec(port, &shard, &extra).expect("region-core binary");
             replicas.push(ServiceProcess::start(spec, READY).await.expect("replica"));
         }
         let lb = Arc::new(Endpoints::new(

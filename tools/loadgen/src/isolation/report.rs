@@ -233,6 +233,21 @@ fn answers<'a>(outcomes: impl Iterator<Item = &'a Outcome>) -> BTreeMap<String, 
     m
 }
 
+/// nyc's samples scheduled in `[from, to)`, as (latency µs, outcome).
+fn sent_between(
+    run: &openloop::Run<Outcome>,
+    from: Duration,
+    to: Duration,
+) -> impl Iterator<Item = (u64, &Outcome)> {
+    run.samples
+        .iter()
+        .filter(move |s| {
+            let at = s.done_at.saturating_sub(s.latency);
+            at >= from && at < to
+        })
+        .map(|s| (s.latency.as_micros() as u64, &s.outcome))
+}
+
 fn ratio(a: f64, b: f64) -> f64 {
     if b > 0.0 {
         r2(a / b)
@@ -250,17 +265,7 @@ pub(super) fn build_report(
 ) -> IsolationReport {
     let k = m.marks;
     let secs = |a: Duration, b: Duration| b.saturating_sub(a).as_secs_f64();
-    // nyc samples by scheduled send time.
-    let nyc_items = |from: Duration, to: Duration| {
-        m.nyc_run
-            .samples
-            .iter()
-            .filter(move |s| {
-                let at = s.done_at.saturating_sub(s.latency);
-                at >= from && at < to
-            })
-            .map(|s| (s.latency.as_micros() as u64, &s.outcome))
-    };
+    let nyc_items = |from, to| sent_between(&m.nyc_run, from, to);
     let nyc_windows = NycWindows {
         alone: Figures::of(
             nyc_items(Duration::ZERO, k.sale_start),
@@ -479,16 +484,7 @@ pub(super) fn build_targets_report(
 ) -> TargetsReport {
     let secs = |a: Duration, b: Duration| b.saturating_sub(a).as_secs_f64();
     let nyc_end = Duration::from_secs(args.alone_secs + args.sale_secs);
-    let nyc_items = |from: Duration, to: Duration| {
-        m.nyc_run
-            .samples
-            .iter()
-            .filter(move |s| {
-                let at = s.done_at.saturating_sub(s.latency);
-                at >= from && at < to
-            })
-            .map(|s| (s.latency.as_micros() as u64, &s.outcome))
-    };
+    let nyc_items = |from, to| sent_between(&m.nyc_run, from, to);
     let alone = Figures::of(
         nyc_items(Duration::ZERO, m.sale_start),
         secs(Duration::ZERO, m.sale_start),
