@@ -25,8 +25,8 @@ use crate::shows::ShowCache;
 use crate::state::AppState;
 use crate::{
     bookings, catalog, checkins, checkout, health, holds, live, mail, notifier, outbox,
-    path_switch, payments, pool_sampler, reconcile, recovery, refunds, retention, seat_map,
-    sweeper, webhook,
+    path_switch, payments, pool_sampler, reconcile, recovery, refunds, reports, retention,
+    seat_map, sweeper, webhook,
 };
 use anyhow::Context;
 use axum::extract::DefaultBodyLimit;
@@ -54,6 +54,7 @@ pub fn router(state: AppState) -> Router {
         .merge(checkins::router())
         .merge(webhook::router())
         .merge(reconcile::router())
+        .merge(reports::router())
         .merge(notifier::router())
         .merge(seat_map::router())
         .merge(live::router())

@@ -179,6 +179,7 @@ fn register_series() {
         "refunds_succeeded_total",
         "refund_retries_total",
         "refunds_failed_total",
+        "refunds_settled_manually_total",
         "outbox_relay_errors_total",
     ] {
         counter!(name).increment(0);

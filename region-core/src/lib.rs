@@ -21,6 +21,9 @@
 //! - `auth`, `error`, `config`, `health` are the service's boundaries;
 //!   `http_log` decides at which level an answer is logged, `http_metrics`
 //!   times every answer by route; `pool_sampler` watches the Postgres pools;
+//! - `reports` answers operators' reads and reports (a booking, a show's
+//!   occupancy and bookings, sales, refunds needing attention) and their
+//!   refund actions;
 //! - `retention` trims finished records after configurable horizons.
 
 pub mod app;
@@ -55,6 +58,7 @@ pub mod redis_locator;
 pub mod redis_path;
 pub mod redlock;
 pub mod refunds;
+pub mod reports;
 pub mod retention;
 pub mod seat_map;
 pub mod serve;

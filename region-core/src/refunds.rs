@@ -5,6 +5,8 @@
 //! key, so retrying after a crash or a timeout never refunds twice.
 //! Failures back off exponentially (with jitter) per refund. The worker
 //! exports the backlog (`refunds_pending`, `refunds_oldest_pending_seconds`).
+//! Operators retry a FAILED refund or settle it by hand
+//! ([`retry_failed`], [`settle_by_hand`]; the HTTP side is `reports`).
 
 use crate::payments::{GatewayError, PaymentGateway, RefundRequest};
 use rand::Rng;
@@ -195,7 +197,8 @@ async fn send_one(
     }
 }
 
-/// A refund just marked SUCCEEDED, with what its event says.
+/// A refund just marked refunded (SUCCEEDED, or SETTLED_MANUALLY by an
+/// operator), with what its event says.
 struct Refunded {
     payment_id: Uuid,
     booking_id: Option<Uuid>,
@@ -225,35 +228,136 @@ pub async fn succeed(
     )
     .fetch_optional(&mut *tx)
     .await?;
-    let Some(Refunded {
-        payment_id,
-        booking_id,
-        amount_minor: amount,
-        show_id,
-        user_id,
-        currency,
-    }) = row
-    else {
+    let Some(row) = row else {
         return Ok(false);
     };
+    record_refunded(&mut tx, refund_id, &row, Some(gateway_refund_id), false).await?;
+    tx.commit().await?;
+    Ok(true)
+}
+
+/// The `refund.succeeded` event (what the buyer is told), whether the
+/// gateway sent the money or an operator settled it by hand.
+async fn record_refunded(
+    tx: &mut sqlx::PgConnection,
+    refund_id: Uuid,
+    r: &Refunded,
+    gateway_refund_id: Option<&str>,
+    settled_manually: bool,
+) -> anyhow::Result<()> {
     crate::outbox::record(
-        &mut tx,
-        show_id,
-        booking_id.unwrap_or(payment_id),
+        tx,
+        r.show_id,
+        r.booking_id.unwrap_or(r.payment_id),
         "refund.succeeded",
         serde_json::json!({
-            "user_id": user_id,
+            "user_id": r.user_id,
             "refund_id": refund_id,
-            "payment_id": payment_id,
-            "booking_id": booking_id,
-            "amount_minor": amount,
-            "currency": currency,
+            "payment_id": r.payment_id,
+            "booking_id": r.booking_id,
+            "amount_minor": r.amount_minor,
+            "currency": r.currency,
             "gateway_refund_id": gateway_refund_id,
+            "settled_manually": settled_manually,
         }),
     )
     .await?;
+    Ok(())
+}
+
+/// What an operator's action on a refund found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OperatorAction {
+    /// Done.
+    Done,
+    /// No such refund.
+    Unknown,
+    /// The refund is not FAILED; its status.
+    NotFailed(String),
+}
+
+/// The status of a refund an action did not apply to.
+async fn refused(conn: &mut sqlx::PgConnection, refund_id: Uuid) -> anyhow::Result<OperatorAction> {
+    let status = sqlx::query_scalar!("SELECT status FROM refunds WHERE id = $1", refund_id)
+        .fetch_optional(conn)
+        .await?;
+    Ok(status.map_or(OperatorAction::Unknown, OperatorAction::NotFailed))
+}
+
+/// An operator sends a FAILED refund again: PENDING, due now (the caller
+/// wakes the worker). Attempts and the last error are kept as history;
+/// who retried, and when, is recorded.
+pub async fn retry_failed(
+    db: &PgPool,
+    refund_id: Uuid,
+    operator: &str,
+) -> anyhow::Result<OperatorAction> {
+    let mut conn = db.acquire().await?;
+    let done = sqlx::query!(
+        "UPDATE refunds SET status = 'PENDING', next_attempt_at = now(), retried_by = $2,
+                retried_at = now(), updated_at = now()
+          WHERE id = $1 AND status = 'FAILED'",
+        refund_id,
+        operator
+    )
+    .execute(&mut *conn)
+    .await?
+    .rows_affected();
+    if done == 1 {
+        tracing::info!(%refund_id, operator, "failed refund retried by an operator");
+        return Ok(OperatorAction::Done);
+    }
+    refused(&mut conn, refund_id).await
+}
+
+/// How an operator settled a refund outside the gateway.
+#[derive(Debug, Clone)]
+pub struct HandSettlement<'a> {
+    /// The operator (token subject).
+    pub operator: &'a str,
+    /// Why and how (a bank transfer, cash at the box office ...).
+    pub note: &'a str,
+    /// The payment's reference outside our gateway calls, if any.
+    pub gateway_reference: Option<&'a str>,
+}
+
+/// An operator settles a FAILED refund by hand: SETTLED_MANUALLY (counted
+/// as refunded; the worker sends only PENDING rows, so never again), with
+/// who, when and the note, and the buyer told through the same
+/// `refund.succeeded` event as a gateway refund.
+///
+/// Only FAILED: a PENDING refund may be in flight at the gateway right
+/// now (the worker holds no lock during the call), and settling it by
+/// hand could pay the buyer twice.
+pub async fn settle_by_hand(
+    db: &PgPool,
+    refund_id: Uuid,
+    how: &HandSettlement<'_>,
+) -> anyhow::Result<OperatorAction> {
+    let mut tx = db.begin().await?;
+    let row = sqlx::query_as!(
+        Refunded,
+        "UPDATE refunds r SET status = 'SETTLED_MANUALLY', settled_by = $2, settled_at = now(),
+                settle_note = $3, gateway_refund_id = COALESCE($4, r.gateway_refund_id),
+                updated_at = now()
+           FROM payments p
+          WHERE r.id = $1 AND r.status = 'FAILED' AND p.id = r.payment_id
+         RETURNING r.payment_id, r.booking_id, r.amount_minor, p.show_id, p.user_id, p.currency",
+        refund_id,
+        how.operator,
+        how.note,
+        how.gateway_reference
+    )
+    .fetch_optional(&mut *tx)
+    .await?;
+    let Some(row) = row else {
+        return refused(&mut tx, refund_id).await;
+    };
+    record_refunded(&mut tx, refund_id, &row, how.gateway_reference, true).await?;
     tx.commit().await?;
-    Ok(true)
+    metrics::counter!("refunds_settled_manually_total").increment(1);
+    tracing::info!(%refund_id, operator = how.operator, "refund settled by hand");
+    Ok(OperatorAction::Done)
 }
 
 async fn fail(

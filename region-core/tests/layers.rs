@@ -29,6 +29,7 @@ const PLACES: &[(&str, usize)] = &[
     ("checkout::machine", 1),
     ("mail::compose", 1),
     ("mail::qr", 1),
+    ("reports::sales", 1),
     // Adapters: one external system each (Postgres tables, Redis, the
     // payment gateway) and the token keys.
     ("auth", 2),
@@ -46,6 +47,7 @@ const PLACES: &[(&str, usize)] = &[
     ("shows", 2),
     ("group_commit", 2),
     ("lease", 2),
+    ("reports::store", 2),
     // Services: the work, across adapters; `state` bundles their parts.
     ("state", 3),
     ("holds::rules", 3),
@@ -86,6 +88,7 @@ const PLACES: &[(&str, usize)] = &[
     ("live::socket", 4),
     ("webhook", 4),
     ("checkins", 4),
+    ("reports", 4),
     ("health", 4),
     ("serve", 4),
     // The global catalog: a service of its own in the same binary.

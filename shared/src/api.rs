@@ -481,7 +481,8 @@ pub struct RefundView {
     pub id: Uuid,
     /// Amount, minor units.
     pub amount_minor: i64,
-    /// `PENDING` (being sent to the gateway), `SUCCEEDED` or `FAILED`.
+    /// `PENDING` (being sent to the gateway), `SUCCEEDED`, `FAILED`, or
+    /// `SETTLED_MANUALLY` (an operator paid it back outside the gateway).
     pub status: String,
     /// `cancellation` or `confirmation_failed`.
     pub reason: String,

@@ -56,7 +56,8 @@ async fn tickets(
     }))
 }
 
-fn parse_ref(raw: &str) -> Result<BookingRef, ApiError> {
+/// A booking named by its id (UUID) or its booking number.
+pub(crate) fn parse_ref(raw: &str) -> Result<BookingRef, ApiError> {
     if let Ok(id) = Uuid::parse_str(raw) {
         return Ok(BookingRef::Id(id));
     }

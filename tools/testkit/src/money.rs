@@ -51,7 +51,8 @@ pub struct BookingRow {
 pub struct RefundRow {
     /// The payment refunded.
     pub payment_id: Uuid,
-    /// PENDING, SUCCEEDED or FAILED.
+    /// PENDING, SUCCEEDED, FAILED or SETTLED_MANUALLY (an operator paid
+    /// it back outside the gateway).
     pub status: String,
     /// The amount to refund.
     pub amount_minor: i64,
@@ -226,6 +227,16 @@ impl MoneyAudit {
         let mut per_reference: HashMap<&str, u64> = HashMap::new();
         let mut charged_payments: HashSet<Uuid> = HashSet::new();
         let mut refunded_at_gateway: HashSet<Uuid> = HashSet::new();
+        // Money an operator paid back outside the gateway, per payment: it
+        // counts as refunded, though no gateway ledger shows it.
+        let mut by_hand: HashMap<Uuid, i64> = HashMap::new();
+        for r in core
+            .refunds
+            .iter()
+            .filter(|r| r.status == "SETTLED_MANUALLY")
+        {
+            *by_hand.entry(r.payment_id).or_default() += r.amount_minor;
+        }
         for i in &ledger.intents {
             for r in &i.refunds {
                 a.gateway_refunds += 1;
@@ -246,7 +257,11 @@ impl MoneyAudit {
             }
             let payment = payment_id.and_then(|p| payments.get(&p));
             let booking = payment_id.and_then(|p| bookings.get(&p));
-            let refunded = i.amount_refunded;
+            let refunded = i.amount_refunded
+                + payment_id
+                    .and_then(|p| by_hand.get(&p))
+                    .copied()
+                    .unwrap_or(0);
             let owed = match booking {
                 Some(b) if b.status == "CANCELLED" => b.refund_minor.unwrap_or(0),
                 Some(_) => 0,
@@ -527,6 +542,35 @@ mod tests {
         // gateway refunded what no refund row of ours says.
         assert_eq!((a.booked_and_refunded, a.refund_mismatches), (1, 1));
         assert!(!a.is_clean());
+    }
+
+    #[test]
+    fn a_refund_settled_by_hand_is_not_short() {
+        let (p1, h1) = (Uuid::now_v7(), Uuid::now_v7());
+        let mut core = CoreRecords {
+            payments: vec![payment(p1, h1, "SUCCEEDED", Some("BOOKED"))],
+            bookings: vec![BookingRow {
+                payment_id: p1,
+                status: "CANCELLED".into(),
+                refund_minor: Some(500),
+            }],
+            refunds: vec![RefundRow {
+                payment_id: p1,
+                status: "FAILED".into(),
+                amount_minor: 500,
+            }],
+            ..CoreRecords::default()
+        };
+        let l = ledger(vec![intent(p1, 500, 0, "succeeded")]);
+        let a = MoneyAudit::of(&l, &core);
+        assert_eq!((a.refunds_short, a.refunds_failed), (1, 1));
+        core.refunds[0].status = "SETTLED_MANUALLY".into();
+        let a = MoneyAudit::of(&l, &core);
+        assert_eq!(
+            (a.refunds_short, a.over_refunded, a.refund_mismatches),
+            (0, 0, 0)
+        );
+        assert!(a.is_clean(), "{a:?}");
     }
 
     #[test]

@@ -1,0 +1,429 @@
+//! Operator reads and reports (issue 16), and the two operator actions on
+//! refunds needing attention. Every route takes an operator token (any
+//! operator of the shard: tokens are not yet scoped to a city).
+//!
+//! - `GET /v1/operator/bookings/{number_or_id}`: any buyer's booking with
+//!   its buyer, payment and refund;
+//! - `GET /v1/operator/shows/{id}/occupancy`: seats by state and price
+//!   category, from Postgres;
+//! - `GET /v1/operator/shows/{id}/bookings`: a show's bookings, keyset-paged;
+//! - `GET /v1/operator/reports/sales`: sales per venue-local day or per
+//!   show, JSON or CSV;
+//! - `GET /v1/operator/refunds`: refunds PENDING or FAILED;
+//! - `POST /v1/operator/refunds/{id}/retry` and `/settle`: a FAILED refund
+//!   sent again, or settled by hand (`refunds` owns both writes).
+//!
+//! Bad input is a 4xx JSON error and changes nothing.
+
+pub mod sales;
+pub mod store;
+
+use crate::auth::Operator;
+use crate::bookings::{self, store::BookingStatus};
+use crate::error::{ApiError, ApiJson, ApiPath, ApiQuery};
+use crate::refunds::{self, HandSettlement, OperatorAction};
+use crate::state::AppState;
+use axum::extract::State;
+use axum::http::{header, HeaderMap, HeaderValue};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use chrono::{DateTime, NaiveDate, Utc};
+use sales::{CurrencyTotal, Group, SalesLine};
+use serde::{Deserialize, Serialize};
+use store::{AttentionRefund, CategoryCounts, Counts, PaymentFacts, RefundDetail, ShowBooking};
+use uuid::Uuid;
+
+/// Operator report routes.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/v1/operator/bookings/{id}", get(booking))
+        .route("/v1/operator/shows/{id}/occupancy", get(occupancy))
+        .route("/v1/operator/shows/{id}/bookings", get(show_bookings))
+        .route("/v1/operator/reports/sales", get(sales_report))
+        .route("/v1/operator/refunds", get(list_refunds))
+        .route("/v1/operator/refunds/{id}/retry", post(retry_refund))
+        .route("/v1/operator/refunds/{id}/settle", post(settle_refund))
+}
+
+/// Largest page of a list.
+const MAX_LIMIT: i64 = 500;
+/// The page of a list when none is asked for.
+const DEFAULT_LIMIT: i64 = 100;
+
+fn limit(raw: Option<i64>) -> Result<i64, ApiError> {
+    let limit = raw.unwrap_or(DEFAULT_LIMIT);
+    if !(1..=MAX_LIMIT).contains(&limit) {
+        return Err(ApiError::unprocessable(
+            "invalid_limit",
+            format!("limit must be 1..={MAX_LIMIT}"),
+        ));
+    }
+    Ok(limit)
+}
+
+/// A booking as an operator sees it.
+#[derive(Debug, Serialize)]
+struct OperatorBooking {
+    /// The buyer's view of it (seats, amounts, refund summary).
+    booking: shared::api::Booking,
+    /// Buyer and payment.
+    #[serde(flatten)]
+    payment: PaymentFacts,
+    /// Its refund in full, if it has one.
+    refund: Option<RefundDetail>,
+}
+
+#[tracing::instrument(skip_all, fields(booking = %raw))]
+async fn booking(
+    State(state): State<AppState>,
+    _op: Operator,
+    ApiPath(raw): ApiPath<String>,
+) -> Result<ApiJson<OperatorBooking>, ApiError> {
+    let r = bookings::parse_ref(&raw)?;
+    let mut conn = state.db.acquire().await?;
+    let unknown = || ApiError::not_found("unknown_booking", format!("no booking {raw}"));
+    let head = bookings::store::head(&mut conn, &r, false)
+        .await?
+        .ok_or_else(unknown)?;
+    let booking = bookings::store::load_view(&mut conn, head.id)
+        .await?
+        .ok_or_else(unknown)?;
+    let payment = store::payment_of(&mut conn, head.id)
+        .await?
+        .ok_or_else(unknown)?;
+    let refund = store::refund_of(&mut conn, head.id).await?;
+    Ok(ApiJson(OperatorBooking {
+        booking,
+        payment,
+        refund,
+    }))
+}
+
+fn show_id(raw: &str) -> Result<Uuid, ApiError> {
+    Ok(crate::catalog::parse_show_id(raw)?.0)
+}
+
+async fn known_show(conn: &mut sqlx::PgConnection, raw: &str) -> Result<Uuid, ApiError> {
+    let id = show_id(raw)?;
+    if !store::show_exists(conn, id).await? {
+        return Err(ApiError::not_found(
+            "unknown_show",
+            format!("no show {raw}"),
+        ));
+    }
+    Ok(id)
+}
+
+/// A show's occupancy.
+#[derive(Debug, Serialize)]
+struct Occupancy {
+    show_id: Uuid,
+    as_of: DateTime<Utc>,
+    categories: Vec<CategoryCounts>,
+    totals: Counts,
+}
+
+async fn occupancy(
+    State(state): State<AppState>,
+    _op: Operator,
+    ApiPath(raw): ApiPath<String>,
+) -> Result<ApiJson<Occupancy>, ApiError> {
+    let mut conn = state.db.acquire().await?;
+    let show = known_show(&mut conn, &raw).await?;
+    let now = Utc::now();
+    let categories = store::occupancy(&mut conn, show, now).await?;
+    let totals = categories.iter().fold(Counts::default(), |t, c| Counts {
+        total: t.total + c.counts.total,
+        available: t.available + c.counts.available,
+        held: t.held + c.counts.held,
+        booked: t.booked + c.counts.booked,
+    });
+    Ok(ApiJson(Occupancy {
+        show_id: show,
+        as_of: now,
+        categories,
+        totals,
+    }))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ShowBookingsQuery {
+    status: Option<String>,
+    limit: Option<i64>,
+    after: Option<String>,
+}
+
+/// A page of a show's bookings.
+#[derive(Debug, Serialize)]
+struct ShowBookings {
+    show_id: Uuid,
+    bookings: Vec<ShowBooking>,
+    /// The `after` of the next page; null on the last.
+    next_after: Option<Uuid>,
+}
+
+fn booking_status(raw: &str) -> Result<BookingStatus, ApiError> {
+    match raw {
+        "CONFIRMED" => Ok(BookingStatus::Confirmed),
+        "CANCELLED" => Ok(BookingStatus::Cancelled),
+        _ => Err(ApiError::unprocessable(
+            "invalid_status",
+            format!("status must be CONFIRMED or CANCELLED, got {raw:?}"),
+        )),
+    }
+}
+
+async fn show_bookings(
+    State(state): State<AppState>,
+    _op: Operator,
+    ApiPath(raw): ApiPath<String>,
+    ApiQuery(q): ApiQuery<ShowBookingsQuery>,
+) -> Result<ApiJson<ShowBookings>, ApiError> {
+    let limit = limit(q.limit)?;
+    let status = q.status.as_deref().map(booking_status).transpose()?;
+    let after = q
+        .after
+        .as_deref()
+        .map(|a| {
+            Uuid::parse_str(a).map_err(|_| {
+                ApiError::bad_request(
+                    "invalid_cursor",
+                    "after must be the next_after of the previous page (a booking id)",
+                )
+            })
+        })
+        .transpose()?;
+    let mut conn = state.db.acquire().await?;
+    let show = known_show(&mut conn, &raw).await?;
+    if let Some(after) = after {
+        if !store::cursor_exists(&mut conn, show, after).await? {
+            return Err(ApiError::unprocessable(
+                "invalid_cursor",
+                format!("after names no booking of show {show}"),
+            ));
+        }
+    }
+    // One more than asked for says whether another page follows.
+    let mut bookings = store::show_bookings(&mut conn, show, status, after, limit + 1).await?;
+    let more = bookings.len() as i64 > limit;
+    bookings.truncate(limit as usize);
+    let next_after = more.then(|| bookings.last().map(|b| b.id)).flatten();
+    Ok(ApiJson(ShowBookings {
+        show_id: show,
+        bookings,
+        next_after,
+    }))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SalesQuery {
+    from: Option<String>,
+    to: Option<String>,
+    group: Option<String>,
+    format: Option<String>,
+}
+
+/// The sales report.
+#[derive(Debug, Serialize)]
+struct SalesReport {
+    from: NaiveDate,
+    to: NaiveDate,
+    group: &'static str,
+    lines: Vec<SalesLine>,
+    totals: Vec<CurrencyTotal>,
+}
+
+/// Whether the report is asked for as CSV: `format=csv`, or no `format`
+/// and an `Accept` naming `text/csv`.
+fn wants_csv(format: Option<&str>, headers: &HeaderMap) -> Result<bool, ApiError> {
+    match format {
+        Some("csv") => Ok(true),
+        Some("json") => Ok(false),
+        Some(other) => Err(ApiError::unprocessable(
+            "invalid_format",
+            format!("format must be json or csv, got {other:?}"),
+        )),
+        None => Ok(headers
+            .get_all(header::ACCEPT)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .any(|v| v.contains("text/csv"))),
+    }
+}
+
+async fn sales_report(
+    State(state): State<AppState>,
+    _op: Operator,
+    headers: HeaderMap,
+    ApiQuery(q): ApiQuery<SalesQuery>,
+) -> Result<Response, ApiError> {
+    let (Some(from), Some(to)) = (q.from.as_deref(), q.to.as_deref()) else {
+        return Err(ApiError::unprocessable(
+            "invalid_range",
+            "from and to are required (YYYY-MM-DD, venue-local days, both included)",
+        ));
+    };
+    let (from, to) =
+        sales::parse_range(from, to).map_err(|e| ApiError::unprocessable("invalid_range", e))?;
+    let group_raw = q.group.as_deref().unwrap_or("day");
+    let group = Group::parse(group_raw).ok_or_else(|| {
+        ApiError::unprocessable(
+            "invalid_group",
+            format!("group must be show or day, got {group_raw:?}"),
+        )
+    })?;
+    let csv = wants_csv(q.format.as_deref(), &headers)?;
+    let mut conn = state.db.acquire().await?;
+    let rows = store::sales_rows(&mut conn, from, to).await?;
+    let (lines, totals) = sales::fold(&rows, group);
+    if csv {
+        let name = format!("attachment; filename=\"sales-{group_raw}-{from}-{to}.csv\"");
+        let disposition = HeaderValue::from_str(&name).map_err(anyhow::Error::from)?;
+        return Ok((
+            [
+                (
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("text/csv; charset=utf-8"),
+                ),
+                (header::CONTENT_DISPOSITION, disposition),
+            ],
+            sales::to_csv(&lines, group),
+        )
+            .into_response());
+    }
+    Ok(ApiJson(SalesReport {
+        from,
+        to,
+        group: if group == Group::Day { "day" } else { "show" },
+        lines,
+        totals,
+    })
+    .into_response())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RefundsQuery {
+    status: Option<String>,
+    limit: Option<i64>,
+}
+
+/// Refunds needing attention.
+#[derive(Debug, Serialize)]
+struct RefundList {
+    refunds: Vec<AttentionRefund>,
+}
+
+async fn list_refunds(
+    State(state): State<AppState>,
+    _op: Operator,
+    ApiQuery(q): ApiQuery<RefundsQuery>,
+) -> Result<ApiJson<RefundList>, ApiError> {
+    let limit = limit(q.limit)?;
+    let statuses: Vec<String> = match q.status.as_deref() {
+        None => vec!["FAILED".into(), "PENDING".into()],
+        Some(s @ ("FAILED" | "PENDING")) => vec![s.into()],
+        Some(other) => {
+            return Err(ApiError::unprocessable(
+                "invalid_status",
+                format!("status must be FAILED or PENDING, got {other:?}"),
+            ))
+        }
+    };
+    let mut conn = state.db.acquire().await?;
+    let refunds = store::refunds_in(&mut conn, &statuses, limit).await?;
+    Ok(ApiJson(RefundList { refunds }))
+}
+
+fn refund_id(raw: &str) -> Result<Uuid, ApiError> {
+    Uuid::parse_str(raw).map_err(|_| {
+        ApiError::bad_request(
+            "invalid_refund_id",
+            format!("expected a refund id (UUID), got {raw:?}"),
+        )
+    })
+}
+
+/// The answer to an action that did not apply.
+fn refused(raw: &str, action: OperatorAction, what: &str) -> ApiError {
+    match action {
+        OperatorAction::Done => ApiError::Internal(anyhow::anyhow!("refused a done action")),
+        OperatorAction::Unknown => {
+            ApiError::not_found("unknown_refund", format!("no refund {raw}"))
+        }
+        OperatorAction::NotFailed(status) => ApiError::Conflict {
+            code: if status == "PENDING" {
+                "refund_not_failed"
+            } else {
+                "refund_already_settled"
+            },
+            message: format!("refund {raw} is {status}; only a FAILED refund can be {what}"),
+            details: Some(serde_json::json!({ "status": status })),
+        },
+    }
+}
+
+/// What an action answers: the refund as it is now.
+async fn refund_now(state: &AppState, id: Uuid) -> Result<ApiJson<RefundDetail>, ApiError> {
+    let mut conn = state.db.acquire().await?;
+    store::refund(&mut conn, id)
+        .await?
+        .map(ApiJson)
+        .ok_or_else(|| ApiError::not_found("unknown_refund", format!("no refund {id}")))
+}
+
+#[tracing::instrument(skip_all, fields(refund = %raw, operator = %op.id))]
+async fn retry_refund(
+    State(state): State<AppState>,
+    op: Operator,
+    ApiPath(raw): ApiPath<String>,
+) -> Result<ApiJson<RefundDetail>, ApiError> {
+    let id = refund_id(&raw)?;
+    match refunds::retry_failed(&state.db, id, &op.id).await? {
+        OperatorAction::Done => {
+            state.refund_kick.notify_one();
+            refund_now(&state, id).await
+        }
+        other => Err(refused(&raw, other, "retried")),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SettleBody {
+    note: String,
+    gateway_reference: Option<String>,
+}
+
+#[tracing::instrument(skip_all, fields(refund = %raw, operator = %op.id))]
+async fn settle_refund(
+    State(state): State<AppState>,
+    op: Operator,
+    ApiPath(raw): ApiPath<String>,
+    ApiJson(body): ApiJson<SettleBody>,
+) -> Result<ApiJson<RefundDetail>, ApiError> {
+    let id = refund_id(&raw)?;
+    let note = body.note.trim();
+    shared::text::check_line("note", note, 1000)
+        .map_err(|e| ApiError::unprocessable("invalid_field", e.to_string()))?;
+    let reference = body.gateway_reference.as_deref().map(str::trim);
+    if let Some(r) = reference {
+        shared::text::check_line("gateway_reference", r, 200)
+            .map_err(|e| ApiError::unprocessable("invalid_field", e.to_string()))?;
+    }
+    let how = HandSettlement {
+        operator: &op.id,
+        note,
+        gateway_reference: reference,
+    };
+    match refunds::settle_by_hand(&state.db, id, &how).await? {
+        OperatorAction::Done => {
+            state.outbox_kick.notify_one();
+            refund_now(&state, id).await
+        }
+        other => Err(refused(&raw, other, "settled by hand")),
+    }
+}
