@@ -220,7 +220,8 @@ pub fn refund_words(b: &Booking) -> Option<String> {
     let r = b.refund.as_ref()?;
     let state = match r.status.as_str() {
         "PENDING" => "on its way",
-        "SUCCEEDED" => "paid back",
+        // An operator paid it back outside the gateway: the same to the buyer.
+        "SUCCEEDED" | "SETTLED_MANUALLY" => "paid back",
         "FAILED" => "delayed: our team has been told and will sort it out",
         _ => "being processed",
     };
@@ -320,6 +321,20 @@ pub(crate) mod tests {
             "expires_at": "2030-01-15T13:10:00.043Z", "extended": false
         }))
         .unwrap()
+    }
+
+    #[test]
+    fn a_refund_settled_by_hand_reads_as_paid_back() {
+        let mut b = booking();
+        for (status, words) in [
+            ("PENDING", "on its way"),
+            ("SUCCEEDED", "paid back"),
+            ("SETTLED_MANUALLY", "paid back"),
+        ] {
+            b.refund.as_mut().expect("refund").status = status.to_owned();
+            let said = refund_words(&b).expect("words");
+            assert!(said.ends_with(&format!("{words}.")), "{status}: {said}");
+        }
     }
 
     pub(crate) fn booking() -> Booking {
