@@ -77,6 +77,11 @@ pub fn router(state: AppState) -> Router {
 pub async fn connect_db(settings: &Settings) -> anyhow::Result<PgPool> {
     let db = PgPoolOptions::new()
         .max_connections(settings.db_pool_size)
+        // A sale grows the pool to its maximum; give the connections back
+        // within half a minute of it (sqlx keeps idle ones 10 min by
+        // default), so the replicas KEDA adds for the next sale, and the
+        // shard's other jobs, find Postgres' max_connections unspent.
+        .idle_timeout(Duration::from_secs(30))
         .acquire_timeout(Duration::from_secs(3))
         .connect(&settings.database_url)
         .await

@@ -144,7 +144,7 @@ async fn audit(args: &IsolationArgs) -> anyhow::Result<TargetsAudit> {
     };
     for db in &args.audit_databases {
         eprintln!("loadgen: auditing {}'s holds", db.city);
-        let pool = invariants::connect(&db.urls[0])
+        let pool = connect_patiently(&db.urls[0])
             .await
             .with_context(|| format!("connecting to {}'s database", db.city))?;
         let report = invariants::check_postgres(&pool, Shows::All).await;
@@ -155,6 +155,23 @@ async fn audit(args: &IsolationArgs) -> anyhow::Result<TargetsAudit> {
         out.cities.push(db.city.clone());
     }
     Ok(out)
+}
+
+/// Connects for the audit, trying for up to 30 s: right after a sale a
+/// shared Postgres may have no connection to spare until the shard's pools
+/// give their idle ones back.
+async fn connect_patiently(url: &str) -> anyhow::Result<sqlx::PgPool> {
+    let until = Instant::now() + Duration::from_secs(30);
+    loop {
+        match invariants::connect(url).await {
+            Ok(pool) => return Ok(pool),
+            Err(e) if Instant::now() < until => {
+                eprintln!("loadgen: the database is busy ({e:#}); trying again in 2 s");
+                tokio::time::sleep(Duration::from_secs(2)).await;
+            }
+            Err(e) => return Err(e),
+        }
+    }
 }
 
 #[cfg(test)]
