@@ -24,7 +24,7 @@ use crate::refunds::Backoff;
 use crate::shows::ShowCache;
 use crate::state::AppState;
 use crate::{
-    bookings, catalog, checkins, checkout, health, holds, live, mail, notifier, outbox,
+    audit, bookings, catalog, checkins, checkout, health, holds, live, mail, notifier, outbox,
     path_switch, payments, pool_sampler, reconcile, recovery, refunds, reports, retention,
     seat_map, sweeper, webhook,
 };
@@ -55,6 +55,7 @@ pub fn router(state: AppState) -> Router {
         .merge(webhook::router())
         .merge(reconcile::router())
         .merge(reports::router())
+        .merge(audit::router())
         .merge(notifier::router())
         .merge(seat_map::router())
         .merge(live::router())

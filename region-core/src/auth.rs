@@ -7,7 +7,7 @@ use axum::http::request::Parts;
 
 /// Who a token speaks for, and what a verified token says: one
 /// definition for the edge and the region core (`shared::token`).
-pub use shared::token::{Role, TokenClaims as Claims};
+pub use shared::token::{Grant, Role, Scope, TokenClaims as Claims};
 
 /// Verifies and mints tokens with one HS256 key, and limits failed
 /// verifications per client address.
@@ -47,6 +47,23 @@ impl TokenKeys {
             &self.secret,
             sub,
             role,
+            now_unix,
+            now_unix + ttl_secs,
+        )?)
+    }
+
+    /// Mints an operator token for `sub` reaching only `grant`.
+    pub fn mint_operator(
+        &self,
+        sub: &str,
+        grant: &Grant,
+        now_unix: i64,
+        ttl_secs: i64,
+    ) -> anyhow::Result<String> {
+        Ok(shared::token::sign_operator_hs256(
+            &self.secret,
+            sub,
+            grant,
             now_unix,
             now_unix + ttl_secs,
         )?)
@@ -237,18 +254,122 @@ macro_rules! role_extractor {
 }
 
 role_extractor!(
-    /// A request made with an operator token.
-    Operator,
-    [Role::Operator],
-    "an operator token"
-);
-
-role_extractor!(
     /// A request made with a staff token (door staff scanning tickets),
     /// or an operator's: operators may do what their staff do.
     Staff,
     [Role::Staff, Role::Operator],
     "a staff or operator token"
+);
+
+/// An operator acting through the API: who, and what their token reaches.
+/// Handlers take one of the scoped extractors ([`CatalogOperator`],
+/// [`SalesOperator`], [`RefundsOperator`], [`ReadOperator`]), which have
+/// checked the scope; the city of what they touch they check with
+/// [`Operator::check_city`], since only the handler knows it.
+#[derive(Debug, Clone)]
+pub struct Operator {
+    /// The token's `sub`: the name the audit log records.
+    pub id: String,
+    /// The token's cities and scopes.
+    pub grant: Grant,
+}
+
+impl Operator {
+    /// 403 unless the token reaches `city`. The error names the city, not
+    /// what exists there: a scoped operator learns nothing about others.
+    pub fn check_city(&self, city: &str) -> Result<(), ApiError> {
+        if self.grant.covers_city(city) {
+            Ok(())
+        } else {
+            Err(ApiError::Denied {
+                code: "city_forbidden",
+                message: format!("this token does not reach city {city:?}"),
+            })
+        }
+    }
+
+    /// The cities a shard-wide read is limited to: `None` for a token that
+    /// reaches every city.
+    pub fn city_filter(&self) -> Option<Vec<String>> {
+        (!self.grant.all_cities()).then(|| self.grant.cities.clone())
+    }
+
+    fn from_claims(claims: Claims, scope: Scope) -> Result<Self, ApiError> {
+        if claims.role != Role::Operator {
+            return Err(ApiError::Forbidden(
+                "this endpoint needs an operator token".into(),
+            ));
+        }
+        if !claims.grant.allows(scope) {
+            return Err(ApiError::Denied {
+                code: "scope_forbidden",
+                message: format!(
+                    "this endpoint needs an operator token with the {:?} scope",
+                    scope.as_str()
+                ),
+            });
+        }
+        Ok(Self {
+            id: claims.sub,
+            grant: claims.grant,
+        })
+    }
+}
+
+/// Declares an extractor for operator requests whose token carries
+/// `scope` (or, for `Read`, any scope). It dereferences to [`Operator`].
+macro_rules! operator_extractor {
+    ($(#[$doc:meta])* $name:ident, $scope:expr) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone)]
+        pub struct $name(pub Operator);
+
+        impl std::ops::Deref for $name {
+            type Target = Operator;
+            fn deref(&self) -> &Operator {
+                &self.0
+            }
+        }
+
+        impl<S> FromRequestParts<S> for $name
+        where
+            TokenKeys: FromRef<S>,
+            S: Send + Sync,
+        {
+            type Rejection = ApiError;
+
+            async fn from_request_parts(
+                parts: &mut Parts,
+                state: &S,
+            ) -> Result<Self, Self::Rejection> {
+                let claims = TokenKeys::from_ref(state).verify_request(parts)?;
+                Operator::from_claims(claims, $scope).map($name)
+            }
+        }
+    };
+}
+
+operator_extractor!(
+    /// An operator editing the catalog: venues, screens, movies, shows,
+    /// prices, blocked seats.
+    CatalogOperator,
+    Scope::Catalog
+);
+operator_extractor!(
+    /// An operator running sales: sale settings, cancelling shows, the
+    /// edge's controls.
+    SalesOperator,
+    Scope::Sales
+);
+operator_extractor!(
+    /// An operator acting on refunds (retry, settle by hand).
+    RefundsOperator,
+    Scope::Refunds
+);
+operator_extractor!(
+    /// Any operator token: reads only.
+    ReadOperator,
+    Scope::Read
 );
 
 #[cfg(test)]

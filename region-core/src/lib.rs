@@ -27,6 +27,7 @@
 //! - `retention` trims finished records after configurable horizons.
 
 pub mod app;
+pub mod audit;
 pub mod auth;
 pub mod backoff;
 pub mod bookings;
@@ -49,6 +50,7 @@ pub mod live;
 pub mod mail;
 pub mod notifier;
 pub mod outbox;
+pub mod ownership;
 pub mod path_switch;
 pub mod payments;
 pub mod pool_sampler;

@@ -2,7 +2,7 @@
 //! catalog, or mint a development token.
 
 use clap::{Parser, Subcommand};
-use region_core::auth::{Role, TokenKeys};
+use region_core::auth::{Grant, Role, Scope, TokenKeys};
 use region_core::{Application, Settings};
 use service_kit::SigningKey;
 
@@ -42,6 +42,15 @@ enum Command {
         /// Lifetime in seconds.
         #[arg(long, default_value_t = 3600)]
         ttl_secs: i64,
+        /// An operator token's city (repeat for several; `*` for all).
+        /// Without `--city`, an operator token reaches every city with
+        /// every scope: the platform's own key.
+        #[arg(long = "city")]
+        cities: Vec<String>,
+        /// An operator token's scope: catalog, sales, refunds or read
+        /// (repeat for several; default read).
+        #[arg(long = "scope")]
+        scopes: Vec<String>,
         #[command(flatten)]
         signing: SigningKey,
     },
@@ -66,16 +75,40 @@ async fn main() -> anyhow::Result<()> {
             sub,
             role,
             ttl_secs,
+            cities,
+            scopes,
             signing,
         }) => {
             let Some(role) = Role::parse(&role) else {
                 anyhow::bail!("--role must be user, operator or staff, got {role:?}");
             };
             let now = chrono::Utc::now().timestamp();
-            println!(
-                "{}",
-                TokenKeys::new(&signing.jwt_secret).mint(&sub, role, now, ttl_secs)?
-            );
+            let keys = TokenKeys::new(&signing.jwt_secret);
+            let token = if cities.is_empty() && scopes.is_empty() {
+                keys.mint(&sub, role, now, ttl_secs)?
+            } else {
+                if role != Role::Operator || cities.is_empty() {
+                    anyhow::bail!("--city and --scope are for operator tokens, and need a --city");
+                }
+                let scopes = if scopes.is_empty() {
+                    vec![Scope::Read]
+                } else {
+                    scopes
+                        .iter()
+                        .map(|s| {
+                            Scope::parse(s).ok_or_else(|| {
+                                anyhow::anyhow!(
+                                    "--scope must be catalog, sales, refunds or read, got {s:?}"
+                                )
+                            })
+                        })
+                        .collect::<anyhow::Result<_>>()?
+                };
+                let grant = Grant::new(cities, scopes)
+                    .map_err(|e| anyhow::anyhow!("{e}: city codes are lower-case, or *"))?;
+                keys.mint_operator(&sub, &grant, now, ttl_secs)?
+            };
+            println!("{token}");
             Ok(())
         }
     }

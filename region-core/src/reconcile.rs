@@ -10,7 +10,7 @@
 //! Payments younger than the grace period are left alone: their checkout
 //! may still be running. What it fixes is counted in metrics and logged.
 
-use crate::auth::Operator;
+use crate::auth::SalesOperator;
 use crate::checkout::machine::PaymentStatus;
 use crate::checkout::record::Unpaid;
 use crate::checkout::{record, settle};
@@ -34,9 +34,17 @@ pub fn router() -> Router<AppState> {
 const OPERATOR_WAIT: Duration = Duration::from_secs(10);
 
 async fn reconcile_now(
-    _op: Operator,
+    op: SalesOperator,
     State(state): State<AppState>,
 ) -> Result<axum::Json<ReconcileReport>, ApiError> {
+    // A pass repairs the whole shard: only a token reaching all its cities
+    // may start one.
+    let cities = sqlx::query_scalar!("SELECT code FROM cities")
+        .fetch_all(&state.db)
+        .await?;
+    for city in &cities {
+        op.check_city(city)?;
+    }
     let started = std::time::Instant::now();
     loop {
         let pass = state

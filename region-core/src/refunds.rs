@@ -8,6 +8,9 @@
 //! Operators retry a FAILED refund or settle it by hand
 //! ([`retry_failed`], [`settle_by_hand`]; the HTTP side is `reports`).
 
+use crate::audit::store::{self as audit, Entry};
+use crate::auth::Operator;
+use crate::ownership::{self, Owned};
 use crate::payments::{GatewayError, PaymentGateway, RefundRequest};
 use rand::Rng;
 use sqlx::PgPool;
@@ -290,31 +293,50 @@ async fn refused(conn: &mut sqlx::PgConnection, refund_id: Uuid) -> anyhow::Resu
 pub async fn retry_failed(
     db: &PgPool,
     refund_id: Uuid,
-    operator: &str,
+    operator: &Operator,
 ) -> anyhow::Result<OperatorAction> {
-    let mut conn = db.acquire().await?;
-    let done = sqlx::query!(
+    let mut tx = db.begin().await?;
+    let before = sqlx::query!(
+        "SELECT r.last_error, r.attempts FROM refunds r WHERE r.id = $1 AND r.status = 'FAILED'
+            FOR UPDATE",
+        refund_id
+    )
+    .fetch_optional(&mut *tx)
+    .await?;
+    let Some(before) = before else {
+        return refused(&mut tx, refund_id).await;
+    };
+    sqlx::query!(
         "UPDATE refunds SET status = 'PENDING', next_attempt_at = now(), retried_by = $2,
                 retried_at = now(), updated_at = now()
-          WHERE id = $1 AND status = 'FAILED'",
+          WHERE id = $1",
         refund_id,
-        operator
+        operator.id
     )
-    .execute(&mut *conn)
-    .await?
-    .rows_affected();
-    if done == 1 {
-        tracing::info!(%refund_id, operator, "failed refund retried by an operator");
-        return Ok(OperatorAction::Done);
-    }
-    refused(&mut conn, refund_id).await
+    .execute(&mut *tx)
+    .await?;
+    let city = ownership::city_of(&mut tx, Owned::Refund(refund_id)).await?;
+    let entry = Entry {
+        action: "refund.retry",
+        target_kind: "refund",
+        target_id: refund_id.to_string(),
+        city: city.as_deref(),
+        before: Some(serde_json::json!({
+            "status": "FAILED", "last_error": before.last_error, "attempts": before.attempts,
+        })),
+        after: Some(serde_json::json!({ "status": "PENDING" })),
+    };
+    audit::record(&mut tx, operator, entry).await?;
+    tx.commit().await?;
+    tracing::info!(%refund_id, operator = %operator.id, "failed refund retried by an operator");
+    Ok(OperatorAction::Done)
 }
 
 /// How an operator settled a refund outside the gateway.
 #[derive(Debug, Clone)]
 pub struct HandSettlement<'a> {
-    /// The operator (token subject).
-    pub operator: &'a str,
+    /// The operator.
+    pub operator: &'a Operator,
     /// Why and how (a bank transfer, cash at the box office ...).
     pub note: &'a str,
     /// The payment's reference outside our gateway calls, if any.
@@ -344,7 +366,7 @@ pub async fn settle_by_hand(
           WHERE r.id = $1 AND r.status = 'FAILED' AND p.id = r.payment_id
          RETURNING r.payment_id, r.booking_id, r.amount_minor, p.show_id, p.user_id, p.currency",
         refund_id,
-        how.operator,
+        how.operator.id,
         how.note,
         how.gateway_reference
     )
@@ -354,9 +376,22 @@ pub async fn settle_by_hand(
         return refused(&mut tx, refund_id).await;
     };
     record_refunded(&mut tx, refund_id, &row, how.gateway_reference, true).await?;
+    let city = ownership::city_of(&mut tx, Owned::Refund(refund_id)).await?;
+    let entry = Entry {
+        action: "refund.settle",
+        target_kind: "refund",
+        target_id: refund_id.to_string(),
+        city: city.as_deref(),
+        before: Some(serde_json::json!({ "status": "FAILED" })),
+        after: Some(serde_json::json!({
+            "status": "SETTLED_MANUALLY", "note": how.note,
+            "gateway_reference": how.gateway_reference, "amount_minor": row.amount_minor,
+        })),
+    };
+    audit::record(&mut tx, how.operator, entry).await?;
     tx.commit().await?;
     metrics::counter!("refunds_settled_manually_total").increment(1);
-    tracing::info!(%refund_id, operator = how.operator, "refund settled by hand");
+    tracing::info!(%refund_id, operator = %how.operator.id, "refund settled by hand");
     Ok(OperatorAction::Done)
 }
 

@@ -48,6 +48,8 @@ const PLACES: &[(&str, usize)] = &[
     ("group_commit", 2),
     ("lease", 2),
     ("reports::store", 2),
+    ("audit::store", 2),
+    ("ownership", 2),
     // Services: the work, across adapters; `state` bundles their parts.
     ("state", 3),
     ("holds::rules", 3),
@@ -78,6 +80,7 @@ const PLACES: &[(&str, usize)] = &[
     ("holds", 4),
     ("bookings", 4),
     ("catalog", 4),
+    ("audit", 4),
     ("catalog::cities", 4),
     ("catalog::venues", 4),
     ("catalog::screens", 4),

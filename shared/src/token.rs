@@ -41,6 +41,115 @@ impl Role {
     }
 }
 
+/// One duty an operator token may carry. Every duty includes reading.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Scope {
+    /// Venues, screens, movies, shows, prices and blocked seats.
+    Catalog,
+    /// Sale settings, show cancellations and the edge's controls.
+    Sales,
+    /// Retrying and settling refunds.
+    Refunds,
+    /// Reading only: bookings, occupancy, reports, the audit log.
+    Read,
+}
+
+impl Scope {
+    /// Every scope, in the order the docs list them.
+    pub const ALL: [Scope; 4] = [Self::Catalog, Self::Sales, Self::Refunds, Self::Read];
+
+    /// The claim's value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Catalog => "catalog",
+            Self::Sales => "sales",
+            Self::Refunds => "refunds",
+            Self::Read => "read",
+        }
+    }
+
+    /// Parses the claim's value.
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|r| r.as_str() == s)
+    }
+}
+
+/// What an operator token reaches: its cities (lower-case codes, or `*`
+/// for every city: the platform's own tools) and its scopes. A token
+/// without a grant reaches nothing: an operator token must say where it
+/// acts.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Grant {
+    /// City codes, or `["*"]`.
+    #[serde(default)]
+    pub cities: Vec<String>,
+    /// Duties.
+    #[serde(default)]
+    pub scopes: Vec<Scope>,
+}
+
+/// The wildcard city of a platform-wide grant.
+pub const ALL_CITIES: &str = "*";
+
+/// Most cities one token may name.
+pub const MAX_GRANT_CITIES: usize = 64;
+
+impl Grant {
+    /// Every city and every scope: the grant of the platform's own tools
+    /// (the demo, loadgen, tests) and of `mint-token` without `--city`.
+    pub fn everything() -> Self {
+        Self {
+            cities: vec![ALL_CITIES.to_owned()],
+            scopes: Scope::ALL.to_vec(),
+        }
+    }
+
+    /// A grant for `cities` with `scopes`, checked: city codes are 2 to 16
+    /// lower-case letters, digits or `-` (or `*`), at most
+    /// [`MAX_GRANT_CITIES`] of them, and at least one city and one scope.
+    pub fn new(cities: Vec<String>, scopes: Vec<Scope>) -> Result<Self, TokenError> {
+        let g = Self { cities, scopes };
+        g.check()?;
+        Ok(g)
+    }
+
+    fn check(&self) -> Result<(), TokenError> {
+        let city_ok = |c: &String| {
+            c == ALL_CITIES
+                || ((2..=16).contains(&c.len())
+                    && c.bytes()
+                        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-'))
+        };
+        if self.cities.is_empty()
+            || self.cities.len() > MAX_GRANT_CITIES
+            || !self.cities.iter().all(city_ok)
+            || self.scopes.is_empty()
+        {
+            return Err(TokenError::BadGrant);
+        }
+        Ok(())
+    }
+
+    /// Whether the grant reaches `city` (compared case-insensitively: the
+    /// shard stores codes as operators typed them).
+    pub fn covers_city(&self, city: &str) -> bool {
+        self.cities
+            .iter()
+            .any(|c| c == ALL_CITIES || c.eq_ignore_ascii_case(city))
+    }
+
+    /// Whether the grant reaches every city.
+    pub fn all_cities(&self) -> bool {
+        self.cities.iter().any(|c| c == ALL_CITIES)
+    }
+
+    /// Whether the grant carries `scope`; every scope includes `read`.
+    pub fn allows(&self, scope: Scope) -> bool {
+        (scope == Scope::Read && !self.scopes.is_empty()) || self.scopes.contains(&scope)
+    }
+}
+
 /// A verified token's claims.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TokenClaims {
@@ -48,6 +157,9 @@ pub struct TokenClaims {
     pub sub: String,
     /// Role.
     pub role: Role,
+    /// An operator's cities and scopes (empty for other roles, and for an
+    /// operator token minted without one: it then reaches nothing).
+    pub grant: Grant,
     /// Expiry, unix seconds.
     pub exp: i64,
     /// Issued at, unix seconds (0 when absent).
@@ -75,6 +187,9 @@ pub enum TokenError {
     /// The role is neither `user` nor `operator`.
     #[error("the token role must be 'user' or 'operator'")]
     BadRole,
+    /// An operator grant names no city or no scope, or a malformed city.
+    #[error("the token's grant must name 1-64 cities and at least one scope")]
+    BadGrant,
 }
 
 /// The one check of a verified token's claims, for the edge and the region
@@ -100,6 +215,8 @@ pub const MAX_LEN: usize = 4096;
 struct Wire {
     sub: String,
     role: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    grant: Option<Grant>,
 }
 
 fn unix(t: Option<DateTime<Utc>>) -> i64 {
@@ -107,7 +224,8 @@ fn unix(t: Option<DateTime<Utc>>) -> i64 {
 }
 
 /// Signs a token for `sub` with `role`, issued at `iat` and expiring at
-/// `exp` (unix seconds).
+/// `exp` (unix seconds). An operator token gets [`Grant::everything`]:
+/// city-scoped tokens come from [`sign_operator_hs256`].
 pub fn sign_hs256(
     secret: &[u8],
     sub: &str,
@@ -115,10 +233,35 @@ pub fn sign_hs256(
     iat: i64,
     exp: i64,
 ) -> Result<String, TokenError> {
+    let grant = (role == Role::Operator).then(Grant::everything);
+    sign(secret, sub, role, grant, iat, exp)
+}
+
+/// Signs an operator token for `sub` reaching only `grant`.
+pub fn sign_operator_hs256(
+    secret: &[u8],
+    sub: &str,
+    grant: &Grant,
+    iat: i64,
+    exp: i64,
+) -> Result<String, TokenError> {
+    grant.check()?;
+    sign(secret, sub, Role::Operator, Some(grant.clone()), iat, exp)
+}
+
+fn sign(
+    secret: &[u8],
+    sub: &str,
+    role: Role,
+    grant: Option<Grant>,
+    iat: i64,
+    exp: i64,
+) -> Result<String, TokenError> {
     let at = |s: i64| DateTime::<Utc>::from_timestamp(s, 0).ok_or(TokenError::Malformed);
     let mut claims = Claims::new(Wire {
         sub: sub.to_owned(),
         role: role.as_str().to_owned(),
+        grant,
     });
     claims.issued_at = Some(at(iat)?);
     claims.expiration = Some(at(exp)?);
@@ -161,9 +304,20 @@ pub fn verify_hs256(
         _ => TokenError::Malformed,
     })?;
     check_claims(&claims.custom.sub, &claims.custom.role)?;
+    let role = Role::parse(&claims.custom.role).ok_or(TokenError::BadRole)?;
+    // Only an operator's grant means anything; a malformed one is refused
+    // outright rather than read as "reaches nothing".
+    let grant = match (&claims.custom.grant, role) {
+        (Some(g), Role::Operator) => {
+            g.check()?;
+            g.clone()
+        }
+        _ => Grant::default(),
+    };
     Ok(TokenClaims {
         sub: claims.custom.sub.clone(),
-        role: Role::parse(&claims.custom.role).ok_or(TokenError::BadRole)?,
+        role,
+        grant,
         exp: unix(claims.expiration),
         iat: unix(claims.issued_at),
     })
@@ -244,6 +398,57 @@ mod tests {
             r#"{"sub":"alice","role":"user"}"#,
         );
         assert_eq!(verify_hs256(b"k", &t, 0, 0), Err(TokenError::Malformed));
+    }
+
+    #[test]
+    fn operator_grants_round_trip_and_scope_what_a_token_reaches() {
+        let g = Grant::new(vec!["mum".into()], vec![Scope::Catalog]).unwrap();
+        let t = sign_operator_hs256(b"k", "op", &g, 1000, 2000).unwrap();
+        let c = verify_hs256(b"k", &t, 1500, 0).unwrap();
+        assert_eq!((c.role, &c.grant), (Role::Operator, &g));
+        assert!(c.grant.covers_city("mum") && c.grant.covers_city("MUM"));
+        assert!(!c.grant.covers_city("nyc") && !c.grant.all_cities());
+        assert!(c.grant.allows(Scope::Catalog) && c.grant.allows(Scope::Read));
+        assert!(!c.grant.allows(Scope::Refunds) && !c.grant.allows(Scope::Sales));
+        // The platform's tools get every city and scope.
+        let t = sign_hs256(b"k", "op", Role::Operator, 1000, 2000).unwrap();
+        let c = verify_hs256(b"k", &t, 1500, 0).unwrap();
+        assert!(c.grant.all_cities() && c.grant.covers_city("nyc"));
+        assert!(Scope::ALL.iter().all(|s| c.grant.allows(*s)));
+        // An operator token without a grant reaches nothing.
+        let t = mint(
+            b"k",
+            r#"{"alg":"HS256"}"#,
+            r#"{"sub":"op","role":"operator","exp":2000}"#,
+        );
+        let c = verify_hs256(b"k", &t, 1500, 0).unwrap();
+        assert!(!c.grant.covers_city("mum") && !c.grant.allows(Scope::Read));
+        // A user's token cannot smuggle a grant in.
+        let t = mint(
+            b"k",
+            r#"{"alg":"HS256"}"#,
+            r#"{"sub":"u","role":"user","exp":2000,"grant":{"cities":["*"],"scopes":["catalog"]}}"#,
+        );
+        assert_eq!(
+            verify_hs256(b"k", &t, 1500, 0).unwrap().grant,
+            Grant::default()
+        );
+        // Malformed grants are refused, minted or received.
+        for (cities, scopes) in [
+            (vec![], vec![Scope::Read]),
+            (vec!["mum".to_owned()], vec![]),
+            (vec!["MUM".to_owned()], vec![Scope::Read]),
+            (vec!["m".to_owned()], vec![Scope::Read]),
+            (vec!["mum;drop".to_owned()], vec![Scope::Read]),
+        ] {
+            assert_eq!(Grant::new(cities, scopes), Err(TokenError::BadGrant));
+        }
+        let t = mint(
+            b"k",
+            r#"{"alg":"HS256"}"#,
+            r#"{"sub":"op","role":"operator","exp":2000,"grant":{"cities":[],"scopes":["read"]}}"#,
+        );
+        assert_eq!(verify_hs256(b"k", &t, 1500, 0), Err(TokenError::BadGrant));
     }
 
     #[test]

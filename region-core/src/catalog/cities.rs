@@ -1,7 +1,8 @@
 //! Cities: created by operators, listed for buyers.
 
 use super::check_name;
-use crate::auth::Operator;
+use crate::audit::store::{self as audit, Entry};
+use crate::auth::CatalogOperator;
 use crate::error::{ApiError, ApiJson};
 use crate::state::AppState;
 use axum::http::StatusCode;
@@ -10,17 +11,19 @@ use shared::CityCode;
 
 #[tracing::instrument(skip_all)]
 pub(super) async fn create_city(
-    _op: Operator,
+    op: CatalogOperator,
     state: axum::extract::State<AppState>,
     ApiJson(req): ApiJson<CreateCity>,
 ) -> Result<(StatusCode, ApiJson<City>), ApiError> {
     check_name("name", &req.name, 200)?;
+    op.check_city(req.code.as_str())?;
+    let mut tx = state.db.begin().await?;
     let res = sqlx::query!(
         "INSERT INTO cities (code, name) VALUES ($1, $2)",
         req.code.as_str(),
         &req.name
     )
-    .execute(&state.db)
+    .execute(&mut *tx)
     .await;
     match res {
         Err(e) if crate::db::is_unique_violation(&e) => Err(ApiError::conflict(
@@ -28,13 +31,23 @@ pub(super) async fn create_city(
             format!("city {} already exists", req.code),
         )),
         Err(e) => Err(e.into()),
-        Ok(_) => Ok((
-            StatusCode::CREATED,
-            ApiJson(City {
+        Ok(_) => {
+            let city = City {
                 code: req.code,
                 name: req.name,
-            }),
-        )),
+            };
+            let entry = Entry {
+                action: "city.create",
+                target_kind: "city",
+                target_id: city.code.to_string(),
+                city: Some(city.code.as_str()),
+                before: None,
+                after: Some(serde_json::to_value(&city).map_err(anyhow::Error::from)?),
+            };
+            audit::record(&mut tx, &op, entry).await?;
+            tx.commit().await?;
+            Ok((StatusCode::CREATED, ApiJson(city)))
+        }
     }
 }
 

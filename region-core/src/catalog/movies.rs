@@ -3,7 +3,8 @@
 //! shard keeps a copy under the global id (`crate::catalog_client`).
 
 use super::check_name;
-use crate::auth::Operator;
+use crate::audit::store::{self as audit, Entry};
+use crate::auth::CatalogOperator;
 use crate::error::{ApiError, ApiJson};
 use crate::state::AppState;
 use axum::http::StatusCode;
@@ -28,24 +29,42 @@ pub fn check_movie(req: &CreateMovie) -> Result<(), ApiError> {
 
 #[tracing::instrument(skip_all)]
 pub(super) async fn create_movie(
-    op: Operator,
+    op: CatalogOperator,
     state: axum::extract::State<AppState>,
     ApiJson(req): ApiJson<CreateMovie>,
 ) -> Result<(StatusCode, ApiJson<Movie>), ApiError> {
     check_movie(&req)?;
-    if let Some(catalog) = &state.catalog {
-        let movie = catalog.create_movie(&state.db, &op.id, &req).await?;
-        return Ok((StatusCode::CREATED, ApiJson(movie)));
-    }
-    let id = Uuid::now_v7();
-    sqlx::query!(
-        "INSERT INTO movies (id, title, duration_minutes, language) VALUES ($1, $2, $3, $4)",
-        id,
-        &req.title,
-        i32::from(req.duration_minutes),
-        req.language.as_deref()
-    )
-    .execute(&state.db)
-    .await?;
-    Ok((StatusCode::CREATED, ApiJson(req.into_movie(id))))
+    // With a global catalog, the title is created there (no connection
+    // held across the call); the shard's log says who did it from here.
+    let global = match &state.catalog {
+        Some(catalog) => Some(catalog.create_movie(&state.db, &op.id, &req).await?),
+        None => None,
+    };
+    let mut tx = state.db.begin().await?;
+    let movie = if let Some(movie) = global {
+        movie
+    } else {
+        let id = Uuid::now_v7();
+        sqlx::query!(
+            "INSERT INTO movies (id, title, duration_minutes, language) VALUES ($1, $2, $3, $4)",
+            id,
+            &req.title,
+            i32::from(req.duration_minutes),
+            req.language.as_deref()
+        )
+        .execute(&mut *tx)
+        .await?;
+        req.into_movie(id)
+    };
+    let entry = Entry {
+        action: "movie.create",
+        target_kind: "movie",
+        target_id: movie.id.to_string(),
+        city: None,
+        before: None,
+        after: Some(serde_json::to_value(&movie).map_err(anyhow::Error::from)?),
+    };
+    audit::record(&mut tx, &op, entry).await?;
+    tx.commit().await?;
+    Ok((StatusCode::CREATED, ApiJson(movie)))
 }

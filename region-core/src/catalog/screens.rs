@@ -2,8 +2,10 @@
 //! validated before anything is written.
 
 use super::{check_name, exists};
-use crate::auth::Operator;
+use crate::audit::store::{self as audit, Entry};
+use crate::auth::CatalogOperator;
 use crate::error::{ApiError, ApiJson};
+use crate::ownership::{self, Owned};
 use crate::state::AppState;
 use axum::http::StatusCode;
 use shared::api::{CreateScreen, Screen};
@@ -62,21 +64,20 @@ fn expand_layout(req: &CreateScreen) -> Result<Vec<(String, i32, String)>, ApiEr
 
 #[tracing::instrument(skip_all)]
 pub(super) async fn create_screen(
-    _op: Operator,
+    op: CatalogOperator,
     state: axum::extract::State<AppState>,
     ApiJson(req): ApiJson<CreateScreen>,
 ) -> Result<(StatusCode, ApiJson<Screen>), ApiError> {
     check_name("name", &req.name, 200)?;
     let seats = expand_layout(&req)?;
-    let venue = sqlx::query_scalar!("SELECT id FROM venues WHERE id = $1", req.venue_id)
-        .fetch_optional(&state.db)
-        .await?;
-    if venue.is_none() {
+    let mut conn = state.db.acquire().await?;
+    let Some(city) = ownership::check(&mut conn, &op, Owned::Venue(req.venue_id)).await? else {
         return Err(ApiError::not_found(
             "unknown_venue",
             format!("no venue {}", req.venue_id),
         ));
-    }
+    };
+    drop(conn);
     let id = Uuid::now_v7();
     let mut tx = state.db.begin().await?;
     let res = sqlx::query!(
@@ -124,16 +125,23 @@ pub(super) async fn create_screen(
     )
     .execute(&mut *tx)
     .await?;
-    tx.commit().await?;
     let categories: BTreeSet<String> = seats.into_iter().map(|s| s.2).collect();
-    Ok((
-        StatusCode::CREATED,
-        ApiJson(Screen {
-            id,
-            venue_id: req.venue_id,
-            name: req.name,
-            seat_count: ids.len() as u32,
-            categories: categories.into_iter().collect(),
-        }),
-    ))
+    let screen = Screen {
+        id,
+        venue_id: req.venue_id,
+        name: req.name,
+        seat_count: ids.len() as u32,
+        categories: categories.into_iter().collect(),
+    };
+    let entry = Entry {
+        action: "screen.create",
+        target_kind: "screen",
+        target_id: id.to_string(),
+        city: Some(&city),
+        before: None,
+        after: Some(serde_json::to_value(&screen).map_err(anyhow::Error::from)?),
+    };
+    audit::record(&mut tx, &op, entry).await?;
+    tx.commit().await?;
+    Ok((StatusCode::CREATED, ApiJson(screen)))
 }

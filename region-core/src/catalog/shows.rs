@@ -3,7 +3,8 @@
 //! the venue's time zone.
 
 use super::check_name;
-use crate::auth::Operator;
+use crate::audit::store::{self as audit, Entry};
+use crate::auth::CatalogOperator;
 use crate::error::{ApiError, ApiJson, ApiPath, ApiQuery};
 use crate::state::AppState;
 use axum::http::StatusCode;
@@ -26,7 +27,7 @@ const MAX_SCHEDULE_AHEAD_DAYS: i64 = 3 * 366;
 
 #[tracing::instrument(skip_all)]
 pub(super) async fn create_show(
-    op: Operator,
+    op: CatalogOperator,
     state: axum::extract::State<AppState>,
     ApiJson(req): ApiJson<CreateShow>,
 ) -> Result<(StatusCode, ApiJson<Show>), ApiError> {
@@ -46,6 +47,7 @@ pub(super) async fn create_show(
             format!("no screen {}", req.screen_id),
         ));
     };
+    op.check_city(&screen.city_code)?;
     let categories: Vec<&str> = screen.categories.iter().map(String::as_str).collect();
     check_prices_cover(&categories, &req.prices)?;
     // A global title: the catalog hears that this city shows it (and the
@@ -107,6 +109,15 @@ pub(super) async fn create_show(
     )
     .execute(&mut *tx)
     .await?;
+    let entry = Entry {
+        action: "show.create",
+        target_kind: "show",
+        target_id: id.to_string(),
+        city: Some(&screen.city_code),
+        before: None,
+        after: Some(serde_json::to_value(&req).map_err(anyhow::Error::from)?),
+    };
+    audit::record(&mut tx, &op, entry).await?;
     tx.commit().await?;
     let show = fetch_show(&state, ShowId(id))
         .await?

@@ -2,7 +2,7 @@
 //! of it, and gets the title back to keep its own copy.
 
 use super::CatalogState;
-use crate::auth::Operator;
+use crate::auth::CatalogOperator;
 use crate::error::{ApiError, ApiJson};
 use axum::extract::State;
 use shared::api::{ListMovie, Movie};
@@ -10,12 +10,13 @@ use shared::CityCode;
 
 #[tracing::instrument(skip_all, fields(city = %req.city))]
 pub(super) async fn list(
-    _op: Operator,
+    op: CatalogOperator,
     state: State<CatalogState>,
     ApiJson(req): ApiJson<ListMovie>,
 ) -> Result<ApiJson<Movie>, ApiError> {
     let city = CityCode::parse(&req.city)
         .map_err(|e| ApiError::unprocessable("invalid_field", e.to_string()))?;
+    op.check_city(city.as_str())?;
     let Some(movie) = super::movies::fetch(&state.db, req.movie_id).await? else {
         return Err(ApiError::not_found(
             "unknown_movie",

@@ -2,7 +2,7 @@
 //! them, shards copy them).
 
 use super::CatalogState;
-use crate::auth::Operator;
+use crate::auth::CatalogOperator;
 use crate::error::{ApiError, ApiJson, ApiPath};
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -12,7 +12,7 @@ use uuid::Uuid;
 
 #[tracing::instrument(skip_all)]
 pub(super) async fn create(
-    _op: Operator,
+    _op: CatalogOperator,
     state: State<CatalogState>,
     ApiJson(req): ApiJson<CreateMovie>,
 ) -> Result<(StatusCode, ApiJson<Movie>), ApiError> {

@@ -1,6 +1,6 @@
 //! Operator reads and reports (issue 16), and the two operator actions on
-//! refunds needing attention. Every route takes an operator token (any
-//! operator of the shard: tokens are not yet scoped to a city).
+//! refunds needing attention. Reads take any operator token and show only
+//! the token's cities; the refund actions need the `refunds` scope.
 //!
 //! - `GET /v1/operator/bookings/{number_or_id}`: any buyer's booking with
 //!   its buyer, payment and refund;
@@ -18,9 +18,10 @@
 pub mod sales;
 pub mod store;
 
-use crate::auth::Operator;
+use crate::auth::{ReadOperator, RefundsOperator};
 use crate::bookings::{self, store::BookingStatus};
 use crate::error::{ApiError, ApiJson, ApiPath, ApiQuery};
+use crate::ownership::{self, Owned};
 use crate::refunds::{self, HandSettlement, OperatorAction};
 use crate::state::AppState;
 use axum::extract::State;
@@ -77,7 +78,7 @@ struct OperatorBooking {
 #[tracing::instrument(skip_all, fields(booking = %raw))]
 async fn booking(
     State(state): State<AppState>,
-    _op: Operator,
+    op: ReadOperator,
     ApiPath(raw): ApiPath<String>,
 ) -> Result<ApiJson<OperatorBooking>, ApiError> {
     let r = bookings::parse_ref(&raw)?;
@@ -86,6 +87,7 @@ async fn booking(
     let head = bookings::store::head(&mut conn, &r, false)
         .await?
         .ok_or_else(unknown)?;
+    ownership::check(&mut conn, &op, Owned::Booking(head.id)).await?;
     let booking = bookings::store::load_view(&mut conn, head.id)
         .await?
         .ok_or_else(unknown)?;
@@ -104,9 +106,15 @@ fn show_id(raw: &str) -> Result<Uuid, ApiError> {
     Ok(crate::catalog::parse_show_id(raw)?.0)
 }
 
-async fn known_show(conn: &mut sqlx::PgConnection, raw: &str) -> Result<Uuid, ApiError> {
+/// The show `raw` names, in a city `op` reaches: 404 without one, 403
+/// outside the token's cities.
+async fn known_show(
+    conn: &mut sqlx::PgConnection,
+    op: &ReadOperator,
+    raw: &str,
+) -> Result<Uuid, ApiError> {
     let id = show_id(raw)?;
-    if !store::show_exists(conn, id).await? {
+    if ownership::check(conn, op, Owned::Show(id)).await?.is_none() {
         return Err(ApiError::not_found(
             "unknown_show",
             format!("no show {raw}"),
@@ -126,11 +134,11 @@ struct Occupancy {
 
 async fn occupancy(
     State(state): State<AppState>,
-    _op: Operator,
+    op: ReadOperator,
     ApiPath(raw): ApiPath<String>,
 ) -> Result<ApiJson<Occupancy>, ApiError> {
     let mut conn = state.db.acquire().await?;
-    let show = known_show(&mut conn, &raw).await?;
+    let show = known_show(&mut conn, &op, &raw).await?;
     let now = Utc::now();
     let categories = store::occupancy(&mut conn, show, now).await?;
     let totals = categories.iter().fold(Counts::default(), |t, c| Counts {
@@ -177,7 +185,7 @@ fn booking_status(raw: &str) -> Result<BookingStatus, ApiError> {
 
 async fn show_bookings(
     State(state): State<AppState>,
-    _op: Operator,
+    op: ReadOperator,
     ApiPath(raw): ApiPath<String>,
     ApiQuery(q): ApiQuery<ShowBookingsQuery>,
 ) -> Result<ApiJson<ShowBookings>, ApiError> {
@@ -196,7 +204,7 @@ async fn show_bookings(
         })
         .transpose()?;
     let mut conn = state.db.acquire().await?;
-    let show = known_show(&mut conn, &raw).await?;
+    let show = known_show(&mut conn, &op, &raw).await?;
     if let Some(after) = after {
         if !store::cursor_exists(&mut conn, show, after).await? {
             return Err(ApiError::unprocessable(
@@ -256,7 +264,7 @@ fn wants_csv(format: Option<&str>, headers: &HeaderMap) -> Result<bool, ApiError
 
 async fn sales_report(
     State(state): State<AppState>,
-    _op: Operator,
+    op: ReadOperator,
     headers: HeaderMap,
     ApiQuery(q): ApiQuery<SalesQuery>,
 ) -> Result<Response, ApiError> {
@@ -277,7 +285,8 @@ async fn sales_report(
     })?;
     let csv = wants_csv(q.format.as_deref(), &headers)?;
     let mut conn = state.db.acquire().await?;
-    let rows = store::sales_rows(&mut conn, from, to).await?;
+    let cities = op.city_filter();
+    let rows = store::sales_rows(&mut conn, from, to, cities.as_deref()).await?;
     let (lines, totals) = sales::fold(&rows, group);
     if csv {
         let name = format!("attachment; filename=\"sales-{group_raw}-{from}-{to}.csv\"");
@@ -319,7 +328,7 @@ struct RefundList {
 
 async fn list_refunds(
     State(state): State<AppState>,
-    _op: Operator,
+    op: ReadOperator,
     ApiQuery(q): ApiQuery<RefundsQuery>,
 ) -> Result<ApiJson<RefundList>, ApiError> {
     let limit = limit(q.limit)?;
@@ -334,7 +343,8 @@ async fn list_refunds(
         }
     };
     let mut conn = state.db.acquire().await?;
-    let refunds = store::refunds_in(&mut conn, &statuses, limit).await?;
+    let cities = op.city_filter();
+    let refunds = store::refunds_in(&mut conn, &statuses, cities.as_deref(), limit).await?;
     Ok(ApiJson(RefundList { refunds }))
 }
 
@@ -366,6 +376,17 @@ fn refused(raw: &str, action: OperatorAction, what: &str) -> ApiError {
     }
 }
 
+/// 403 for a refund in a city the token does not reach.
+async fn check_refund_city(
+    state: &AppState,
+    op: &RefundsOperator,
+    id: Uuid,
+) -> Result<(), ApiError> {
+    let mut conn = state.db.acquire().await?;
+    ownership::check(&mut conn, op, Owned::Refund(id)).await?;
+    Ok(())
+}
+
 /// What an action answers: the refund as it is now.
 async fn refund_now(state: &AppState, id: Uuid) -> Result<ApiJson<RefundDetail>, ApiError> {
     let mut conn = state.db.acquire().await?;
@@ -378,11 +399,12 @@ async fn refund_now(state: &AppState, id: Uuid) -> Result<ApiJson<RefundDetail>,
 #[tracing::instrument(skip_all, fields(refund = %raw, operator = %op.id))]
 async fn retry_refund(
     State(state): State<AppState>,
-    op: Operator,
+    op: RefundsOperator,
     ApiPath(raw): ApiPath<String>,
 ) -> Result<ApiJson<RefundDetail>, ApiError> {
     let id = refund_id(&raw)?;
-    match refunds::retry_failed(&state.db, id, &op.id).await? {
+    check_refund_city(&state, &op, id).await?;
+    match refunds::retry_failed(&state.db, id, &op).await? {
         OperatorAction::Done => {
             state.refund_kick.notify_one();
             refund_now(&state, id).await
@@ -401,11 +423,12 @@ struct SettleBody {
 #[tracing::instrument(skip_all, fields(refund = %raw, operator = %op.id))]
 async fn settle_refund(
     State(state): State<AppState>,
-    op: Operator,
+    op: RefundsOperator,
     ApiPath(raw): ApiPath<String>,
     ApiJson(body): ApiJson<SettleBody>,
 ) -> Result<ApiJson<RefundDetail>, ApiError> {
     let id = refund_id(&raw)?;
+    check_refund_city(&state, &op, id).await?;
     let note = body.note.trim();
     shared::text::check_line("note", note, 1000)
         .map_err(|e| ApiError::unprocessable("invalid_field", e.to_string()))?;
@@ -415,7 +438,7 @@ async fn settle_refund(
             .map_err(|e| ApiError::unprocessable("invalid_field", e.to_string()))?;
     }
     let how = HandSettlement {
-        operator: &op.id,
+        operator: &op,
         note,
         gateway_reference: reference,
     };

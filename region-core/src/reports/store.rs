@@ -263,6 +263,7 @@ pub async fn sales_rows(
     conn: &mut PgConnection,
     from: NaiveDate,
     to: NaiveDate,
+    cities: Option<&[String]>,
 ) -> Result<Vec<SalesRow>, sqlx::Error> {
     // The UTC bounds (a day wider on each side than any time zone's
     // offset) let the index on created_at find the candidates; the local
@@ -291,9 +292,11 @@ pub async fn sales_rows(
             WHERE b.created_at >= (($1::date - 1)::timestamp AT TIME ZONE 'UTC')
               AND b.created_at < (($2::date + 2)::timestamp AT TIME ZONE 'UTC')
               AND (b.created_at AT TIME ZONE v.time_zone)::date BETWEEN $1 AND $2
+              AND ($3::text[] IS NULL OR v.city_code = ANY($3))
             GROUP BY 1, b.show_id, m.title, sh.starts_at, b.currency"#,
         from,
-        to
+        to,
+        cities
     )
     .fetch_all(conn)
     .await?;
@@ -354,6 +357,7 @@ pub struct AttentionRefund {
 pub async fn refunds_in(
     conn: &mut PgConnection,
     statuses: &[String],
+    cities: Option<&[String]>,
     limit: i64,
 ) -> Result<Vec<AttentionRefund>, sqlx::Error> {
     sqlx::query_as!(
@@ -366,10 +370,15 @@ pub async fn refunds_in(
              JOIN payments p ON p.id = r.payment_id
              LEFT JOIN bookings b ON b.id = r.booking_id
             WHERE r.status = ANY($1)
+              AND ($3::text[] IS NULL OR EXISTS (
+                    SELECT 1 FROM shows sh JOIN screens sc ON sc.id = sh.screen_id
+                      JOIN venues v ON v.id = sc.venue_id
+                     WHERE sh.id = p.show_id AND v.city_code = ANY($3)))
             ORDER BY r.created_at, r.id
             LIMIT $2"#,
         statuses,
-        limit
+        limit,
+        cities
     )
     .fetch_all(conn)
     .await
