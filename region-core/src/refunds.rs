@@ -404,7 +404,8 @@ async fn fail(
 ) -> anyhow::Result<()> {
     let mut tx = db.begin().await?;
     let done = sqlx::query!(
-        "UPDATE refunds SET status = 'FAILED', last_error = $2, updated_at = now()
+        "UPDATE refunds SET status = 'FAILED', last_error = $2, attempts = attempts + 1,
+                updated_at = now()
           WHERE id = $1 AND status = 'PENDING'",
         refund_id,
         why

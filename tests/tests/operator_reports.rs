@@ -6,10 +6,10 @@
 //! worker leaves it alone); every bad input a 4xx JSON error that changes
 //! nothing, and a buyer's token refused.
 //!
-//! The sandbox has no permanent refund refusal (`refunds_fail_next`
-//! answers 503, which the worker retries for ever), so the tests make a
-//! refund FAILED in SQL, as test setup only: the gateway keeps failing it
-//! meanwhile, so nothing is refunded behind the test's back.
+//! A refund fails for good through the sandbox's `refunds_refuse_next`
+//! fault (a 400 the refund worker does not retry), as it would at a real
+//! gateway; `refunds_fail_next` (503s, retried for ever) keeps a refund
+//! PENDING.
 
 use chrono::{Duration as Span, Utc};
 use e2e::money::{self, assert_money_safe};
@@ -515,30 +515,25 @@ async fn gateway_refunds(app: &TestApp) -> Vec<(String, i64)> {
     out
 }
 
-/// Cancels `booking` while the gateway answers every refund with a 503,
-/// waits until the worker has tried it, then (test setup, see the module
-/// comment) marks it FAILED as a permanent refusal would. Its refund id.
+/// Cancels `booking` while the gateway refuses the next refund for good,
+/// and waits until the worker has marked it FAILED. Its refund id.
 async fn failed_refund(app: &TestApp, who: &str, booking: &str) -> String {
+    money::set_gateway_faults(app, json!({"refunds_refuse_next": 1}))
+        .await
+        .expect("faults");
     cancel(app, who, booking).await;
-    let tried = eventually(REFUNDS_LAND, || async {
-        refund_of(app, booking).await["attempts"].as_i64() >= Some(1)
+    let failed = eventually(REFUNDS_LAND, || async {
+        refund_of(app, booking).await["status"] == "FAILED"
     })
     .await;
-    assert!(tried, "the worker never tried the refund of {booking}");
-    let pending = refund_of(app, booking).await;
-    assert_eq!(pending["status"], "PENDING");
-    assert!(pending["last_error"].is_string(), "{pending}");
-    let id = str_of(&pending, "id").to_owned();
-    sqlx::query(
-        "UPDATE refunds SET status = 'FAILED',
-                last_error = 'gateway refused the refund (HTTP 400): test setup'
-          WHERE id = $1::uuid",
-    )
-    .bind(&id)
-    .execute(&app.db)
-    .await
-    .expect("refund FAILED");
-    id
+    let refund = refund_of(app, booking).await;
+    assert!(failed, "the worker never gave up on the refund: {refund}");
+    assert_eq!(refund["attempts"], 1, "a refusal is not retried: {refund}");
+    assert!(
+        str_of(&refund, "last_error").contains("refund_refused"),
+        "{refund}"
+    );
+    str_of(&refund, "id").to_owned()
 }
 
 #[tokio::test]
@@ -553,9 +548,6 @@ async fn failed_refunds_are_retried_or_settled_by_hand() {
         str_of(&b2, "number"),
         str_of(&b3, "number"),
     );
-    money::set_gateway_faults(&app, json!({"refunds_fail_next": 100_000}))
-        .await
-        .expect("faults");
     let r1 = failed_refund(&app, "u1", n1).await;
     let r2 = failed_refund(&app, "u2", n2).await;
 
@@ -573,7 +565,7 @@ async fn failed_refunds_are_retried_or_settled_by_hand() {
     assert_eq!(first["amount_minor"], PRICE);
     assert_eq!(first["currency"], "INR");
     assert!(first["attempts"].as_i64() >= Some(1));
-    assert!(str_of(first, "last_error").contains("test setup"));
+    assert!(str_of(first, "last_error").contains("refund_refused"));
     assert!(first["age_seconds"].as_i64() >= Some(0));
     let (_, pending) = op_get(&app, "/v1/operator/refunds?status=PENDING").await;
     assert_eq!(pending["refunds"], json!([]));
@@ -643,6 +635,36 @@ async fn failed_refunds_are_retried_or_settled_by_hand() {
     .await
     .expect("outbox");
     assert_eq!(told, 1);
+    // Both actions are in the audit log once each, with before and after;
+    // the refused ones left nothing there.
+    let (s, log) = op_get(&app, "/v1/operator/audit?target_kind=refund").await;
+    assert_eq!(s, 200, "{log}");
+    let acts: Vec<(&str, &str, &str, &str)> = log["entries"]
+        .as_array()
+        .expect("entries")
+        .iter()
+        .map(|e| {
+            (
+                str_of(e, "action"),
+                str_of(e, "target_id"),
+                str_of(&e["before"], "status"),
+                str_of(&e["after"], "status"),
+            )
+        })
+        .collect();
+    assert_eq!(
+        acts,
+        [
+            ("refund.settle", r2.as_str(), "FAILED", "SETTLED_MANUALLY"),
+            ("refund.retry", r1.as_str(), "FAILED", "PENDING"),
+        ],
+        "{log}"
+    );
+    assert_eq!(
+        log["entries"][0]["after"]["note"],
+        "bank transfer by finance"
+    );
+    assert_eq!(log["entries"][0]["actor"], "operator-1");
 
     // A PENDING refund (the gateway failing it again) is neither settled
     // by hand nor retried: it may be in flight.

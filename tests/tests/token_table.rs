@@ -66,6 +66,24 @@ fn table() -> Vec<(&'static str, String, bool)> {
             sign(b"not-the-secret-at-all", hs, &claims("alice", "user", 600)),
             false,
         ),
+        (
+            "operator with a grant",
+            sign(SECRET.as_bytes(), hs, &{
+                let mut c = claims("op", "operator", 600);
+                c["grant"] = json!({"cities": ["mum"], "scopes": ["read"]});
+                c
+            }),
+            true,
+        ),
+        (
+            "operator with an empty grant",
+            sign(SECRET.as_bytes(), hs, &{
+                let mut c = claims("op", "operator", 600);
+                c["grant"] = json!({"cities": [], "scopes": ["read"]});
+                c
+            }),
+            false,
+        ),
         ("garbage", "a.b.c".into(), false),
         (
             "very long",

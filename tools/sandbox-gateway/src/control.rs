@@ -27,6 +27,7 @@ pub(crate) fn router() -> Router<AppState> {
 #[serde(deny_unknown_fields)]
 struct SetFaults {
     refunds_fail_next: Option<u32>,
+    refunds_refuse_next: Option<u32>,
     fault_rate: Option<f64>,
 }
 
@@ -51,6 +52,9 @@ async fn set_faults(State(app): State<AppState>, body: Bytes) -> Response {
         let mut books = app.books();
         if let Some(n) = set.refunds_fail_next {
             books.faults.set_refunds_fail_next(n);
+        }
+        if let Some(n) = set.refunds_refuse_next {
+            books.faults.set_refunds_refuse_next(n);
         }
         if let Some(rate) = set.fault_rate {
             books.faults.set_fault_rate(rate);

@@ -1,5 +1,6 @@
 //! Fault injection: the payment-method tokens (like Stripe's test cards),
-//! the random faults of `fault_rate`, and the `refunds_fail_next` counter.
+//! the random faults of `fault_rate`, and the `refunds_fail_next` and
+//! `refunds_refuse_next` counters.
 //! Pure decisions over the attempt number and a seeded RNG.
 
 use rand::rngs::StdRng;
@@ -72,6 +73,7 @@ const RANDOM_FAULTS: [Fault; 4] = [
 pub(crate) struct FaultSettings {
     fault_rate: f64,
     refunds_fail_next: u32,
+    refunds_refuse_next: u32,
     rng: StdRng,
 }
 
@@ -79,6 +81,7 @@ pub(crate) struct FaultSettings {
 #[derive(Debug, Clone, Serialize)]
 pub(crate) struct FaultView {
     refunds_fail_next: u32,
+    refunds_refuse_next: u32,
     fault_rate: f64,
 }
 
@@ -88,6 +91,7 @@ impl FaultSettings {
         Self {
             fault_rate,
             refunds_fail_next: 0,
+            refunds_refuse_next: 0,
             rng: seed.map_or_else(StdRng::from_entropy, StdRng::seed_from_u64),
         }
     }
@@ -132,6 +136,23 @@ impl FaultSettings {
         }
     }
 
+    /// True if this refund request must be refused for good (and counts
+    /// it down).
+    pub(crate) fn take_refund_refusal(&mut self) -> bool {
+        if self.refunds_refuse_next > 0 {
+            self.refunds_refuse_next -= 1;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Makes the next `n` refund requests be refused (a 400: the gateway
+    /// will not refund this, as when the merchant's balance is short).
+    pub(crate) fn set_refunds_refuse_next(&mut self, n: u32) {
+        self.refunds_refuse_next = n;
+    }
+
     /// Makes the next `n` refund requests fail.
     pub(crate) fn set_refunds_fail_next(&mut self, n: u32) {
         self.refunds_fail_next = n;
@@ -146,6 +167,7 @@ impl FaultSettings {
     pub(crate) fn view(&self) -> FaultView {
         FaultView {
             refunds_fail_next: self.refunds_fail_next,
+            refunds_refuse_next: self.refunds_refuse_next,
             fault_rate: self.fault_rate,
         }
     }

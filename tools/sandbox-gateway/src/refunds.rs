@@ -1,5 +1,6 @@
 //! Refunds: `POST /v1/refunds`, full or partial, never more than what is
-//! left of a succeeded intent; and the `refunds_fail_next` fault.
+//! left of a succeeded intent; and the `refunds_fail_next` and
+//! `refunds_refuse_next` faults.
 
 use crate::error::ApiError;
 use crate::idempotency::{self, Outcome};
@@ -51,6 +52,18 @@ async fn create(State(app): State<AppState>, headers: HeaderMap, body: Bytes) ->
     if app.books().faults.take_refund_failure() {
         tracing::info!(reference = %refund.reference, "injecting a refund failure");
         return ApiError::unavailable(StatusCode::SERVICE_UNAVAILABLE).into_response();
+    }
+    // A refusal for good (a 400 the same request would get again), also
+    // before the idempotency store: like a gateway's validation error it
+    // records nothing, so an operator's retry after the cause is fixed
+    // (the fault switched off) goes through under the same key.
+    if app.books().faults.take_refund_refusal() {
+        tracing::info!(reference = %refund.reference, "injecting a refund refusal");
+        return ApiError::invalid_request(
+            "refund_refused",
+            "The refund was refused (sandbox fault refunds_refuse_next).",
+        )
+        .into_response();
     }
     idempotency::run(&app, key, ENDPOINT, value, |_attempt| async {
         Outcome::Final(execute(&app, refund))
