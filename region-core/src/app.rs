@@ -153,8 +153,14 @@ fn redlock(settings: &Settings) -> anyhow::Result<Option<Redlock>> {
     if settings.redlock_urls.is_empty() {
         return Ok(None);
     }
+    // A server that forgot its locks is trusted again once the longest
+    // lock (a hold with its one extension) could have expired.
+    let window = settings.hold_ttl()
+        + Duration::from_secs(settings.hold_extension_secs)
+        + Duration::from_secs(1);
     let redlock = Redlock::new(&settings.redlock_urls, settings.redis_timeout())
-        .context("configuring REGION_REDLOCK_URLS")?;
+        .context("configuring REGION_REDLOCK_URLS")?
+        .with_recovery_window(window);
     tracing::info!(
         servers = redlock.len(),
         quorum = redlock.quorum(),

@@ -84,6 +84,11 @@ pub async fn reassert(
     }
     if since.is_none() {
         full_pass(db, redis, now, (&mut locks, &mut maps), &mut wanted).await?;
+        // Last in the batch: each lock server it reaches holds every live
+        // lock again, so one that had restarted empty may grant at once.
+        if redis.redlock().is_some() {
+            crate::redlock::Redlock::mark_reasserted(&mut locks);
+        }
     } else {
         for show in &shows {
             RedisPath::seatmap_drop_into(&mut maps, shared::ShowId(*show));

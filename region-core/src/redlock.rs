@@ -10,7 +10,12 @@
 //!   or Redis is reported down (no majority answered, which feeds the
 //!   breaker and moves the shard to the Postgres-only path);
 //! - release and re-assertion go to every server; extension and
-//!   re-assertion count only with a majority.
+//!   re-assertion count only with a majority;
+//! - a server that restarted empty (or was flushed) is not trusted to
+//!   grant until every lock it forgot has expired (the Redis
+//!   documentation's "delayed restart", done by the clients: see
+//!   [`Memory`]), or until a full re-assertion from Postgres has given it
+//!   back every live hold.
 //!
 //! Written here rather than taken from a crate: the Redlock crates lock
 //! one resource under a random value of their own, while a hold takes
@@ -45,6 +50,39 @@ enum ServerError {
 /// answer in a millisecond.
 const DOWN_FOR: Duration = Duration::from_secs(1);
 
+/// The key naming a lock server's memory: a random id set by the first
+/// client to see the server, so a server that comes back without its keys
+/// (restarted without persistence, flushed, replaced) comes back with
+/// another id. A full re-assertion from Postgres writes an id starting
+/// with [`REASSERTED`]: that server's memory is complete again.
+pub const MEMORY_KEY: &str = "redlock:memory";
+
+/// The prefix of a memory id written by a full re-assertion.
+pub const REASSERTED: &str = "reasserted:";
+
+/// Sets the memory id if the server has none, and returns it.
+const MEMORY_LUA: &str = r"
+redis.call('SET', KEYS[1], ARGV[1], 'NX')
+return redis.call('GET', KEYS[1])
+";
+
+/// What a client knows of one server's memory. A server whose id changed
+/// under the client has forgotten locks: its grants do not count until
+/// the longest lock could have expired (the recovery window), or until
+/// its id says a full re-assertion refilled it. A client meeting a
+/// server for the first time cannot tell (this is the gap that remains:
+/// a replica started while a server is recovering trusts it; Postgres'
+/// second line still refuses the double hold, docs/adr/0017).
+#[derive(Debug, Default)]
+struct Memory {
+    /// The id last seen; `None` before the first look.
+    seen: Option<String>,
+    /// Grants count from then on; `None`: trusted.
+    untrusted_until: Option<Instant>,
+    /// Whether the current connection has looked.
+    looked: bool,
+}
+
 /// Which servers a call goes to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Reach {
@@ -66,6 +104,9 @@ struct Server {
     // std RwLock: only held to clone or replace the handle, never across
     // an `.await`.
     conn: RwLock<Option<ConnectionManager>>,
+    /// Its memory id as this client knows it (std Mutex, never held across
+    /// an `.await`).
+    memory: Mutex<Memory>,
 }
 
 /// The seat locks over independent Redis servers, with majority quorum.
@@ -77,7 +118,14 @@ pub struct Redlock {
     release: Script,
     extend: Script,
     assert_hold: Script,
+    memory: Script,
+    /// How long a server that forgot its locks is not trusted to grant:
+    /// the longest a lock can live.
+    recovery_window: Duration,
 }
+
+/// The recovery window when none is set: longer than any hold here.
+const DEFAULT_RECOVERY_WINDOW: Duration = Duration::from_secs(30 * 60);
 
 /// What a majority said to an acquisition.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -187,6 +235,42 @@ impl Server {
         *self.down_until.lock().unwrap_or_else(|p| p.into_inner()) =
             Some(Instant::now() + DOWN_FOR);
         *self.conn.write().unwrap_or_else(|p| p.into_inner()) = None;
+        // The next connection may reach a restarted server: look again.
+        self.memory.lock().unwrap_or_else(|p| p.into_inner()).looked = false;
+    }
+
+    /// Whether this server's memory must be looked at before its grants
+    /// count: not yet on this connection, or still untrusted (a full
+    /// re-assertion may have refilled it since).
+    fn must_look(&self) -> bool {
+        let m = self.memory.lock().unwrap_or_else(|p| p.into_inner());
+        !m.looked || m.untrusted_until.is_some()
+    }
+
+    /// Records the memory id just read; returns whether grants count.
+    fn saw_memory(&self, id: &str, window: Duration) -> bool {
+        let now = Instant::now();
+        let mut m = self.memory.lock().unwrap_or_else(|p| p.into_inner());
+        m.looked = true;
+        if m.seen.as_deref() != Some(id) {
+            if id.starts_with(REASSERTED) {
+                m.untrusted_until = None;
+            } else if m.seen.is_some() {
+                tracing::warn!(
+                    server = %self.addr,
+                    ?window,
+                    "redlock server came back without its locks; its grants do not count until they could have expired"
+                );
+                metrics::counter!("redlock_server_amnesia_total", "server" => self.addr.clone())
+                    .increment(1);
+                m.untrusted_until = Some(now + window);
+            }
+            m.seen = Some(id.to_owned());
+        }
+        if m.untrusted_until.is_some_and(|until| now >= until) {
+            m.untrusted_until = None;
+        }
+        m.untrusted_until.is_none()
     }
 }
 
@@ -208,6 +292,7 @@ impl Redlock {
                     client,
                     down_until: Mutex::new(None),
                     conn: RwLock::new(None),
+                    memory: Mutex::new(Memory::default()),
                 })
             })
             .collect::<redis::RedisResult<Vec<_>>>()?;
@@ -219,7 +304,26 @@ impl Redlock {
             release: Script::new(RELEASE_LUA),
             extend: Script::new(EXTEND_LUA),
             assert_hold: Script::new(ASSERT_LUA),
+            memory: Script::new(MEMORY_LUA),
+            recovery_window: DEFAULT_RECOVERY_WINDOW,
         })
+    }
+
+    /// Sets how long a server that forgot its locks is not trusted to
+    /// grant: the longest a lock can live (a hold's TTL plus its
+    /// extension). Zero is the negative control of the restart test.
+    pub fn with_recovery_window(mut self, window: Duration) -> Self {
+        self.recovery_window = window;
+        self
+    }
+
+    /// Appends to a full re-assertion's pipeline the mark that each
+    /// server it reaches now holds every live lock again.
+    pub fn mark_reasserted(pipe: &mut redis::Pipeline) {
+        pipe.cmd("SET")
+            .arg(MEMORY_KEY)
+            .arg(format!("{REASSERTED}{}", uuid::Uuid::new_v4()))
+            .ignore();
     }
 
     /// Negative control ONLY (`REGION_UNSAFE_REDLOCK_QUORUM`): grants with
@@ -284,13 +388,22 @@ impl Redlock {
         F: Fn(ConnectionManager) -> Fut,
         Fut: Future<Output = redis::RedisResult<T>>,
     {
+        self.on_each(reach, |_, c| op(c)).await
+    }
+
+    /// [`Self::on_all`] with the server passed to `op` too.
+    async fn on_each<'s, T, F, Fut>(&'s self, reach: Reach, op: F) -> Vec<Result<T, ServerError>>
+    where
+        F: Fn(&'s Server, ConnectionManager) -> Fut,
+        Fut: Future<Output = redis::RedisResult<T>>,
+    {
         let op = &op;
         join_all(self.servers.iter().map(|server| async move {
             if reach == Reach::Up && server.is_left_out() {
                 return Err(ServerError::Skipped);
             }
             let res = match self.connect(server).await {
-                Ok(conn) => match tokio::time::timeout(self.timeout, op(conn)).await {
+                Ok(conn) => match tokio::time::timeout(self.timeout, op(server, conn)).await {
                     Ok(Ok(v)) => Ok(v),
                     Ok(Err(e)) => Err(ServerError::Redis(e)),
                     Err(_) => Err(ServerError::Timeout),
@@ -337,16 +450,34 @@ impl Redlock {
         let started = Instant::now();
         let px = ttl.as_millis().max(1) as u64;
         let answers = self
-            .on_all(Reach::Up, |mut c| {
+            .on_each(Reach::Up, |server, mut c| {
                 let mut inv = self.acquire.prepare_invoke();
                 for k in keys {
                     inv.key(k);
                 }
                 inv.arg(value).arg(px);
-                async move { inv.invoke_async::<Vec<usize>>(&mut c).await }
+                let look = server.must_look().then(|| {
+                    let mut m = self.memory.prepare_invoke();
+                    m.key(MEMORY_KEY).arg(uuid::Uuid::new_v4().to_string());
+                    m
+                });
+                async move {
+                    let trusted = match look {
+                        Some(m) => {
+                            let id: String = m.invoke_async(&mut c).await?;
+                            server.saw_memory(&id, self.recovery_window)
+                        }
+                        None => true,
+                    };
+                    // Its keys are set either way (they help it catch
+                    // up); an untrusted server's grant just doesn't count.
+                    let taken = inv.invoke_async::<Vec<usize>>(&mut c).await?;
+                    Ok(trusted.then_some(taken))
+                }
             })
             .await;
-        let answers: Vec<Option<Vec<usize>>> = answers.into_iter().map(Result::ok).collect();
+        let answers: Vec<Option<Vec<usize>>> =
+            answers.into_iter().map(|a| a.ok().flatten()).collect();
         let answered = answers.iter().flatten().count();
         let verdict = tally(&answers, self.quorum, started.elapsed(), ttl);
         if verdict == Verdict::Granted {

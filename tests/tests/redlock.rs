@@ -14,6 +14,13 @@
 //!   grant to someone else. Its negative control sets the quorum to one
 //!   server (`REGION_UNSAFE_REDLOCK_QUORUM`) and sees the same seats
 //!   locked twice.
+//! - A lock server that restarts empty forgets the locks it held: two of
+//!   the three restart after a hold was granted by a majority that
+//!   included them, and a second client asks for the same seat. The
+//!   restarted servers' grants don't count until the longest lock could
+//!   have expired, so it is refused; its negative control (no recovery
+//!   window) sees the seat locked twice. A full re-assertion's mark makes
+//!   them trusted again at once.
 //! - Start-up refuses any count of lock servers but 3 or 5.
 //!
 //! (docs/adr/0017.)
@@ -251,5 +258,84 @@ async fn only_three_or_five_lock_servers_pass_the_start_up_check() {
     assert!(
         err.to_string().contains("REGION_UNSAFE_REDLOCK_QUORUM"),
         "{err}"
+    );
+}
+
+/// One lock server restarted empty, one a hold's majority never reached:
+/// together they could grant `h1`'s seat to `h2`. Returns whether they
+/// did (tries for a few seconds, as a client would retry).
+async fn granted_twice_after_a_restart(window: Duration) -> bool {
+    use region_core::redlock::Redlock;
+    let mut servers = three_servers();
+    let lock = Redlock::new(&urls(&servers), Duration::from_millis(200))
+        .expect("redlock")
+        .with_recovery_window(window);
+    let ttl = Duration::from_secs(30);
+    let key = format!("seat:{{{}}}:A1", Uuid::new_v4());
+    // The client meets all three (a first sight is trusted).
+    let warm = format!("seat:{{{}}}:Z9", Uuid::new_v4());
+    assert_eq!(lock.acquire(&[warm], "warm", ttl).await, Ok(vec![]));
+    // h1 is granted by a majority of two: the third is down.
+    servers[2].kill();
+    let got = eventually(Duration::from_secs(5), || async {
+        lock.acquire(std::slice::from_ref(&key), "h1", ttl).await == Ok(vec![])
+    })
+    .await;
+    assert!(got, "h1 should be granted by the two servers that are up");
+    // The third comes back, and one of h1's majority restarts empty.
+    servers[2].restart().expect("restart");
+    servers[1].restart().expect("restart");
+    let deadline = std::time::Instant::now() + Duration::from_secs(4);
+    while std::time::Instant::now() < deadline {
+        if lock.acquire(std::slice::from_ref(&key), "h2", ttl).await == Ok(vec![]) {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // The server that kept its memory still says h1.
+    let mut c = redis::Client::open(servers[0].url())
+        .expect("client")
+        .get_multiplexed_async_connection()
+        .await
+        .expect("connect");
+    let owner: Option<String> = redis::cmd("GET")
+        .arg(&key)
+        .query_async(&mut c)
+        .await
+        .expect("get");
+    assert_eq!(owner.as_deref(), Some("h1"));
+
+    // A full re-assertion (here its mark alone) makes the restarted ones
+    // trusted at once: a free seat is granted through them again.
+    servers[0].kill();
+    let mut pipe = redis::pipe();
+    Redlock::mark_reasserted(&mut pipe);
+    let marked = eventually(Duration::from_secs(5), || async {
+        lock.pipe_on_all(&pipe).await.is_ok()
+    })
+    .await;
+    assert!(marked, "the mark should reach the two servers that are up");
+    let free = format!("seat:{{{}}}:B1", Uuid::new_v4());
+    let after = eventually(Duration::from_secs(5), || async {
+        lock.acquire(std::slice::from_ref(&free), "h3", ttl).await == Ok(vec![])
+    })
+    .await;
+    assert!(after, "re-asserted servers should grant again");
+    false
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_restarted_empty_does_not_grant_a_held_seat_again() {
+    assert!(
+        !granted_twice_after_a_restart(Duration::from_secs(60)).await,
+        "a seat was granted twice through a lock server that restarted empty"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn negative_control_without_a_recovery_window_a_seat_is_granted_twice() {
+    assert!(
+        granted_twice_after_a_restart(Duration::ZERO).await,
+        "without the recovery window the restarted servers should grant h2 (the gap this closes)"
     );
 }
