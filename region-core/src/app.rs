@@ -26,7 +26,7 @@ use crate::state::AppState;
 use crate::{
     audit, bookings, catalog, checkins, checkout, health, holds, live, mail, notifier, outbox,
     path_switch, payments, pool_sampler, reconcile, recovery, refunds, reports, retention,
-    seat_map, sweeper, webhook,
+    seat_map, show_cancel, sweeper, webhook,
 };
 use anyhow::Context;
 use axum::extract::DefaultBodyLimit;
@@ -55,6 +55,7 @@ pub fn router(state: AppState) -> Router {
         .merge(webhook::router())
         .merge(reconcile::router())
         .merge(reports::router())
+        .merge(show_cancel::router())
         .merge(audit::router())
         .merge(notifier::router())
         .merge(seat_map::router())
@@ -427,6 +428,9 @@ impl Application {
             tickets,
             reconcile_lease,
         };
+        // Resumes show cancellations a crash left RUNNING (any replica).
+        let cancellations = show_cancel::job::Runner::of(&state);
+        background.push(tokio::spawn(cancellations.run(shutdown_rx.clone())));
         background.push(tokio::spawn(reconcile::run(
             state.clone(),
             reconcile_every,

@@ -24,6 +24,8 @@
 //! - `reports` answers operators' reads and reports (a booking, a show's
 //!   occupancy and bookings, sales, refunds needing attention) and their
 //!   refund actions;
+//! - `show_cancel` cancels a show for its organiser: no new holds or
+//!   bookings, every booking cancelled with a full refund (a resumable job);
 //! - `retention` trims finished records after configurable horizons.
 
 pub mod app;
@@ -64,6 +66,7 @@ pub mod reports;
 pub mod retention;
 pub mod seat_map;
 pub mod serve;
+pub mod show_cancel;
 pub mod shows;
 pub mod state;
 pub mod sweeper;

@@ -50,6 +50,7 @@ const PLACES: &[(&str, usize)] = &[
     ("reports::store", 2),
     ("audit::store", 2),
     ("ownership", 2),
+    ("show_cancel::store", 2),
     // Services: the work, across adapters; `state` bundles their parts.
     ("state", 3),
     ("holds::rules", 3),
@@ -74,6 +75,7 @@ const PLACES: &[(&str, usize)] = &[
     ("live::feed", 3),
     ("live::hub", 3),
     ("live::task", 3),
+    ("show_cancel::job", 3),
     // HTTP: routers, handlers, extractors.
     ("checkout", 4),
     ("checkout::http", 4),
@@ -94,6 +96,7 @@ const PLACES: &[(&str, usize)] = &[
     ("reports", 4),
     ("health", 4),
     ("serve", 4),
+    ("show_cancel", 4),
     // The global catalog: a service of its own in the same binary.
     ("global_catalog", 4),
     ("global_catalog::movies", 4),

@@ -300,6 +300,43 @@ pub struct Show {
     pub seat_count: u32,
     /// Cancellation refund policy of tickets sold from now on.
     pub refund_policy: RefundPolicy,
+    /// Whether it will take place (absent in older answers: scheduled).
+    #[serde(default)]
+    pub status: ShowStatus,
+    /// When the organiser cancelled it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cancelled_at: Option<DateTime<Utc>>,
+}
+
+/// Whether a show will take place.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum ShowStatus {
+    /// On sale (or sold out, or over): it takes place.
+    #[default]
+    Scheduled,
+    /// Called off by the organiser: no sales, every booking refunded in
+    /// full.
+    Cancelled,
+}
+
+impl ShowStatus {
+    /// The `shows.status` column's spelling.
+    pub fn as_db_str(self) -> &'static str {
+        match self {
+            Self::Scheduled => "SCHEDULED",
+            Self::Cancelled => "CANCELLED",
+        }
+    }
+
+    /// Parses the column's spelling.
+    pub fn from_db_str(s: &str) -> Option<Self> {
+        match s {
+            "SCHEDULED" => Some(Self::Scheduled),
+            "CANCELLED" => Some(Self::Cancelled),
+            _ => None,
+        }
+    }
 }
 
 /// `GET /v1/cities/{code}/shows?date=…`

@@ -259,6 +259,11 @@ async fn cancel(
     if head.status == BookingStatus::Cancelled {
         return Err(already_cancelled(&view(&mut tx, head.id).await?));
     }
+    // The organiser's cancellation refunds it in full (`show_cancel`);
+    // the buyer's policy must not refund less first.
+    if crate::show_cancel::store::is_cancelled(&mut tx, head.show_id).await? {
+        return Err(crate::holds::rules::show_cancelled());
+    }
     let quote = head
         .refund_policy
         .quote(head.amount_minor, head.show_starts_at, now)

@@ -11,7 +11,7 @@ use axum::http::StatusCode;
 use chrono::{DateTime, NaiveDate, Utc};
 use chrono_tz::Tz;
 use serde::Deserialize;
-use shared::api::{CreateShow, ListMovie, SaleMode, Show, ShowList};
+use shared::api::{CreateShow, ListMovie, SaleMode, Show, ShowList, ShowStatus};
 use shared::refund::RefundPolicy;
 use shared::{CityCode, ShowId};
 use sqlx::types::Json;
@@ -230,6 +230,8 @@ struct ShowRow {
     sale_mode: String,
     seat_count: i32,
     refund_policy: Json<RefundPolicy>,
+    status: String,
+    cancelled_at: Option<DateTime<Utc>>,
 }
 
 /// The catalog's show select (its joins), ended by `$rest`: the macro
@@ -243,7 +245,8 @@ macro_rules! select_shows {
                       sh.starts_at, v.time_zone,
                       sh.prices AS "prices: Json<BTreeMap<String, i64>>", sh.currency,
                       sh.sale_mode, sh.seat_count,
-                      sh.refund_policy AS "refund_policy: Json<RefundPolicy>"
+                      sh.refund_policy AS "refund_policy: Json<RefundPolicy>",
+                      sh.status, sh.cancelled_at
                  FROM shows sh
                  JOIN screens sc ON sc.id = sh.screen_id
                  JOIN venues v ON v.id = sc.venue_id
@@ -278,6 +281,8 @@ fn show_from_row(r: ShowRow) -> Result<Show, ApiError> {
         sale_mode: SaleMode::from_db_str(&r.sale_mode).unwrap_or(SaleMode::Open),
         seat_count: r.seat_count as u32,
         refund_policy: r.refund_policy.0,
+        status: ShowStatus::from_db_str(&r.status).unwrap_or_default(),
+        cancelled_at: r.cancelled_at,
     })
 }
 

@@ -10,7 +10,7 @@ use super::machine::PaymentStatus;
 use super::settle::{self, Confirmation, Ctx, Settled};
 use crate::error::ApiError;
 use crate::group_commit::{GroupCommit, Job, Sizing};
-use crate::holds::rules::{not_active_error, show_started};
+use crate::holds::rules::{not_active_error, show_cancelled, show_started};
 use crate::idempotency::{self, KeyState, RecoveryPoint, StoredResponse};
 use chrono::{DateTime, Utc};
 use futures::future::BoxFuture;
@@ -303,6 +303,7 @@ struct PayableRow {
     starts_at: DateTime<Utc>,
     currency: String,
     pass_spent: bool,
+    show_cancelled: bool,
     amount: Option<i64>,
 }
 
@@ -316,6 +317,7 @@ async fn payable_rows(
         r#"SELECT h.id, h.show_id, h.user_id, h.state, h.expires_at, sh.starts_at, sh.currency,
                   EXISTS (SELECT 1 FROM spent_passes sp
                            WHERE sp.pass_id = h.admission_pass_id) AS "pass_spent!",
+                  sh.status = 'CANCELLED' AS "show_cancelled!",
                   (SELECT sum((sh.prices ->> s.category)::bigint)
                      FROM hold_seats hs JOIN seats s ON s.id = hs.seat_id
                     WHERE hs.hold_id = h.id AND hs.live)::bigint AS amount
@@ -352,6 +354,11 @@ fn judge(row: Option<&PayableRow>, user: &str, hold_id: Uuid, now: DateTime<Utc>
     };
     if hold.state != shared::api::HoldState::Active.as_db_str() || hold.expires_at <= now {
         return Judged::NotActive;
+    }
+    // A plain read: settlement checks again under the show's lock, and
+    // refunds a charge that lands after a cancellation.
+    if hold.show_cancelled {
+        return Judged::Refused(show_cancelled());
     }
     if now >= hold.starts_at {
         return Judged::Refused(show_started());

@@ -412,6 +412,7 @@ async fn group_commit(
             Placement::Refused(seats_unavailable(labels_of(layout, &seat_ids)))
         }
         Ok(Ok(Outcome::PathChanged)) => Placement::PathChanged,
+        Ok(Ok(Outcome::ShowCancelled)) => Placement::Refused(rules::show_cancelled()),
         Ok(Err(e)) => {
             tracing::warn!(error = %e, "hold not written");
             Placement::Refused(ApiError::unavailable(
@@ -449,6 +450,7 @@ async fn postgres_only(
                 Err(seats_unavailable(labels_of(layout, &seat_ids)).into())
             }
             Some(Outcome::PathChanged) => Err(Placement::PathChanged),
+            Some(Outcome::ShowCancelled) => Err(rules::show_cancelled().into()),
             None => Err(ApiError::from(anyhow::anyhow!("empty outcome for a batch of one")).into()),
         },
         Err(store::ApplyError::Db(e))

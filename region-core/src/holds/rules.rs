@@ -13,6 +13,15 @@ pub fn show_started() -> ApiError {
     ApiError::conflict("show_started", "the show has already started")
 }
 
+/// The refusal of holds and checkouts once the organiser cancelled the
+/// show (`crate::show_cancel`).
+pub fn show_cancelled() -> ApiError {
+    ApiError::conflict(
+        "show_cancelled",
+        "the show has been cancelled; its bookings are refunded in full",
+    )
+}
+
 /// A hold id from the path, or 400 `invalid_hold_id`.
 pub fn parse_hold_id(raw: &str) -> Result<HoldId, ApiError> {
     HoldId::parse(raw).map_err(|e| ApiError::bad_request("invalid_hold_id", e.to_string()))

@@ -28,6 +28,8 @@ pub enum Outcome {
     /// Not written: the shard switched paths since the hold chose its
     /// own (`crate::path_switch`); try again on the current one.
     PathChanged,
+    /// Not written: the show is cancelled (`crate::show_cancel`).
+    ShowCancelled,
 }
 
 /// The batch could not be written (database down, repeated deadlocks).
@@ -199,10 +201,22 @@ pub async fn write_batch(
     } else {
         vec![true; all.len()]
     };
+    // The show's status, read under its row lock in this transaction
+    // (never from a replica's cache): a cancellation committed before
+    // this is seen, and one not yet committed waits for this batch, whose
+    // holds it then releases.
+    // The negative control (`protect` off) runs with every check off,
+    // this one included: its batches stay as they were before it.
+    let cancelled = if protect {
+        let shows: Vec<Uuid> = all.iter().map(|h| h.show_id).collect();
+        crate::show_cancel::store::lock_cancelled(&mut tx, &shows).await?
+    } else {
+        std::collections::HashSet::new()
+    };
     let holds: Vec<&NewHold> = all
         .iter()
         .zip(&admitted)
-        .filter(|(_, ok)| **ok)
+        .filter(|(h, ok)| **ok && !cancelled.contains(&h.show_id))
         .map(|(h, _)| *h)
         .collect();
     let keys: Vec<SeatKey> = holds
@@ -232,9 +246,11 @@ pub async fn write_batch(
         Decision::Accept { .. } => Outcome::Held,
         Decision::Reject { unavailable } => Outcome::Unavailable(unavailable),
     });
-    Ok(admitted
+    Ok(all
         .iter()
-        .map(|ok| match ok {
+        .zip(&admitted)
+        .map(|(h, ok)| match ok {
+            true if cancelled.contains(&h.show_id) => Outcome::ShowCancelled,
             true => decided.next().unwrap_or(Outcome::PathChanged),
             false => {
                 metrics::counter!("holds_path_changed_total").increment(1);

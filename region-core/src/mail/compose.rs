@@ -65,6 +65,8 @@ pub struct Facts {
     /// The seats' signed ticket codes (seat label, code): a confirmation
     /// shows each as a QR code.
     pub tickets: Vec<(String, String)>,
+    /// A cancellation by the organiser (`show_cancel`): their reason.
+    pub show_cancelled: Option<String>,
 }
 
 /// A composed e-mail.
@@ -205,6 +207,9 @@ impl Composer {
         }
         let subject = match facts.kind {
             Kind::Confirmed => format!("Your tickets: {}, {}", b.title, long_time(&local)),
+            Kind::Cancelled if facts.show_cancelled.is_some() => {
+                format!("Show cancelled: booking {}", b.number)
+            }
             Kind::Cancelled => format!("Cancelled: booking {}", b.number),
             Kind::Refunded => format!(
                 "Refund of {} sent: booking {}",
@@ -225,6 +230,7 @@ impl Composer {
             total => money(b.amount_minor, &b.currency),
             refund => refund.map(|m| money(m, &b.currency)),
             refund_state => facts.refund_state.as_deref().unwrap_or("pending"),
+            show_cancelled => facts.show_cancelled.as_deref(),
             // Built from configuration, a city code and a booking number
             // (none can hold markup): as is, so `/` stays `/` in the href.
             booking_url => minijinja::Value::from_safe_string(format!(
@@ -325,6 +331,7 @@ mod tests {
             refund_minor: Some(1875),
             refund_state: Some("pending".into()),
             tickets: vec![("F12".into(), "code-f12".into())],
+            show_cancelled: None,
         }
     }
 
@@ -372,6 +379,17 @@ mod tests {
         none.refund_minor = Some(0);
         let l = c.compose(&none, now).unwrap();
         assert!(l.text.contains("No refund is due"));
+        let mut organiser = facts(Kind::Cancelled);
+        organiser.show_cancelled = Some("The cast is <unwell>".into());
+        let l = c.compose(&organiser, now).unwrap();
+        assert_eq!(l.subject, "Show cancelled: booking BMS20300115-NYC-000042");
+        assert!(
+            l.text
+                .contains("The organiser cancelled the show: The cast is <unwell>."),
+            "{}",
+            l.text
+        );
+        assert!(l.html.contains("The cast is &lt;unwell&gt;"), "{}", l.html);
         let l = c.compose(&facts(Kind::Refunded), now).unwrap();
         assert_eq!(
             l.subject,

@@ -311,9 +311,20 @@ async fn facts(
             .collect(),
         _ => Vec::new(),
     };
+    // The organiser's cancellation (`show_cancel`) quotes their reason.
+    let show_cancelled = match kind {
+        Kind::Cancelled
+            if row.body.get("reason").and_then(|v| v.as_str()) == Some("show_cancelled") =>
+        {
+            let message = row.body.get("message").and_then(|v| v.as_str());
+            Some(message.unwrap_or("no reason given").to_owned())
+        }
+        _ => None,
+    };
     Ok(Facts {
         kind,
         tickets,
+        show_cancelled,
         event_id: row.event_id,
         booking,
         city: place.city_code,

@@ -250,8 +250,14 @@ async fn decide<'p>(
     let payments: Vec<&PaymentRow> = candidates.iter().map(|(_, p, _)| *p).collect();
     let mut owned = lock_owned_seats(conn, &payments).await?;
     let holds = lock_holds(conn, &payments).await?;
+    // Under the shows' row locks, as `confirm_in` reads them.
+    let shows: Vec<Uuid> = payments.iter().map(|p| p.show_id).collect();
+    let cancelled = crate::show_cancel::store::lock_cancelled(conn, &shows).await?;
     let mut to_book = Vec::with_capacity(candidates.len());
     for (at, payment, gateway_id) in candidates {
+        if cancelled.contains(&payment.show_id) {
+            continue; // refunded the per-booking way
+        }
         let Some((hold, seq)) = holds.get(&payment.hold_id) else {
             continue;
         };

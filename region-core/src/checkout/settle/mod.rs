@@ -172,16 +172,24 @@ pub async fn confirm_in(
     )
     .fetch_one(&mut *conn)
     .await?;
+    // Under the show row's lock (`show_cancel::store`): a cancellation
+    // either committed before (refund), or waits for this booking (and
+    // then cancels it with a full refund).
+    let cancelled = crate::show_cancel::store::lock_cancelled(conn, &[payment.show_id]).await?;
     let now = Utc::now();
     let protect = !ctx.settings.unsafe_disable_seat_protection;
-    let why_not = refusal(
-        &hold.state,
-        hold.expires_at,
-        owned.len(),
-        hold.seat_count as usize,
-        now,
-        protect,
-    );
+    let why_not = if cancelled.contains(&payment.show_id) {
+        Some("the show was cancelled".to_owned())
+    } else {
+        refusal(
+            &hold.state,
+            hold.expires_at,
+            owned.len(),
+            hold.seat_count as usize,
+            now,
+            protect,
+        )
+    };
     let charge = Charge {
         payment: &payment,
         gateway_id: charged_now,
