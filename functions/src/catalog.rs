@@ -5,7 +5,8 @@
 //! are in `wasm::cache`.
 //!
 //! Every cache key carries a catalog version, which operator writes
-//! through the edge increment: a new version makes every older entry
+//! increment (through the edge: the Worker; sent to a region core
+//! directly: the region core, when given the edge's Upstash): a new version makes every older entry
 //! unreachable at once, in every location, without a purge. Versions are
 //! per city (`edge:catalog:v:{city}`), so an operator busy in one city
 //! does not empty the cache of a city in the middle of a flash sale; the
@@ -17,16 +18,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::Deserialize;
 use shared::api::City;
 
-/// The Redis key of the global catalog version (the city list).
-pub const VERSION_KEY: &str = "edge:catalog:v";
-
-/// The Redis key of a city's catalog version; `None`: the global one.
-pub fn version_key(city: Option<&str>) -> String {
-    match city {
-        Some(c) => format!("{VERSION_KEY}:{c}"),
-        None => VERSION_KEY.to_owned(),
-    }
-}
+/// The version keys, shared with the region core, which bumps them too
+/// on a catalog write sent to it directly (`REGION_EDGE_UPSTASH_URL`).
+pub use shared::catalog_version::{version_key, VERSION_KEY};
 
 /// Response header telling whether the edge cache answered.
 pub const CACHE_HEADER: &str = "X-Edge-Cache";

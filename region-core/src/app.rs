@@ -406,8 +406,27 @@ impl Application {
             )?),
             None => None,
         };
+        let edge_cache = match &settings.edge_upstash_url {
+            Some(url) => Some(
+                crate::edge_cache::EdgeCache::new(
+                    url,
+                    &settings.edge_upstash_token,
+                    &settings.edge_key_prefix,
+                    Duration::from_secs(2),
+                )
+                .context("configuring REGION_EDGE_UPSTASH_URL")?,
+            ),
+            None => None,
+        };
+        // Other replicas' catalog edits reach this one's show cache.
+        background.push(tokio::spawn(crate::shows::follow_changes(
+            db.clone(),
+            shows.clone(),
+            shutdown_rx.clone(),
+        )));
         let state = AppState {
             catalog,
+            edge_cache,
             tokens: TokenKeys::with_failure_limit(
                 &settings.signing.jwt_secret,
                 AuthFailures::new(

@@ -226,6 +226,22 @@ pub struct Settings {
     #[arg(long, env = "REGION_CATALOG_URL")]
     pub catalog_url: Option<String>,
 
+    /// The edge's Upstash REST endpoint (the Worker's
+    /// `UPSTASH_REDIS_REST_URL`). Set, every catalog write made here bumps
+    /// the edge's catalog version keys, so the edge's cached reads of the
+    /// city go stale at once whichever door the write came through
+    /// (`crate::edge_cache`). Unset, only writes through the edge do.
+    #[arg(long, env = "REGION_EDGE_UPSTASH_URL")]
+    pub edge_upstash_url: Option<String>,
+
+    /// The bearer token of `REGION_EDGE_UPSTASH_URL`.
+    #[arg(long, env = "REGION_EDGE_UPSTASH_TOKEN", default_value = "")]
+    pub edge_upstash_token: String,
+
+    /// The Worker's `KEY_PREFIX`: put in front of the version keys.
+    #[arg(long, env = "REGION_EDGE_KEY_PREFIX", default_value = "")]
+    pub edge_key_prefix: String,
+
     /// A global catalog call slower than this fails with 503, in
     /// milliseconds.
     #[arg(long, env = "REGION_CATALOG_TIMEOUT_MS", default_value_t = 3_000)]
@@ -470,6 +486,10 @@ impl Settings {
                 Err(anyhow::anyhow!("invalid configuration: {msg}"))
             }
         };
+        check(
+            self.edge_upstash_url.is_none() || !self.edge_upstash_token.is_empty(),
+            "REGION_EDGE_UPSTASH_URL needs REGION_EDGE_UPSTASH_TOKEN",
+        )?;
         check(
             self.hold_ttl_secs >= 1,
             "REGION_HOLD_TTL_SECS must be at least 1",

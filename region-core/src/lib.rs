@@ -39,6 +39,7 @@ pub mod checkins;
 pub mod checkout;
 pub mod config;
 pub mod db;
+pub mod edge_cache;
 pub mod error;
 pub mod global_catalog;
 pub mod group_commit;

@@ -1,14 +1,29 @@
 //! Show layouts: which seats a show has, their ordinals and categories,
-//! and when it starts. A show's layout never changes once created, so it
-//! is loaded from Postgres once and cached for the life of the process.
+//! and when it starts, loaded from Postgres once and cached in each
+//! process.
+//!
+//! An operator may move a show's start (before anyone holds a seat) or
+//! delete it. Such a write announces the show on the `show_changed`
+//! channel (`NOTIFY`, in its own transaction: delivered at commit, never
+//! for a write rolled back) and every replica's [`follow_changes`] drops
+//! its copy. Chosen over a version checked on every read (a Postgres
+//! round trip on each hold) and a short TTL (stale for the TTL, and a
+//! reload storm in a sale). A replica that loses its listening connection
+//! may have missed announcements, so it drops its whole cache whenever it
+//! (re)starts listening. What else an operator changes (prices, blocked
+//! seats) is not cached here at all: the hold's own transaction reads it
+//! from the rows it locks.
 
 use crate::error::ApiError;
 use chrono::{DateTime, Utc};
 use shared::api::SaleMode;
 use shared::ShowId;
-use sqlx::PgPool;
+use sqlx::postgres::PgListener;
+use sqlx::{PgConnection, PgPool};
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
+use std::time::Duration;
+use tokio::sync::watch;
 use uuid::Uuid;
 
 /// One seat of a show's layout.
@@ -64,7 +79,15 @@ const EVICT_AFTER_START_HOURS: i64 = 12;
 #[derive(Clone, Default)]
 pub struct ShowCache {
     // std lock: held only for map access, never across `.await`.
-    inner: Arc<RwLock<HashMap<ShowId, Arc<ShowLayout>>>>,
+    inner: Arc<RwLock<Layouts>>,
+}
+
+#[derive(Default)]
+struct Layouts {
+    map: HashMap<ShowId, Arc<ShowLayout>>,
+    /// Counts invalidations: a layout read from Postgres before one is not
+    /// cached after it (it may be the stale row the invalidation was for).
+    epoch: u64,
 }
 
 impl ShowCache {
@@ -81,25 +104,103 @@ impl ShowCache {
         db: &PgPool,
         show: ShowId,
     ) -> Result<Option<Arc<ShowLayout>>, sqlx::Error> {
-        if let Some(l) = self
-            .inner
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(&show)
-        {
-            return Ok(Some(l.clone()));
-        }
+        let epoch = {
+            let inner = self.inner.read().unwrap_or_else(|p| p.into_inner());
+            if let Some(l) = inner.map.get(&show) {
+                return Ok(Some(l.clone()));
+            }
+            inner.epoch
+        };
         let Some(layout) = load(db, show).await? else {
             return Ok(None);
         };
         let layout = Arc::new(layout);
-        let mut map = self.inner.write().unwrap_or_else(|p| p.into_inner());
+        let mut inner = self.inner.write().unwrap_or_else(|p| p.into_inner());
+        if inner.epoch != epoch {
+            // Invalidated meanwhile: answer with what was read, keep nothing.
+            return Ok(Some(layout));
+        }
         // Shows long over are never held again: drop them so a process
         // that runs for months does not keep every layout it ever saw.
         let horizon = chrono::Utc::now() - chrono::Duration::hours(EVICT_AFTER_START_HOURS);
-        map.retain(|_, l| l.starts_at > horizon);
-        map.insert(show, layout.clone());
+        inner.map.retain(|_, l| l.starts_at > horizon);
+        inner.map.insert(show, layout.clone());
         Ok(Some(layout))
+    }
+
+    /// Drops `show`'s layout (it changed); `None`: every layout.
+    pub fn forget(&self, show: Option<ShowId>) {
+        let mut inner = self.inner.write().unwrap_or_else(|p| p.into_inner());
+        inner.epoch += 1;
+        match show {
+            Some(s) => {
+                inner.map.remove(&s);
+            }
+            None => inner.map.clear(),
+        }
+    }
+}
+
+/// The channel catalog writes announce a changed show on.
+const CHANGED_CHANNEL: &str = "show_changed";
+
+/// Announces, in the caller's transaction, that `show`'s cached facts
+/// changed: every replica hears it when the transaction commits.
+pub async fn announce_change(conn: &mut PgConnection, show: Uuid) -> Result<(), sqlx::Error> {
+    // In FROM: the macro cannot describe a `void` column.
+    sqlx::query!(
+        r#"SELECT 1 AS "sent!" FROM pg_notify($1, $2)"#,
+        CHANGED_CHANNEL,
+        show.to_string()
+    )
+    .fetch_one(conn)
+    .await?;
+    Ok(())
+}
+
+/// Pause before listening again after the connection failed.
+const RELISTEN_AFTER: Duration = Duration::from_secs(1);
+
+/// Drops the layouts other replicas (or this one) announce as changed,
+/// until `shutdown`.
+pub async fn follow_changes(db: PgPool, cache: ShowCache, mut shutdown: watch::Receiver<bool>) {
+    loop {
+        let listening = async {
+            let mut l = PgListener::connect_with(&db).await?;
+            l.listen(CHANGED_CHANNEL).await?;
+            Ok::<_, sqlx::Error>(l)
+        };
+        let mut listener = tokio::select! {
+            _ = shutdown.changed() => return,
+            l = listening => match l {
+                Ok(l) => l,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot listen for show changes; retrying");
+                    tokio::select! {
+                        _ = shutdown.changed() => return,
+                        _ = tokio::time::sleep(RELISTEN_AFTER) => continue,
+                    }
+                }
+            },
+        };
+        // Announcements made while nobody listened are lost: forget all.
+        cache.forget(None);
+        loop {
+            let next = tokio::select! {
+                _ = shutdown.changed() => return,
+                n = listener.try_recv() => n,
+            };
+            match next {
+                Ok(Some(n)) => cache.forget(ShowId::parse(n.payload()).ok()),
+                // The connection dropped (the next call reconnects):
+                // whatever was announced meanwhile is lost.
+                Ok(None) => cache.forget(None),
+                Err(e) => {
+                    tracing::warn!(error = %e, "listening for show changes failed; listening again");
+                    break;
+                }
+            }
+        }
     }
 }
 

@@ -56,6 +56,10 @@ pub struct AppState {
     /// The global catalog, when titles are global (`REGION_CATALOG_URL`).
     #[from_ref(skip)]
     pub catalog: Option<CatalogClient>,
+    /// The edge's catalog versions, when the region bumps them
+    /// (`REGION_EDGE_UPSTASH_URL`).
+    #[from_ref(skip)]
+    pub edge_cache: Option<crate::edge_cache::EdgeCache>,
 }
 
 impl AppState {

@@ -9,6 +9,7 @@ pub mod admission;
 pub mod api;
 pub mod booking_number;
 pub mod breaker;
+pub mod catalog_version;
 pub mod client_ip;
 pub mod csrf;
 pub mod display;

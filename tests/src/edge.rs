@@ -426,6 +426,10 @@ pub struct EdgeOptions {
     /// A global catalog process the cities take their titles from
     /// (`REGION_CATALOG_URL`) and the edge reads (`CATALOG_URL`).
     pub catalog: bool,
+    /// The region cores are given the edge's Upstash
+    /// (`REGION_EDGE_UPSTASH_URL`), so their own catalog writes bump the
+    /// edge's catalog versions.
+    pub region_bumps_edge: bool,
 }
 
 impl EdgeOptions {
@@ -436,7 +440,14 @@ impl EdgeOptions {
             vars: BTreeMap::new(),
             replicas: 1,
             catalog: false,
+            region_bumps_edge: false,
         }
+    }
+
+    /// With region cores that bump the edge's catalog versions themselves.
+    pub fn region_bumps_edge(mut self) -> Self {
+        self.region_bumps_edge = true;
+        self
     }
 
     /// With a global catalog (`region-core catalog`, its own database).
@@ -534,11 +545,17 @@ impl EdgeStack {
             true => Some(crate::global_catalog::CatalogProcess::start().await?),
             false => None,
         };
+        let key_prefix = format!("e2e-edge-{}:", Uuid::new_v4().simple());
         let mut regions = Vec::new();
         let mut table = serde_json::Map::new();
         for city in &opts.cities {
             let mut settings = test_settings().await?;
             settings.catalog_url = catalog.as_ref().map(|c| c.url.clone());
+            if opts.region_bumps_edge {
+                settings.edge_upstash_url = Some(gateway.url());
+                settings.edge_upstash_token = GATEWAY_TOKEN.into();
+                settings.edge_key_prefix = key_prefix.clone();
+            }
             settings.admission_keys = vec![ADMISSION_KEY.into()];
             // Each city its own shard: booking numbers must not collide.
             settings.shard_code = city.to_uppercase();
@@ -574,7 +591,6 @@ impl EdgeStack {
                 more,
             });
         }
-        let key_prefix = format!("e2e-edge-{}:", Uuid::new_v4().simple());
         let mut vars = opts.vars.clone();
         if let Some(c) = &catalog {
             vars.entry("CATALOG_URL".into()).or_insert(c.url.clone());

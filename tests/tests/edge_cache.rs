@@ -189,3 +189,54 @@ async fn a_show_seen_sold_out_is_refused_at_the_edge() {
     );
     stack.stop().await;
 }
+
+/// A catalog write sent to the region core directly (not through the
+/// edge) invalidates the edge's cached reads too: the region core bumps
+/// the edge's catalog version in Upstash (`REGION_EDGE_UPSTASH_URL`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_sent_to_the_region_directly_invalidates_the_edge_cache() {
+    let ttls = r#"{"cities":300,"shows":300,"show":300,"availability":300,"seats":300}"#;
+    let stack = EdgeStack::start(
+        EdgeOptions::cities(&[CITY])
+            .var("CACHE_TTLS", ttls)
+            .region_bumps_edge(),
+    )
+    .await
+    .expect("edge stack");
+    let show = stack
+        .seed_show(CITY, 1, 5, SaleMode::Open)
+        .await
+        .expect("show");
+    let alice = Client::user("alice", "10.1.0.1");
+    let read = format!("/v1/c/{CITY}/shows/{show}");
+    let first = stack.get(&read, &alice).await;
+    assert_eq!(
+        (first.status, cache_status(&first)),
+        (200, "MISS"),
+        "{first}"
+    );
+    let again = stack.get(&read, &alice).await;
+    assert_eq!(cache_status(&again), "HIT");
+    let old = again.body["prices"].clone();
+
+    let region = stack.region(CITY).app();
+    let (s, b) = region
+        .send(
+            reqwest::Method::PUT,
+            &format!("/v1/operator/shows/{show}/prices"),
+            Some(&e2e::token("operator-1", shared::token::Role::Operator)),
+            Some(json!({"prices": {"REGULAR": 12_345}})),
+        )
+        .await
+        .expect("direct write");
+    assert_eq!(s, 200, "{b}");
+    let after = stack.get(&read, &alice).await;
+    assert_eq!(
+        (after.status, cache_status(&after)),
+        (200, "MISS"),
+        "the edge's copy is stale at once: {after}"
+    );
+    assert_eq!(after.body["prices"], json!({"REGULAR": 12_345}));
+    assert_ne!(after.body["prices"], old);
+    stack.stop().await;
+}

@@ -96,12 +96,15 @@ pub async fn insert_confirmed(
     .await?;
     sqlx::query!(
         "INSERT INTO booking_seats (booking_id, show_id, seat_id, label, category, price_minor)
-         SELECT $1, sh.id, s.id, s.label, s.category, (sh.prices ->> s.category)::bigint
-           FROM seats s, shows sh
-          WHERE sh.id = $2 AND s.id = ANY($3)",
+         SELECT $1, sh.id, s.id, s.label, s.category,
+                COALESCE(hs.price_minor, (sh.prices ->> s.category)::bigint)
+           FROM seats s JOIN shows sh ON sh.id = $2
+           LEFT JOIN hold_seats hs ON hs.hold_id = $4 AND hs.seat_id = s.id
+          WHERE s.id = ANY($3)",
         b.id,
         b.show_id,
-        seat_ids
+        seat_ids,
+        b.hold_id
     )
     .execute(&mut *tx)
     .await?;

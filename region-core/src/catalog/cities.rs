@@ -46,6 +46,7 @@ pub(super) async fn create_city(
             };
             audit::record(&mut tx, &op, entry).await?;
             tx.commit().await?;
+            super::after_write(&state, &[city.code.to_string()]).await;
             Ok((StatusCode::CREATED, ApiJson(city)))
         }
     }

@@ -23,7 +23,7 @@ use uuid::Uuid;
 pub const MAX_PRICE_MINOR: i64 = 1_000_000_000;
 
 /// How far ahead a show may be scheduled.
-const MAX_SCHEDULE_AHEAD_DAYS: i64 = 3 * 366;
+pub(super) const MAX_SCHEDULE_AHEAD_DAYS: i64 = 3 * 366;
 
 #[tracing::instrument(skip_all)]
 pub(super) async fn create_show(
@@ -119,6 +119,7 @@ pub(super) async fn create_show(
     };
     audit::record(&mut tx, &op, entry).await?;
     tx.commit().await?;
+    super::after_write(&state, std::slice::from_ref(&screen.city_code)).await;
     let show = fetch_show(&state, ShowId(id))
         .await?
         .ok_or_else(|| anyhow::anyhow!("show {id} vanished after insert"))?;
@@ -157,8 +158,17 @@ fn check_new_show(req: &CreateShow, now: DateTime<Utc>) -> Result<RefundPolicy, 
             format!("starts_at must be within {MAX_SCHEDULE_AHEAD_DAYS} days from now"),
         ));
     }
-    if let Some((cat, p)) = req
-        .prices
+    check_prices(&req.prices)?;
+    let refund_policy = req.refund_policy.clone().unwrap_or_default();
+    refund_policy
+        .validate()
+        .map_err(|e| ApiError::unprocessable("invalid_refund_policy", e.to_string()))?;
+    Ok(refund_policy)
+}
+
+/// 422 for a price out of range or a bad category name.
+pub(super) fn check_prices(prices: &BTreeMap<String, i64>) -> Result<(), ApiError> {
+    if let Some((cat, p)) = prices
         .iter()
         .find(|(_, p)| !(0..=MAX_PRICE_MINOR).contains(*p))
     {
@@ -167,19 +177,18 @@ fn check_new_show(req: &CreateShow, now: DateTime<Utc>) -> Result<RefundPolicy, 
             format!("price of {cat} must be 0 to {MAX_PRICE_MINOR} minor units, got {p}"),
         ));
     }
-    for cat in req.prices.keys() {
+    for cat in prices.keys() {
         check_name("prices (category)", cat, 40)?;
     }
-    let refund_policy = req.refund_policy.clone().unwrap_or_default();
-    refund_policy
-        .validate()
-        .map_err(|e| ApiError::unprocessable("invalid_refund_policy", e.to_string()))?;
-    Ok(refund_policy)
+    Ok(())
 }
 
 /// Every seat category of the screen has a price, and every price a
 /// category.
-fn check_prices_cover(categories: &[&str], prices: &BTreeMap<String, i64>) -> Result<(), ApiError> {
+pub(super) fn check_prices_cover(
+    categories: &[&str],
+    prices: &BTreeMap<String, i64>,
+) -> Result<(), ApiError> {
     let missing: Vec<&str> = categories
         .iter()
         .copied()
@@ -290,6 +299,67 @@ fn show_from_row(r: ShowRow) -> Result<Show, ApiError> {
 pub async fn fetch_show(state: &AppState, id: ShowId) -> Result<Option<Show>, ApiError> {
     let row = select_shows!("WHERE sh.id = $1", id.0)
         .fetch_optional(&state.db)
+        .await?;
+    row.map(show_from_row).transpose()
+}
+
+/// What an operator's list of shows is narrowed to.
+#[derive(Debug, Default)]
+pub(super) struct ShowFilter {
+    /// Only these cities; `None`: all.
+    pub(super) cities: Option<Vec<String>>,
+    pub(super) city: Option<String>,
+    pub(super) venue_id: Option<Uuid>,
+    pub(super) screen_id: Option<Uuid>,
+    pub(super) movie_id: Option<Uuid>,
+    /// Starting at or after.
+    pub(super) from: Option<DateTime<Utc>>,
+    /// Starting before.
+    pub(super) to: Option<DateTime<Utc>>,
+    /// After this (start, id) in the order.
+    pub(super) after: Option<(DateTime<Utc>, Uuid)>,
+    pub(super) limit: i64,
+}
+
+/// Shows matching `f`, by start then id.
+pub(super) async fn list_filtered(
+    conn: &mut sqlx::PgConnection,
+    f: &ShowFilter,
+) -> Result<Vec<Show>, ApiError> {
+    let rows = select_shows!(
+        "WHERE ($1::text[] IS NULL OR v.city_code = ANY($1))
+           AND ($2::text IS NULL OR v.city_code = $2)
+           AND ($3::uuid IS NULL OR v.id = $3)
+           AND ($4::uuid IS NULL OR sc.id = $4)
+           AND ($5::uuid IS NULL OR m.id = $5)
+           AND ($6::timestamptz IS NULL OR sh.starts_at >= $6)
+           AND ($7::timestamptz IS NULL OR sh.starts_at < $7)
+           AND ($8::timestamptz IS NULL OR (sh.starts_at, sh.id) > ($8::timestamptz, $9::uuid))
+         ORDER BY sh.starts_at, sh.id
+         LIMIT $10",
+        f.cities.as_deref(),
+        f.city,
+        f.venue_id,
+        f.screen_id,
+        f.movie_id,
+        f.from,
+        f.to,
+        f.after.map(|a| a.0),
+        f.after.map(|a| a.1),
+        f.limit
+    )
+    .fetch_all(conn)
+    .await?;
+    rows.into_iter().map(show_from_row).collect()
+}
+
+/// Loads one show on `conn` (an operator's transaction).
+pub(super) async fn fetch_show_on(
+    conn: &mut sqlx::PgConnection,
+    id: Uuid,
+) -> Result<Option<Show>, ApiError> {
+    let row = select_shows!("WHERE sh.id = $1", id)
+        .fetch_optional(conn)
         .await?;
     row.map(show_from_row).transpose()
 }

@@ -318,7 +318,7 @@ async fn payable_rows(
                   EXISTS (SELECT 1 FROM spent_passes sp
                            WHERE sp.pass_id = h.admission_pass_id) AS "pass_spent!",
                   sh.status = 'CANCELLED' AS "show_cancelled!",
-                  (SELECT sum((sh.prices ->> s.category)::bigint)
+                  (SELECT sum(COALESCE(hs.price_minor, (sh.prices ->> s.category)::bigint))
                      FROM hold_seats hs JOIN seats s ON s.id = hs.seat_id
                     WHERE hs.hold_id = h.id AND hs.live)::bigint AS amount
              FROM holds h JOIN shows sh ON sh.id = h.show_id

@@ -86,14 +86,30 @@ pub enum SeatStatus {
     Held,
     /// Sold.
     Booked,
+    /// Out of sale by an operator (house seat, broken seat).
+    Blocked,
+}
+
+impl SeatStatus {
+    /// The column's spelling.
+    pub fn as_db_str(self) -> &'static str {
+        match self {
+            Self::Available => "AVAILABLE",
+            Self::Held => "HELD",
+            Self::Booked => "BOOKED",
+            Self::Blocked => "BLOCKED",
+        }
+    }
 }
 
 impl From<SeatStatus> for SeatState {
+    /// A blocked seat reads as booked: taken, for the hold decision
+    /// (refused on both paths) and on the seat map (unavailable) alike.
     fn from(s: SeatStatus) -> Self {
         match s {
             SeatStatus::Available => SeatState::Available,
             SeatStatus::Held => SeatState::Held,
-            SeatStatus::Booked => SeatState::Booked,
+            SeatStatus::Booked | SeatStatus::Blocked => SeatState::Booked,
         }
     }
 }
@@ -253,8 +269,12 @@ async fn insert_and_take(
                     + r#"
                   RETURNING ss.hold_id, ss.show_id, ss.seat_id
                  ), linked AS (
-                     INSERT INTO hold_seats (hold_id, show_id, seat_id)
-                     SELECT hold_id, show_id, seat_id FROM taken
+                     -- Each seat's price as the show has it now: what
+                     -- checkout charges, whatever the operator changes
+                     -- after (migration 20261206000020).
+                     INSERT INTO hold_seats (hold_id, show_id, seat_id, price_minor)
+                     SELECT t.hold_id, t.show_id, t.seat_id, (sh.prices ->> s.category)::bigint
+                       FROM taken t JOIN seats s ON s.id = t.seat_id JOIN shows sh ON sh.id = t.show_id
                  )
                  SELECT count(*) AS "count!" FROM taken"#,
                 &ids,
@@ -591,13 +611,24 @@ mod tests {
 
     #[test]
     fn seat_statuses_are_spelled_as_the_column_allows_and_map_to_states() {
-        let all = [SeatStatus::Available, SeatStatus::Held, SeatStatus::Booked];
+        let all = [
+            SeatStatus::Available,
+            SeatStatus::Held,
+            SeatStatus::Booked,
+            SeatStatus::Blocked,
+        ];
         let spelled: Vec<String> = all.map(crate::db::spelling).into();
-        assert_eq!(spelled, ["AVAILABLE", "HELD", "BOOKED"]);
+        assert_eq!(spelled, ["AVAILABLE", "HELD", "BOOKED", "BLOCKED"]);
+        assert_eq!(spelled, all.map(SeatStatus::as_db_str));
         let states: Vec<SeatState> = all.map(SeatState::from).into();
         assert_eq!(
             states,
-            [SeatState::Available, SeatState::Held, SeatState::Booked]
+            [
+                SeatState::Available,
+                SeatState::Held,
+                SeatState::Booked,
+                SeatState::Booked
+            ]
         );
     }
 }

@@ -146,6 +146,7 @@ async fn occupancy(
         available: t.available + c.counts.available,
         held: t.held + c.counts.held,
         booked: t.booked + c.counts.booked,
+        blocked: t.blocked + c.counts.blocked,
     });
     Ok(ApiJson(Occupancy {
         show_id: show,

@@ -132,6 +132,8 @@ pub struct Counts {
     pub held: i64,
     /// Booked.
     pub booked: i64,
+    /// Out of sale by an operator (house seats, broken seats).
+    pub blocked: i64,
 }
 
 /// One category's counts.
@@ -158,7 +160,8 @@ pub async fn occupancy(
                       AS "available!",
                   count(*) FILTER (WHERE ss.status = 'HELD' AND ss.hold_expires_at > $2)
                       AS "held!",
-                  count(*) FILTER (WHERE ss.status = 'BOOKED') AS "booked!"
+                  count(*) FILTER (WHERE ss.status = 'BOOKED') AS "booked!",
+                  count(*) FILTER (WHERE ss.status = 'BLOCKED') AS "blocked!"
              FROM show_seats ss JOIN seats s ON s.id = ss.seat_id
             WHERE ss.show_id = $1
             GROUP BY s.category ORDER BY s.category"#,
@@ -176,6 +179,7 @@ pub async fn occupancy(
                 available: r.available,
                 held: r.held,
                 booked: r.booked,
+                blocked: r.blocked,
             },
         })
         .collect())

@@ -309,7 +309,7 @@ async fn lock_payments(
 /// Locks the seat rows each candidate's hold still owns (fencing: rows
 /// another hold has taken are not returned), in the order every writer
 /// locks seats; by hold, each with what its booking will record of it
-/// (label, category, the show's price for it now).
+/// (label, category, the price it was held at).
 async fn lock_owned_seats(
     conn: &mut PgConnection,
     payments: &[&PaymentRow],
@@ -318,12 +318,13 @@ async fn lock_owned_seats(
     let holds: Vec<Uuid> = payments.iter().map(|p| p.hold_id).collect();
     let rows = sqlx::query!(
         r#"SELECT ss.hold_id AS "hold_id!", ss.ordinal, ss.seat_id, s.label, s.category,
-                  (sh.prices ->> s.category)::bigint AS "price_minor!"
+                  COALESCE(hs.price_minor, (sh.prices ->> s.category)::bigint) AS "price_minor!"
              FROM show_seats ss
              JOIN unnest($1::uuid[], $2::uuid[]) AS h(show_id, hold_id)
                ON ss.show_id = h.show_id AND ss.hold_id = h.hold_id
              JOIN seats s ON s.id = ss.seat_id
              JOIN shows sh ON sh.id = ss.show_id
+             JOIN hold_seats hs ON hs.hold_id = ss.hold_id AND hs.seat_id = ss.seat_id
             WHERE ss.status = 'HELD'
             ORDER BY ss.show_id, ss.seat_id
               FOR UPDATE OF ss"#,
