@@ -5,7 +5,7 @@
 
 use std::net::IpAddr;
 
-use shared::token::{verify_hs256, TokenError};
+use shared::token::{verify_hs256, Grant, Scope, TokenError};
 
 use crate::error::EdgeError;
 
@@ -19,6 +19,58 @@ pub struct User {
     pub id: String,
     /// Whether the token carries `role: operator`.
     pub operator: bool,
+    /// An operator's cities and scopes (empty for everyone else).
+    pub grant: Grant,
+}
+
+/// Where an operator call acts, for [`authorize`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reach<'a> {
+    /// Something of one city (a sale, a city's region).
+    City(&'a str),
+    /// The whole edge (deny list, peak mode, the directory): the grant
+    /// must cover every city.
+    Everywhere,
+    /// Nothing city-bound (a read of the edge's own settings).
+    Anywhere,
+}
+
+/// 403 unless `user` is an operator whose grant carries `scope` (any
+/// scope for [`Scope::Read`]) and reaches `reach`. The region core applies
+/// the same rule to what it serves; the edge's own endpoints have only
+/// this one.
+pub fn authorize(user: &User, scope: Scope, reach: Reach<'_>) -> Result<(), EdgeError> {
+    if !user.operator {
+        return Err(EdgeError::forbidden());
+    }
+    if !user.grant.allows(scope) {
+        return Err(EdgeError::new(
+            403,
+            "scope_forbidden",
+            format!(
+                "this endpoint needs an operator token with the {:?} scope",
+                scope.as_str()
+            ),
+        ));
+    }
+    let ok = match reach {
+        Reach::City(c) => user.grant.covers_city(c),
+        Reach::Everywhere => user.grant.all_cities(),
+        Reach::Anywhere => true,
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(EdgeError::new(
+            403,
+            "city_forbidden",
+            match reach {
+                Reach::City(c) => format!("this token does not reach city {c:?}"),
+                _ => "this control acts on every city: it needs a token for all cities (\"*\")"
+                    .to_owned(),
+            },
+        ))
+    }
 }
 
 /// The token of an `Authorization: Bearer …` header.
@@ -37,6 +89,7 @@ pub fn verify(secret: &[u8], token: &str, now_s: i64) -> Result<User, TokenError
     Ok(User {
         operator: claims.role == shared::token::Role::Operator,
         id: claims.sub,
+        grant: claims.grant,
     })
 }
 
@@ -162,11 +215,24 @@ pub(crate) mod tests {
     use hmac::{Hmac, Mac};
     use sha2::Sha256;
 
-    /// A token as the region core's `mint-token` makes it.
+    /// A token as the region core's `mint-token` makes it (an operator's
+    /// reaching everything).
     pub(crate) fn mint(secret: &[u8], sub: &str, role: &str, exp: i64) -> String {
+        let grant = (role == "operator").then(Grant::everything);
+        mint_with(secret, sub, role, grant, exp)
+    }
+
+    pub(crate) fn mint_with(
+        secret: &[u8],
+        sub: &str,
+        role: &str,
+        grant: Option<Grant>,
+        exp: i64,
+    ) -> String {
         let h = URL_SAFE_NO_PAD.encode(r#"{"typ":"JWT","alg":"HS256"}"#);
         let c = URL_SAFE_NO_PAD.encode(
-            serde_json::json!({"sub": sub, "role": role, "exp": exp, "iat": 0}).to_string(),
+            serde_json::json!({"sub": sub, "role": role, "exp": exp, "iat": 0, "grant": grant})
+                .to_string(),
         );
         let mut mac = Hmac::<Sha256>::new_from_slice(secret).unwrap();
         mac.update(format!("{h}.{c}").as_bytes());
@@ -209,6 +275,49 @@ pub(crate) mod tests {
             "expired beyond the leeway"
         );
         assert_eq!(optional_user(b"x", None, 0), Ok(None));
+    }
+
+    #[test]
+    fn operators_act_within_their_grant() {
+        let secret = b"secret-secret-secret";
+        let user = |grant: Option<Grant>, role: &str| {
+            verify(secret, &mint_with(secret, "op", role, grant, 2_000), 1_000).unwrap()
+        };
+        let g = |cities: &[&str], scopes: &[Scope]| {
+            Some(
+                Grant::new(
+                    cities.iter().map(|c| (*c).to_owned()).collect(),
+                    scopes.to_vec(),
+                )
+                .unwrap(),
+            )
+        };
+        let all = user(g(&["*"], &[Scope::Sales]), "operator");
+        let mum_sales = user(g(&["mum"], &[Scope::Sales]), "operator");
+        let reader = user(g(&["*"], &[Scope::Read]), "operator");
+        let code = |r: Result<(), EdgeError>| r.err().map(|e| e.code);
+        assert_eq!(code(authorize(&all, Scope::Sales, Reach::Everywhere)), None);
+        assert_eq!(
+            code(authorize(&mum_sales, Scope::Sales, Reach::City("mum"))),
+            None
+        );
+        assert_eq!(
+            code(authorize(&mum_sales, Scope::Sales, Reach::City("del"))),
+            Some("city_forbidden")
+        );
+        assert_eq!(
+            code(authorize(&mum_sales, Scope::Sales, Reach::Everywhere)),
+            Some("city_forbidden")
+        );
+        assert_eq!(
+            code(authorize(&reader, Scope::Sales, Reach::Anywhere)),
+            Some("scope_forbidden")
+        );
+        assert_eq!(code(authorize(&reader, Scope::Read, Reach::Anywhere)), None);
+        assert_eq!(
+            code(authorize(&user(None, "user"), Scope::Read, Reach::Anywhere)),
+            Some("forbidden")
+        );
     }
 
     #[test]

@@ -193,6 +193,10 @@ pub struct EdgeConfig {
     /// (`DIRECTORY_REFRESH_MS`): a directory change reaches every isolate
     /// within this.
     pub directory_refresh_ms: i64,
+    /// How long an isolate trusts the edge controls it read
+    /// (`CONTROLS_REFRESH_MS`, default `controls::REFRESH_MS`): a deny-list
+    /// or peak-mode change reaches every isolate within this.
+    pub controls_refresh_ms: i64,
     /// How long to wait for a region core's answer to a payment (a
     /// checkout): it waits on the payment gateway for up to its own
     /// `REGION_GATEWAY_TIMEOUT_MS` before answering, so this must be
@@ -237,6 +241,7 @@ impl fmt::Debug for EdgeConfig {
             .field("cache_ttls", &self.cache_ttls)
             .field("region_timeout_ms", &self.region_timeout_ms)
             .field("directory_refresh_ms", &self.directory_refresh_ms)
+            .field("controls_refresh_ms", &self.controls_refresh_ms)
             .field("payment_timeout_ms", &self.payment_timeout_ms)
             .field("breaker", &self.breaker)
             .field("max_body_bytes", &self.max_body_bytes)
@@ -439,6 +444,13 @@ impl EdgeConfig {
             |v| (100..=3_600_000).contains(v),
             "100–3600000 ms",
         )?;
+        let controls_refresh_ms = number(
+            &get,
+            "CONTROLS_REFRESH_MS",
+            crate::controls::REFRESH_MS,
+            |v| (100..=3_600_000).contains(v),
+            "100–3600000 ms",
+        )?;
         let region_timeout_ms = number(
             &get,
             "REGION_TIMEOUT_MS",
@@ -490,6 +502,7 @@ impl EdgeConfig {
             catalog_url,
             regions,
             directory_refresh_ms,
+            controls_refresh_ms,
             limits,
             deny_list,
             cache_ttls,

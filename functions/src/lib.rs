@@ -7,6 +7,7 @@
 //!
 //! - [`routes`] turns a method and path into a [`routes::Route`];
 //! - [`config`] parses and checks the Worker's vars and secrets;
+//! - [`controls`] is the deny list and peak mode operators set at run time;
 //! - [`auth`] reads the caller's token, IP and body, and checks them;
 //! - [`upstash`] is the Upstash REST protocol: request bodies, typed
 //!   replies, error mapping (the `Fetch` that sends them is in `wasm`);
@@ -30,6 +31,7 @@ pub mod auth;
 pub mod breaker;
 pub mod catalog;
 pub mod config;
+pub mod controls;
 pub mod cross_shard;
 pub mod error;
 pub mod live;

@@ -22,6 +22,7 @@
 //! | `PageJoin` | `POST /c/{city}/sales/{show}/join` | — (HTML form, 303) |
 //! | `SaleConfig` | `GET`/`PUT /v1/operator/sales/{show}` | — (Upstash) |
 //! | `Directory` | `GET`/`PUT /v1/operator/directory` | — (Upstash; the city → shard table) |
+//! | `EdgeControl` | `GET`/`PUT /v1/operator/edge/deny`, `…/edge/peak` | — (Upstash; `crate::controls`) |
 //! | `FindBooking` | `GET /v1/bookings/{number or id}` | `/v1/bookings/{ref}` of every shard (`crate::cross_shard`) |
 //! | `MyBookings` | `GET /v1/me/bookings` | `/v1/bookings` of every shard, merged |
 //! | `GlobalRead` | `GET /v1/search?q=`, `GET /v1/movies/{id}` | the same path of the global catalog (`CATALOG_URL`), cached |
@@ -156,6 +157,13 @@ pub enum Route {
         /// `PUT` rather than `GET`.
         write: bool,
     },
+    /// Read (`write: false`) or change an edge control.
+    EdgeControl {
+        /// Which.
+        control: Control,
+        /// `PUT` rather than `GET`.
+        write: bool,
+    },
     /// Read (`write: false`) or set a sale's waiting-room config.
     SaleConfig {
         /// Show (= sale) id.
@@ -163,6 +171,15 @@ pub enum Route {
         /// `PUT` rather than `GET`.
         write: bool,
     },
+}
+
+/// An edge control (`crate::controls`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Control {
+    /// The deny list.
+    Deny,
+    /// Peak mode.
+    Peak,
 }
 
 impl Route {
@@ -183,6 +200,7 @@ impl Route {
             Self::Operator { .. }
             | Self::SaleConfig { .. }
             | Self::Directory { .. }
+            | Self::EdgeControl { .. }
             | Self::CatalogWrite => RouteClass::Operator,
             Self::Forward { .. } | Self::FindBooking { .. } | Self::MyBookings => RouteClass::Api,
             Self::Pages(p) => return p.class(),
@@ -196,6 +214,7 @@ impl Route {
             | Self::Cities
             | Self::SaleConfig { .. }
             | Self::Directory { .. }
+            | Self::EdgeControl { .. }
             | Self::FindBooking { .. }
             | Self::MyBookings
             | Self::GlobalRead { .. }
@@ -334,6 +353,24 @@ pub fn classify(
             "PUT" => Ok(Route::Directory { write: true }),
             _ => Err(EdgeError::method_not_allowed("GET, PUT")),
         },
+        ["v1", "operator", "edge", which] => {
+            let control = match *which {
+                "deny" => Control::Deny,
+                "peak" => Control::Peak,
+                _ => return Err(EdgeError::no_route()),
+            };
+            match method {
+                "GET" => Ok(Route::EdgeControl {
+                    control,
+                    write: false,
+                }),
+                "PUT" => Ok(Route::EdgeControl {
+                    control,
+                    write: true,
+                }),
+                _ => Err(EdgeError::method_not_allowed("GET, PUT")),
+            }
+        }
         ["v1", "operator", "sales", s] => {
             let show = show_id(s)?;
             match method {
@@ -620,6 +657,22 @@ mod tests {
         );
         assert_eq!(
             code(route("DELETE", &format!("/v1/operator/sales/{SHOW}"))),
+            "method_not_allowed"
+        );
+        assert_eq!(
+            route("PUT", "/v1/operator/edge/deny").unwrap(),
+            Route::EdgeControl {
+                control: Control::Deny,
+                write: true
+            }
+        );
+        assert_eq!(
+            route("GET", "/v1/operator/edge/peak").unwrap().class(),
+            Some(RouteClass::Operator)
+        );
+        assert_eq!(code(route("GET", "/v1/operator/edge/other")), "no_route");
+        assert_eq!(
+            code(route("POST", "/v1/operator/edge/peak")),
             "method_not_allowed"
         );
     }

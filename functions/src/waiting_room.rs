@@ -11,6 +11,7 @@
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
 use shared::admission::{self, PassClaims};
+use shared::api::{SaleMode, SetSale, ShowSale, WaitingRoomSettings};
 use shared::waiting_room::{seed_commitment, QueueState, SaleConfig};
 
 use crate::config::Regions;
@@ -34,51 +35,97 @@ pub struct Sale {
     pub config: SaleConfig,
 }
 
-/// The operator's `PUT /v1/operator/sales/{show}` body.
+/// The operator's `PUT /v1/operator/sales/{show}` body: the city, and
+/// either a flash sale's waiting room (`sale_mode` `flash_sale`, the
+/// default) or `sale_mode: "open"` to end the sale.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct SaleRequest {
     city: String,
-    opens_at: String,
-    rate_per_sec: f64,
-    pass_ttl_s: u32,
-    grace_s: u32,
+    #[serde(default = "flash")]
+    sale_mode: SaleMode,
+    opens_at: Option<String>,
+    rate_per_sec: Option<f64>,
+    pass_ttl_s: Option<u32>,
+    grace_s: Option<u32>,
+}
+
+fn flash() -> SaleMode {
+    SaleMode::FlashSale
 }
 
 fn invalid(message: impl Into<String>) -> EdgeError {
     EdgeError::new(422, "invalid_sale", message)
 }
 
+/// A checked `PUT /v1/operator/sales/{show}`: what the edge asks the
+/// show's region to store (the one copy of the sale).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SaleWrite {
+    /// The show's city.
+    pub city: String,
+    /// The region's `PUT /v1/operator/shows/{id}/sale` body.
+    pub set: SetSale,
+}
+
 /// Parses and checks the operator's sale settings for `show`.
-pub fn parse_sale(show: &str, body: &[u8], regions: &Regions) -> Result<Sale, EdgeError> {
+pub fn parse_sale(body: &[u8], regions: &Regions) -> Result<SaleWrite, EdgeError> {
     crate::auth::check_json(body)?;
     let req: SaleRequest = serde_json::from_slice(body)
         .map_err(|e| EdgeError::invalid_body(format!("not a sale: {e}")))?;
     if !regions.contains(&req.city) {
         return Err(invalid(format!("no region serves the city {:?}", req.city)));
     }
-    let opens_at = DateTime::parse_from_rfc3339(&req.opens_at)
-        .map_err(|_| invalid("opens_at must be an RFC 3339 time"))?;
-    if !(req.rate_per_sec.is_finite() && req.rate_per_sec > 0.0 && req.rate_per_sec <= 100_000.0) {
-        return Err(invalid("rate_per_sec must be above 0 and at most 100000"));
-    }
-    if !(10..=86_400).contains(&req.pass_ttl_s) {
-        return Err(invalid("pass_ttl_s must be 10–86400"));
-    }
-    if !(3..=86_400).contains(&req.grace_s) {
-        return Err(invalid("grace_s must be 3–86400"));
-    }
-    Ok(Sale {
+    let room = match (req.opens_at, req.rate_per_sec, req.pass_ttl_s, req.grace_s) {
+        (None, None, None, None) => None,
+        (Some(opens_at), Some(rate_per_sec), Some(pass_ttl_s), Some(grace_s)) => {
+            let opens_at = DateTime::parse_from_rfc3339(&opens_at)
+                .map_err(|_| invalid("opens_at must be an RFC 3339 time"))?
+                .with_timezone(&Utc);
+            Some(WaitingRoomSettings {
+                opens_at,
+                rate_per_sec,
+                pass_ttl_s,
+                grace_s,
+            })
+        }
+        _ => {
+            return Err(invalid(
+                "a waiting room needs opens_at, rate_per_sec, pass_ttl_s and grace_s together",
+            ))
+        }
+    };
+    WaitingRoomSettings::check_with(req.sale_mode, room.as_ref()).map_err(invalid)?;
+    Ok(SaleWrite {
         city: req.city,
-        config: SaleConfig {
-            sale: show.to_owned(),
-            opens_at_ms: opens_at.timestamp_millis(),
-            rate_per_sec: req.rate_per_sec,
-            pass_ttl_s: req.pass_ttl_s,
-            grace_s: req.grace_s,
+        set: SetSale {
+            sale_mode: req.sale_mode,
+            waiting_room: room,
         },
     })
 }
+
+/// The waiting room derived from the region's stored sale (`None`: the
+/// show is not in a flash sale).
+pub fn sale_from_region(stored: &ShowSale) -> Option<Sale> {
+    let room = stored.waiting_room.as_ref()?;
+    (stored.sale_mode == SaleMode::FlashSale).then(|| Sale {
+        city: stored.city.to_ascii_lowercase(),
+        config: SaleConfig {
+            sale: stored.show_id.to_string(),
+            opens_at_ms: room.opens_at.timestamp_millis(),
+            rate_per_sec: room.rate_per_sec,
+            pass_ttl_s: room.pass_ttl_s,
+            grace_s: room.grace_s,
+        },
+    })
+}
+
+/// How long the edge's copy of a sale (derived from the region's) lives
+/// in Upstash before it is read from the region again: a change made
+/// anywhere reaches every isolate within this (a change through the edge
+/// at once).
+pub const SALE_CACHE_MS: i64 = 60_000;
 
 /// A sale's settings as the operator endpoints return them.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -97,6 +144,9 @@ pub struct SaleView {
     pub grace_s: u32,
     /// SHA-256 of the seed, once someone has joined.
     pub seed_commitment: Option<String>,
+    /// Always `flash_sale` (the region's mode, which this was derived
+    /// from).
+    pub sale_mode: SaleMode,
 }
 
 impl Sale {
@@ -110,6 +160,7 @@ impl Sale {
             pass_ttl_s: self.config.pass_ttl_s,
             grace_s: self.config.grace_s,
             seed_commitment: seed.map(seed_commitment),
+            sale_mode: SaleMode::FlashSale,
         }
     }
 }
@@ -136,6 +187,24 @@ pub fn keep_ms(c: &SaleConfig, now_ms: i64) -> i64 {
 /// Where a sale's settings are stored.
 pub fn config_key(sale: &str) -> String {
     key(sale, "cfg")
+}
+
+/// Where the city of a sale's show is stored (as long as the room's
+/// keys): the edge can read the sale from the region when its copy has
+/// expired.
+pub fn city_key(sale: &str) -> String {
+    key(sale, "city")
+}
+
+/// The show whose sale a region operator call (`upstream`, the region
+/// path) changes: `/v1/operator/shows/{id}/sale`.
+pub fn sale_changed_by(upstream: &str) -> Option<String> {
+    let path = upstream.split('?').next().unwrap_or(upstream);
+    let id = path
+        .strip_prefix("/v1/operator/shows/")?
+        .strip_suffix("/sale")?;
+    let parsed = shared::ShowId::parse(id).ok()?;
+    Some(parsed.to_string())
 }
 
 /// Where a sale's seed is stored.
@@ -460,14 +529,45 @@ mod tests {
     fn the_operator_sets_a_sale() {
         let regions = Regions::parse(r#"{"mum":"http://x.example"}"#).unwrap();
         let body = br#"{"city":"mum","opens_at":"2030-01-15T10:00:00+05:30","rate_per_sec":50,"pass_ttl_s":300,"grace_s":60}"#;
-        let s = parse_sale(SHOW, body, &regions).unwrap();
+        let w = parse_sale(body, &regions).unwrap();
+        assert_eq!(w.city, "mum");
+        assert_eq!(w.set.sale_mode, SaleMode::FlashSale);
+        // What the region stores and answers is what the edge derives its
+        // room from.
+        let stored = ShowSale {
+            show_id: shared::ShowId::parse(SHOW).unwrap(),
+            city: "mum".into(),
+            sale_mode: w.set.sale_mode,
+            waiting_room: w.set.waiting_room.clone(),
+        };
+        let s = sale_from_region(&stored).unwrap();
         assert_eq!(s.config.opens_at_ms, 1_894_681_800_000);
+        assert_eq!(s.config.sale, SHOW);
         assert_eq!(s.view(None).opens_at, "2030-01-15T04:30:00Z");
-        let stored = serde_json::to_string(&s).unwrap();
-        assert_eq!(serde_json::from_str::<Sale>(&stored).unwrap(), s);
-        let err = |b: &str| parse_sale(SHOW, b.as_bytes(), &regions).unwrap_err().code;
+        let stored_json = serde_json::to_string(&s).unwrap();
+        assert_eq!(serde_json::from_str::<Sale>(&stored_json).unwrap(), s);
+        let open = ShowSale {
+            sale_mode: SaleMode::Open,
+            waiting_room: None,
+            ..stored
+        };
+        assert_eq!(sale_from_region(&open), None);
+        let end = parse_sale(br#"{"city":"mum","sale_mode":"open"}"#, &regions).unwrap();
+        assert_eq!(end.set.waiting_room, None);
+        let err = |b: &str| parse_sale(b.as_bytes(), &regions).unwrap_err().code;
+        assert_eq!(
+            err(r#"{"city":"mum","sale_mode":"flash_sale"}"#),
+            "invalid_sale",
+            "a flash sale without its waiting room"
+        );
+        assert_eq!(
+            err(
+                r#"{"city":"mum","sale_mode":"open","rate_per_sec":5,"opens_at":"2030-01-15T10:00:00Z","pass_ttl_s":300,"grace_s":60}"#
+            ),
+            "invalid_sale"
+        );
         assert_eq!(err("{"), "malformed_json");
-        assert_eq!(err(r#"{"city":"mum"}"#), "invalid_body");
+        assert_eq!(err(r#"{"city":"mum"}"#), "invalid_sale");
         let with = |field: &str, value: &str| {
             let mut v: serde_json::Value = serde_json::from_slice(body).unwrap();
             v[field] = serde_json::from_str(value).unwrap();
@@ -479,6 +579,22 @@ mod tests {
         assert_eq!(with("pass_ttl_s", "5"), "invalid_sale");
         assert_eq!(with("grace_s", "1"), "invalid_sale");
         assert_eq!(with("extra", "1"), "invalid_body");
+    }
+
+    #[test]
+    fn a_region_write_to_a_sale_names_its_show() {
+        assert_eq!(
+            sale_changed_by(&format!("/v1/operator/shows/{SHOW}/sale")),
+            Some(SHOW.to_owned())
+        );
+        assert_eq!(
+            sale_changed_by(&format!("/v1/operator/shows/{SHOW}/sale?x=1")),
+            Some(SHOW.to_owned())
+        );
+        assert_eq!(sale_changed_by(&format!("/v1/operator/shows/{SHOW}")), None);
+        assert_eq!(sale_changed_by("/v1/operator/shows/nope/sale"), None);
+        assert_eq!(sale_changed_by(&format!("/v1/shows/{SHOW}/sale")), None);
+        assert_eq!(city_key(SHOW), format!("wr:{{{SHOW}}}:city"));
     }
 
     #[test]

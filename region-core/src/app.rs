@@ -26,7 +26,7 @@ use crate::state::AppState;
 use crate::{
     audit, bookings, catalog, checkins, checkout, health, holds, live, mail, notifier, outbox,
     path_switch, payments, pool_sampler, reconcile, recovery, refunds, reports, retention,
-    seat_map, show_cancel, sweeper, webhook,
+    sale_config, seat_map, show_cancel, sweeper, webhook,
 };
 use anyhow::Context;
 use axum::extract::DefaultBodyLimit;
@@ -57,6 +57,7 @@ pub fn router(state: AppState) -> Router {
         .merge(reports::router())
         .merge(show_cancel::router())
         .merge(audit::router())
+        .merge(sale_config::router())
         .merge(notifier::router())
         .merge(seat_map::router())
         .merge(live::router())

@@ -65,6 +65,7 @@ pub mod redlock;
 pub mod refunds;
 pub mod reports;
 pub mod retention;
+pub mod sale_config;
 pub mod seat_map;
 pub mod serve;
 pub mod show_cancel;

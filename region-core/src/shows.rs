@@ -2,8 +2,9 @@
 //! and when it starts, loaded from Postgres once and cached in each
 //! process.
 //!
-//! An operator may move a show's start (before anyone holds a seat) or
-//! delete it. Such a write announces the show on the `show_changed`
+//! An operator may move a show's start (before anyone holds a seat),
+//! change its sale mode (`crate::sale_config`) or delete it. Such a write
+//! announces the show on the `show_changed`
 //! channel (`NOTIFY`, in its own transaction: delivered at commit, never
 //! for a write rolled back) and every replica's [`follow_changes`] drops
 //! its copy. Chosen over a version checked on every read (a Postgres

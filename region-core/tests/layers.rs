@@ -52,6 +52,7 @@ const PLACES: &[(&str, usize)] = &[
     ("audit::store", 2),
     ("ownership", 2),
     ("show_cancel::store", 2),
+    ("sale_config::store", 2),
     // Services: the work, across adapters; `state` bundles their parts.
     ("state", 3),
     ("holds::rules", 3),
@@ -84,6 +85,7 @@ const PLACES: &[(&str, usize)] = &[
     ("bookings", 4),
     ("catalog", 4),
     ("audit", 4),
+    ("sale_config", 4),
     ("catalog::cities", 4),
     ("catalog::venues", 4),
     ("catalog::screens", 4),

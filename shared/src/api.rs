@@ -257,6 +257,88 @@ pub struct CreateShow {
     /// show, across all their holds and bookings (1–100; default 10).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_seats_per_user: Option<u16>,
+    /// The waiting room of a `flash_sale` show: required with that mode,
+    /// refused with `open` (a show in a sale without a waiting room cannot
+    /// be created).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub waiting_room: Option<WaitingRoomSettings>,
+}
+
+/// A flash sale's waiting-room settings: the one copy an operator sets
+/// (`PUT /v1/operator/shows/{id}/sale` at the region, or the edge's
+/// `PUT /v1/operator/sales/{show}`, which writes there first), kept in the
+/// shard's Postgres beside the show's `sale_mode`; the edge's waiting room
+/// is derived from it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WaitingRoomSettings {
+    /// When admission starts (UTC; an offset is accepted and converted).
+    pub opens_at: DateTime<Utc>,
+    /// Users admitted per second (above 0, at most 100 000).
+    pub rate_per_sec: f64,
+    /// How long an admission pass stays valid, seconds (10–86 400).
+    pub pass_ttl_s: u32,
+    /// A waiting user who has not polled for this long loses the place,
+    /// seconds (3–86 400).
+    pub grace_s: u32,
+}
+
+impl WaitingRoomSettings {
+    /// Checks the ranges; the message names the field.
+    pub fn check(&self) -> Result<(), String> {
+        let r = self.rate_per_sec;
+        if !(r.is_finite() && r > 0.0 && r <= 100_000.0) {
+            return Err("rate_per_sec must be above 0 and at most 100000".into());
+        }
+        if !(10..=86_400).contains(&self.pass_ttl_s) {
+            return Err("pass_ttl_s must be 10–86400".into());
+        }
+        if !(3..=86_400).contains(&self.grace_s) {
+            return Err("grace_s must be 3–86400".into());
+        }
+        Ok(())
+    }
+
+    /// Checks a sale mode and its waiting room together: `flash_sale`
+    /// needs one, `open` must not carry one.
+    pub fn check_with(mode: SaleMode, room: Option<&Self>) -> Result<(), String> {
+        match (mode, room) {
+            (SaleMode::FlashSale, None) => {
+                Err("a flash_sale needs its waiting_room settings in the same call".into())
+            }
+            (SaleMode::FlashSale, Some(r)) => r.check(),
+            (SaleMode::Open, Some(_)) => {
+                Err("an open sale has no waiting room: drop waiting_room".into())
+            }
+            (SaleMode::Open, None) => Ok(()),
+        }
+    }
+}
+
+/// `PUT /v1/operator/shows/{id}/sale`: a show's sale mode and, for a
+/// flash sale, its waiting room, set together.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SetSale {
+    /// Open or flash sale.
+    pub sale_mode: SaleMode,
+    /// Required with `flash_sale`, refused with `open`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub waiting_room: Option<WaitingRoomSettings>,
+}
+
+/// A show's sale as the region core stores it (the answer of `GET
+/// /v1/shows/{id}/sale` and of the operator's `PUT`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ShowSale {
+    /// Show id.
+    pub show_id: ShowId,
+    /// The show's city.
+    pub city: String,
+    /// Open or flash sale.
+    pub sale_mode: SaleMode,
+    /// The waiting room (present exactly when `flash_sale`).
+    pub waiting_room: Option<WaitingRoomSettings>,
 }
 
 fn default_sale_mode() -> SaleMode {

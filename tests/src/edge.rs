@@ -78,6 +78,25 @@ impl Client {
         }
     }
 
+    /// An operator `sub` whose token reaches only `cities` (codes, or
+    /// `*`) with `scopes`, from its own IP.
+    pub fn scoped_operator(sub: &str, cities: &[&str], scopes: &[shared::token::Scope]) -> Self {
+        let grant = shared::token::Grant::new(
+            cities.iter().map(|c| (*c).to_owned()).collect(),
+            scopes.to_vec(),
+        )
+        .expect("a valid grant");
+        let now = chrono::Utc::now().timestamp();
+        let token = region_core::auth::TokenKeys::new(SECRET)
+            .mint_operator(sub, &grant, now, 3600)
+            .expect("minting a scoped operator token");
+        Self {
+            id: Some(sub.to_owned()),
+            token: Some(token),
+            ip: "10.250.0.2".into(),
+        }
+    }
+
     /// No token, from `ip`.
     pub fn anonymous(ip: &str) -> Self {
         Self {
@@ -689,6 +708,12 @@ impl EdgeStack {
                 .json(&body),
         )
         .await
+    }
+
+    /// `PUT path` with a JSON body as `client`.
+    pub async fn put(&self, path: &str, client: &Client, body: Value) -> Reply {
+        self.send(self.request(reqwest::Method::PUT, path, client).json(&body))
+            .await
     }
 
     /// `POST /v1/c/{city}/shows/{show}/holds` through the edge, with the

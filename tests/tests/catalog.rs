@@ -62,7 +62,8 @@ async fn shows_are_listed_by_local_date_of_the_venue() {
             .operator_post(
                 "/v1/operator/shows",
                 json!({"screen_id": screen["id"], "movie_id": movie["id"], "starts_at": t.with_timezone(&Utc).to_rfc3339(),
-                       "prices": {"FLOOR": 900000}, "currency": "USD", "sale_mode": "flash_sale"}),
+                       "prices": {"FLOOR": 900000}, "currency": "USD", "sale_mode": "flash_sale",
+                       "waiting_room": {"opens_at": Utc::now().to_rfc3339(), "rate_per_sec": 5.0, "pass_ttl_s": 300, "grace_s": 30}}),
             )
             .await
             .expect("show");

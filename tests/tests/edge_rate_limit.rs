@@ -57,12 +57,13 @@ fn assert_limited(r: &Reply, burst: u64, what: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn users_and_ips_are_limited_independently_and_a_refused_client_costs_no_redis_call() {
-    // The directory is read once: the Redis calls counted below are the
-    // limits' alone.
+    // The directory and the edge controls are read once: the Redis calls
+    // counted below are the limits' alone.
     let stack = EdgeStack::start(
         EdgeOptions::cities(&[CITY])
             .var("RATE_LIMITS", limits())
-            .var("DIRECTORY_REFRESH_MS", "3600000"),
+            .var("DIRECTORY_REFRESH_MS", "3600000")
+            .var("CONTROLS_REFRESH_MS", "3600000"),
     )
     .await
     .expect("edge stack");

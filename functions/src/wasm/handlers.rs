@@ -11,9 +11,10 @@ use super::http::{self, now_ms, random_hex, OrInternal};
 use super::region::{self, Upstream};
 use super::upstash::Upstash;
 use super::{cache, live, poll, state};
-use crate::auth::{self, User};
+use crate::auth::{self, Reach, User};
 use crate::catalog::{self, version_key, CacheKind, Freshness, Ttl, CACHE_HEADER};
 use crate::config::{EdgeConfig, CATALOG};
+use crate::controls::{self, Controls, NonEssential};
 use crate::cross_shard;
 use crate::error::EdgeError;
 use crate::pages::session;
@@ -24,6 +25,8 @@ use crate::rate_limit::{
 use crate::routes::{self, Route};
 use crate::scripts;
 use crate::waiting_room::{self, Mode, Sale, StatusView};
+use shared::api::ShowSale;
+use shared::token::Scope;
 
 pub(super) type Hdrs = Vec<(&'static str, String)>;
 pub(super) type Handled = Result<Response, EdgeError>;
@@ -43,10 +46,12 @@ pub async fn handle(
     // The city -> shard directory an operator set, if any (read at most
     // every few seconds per isolate).
     let cfg = super::directory::current(cfg, now_ms()).await;
+    // The deny list and peak mode operators set (read as seldom).
+    let controls = super::controls::current(&cfg, now_ms()).await;
     let route = routes::classify(&raw_method, url.path(), url.query(), &cfg.regions);
     // Everything outside the JSON API is a page: its errors are pages too.
     let browser = !url.path().starts_with("/v1/") && url.path() != "/healthz";
-    let call = Call::new(&req, env, cfg, &url, method);
+    let call = Call::new(&req, env, cfg, controls, &url, method);
     let result = match route {
         Ok(route) => dispatch(&mut req, &call, ctx, route).await,
         Err(e) => Err(e),
@@ -66,6 +71,8 @@ pub async fn handle(
 /// What every handler needs to know about the request.
 pub(super) struct Call {
     pub(super) cfg: Rc<EdgeConfig>,
+    /// The operators' run-time controls in force (`crate::controls`).
+    pub(super) controls: Rc<Controls>,
     /// Bindings beyond the vars (the live seat map's Durable Objects).
     pub(super) env: Env,
     pub(super) now_ms: i64,
@@ -85,7 +92,14 @@ pub(super) struct Call {
 }
 
 impl Call {
-    fn new(req: &Request, env: Env, cfg: Rc<EdgeConfig>, url: &Url, method: Method) -> Self {
+    fn new(
+        req: &Request,
+        env: Env,
+        cfg: Rc<EdgeConfig>,
+        controls: Rc<Controls>,
+        url: &Url,
+        method: Method,
+    ) -> Self {
         let ip = auth::client_ip(
             &cfg.client_ip,
             http::header(req, "CF-Connecting-IP").as_deref(),
@@ -110,6 +124,7 @@ impl Call {
         };
         Self {
             cfg,
+            controls,
             env,
             now_ms: now_ms(),
             origin: url.origin().ascii_serialization(),
@@ -154,14 +169,30 @@ impl Call {
         checked
     }
 
-    fn upstash(&self) -> Upstash<'_> {
+    pub(super) fn upstash(&self) -> Upstash<'_> {
         Upstash::new(&self.cfg.upstash)
+    }
+
+    /// The limits of `class` now: the configured ones, stricter in peak
+    /// mode.
+    fn limit(&self, class: RouteClass) -> ClassLimit {
+        self.controls.peak.limit(class, self.cfg.limits.get(class))
+    }
+
+    /// 403 unless the caller is an operator whose grant carries `scope`
+    /// and reaches `reach` (`auth::authorize`).
+    fn authorize(&self, user: &User, scope: Scope, reach: Reach<'_>) -> Result<(), EdgeError> {
+        auth::authorize(user, scope, reach)
     }
 
     /// The checks that need no Redis: the configured deny list, and
     /// refusals this isolate remembers.
     fn precheck(&self, class: RouteClass, caller: &Caller<'_>) -> Result<(), EdgeError> {
         if self.cfg.deny_list.denies(caller) {
+            return Err(EdgeError::denied());
+        }
+        if let Some(entry) = self.controls.deny.denies(&self.ip, caller, self.now_ms) {
+            worker::console_warn!("denied {} (entry {})", self.ip, entry.target);
             return Err(EdgeError::denied());
         }
         let keys = memory_keys(class, caller);
@@ -203,7 +234,7 @@ impl Call {
         context: &[String],
     ) -> Result<(Hdrs, Option<Vec<Option<String>>>), EdgeError> {
         let caller = self.caller(user);
-        let limit = self.cfg.limits.get(class);
+        let limit = &self.limit(class);
         self.precheck(class, &caller)?;
         let (keys, args) = gate_keys_args(class, limit, &caller, self.now_ms, context);
         let decoded = self
@@ -336,6 +367,16 @@ async fn dispatch(req: &mut Request, call: &Call, ctx: &Context, route: Route) -
         }
         Route::SaleConfig { show, write } => sale_config(req, call, &show, write).await,
         Route::Directory { write } => directory(req, call, write).await,
+        Route::EdgeControl { control, write } => {
+            let user = call.require_user().await?;
+            if write {
+                call.authorize(&user, Scope::Sales, Reach::Everywhere)?;
+            } else {
+                call.authorize(&user, Scope::Read, Reach::Anywhere)?;
+            }
+            let (rl, _) = call.gate(RouteClass::Operator, Some(&user.id), &[]).await?;
+            super::controls::serve(req, call, &user, control, write, &rl).await
+        }
     }
 }
 
@@ -493,6 +534,15 @@ pub(super) async fn catalog_read(
     let user = auth::optional_user(&call.cfg.jwt_secret, call.token.as_deref(), call.now_s())
         .ok()
         .flatten();
+    // Peak mode: browsing gives way to buying (`crate::controls`). Paused
+    // reads cost no Redis call; a denied client is still told so.
+    let peak = call.controls.peak;
+    let paused = peak.enabled && !controls::essential(kind);
+    if paused && peak.non_essential == NonEssential::Off {
+        let caller = call.caller(user.as_ref().map(|u| u.id.as_str()));
+        call.precheck(RouteClass::Catalog, &caller)?;
+        return Err(controls::peak_refusal(&peak));
+    }
     let vkey = version_key((kind != CacheKind::Cities).then_some(city.as_str()));
     let (rl, values) = call
         .gate(
@@ -521,6 +571,13 @@ pub(super) async fn catalog_read(
     };
     let now = call.now_ms;
     let cached = cache::get(&job.key).await;
+    if paused {
+        // Whatever the copy's age; none cached: paused like `off`.
+        return match cached {
+            Some(c) => cached_response(c, ttl, "STALE", now, &rl),
+            None => Err(with_limits(controls::peak_refusal(&peak), &rl)),
+        };
+    }
     let mut fallback = None;
     if let Some(c) = cached {
         match catalog::freshness(c.stored_at_ms, now, ttl) {
@@ -778,6 +835,13 @@ pub(super) fn report_completion(call: &Call, ctx: &Context, up: &Upstream) {
 
 async fn operator(req: &mut Request, call: &Call, city: &str, upstream: &str) -> Handled {
     let user = call.require_user().await?;
+    // Defence in depth: an operator token that does not reach the city
+    // stops here (the region checks scope and city again).
+    if user.operator && city != CATALOG && !user.grant.covers_city(city) {
+        return Err(auth::authorize(&user, Scope::Read, Reach::City(city))
+            .err()
+            .unwrap_or_else(EdgeError::forbidden));
+    }
     declared_length_ok(req, call)?;
     let (rl, _) = call.gate(RouteClass::Operator, Some(&user.id), &[]).await?;
     let up = async {
@@ -788,6 +852,11 @@ async fn operator(req: &mut Request, call: &Call, city: &str, upstream: &str) ->
     .map_err(|e| with_limits(e, &rl))?;
     let write = !matches!(call.method, Method::Get | Method::Head);
     if write && (200..300).contains(&up.status) {
+        // A show's sale changed at the region: the edge's copy goes, and
+        // the next waiting-room request reads the new one from there.
+        if let Some(show) = waiting_room::sale_changed_by(upstream) {
+            forget_sale(call, &show).await;
+        }
         // A catalog change: new versions make the city's cached reads (and
         // the city list) stale at once, everywhere. A title created through
         // a city lands in the global catalog: its titles and searches too.
@@ -924,6 +993,7 @@ async fn my_bookings(req: &Request, call: &Call) -> Handled {
 /// by the gate itself (then the rate-limit cost is already spent).
 async fn room_sale(
     call: &Call,
+    city: &str,
     class: RouteClass,
     user: &str,
     show: &str,
@@ -938,8 +1008,17 @@ async fn room_sale(
             let Some(values) = values else {
                 return Err(EdgeError::edge_state_unavailable());
             };
-            let sale = parse_sale(values[0].as_deref());
-            state::with(|s| s.remember_sale(show, sale.clone(), call.now_ms));
+            let sale = match parse_sale(values[0].as_deref()) {
+                Some(sale) => {
+                    state::with(|s| s.remember_sale(show, Some(sale.clone()), call.now_ms));
+                    Some(sale)
+                }
+                // The edge's copy has expired (or was dropped by a
+                // change): the region's is the sale.
+                None => pull_sale(call, city, show)
+                    .await
+                    .map_err(|e| with_limits(e, &rl))?,
+            };
             match sale {
                 Some(sale) => Ok((sale, rl, true)),
                 None => Err(with_limits(EdgeError::unknown_sale(), &rl)),
@@ -962,11 +1041,11 @@ pub(super) async fn room(
     };
     let caller = call.caller(Some(&user.id));
     call.precheck(class, &caller)?;
-    let (sale, _, spent) = room_sale(call, class, &user.id, show).await?;
+    let (sale, _, spent) = room_sale(call, city, class, &user.id, show).await?;
     if sale.city != city {
         return Err(EdgeError::unknown_sale());
     }
-    let mut limit = *call.cfg.limits.get(class);
+    let mut limit = call.limit(class);
     if spent {
         // The gate already charged this request when it read the sale.
         limit.cost = 0;
@@ -1021,8 +1100,11 @@ async fn room_json(call: &Call, city: &str, show: &str, mode: Mode) -> Handled {
 /// `GET`/`PUT /v1/operator/directory` (operator token).
 async fn directory(req: &mut Request, call: &Call, write: bool) -> Handled {
     let user = call.require_user().await?;
-    if !user.operator {
-        return Err(EdgeError::forbidden());
+    // The directory routes every city: changing it is edge-wide.
+    if write {
+        call.authorize(&user, Scope::Sales, Reach::Everywhere)?;
+    } else {
+        call.authorize(&user, Scope::Read, Reach::Anywhere)?;
     }
     let (rl, _) = call.gate(RouteClass::Operator, Some(&user.id), &[]).await?;
     let regions = if write {
@@ -1036,6 +1118,92 @@ async fn directory(req: &mut Request, call: &Call, write: bool) -> Handled {
     super::directory::answer(regions, &rl)
 }
 
+// ------------------------------------------------------------ sale config
+
+fn sale_unavailable(e: crate::upstash::UpstashError) -> EdgeError {
+    worker::console_error!("sale config: {e}");
+    EdgeError::edge_state_unavailable()
+}
+
+/// Keeps the edge's copy of a sale (derived from the region's) in Upstash
+/// for `waiting_room::SALE_CACHE_MS`, the show's city as long as the
+/// room's keys, and in this isolate.
+async fn cache_sale(call: &Call, sale: &Rc<Sale>) -> Result<(), EdgeError> {
+    let upstash = call.upstash();
+    let show = &sale.config.sale;
+    let stored = serde_json::to_string(&**sale).or_internal("sale")?;
+    let answers = upstash
+        .pipeline(&[
+            vec![
+                "SET".to_owned(),
+                upstash.key(&waiting_room::config_key(show)),
+                stored,
+                "PX".to_owned(),
+                waiting_room::SALE_CACHE_MS.to_string(),
+            ],
+            vec![
+                "SET".to_owned(),
+                upstash.key(&waiting_room::city_key(show)),
+                sale.city.clone(),
+                "PX".to_owned(),
+                waiting_room::keep_ms(&sale.config, call.now_ms).to_string(),
+            ],
+        ])
+        .await
+        .map_err(sale_unavailable)?;
+    for a in answers {
+        a.map_err(sale_unavailable)?;
+    }
+    state::with(|s| s.remember_sale(show, Some(sale.clone()), call.now_ms));
+    Ok(())
+}
+
+/// Drops the edge's copy of a sale (Upstash and this isolate): the next
+/// waiting-room request reads the region's.
+async fn forget_sale(call: &Call, show: &str) {
+    let upstash = call.upstash();
+    let del = [
+        "DEL".to_owned(),
+        upstash.key(&waiting_room::config_key(show)),
+    ];
+    if let Err(e) = upstash.command(&del).await {
+        worker::console_error!("the edge's copy of sale {show} was not dropped: {e}");
+    }
+    state::with(|s| s.sales.remove(show));
+}
+
+/// The sale of `show` as the region of `city` stores it, and the room
+/// derived from it (cached): `None` when the show is not in a flash sale
+/// (or unknown there).
+async fn pull_sale(call: &Call, city: &str, show: &str) -> Result<Option<Rc<Sale>>, EdgeError> {
+    let path = format!("/v1/shows/{show}/sale");
+    let up = region::call(&call.cfg, city, Method::Get, &path, Headers::new(), None).await?;
+    let sale = match up.status {
+        200 => {
+            let stored: ShowSale = serde_json::from_slice(&up.body).or_internal("region sale")?;
+            waiting_room::sale_from_region(&stored).map(Rc::new)
+        }
+        404 => None,
+        s => {
+            worker::console_warn!("sale of {show}: the region answered {s}");
+            return Err(EdgeError::region_unavailable(1));
+        }
+    };
+    match &sale {
+        Some(sale) => cache_sale(call, sale).await?,
+        None => state::with(|s| s.remember_sale(show, None, call.now_ms)),
+    }
+    Ok(sale)
+}
+
+fn open_view(show: &str, city: &str) -> String {
+    serde_json::json!({ "sale": show, "city": city, "sale_mode": "open" }).to_string()
+}
+
+/// `GET`/`PUT /v1/operator/sales/{show}`. A `PUT` is stored by the show's
+/// region (mode and waiting room together, audited there: the one copy);
+/// the edge's room is then derived from the region's answer. A `GET`
+/// reads the edge's copy, or the region's when the copy has expired.
 async fn sale_config(req: &mut Request, call: &Call, show: &str, write: bool) -> Handled {
     let user = call.require_user().await?;
     if !user.operator {
@@ -1044,75 +1212,89 @@ async fn sale_config(req: &mut Request, call: &Call, show: &str, write: bool) ->
     let (rl, _) = call.gate(RouteClass::Operator, Some(&user.id), &[]).await?;
     let upstash = call.upstash();
     let done = async {
-        let unavailable = |e: crate::upstash::UpstashError| {
-            worker::console_error!("sale config: {e}");
-            EdgeError::edge_state_unavailable()
-        };
-        let (sale, seed) = if write {
+        if write {
             let body = http::read_body(req, call.cfg.max_body_bytes).await?;
-            let sale = waiting_room::parse_sale(show, &body, &call.cfg.regions)?;
-            // A sale for a show its city does not have would open a waiting
-            // room nobody can buy from: ask the city's region first.
-            let found = region::call(
-                &call.cfg,
-                &sale.city,
-                Method::Get,
-                &format!("/v1/shows/{show}"),
-                Headers::new(),
-                None,
-            )
-            .await?;
-            if found.status == 404 {
-                return Err(EdgeError::unknown_show(show));
+            let w = waiting_room::parse_sale(&body, &call.cfg.regions)?;
+            call.authorize(&user, Scope::Sales, Reach::City(&w.city))?;
+            let headers = upstream_headers(req, call, &[])?;
+            headers
+                .set("Content-Type", "application/json")
+                .or_internal("content type")?;
+            let set = serde_json::to_vec(&w.set).or_internal("sale")?;
+            let path = format!("/v1/operator/shows/{show}/sale");
+            let up =
+                region::call(&call.cfg, &w.city, Method::Put, &path, headers, Some(&set)).await?;
+            if up.status != 200 {
+                // The region's refusal (404 unknown show, 403, 422) as is.
+                return Ok(Err(up));
             }
-            let stored = serde_json::to_string(&sale).or_internal("sale")?;
-            let answers = upstash
-                .pipeline(&[
-                    // Kept as long as the room's own keys: until well after
-                    // the sale, then gone (nothing of a sale lives forever).
-                    vec![
-                        "SET".to_owned(),
-                        upstash.key(&waiting_room::config_key(show)),
-                        stored,
-                        "PX".to_owned(),
-                        waiting_room::keep_ms(&sale.config, call.now_ms).to_string(),
-                    ],
-                    vec!["GET".to_owned(), upstash.key(&waiting_room::seed_key(show))],
-                ])
-                .await
-                .map_err(unavailable)?;
-            let mut answers = answers.into_iter();
-            answers.next().transpose().map_err(unavailable)?;
-            let seed = answers.next().transpose().map_err(unavailable)?;
-            state::with(|s| s.remember_sale(show, Some(Rc::new(sale.clone())), call.now_ms));
-            (sale, seed)
-        } else {
-            let answers = upstash
-                .pipeline(&[
-                    vec![
-                        "GET".to_owned(),
-                        upstash.key(&waiting_room::config_key(show)),
-                    ],
-                    vec!["GET".to_owned(), upstash.key(&waiting_room::seed_key(show))],
-                ])
-                .await
-                .map_err(unavailable)?;
-            let mut answers = answers.into_iter();
-            let stored = answers.next().transpose().map_err(unavailable)?;
-            let sale = stored
-                .as_ref()
-                .and_then(|r| parse_sale(r.opt_str().ok().flatten()))
-                .ok_or_else(EdgeError::unknown_sale)?;
-            let seed = answers.next().transpose().map_err(unavailable)?;
-            ((*sale).clone(), seed)
+            let stored: ShowSale = serde_json::from_slice(&up.body).or_internal("region sale")?;
+            let body = match waiting_room::sale_from_region(&stored) {
+                Some(sale) => {
+                    let sale = Rc::new(sale);
+                    cache_sale(call, &sale).await?;
+                    let seed = upstash
+                        .command(&["GET".to_owned(), upstash.key(&waiting_room::seed_key(show))])
+                        .await
+                        .map_err(sale_unavailable)?;
+                    let seed = seed.opt_str().ok().flatten().map(str::to_owned);
+                    serde_json::to_string(&sale.view(seed.as_deref())).or_internal("sale view")?
+                }
+                None => {
+                    forget_sale(call, show).await;
+                    open_view(show, &stored.city)
+                }
+            };
+            worker::console_log!(
+                "sale {show} set to {} by {:?}",
+                stored.sale_mode.as_db_str(),
+                user.id
+            );
+            return Ok(Ok(body));
+        }
+        call.authorize(&user, Scope::Read, Reach::Anywhere)?;
+        let answers = upstash
+            .pipeline(&[
+                vec![
+                    "GET".to_owned(),
+                    upstash.key(&waiting_room::config_key(show)),
+                ],
+                vec!["GET".to_owned(), upstash.key(&waiting_room::seed_key(show))],
+                vec!["GET".to_owned(), upstash.key(&waiting_room::city_key(show))],
+            ])
+            .await
+            .map_err(sale_unavailable)?;
+        let mut answers = answers.into_iter();
+        let mut next = || {
+            answers
+                .next()
+                .transpose()
+                .map_err(sale_unavailable)
+                .map(|r| r.and_then(|r| r.opt_str().ok().flatten().map(str::to_owned)))
         };
-        let seed = seed
-            .as_ref()
-            .and_then(|r| r.opt_str().ok().flatten().map(str::to_owned));
-        serde_json::to_string(&sale.view(seed.as_deref())).or_internal("sale view")
+        let (stored, seed, city) = (next()?, next()?, next()?);
+        let sale = match (parse_sale(stored.as_deref()), city) {
+            (Some(sale), _) => Some(sale),
+            (None, Some(city)) if call.cfg.regions.contains(&city) => {
+                match pull_sale(call, &city, show).await? {
+                    Some(sale) => Some(sale),
+                    None => {
+                        call.authorize(&user, Scope::Read, Reach::City(&city))?;
+                        return Ok(Ok(open_view(show, &city)));
+                    }
+                }
+            }
+            _ => None,
+        };
+        let sale = sale.ok_or_else(EdgeError::unknown_sale)?;
+        call.authorize(&user, Scope::Read, Reach::City(&sale.city))?;
+        Ok(Ok(
+            serde_json::to_string(&sale.view(seed.as_deref())).or_internal("sale view")?
+        ))
     };
     match done.await {
-        Ok(body) => http::json(200, body, &rl).or_internal("sale response"),
+        Ok(Ok(body)) => http::json(200, body, &rl).or_internal("sale response"),
+        Ok(Err(up)) => up.into_response(&rl).or_internal("region response"),
         Err(e) => Err(with_limits(e, &rl)),
     }
 }

@@ -5,6 +5,7 @@
 //! moves bytes and keeps per-isolate state. Compiled for `wasm32` only.
 
 mod cache;
+mod controls;
 mod directory;
 mod handlers;
 mod http;

@@ -34,6 +34,9 @@ pub struct Isolate {
     /// Turns out of the replica rotation (requests spread over a shard's
     /// replicas).
     pub turn: u64,
+    /// The edge controls in force, and when they were read
+    /// (`super::controls`).
+    pub controls: Option<(Rc<crate::controls::Controls>, i64)>,
     /// Sale settings by show id, with when they were read.
     pub sales: HashMap<String, (Option<Rc<Sale>>, i64)>,
     /// The last catalog version seen, by version key.

@@ -342,7 +342,8 @@ pub(super) async fn delete_show(
         ));
     }
     // What belongs to the show alone goes with it: its seats and, for a
-    // show cancelled before anyone held a seat, its (finished) job.
+    // show cancelled before anyone held a seat, its (finished) job (its
+    // sale settings cascade).
     sqlx::query!("DELETE FROM show_seats WHERE show_id = $1", id)
         .execute(&mut *tx)
         .await?;

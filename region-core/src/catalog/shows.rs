@@ -109,6 +109,8 @@ pub(super) async fn create_show(
     )
     .execute(&mut *tx)
     .await?;
+    // A flash sale's waiting room, in the same transaction as its mode.
+    crate::sale_config::store::put_room(&mut tx, id, req.waiting_room.as_ref(), Utc::now()).await?;
     let entry = Entry {
         action: "show.create",
         target_kind: "show",
@@ -152,6 +154,7 @@ fn check_new_show(req: &CreateShow, now: DateTime<Utc>) -> Result<RefundPolicy, 
             "max_seats_per_user must be 1-100",
         ));
     }
+    crate::sale_config::check(req.sale_mode, req.waiting_room.as_ref())?;
     if req.starts_at > now + chrono::Duration::days(MAX_SCHEDULE_AHEAD_DAYS) {
         return Err(ApiError::unprocessable(
             "show_too_far_ahead",

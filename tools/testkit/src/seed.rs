@@ -206,6 +206,17 @@ pub async fn create_show_in(
         sale_mode,
         refund_policy: None,
         max_seats_per_user: None,
+        // A flash sale is created with its waiting room (the API refuses
+        // one without): open now, 10 a second. Tests and tools set their
+        // own through the edge's `PUT /v1/operator/sales/{show}`.
+        waiting_room: (sale_mode == SaleMode::FlashSale).then(|| {
+            shared::api::WaitingRoomSettings {
+                opens_at: chrono::Utc::now(),
+                rate_per_sec: 10.0,
+                pass_ttl_s: 600,
+                grace_s: 60,
+            }
+        }),
     };
     api.post("/v1/operator/shows", op, &req).await
 }
