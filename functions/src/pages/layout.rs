@@ -86,23 +86,14 @@ pub struct Shell<'a> {
     pub status: Option<String>,
     /// Language.
     pub lang: Lang,
+    /// The header's brand link and navigation, replacing the buyer's
+    /// (trusted: built by the renderers; the operator console's).
+    pub header: Option<String>,
 }
 
 /// The HTML document.
 pub fn document(s: &Shell<'_>) -> String {
-    let mut nav = String::from("<a href=\"/bookings\">My bookings</a>");
-    match s.viewer.user {
-        Some(user) => {
-            let _ = write!(
-                nav,
-                "<form method=\"post\" action=\"/signout\" class=\"inline\">{}\
-                 <span class=\"who\">{}</span> <button type=\"submit\" class=\"link\">Sign out</button></form>",
-                csrf_field(s.viewer.csrf),
-                escape(user)
-            );
-        }
-        None => nav.push_str("<a href=\"/signin\">Sign in</a>"),
-    }
+    let header = s.header.clone().unwrap_or_else(|| buyer_header(s.viewer));
     let status = s
         .status
         .as_deref()
@@ -113,7 +104,7 @@ pub fn document(s: &Shell<'_>) -> String {
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n\
          <title>{title} · Tickets</title>\n<link rel=\"stylesheet\" href=\"{css}\">\n\
          <script src=\"{js}\" defer></script>\n<meta name=\"csrf-token\" content=\"{csrf}\">\n{head}</head>\n<body>\n\
-         <header class=\"site\"><a class=\"brand\" href=\"/\">Tickets</a><nav aria-label=\"Account\">{nav}</nav></header>\n\
+         <header class=\"site\">{header}</header>\n\
          <main id=\"main\">\n<div id=\"status\" class=\"status\" role=\"status\" aria-live=\"polite\">{status}</div>\n{main}</main>\n\
          </body>\n</html>\n",
         lang = s.lang.tag(),
@@ -124,6 +115,24 @@ pub fn document(s: &Shell<'_>) -> String {
         head = s.head,
         main = s.main,
     )
+}
+
+/// The buyer's header: the brand, their bookings, signing in or out.
+fn buyer_header(viewer: Viewer<'_>) -> String {
+    let mut nav = String::from("<a href=\"/bookings\">My bookings</a>");
+    match viewer.user {
+        Some(user) => {
+            let _ = write!(
+                nav,
+                "<form method=\"post\" action=\"/signout\" class=\"inline\">{}\
+                 <span class=\"who\">{}</span> <button type=\"submit\" class=\"link\">Sign out</button></form>",
+                csrf_field(viewer.csrf),
+                escape(user)
+            );
+        }
+        None => nav.push_str("<a href=\"/signin\">Sign in</a>"),
+    }
+    format!("<a class=\"brand\" href=\"/\">Tickets</a><nav aria-label=\"Account\">{nav}</nav>")
 }
 
 /// An error page: what went wrong, and a way on.

@@ -21,6 +21,7 @@
 //! | `SignIn` | `GET`/`POST /signin` | development sign-in by e-mail |
 //! | `SignOut` | `POST /signout` | ends the session |
 //! | `Asset` | `GET /assets/{name}` | the script and the style sheet |
+//! | `Ops` | `/ops/…` | the operator console ([`ops`]) |
 //!
 //! The flash-sale landing page (`/c/{city}/sales/{show}`) keeps its
 //! routes in `routes.rs`; it is rendered by [`sale`].
@@ -32,6 +33,7 @@ pub mod city;
 pub mod form;
 pub mod home;
 pub mod layout;
+pub mod ops;
 pub mod qr;
 pub mod sale;
 pub mod search;
@@ -129,6 +131,8 @@ pub enum PageRoute {
         /// File name, with its hash.
         name: String,
     },
+    /// `/ops/…`: the operator console (`ops`).
+    Ops(ops::OpsRoute),
 }
 
 impl PageRoute {
@@ -245,6 +249,7 @@ pub fn classify(
             _ => Err(EdgeError::method_not_allowed("GET, HEAD, POST")),
         },
         ["signout"] => post(PageRoute::SignOut),
+        ["ops", rest @ ..] => ops::classify(method, rest, query, regions).map(PageRoute::Ops),
         ["assets", name] => get(PageRoute::Asset {
             name: (*name).to_owned(),
         }),

@@ -10,6 +10,7 @@ mod directory;
 mod handlers;
 mod http;
 mod live;
+mod ops;
 mod pages;
 mod poll;
 mod region;

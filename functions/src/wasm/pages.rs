@@ -61,6 +61,7 @@ pub(super) async fn dispatch(
         }
         PageRoute::SignIn { post: true } => signin_post(req, call).await,
         PageRoute::SignOut => signout(req, call).await,
+        PageRoute::Ops(route) => super::ops::dispatch(req, call, route).await,
     }
 }
 
@@ -101,7 +102,7 @@ impl Me {
 }
 
 /// An HTML page with the security headers, `extra` headers and cookies.
-fn page(call: &Call, status: u16, body: String, cookies: &[String]) -> Handled {
+pub(super) fn page(call: &Call, status: u16, body: String, cookies: &[String]) -> Handled {
     let h = Headers::new();
     let mut all = layout::security_headers(&call.origin);
     all.push(("Content-Type", "text/html; charset=utf-8".into()));
@@ -118,7 +119,7 @@ fn page(call: &Call, status: u16, body: String, cookies: &[String]) -> Handled {
 }
 
 /// `303 See Other` to `location`, setting `cookies`.
-fn redirect(location: &str, cookies: &[String]) -> Handled {
+pub(super) fn redirect(location: &str, cookies: &[String]) -> Handled {
     let h = Headers::new();
     h.set("Location", location).or_internal("redirect")?;
     h.set("Cache-Control", "no-store").or_internal("redirect")?;
@@ -328,7 +329,7 @@ fn new_key() -> Result<String, EdgeError> {
     random_hex(16).or_internal("idempotency key")
 }
 
-fn today(call: &Call) -> NaiveDate {
+pub(super) fn today(call: &Call) -> NaiveDate {
     DateTime::<Utc>::from_timestamp_millis(call.now_ms)
         .unwrap_or_default()
         .date_naive()

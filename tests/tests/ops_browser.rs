@@ -1,0 +1,205 @@
+//! The operator console in a real browser: headless Chromium over
+//! WebDriver (`e2e::browser`) against the built Worker in workerd and a
+//! real region core. An operator signs in by pasting a token and goes,
+//! by keyboard alone, from the cities to the day's shows, to a show with
+//! a booking, then to the reports form and its totals. axe-core finds no
+//! serious or critical violation on any page, and every page is
+//! screenshotted at 1280 and 360 px (target/screenshots/ops-*).
+
+use e2e::browser::{axe_violations, screenshot, wait_for, Driver, Options};
+use e2e::edge::{EdgeOptions, EdgeStack, SaleMode};
+use e2e::SECRET;
+use fantoccini::Client;
+use shared::token::{sign_operator_hs256, Grant, Scope};
+use std::time::Duration;
+
+const CITY: &str = "mum";
+const TAB: &str = "\u{E004}";
+const ENTER: &str = "\u{E007}";
+
+async fn focused(b: &Client) -> anyhow::Result<(String, String, String)> {
+    let e = b.active_element().await?;
+    Ok((
+        e.tag_name().await.unwrap_or_default(),
+        e.attr("id").await?.unwrap_or_default(),
+        e.text().await.unwrap_or_default(),
+    ))
+}
+
+async fn press(b: &Client, keys: &str) -> anyhow::Result<()> {
+    b.active_element().await?.send_keys(keys).await?;
+    Ok(())
+}
+
+/// Tabs forward until the element with `id` has focus (at most 60 tabs).
+async fn tab_to_id(b: &Client, id: &str) -> anyhow::Result<()> {
+    for _ in 0..60 {
+        if focused(b).await?.1 == id {
+            return Ok(());
+        }
+        press(b, TAB).await?;
+    }
+    anyhow::bail!("no element #{id} reachable by Tab")
+}
+
+/// Tabs forward until a focused link or button reads `text`.
+async fn tab_to_text(b: &Client, text: &str) -> anyhow::Result<()> {
+    for _ in 0..80 {
+        let (tag, _, t) = focused(b).await?;
+        if (tag == "button" || tag == "a") && t.contains(text) {
+            return Ok(());
+        }
+        press(b, TAB).await?;
+    }
+    anyhow::bail!("nothing reading {text:?} reachable by Tab")
+}
+
+/// Presses Enter on what has focus and waits for `path_part` in the URL.
+async fn enter_and_wait(b: &Client, path_part: &str) -> anyhow::Result<()> {
+    press(b, ENTER).await?;
+    wait_for(path_part, Duration::from_secs(10), || async {
+        Ok(b.current_url().await?.as_str().contains(path_part))
+    })
+    .await
+}
+
+/// axe-core, then screenshots at both widths.
+async fn look(b: &Client, name: &str) -> anyhow::Result<()> {
+    let violations = axe_violations(b).await?;
+    assert!(
+        violations.is_empty(),
+        "axe-core on {name} ({}): {violations:#?}",
+        b.current_url().await?
+    );
+    for width in [1280u32, 360] {
+        b.set_window_size(width, 900).await?;
+        screenshot(b, &format!("ops-{name}-{width}")).await?;
+    }
+    b.set_window_size(1280, 900).await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_operator_signs_in_and_finds_a_show_and_the_reports_by_keyboard() {
+    let stack = EdgeStack::start(EdgeOptions::cities(&[CITY]))
+        .await
+        .expect("stack");
+    let app = stack.region(CITY).app();
+    let show = app
+        .seed_show_in(CITY, 2, 5, chrono::Duration::hours(30), SaleMode::Open)
+        .await
+        .expect("seed");
+    app.buy("ann@example.com", &show, &["A1", "A2"]).await;
+    // A FAILED refund, for the refunds page's forms (test setup as in
+    // tests/operator_reports.rs: the gateway refuses, then SQL marks it).
+    let bob = app.buy("bob@example.com", &show, &["B1"]).await;
+    let bob_number = bob["number"].as_str().expect("number").to_owned();
+    e2e::money::set_gateway_faults(app, serde_json::json!({"refunds_fail_next": 100_000}))
+        .await
+        .expect("faults");
+    let (s, v) = app
+        .send(
+            reqwest::Method::POST,
+            &format!("/v1/bookings/{bob_number}/cancel"),
+            Some(&e2e::user("bob@example.com")),
+            None,
+        )
+        .await
+        .expect("cancel");
+    assert_eq!(s, 200, "{v}");
+    let platform = e2e::token("platform", shared::token::Role::Operator);
+    let tried = e2e::eventually(Duration::from_secs(15), || async {
+        let (_, v) = app
+            .send(
+                reqwest::Method::GET,
+                &format!("/v1/operator/bookings/{bob_number}"),
+                Some(&platform),
+                None,
+            )
+            .await
+            .expect("lookup");
+        v["refund"]["attempts"].as_i64() >= Some(1)
+    })
+    .await;
+    assert!(tried, "the worker never tried the refund");
+    sqlx::query(
+        "UPDATE refunds SET status = 'FAILED', last_error = 'gateway refused the refund (HTTP 400): test setup'
+          WHERE status = 'PENDING'",
+    )
+    .execute(&app.db)
+    .await
+    .expect("refund FAILED");
+    let now = chrono::Utc::now().timestamp();
+    let grant = Grant::new(vec![CITY.into()], vec![Scope::Read, Scope::Refunds]).expect("grant");
+    let token =
+        sign_operator_hs256(SECRET.as_bytes(), "ops-ann", &grant, now - 60, now + 3600).unwrap();
+    let driver = Driver::start().await.expect("chromedriver");
+    let b = driver.browser(Options::default()).await.expect("browser");
+    let base = stack.url.clone();
+
+    b.goto(&format!("{base}/ops/signin")).await.unwrap();
+    look(&b, "signin").await.unwrap();
+    tab_to_id(&b, "token").await.unwrap();
+    press(&b, &token).await.unwrap();
+    tab_to_text(&b, "Sign in").await.unwrap();
+    enter_and_wait(&b, "/ops").await.unwrap();
+    wait_for("the console home", Duration::from_secs(10), || async {
+        Ok(b.source().await?.contains("Your cities"))
+    })
+    .await
+    .unwrap();
+    look(&b, "home").await.unwrap();
+
+    // The city's shows: the show is within two days; step to its day.
+    tab_to_text(&b, CITY).await.unwrap();
+    enter_and_wait(&b, &format!("/ops/c/{CITY}")).await.unwrap();
+    look(&b, "shows").await.unwrap();
+    for _ in 0..3 {
+        if b.source().await.unwrap().contains(&show) {
+            break;
+        }
+        tab_to_text(&b, "Next day").await.unwrap();
+        enter_and_wait(&b, "date=").await.unwrap();
+    }
+    let link = format!("/ops/c/{CITY}/shows/{show}");
+    for _ in 0..60 {
+        let e = b.active_element().await.unwrap();
+        if e.attr("href").await.unwrap().unwrap_or_default() == link {
+            break;
+        }
+        press(&b, TAB).await.unwrap();
+    }
+    enter_and_wait(&b, &link).await.unwrap();
+    let page = b.source().await.unwrap();
+    assert!(page.contains("Seats by category"), "{page}");
+    assert!(page.contains("ann@example.com"));
+    look(&b, "show").await.unwrap();
+
+    // The reports, and their totals.
+    tab_to_text(&b, "Reports").await.unwrap();
+    enter_and_wait(&b, "/reports").await.unwrap();
+    look(&b, "reports").await.unwrap();
+    tab_to_text(&b, "Show the totals").await.unwrap();
+    enter_and_wait(&b, "format=html").await.unwrap();
+    let page = b.source().await.unwrap();
+    assert!(page.contains("Totals by currency"), "{page}");
+    look(&b, "report").await.unwrap();
+
+    // The refunds and the booking lookup pages pass axe too.
+    b.goto(&format!("{base}/ops/c/{CITY}/refunds"))
+        .await
+        .unwrap();
+    let page = b.source().await.unwrap();
+    assert!(page.contains("Settled by hand"), "{page}");
+    look(&b, "refunds").await.unwrap();
+    b.goto(&format!("{base}/ops/c/{CITY}/bookings?number={bob_number}"))
+        .await
+        .unwrap();
+    look(&b, "booking").await.unwrap();
+    b.goto(&format!("{base}/ops/c/{CITY}/shows/{show}/cancel"))
+        .await
+        .unwrap();
+    look(&b, "cancel").await.unwrap();
+    b.close().await.ok();
+    stack.stop().await;
+}

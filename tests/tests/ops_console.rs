@@ -1,0 +1,570 @@
+//! The operator console (`/ops`), served by the built Worker in workerd
+//! against a real region core, Postgres, Redis and the sandbox gateway,
+//! driven as a browser without JavaScript: plain GETs and form posts.
+//! Sign in with a city-scoped operator token → the day's shows → a show
+//! with a booking (occupancy as the region counts it) → booking lookup →
+//! sales report (HTML totals, then the CSV download) → a show's
+//! cancellation (of a second show: confirmed on a page, then the region's
+//! job cancels its booking) → FAILED refunds retried
+//! and settled through the forms. CSRF refusals change nothing; another
+//! city's token gets a 403 page; an expired session goes back to sign-in.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use e2e::edge::{EdgeOptions, EdgeStack, SaleMode};
+use e2e::{eventually, money, user, TestApp, SECRET};
+use reqwest::header::HeaderMap;
+use reqwest::Method;
+use serde_json::{json, Value};
+use shared::token::{sign_hs256, sign_operator_hs256, Grant, Role, Scope};
+
+const CITY: &str = "mum";
+
+// The no-JavaScript browser of edge_pages.rs (kept apart: that file's
+// helpers are private to its test binary).
+struct Browser<'a> {
+    stack: &'a EdgeStack,
+    http: reqwest::Client,
+    cookies: BTreeMap<String, String>,
+    ip: &'static str,
+}
+
+struct Page {
+    status: u16,
+    headers: HeaderMap,
+    body: String,
+}
+
+impl Page {
+    fn location(&self) -> &str {
+        self.header("location")
+    }
+
+    fn header(&self, name: &str) -> &str {
+        self.headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+    }
+
+    fn field(&self, field: &str) -> String {
+        let marker = format!("name=\"{field}\" value=\"");
+        self.body
+            .split(&marker)
+            .nth(1)
+            .and_then(|rest| rest.split('"').next())
+            .unwrap_or_else(|| panic!("no field {field} in {}", self.body))
+            .to_owned()
+    }
+
+    /// An HTML page, never the region's JSON.
+    fn assert_html(&self) {
+        assert!(
+            self.header("content-type").starts_with("text/html"),
+            "{}",
+            self.header("content-type")
+        );
+        assert!(self.body.contains("<h1"), "{}", self.body);
+        assert!(!self.body.contains("{\"error\""), "{}", self.body);
+    }
+}
+
+impl<'a> Browser<'a> {
+    fn new(stack: &'a EdgeStack, ip: &'static str) -> Self {
+        Self {
+            stack,
+            http: reqwest::Client::builder()
+                .no_proxy()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .expect("client"),
+            cookies: BTreeMap::new(),
+            ip,
+        }
+    }
+
+    async fn send(&mut self, req: reqwest::RequestBuilder) -> Page {
+        let cookie = self
+            .cookies
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join("; ");
+        let resp = req
+            .header("CF-Connecting-IP", self.ip)
+            .header("Cookie", cookie)
+            .send()
+            .await
+            .expect("request");
+        let status = resp.status().as_u16();
+        let headers = resp.headers().clone();
+        for c in headers.get_all("set-cookie") {
+            let c = c.to_str().expect("cookie");
+            let (pair, attrs) = c.split_once(';').unwrap_or((c, ""));
+            let (name, value) = pair.split_once('=').expect("name=value");
+            if attrs.contains("Max-Age=0") {
+                self.cookies.remove(name);
+            } else {
+                self.cookies.insert(name.to_owned(), value.to_owned());
+            }
+        }
+        let body = resp.text().await.expect("body");
+        Page {
+            status,
+            headers,
+            body,
+        }
+    }
+
+    async fn get(&mut self, path: &str) -> Page {
+        let req = self.http.get(format!("{}{path}", self.stack.url));
+        self.send(req).await
+    }
+
+    async fn post(&mut self, path: &str, form: &[(&str, &str)]) -> Page {
+        let body = form
+            .iter()
+            .map(|(k, v)| format!("{k}={}", encode(v)))
+            .collect::<Vec<_>>()
+            .join("&");
+        let req = self
+            .http
+            .post(format!("{}{path}", self.stack.url))
+            .header("Origin", &self.stack.url)
+            .header("Content-Type", "application/x-www-form-urlencoded")
+            .body(body);
+        self.send(req).await
+    }
+
+    /// Signs in with `token` through the form.
+    async fn sign_in(&mut self, token: &str) -> Page {
+        let form = self.get("/ops/signin").await;
+        assert_eq!(form.status, 200, "{}", form.body);
+        let csrf = form.field("csrf");
+        self.post("/ops/signin", &[("csrf", &csrf), ("token", token)])
+            .await
+    }
+}
+
+fn encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+fn operator_token(sub: &str, city: &str, scopes: Vec<Scope>, ttl_s: i64) -> String {
+    let now = chrono::Utc::now().timestamp();
+    let grant = Grant::new(vec![city.into()], scopes).expect("grant");
+    sign_operator_hs256(SECRET.as_bytes(), sub, &grant, now - 60, now + ttl_s).expect("token")
+}
+
+/// The region's own answer, as the platform's operator.
+async fn region_get(app: &TestApp, path: &str) -> Value {
+    let (s, v) = app
+        .send(
+            Method::GET,
+            path,
+            Some(&e2e::token("platform", Role::Operator)),
+            None,
+        )
+        .await
+        .expect("request");
+    assert_eq!(s, 200, "{path}: {v}");
+    v
+}
+
+/// Cancels `number` as its buyer while the gateway refuses refunds, waits
+/// for the worker's first try, then marks the refund FAILED in SQL (test
+/// setup, as tests/operator_reports.rs does: the sandbox has no permanent
+/// refusal). Its refund id.
+async fn failed_refund(app: &TestApp, who: &str, number: &str) -> String {
+    let (s, b) = app
+        .send(
+            Method::POST,
+            &format!("/v1/bookings/{number}/cancel"),
+            Some(&user(who)),
+            None,
+        )
+        .await
+        .expect("cancel");
+    assert_eq!(s, 200, "{b}");
+    let path = format!("/v1/operator/bookings/{number}");
+    let tried = eventually(Duration::from_secs(15), || async {
+        region_get(app, &path).await["refund"]["attempts"].as_i64() >= Some(1)
+    })
+    .await;
+    assert!(tried, "the worker never tried the refund of {number}");
+    let id = region_get(app, &path).await["refund"]["id"]
+        .as_str()
+        .expect("refund id")
+        .to_owned();
+    sqlx::query(
+        "UPDATE refunds SET status = 'FAILED',
+                last_error = 'gateway refused the refund (HTTP 400): test setup'
+          WHERE id = $1::uuid",
+    )
+    .bind(&id)
+    .execute(&app.db)
+    .await
+    .expect("refund FAILED");
+    id
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operator_runs_a_city_from_the_console() {
+    let stack = EdgeStack::start(EdgeOptions::cities(&[CITY]))
+        .await
+        .expect("edge stack");
+    let app = stack.region(CITY).app();
+    let show = app
+        .seed_show_in(CITY, 2, 5, chrono::Duration::days(3), SaleMode::Open)
+        .await
+        .expect("show");
+    let booking = app.buy("ann@example.com", &show, &["A1", "A2"]).await;
+    let number = booking["number"].as_str().expect("number").to_owned();
+    let details = region_get(app, &format!("/v1/shows/{show}")).await;
+    let date = details["local_date"].as_str().expect("date").to_owned();
+    let title = details["movie_title"].as_str().expect("title").to_owned();
+
+    let mut b = Browser::new(&stack, "10.9.1.1");
+    // Not signed in: to the sign-in page.
+    let away = b.get(&format!("/ops/c/{CITY}")).await;
+    assert_eq!(away.status, 303);
+    assert_eq!(away.location(), "/ops/signin");
+
+    // Sign-in: a forged form, a bad token and a buyer's token are refused.
+    let form = b.get("/ops/signin").await;
+    form.assert_html();
+    let csrf = form.field("csrf");
+    let token = operator_token(
+        "ops-ann",
+        CITY,
+        vec![Scope::Read, Scope::Refunds, Scope::Sales],
+        3600,
+    );
+    let forged = b
+        .send(
+            b.http
+                .post(format!("{}/ops/signin", stack.url))
+                .header("Origin", "https://evil.example")
+                .header("Content-Type", "application/x-www-form-urlencoded")
+                .body(format!("csrf={csrf}&token={token}")),
+        )
+        .await;
+    assert_eq!(forged.status, 403);
+    assert!(!b.cookies.contains_key("ops_session"));
+    let bad = b
+        .post("/ops/signin", &[("csrf", &csrf), ("token", "x.y.z")])
+        .await;
+    assert_eq!(bad.status, 401);
+    assert!(bad.body.contains("not a valid token"), "{}", bad.body);
+    let buyer = b
+        .post("/ops/signin", &[("csrf", &csrf), ("token", &user("ann"))])
+        .await;
+    assert_eq!(buyer.status, 401);
+    assert!(
+        buyer.body.contains("not an operator token"),
+        "{}",
+        buyer.body
+    );
+    let signed = b.sign_in(&token).await;
+    assert_eq!(signed.status, 303, "{}", signed.body);
+    assert_eq!(signed.location(), "/ops");
+    let set = signed.header("set-cookie");
+    for attr in [
+        "ops_session=",
+        "HttpOnly",
+        "Secure",
+        "SameSite=Strict",
+        "Path=/ops",
+    ] {
+        assert!(set.contains(attr), "{set}");
+    }
+    assert!(!b.cookies.contains_key("session"), "not the buyer's cookie");
+    let home = b.get("/ops").await;
+    assert_eq!(home.status, 200, "{}", home.body);
+    assert!(home.body.contains("href=\"/ops/c/mum\""), "{}", home.body);
+    assert!(home.body.contains("ops-ann"));
+
+    // The day's shows.
+    let day = b.get(&format!("/ops/c/{CITY}?date={date}")).await;
+    assert_eq!(day.status, 200, "{}", day.body);
+    day.assert_html();
+    assert!(day.body.contains(&title));
+    assert!(day
+        .body
+        .contains(&format!("href=\"/ops/c/{CITY}/shows/{show}\"")));
+
+    // The show: occupancy as the region counts it, the booking listed.
+    let occ = region_get(app, &format!("/v1/operator/shows/{show}/occupancy")).await;
+    assert_eq!(occ["totals"]["booked"], 2, "{occ}");
+    let page = b.get(&format!("/ops/c/{CITY}/shows/{show}")).await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    page.assert_html();
+    let t = &occ["totals"];
+    assert!(
+        page.body.contains(&format!(
+            "<th scope=\"row\">All</th><td>{}</td><td>{}</td><td>{}</td><td>2</td>",
+            t["total"], t["available"], t["held"]
+        )),
+        "{}",
+        page.body
+    );
+    for c in occ["categories"].as_array().expect("categories") {
+        assert!(
+            page.body.contains(&format!(
+                "<td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                c["total"], c["available"], c["held"], c["booked"]
+            )),
+            "{c} in {}",
+            page.body
+        );
+    }
+    assert!(page.body.contains(&number), "{}", page.body);
+    assert!(page.body.contains("ann@example.com"));
+    assert!(page.body.contains("aria-label=\"Row A, seat 1, "));
+
+    // The booking by its number.
+    let found = b
+        .get(&format!("/ops/c/{CITY}/bookings?number={number}"))
+        .await;
+    assert_eq!(found.status, 200, "{}", found.body);
+    assert!(found.body.contains(&format!("Booking {number}")));
+    assert!(found.body.contains("confirmed"));
+    let missing = b
+        .get(&format!(
+            "/ops/c/{CITY}/bookings?number=BMS20000101-MUM-000001"
+        ))
+        .await;
+    assert_eq!(missing.status, 404, "{}", missing.body);
+    missing.assert_html();
+
+    // Reports: the totals as a table, then the CSV as the region made it.
+    let form = b.get(&format!("/ops/c/{CITY}/reports")).await;
+    assert_eq!(form.status, 200);
+    assert!(form.body.contains("name=\"format\" value=\"csv\""));
+    let today = chrono::Utc::now()
+        .with_timezone(&chrono_tz::Asia::Kolkata)
+        .date_naive();
+    let (from, to) = (
+        today - chrono::Duration::days(1),
+        today + chrono::Duration::days(1),
+    );
+    let report = b
+        .get(&format!(
+            "/ops/c/{CITY}/reports?from={from}&to={to}&group=day&format=html"
+        ))
+        .await;
+    assert_eq!(report.status, 200, "{}", report.body);
+    assert!(
+        report
+            .body
+            .contains("<th scope=\"row\">INR</th><td>1</td><td>2</td><td>₹500</td>"),
+        "{}",
+        report.body
+    );
+    let csv = b
+        .get(&format!(
+            "/ops/c/{CITY}/reports?from={from}&to={to}&group=day&format=csv"
+        ))
+        .await;
+    assert_eq!(csv.status, 200, "{}", csv.body);
+    assert!(csv.header("content-type").starts_with("text/csv"));
+    assert_eq!(
+        csv.header("content-disposition"),
+        format!("attachment; filename=\"sales-day-{from}-{to}.csv\"")
+    );
+    assert!(
+        csv.body
+            .starts_with("day,currency,bookings_confirmed,seats_sold,gross_minor,"),
+        "{}",
+        csv.body
+    );
+    let backwards = b
+        .get(&format!(
+            "/ops/c/{CITY}/reports?from={to}&to={from}&group=day&format=html"
+        ))
+        .await;
+    assert_eq!(backwards.status, 422);
+    backwards.assert_html();
+
+    // Cancelling a show (a second one, so the first keeps selling for the
+    // refund forms below): what it does, a reason required, and the
+    // region's answer as a page.
+    let doomed_show = app
+        .seed_show_in(CITY, 1, 4, chrono::Duration::days(4), SaleMode::Open)
+        .await
+        .expect("second show");
+    let doomed = app.buy("dee@example.com", &doomed_show, &["A1"]).await;
+    let doomed_number = doomed["number"].as_str().expect("number").to_owned();
+    let quote = b
+        .get(&format!("/ops/c/{CITY}/shows/{doomed_show}/cancel"))
+        .await;
+    assert_eq!(quote.status, 200, "{}", quote.body);
+    assert!(
+        quote
+            .body
+            .contains("Confirmed bookings to refund: <strong>1</strong>"),
+        "{}",
+        quote.body
+    );
+    let csrf = quote.field("csrf");
+    let cancel_path = format!("/ops/c/{CITY}/shows/{doomed_show}/cancel");
+    let no_csrf = b.post(&cancel_path, &[("reason", "rain")]).await;
+    assert_eq!(no_csrf.status, 403);
+    let wrong = b
+        .post(&cancel_path, &[("csrf", "forged"), ("reason", "rain")])
+        .await;
+    assert_eq!(wrong.status, 403);
+    let no_reason = b
+        .post(&cancel_path, &[("csrf", &csrf), ("reason", "  ")])
+        .await;
+    assert_eq!(no_reason.status, 422);
+    assert!(no_reason.body.contains("Give a reason"));
+    let sent = b
+        .post(&cancel_path, &[("csrf", &csrf), ("reason", "Rain <storm>")])
+        .await;
+    sent.assert_html();
+    assert!(
+        (200..=202).contains(&sent.status),
+        "{}: {}",
+        sent.status,
+        sent.body
+    );
+    let cancelled = eventually(Duration::from_secs(20), || async {
+        region_get(app, &format!("/v1/operator/bookings/{doomed_number}")).await["booking"]
+            ["status"]
+            == "CANCELLED"
+    })
+    .await;
+    assert!(
+        cancelled,
+        "the cancellation job should cancel {doomed_number}"
+    );
+
+    // Refunds needing attention: two FAILED ones, one retried, one
+    // settled by hand, through the forms.
+    let b2 = app.buy("bob@example.com", &show, &["B1"]).await;
+    let b3 = app.buy("cy@example.com", &show, &["B2"]).await;
+    money::set_gateway_faults(app, json!({"refunds_fail_next": 100_000}))
+        .await
+        .expect("faults");
+    let n2 = b2["number"].as_str().expect("number");
+    let n3 = b3["number"].as_str().expect("number");
+    let r2 = failed_refund(app, "bob@example.com", n2).await;
+    let r3 = failed_refund(app, "cy@example.com", n3).await;
+    money::set_gateway_faults(app, json!({"refunds_fail_next": 0}))
+        .await
+        .expect("faults");
+    let list = b.get(&format!("/ops/c/{CITY}/refunds")).await;
+    assert_eq!(list.status, 200, "{}", list.body);
+    let retry = format!("/ops/c/{CITY}/refunds/{r2}/retry");
+    let settle = format!("/ops/c/{CITY}/refunds/{r3}/settle");
+    assert!(
+        list.body.contains(&format!("action=\"{retry}\"")),
+        "{}",
+        list.body
+    );
+    assert!(list.body.contains(&format!("action=\"{settle}\"")));
+    let csrf = list.field("csrf");
+    // Without the token, or with a wrong one: 403 and nothing changes.
+    assert_eq!(b.post(&retry, &[]).await.status, 403);
+    assert_eq!(
+        b.post(&settle, &[("csrf", "x"), ("note", "paid")])
+            .await
+            .status,
+        403
+    );
+    let refund_status = |n: String| async move {
+        region_get(app, &format!("/v1/operator/bookings/{n}")).await["refund"]["status"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    };
+    assert_eq!(refund_status(n2.to_owned()).await, "FAILED");
+    assert_eq!(refund_status(n3.to_owned()).await, "FAILED");
+    let no_note = b.post(&settle, &[("csrf", &csrf), ("note", " ")]).await;
+    assert_eq!(no_note.status, 422);
+    no_note.assert_html();
+    let retried = b.post(&retry, &[("csrf", &csrf)]).await;
+    assert_eq!(retried.status, 303, "{}", retried.body);
+    assert_eq!(retried.location(), "/ops/c/mum/refunds?done=retried");
+    let settled = b
+        .post(
+            &settle,
+            &[
+                ("csrf", &csrf),
+                ("note", "bank transfer by finance"),
+                ("gateway_reference", "NEFT-1"),
+            ],
+        )
+        .await;
+    assert_eq!(settled.status, 303, "{}", settled.body);
+    assert_eq!(refund_status(n3.to_owned()).await, "SETTLED_MANUALLY");
+    assert_ne!(refund_status(n2.to_owned()).await, "FAILED");
+    // Settling it again: the region's 409, as a page with its message.
+    let again = b.post(&settle, &[("csrf", &csrf), ("note", "twice")]).await;
+    assert_eq!(again.status, 409, "{}", again.body);
+    again.assert_html();
+    let after = b.get(&format!("/ops/c/{CITY}/refunds?done=settled")).await;
+    assert!(after.body.contains("paid back by hand"));
+    assert!(!after.body.contains(&format!("action=\"{settle}\"")));
+
+    // Another city's token: signed in, but this city is a 403 page.
+    let mut other = Browser::new(&stack, "10.9.1.2");
+    let del = operator_token("ops-del", "del", vec![Scope::Read], 3600);
+    assert_eq!(other.sign_in(&del).await.status, 303);
+    let refused = other.get(&format!("/ops/c/{CITY}/shows/{show}")).await;
+    assert_eq!(refused.status, 403, "{}", refused.body);
+    refused.assert_html();
+    assert!(refused.body.contains("does not reach the city mum"));
+
+    // A read-only token of this city: the region refuses the write
+    // (scope), shown as a page with the region's message.
+    let mut reader = Browser::new(&stack, "10.9.1.4");
+    let read_only = operator_token("ops-reader", CITY, vec![Scope::Read], 3600);
+    assert_eq!(reader.sign_in(&read_only).await.status, 303);
+    let list = reader.get(&format!("/ops/c/{CITY}/refunds")).await;
+    assert_eq!(list.status, 200, "{}", list.body);
+    let csrf = list.field("csrf");
+    let denied = reader
+        .post(
+            &format!("/ops/c/{CITY}/refunds/{r2}/retry"),
+            &[("csrf", &csrf)],
+        )
+        .await;
+    assert_eq!(denied.status, 403, "{}", denied.body);
+    denied.assert_html();
+    assert!(denied.body.contains("Not allowed"), "{}", denied.body);
+
+    // An expired session goes back to sign-in, saying so.
+    let mut late = Browser::new(&stack, "10.9.1.3");
+    let now = chrono::Utc::now().timestamp();
+    let old = sign_hs256(
+        SECRET.as_bytes(),
+        "ops-old",
+        Role::Operator,
+        now - 7200,
+        now - 3600,
+    )
+    .expect("token");
+    late.cookies.insert("ops_session".into(), old);
+    let back = late.get(&format!("/ops/c/{CITY}")).await;
+    assert_eq!(back.status, 303);
+    assert_eq!(back.location(), "/ops/signin?expired=1");
+    let said = late.get(back.location()).await;
+    assert!(said.body.contains("session has ended"), "{}", said.body);
+
+    // Signing out ends the console session.
+    let home = b.get("/ops").await;
+    let csrf = home.field("csrf");
+    let out = b.post("/ops/signout", &[("csrf", &csrf)]).await;
+    assert_eq!(out.status, 303);
+    assert!(!b.cookies.contains_key("ops_session"));
+    assert_eq!(b.get("/ops").await.status, 303);
+    stack.stop().await;
+}
