@@ -7,6 +7,7 @@
 pub mod browser;
 pub mod churn;
 pub mod edge;
+pub mod form_browser;
 pub mod global_catalog;
 pub mod money;
 pub use testkit::{pg_server, redis_server, sentinel};

@@ -9,151 +9,24 @@
 //! and settled through the forms. CSRF refusals change nothing; another
 //! city's token gets a 403 page; an expired session goes back to sign-in.
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use e2e::edge::{EdgeOptions, EdgeStack, SaleMode};
+use e2e::form_browser::{Browser, Page};
 use e2e::{eventually, money, user, TestApp, SECRET};
-use reqwest::header::HeaderMap;
 use reqwest::Method;
 use serde_json::{json, Value};
 use shared::token::{sign_hs256, sign_operator_hs256, Grant, Role, Scope};
 
 const CITY: &str = "mum";
 
-// The no-JavaScript browser of edge_pages.rs (kept apart: that file's
-// helpers are private to its test binary).
-struct Browser<'a> {
-    stack: &'a EdgeStack,
-    http: reqwest::Client,
-    cookies: BTreeMap<String, String>,
-    ip: &'static str,
-}
-
-struct Page {
-    status: u16,
-    headers: HeaderMap,
-    body: String,
-}
-
-impl Page {
-    fn location(&self) -> &str {
-        self.header("location")
-    }
-
-    fn header(&self, name: &str) -> &str {
-        self.headers
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default()
-    }
-
-    fn field(&self, field: &str) -> String {
-        let marker = format!("name=\"{field}\" value=\"");
-        self.body
-            .split(&marker)
-            .nth(1)
-            .and_then(|rest| rest.split('"').next())
-            .unwrap_or_else(|| panic!("no field {field} in {}", self.body))
-            .to_owned()
-    }
-
-    /// An HTML page, never the region's JSON.
-    fn assert_html(&self) {
-        assert!(
-            self.header("content-type").starts_with("text/html"),
-            "{}",
-            self.header("content-type")
-        );
-        assert!(self.body.contains("<h1"), "{}", self.body);
-        assert!(!self.body.contains("{\"error\""), "{}", self.body);
-    }
-}
-
-impl<'a> Browser<'a> {
-    fn new(stack: &'a EdgeStack, ip: &'static str) -> Self {
-        Self {
-            stack,
-            http: reqwest::Client::builder()
-                .no_proxy()
-                .redirect(reqwest::redirect::Policy::none())
-                .build()
-                .expect("client"),
-            cookies: BTreeMap::new(),
-            ip,
-        }
-    }
-
-    async fn send(&mut self, req: reqwest::RequestBuilder) -> Page {
-        let cookie = self
-            .cookies
-            .iter()
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect::<Vec<_>>()
-            .join("; ");
-        let resp = req
-            .header("CF-Connecting-IP", self.ip)
-            .header("Cookie", cookie)
-            .send()
-            .await
-            .expect("request");
-        let status = resp.status().as_u16();
-        let headers = resp.headers().clone();
-        for c in headers.get_all("set-cookie") {
-            let c = c.to_str().expect("cookie");
-            let (pair, attrs) = c.split_once(';').unwrap_or((c, ""));
-            let (name, value) = pair.split_once('=').expect("name=value");
-            if attrs.contains("Max-Age=0") {
-                self.cookies.remove(name);
-            } else {
-                self.cookies.insert(name.to_owned(), value.to_owned());
-            }
-        }
-        let body = resp.text().await.expect("body");
-        Page {
-            status,
-            headers,
-            body,
-        }
-    }
-
-    async fn get(&mut self, path: &str) -> Page {
-        let req = self.http.get(format!("{}{path}", self.stack.url));
-        self.send(req).await
-    }
-
-    async fn post(&mut self, path: &str, form: &[(&str, &str)]) -> Page {
-        let body = form
-            .iter()
-            .map(|(k, v)| format!("{k}={}", encode(v)))
-            .collect::<Vec<_>>()
-            .join("&");
-        let req = self
-            .http
-            .post(format!("{}{path}", self.stack.url))
-            .header("Origin", &self.stack.url)
-            .header("Content-Type", "application/x-www-form-urlencoded")
-            .body(body);
-        self.send(req).await
-    }
-
-    /// Signs in with `token` through the form.
-    async fn sign_in(&mut self, token: &str) -> Page {
-        let form = self.get("/ops/signin").await;
-        assert_eq!(form.status, 200, "{}", form.body);
-        let csrf = form.field("csrf");
-        self.post("/ops/signin", &[("csrf", &csrf), ("token", token)])
-            .await
-    }
-}
-
-fn encode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (b as char).to_string(),
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
+/// Signs in to the console with `token` through its form.
+async fn sign_in(b: &mut Browser<'_>, token: &str) -> Page {
+    let form = b.get("/ops/signin").await;
+    assert_eq!(form.status, 200, "{}", form.body);
+    let csrf = form.field("csrf");
+    b.post("/ops/signin", &[("csrf", &csrf), ("token", token)])
+        .await
 }
 
 fn operator_token(sub: &str, city: &str, scopes: Vec<Scope>, ttl_s: i64) -> String {
@@ -247,12 +120,10 @@ async fn an_operator_runs_a_city_from_the_console() {
         3600,
     );
     let forged = b
-        .send(
-            b.http
-                .post(format!("{}/ops/signin", stack.url))
-                .header("Origin", "https://evil.example")
-                .header("Content-Type", "application/x-www-form-urlencoded")
-                .body(format!("csrf={csrf}&token={token}")),
+        .post_from(
+            "https://evil.example",
+            "/ops/signin",
+            &[("csrf", &csrf), ("token", &token)],
         )
         .await;
     assert_eq!(forged.status, 403);
@@ -271,7 +142,7 @@ async fn an_operator_runs_a_city_from_the_console() {
         "{}",
         buyer.body
     );
-    let signed = b.sign_in(&token).await;
+    let signed = sign_in(&mut b, &token).await;
     assert_eq!(signed.status, 303, "{}", signed.body);
     assert_eq!(signed.location(), "/ops");
     let set = signed.header("set-cookie");
@@ -517,7 +388,7 @@ async fn an_operator_runs_a_city_from_the_console() {
     // Another city's token: signed in, but this city is a 403 page.
     let mut other = Browser::new(&stack, "10.9.1.2");
     let del = operator_token("ops-del", "del", vec![Scope::Read], 3600);
-    assert_eq!(other.sign_in(&del).await.status, 303);
+    assert_eq!(sign_in(&mut other, &del).await.status, 303);
     let refused = other.get(&format!("/ops/c/{CITY}/shows/{show}")).await;
     assert_eq!(refused.status, 403, "{}", refused.body);
     refused.assert_html();
@@ -527,7 +398,7 @@ async fn an_operator_runs_a_city_from_the_console() {
     // (scope), shown as a page with the region's message.
     let mut reader = Browser::new(&stack, "10.9.1.4");
     let read_only = operator_token("ops-reader", CITY, vec![Scope::Read], 3600);
-    assert_eq!(reader.sign_in(&read_only).await.status, 303);
+    assert_eq!(sign_in(&mut reader, &read_only).await.status, 303);
     let list = reader.get(&format!("/ops/c/{CITY}/refunds")).await;
     assert_eq!(list.status, 200, "{}", list.body);
     let csrf = list.field("csrf");
