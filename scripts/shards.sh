@@ -34,6 +34,14 @@ shard_db() { echo "booking_$1"; }
 # are pointed at it (docs/adr/0018).
 CATALOG_LISTEN="${CATALOG_LISTEN:-127.0.0.1:8070}"
 CATALOG_DB=booking_global
+# Every replica of every shard shares one local Postgres server (Debian's
+# default max_connections is 100). A replica holds its request pool plus
+# the path switch's 3, the group-commit writers' 4 and one LISTEN
+# connection: six replicas (mum, nyc and a city add-city.sh adds) at the
+# production default of 24 would ask for 192 under load, and the last to
+# ask (an audit, a new replica) would wait out its acquire timeout. Eight
+# each is more than two cores can use; REGION_DB_POOL_SIZE overrides it.
+LOCAL_DB_POOL_SIZE="${REGION_DB_POOL_SIZE:-8}"
 catalog_db_url() { echo "${PG_ADMIN_URL%/*}/$CATALOG_DB"; }
 
 start_catalog() {
@@ -102,6 +110,7 @@ start_shard_replica() {
         REGION_REPLICA_ID="$shard-$i" \
         REGION_GATEWAY_URL="http://$(shard_gateway "$shard")" \
         REGION_CATALOG_URL="http://$CATALOG_LISTEN" \
+        REGION_DB_POOL_SIZE="$LOCAL_DB_POOL_SIZE" \
         target/release/region-core)"
     wait_ready "$shard replica $i" "http://$addr/readyz" "$pid" \
         "$dir/region-core-$i.pid" "$dir/region-core-$i.log" 60
