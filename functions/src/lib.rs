@@ -33,6 +33,7 @@ pub mod catalog;
 pub mod config;
 pub mod controls;
 pub mod cross_shard;
+pub mod edge_audit;
 pub mod error;
 pub mod live;
 pub mod pages;

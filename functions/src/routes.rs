@@ -23,6 +23,7 @@
 //! | `SaleConfig` | `GET`/`PUT /v1/operator/sales/{show}` | — (Upstash) |
 //! | `Directory` | `GET`/`PUT /v1/operator/directory` | — (Upstash; the city → shard table) |
 //! | `EdgeControl` | `GET`/`PUT /v1/operator/edge/deny`, `…/edge/peak` | — (Upstash; `crate::controls`) |
+//! | `EdgeAudit` | `GET /v1/operator/edge/audit` | — (Upstash; `crate::edge_audit`) |
 //! | `FindBooking` | `GET /v1/bookings/{number or id}` | `/v1/bookings/{ref}` of every shard (`crate::cross_shard`) |
 //! | `MyBookings` | `GET /v1/me/bookings` | `/v1/bookings` of every shard, merged |
 //! | `GlobalRead` | `GET /v1/search?q=`, `GET /v1/movies/{id}` | the same path of the global catalog (`CATALOG_URL`), cached |
@@ -164,6 +165,11 @@ pub enum Route {
         /// `PUT` rather than `GET`.
         write: bool,
     },
+    /// The edge's audit log (`crate::edge_audit`).
+    EdgeAudit {
+        /// `before` and `limit`, unchecked.
+        query: String,
+    },
     /// Read (`write: false`) or set a sale's waiting-room config.
     SaleConfig {
         /// Show (= sale) id.
@@ -201,6 +207,7 @@ impl Route {
             | Self::SaleConfig { .. }
             | Self::Directory { .. }
             | Self::EdgeControl { .. }
+            | Self::EdgeAudit { .. }
             | Self::CatalogWrite => RouteClass::Operator,
             Self::Forward { .. } | Self::FindBooking { .. } | Self::MyBookings => RouteClass::Api,
             Self::Pages(p) => return p.class(),
@@ -215,6 +222,7 @@ impl Route {
             | Self::SaleConfig { .. }
             | Self::Directory { .. }
             | Self::EdgeControl { .. }
+            | Self::EdgeAudit { .. }
             | Self::FindBooking { .. }
             | Self::MyBookings
             | Self::GlobalRead { .. }
@@ -353,6 +361,9 @@ pub fn classify(
             "PUT" => Ok(Route::Directory { write: true }),
             _ => Err(EdgeError::method_not_allowed("GET, PUT")),
         },
+        ["v1", "operator", "edge", "audit"] => get(Route::EdgeAudit {
+            query: query.unwrap_or_default().to_owned(),
+        }),
         ["v1", "operator", "edge", which] => {
             let control = match *which {
                 "deny" => Control::Deny,

@@ -107,6 +107,7 @@ const PLACES: &[(&str, usize)] = &[
     // The global catalog: a service of its own in the same binary.
     ("global_catalog", 4),
     ("global_catalog::movies", 4),
+    ("global_catalog::audit", 4),
     ("global_catalog::listings", 4),
     ("global_catalog::search", 4),
     // Wiring: builds everything and runs it.

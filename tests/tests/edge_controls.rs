@@ -399,3 +399,111 @@ async fn operator_tokens_act_within_their_grant() {
     assert_eq!(set_by, vec!["mum-sales"], "{r}");
     stack.stop().await;
 }
+
+/// Every edge-wide change (deny list, peak mode, directory) appends one
+/// entry to the edge's audit log, with who, when, before and after; a
+/// refused change appends nothing; the log is read newest first in pages
+/// and only by operators.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn edge_wide_changes_are_in_the_edge_audit_log() {
+    const AUDIT: &str = "/v1/operator/edge/audit";
+    let stack = EdgeStack::start(EdgeOptions::cities(&[CITY]))
+        .await
+        .expect("edge stack");
+    let platform = Client::scoped_operator("platform", &["*"], &[Scope::Sales]);
+    let r = stack.get(AUDIT, &platform).await;
+    assert_eq!(r.status, 200, "{r}");
+    assert_eq!(
+        r.body["entries"],
+        json!([]),
+        "a new edge has no history: {r}"
+    );
+
+    let r = stack
+        .put(
+            DENY,
+            &platform,
+            json!({"add": [{"target": "10.8.0.1", "reason": "scraping"}]}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{r}");
+    let r = stack.put(PEAK, &platform, json!({"enabled": true})).await;
+    assert_eq!(r.status, 200, "{r}");
+    let directory = stack.get("/v1/operator/directory", &platform).await;
+    assert_eq!(directory.status, 200, "{directory}");
+    let table = directory.body["regions"].clone();
+    let r = stack
+        .send(
+            stack
+                .request(reqwest::Method::PUT, "/v1/operator/directory", &platform)
+                .json(&table),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{r}");
+    // Refused changes leave no entry.
+    let r = stack
+        .put(
+            DENY,
+            &platform,
+            json!({"add": [{"target": "nowhere", "reason": "x"}]}),
+        )
+        .await;
+    assert_eq!(r.status, 422, "{r}");
+    let mum_sales = Client::scoped_operator("mum-sales", &[CITY], &[Scope::Sales]);
+    let r = stack.put(PEAK, &mum_sales, json!({"enabled": false})).await;
+    assert_eq!(r.status, 403, "{r}");
+
+    let r = stack.get(AUDIT, &platform).await;
+    assert_eq!(r.status, 200, "{r}");
+    assert_eq!(r.header("Cache-Control"), Some("no-store"), "{r}");
+    let entries = r.body["entries"].as_array().expect("entries").clone();
+    let actions: Vec<&str> = entries
+        .iter()
+        .filter_map(|e| e["action"].as_str())
+        .collect();
+    assert_eq!(
+        actions,
+        ["edge.directory", "edge.peak", "edge.deny"],
+        "newest first, refusals absent: {r}"
+    );
+    for e in &entries {
+        assert_eq!(e["actor"], "platform", "{e}");
+        assert!(e["at"].is_string() && e["id"].is_string(), "{e}");
+    }
+    assert_eq!(entries[0]["before"], table, "{r}");
+    assert_eq!(entries[0]["after"], table, "{r}");
+    assert_eq!(entries[1]["before"]["enabled"], false, "{r}");
+    assert_eq!(entries[1]["after"]["enabled"], true, "{r}");
+    assert_eq!(entries[2]["before"], json!([]), "{r}");
+    assert_eq!(entries[2]["after"][0]["target"], "10.8.0.1", "{r}");
+
+    // Pages: two, then the rest from the cursor.
+    let r = stack.get(&format!("{AUDIT}?limit=2"), &platform).await;
+    assert_eq!(r.body["entries"].as_array().map(Vec::len), Some(2), "{r}");
+    let next = r.body["next"].as_str().expect("a cursor").to_owned();
+    assert_eq!(next, entries[1]["id"].as_str().unwrap_or_default());
+    let r = stack
+        .get(&format!("{AUDIT}?limit=2&before={next}"), &platform)
+        .await;
+    assert_eq!(r.status, 200, "{r}");
+    assert_eq!(r.body["entries"][0]["action"], "edge.deny", "{r}");
+    assert_eq!(r.body["entries"].as_array().map(Vec::len), Some(1), "{r}");
+    assert!(r.body["next"].is_null(), "{r}");
+
+    // Bad queries are a 422; readers must be operators.
+    for q in ["?before=yesterday", "?limit=0", "?limit=500", "?since=1"] {
+        let r = stack.get(&format!("{AUDIT}{q}"), &platform).await;
+        assert_eq!(
+            (r.status, r.code()),
+            (422, Some("invalid_query")),
+            "{q}: {r}"
+        );
+    }
+    let r = stack.get(AUDIT, &Client::anonymous("10.8.0.9")).await;
+    assert_eq!(r.status, 401, "{r}");
+    let r = stack.get(AUDIT, &Client::user("fan", "10.8.0.10")).await;
+    assert_eq!(r.status, 403, "{r}");
+    let r = stack.get(AUDIT, &mum_sales).await;
+    assert_eq!(r.status, 200, "any operator may read it: {r}");
+    stack.stop().await;
+}

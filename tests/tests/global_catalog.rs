@@ -360,3 +360,120 @@ async fn bad_input_and_a_dead_catalog_change_nothing() {
             .expect("count");
     assert_eq!(listed, 1);
 }
+
+/// A write sent straight to the catalog service is in the catalog's own
+/// audit log (who, what, before and after), a refused write is not, the
+/// log is filtered to the reader's cities, and the table refuses to be
+/// rewritten.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn catalog_writes_are_in_its_append_only_audit_log() {
+    let catalog = CatalogProcess::start().await.expect("catalog");
+    let mum = shard("mum", &catalog).await;
+    let (s, movie) = catalog_call(
+        &catalog,
+        reqwest::Method::POST,
+        "/v1/operator/movies",
+        Some(json!({"title": "Past Lives", "duration_minutes": 106, "language": "en"})),
+    )
+    .await;
+    assert_eq!(s, 201, "{movie}");
+    // A duplicate is refused and not recorded.
+    let (s, _) = catalog_call(
+        &catalog,
+        reqwest::Method::POST,
+        "/v1/operator/movies",
+        Some(json!({"title": "past lives", "duration_minutes": 106, "language": "en"})),
+    )
+    .await;
+    assert_eq!(s, 409);
+    // mum schedules it: the shard lists the city for the title.
+    let screen = screen(&mum, "mum").await;
+    let (s, show) = mum
+        .operator_post("/v1/operator/shows", show_body(&screen, &movie["id"], 2))
+        .await
+        .expect("show");
+    assert_eq!(s, 201, "{show}");
+
+    let (s, log) = catalog_call(&catalog, reqwest::Method::GET, "/v1/operator/audit", None).await;
+    assert_eq!(s, 200, "{log}");
+    let entries = log["entries"].as_array().expect("entries");
+    let actions: Vec<&str> = entries
+        .iter()
+        .filter_map(|e| e["action"].as_str())
+        .collect();
+    assert_eq!(actions, ["listing.upsert", "movie.create"], "{log}");
+    let created = &entries[1];
+    assert_eq!(created["actor"], "operator-1", "{log}");
+    assert_eq!(created["target_id"], movie["id"], "{log}");
+    assert!(created["before"].is_null(), "{log}");
+    assert_eq!(created["after"]["title"], "Past Lives", "{log}");
+    assert!(created["city"].is_null(), "a title belongs to every city");
+    let listed = &entries[0];
+    assert_eq!(listed["city"], "mum", "{log}");
+    assert!(listed["before"].is_null(), "the first listing: {log}");
+    assert_eq!(listed["after"]["movie_id"], movie["id"], "{log}");
+
+    // A reader of nyc sees the title but not mum's listing.
+    let grant = shared::token::Grant::new(vec!["nyc".into()], vec![shared::token::Scope::Read])
+        .expect("grant");
+    let nyc_reader = region_core::auth::TokenKeys::new(e2e::SECRET)
+        .mint_operator("nyc-reader", &grant, Utc::now().timestamp(), 600)
+        .expect("token");
+    let resp = reqwest::Client::new()
+        .get(format!("{}/v1/operator/audit", catalog.url))
+        .bearer_auth(nyc_reader)
+        .send()
+        .await
+        .expect("catalog answers");
+    assert_eq!(resp.status(), 200);
+    let body: Value = resp.json().await.expect("json");
+    let actions: Vec<&str> = body["entries"]
+        .as_array()
+        .expect("entries")
+        .iter()
+        .filter_map(|e| e["action"].as_str())
+        .collect();
+    assert_eq!(actions, ["movie.create"], "{body}");
+    // Bad queries change nothing and say why; buyers can't read it.
+    for q in ["?limit=0", "?before=-1", "?colour=red"] {
+        let (s, body) = catalog_call(
+            &catalog,
+            reqwest::Method::GET,
+            &format!("/v1/operator/audit{q}"),
+            None,
+        )
+        .await;
+        assert!((400..500).contains(&s), "{q}: {s} {body}");
+        assert!(
+            body["error"]["code"].is_string() || body["code"].is_string(),
+            "{q}: {body}"
+        );
+    }
+    let resp = reqwest::Client::new()
+        .get(format!("{}/v1/operator/audit", catalog.url))
+        .bearer_auth(e2e::token("fan", Role::User))
+        .send()
+        .await
+        .expect("catalog answers");
+    assert_eq!(resp.status(), 403);
+
+    // Append-only, even to the database's owner going around the API.
+    let db = sqlx::PgPool::connect(&catalog.database_url)
+        .await
+        .expect("catalog database");
+    for sql in [
+        "UPDATE catalog_operator_audit SET actor = 'someone-else'",
+        "DELETE FROM catalog_operator_audit",
+        "TRUNCATE catalog_operator_audit",
+    ] {
+        let err = sqlx::query(sql).execute(&db).await.expect_err(sql);
+        assert!(err.to_string().contains("append-only"), "{sql}: {err}");
+    }
+    let kept: i64 = sqlx::query_scalar("SELECT count(*) FROM catalog_operator_audit")
+        .fetch_one(&db)
+        .await
+        .expect("count");
+    assert_eq!(kept, 2);
+    db.close().await;
+    mum.stop().await;
+}

@@ -21,6 +21,7 @@ use crate::controls::{
     self, last_key, parse_deny_change, parse_peak, peak_from, Controls, DenyList, LastChange,
     DENY_KEY, PEAK_KEY,
 };
+use crate::edge_audit;
 use crate::error::EdgeError;
 use crate::routes::Control;
 use crate::upstash::{Reply, UpstashError};
@@ -194,7 +195,22 @@ pub async fn serve(
             upstash.key(&last_key(key)),
             last_json.clone(),
         ]);
-        let answers = upstash.pipeline(&commands).await.map_err(unavailable)?;
+        // The change and its audit entry are stored together or not at all.
+        commands.push(edge_audit::append_command(
+            &upstash.key(edge_audit::STREAM_KEY),
+            &edge_audit::Entry {
+                actor: user.id.clone(),
+                action: match control {
+                    Control::Deny => "edge.deny",
+                    Control::Peak => "edge.peak",
+                }
+                .to_owned(),
+                at: last.at.clone(),
+                before: last.before.clone(),
+                after: last.after.clone(),
+            },
+        ));
+        let answers = upstash.transaction(&commands).await.map_err(unavailable)?;
         for a in answers {
             a.map_err(unavailable)?;
         }
@@ -214,6 +230,33 @@ pub async fn serve(
             let mut h: Vec<(&str, String)> = rl.to_vec();
             h.push(("Cache-Control", "no-store".into()));
             http::json(200, v.to_string(), &h).or_internal("control response")
+        }
+        Err(e) => Err(with_limits(e, rl)),
+    }
+}
+
+/// `GET /v1/operator/edge/audit`: a page of the edge's audit log (the
+/// caller is authorised by the handler).
+pub async fn audit(call: &Call, query: &str, rl: &super::handlers::Hdrs) -> Handled {
+    let done = async {
+        let q =
+            edge_audit::parse_query(query).map_err(|m| EdgeError::new(422, "invalid_query", m))?;
+        let upstash = call.upstash();
+        let reply = upstash
+            .command(&edge_audit::page_command(
+                &upstash.key(edge_audit::STREAM_KEY),
+                &q,
+            ))
+            .await
+            .map_err(unavailable)?;
+        let page = edge_audit::parse_page(&reply, q.limit).map_err(unavailable)?;
+        serde_json::to_string(&page).or_internal("audit page")
+    };
+    match done.await {
+        Ok(body) => {
+            let mut h: Vec<(&str, String)> = rl.to_vec();
+            h.push(("Cache-Control", "no-store".into()));
+            http::json(200, body, &h).or_internal("audit response")
         }
         Err(e) => Err(with_limits(e, rl)),
     }

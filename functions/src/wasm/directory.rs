@@ -59,29 +59,39 @@ fn with_regions(cfg: &EdgeConfig, regions: Regions) -> Rc<EdgeConfig> {
 pub async fn replace(
     cfg: &EdgeConfig,
     body: &[u8],
+    who: &str,
     now_ms: i64,
 ) -> Result<serde_json::Value, EdgeError> {
     let text = std::str::from_utf8(body).map_err(|_| EdgeError::malformed_json())?;
     let regions = Regions::parse(text).map_err(EdgeError::invalid_body)?;
     let json = regions.to_json();
     let upstash = Upstash::new(&cfg.upstash);
+    let entry = crate::edge_audit::Entry {
+        actor: who.to_owned(),
+        action: "edge.directory".to_owned(),
+        at: crate::waiting_room::rfc3339(now_ms),
+        before: cfg.regions.to_json(),
+        after: json.clone(),
+    };
     // The global catalog version goes up with it: the cached city list
-    // (merged from every shard) is read again.
+    // (merged from every shard) is read again. The change and its audit
+    // entry are stored together or not at all.
     let answers = upstash
-        .pipeline(&[
+        .transaction(&[
             vec![
                 "SET".to_owned(),
                 upstash.key(DIRECTORY_KEY),
                 json.to_string(),
             ],
             vec!["INCR".to_owned(), upstash.key(&version_key(None))],
+            crate::edge_audit::append_command(&upstash.key(crate::edge_audit::STREAM_KEY), &entry),
         ])
         .await
         .map_err(|e| {
             worker::console_error!("directory not stored: {e}");
             EdgeError::edge_state_unavailable()
         })?;
-    if let Some(Err(e)) = answers.into_iter().next() {
+    if let Some(Err(e)) = answers.into_iter().find(Result::is_err) {
         worker::console_error!("directory not stored: {e}");
         return Err(EdgeError::edge_state_unavailable());
     }

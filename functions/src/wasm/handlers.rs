@@ -367,6 +367,12 @@ async fn dispatch(req: &mut Request, call: &Call, ctx: &Context, route: Route) -
         }
         Route::SaleConfig { show, write } => sale_config(req, call, &show, write).await,
         Route::Directory { write } => directory(req, call, write).await,
+        Route::EdgeAudit { query } => {
+            let user = call.require_user().await?;
+            call.authorize(&user, Scope::Read, Reach::Anywhere)?;
+            let (rl, _) = call.gate(RouteClass::Operator, Some(&user.id), &[]).await?;
+            super::controls::audit(call, &query, &rl).await
+        }
         Route::EdgeControl { control, write } => {
             let user = call.require_user().await?;
             if write {
@@ -1109,7 +1115,7 @@ async fn directory(req: &mut Request, call: &Call, write: bool) -> Handled {
     let (rl, _) = call.gate(RouteClass::Operator, Some(&user.id), &[]).await?;
     let regions = if write {
         let body = http::read_body(req, call.cfg.max_body_bytes).await?;
-        super::directory::replace(&call.cfg, &body, call.now_ms)
+        super::directory::replace(&call.cfg, &body, &user.id, call.now_ms)
             .await
             .map_err(|e| with_limits(e, &rl))?
     } else {

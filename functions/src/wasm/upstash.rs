@@ -74,6 +74,18 @@ impl<'a> Upstash<'a> {
         decode_pipeline(status, &body, commands.len())
     }
 
+    /// Several commands as one MULTI/EXEC (`/multi-exec`): all of them
+    /// or none, and no other client's command in between.
+    pub async fn transaction<S: AsRef<str>>(
+        &self,
+        commands: &[Vec<S>],
+    ) -> Result<Vec<Result<Reply, UpstashError>>, UpstashError> {
+        let (status, body) = self
+            .post("/multi-exec", crate::upstash::pipeline_body(commands))
+            .await?;
+        decode_pipeline(status, &body, commands.len())
+    }
+
     /// A key as stored: with the configured prefix (`KEY_PREFIX`).
     pub fn key(&self, key: &str) -> String {
         format!("{}{key}", self.settings.key_prefix)

@@ -13,8 +13,10 @@
 //! | `GET /v1/movies/{id}` | anyone | one title |
 //! | `GET /v1/search?q=&limit=` | anyone | titles close to `q`, with the cities still showing them |
 //! | `POST /v1/operator/listings` | operator (a shard) | "this city shows this title": answers the title |
+//! | `GET /v1/operator/audit` | operator (`read`) | the catalog's own audit log: every write above by whom, before and after |
 //! | `GET /healthz` | anyone | the database answers |
 
+mod audit;
 mod listings;
 mod movies;
 mod search;
@@ -61,6 +63,7 @@ pub fn router(state: CatalogState) -> Router {
         .route("/v1/movies/{id}", get(movies::get))
         .route("/v1/search", get(search::search))
         .route("/v1/operator/listings", post(listings::list))
+        .route("/v1/operator/audit", get(audit::list))
         .route("/healthz", get(health))
         .fallback(|| async { ApiError::not_found("no_route", "no such endpoint") })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })

@@ -2,6 +2,7 @@
 //! them, shards copy them).
 
 use super::CatalogState;
+use crate::audit::store::Entry;
 use crate::auth::CatalogOperator;
 use crate::error::{ApiError, ApiJson, ApiPath};
 use axum::extract::State;
@@ -12,13 +13,14 @@ use uuid::Uuid;
 
 #[tracing::instrument(skip_all)]
 pub(super) async fn create(
-    _op: CatalogOperator,
+    op: CatalogOperator,
     state: State<CatalogState>,
     ApiJson(req): ApiJson<CreateMovie>,
 ) -> Result<(StatusCode, ApiJson<Movie>), ApiError> {
     // The same checks as a shard's.
     crate::catalog::check_movie(&req)?;
     let id = Uuid::now_v7();
+    let mut tx = state.db.begin().await?;
     let inserted = sqlx::query_scalar!(
         r#"INSERT INTO catalog_movies (id, title, duration_minutes, language, kind)
            VALUES ($1, $2, $3, $4, $5)
@@ -30,9 +32,10 @@ pub(super) async fn create(
         req.language.as_deref(),
         req.kind.as_str()
     )
-    .fetch_optional(&state.db)
+    .fetch_optional(&mut *tx)
     .await?;
     if inserted.is_none() {
+        drop(tx);
         let existing = sqlx::query_scalar!(
             r#"SELECT id FROM catalog_movies
                WHERE lower(title) = lower($1) AND coalesce(language, '') = coalesce($2, '')
@@ -53,7 +56,22 @@ pub(super) async fn create(
             details: existing.map(|id| serde_json::json!({ "id": id })),
         });
     }
-    Ok((StatusCode::CREATED, ApiJson(req.into_movie(id))))
+    let movie = req.into_movie(id);
+    super::audit::record(
+        &mut tx,
+        &op,
+        Entry {
+            action: "movie.create",
+            target_kind: "movie",
+            target_id: id.to_string(),
+            city: None,
+            before: None,
+            after: Some(serde_json::to_value(&movie).unwrap_or_default()),
+        },
+    )
+    .await?;
+    tx.commit().await?;
+    Ok((StatusCode::CREATED, ApiJson(movie)))
 }
 
 #[tracing::instrument(skip_all)]
