@@ -1,8 +1,10 @@
-// The buyer pages' one script. Every page works without it (forms,
-// <noscript> refresh); this adds: a keyboard-operable seat grid, holds
-// sent at once with optimistic greying and rollback, the live seat map
-// (WebSocket, protocol v1 of docs/api.md, else polling), hold countdowns
-// and extension, and a waiting room that updates without reloading.
+// The pages' one script (the buyer's and the operator console's). Every
+// page works without it (forms, <noscript> refresh); this adds: a
+// keyboard-operable seat grid, holds sent at once with optimistic greying
+// and rollback, the live seat map (WebSocket, protocol v1 of docs/api.md,
+// else polling) for buyers and for the console's occupancy, hold
+// countdowns and extension, and a waiting room that updates without
+// reloading.
 (function () {
   "use strict";
 
@@ -75,6 +77,102 @@
     return function () { clearInterval(timer); };
   }
 
+  // ------------------------------------------------ live seat states
+  // The live seat map, shared by the buyer's seat map and the console's:
+  // protocol v1 of docs/api.md over the edge's socket (a snapshot, then
+  // deltas; a gap or close code 4000 resynchronises), else polling
+  // `/seats?since=N`. `set(ord, state)` gets each seat's state as it
+  // becomes known ("available", "held" or "sold"; ord is the seat's place
+  // in the map), `changed()` runs after each frame, and `notice` says
+  // when updates are delayed.
+  function liveSeats(base, count, set, changed, notice) {
+    var STATES = ["available", "held", "sold"];
+    var seq = null, ws = null, failures = 0, polling = false;
+
+    function degraded(on) {
+      if (!notice) return;
+      notice.hidden = !on;
+      notice.textContent = on ? "Live updates are delayed right now; the map refreshes every few seconds." : "";
+    }
+
+    function word(status) {
+      return status === "AVAILABLE" ? "available" : status === "HELD" ? "held" : "sold";
+    }
+
+    function applyMap(b64, n) {
+      var bin = atob(b64);
+      for (var ord = 0; ord < n && ord < count; ord++) {
+        var byte = bin.charCodeAt(ord >> 2);
+        set(ord, STATES[Math.min((byte >> (6 - 2 * (ord & 3))) & 3, 2)]);
+      }
+    }
+
+    // One frame; false when it shows a gap (then resynchronise).
+    function frame(m) {
+      if (!m) return true;
+      if (Array.isArray(m.seats)) {
+        // A plain seat map (no sequence numbers): take it whole.
+        m.seats.forEach(function (s, ord) { set(ord, word(s.status)); });
+        changed();
+        return true;
+      }
+      if (m.v !== 1) return false;
+      if (m.type === "snapshot") {
+        seq = m.seq;
+        applyMap(m.map, m.seats);
+        degraded(!!m.degraded);
+      } else if (m.type === "delta") {
+        if (seq === null || m.from > seq + 1) return false;
+        if (m.to <= seq) return true;
+        m.changes.forEach(function (c) { set(c[0], word(c[1])); });
+        seq = m.to;
+      }
+      changed();
+      return true;
+    }
+
+    function connect() {
+      if (!("WebSocket" in window)) return poll();
+      var opened = false;
+      try {
+        ws = new WebSocket((location.protocol === "https:" ? "wss://" : "ws://") + location.host + base + "/live");
+      } catch (e) {
+        return poll();
+      }
+      ws.onopen = function () { opened = true; failures = 0; };
+      ws.onmessage = function (e) {
+        var m = null;
+        try { m = JSON.parse(e.data); } catch (x) { m = null; }
+        if (!frame(m)) { seq = null; ws.close(4000, "resync"); }
+      };
+      ws.onclose = function (e) {
+        ws = null;
+        if (e.code === 4000) { seq = null; return setTimeout(connect, 100); }
+        failures++;
+        if (!opened || failures >= 3) return poll();
+        setTimeout(connect, Math.min(10000, 500 * Math.pow(2, failures)));
+      };
+    }
+
+    function poll() {
+      if (polling) return;
+      polling = true;
+      (function again() {
+        // since=0 before any snapshot: the protocol's endpoint answers with
+        // a snapshot, and a plain seat map route ignores the query.
+        var url = base + "/seats?since=" + (seq === null ? 0 : seq);
+        var extra = seq === null ? {} : { "If-None-Match": '"' + seq + '"' };
+        api("GET", url, undefined, extra).then(function (res) {
+          if (res.status === 200 && !frame(res.json)) seq = null;
+        }).catch(function () {}).then(function () {
+          setTimeout(again, document.hidden ? 10000 : 2000);
+        });
+      })();
+    }
+
+    connect();
+  }
+
   // ------------------------------------------------------- seat map
   var form = document.getElementById("seat-form");
   if (form) seatMap(form);
@@ -86,7 +184,6 @@
     var grid = document.getElementById("seat-grid");
     var boxes = Array.prototype.slice.call(grid.querySelectorAll("input[type=checkbox]"));
     var byOrd = [], byLabel = {};
-    var STATES = ["available", "held", "sold"];
     var mine = {}; // seats in the user's current hold
     var pending = {}; // seats being held right now
     var hold = null, stopCountdown = null;
@@ -185,9 +282,9 @@
       }
     }
 
-    function setState(ord, code) {
+    function setState(ord, state) {
       var b = byOrd[ord];
-      if (b) paint(b, STATES[Math.min(code, 2)]);
+      if (b) paint(b, state);
     }
 
     function counts() {
@@ -288,89 +385,9 @@
       });
     });
 
-    // ----- live updates (protocol v1: a snapshot, then deltas)
-    var seq = null, ws = null, failures = 0, polling = false;
-    var notice = document.getElementById("live-notice");
-
-    function degraded(on) {
-      if (!notice) return;
-      notice.hidden = !on;
-      notice.textContent = on ? "Live updates are delayed right now; the map refreshes every few seconds." : "";
-    }
-
-    function applyMap(b64, count) {
-      var bin = atob(b64);
-      for (var ord = 0; ord < count && ord < byOrd.length; ord++) {
-        var byte = bin.charCodeAt(ord >> 2);
-        setState(ord, (byte >> (6 - 2 * (ord & 3))) & 3);
-      }
-    }
-
-    // One frame; false when it shows a gap (then resynchronise).
-    function frame(m) {
-      if (!m) return true;
-      if (Array.isArray(m.seats)) {
-        // Today's plain seat map (no sequence numbers): take it whole.
-        m.seats.forEach(function (s, ord) { setState(ord, s.status === "AVAILABLE" ? 0 : s.status === "HELD" ? 1 : 2); });
-        counts();
-        return true;
-      }
-      if (m.v !== 1) return false;
-      if (m.type === "snapshot") {
-        seq = m.seq;
-        applyMap(m.map, m.seats);
-        degraded(!!m.degraded);
-      } else if (m.type === "delta") {
-        if (seq === null || m.from > seq + 1) return false;
-        if (m.to <= seq) return true;
-        m.changes.forEach(function (c) { setState(c[0], STATES.indexOf(c[1] === "BOOKED" ? "sold" : c[1].toLowerCase())); });
-        seq = m.to;
-      }
-      counts();
-      return true;
-    }
-
-    function connect() {
-      if (!("WebSocket" in window)) return poll();
-      var opened = false;
-      try {
-        ws = new WebSocket((location.protocol === "https:" ? "wss://" : "ws://") + location.host + base + "/live");
-      } catch (e) {
-        return poll();
-      }
-      ws.onopen = function () { opened = true; failures = 0; };
-      ws.onmessage = function (e) {
-        var m = null;
-        try { m = JSON.parse(e.data); } catch (x) { m = null; }
-        if (!frame(m)) { seq = null; ws.close(4000, "resync"); }
-      };
-      ws.onclose = function (e) {
-        ws = null;
-        if (e.code === 4000) { seq = null; return setTimeout(connect, 100); }
-        failures++;
-        if (!opened || failures >= 3) return poll();
-        setTimeout(connect, Math.min(10000, 500 * Math.pow(2, failures)));
-      };
-    }
-
-    function poll() {
-      if (polling) return;
-      polling = true;
-      (function again() {
-        // since=0 before any snapshot: the protocol's endpoint answers with
-        // a snapshot, and today's plain seat map route ignores the query.
-        var url = base + "/seats?since=" + (seq === null ? 0 : seq);
-        var extra = seq === null ? {} : { "If-None-Match": '"' + seq + '"' };
-        api("GET", url, undefined, extra).then(function (res) {
-          if (res.status === 200 && !frame(res.json)) seq = null;
-        }).catch(function () {}).then(function () {
-          setTimeout(again, document.hidden ? 10000 : 2000);
-        });
-      })();
-    }
-
+    // ----- live updates
     counts();
-    connect();
+    liveSeats(base, byOrd.length, setState, counts, document.getElementById("live-notice"));
   }
 
   // --------------------------------------------------- checkout page
@@ -427,5 +444,67 @@
     }
     var every = Number(el.getAttribute("data-refresh"));
     if (every > 0) setTimeout(check, every * 1000);
+  }
+
+  // ------------------------------------------ console: live occupancy
+  // The console's show page: the read-only map and the counts by
+  // category follow the live seat map. Without script they stay the
+  // snapshot the page was rendered with.
+  var opsMap = document.getElementById("ops-seat-map");
+  if (opsMap) liveOccupancy(opsMap);
+
+  function liveOccupancy(table) {
+    var cells = [];
+    Array.prototype.forEach.call(table.querySelectorAll(".seat[data-ord]"), function (c) {
+      cells[Number(c.getAttribute("data-ord"))] = c;
+    });
+    var asOf = document.getElementById("occupancy-as-of");
+    var rows = document.querySelectorAll("#occupancy tr[data-cat]");
+
+    function set(ord, state) {
+      var c = cells[ord];
+      if (!c || c.getAttribute("data-state") === state) return;
+      c.setAttribute("data-state", state);
+      c.className = "seat " + state;
+      c.setAttribute("aria-label", c.getAttribute("aria-label").replace(/, [^,]+$/, ", " + state));
+    }
+
+    // Free, held and sold by category (and all), from the map.
+    function changed() {
+      var n = {};
+      cells.forEach(function (c) {
+        var s = c.getAttribute("data-state");
+        [c.getAttribute("data-cat"), ""].forEach(function (k) {
+          n[k] = n[k] || { available: 0, held: 0, sold: 0 };
+          n[k][s]++;
+        });
+      });
+      Array.prototype.forEach.call(rows, function (tr) {
+        var k = n[tr.getAttribute("data-cat")], td = tr.querySelectorAll("td");
+        if (!k || td.length < 4) return;
+        td[1].textContent = k.available;
+        td[2].textContent = k.held;
+        td[3].textContent = k.sold;
+      });
+      if (asOf) asOf.textContent = "Live: the counts and the map follow every hold and sale; last updated " +
+        new Date().toLocaleTimeString() + ".";
+    }
+
+    liveSeats(table.getAttribute("data-live"), cells.length, set, changed, document.getElementById("live-notice"));
+  }
+
+  // A refused form's error summary takes focus, so it is read first; its
+  // links take focus to their field (a fragment alone only scrolls).
+  var summary = document.querySelector(".error-summary");
+  if (summary) {
+    summary.focus();
+    summary.addEventListener("click", function (e) {
+      var href = e.target.getAttribute && e.target.getAttribute("href");
+      var field = href && href.charAt(0) === "#" ? document.getElementById(href.slice(1)) : null;
+      if (!field) return;
+      e.preventDefault();
+      field.focus();
+      field.scrollIntoView({ block: "center" });
+    });
   }
 })();

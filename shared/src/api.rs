@@ -7,6 +7,7 @@ use crate::{CityCode, HoldId, ShowId};
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+use std::ops::RangeInclusive;
 use uuid::Uuid;
 
 /// `POST /v1/operator/cities`
@@ -284,16 +285,27 @@ pub struct WaitingRoomSettings {
 }
 
 impl WaitingRoomSettings {
+    /// The most admissions per second (`rate_per_sec` must be above 0).
+    pub const MAX_RATE_PER_SEC: f64 = 100_000.0;
+    /// The range of `pass_ttl_s`.
+    pub const PASS_TTL_S: RangeInclusive<u32> = 10..=86_400;
+    /// The range of `grace_s`.
+    pub const GRACE_S: RangeInclusive<u32> = 3..=86_400;
+
+    /// Whether `rate` is an admission rate [`Self::check`] accepts.
+    pub fn rate_ok(rate: f64) -> bool {
+        rate.is_finite() && rate > 0.0 && rate <= Self::MAX_RATE_PER_SEC
+    }
+
     /// Checks the ranges; the message names the field.
     pub fn check(&self) -> Result<(), String> {
-        let r = self.rate_per_sec;
-        if !(r.is_finite() && r > 0.0 && r <= 100_000.0) {
+        if !Self::rate_ok(self.rate_per_sec) {
             return Err("rate_per_sec must be above 0 and at most 100000".into());
         }
-        if !(10..=86_400).contains(&self.pass_ttl_s) {
+        if !Self::PASS_TTL_S.contains(&self.pass_ttl_s) {
             return Err("pass_ttl_s must be 10–86400".into());
         }
-        if !(3..=86_400).contains(&self.grace_s) {
+        if !Self::GRACE_S.contains(&self.grace_s) {
             return Err("grace_s must be 3–86400".into());
         }
         Ok(())

@@ -6,12 +6,17 @@
 //! sales report (HTML totals, then the CSV download) → a show's
 //! cancellation (of a second show: confirmed on a page, then the region's
 //! job cancels its booking) → FAILED refunds retried
-//! and settled through the forms. CSRF refusals change nothing; another
-//! city's token gets a 403 page; an expired session goes back to sign-in.
+//! and settled through the forms → a show's sale changed from open to a
+//! flash sale and back through its form (refused fields named beside
+//! them; the region and the edge's waiting room both follow). CSRF
+//! refusals change nothing; another city's token gets a 403 page, a
+//! token without the `sales` scope sees the sale but cannot change it;
+//! an unknown city is the console's own 404; an expired session goes
+//! back to sign-in.
 
 use std::time::Duration;
 
-use e2e::edge::{EdgeOptions, EdgeStack, SaleMode};
+use e2e::edge::{Client, EdgeOptions, EdgeStack, SaleMode};
 use e2e::form_browser::{Browser, Page};
 use e2e::{eventually, money, user, TestApp, SECRET};
 use reqwest::Method;
@@ -160,11 +165,21 @@ async fn an_operator_runs_a_city_from_the_console() {
     assert_eq!(home.status, 200, "{}", home.body);
     assert!(home.body.contains("href=\"/ops/c/mum\""), "{}", home.body);
     assert!(home.body.contains("ops-ann"));
+    // The city by its name (the merged city list), its code beside it.
+    assert!(
+        home.body
+            .contains("<a href=\"/ops/c/mum\">City mum <span class=\"code\">(mum)</span></a>"),
+        "{}",
+        home.body
+    );
 
     // The day's shows.
     let day = b.get(&format!("/ops/c/{CITY}?date={date}")).await;
     assert_eq!(day.status, 200, "{}", day.body);
     day.assert_html();
+    assert!(day
+        .body
+        .contains(&format!("<h1>Shows in City mum on {date}</h1>")));
     assert!(day.body.contains(&title));
     assert!(day
         .body
@@ -198,6 +213,15 @@ async fn an_operator_runs_a_city_from_the_console() {
     assert!(page.body.contains(&number), "{}", page.body);
     assert!(page.body.contains("ann@example.com"));
     assert!(page.body.contains("aria-label=\"Row A, seat 1, "));
+    // The map is the live map's too (the script listens where it says,
+    // tests/ops_browser.rs sees it follow a hold), and links the sale.
+    assert!(page.body.contains(&format!(
+        "id=\"ops-seat-map\" aria-labelledby=\"map-heading\" data-live=\"/v1/c/{CITY}/shows/{show}\""
+    )));
+    assert!(page.body.contains("data-ord=\"0\""));
+    assert!(page.body.contains(&format!(
+        "href=\"/ops/c/{CITY}/shows/{show}/sale\">Sale settings</a>"
+    )));
 
     // The booking by its number.
     let found = b
@@ -385,6 +409,159 @@ async fn an_operator_runs_a_city_from_the_console() {
     assert!(after.body.contains("paid back by hand"));
     assert!(!after.body.contains(&format!("action=\"{settle}\"")));
 
+    // A show's sale (a show of its own: the first one keeps selling
+    // openly), by an operator of its own (the console's rate limit is
+    // per operator and address). As it stands: open, with the form.
+    let mut seller = Browser::new(&stack, "10.9.1.6");
+    let sales_token = operator_token("ops-sue", CITY, vec![Scope::Read, Scope::Sales], 3600);
+    assert_eq!(sign_in(&mut seller, &sales_token).await.status, 303);
+    let on_sale = app
+        .seed_show_in(CITY, 1, 4, chrono::Duration::days(5), SaleMode::Open)
+        .await
+        .expect("a show for its sale");
+    let sale_path = format!("/ops/c/{CITY}/shows/{on_sale}/sale");
+    let form = seller.get(&sale_path).await;
+    assert_eq!(form.status, 200, "{}", form.body);
+    form.assert_html();
+    assert!(
+        form.body.contains("<strong>Open sale.</strong>"),
+        "{}",
+        form.body
+    );
+    assert!(form
+        .body
+        .contains(&format!("<form method=\"post\" action=\"{sale_path}\"")));
+    assert!(form.body.contains("value=\"open\" checked"));
+    let csrf = form.field("csrf");
+    let region_sale =
+        |show: String| async move { region_get(app, &format!("/v1/shows/{show}/sale")).await };
+    // The opening, typed in venue time (the venue is in Asia/Kolkata).
+    let kolkata = chrono_tz::Asia::Kolkata;
+    let opens_local = (chrono::Utc::now() + chrono::Duration::hours(2))
+        .with_timezone(&kolkata)
+        .format("%Y-%m-%dT%H:%M")
+        .to_string();
+    let opens_utc = chrono::NaiveDateTime::parse_from_str(&opens_local, "%Y-%m-%dT%H:%M")
+        .expect("local time")
+        .and_local_timezone(kolkata)
+        .single()
+        .expect("one instant")
+        .with_timezone(&chrono::Utc);
+    let flash = [
+        ("csrf", csrf.as_str()),
+        ("sale_mode", "flash_sale"),
+        ("opens_at", opens_local.as_str()),
+        ("rate_per_sec", "25"),
+        ("pass_ttl_s", "300"),
+        ("grace_s", "45"),
+    ];
+    // Forged: nothing changes.
+    let forged = seller.post(&sale_path, &flash[1..]).await;
+    assert_eq!(forged.status, 403, "{}", forged.body);
+    let forged = seller
+        .post_from("https://evil.example", &sale_path, &flash)
+        .await;
+    assert_eq!(forged.status, 403, "{}", forged.body);
+    assert_eq!(region_sale(on_sale.clone()).await["sale_mode"], "open");
+    // Refused fields: each named beside its field, the values kept, and
+    // nothing changes.
+    let refused = seller
+        .post(
+            &sale_path,
+            &[
+                ("csrf", &csrf),
+                ("sale_mode", "flash_sale"),
+                ("opens_at", ""),
+                ("rate_per_sec", "0"),
+                ("pass_ttl_s", "5"),
+                ("grace_s", "45"),
+            ],
+        )
+        .await;
+    assert_eq!(refused.status, 422, "{}", refused.body);
+    refused.assert_html();
+    for (field, said) in [
+        ("opens_at", "Enter when the waiting room opens."),
+        ("rate_per_sec", "must be a number above 0"),
+        ("pass_ttl_s", "from 10 to 86400"),
+    ] {
+        assert!(
+            refused.body.contains(&format!(
+                "aria-describedby=\"{field}-hint {field}-error\" aria-invalid=\"true\""
+            )),
+            "{field}: {}",
+            refused.body
+        );
+        assert!(refused.body.contains(&format!("<a href=\"#{field}\">")));
+        assert!(refused.body.contains(said), "{said}: {}", refused.body);
+    }
+    assert!(!refused.body.contains("grace_s-error"));
+    assert!(refused
+        .body
+        .contains("id=\"pass_ttl_s\" name=\"pass_ttl_s\" type=\"text\""));
+    assert!(refused.body.contains("value=\"5\""), "kept as typed");
+    assert!(refused.body.contains("<title>Error: "));
+    assert_eq!(region_sale(on_sale.clone()).await["sale_mode"], "open");
+    // A flash sale: the region stores it (the one copy) and the edge's
+    // waiting room is derived from it at once.
+    let saved = seller.post(&sale_path, &flash).await;
+    assert_eq!(saved.status, 303, "{}", saved.body);
+    assert_eq!(saved.location(), format!("{sale_path}?done=saved"));
+    let stored = region_sale(on_sale.clone()).await;
+    assert_eq!(stored["sale_mode"], "flash_sale", "{stored}");
+    let room = &stored["waiting_room"];
+    let stored_opening: chrono::DateTime<chrono::Utc> = room["opens_at"]
+        .as_str()
+        .expect("opens_at")
+        .parse()
+        .expect("RFC 3339");
+    assert_eq!(stored_opening, opens_utc, "{stored}");
+    assert_eq!(
+        (
+            room["rate_per_sec"].as_f64(),
+            room["pass_ttl_s"].as_u64(),
+            room["grace_s"].as_u64()
+        ),
+        (Some(25.0), Some(300), Some(45))
+    );
+    let edge = stack
+        .get(
+            &format!("/v1/operator/sales/{on_sale}"),
+            &Client::operator(),
+        )
+        .await;
+    assert_eq!(edge.status, 200, "{edge}");
+    assert_eq!(edge.body["sale_mode"], "flash_sale", "{edge}");
+    assert_eq!(edge.body["grace_s"], 45, "{edge}");
+    let shown = seller.get(saved.location()).await;
+    assert_eq!(shown.status, 200, "{}", shown.body);
+    assert!(shown.body.contains("Saved: a flash sale"), "{}", shown.body);
+    assert!(shown.body.contains("<strong>Flash sale.</strong>"));
+    assert!(shown.body.contains(&format!("value=\"{opens_local}\"")));
+    assert!(shown.body.contains("value=\"flash_sale\" checked"));
+    assert!(shown
+        .body
+        .contains(&format!("href=\"/c/{CITY}/sales/{on_sale}\"")));
+    // And back to open: the room's fields are ignored, the edge drops
+    // its room.
+    let mut open = flash.to_vec();
+    open[1] = ("sale_mode", "open");
+    let reopened = seller.post(&sale_path, &open).await;
+    assert_eq!(reopened.status, 303, "{}", reopened.body);
+    assert_eq!(region_sale(on_sale.clone()).await["sale_mode"], "open");
+    let edge = stack
+        .get(
+            &format!("/v1/operator/sales/{on_sale}"),
+            &Client::operator(),
+        )
+        .await;
+    assert_eq!(edge.body["sale_mode"], "open", "{edge}");
+    assert!(b
+        .get(reopened.location())
+        .await
+        .body
+        .contains("Saved: an open sale"));
+
     // Another city's token: signed in, but this city is a 403 page.
     let mut other = Browser::new(&stack, "10.9.1.2");
     let del = operator_token("ops-del", "del", vec![Scope::Read], 3600);
@@ -411,6 +588,58 @@ async fn an_operator_runs_a_city_from_the_console() {
     assert_eq!(denied.status, 403, "{}", denied.body);
     denied.assert_html();
     assert!(denied.body.contains("Not allowed"), "{}", denied.body);
+    // Without the `sales` scope: the sale is shown, the form is not, and
+    // a post is refused at the edge saying why.
+    let seen = reader.get(&sale_path).await;
+    assert_eq!(seen.status, 200, "{}", seen.body);
+    assert!(seen.body.contains("id=\"scope-notice\""), "{}", seen.body);
+    assert!(seen
+        .body
+        .contains("<strong>sales</strong> scope; yours allows read."));
+    assert!(!seen.body.contains(&format!("action=\"{sale_path}\"")));
+    let csrf = seen.field("csrf");
+    let mut tried = flash.to_vec();
+    tried[0] = ("csrf", csrf.as_str());
+    let no_scope = reader.post(&sale_path, &tried).await;
+    assert_eq!(no_scope.status, 403, "{}", no_scope.body);
+    no_scope.assert_html();
+    assert!(
+        no_scope
+            .body
+            .contains("needs an operator token with the sales scope"),
+        "{}",
+        no_scope.body
+    );
+    assert_eq!(region_sale(on_sale.clone()).await["sale_mode"], "open");
+
+    // An unknown city is the console's own 404: its header (still signed
+    // in) and a way back to its home, not the buyer's page.
+    for path in [
+        "/ops/c/xyz".to_owned(),
+        format!("/ops/c/xyz/shows/{show}/sale"),
+    ] {
+        let lost = reader.get(&path).await;
+        assert_eq!(lost.status, 404, "{path}: {}", lost.body);
+        lost.assert_html();
+        assert!(lost.body.contains("Tickets console"), "{}", lost.body);
+        assert!(lost.body.contains("ops-reader"), "{}", lost.body);
+        assert!(
+            lost.body.contains("console serves no city &quot;xyz&quot;"),
+            "{}",
+            lost.body
+        );
+        assert!(lost
+            .body
+            .contains("<a href=\"/ops\">Back to the console</a>"));
+        assert!(!lost.body.contains("My bookings"), "not the buyer's header");
+    }
+    let lost = Browser::new(&stack, "10.9.1.5").get("/ops/c/xyz").await;
+    assert_eq!(lost.status, 404);
+    assert!(
+        lost.body.contains("href=\"/ops/signin\">Sign in</a>"),
+        "{}",
+        lost.body
+    );
 
     // An expired session goes back to sign-in, saying so.
     let mut late = Browser::new(&stack, "10.9.1.3");

@@ -24,7 +24,7 @@ use crate::rate_limit::{
 };
 use crate::routes::{self, Route};
 use crate::scripts;
-use crate::waiting_room::{self, Mode, Sale, StatusView};
+use crate::waiting_room::{self, Mode, Sale, SaleWrite, StatusView};
 use shared::api::ShowSale;
 use shared::token::Scope;
 
@@ -63,6 +63,11 @@ pub async fn handle(
     http::drain_body(&mut req).await;
     match result {
         Ok(resp) => Ok(resp),
+        // The console's own error page (its header, a way back to its
+        // home), a path that is no console page included.
+        Err(e) if crate::pages::ops::is_console_path(url.path()) => {
+            super::ops::error_page(&call, &e)
+        }
         Err(e) if browser => super::pages::error_page(&call, &e),
         Err(e) => http::error(&e),
     }
@@ -1206,6 +1211,55 @@ fn open_view(show: &str, city: &str) -> String {
     serde_json::json!({ "sale": show, "city": city, "sale_mode": "open" }).to_string()
 }
 
+/// Stores `w` as the sale of `show`: at the show's region first (mode and
+/// waiting room together, audited there: the one copy, ADR 0023), then
+/// the edge's room derived from the region's answer (cached, or dropped
+/// for an open sale). `headers` carry the operator's token, whose grant
+/// the caller has checked (scope `sales`, the sale's city) and the region
+/// checks again. `Ok(Err(up))` is the region's refusal (404 unknown
+/// show, 403, 422) as it answered; `Ok(Ok(json))` the sale's view. Behind
+/// `PUT /v1/operator/sales/{show}` and the console's sale form.
+pub(super) async fn store_sale(
+    call: &Call,
+    show: &str,
+    w: &SaleWrite,
+    headers: Headers,
+    by: &str,
+) -> Result<Result<String, Upstream>, EdgeError> {
+    headers
+        .set("Content-Type", "application/json")
+        .or_internal("content type")?;
+    let set = serde_json::to_vec(&w.set).or_internal("sale")?;
+    let path = format!("/v1/operator/shows/{show}/sale");
+    let up = region::call(&call.cfg, &w.city, Method::Put, &path, headers, Some(&set)).await?;
+    if up.status != 200 {
+        return Ok(Err(up));
+    }
+    let stored: ShowSale = serde_json::from_slice(&up.body).or_internal("region sale")?;
+    let body = match waiting_room::sale_from_region(&stored) {
+        Some(sale) => {
+            let sale = Rc::new(sale);
+            cache_sale(call, &sale).await?;
+            let upstash = call.upstash();
+            let seed = upstash
+                .command(&["GET".to_owned(), upstash.key(&waiting_room::seed_key(show))])
+                .await
+                .map_err(sale_unavailable)?;
+            let seed = seed.opt_str().ok().flatten().map(str::to_owned);
+            serde_json::to_string(&sale.view(seed.as_deref())).or_internal("sale view")?
+        }
+        None => {
+            forget_sale(call, show).await;
+            open_view(show, &stored.city)
+        }
+    };
+    worker::console_log!(
+        "sale {show} set to {} by {by:?}",
+        stored.sale_mode.as_db_str()
+    );
+    Ok(Ok(body))
+}
+
 /// `GET`/`PUT /v1/operator/sales/{show}`. A `PUT` is stored by the show's
 /// region (mode and waiting room together, audited there: the one copy);
 /// the edge's room is then derived from the region's answer. A `GET`
@@ -1223,40 +1277,7 @@ async fn sale_config(req: &mut Request, call: &Call, show: &str, write: bool) ->
             let w = waiting_room::parse_sale(&body, &call.cfg.regions)?;
             call.authorize(&user, Scope::Sales, Reach::City(&w.city))?;
             let headers = upstream_headers(req, call, &[])?;
-            headers
-                .set("Content-Type", "application/json")
-                .or_internal("content type")?;
-            let set = serde_json::to_vec(&w.set).or_internal("sale")?;
-            let path = format!("/v1/operator/shows/{show}/sale");
-            let up =
-                region::call(&call.cfg, &w.city, Method::Put, &path, headers, Some(&set)).await?;
-            if up.status != 200 {
-                // The region's refusal (404 unknown show, 403, 422) as is.
-                return Ok(Err(up));
-            }
-            let stored: ShowSale = serde_json::from_slice(&up.body).or_internal("region sale")?;
-            let body = match waiting_room::sale_from_region(&stored) {
-                Some(sale) => {
-                    let sale = Rc::new(sale);
-                    cache_sale(call, &sale).await?;
-                    let seed = upstash
-                        .command(&["GET".to_owned(), upstash.key(&waiting_room::seed_key(show))])
-                        .await
-                        .map_err(sale_unavailable)?;
-                    let seed = seed.opt_str().ok().flatten().map(str::to_owned);
-                    serde_json::to_string(&sale.view(seed.as_deref())).or_internal("sale view")?
-                }
-                None => {
-                    forget_sale(call, show).await;
-                    open_view(show, &stored.city)
-                }
-            };
-            worker::console_log!(
-                "sale {show} set to {} by {:?}",
-                stored.sale_mode.as_db_str(),
-                user.id
-            );
-            return Ok(Ok(body));
+            return store_sale(call, show, &w, headers, &user.id).await;
         }
         call.authorize(&user, Scope::Read, Reach::Anywhere)?;
         let answers = upstash

@@ -6,22 +6,25 @@
 //! console page with a readable message (never JSON, never a buyer page).
 
 use chrono::NaiveDate;
-use shared::api::{SeatMap, Show, ShowList};
-use worker::{Headers, Method, Request};
+use shared::api::{City, SeatMap, Show, ShowList, ShowSale};
+use shared::token::Scope;
+use worker::{Context, Headers, Method, Request, Response};
 
-use super::handlers::{Call, Handled};
+use super::handlers::{self, Call, Handled};
 use super::http::{self, OrInternal};
-use super::pages::{page, redirect, today};
+use super::pages::{city_list, page, redirect, today};
 use super::region::{self, Upstream};
 use crate::error::EdgeError;
 use crate::pages::ops::data::{
     region_message, BookingLookup, Occupancy, RefundList, SalesReport, ShowBookings,
 };
 use crate::pages::ops::render::{self, Console, ShowPage};
+use crate::pages::ops::sale::{self, SaleForm};
 use crate::pages::ops::session::{self, Operator, OPS_COOKIE};
 use crate::pages::ops::{OpsRoute, ReportAsk};
 use crate::pages::{form, session::cookie};
 use crate::rate_limit::RouteClass;
+use crate::waiting_room::SaleWrite;
 
 /// The signed-in operator: their token, claims and CSRF token.
 struct Signed {
@@ -41,27 +44,51 @@ impl Signed {
 }
 
 /// Serves one console route; its errors are console pages.
-pub(super) async fn dispatch(req: &mut Request, call: &Call, route: OpsRoute) -> Handled {
+pub(super) async fn dispatch(
+    req: &mut Request,
+    call: &Call,
+    ctx: &Context,
+    route: OpsRoute,
+) -> Handled {
     let signed = signed_in(call);
     let city = route.city().map(str::to_owned);
-    match serve(req, call, route, signed.as_ref()).await {
+    match serve(req, call, ctx, route, signed.as_ref()).await {
         Ok(r) => Ok(r),
-        Err(e) => {
-            let console = match &signed {
-                Some(s) => s.console(city.as_deref()),
-                None => Console::default(),
-            };
-            let mut resp = page(
-                call,
-                e.status,
-                render::error(&console, e.status, &e.message),
-                &[],
-            )?;
-            for (n, v) in &e.headers {
-                resp.headers_mut().set(n, v).or_internal("error header")?;
-            }
-            Ok(resp)
-        }
+        Err(e) => error_response(call, signed.as_ref(), city.as_deref(), &e),
+    }
+}
+
+/// The console's error page for `e`: the operator's header when signed
+/// in, a link back to `city`'s shows (or to the console's home).
+fn error_response(
+    call: &Call,
+    signed: Option<&Signed>,
+    city: Option<&str>,
+    e: &EdgeError,
+) -> Handled {
+    let console = match signed {
+        Some(s) => s.console(city),
+        None => Console::default(),
+    };
+    let mut resp = page(
+        call,
+        e.status,
+        render::error(&console, e.status, &e.message),
+        &[],
+    )?;
+    for (n, v) in &e.headers {
+        resp.headers_mut().set(n, v).or_internal("error header")?;
+    }
+    Ok(resp)
+}
+
+/// The error page of a console path that is no console page (an unknown
+/// city, a malformed id, a wrong method): the console's, not the
+/// buyer's.
+pub(super) fn error_page(call: &Call, e: &EdgeError) -> worker::Result<Response> {
+    match error_response(call, signed_in(call).as_ref(), None, e) {
+        Ok(r) => Ok(r),
+        Err(inner) => http::error(&inner),
     }
 }
 
@@ -78,6 +105,7 @@ fn signed_in(call: &Call) -> Option<Signed> {
 async fn serve(
     req: &mut Request,
     call: &Call,
+    ctx: &Context,
     route: OpsRoute,
     signed: Option<&Signed>,
 ) -> Handled {
@@ -118,12 +146,18 @@ async fn serve(
                 }
             }
             call.gate(RouteClass::Api, Some(&s.op.sub), &[]).await?;
-            signed_route(req, call, route, s).await
+            signed_route(req, call, ctx, route, s).await
         }
     }
 }
 
-async fn signed_route(req: &mut Request, call: &Call, route: OpsRoute, s: &Signed) -> Handled {
+async fn signed_route(
+    req: &mut Request,
+    call: &Call,
+    ctx: &Context,
+    route: OpsRoute,
+    s: &Signed,
+) -> Handled {
     match route {
         OpsRoute::SignIn { .. } => Err(EdgeError::no_route()),
         OpsRoute::SignOut => {
@@ -131,6 +165,9 @@ async fn signed_route(req: &mut Request, call: &Call, route: OpsRoute, s: &Signe
             redirect("/ops/signin", &[session::clear_cookie()])
         }
         OpsRoute::Home => {
+            // The directory says which cities are served; the merged city
+            // list (cached) names them. Without it, the codes will do.
+            let names = city_list(call, ctx).await.unwrap_or_default();
             let cities: Vec<(String, String)> = call
                 .cfg
                 .regions
@@ -138,20 +175,24 @@ async fn signed_route(req: &mut Request, call: &Call, route: OpsRoute, s: &Signe
                 .into_iter()
                 .flat_map(|(_, cities)| cities)
                 .filter(|c| s.op.covers(c))
-                .map(|c| (c.to_owned(), c.to_owned()))
+                .map(|c| (c.to_owned(), city_name(&names, c)))
                 .collect();
             page(call, 200, render::home(&s.console(None), &cities), &[])
         }
         OpsRoute::Shows { city, date } => {
             let date = date.unwrap_or_else(|| today(call));
-            let list: ShowList = read(
-                call,
-                s,
-                &city,
-                &format!("/v1/cities/{city}/shows?date={date}"),
+            let (list, names) = futures::future::join(
+                read::<ShowList>(
+                    call,
+                    s,
+                    &city,
+                    &format!("/v1/cities/{city}/shows?date={date}"),
+                ),
+                city_list(call, ctx),
             )
-            .await?;
-            let html = render::shows(&s.console(Some(&city)), &city, date, &list.shows);
+            .await;
+            let name = city_name(&names.unwrap_or_default(), &city);
+            let html = render::shows(&s.console(Some(&city)), &city, &name, date, &list?.shows);
             page(call, 200, html, &[])
         }
         OpsRoute::Show { city, show, after } => {
@@ -207,6 +248,51 @@ async fn signed_route(req: &mut Request, call: &Call, route: OpsRoute, s: &Signe
             .await?;
             let html = render::cancellation(&s.console(Some(&city)), &city, &show, false, &job);
             page(call, 200, html, &[])
+        }
+        OpsRoute::Sale { city, show, saved } => {
+            let (sh, stored) = sale_reads(call, s, &city, &show).await?;
+            let form = SaleForm::from_stored(&stored, &sh);
+            let mut p = sale_view(s, &sh, &stored, &form);
+            p.saved = saved;
+            sale_page(call, s, &p, 200)
+        }
+        OpsRoute::SaveSale { city, show } => {
+            let fields = checked_form(req, call, s).await?;
+            if !s.op.grant.allows(Scope::Sales) {
+                let scopes: Vec<&str> = s.op.grant.scopes.iter().map(|x| x.as_str()).collect();
+                return Err(EdgeError::new(
+                    403,
+                    "scope_forbidden",
+                    sale::scope_refusal(&scopes),
+                ));
+            }
+            let (sh, stored) = sale_reads(call, s, &city, &show).await?;
+            let form = SaleForm::from_fields(&fields);
+            let set = match form.check(&sh) {
+                Ok(set) => set,
+                Err(errors) => {
+                    let mut p = sale_view(s, &sh, &stored, &form);
+                    p.errors = &errors;
+                    return sale_page(call, s, &p, 422);
+                }
+            };
+            let w = SaleWrite {
+                city: city.clone(),
+                set,
+            };
+            let headers = region_headers(call, s)?;
+            match handlers::store_sale(call, &show, &w, headers, &s.op.sub).await? {
+                Ok(_) => redirect(&format!("/ops/c/{city}/shows/{show}/sale?done=saved"), &[]),
+                // A sale the region refuses (its checks are the last
+                // word): the form again, with the region's reason.
+                Err(up) if up.status == 422 => {
+                    let why = region_error(&up).message;
+                    let mut p = sale_view(s, &sh, &stored, &form);
+                    p.refused = Some(&why);
+                    sale_page(call, s, &p, 422)
+                }
+                Err(up) => Err(region_error(&up)),
+            }
         }
         OpsRoute::Booking { city, number } => {
             let found = match &number {
@@ -345,6 +431,19 @@ async fn checked_form(
 
 // ------------------------------------------------------------ region
 
+/// The headers of a region call as the operator: their token, the
+/// client's address.
+fn region_headers(call: &Call, s: &Signed) -> Result<Headers, EdgeError> {
+    let h = Headers::new();
+    h.set("Accept", "application/json")
+        .or_internal("region header")?;
+    h.set("X-Forwarded-For", &call.ip)
+        .or_internal("region header")?;
+    h.set("Authorization", &format!("Bearer {}", s.token))
+        .or_internal("region header")?;
+    Ok(h)
+}
+
 /// A call to `city`'s region core with the operator's token.
 async fn send(
     call: &Call,
@@ -354,14 +453,11 @@ async fn send(
     path: &str,
     body: Option<&serde_json::Value>,
 ) -> Result<Upstream, EdgeError> {
-    let h = Headers::new();
-    let set = |n: &str, v: &str| h.set(n, v).or_internal("region header");
-    set("Accept", "application/json")?;
-    set("X-Forwarded-For", &call.ip)?;
-    set("Authorization", &format!("Bearer {}", s.token))?;
+    let h = region_headers(call, s)?;
     let bytes = match body {
         Some(b) => {
-            set("Content-Type", "application/json")?;
+            h.set("Content-Type", "application/json")
+                .or_internal("region header")?;
             Some(serde_json::to_vec(b).or_internal("region body")?)
         }
         None => None,
@@ -417,6 +513,62 @@ async fn show_reads(
     )
     .await;
     Ok((sh?, occ, seats?, b?))
+}
+
+/// A city's name from the city list, else its code.
+fn city_name(cities: &[City], code: &str) -> String {
+    cities
+        .iter()
+        .find(|c| c.code.as_str() == code)
+        .map_or_else(|| code.to_owned(), |c| c.name.clone())
+}
+
+/// The show and its sale as the region stores it (the one copy). A show
+/// of another city (one region may serve several) is not this page's.
+async fn sale_reads(
+    call: &Call,
+    s: &Signed,
+    city: &str,
+    show: &str,
+) -> Result<(Show, ShowSale), EdgeError> {
+    let (sh, stored) = futures::future::join(
+        read::<Show>(call, s, city, &format!("/v1/shows/{show}")),
+        read::<ShowSale>(call, s, city, &format!("/v1/shows/{show}/sale")),
+    )
+    .await;
+    let sh = sh?;
+    if sh.city.as_str() != city {
+        return Err(EdgeError::new(
+            404,
+            "unknown_show",
+            format!("There is no show {show} in {city}."),
+        ));
+    }
+    Ok((sh, stored?))
+}
+
+/// The sale page's parts with nothing refused and nothing just saved.
+fn sale_view<'a>(
+    s: &Signed,
+    show: &'a Show,
+    stored: &'a ShowSale,
+    form: &'a SaleForm,
+) -> sale::SalePage<'a> {
+    sale::SalePage {
+        city: show.city.as_str(),
+        show,
+        stored,
+        form,
+        errors: &[],
+        refused: None,
+        can_write: s.op.grant.allows(Scope::Sales),
+        saved: false,
+    }
+}
+
+fn sale_page(call: &Call, s: &Signed, p: &sale::SalePage<'_>, status: u16) -> Handled {
+    let html = sale::render(&s.console(Some(p.city)), p);
+    page(call, status, html, &[])
 }
 
 async fn cancel_page(

@@ -61,7 +61,7 @@ pub(super) async fn dispatch(
         }
         PageRoute::SignIn { post: true } => signin_post(req, call).await,
         PageRoute::SignOut => signout(req, call).await,
-        PageRoute::Ops(route) => super::ops::dispatch(req, call, route).await,
+        PageRoute::Ops(route) => super::ops::dispatch(req, call, ctx, route).await,
     }
 }
 
@@ -341,11 +341,19 @@ fn now(call: &Call) -> DateTime<Utc> {
 
 // --------------------------------------------------------------- pages
 
+/// Every shard's cities with their names: the merged city list, through
+/// the edge's cache (the buyer's pages and the console's).
+pub(super) async fn city_list(call: &Call, ctx: &Context) -> Result<Vec<City>, EdgeError> {
+    Ok(
+        catalog(call, ctx, CacheKind::Cities, "", "/v1/cities".into(), None)
+            .await?
+            .unwrap_or_default(),
+    )
+}
+
 async fn home_page(call: &Call, ctx: &Context) -> Handled {
     let me = Me::of(call);
-    let cities: Vec<City> = catalog(call, ctx, CacheKind::Cities, "", "/v1/cities".into(), None)
-        .await?
-        .unwrap_or_default();
+    let cities = city_list(call, ctx).await?;
     let search = call.cfg.catalog_url.is_some();
     page(call, 200, home::render(&cities, search, me.viewer()), &[])
 }
@@ -371,11 +379,7 @@ async fn search_page(call: &Call, ctx: &Context) -> Handled {
             catalog::<SearchResults>(call, ctx, CacheKind::Search, CATALOG, upstream, None).await?
         }
     };
-    let cities: Vec<City> = catalog(call, ctx, CacheKind::Cities, "", "/v1/cities".into(), None)
-        .await
-        .ok()
-        .flatten()
-        .unwrap_or_default();
+    let cities = city_list(call, ctx).await.unwrap_or_default();
     page(
         call,
         200,
@@ -393,11 +397,7 @@ async fn city_page(call: &Call, ctx: &Context, code: &str, date: Option<String>)
             .map_err(|_| EdgeError::new(400, "bad_query", "the date must be YYYY-MM-DD"))?,
         None => today,
     };
-    let cities: Vec<City> = catalog(call, ctx, CacheKind::Cities, "", "/v1/cities".into(), None)
-        .await
-        .ok()
-        .flatten()
-        .unwrap_or_default();
+    let cities = city_list(call, ctx).await.unwrap_or_default();
     let name = cities
         .iter()
         .find(|c| c.code.as_str() == code)

@@ -14,14 +14,20 @@
 //! | `CancelConfirm` | `GET /ops/c/{city}/shows/{id}/cancel` | what cancelling the show does |
 //! | `Cancel` | `POST /ops/c/{city}/shows/{id}/cancel` | cancel the show (reason required) |
 //! | `Cancellation` | `GET /ops/c/{city}/shows/{id}/cancellation` | the cancellation's progress |
+//! | `Sale` | `GET /ops/c/{city}/shows/{id}/sale?done=` | the show's sale, and the form to change it |
+//! | `SaveSale` | `POST /ops/c/{city}/shows/{id}/sale` | change it (scope `sales`) |
 //! | `Booking` | `GET /ops/c/{city}/bookings?number=` | a booking by number or id |
 //! | `Reports` | `GET /ops/c/{city}/reports?from=&to=&group=&format=` | sales totals, or the CSV |
 //! | `Refunds` | `GET /ops/c/{city}/refunds` | FAILED and PENDING refunds |
 //! | `Retry` | `POST /ops/c/{city}/refunds/{id}/retry` | send a FAILED refund again |
 //! | `Settle` | `POST /ops/c/{city}/refunds/{id}/settle` | record a refund paid by hand |
+//!
+//! Every error under `/ops`, a path that is no page included, is a
+//! console page ([`is_console_path`]).
 
 pub mod data;
 pub mod render;
+pub mod sale;
 pub mod session;
 
 use chrono::NaiveDate;
@@ -75,6 +81,22 @@ pub enum OpsRoute {
     },
     /// `GET /ops/c/{city}/shows/{id}/cancellation`.
     Cancellation {
+        /// City code.
+        city: String,
+        /// Show id.
+        show: String,
+    },
+    /// `GET /ops/c/{city}/shows/{id}/sale?done=`.
+    Sale {
+        /// City code.
+        city: String,
+        /// Show id.
+        show: String,
+        /// The sale was just saved (`done=saved`), for the status line.
+        saved: bool,
+    },
+    /// `POST /ops/c/{city}/shows/{id}/sale`.
+    SaveSale {
         /// City code.
         city: String,
         /// Show id.
@@ -151,6 +173,8 @@ impl OpsRoute {
             | Self::CancelConfirm { city, .. }
             | Self::Cancel { city, .. }
             | Self::Cancellation { city, .. }
+            | Self::Sale { city, .. }
+            | Self::SaveSale { city, .. }
             | Self::Booking { city, .. }
             | Self::Reports { city, .. }
             | Self::Refunds { city, .. }
@@ -158,6 +182,11 @@ impl OpsRoute {
             | Self::Settle { city, .. } => Some(city),
         }
     }
+}
+
+/// Whether `path` is the console's: its errors are console pages.
+pub fn is_console_path(path: &str) -> bool {
+    path == "/ops" || path.starts_with("/ops/")
 }
 
 fn bad_query(m: &str) -> EdgeError {
@@ -249,7 +278,12 @@ pub fn classify(
         if regions.contains(c) {
             Ok(c.to_owned())
         } else {
-            Err(EdgeError::unknown_city(c))
+            let shown: String = c.chars().take(16).collect();
+            Err(EdgeError::new(
+                404,
+                "unknown_city",
+                format!("This console serves no city {shown:?}. Your cities are on the console's home page."),
+            ))
         }
     };
     let refund = |r: &str| {
@@ -299,6 +333,19 @@ pub fn classify(
             city: city(c)?,
             show: show_id(s)?,
         }),
+        ["c", c, "shows", s, "sale"] => {
+            let (city, show) = (city(c)?, show_id(s)?);
+            let saved = method != "POST"
+                && form::get(&query_fields(query, &["done"])?, "done") == Some("saved");
+            get_or_post(
+                OpsRoute::Sale {
+                    city: city.clone(),
+                    show: show.clone(),
+                    saved,
+                },
+                OpsRoute::SaveSale { city, show },
+            )
+        }
         ["c", c, "bookings"] => {
             let f = query_fields(query, &["number"])?;
             let number = form::get(&f, "number")
@@ -387,6 +434,29 @@ mod tests {
             "from=2030-01-01&to=2030-01-31&group=show&format=csv"
         );
         assert_eq!(route("GET", "/ops/c/xyz").unwrap_err().code, "unknown_city");
+        let far = route("GET", &format!("/ops/c/xyz/shows/{SHOW}/sale")).unwrap_err();
+        assert_eq!((far.status, far.code), (404, "unknown_city"));
+        assert!(far.message.contains("console serves no city \"xyz\""));
+        assert_eq!(
+            route("GET", &format!("/ops/c/mum/shows/{SHOW}/sale?done=saved")).unwrap(),
+            OpsRoute::Sale {
+                city: "mum".into(),
+                show: SHOW.into(),
+                saved: true
+            }
+        );
+        assert!(matches!(
+            route("POST", &format!("/ops/c/mum/shows/{SHOW}/sale")).unwrap(),
+            OpsRoute::SaveSale { .. }
+        ));
+        assert_eq!(
+            route("PUT", &format!("/ops/c/mum/shows/{SHOW}/sale"))
+                .unwrap_err()
+                .code,
+            "method_not_allowed"
+        );
+        assert!(is_console_path("/ops") && is_console_path("/ops/c/xyz"));
+        assert!(!is_console_path("/opsx") && !is_console_path("/c/mum"));
         assert_eq!(
             route("GET", "/ops/c/mum?date=soon").unwrap_err().code,
             "bad_query"

@@ -6,7 +6,7 @@
 use std::fmt::Write as _;
 
 use chrono::NaiveDate;
-use shared::api::{SeatMap, Show};
+use shared::api::{SaleMode, SeatMap, Show};
 
 use super::data::{BookingLookup, Occupancy, RefundList, SalesLine, SalesReport, ShowBookings};
 use super::session::Operator;
@@ -55,7 +55,8 @@ fn header(c: &Console<'_>) -> String {
     )
 }
 
-fn page(c: &Console<'_>, title: &str, main: String, status: Option<String>) -> String {
+/// A console page: the console's header, the buyer pages' frame.
+pub(super) fn page(c: &Console<'_>, title: &str, main: String, status: Option<String>) -> String {
     document(&Shell {
         title,
         viewer: Viewer {
@@ -119,19 +120,30 @@ pub fn signin(csrf: &str, error: Option<&str>) -> String {
     page(&Console::default(), "Console sign-in", main, None)
 }
 
-/// The cities the grant reaches (`cities`: code and name of each).
+/// The cities the grant reaches (`cities`: code and name of each; the
+/// code again when the name could not be read).
 pub fn home(c: &Console<'_>, cities: &[(String, String)]) -> String {
     let mut main = String::from("<h1>Your cities</h1>\n");
     if cities.is_empty() {
         main.push_str("<p>Your token's grant reaches no city served here.</p>\n");
     } else {
         main.push_str("<ul class=\"cards\">\n");
+        // The name, and the code too: it is what URLs and grants
+        // (`--city mum`) say.
         for (code, name) in cities {
+            let shown = if name == code {
+                escape(code)
+            } else {
+                format!(
+                    "{} <span class=\"code\">({})</span>",
+                    escape(name),
+                    escape(code)
+                )
+            };
             let _ = writeln!(
                 main,
-                "<li><a href=\"/ops/c/{}\">{}</a></li>",
-                escape(code),
-                escape(name)
+                "<li><a href=\"/ops/c/{}\">{shown}</a></li>",
+                escape(code)
             );
         }
         main.push_str("</ul>\n");
@@ -149,10 +161,10 @@ pub fn home(c: &Console<'_>, cities: &[(String, String)]) -> String {
 
 // -------------------------------------------------------------- shows
 
-/// The city's shows of `date`.
-pub fn shows(c: &Console<'_>, city: &str, date: NaiveDate, shows: &[Show]) -> String {
+/// The city's shows of `date` (`name`: the city's name).
+pub fn shows(c: &Console<'_>, city: &str, name: &str, date: NaiveDate, shows: &[Show]) -> String {
     let ec = escape(city);
-    let mut main = format!("<h1>Shows in {ec} on {date}</h1>\n");
+    let mut main = format!("<h1>Shows in {} on {date}</h1>\n", escape(name));
     let (prev, next) = (
         date - chrono::Duration::days(1),
         date + chrono::Duration::days(1),
@@ -185,7 +197,7 @@ pub fn shows(c: &Console<'_>, city: &str, date: NaiveDate, shows: &[Show]) -> St
         t.push_str("</tbody>\n</table>\n");
         main.push_str(&scroll_box("Shows", &t));
     }
-    page(c, &format!("Shows in {city}"), main, None)
+    page(c, &format!("Shows in {name}"), main, None)
 }
 
 fn occupancy_table(o: &Occupancy) -> String {
@@ -194,10 +206,12 @@ fn occupancy_table(o: &Occupancy) -> String {
          <th scope=\"col\">Category</th><th scope=\"col\">Total</th><th scope=\"col\">Free</th>\
          <th scope=\"col\">Held</th><th scope=\"col\">Sold</th></tr></thead>\n<tbody>\n",
     );
+    // `data-cat` (empty: all) lets the live map's script recount a row.
     for k in &o.categories {
         let _ = writeln!(
             t,
-            "<tr><th scope=\"row\">{}</th><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            "<tr data-cat=\"{}\"><th scope=\"row\">{}</th><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            escape(&k.category),
             escape(&category_name(&k.category)),
             k.total,
             k.available,
@@ -208,18 +222,24 @@ fn occupancy_table(o: &Occupancy) -> String {
     let n = &o.totals;
     let _ = write!(
         t,
-        "</tbody>\n<tfoot><tr><th scope=\"row\">All</th><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr></tfoot>\n</table>\n",
+        "</tbody>\n<tfoot><tr data-cat=\"\"><th scope=\"row\">All</th><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr></tfoot>\n</table>\n",
         n.total, n.available, n.held, n.booked
     );
     scroll_box("Seats by category", &t)
 }
 
 /// The read-only seat map: the buyer's seat names and state classes,
-/// no inputs (an image per seat, named for a screen reader).
-fn seat_map(seats: &SeatMap) -> String {
-    let mut t = String::from("<table class=\"seats\" aria-labelledby=\"map-heading\">\n");
+/// no inputs (an image per seat, named for a screen reader). `live` is
+/// the show's path under the edge's API: the script keeps the map and
+/// the counts live from there, by each seat's place in the map
+/// (`data-ord`, the live protocol's index), as the buyer's map does.
+fn seat_map(seats: &SeatMap, live: &str) -> String {
+    let mut t = format!(
+        "<table class=\"seats\" id=\"ops-seat-map\" aria-labelledby=\"map-heading\" data-live=\"{}\">\n",
+        escape(live)
+    );
     let mut row_open: Option<&str> = None;
-    for seat in &seats.seats {
+    for (ord, seat) in seats.seats.iter().enumerate() {
         let (row, number) = split_label(&seat.label);
         if row_open != Some(row) {
             if row_open.is_some() {
@@ -230,10 +250,12 @@ fn seat_map(seats: &SeatMap) -> String {
         }
         let _ = write!(
             t,
-            "<td><span class=\"seat {}\" role=\"img\" aria-label=\"{}\">{}</span></td>",
-            state_word(seat.status),
+            "<td><span class=\"seat {state}\" role=\"img\" data-ord=\"{ord}\" data-cat=\"{}\" \
+             data-state=\"{state}\" aria-label=\"{}\">{}</span></td>",
+            escape(&seat.category),
             escape(&seat_name(&seat.label, &seat.category, None, seat.status)),
-            escape(number)
+            escape(number),
+            state = state_word(seat.status),
         );
     }
     if row_open.is_some() {
@@ -285,7 +307,8 @@ pub struct ShowPage<'a> {
     pub after: Option<&'a str>,
 }
 
-fn show_heading(city: &str, s: &Show) -> String {
+/// A show's crumbs, title and place and time.
+pub(super) fn show_heading(city: &str, s: &Show) -> String {
     format!(
         "<p class=\"crumbs\"><a href=\"/ops/c/{}?date={}\">Shows of the day</a></p>\n<h1>{}</h1>\n<p>{}, {} — {}</p>\n",
         escape(city),
@@ -303,7 +326,8 @@ pub fn show(c: &Console<'_>, p: &ShowPage<'_>) -> String {
     let mut main = show_heading(p.city, p.show);
     let _ = write!(
         main,
-        "<h2>Occupancy</h2>\n<p>As of {}.</p>\n{}",
+        "<h2>Occupancy</h2>\n<p id=\"occupancy-as-of\">As of {}.</p>\n\
+         <p class=\"notice\" id=\"live-notice\" hidden></p>\n{}",
         when(&p.occupancy.as_of),
         occupancy_table(p.occupancy)
     );
@@ -313,7 +337,10 @@ pub fn show(c: &Console<'_>, p: &ShowPage<'_>) -> String {
         <li><span class=\"seat held\" aria-hidden=\"true\"></span> Held</li>\
         <li><span class=\"seat booked\" aria-hidden=\"true\"></span> Sold</li></ul>\n",
     );
-    main.push_str(&seat_map(p.seats));
+    main.push_str(&seat_map(
+        p.seats,
+        &format!("/v1/c/{}/shows/{}", p.city, p.show.id),
+    ));
     main.push_str("<h2>Bookings</h2>\n");
     main.push_str(&bookings_table(p.city, p.bookings));
     let mut pager = Vec::new();
@@ -331,9 +358,14 @@ pub fn show(c: &Console<'_>, p: &ShowPage<'_>) -> String {
     if !pager.is_empty() {
         let _ = writeln!(main, "<p>{}</p>", pager.join(" "));
     }
+    let mode = match p.show.sale_mode {
+        SaleMode::Open => "Open sale: anyone signed in may hold seats.",
+        SaleMode::FlashSale => "Flash sale: buyers queue in the waiting room.",
+    };
     let _ = write!(
         main,
-        "<h2>Cancel the show</h2>\n<p><a class=\"button\" href=\"/ops/c/{ec}/shows/{id}/cancel\">Cancel this show…</a> \
+        "<h2>Sale</h2>\n<p>{mode} <a href=\"/ops/c/{ec}/shows/{id}/sale\">Sale settings</a></p>\n\
+         <h2>Cancel the show</h2>\n<p><a class=\"button\" href=\"/ops/c/{ec}/shows/{id}/cancel\">Cancel this show…</a> \
          <a href=\"/ops/c/{ec}/shows/{id}/cancellation\">Cancellation progress</a></p>\n"
     );
     page(c, &p.show.movie_title, main, None)
@@ -775,7 +807,7 @@ mod tests {
         );
         assert_page_rules(&html);
         assert!(html.contains(
-            "<tr><th scope=\"row\">Premium</th><td>4</td><td>1</td><td>1</td><td>2</td></tr>"
+            "<tr data-cat=\"PREMIUM\"><th scope=\"row\">Premium</th><td>4</td><td>1</td><td>1</td><td>2</td></tr>"
         ));
         assert!(html.contains("<td>10</td><td>7</td><td>1</td><td>2</td>"));
         assert!(html.contains("&lt;b&gt;eve&lt;/b&gt;@x.com"), "{html}");
@@ -788,6 +820,20 @@ mod tests {
             "sign-out form"
         );
         assert!(!html.contains("type=\"checkbox\""), "read-only map");
+        // The script's hooks for the live map: where to listen, each
+        // seat's place and category, the counts' rows.
+        assert!(html.contains(
+            "id=\"ops-seat-map\" aria-labelledby=\"map-heading\" \
+             data-live=\"/v1/c/mum/shows/01a2205a-d387-7029-933e-ebdbc50f0011\""
+        ));
+        assert!(html.contains(
+            "<span class=\"seat available\" role=\"img\" data-ord=\"1\" data-cat=\"PREMIUM\" data-state=\"available\""
+        ));
+        assert!(
+            html.contains("id=\"occupancy-as-of\"") && html.contains("id=\"live-notice\" hidden")
+        );
+        assert!(html
+            .contains("Open sale: anyone signed in may hold seats. <a href=\"/ops/c/mum/shows/"));
     }
 
     #[test]
@@ -882,9 +928,11 @@ mod tests {
         let home = home(&console(&op), &[("mum".into(), "Mumbai".into())]);
         assert_page_rules(&home);
         assert!(home.contains("href=\"/ops/c/mum\"") && home.contains("read, refunds"));
-        let day = shows(&console(&op), "mum", today, &[a_show()]);
+        assert!(home.contains(">Mumbai <span class=\"code\">(mum)</span></a>"));
+        let day = shows(&console(&op), "mum", "Mumbai", today, &[a_show()]);
         assert_page_rules(&day);
         assert!(day.contains("href=\"/ops/c/mum/shows/"));
+        assert!(day.contains("<h1>Shows in Mumbai on 2030-01-15</h1>"));
         assert!(day.contains("date=2030-01-14") && day.contains("date=2030-01-16"));
     }
 }
