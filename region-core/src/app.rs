@@ -24,8 +24,8 @@ use crate::refunds::Backoff;
 use crate::shows::ShowCache;
 use crate::state::AppState;
 use crate::{
-    audit, bookings, catalog, checkins, checkout, health, holds, live, mail, notifier, outbox,
-    path_switch, payments, pool_sampler, reconcile, recovery, refunds, reports, retention,
+    audit, bookings, catalog, checkins, checkout, diagnostics, health, holds, live, mail, notifier,
+    outbox, path_switch, payments, pool_sampler, reconcile, recovery, refunds, reports, retention,
     sale_config, seat_map, show_cancel, sweeper, webhook,
 };
 use anyhow::Context;
@@ -55,6 +55,8 @@ pub fn router(state: AppState) -> Router {
         .merge(webhook::router())
         .merge(reconcile::router())
         .merge(reports::router())
+        .merge(diagnostics::router())
+        .merge(mail::admin::router())
         .merge(show_cancel::router())
         .merge(audit::router())
         .merge(sale_config::router())

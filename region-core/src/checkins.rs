@@ -11,7 +11,10 @@
 //! - `POST /v1/shows/{id}/checkins/offline` `{scans: [{code, gate,
 //!   scanned_at}]}`: an offline scanner's upload, judged scan by scan; a
 //!   scan of a ticket someone else already checked in is recorded in
-//!   `checkin_conflicts` and reported, never lost.
+//!   `checkin_conflicts` and reported, never lost;
+//! - `GET /v1/operator/shows/{id}/checkin-conflicts?limit=&after=` (any
+//!   operator token reaching the show's city): those conflicts, each
+//!   with the check-in that stands.
 //!
 //! A ticket is checked in once: the insert into `checkins` (keyed by the
 //! ticket id) decides, so two gates scanning at once get one 200.
@@ -25,8 +28,8 @@ use shared::ticket::{PublicKey, Ticket};
 use sqlx::PgConnection;
 use uuid::Uuid;
 
-use crate::auth::Staff;
-use crate::error::{ApiError, ApiJson, ApiPath};
+use crate::auth::{ReadOperator, Staff};
+use crate::error::{ApiError, ApiJson, ApiPath, ApiQuery};
 use crate::state::AppState;
 
 /// The most scans one offline upload may carry.
@@ -38,6 +41,7 @@ pub fn router() -> Router<AppState> {
         .route("/v1/tickets/keys", get(keys))
         .route("/v1/shows/{id}/checkins", post(check_in))
         .route("/v1/shows/{id}/checkins/offline", post(upload))
+        .route("/v1/operator/shows/{id}/checkin-conflicts", get(conflicts))
 }
 
 #[derive(Serialize)]
@@ -359,4 +363,80 @@ async fn judge_offline(
             })
         }
     }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ConflictsQuery {
+    limit: Option<i64>,
+    /// The previous page's `next_after`.
+    after: Option<i64>,
+}
+
+/// An offline scan of a ticket that had already been checked in.
+#[derive(Debug, Serialize)]
+struct Conflict {
+    /// Its position (the page cursor).
+    id: i64,
+    ticket_id: Uuid,
+    booking_number: String,
+    seat: String,
+    /// The check-in that stands: where, by whom, when, how.
+    first_gate: String,
+    first_staff_id: String,
+    first_checked_in_at: DateTime<Utc>,
+    first_source: String,
+    /// The scan that conflicted.
+    gate: String,
+    staff_id: String,
+    scanned_at: DateTime<Utc>,
+    recorded_at: DateTime<Utc>,
+}
+
+/// A page of a show's conflicts.
+#[derive(Debug, Serialize)]
+struct Conflicts {
+    show_id: Uuid,
+    conflicts: Vec<Conflict>,
+    /// The `after` of the next page; null on the last.
+    next_after: Option<i64>,
+}
+
+async fn conflicts(
+    State(state): State<AppState>,
+    op: ReadOperator,
+    ApiPath(raw): ApiPath<String>,
+    ApiQuery(q): ApiQuery<ConflictsQuery>,
+) -> Result<axum::Json<Conflicts>, ApiError> {
+    let limit = crate::reports::limit(q.limit)?;
+    let mut conn = state.db.acquire().await?;
+    let show = crate::reports::known_show(&mut conn, &op, &raw).await?;
+    // One more than asked for says whether another page follows.
+    let mut conflicts = sqlx::query_as!(
+        Conflict,
+        "SELECT c.id, c.ticket_id, b.number AS booking_number, s.label AS seat,
+                k.gate AS first_gate, k.staff_id AS first_staff_id,
+                k.checked_in_at AS first_checked_in_at, k.source AS first_source,
+                c.gate, c.staff_id, c.scanned_at, c.recorded_at
+           FROM checkin_conflicts c
+           JOIN checkins k ON k.ticket_id = c.ticket_id
+           JOIN bookings b ON b.id = k.booking_id
+           JOIN seats s ON s.id = k.seat_id
+          WHERE c.show_id = $1 AND ($2::int8 IS NULL OR c.id > $2)
+          ORDER BY c.id
+          LIMIT $3",
+        show,
+        q.after,
+        limit + 1
+    )
+    .fetch_all(&mut *conn)
+    .await?;
+    let more = conflicts.len() as i64 > limit;
+    conflicts.truncate(limit as usize);
+    let next_after = more.then(|| conflicts.last().map(|c| c.id)).flatten();
+    Ok(axum::Json(Conflicts {
+        show_id: show,
+        conflicts,
+        next_after,
+    }))
 }

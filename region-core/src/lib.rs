@@ -22,8 +22,11 @@
 //!   `http_log` decides at which level an answer is logged, `http_metrics`
 //!   times every answer by route; `pool_sampler` watches the Postgres pools;
 //! - `reports` answers operators' reads and reports (a booking, a show's
-//!   occupancy and bookings, sales, refunds needing attention) and their
-//!   refund actions;
+//!   occupancy and bookings, sales, refunds needing attention, payments
+//!   not yet settled) and their refund actions; `diagnostics` the
+//!   shard's status, shows kept overlapping and the seat consistency
+//!   checks; `mail::admin` the mail queue (failed messages re-sent, a
+//!   confirmation sent again);
 //! - `show_cancel` cancels a show for its organiser: no new holds or
 //!   bookings, every booking cancelled with a full refund (a resumable job);
 //! - `retention` trims finished records after configurable horizons.
@@ -39,6 +42,7 @@ pub mod checkins;
 pub mod checkout;
 pub mod config;
 pub mod db;
+pub mod diagnostics;
 pub mod edge_cache;
 pub mod error;
 pub mod global_catalog;

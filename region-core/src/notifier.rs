@@ -295,7 +295,7 @@ async fn record(db: &PgPool, entries: &[redis::streams::StreamId]) -> anyhow::Re
            mail AS (
                INSERT INTO outgoing_mail (event_id, kind, recipient, body)
                SELECT event_id, kind, user_id, body FROM fresh
-                WHERE kind = ANY($5) AND user_id ~ '^[^@\s<>]+@[^@\s<>]+\.[^@\s<>]+$')
+                WHERE kind = ANY($5) AND is_mail_address(user_id))
            SELECT count(*) AS "n!" FROM fresh"#,
         &ids,
         &users,

@@ -1,7 +1,8 @@
 //! Which city a row belongs to, for the operator token's city check
 //! (`auth::Operator::check_city`): a venue's city, a screen's venue's, a
 //! show's screen's, a booking's or refund's show's. One query each,
-//! through the catalog's foreign keys.
+//! through the catalog's foreign keys. What covers the whole shard needs
+//! every city of it (`check_shard`).
 
 use crate::auth::Operator;
 use crate::error::ApiError;
@@ -86,4 +87,20 @@ pub async fn check(
         op.check_city(c)?;
     }
     Ok(city)
+}
+
+/// 403 unless `op`'s token reaches every city of this shard: what
+/// describes or repairs the whole shard (its status, a reconciliation
+/// pass) is for operators of all of it.
+pub async fn check_shard(conn: &mut PgConnection, op: &Operator) -> Result<(), ApiError> {
+    if op.city_filter().is_none() {
+        return Ok(());
+    }
+    let cities = sqlx::query_scalar!("SELECT code FROM cities ORDER BY code")
+        .fetch_all(conn)
+        .await?;
+    for city in &cities {
+        op.check_city(city)?;
+    }
+    Ok(())
 }

@@ -38,7 +38,7 @@ const SWITCH_LOCK: i64 = 0x7061_7468_7377;
 
 /// A replica's link report older than this is not counted (a replica
 /// that stopped).
-const LINK_FRESH_SECS: f64 = 5.0;
+pub const LINK_FRESH_SECS: f64 = 5.0;
 
 /// How often a replica reports its link when nothing changes.
 const REPORT_EVERY: Duration = Duration::from_secs(1);

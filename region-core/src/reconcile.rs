@@ -39,12 +39,7 @@ async fn reconcile_now(
 ) -> Result<axum::Json<ReconcileReport>, ApiError> {
     // A pass repairs the whole shard: only a token reaching all its cities
     // may start one.
-    let cities = sqlx::query_scalar!("SELECT code FROM cities")
-        .fetch_all(&state.db)
-        .await?;
-    for city in &cities {
-        op.check_city(city)?;
-    }
+    crate::ownership::check_shard(&mut *state.db.acquire().await?, &op).await?;
     let started = std::time::Instant::now();
     loop {
         let pass = state

@@ -527,6 +527,40 @@ impl RedisPath {
         Ok(())
     }
 
+    /// What the seat keys of `labels` hold now (`None`: no key), for an
+    /// operator's consistency check. Read where the locks live (through
+    /// Redlock's majority when it is on), in batches, each with the
+    /// timeout; unlike the hold path it leaves the breaker alone: a slow
+    /// diagnostic read must not switch the shard to Postgres.
+    pub async fn seat_values(
+        &self,
+        show: ShowId,
+        labels: &[&str],
+    ) -> Result<Vec<Option<String>>, RedisFailure> {
+        /// Keys per MGET: a large show does not block Redis for long.
+        const BATCH: usize = 500;
+        let mut values = Vec::with_capacity(labels.len());
+        for chunk in labels.chunks(BATCH) {
+            let keys = seat_keys(show, chunk);
+            if let Some(r) = &self.inner.redlock {
+                values.extend(r.values(&keys).await?);
+                continue;
+            }
+            let mut conn = match self.current_conn() {
+                Some(c) => c,
+                None => self.connect().await?,
+            };
+            let got: Vec<Option<String>> = tokio::time::timeout(
+                self.inner.timeout,
+                redis::cmd("MGET").arg(&keys).query_async(&mut conn),
+            )
+            .await
+            .map_err(|_| RedisFailure::Timeout)??;
+            values.extend(got);
+        }
+        Ok(values)
+    }
+
     /// A show's seat map and its change number, read together.
     pub async fn seatmap_snapshot(&self, show: ShowId) -> Result<MapAt, RedisFailure> {
         let mut inv = self.inner.seatmap_snapshot.prepare_invoke();

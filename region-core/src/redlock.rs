@@ -623,6 +623,34 @@ impl Redlock {
         Ok(keys)
     }
 
+    /// What a majority of the servers holds in each of `keys` (an
+    /// operator's consistency check): `Some(value)` when a majority holds
+    /// that value, `None` when a majority holds no key, and a
+    /// `no majority: …` description when they are split. Needs a majority
+    /// to answer.
+    pub async fn values(&self, keys: &[String]) -> Result<Vec<Option<String>>, NoQuorum> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let answers = self
+            .on_all(Reach::Up, |mut c| async move {
+                redis::cmd("MGET")
+                    .arg(keys)
+                    .query_async::<Vec<Option<String>>>(&mut c)
+                    .await
+            })
+            .await;
+        let answers = self.majority("read", answers)?;
+        Ok((0..keys.len())
+            .map(|i| {
+                agreed(
+                    answers.iter().map(|a| a.get(i).cloned().flatten()),
+                    self.quorum,
+                )
+            })
+            .collect())
+    }
+
     /// The answers of the servers that answered, if they are a majority.
     fn majority<T>(
         &self,
@@ -637,6 +665,26 @@ impl Redlock {
     }
 }
 
+/// The value at least `quorum` of `answers` agree on (`None`: no key),
+/// or a description of the split.
+fn agreed(answers: impl Iterator<Item = Option<String>>, quorum: usize) -> Option<String> {
+    let mut seen: Vec<(Option<String>, usize)> = Vec::new();
+    for a in answers {
+        match seen.iter_mut().find(|(v, _)| *v == a) {
+            Some((_, n)) => *n += 1,
+            None => seen.push((a, 1)),
+        }
+    }
+    if let Some((v, _)) = seen.iter().find(|(_, n)| *n >= quorum) {
+        return v.clone();
+    }
+    let each: Vec<String> = seen
+        .iter()
+        .map(|(v, n)| format!("{} x{n}", v.as_deref().unwrap_or("(none)")))
+        .collect();
+    Some(format!("no majority: {}", each.join(", ")))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -646,6 +694,18 @@ mod tests {
 
     fn yes() -> Option<Vec<usize>> {
         Some(vec![])
+    }
+
+    #[test]
+    fn a_read_reports_the_majority_value_or_the_split() {
+        let some = |s: &str| Some(s.to_owned());
+        let agreed3 = |a: Vec<Option<String>>| agreed(a.into_iter(), 2);
+        assert_eq!(agreed3(vec![some("h1"), some("h1"), None]), some("h1"));
+        assert_eq!(agreed3(vec![None, None, some("h1")]), None);
+        assert_eq!(
+            agreed3(vec![some("h1"), some("h2"), None]),
+            some("no majority: h1 x1, h2 x1, (none) x1")
+        );
     }
 
     #[test]

@@ -5,8 +5,9 @@
 //! key, so retrying after a crash or a timeout never refunds twice.
 //! Failures back off exponentially (with jitter) per refund. The worker
 //! exports the backlog (`refunds_pending`, `refunds_oldest_pending_seconds`).
-//! Operators retry a FAILED refund or settle it by hand
-//! ([`retry_failed`], [`settle_by_hand`]; the HTTP side is `reports`).
+//! Operators retry a FAILED refund or settle it by hand, or hurry a
+//! PENDING one ([`retry_failed`], [`settle_by_hand`], [`send_now`]; the
+//! HTTP side is `reports`).
 
 use crate::audit::store::{self as audit, Entry};
 use crate::auth::Operator;
@@ -275,8 +276,8 @@ pub enum OperatorAction {
     Done,
     /// No such refund.
     Unknown,
-    /// The refund is not FAILED; its status.
-    NotFailed(String),
+    /// The refund is not in the status the action needs; its status.
+    WrongStatus(String),
 }
 
 /// The status of a refund an action did not apply to.
@@ -284,7 +285,7 @@ async fn refused(conn: &mut sqlx::PgConnection, refund_id: Uuid) -> anyhow::Resu
     let status = sqlx::query_scalar!("SELECT status FROM refunds WHERE id = $1", refund_id)
         .fetch_optional(conn)
         .await?;
-    Ok(status.map_or(OperatorAction::Unknown, OperatorAction::NotFailed))
+    Ok(status.map_or(OperatorAction::Unknown, OperatorAction::WrongStatus))
 }
 
 /// An operator sends a FAILED refund again: PENDING, due now (the caller
@@ -329,6 +330,53 @@ pub async fn retry_failed(
     audit::record(&mut tx, operator, entry).await?;
     tx.commit().await?;
     tracing::info!(%refund_id, operator = %operator.id, "failed refund retried by an operator");
+    Ok(OperatorAction::Done)
+}
+
+/// An operator hurries a PENDING refund that is backing off: due now
+/// (the caller wakes the worker), with who and when in the audit log.
+/// Only PENDING: a FAILED refund is retried ([`retry_failed`]), a
+/// finished one is done. A refund whose gateway call is in flight at
+/// this moment may be sent a second time; the refund id is the gateway's
+/// idempotency key, so it is paid once.
+pub async fn send_now(
+    db: &PgPool,
+    refund_id: Uuid,
+    operator: &Operator,
+) -> anyhow::Result<OperatorAction> {
+    let mut tx = db.begin().await?;
+    let before = sqlx::query!(
+        "SELECT next_attempt_at, attempts, last_error FROM refunds
+          WHERE id = $1 AND status = 'PENDING' FOR UPDATE",
+        refund_id
+    )
+    .fetch_optional(&mut *tx)
+    .await?;
+    let Some(before) = before else {
+        return refused(&mut tx, refund_id).await;
+    };
+    let due = sqlx::query_scalar!(
+        "UPDATE refunds SET next_attempt_at = now(), updated_at = now() WHERE id = $1
+         RETURNING next_attempt_at",
+        refund_id
+    )
+    .fetch_one(&mut *tx)
+    .await?;
+    let city = ownership::city_of(&mut tx, Owned::Refund(refund_id)).await?;
+    let entry = Entry {
+        action: "refund.send_now",
+        target_kind: "refund",
+        target_id: refund_id.to_string(),
+        city: city.as_deref(),
+        before: Some(serde_json::json!({
+            "status": "PENDING", "next_attempt_at": before.next_attempt_at,
+            "attempts": before.attempts, "last_error": before.last_error,
+        })),
+        after: Some(serde_json::json!({ "status": "PENDING", "next_attempt_at": due })),
+    };
+    audit::record(&mut tx, operator, entry).await?;
+    tx.commit().await?;
+    tracing::info!(%refund_id, operator = %operator.id, "pending refund made due now by an operator");
     Ok(OperatorAction::Done)
 }
 

@@ -30,6 +30,7 @@ const PLACES: &[(&str, usize)] = &[
     ("mail::compose", 1),
     ("mail::qr", 1),
     ("reports::sales", 1),
+    ("diagnostics::seat_check", 1),
     // Adapters: one external system each (Postgres tables, Redis, the
     // payment gateway) and the token keys.
     ("auth", 2),
@@ -53,6 +54,8 @@ const PLACES: &[(&str, usize)] = &[
     ("ownership", 2),
     ("show_cancel::store", 2),
     ("sale_config::store", 2),
+    ("diagnostics::store", 2),
+    ("mail::queue", 2),
     // Services: the work, across adapters; `state` bundles their parts.
     ("state", 3),
     ("holds::rules", 3),
@@ -104,6 +107,8 @@ const PLACES: &[(&str, usize)] = &[
     ("health", 4),
     ("serve", 4),
     ("show_cancel", 4),
+    ("diagnostics", 4),
+    ("mail::admin", 4),
     // The global catalog: a service of its own in the same binary.
     ("global_catalog", 4),
     ("global_catalog::movies", 4),

@@ -16,7 +16,7 @@ pub mod sandbox_process;
 pub mod tcp_proxy;
 
 use anyhow::Context;
-use region_core::auth::{Role, TokenKeys};
+use region_core::auth::{Grant, Role, Scope, TokenKeys};
 use region_core::{Application, RunningApp, Settings};
 use sandbox_gateway::{RunningSandbox, SandboxConfig};
 use serde_json::{json, Value};
@@ -390,6 +390,19 @@ impl TestApp {
         .await
     }
 
+    /// The city of `show` (it must exist).
+    pub async fn show_city(&self, show: &str) -> String {
+        let (s, v) = self
+            .get(&format!("/v1/shows/{show}"))
+            .await
+            .expect("GET show");
+        assert_eq!(s, 200, "{v}");
+        v["city"]
+            .as_str()
+            .unwrap_or_else(|| panic!("city in {v}"))
+            .to_owned()
+    }
+
     /// `SELECT count(*) …` on the app's database.
     pub async fn count(&self, sql: &str) -> i64 {
         sqlx::query_scalar(sql)
@@ -421,6 +434,19 @@ pub fn token(sub: &str, role: Role) -> String {
     let now = chrono::Utc::now().timestamp();
     TokenKeys::new(SECRET)
         .mint(sub, role, now, 3600)
+        .unwrap_or_else(|e| panic!("minting a test token: {e}"))
+}
+
+/// An operator token for `sub` reaching `cities` with `scopes`, minted
+/// the way `region-core mint-token --city … --scope …` mints it.
+pub fn operator_token(sub: &str, cities: &[&str], scopes: &[Scope]) -> String {
+    let grant = Grant::new(
+        cities.iter().map(|c| (*c).to_owned()).collect(),
+        scopes.to_vec(),
+    )
+    .unwrap_or_else(|e| panic!("a test grant: {e}"));
+    TokenKeys::new(SECRET)
+        .mint_operator(sub, &grant, chrono::Utc::now().timestamp(), 3600)
         .unwrap_or_else(|e| panic!("minting a test token: {e}"))
 }
 

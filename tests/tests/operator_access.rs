@@ -8,23 +8,11 @@
 //! `region-core mint-token --city … --scope …` mints them.
 
 use chrono::Duration as Span;
-use e2e::{token, TestApp, SECRET};
-use region_core::auth::{Grant, Scope, TokenKeys};
+use e2e::{operator_token as scoped, token, TestApp};
+use region_core::auth::Scope;
 use reqwest::Method;
 use serde_json::{json, Value};
 use shared::token::Role;
-
-/// A token for operator `sub` reaching `cities` with `scopes`.
-fn scoped(sub: &str, cities: &[&str], scopes: &[Scope]) -> String {
-    let grant = Grant::new(
-        cities.iter().map(|c| (*c).to_owned()).collect(),
-        scopes.to_vec(),
-    )
-    .expect("grant");
-    TokenKeys::new(SECRET)
-        .mint_operator(sub, &grant, chrono::Utc::now().timestamp(), 3600)
-        .expect("token")
-}
 
 fn platform() -> String {
     token("platform", Role::Operator)
@@ -45,20 +33,7 @@ async fn send(
 /// A city of its own for this test, and a show in it.
 async fn city_with_show(app: &TestApp) -> (String, String) {
     let show = app.seed_show(1, 4, Span::days(3)).await.expect("show");
-    let (s, v) = send(
-        app,
-        Method::GET,
-        &format!("/v1/shows/{show}"),
-        &platform(),
-        None,
-    )
-    .await;
-    assert_eq!(s, 200, "{v}");
-    let city = v["city"]
-        .as_str()
-        .unwrap_or_else(|| panic!("city in {v}"))
-        .to_owned();
-    (city, show)
+    (app.show_city(&show).await, show)
 }
 
 /// The show's venue and screen ids, from the audit log of its creation.

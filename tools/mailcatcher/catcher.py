@@ -5,7 +5,7 @@ The region core's mailer sends real SMTP to it in `scripts/up.sh` and in
 the end-to-end tests, which read the messages back from the directory.
 Nothing is relayed anywhere.
 
-    catcher.py --dir DIR [--port 0] [--host 127.0.0.1]
+    catcher.py --dir DIR [--port 0] [--host 127.0.0.1] [--refuse]
 
 Prints exactly one line on stdout when it accepts connections:
 
@@ -14,6 +14,9 @@ Prints exactly one line on stdout when it accepts connections:
 Each message becomes DIR/<n>-<time>.eml (the bytes received, with a
 Return-Path and X-Envelope-To header naming the envelope), written to a
 temporary name first and renamed, so a reader never sees half a message.
+With --refuse it keeps nothing and refuses every message for good (a 554
+answer to DATA, as a server that rejects the sender would), for tests of
+what happens to mail the server will not take.
 It stops on SIGTERM/SIGINT, and when its stdin is a pipe that closes (a
 test harness that dies cannot leave it behind). Needs aiosmtpd
 (scripts/mail-toolchain.sh installs it).
@@ -34,11 +37,14 @@ from aiosmtpd.controller import Controller
 class Keep:
     """aiosmtpd handler: every accepted message into the directory."""
 
-    def __init__(self, directory):
+    def __init__(self, directory, refuse=False):
         self.directory = directory
+        self.refuse = refuse
         self.counter = itertools.count(1)
 
     async def handle_DATA(self, server, session, envelope):
+        if self.refuse:
+            return "554 5.7.1 Message refused (mail catcher started with --refuse)"
         n = next(self.counter)
         name = f"{n:06d}-{time.time_ns()}.eml"
         head = (
@@ -57,6 +63,9 @@ def main():
     parser.add_argument("--dir", required=True, help="where messages are kept")
     parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
     parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument(
+        "--refuse", action="store_true", help="refuse every message (554)"
+    )
     args = parser.parse_args()
     os.makedirs(args.dir, exist_ok=True)
 
@@ -69,7 +78,7 @@ def main():
             s.bind((args.host, 0))
             port = s.getsockname()[1]
     controller = Controller(
-        Keep(args.dir),
+        Keep(args.dir, refuse=args.refuse),
         hostname=args.host,
         port=port,
         # Messages as sent (no decoding): the tests parse them.

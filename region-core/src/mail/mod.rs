@@ -20,10 +20,13 @@
 //! retried a few times (`REGION_MAIL_MAX_PERMANENT_FAILURES`), then the
 //! row is `failed`, with the server's answer in `last_error`.
 //! `mail_backlog` (messages waiting) and `mail_oldest_pending_seconds`
-//! say when mail is late.
+//! say when mail is late. Operators list the queue and re-send failed
+//! messages or a booking's confirmation (`admin`, over `queue`).
 
+pub mod admin;
 pub mod compose;
 pub mod qr;
+pub mod queue;
 
 use std::time::Duration;
 

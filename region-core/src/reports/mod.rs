@@ -11,14 +11,17 @@
 //!   show, JSON or CSV;
 //! - `GET /v1/operator/refunds`: refunds PENDING or FAILED;
 //! - `POST /v1/operator/refunds/{id}/retry` and `/settle`: a FAILED refund
-//!   sent again, or settled by hand (`refunds` owns both writes).
+//!   sent again, or settled by hand; `/send-now`: a PENDING refund that is
+//!   backing off made due now (`refunds` owns the three writes);
+//! - `GET /v1/operator/payments?state=unsettled`: charges not yet booked
+//!   or refunded (in flight, or charged and not settled), keyset-paged.
 //!
 //! Bad input is a 4xx JSON error and changes nothing.
 
 pub mod sales;
 pub mod store;
 
-use crate::auth::{ReadOperator, RefundsOperator};
+use crate::auth::{Operator, ReadOperator, RefundsOperator};
 use crate::bookings::{self, store::BookingStatus};
 use crate::error::{ApiError, ApiJson, ApiPath, ApiQuery};
 use crate::ownership::{self, Owned};
@@ -32,7 +35,10 @@ use axum::Router;
 use chrono::{DateTime, NaiveDate, Utc};
 use sales::{CurrencyTotal, Group, SalesLine};
 use serde::{Deserialize, Serialize};
-use store::{AttentionRefund, CategoryCounts, Counts, PaymentFacts, RefundDetail, ShowBooking};
+use store::{
+    AttentionRefund, CategoryCounts, Counts, PaymentFacts, RefundDetail, ShowBooking,
+    UnsettledPayment,
+};
 use uuid::Uuid;
 
 /// Operator report routes.
@@ -45,6 +51,8 @@ pub fn router() -> Router<AppState> {
         .route("/v1/operator/refunds", get(list_refunds))
         .route("/v1/operator/refunds/{id}/retry", post(retry_refund))
         .route("/v1/operator/refunds/{id}/settle", post(settle_refund))
+        .route("/v1/operator/refunds/{id}/send-now", post(send_refund_now))
+        .route("/v1/operator/payments", get(list_payments))
 }
 
 /// Largest page of a list.
@@ -52,7 +60,8 @@ const MAX_LIMIT: i64 = 500;
 /// The page of a list when none is asked for.
 const DEFAULT_LIMIT: i64 = 100;
 
-fn limit(raw: Option<i64>) -> Result<i64, ApiError> {
+/// The page size `raw` asks for: 1..=500, 100 when absent; 422 otherwise.
+pub(crate) fn limit(raw: Option<i64>) -> Result<i64, ApiError> {
     let limit = raw.unwrap_or(DEFAULT_LIMIT);
     if !(1..=MAX_LIMIT).contains(&limit) {
         return Err(ApiError::unprocessable(
@@ -106,11 +115,11 @@ fn show_id(raw: &str) -> Result<Uuid, ApiError> {
     Ok(crate::catalog::parse_show_id(raw)?.0)
 }
 
-/// The show `raw` names, in a city `op` reaches: 404 without one, 403
-/// outside the token's cities.
-async fn known_show(
+/// The show `raw` names, in a city `op` reaches: 400 for a malformed id,
+/// 404 without one, 403 outside the token's cities.
+pub(crate) async fn known_show(
     conn: &mut sqlx::PgConnection,
-    op: &ReadOperator,
+    op: &Operator,
     raw: &str,
 ) -> Result<Uuid, ApiError> {
     let id = show_id(raw)?;
@@ -358,31 +367,28 @@ fn refund_id(raw: &str) -> Result<Uuid, ApiError> {
     })
 }
 
-/// The answer to an action that did not apply.
-fn refused(raw: &str, action: OperatorAction, what: &str) -> ApiError {
+/// The answer to an action that did not apply: it `needs` a refund in
+/// that status (FAILED or PENDING) to do `what`.
+fn refused(raw: &str, action: OperatorAction, needs: &str, what: &str) -> ApiError {
     match action {
         OperatorAction::Done => ApiError::Internal(anyhow::anyhow!("refused a done action")),
         OperatorAction::Unknown => {
             ApiError::not_found("unknown_refund", format!("no refund {raw}"))
         }
-        OperatorAction::NotFailed(status) => ApiError::Conflict {
-            code: if status == "PENDING" {
-                "refund_not_failed"
-            } else {
-                "refund_already_settled"
+        OperatorAction::WrongStatus(status) => ApiError::Conflict {
+            code: match status.as_str() {
+                "PENDING" => "refund_not_failed",
+                "FAILED" => "refund_not_pending",
+                _ => "refund_already_settled",
             },
-            message: format!("refund {raw} is {status}; only a FAILED refund can be {what}"),
+            message: format!("refund {raw} is {status}; only a {needs} refund can be {what}"),
             details: Some(serde_json::json!({ "status": status })),
         },
     }
 }
 
 /// 403 for a refund in a city the token does not reach.
-async fn check_refund_city(
-    state: &AppState,
-    op: &RefundsOperator,
-    id: Uuid,
-) -> Result<(), ApiError> {
+async fn check_refund_city(state: &AppState, op: &Operator, id: Uuid) -> Result<(), ApiError> {
     let mut conn = state.db.acquire().await?;
     ownership::check(&mut conn, op, Owned::Refund(id)).await?;
     Ok(())
@@ -410,7 +416,7 @@ async fn retry_refund(
             state.refund_kick.notify_one();
             refund_now(&state, id).await
         }
-        other => Err(refused(&raw, other, "retried")),
+        other => Err(refused(&raw, other, "FAILED", "retried")),
     }
 }
 
@@ -448,6 +454,88 @@ async fn settle_refund(
             state.outbox_kick.notify_one();
             refund_now(&state, id).await
         }
-        other => Err(refused(&raw, other, "settled by hand")),
+        other => Err(refused(&raw, other, "FAILED", "settled by hand")),
     }
+}
+
+#[tracing::instrument(skip_all, fields(refund = %raw, operator = %op.id))]
+async fn send_refund_now(
+    State(state): State<AppState>,
+    op: RefundsOperator,
+    ApiPath(raw): ApiPath<String>,
+) -> Result<ApiJson<RefundDetail>, ApiError> {
+    let id = refund_id(&raw)?;
+    check_refund_city(&state, &op, id).await?;
+    match refunds::send_now(&state.db, id, &op).await? {
+        OperatorAction::Done => {
+            state.refund_kick.notify_one();
+            refund_now(&state, id).await
+        }
+        other => Err(refused(&raw, other, "PENDING", "sent now")),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PaymentsQuery {
+    state: Option<String>,
+    limit: Option<i64>,
+    after: Option<String>,
+}
+
+/// A page of payments not yet settled.
+#[derive(Debug, Serialize)]
+struct PaymentList {
+    payments: Vec<UnsettledPayment>,
+    /// The `after` of the next page; null on the last.
+    next_after: Option<Uuid>,
+}
+
+async fn list_payments(
+    State(state): State<AppState>,
+    op: ReadOperator,
+    ApiQuery(q): ApiQuery<PaymentsQuery>,
+) -> Result<ApiJson<PaymentList>, ApiError> {
+    let limit = limit(q.limit)?;
+    match q.state.as_deref() {
+        None | Some("unsettled") => {}
+        Some(other) => {
+            return Err(ApiError::unprocessable(
+                "invalid_state",
+                format!("state must be unsettled, got {other:?}"),
+            ))
+        }
+    }
+    let after = q
+        .after
+        .as_deref()
+        .map(|a| {
+            Uuid::parse_str(a).map_err(|_| {
+                ApiError::bad_request(
+                    "invalid_cursor",
+                    "after must be the next_after of the previous page (a payment id)",
+                )
+            })
+        })
+        .transpose()?;
+    let mut conn = state.db.acquire().await?;
+    if let Some(after) = after {
+        if !store::payment_exists(&mut conn, after).await? {
+            return Err(ApiError::unprocessable(
+                "invalid_cursor",
+                format!("after names no payment ({after})"),
+            ));
+        }
+    }
+    let cities = op.city_filter();
+    // One more than asked for says whether another page follows.
+    let mut payments =
+        store::unsettled_payments(&mut conn, cities.as_deref(), after, limit + 1).await?;
+    let more = payments.len() as i64 > limit;
+    payments.truncate(limit as usize);
+    let next_after = more.then(|| payments.last().map(|p| p.id)).flatten();
+    Ok(ApiJson(PaymentList {
+        payments,
+        next_after,
+    }))
 }

@@ -1,7 +1,8 @@
 //! The SQL of the operator's reads: a booking with its payment and
-//! refund, a show's occupancy and bookings, sales rows, and refunds
-//! needing attention. Reads only, from Postgres (the source of truth);
-//! the tables are owned by `bookings`, `holds`, `checkout` and `refunds`.
+//! refund, a show's occupancy and bookings, sales rows, refunds needing
+//! attention and payments not yet settled. Reads only, from Postgres (the
+//! source of truth); the tables are owned by `bookings`, `holds`,
+//! `checkout` and `refunds`.
 
 use super::sales::{Figures, SalesRow};
 use crate::bookings::store::BookingStatus;
@@ -383,6 +384,78 @@ pub async fn refunds_in(
         statuses,
         limit,
         cities
+    )
+    .fetch_all(conn)
+    .await
+}
+
+/// A payment not yet settled: in flight at the gateway (CREATED), or
+/// charged and neither booked nor refunded. Reconciliation settles each.
+#[derive(Debug, Clone, Serialize)]
+pub struct UnsettledPayment {
+    /// Payment id (also its gateway idempotency key and reference).
+    pub id: Uuid,
+    /// CREATED or SUCCEEDED.
+    pub status: String,
+    /// The show.
+    pub show_id: Uuid,
+    /// Its city.
+    pub city: String,
+    /// The hold paid for.
+    pub hold_id: Uuid,
+    /// The buyer.
+    pub user_id: String,
+    /// Amount, minor units.
+    pub amount_minor: i64,
+    /// Currency.
+    pub currency: String,
+    /// The gateway's id of the charge, once known.
+    pub gateway_payment_id: Option<String>,
+    /// Created.
+    pub created_at: DateTime<Utc>,
+    /// Last changed.
+    pub updated_at: DateTime<Utc>,
+    /// Seconds since it was created.
+    pub age_seconds: i64,
+}
+
+/// Whether a payment exists (a page cursor).
+pub async fn payment_exists(conn: &mut PgConnection, id: Uuid) -> Result<bool, sqlx::Error> {
+    Ok(
+        sqlx::query_scalar!("SELECT id FROM payments WHERE id = $1", id)
+            .fetch_optional(conn)
+            .await?
+            .is_some(),
+    )
+}
+
+/// Up to `limit` unsettled payments in `cities` (all: `None`), oldest
+/// first, after the payment `after` (keyset on `(created_at, id)`).
+pub async fn unsettled_payments(
+    conn: &mut PgConnection,
+    cities: Option<&[String]>,
+    after: Option<Uuid>,
+    limit: i64,
+) -> Result<Vec<UnsettledPayment>, sqlx::Error> {
+    sqlx::query_as!(
+        UnsettledPayment,
+        r#"SELECT p.id, p.status, p.show_id, v.city_code AS city, p.hold_id, p.user_id,
+                  p.amount_minor, p.currency, p.gateway_payment_id, p.created_at, p.updated_at,
+                  EXTRACT(EPOCH FROM now() - p.created_at)::int8 AS "age_seconds!"
+             FROM payments p
+             JOIN shows sh ON sh.id = p.show_id
+             JOIN screens sc ON sc.id = sh.screen_id
+             JOIN venues v ON v.id = sc.venue_id
+            WHERE (p.status = 'CREATED' OR (p.status = 'SUCCEEDED' AND p.settled IS NULL))
+              AND ($1::text[] IS NULL OR v.city_code = ANY($1))
+              AND ($2::uuid IS NULL
+                   OR (p.created_at, p.id) > (SELECT a.created_at, a.id FROM payments a
+                                               WHERE a.id = $2))
+            ORDER BY p.created_at, p.id
+            LIMIT $3"#,
+        cities,
+        after,
+        limit
     )
     .fetch_all(conn)
     .await

@@ -47,14 +47,31 @@ impl MailCatcher {
     /// Starts a catcher on `port` (0: a free one) keeping messages in
     /// `dir` (created if missing; what is there stays).
     pub async fn start_in(dir: &Path, port: u16) -> anyhow::Result<Self> {
+        Self::spawn(dir, port, false).await
+    }
+
+    /// Starts a server on `port` (0: a free one) that refuses every
+    /// message for good (554 to DATA), as one rejecting the sender would;
+    /// `dir` is where a catcher started later on the same port keeps what
+    /// it accepts.
+    pub async fn start_refusing_in(dir: &Path, port: u16) -> anyhow::Result<Self> {
+        Self::spawn(dir, port, true).await
+    }
+
+    async fn spawn(dir: &Path, port: u16, refuse: bool) -> anyhow::Result<Self> {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         let (python, script) = (python(), script());
-        let mut child = Command::new(&python)
+        let mut command = Command::new(&python);
+        command
             .arg(&script)
             .arg("--dir")
             .arg(dir)
             .arg("--port")
-            .arg(port.to_string())
+            .arg(port.to_string());
+        if refuse {
+            command.arg("--refuse");
+        }
+        let mut child = command
             // Its stdin closing stops it: the harness dying cannot leave it.
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
