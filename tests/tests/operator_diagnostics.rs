@@ -366,6 +366,46 @@ async fn shows_kept_overlapping_are_listed_in_the_tokens_cities() {
         ],
     )
     .await;
+
+    // Resolved through the API: a move onto the other kept show is
+    // refused (the constraint alone would not see it); a move clear of it
+    // brings both under the constraint and off the list.
+    let patch = |at: chrono::DateTime<chrono::Utc>| {
+        let (app, second) = (&app, second.clone());
+        async move {
+            app.http
+                .patch(format!("{}/v1/operator/shows/{second}", app.url))
+                .bearer_auth(platform())
+                .json(&json!({ "starts_at": at }))
+                .send()
+                .await
+                .expect("patch")
+        }
+    };
+    let r = patch(starts_at + Span::minutes(30)).await;
+    assert_eq!(r.status(), 409, "onto the kept show");
+    let body: Value = r.json().await.expect("json");
+    assert_eq!(body["error"]["code"], "show_overlaps", "{body}");
+    let (_, v) = get(&app, "/v1/operator/shows/overlaps", &mine).await;
+    assert_eq!(
+        list(&v, "shows").len(),
+        2,
+        "a refused move changes nothing: {v}"
+    );
+    let r = patch(starts_at + Span::hours(3)).await;
+    assert_eq!(r.status(), 200, "clear of it");
+    let (_, v) = get(&app, "/v1/operator/shows/overlaps", &mine).await;
+    assert_eq!(v, json!({"shows": []}), "both resolved: {v}");
+    let checked: Vec<bool> =
+        sqlx::query_scalar("SELECT overlap_checked FROM shows WHERE id = ANY($1) ORDER BY id")
+            .bind(vec![
+                Uuid::parse_str(&first).expect("uuid"),
+                Uuid::parse_str(&second).expect("uuid"),
+            ])
+            .fetch_all(&app.db)
+            .await
+            .expect("flags");
+    assert_eq!(checked, [true, true]);
     app.stop().await;
 }
 

@@ -273,19 +273,36 @@ pub(super) async fn patch_show(
             return Err(crate::holds::rules::show_started());
         }
         refuse_if_sold(&mut tx, id, "its start cannot move").await?;
-        sqlx::query!("UPDATE shows SET starts_at = $2 WHERE id = $1", id, t)
-            .execute(&mut *tx)
-            .await
-            .map_err(|e| {
-                if crate::db::constraint_of(&e) == Some("shows_no_overlap") {
-                    ApiError::conflict(
-                        "show_overlaps",
-                        "another show plays on this screen at that time",
-                    )
-                } else {
-                    e.into()
-                }
-            })?;
+        // A show moved is checked like a new one: if it was kept
+        // overlapping when the constraint came, it joins the constraint
+        // now (or the move is refused), and so do the shows of its screen
+        // the move freed.
+        sqlx::query!(
+            "UPDATE shows SET starts_at = $2, overlap_checked = true WHERE id = $1",
+            id,
+            t
+        )
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| {
+            if crate::db::constraint_of(&e) == Some("shows_no_overlap") {
+                ApiError::conflict(
+                    "show_overlaps",
+                    "another show plays on this screen at that time",
+                )
+            } else {
+                e.into()
+            }
+        })?;
+        // The constraint leaves out shows kept from before it; a move
+        // must not land on one of those either.
+        if overlaps_any(&mut tx, id).await? {
+            return Err(ApiError::conflict(
+                "show_overlaps",
+                "another show plays on this screen at that time",
+            ));
+        }
+        recheck_overlaps(&mut tx, id).await?;
         moved = true;
     }
     if let Some(p) = &req.refund_policy {
@@ -350,6 +367,7 @@ pub(super) async fn delete_show(
     sqlx::query!("DELETE FROM show_cancellations WHERE show_id = $1", id)
         .execute(&mut *tx)
         .await?;
+    recheck_overlaps_after_delete(&mut tx, id).await?;
     sqlx::query!("DELETE FROM shows WHERE id = $1", id)
         .execute(&mut *tx)
         .await?;
@@ -366,4 +384,61 @@ pub(super) async fn delete_show(
     tx.commit().await?;
     after_write(&state, &[city]).await;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// Whether `show` (as now written) overlaps any other show of its screen,
+/// whether or not the constraint covers that one.
+async fn overlaps_any(tx: &mut sqlx::PgConnection, show: Uuid) -> Result<bool, sqlx::Error> {
+    sqlx::query_scalar!(
+        r#"SELECT EXISTS (
+               SELECT 1 FROM shows s JOIN shows o
+                 ON o.screen_id = s.screen_id AND o.id <> s.id
+                AND tstzrange(o.starts_at, o.ends_at) && tstzrange(s.starts_at, s.ends_at)
+              WHERE s.id = $1) AS "overlaps!""#,
+        show
+    )
+    .fetch_one(tx)
+    .await
+}
+
+/// Shows of `show`'s screen that were kept overlapping when the overlap
+/// constraint came, and overlap nothing any more, join the constraint:
+/// they leave `GET /v1/operator/shows/overlaps` once an operator has
+/// moved or deleted what they overlapped. One that still overlaps stays
+/// out (the filter), so this never fails on the constraint.
+async fn recheck_overlaps(tx: &mut sqlx::PgConnection, show: Uuid) -> Result<(), sqlx::Error> {
+    sqlx::query!(
+        r#"UPDATE shows s SET overlap_checked = true
+            WHERE NOT s.overlap_checked
+              AND s.screen_id = (SELECT screen_id FROM shows WHERE id = $1)
+              AND NOT EXISTS (
+                    SELECT 1 FROM shows o
+                     WHERE o.screen_id = s.screen_id AND o.id <> s.id
+                       AND tstzrange(o.starts_at, o.ends_at) && tstzrange(s.starts_at, s.ends_at))"#,
+        show
+    )
+    .execute(tx)
+    .await?;
+    Ok(())
+}
+
+/// As [`recheck_overlaps`], for the shows of a screen whose show `gone`
+/// is being deleted (in this transaction, right after).
+async fn recheck_overlaps_after_delete(
+    tx: &mut sqlx::PgConnection,
+    gone: Uuid,
+) -> Result<(), sqlx::Error> {
+    sqlx::query!(
+        r#"UPDATE shows s SET overlap_checked = true
+            WHERE NOT s.overlap_checked AND s.id <> $1
+              AND s.screen_id = (SELECT screen_id FROM shows WHERE id = $1)
+              AND NOT EXISTS (
+                    SELECT 1 FROM shows o
+                     WHERE o.screen_id = s.screen_id AND o.id <> s.id AND o.id <> $1
+                       AND tstzrange(o.starts_at, o.ends_at) && tstzrange(s.starts_at, s.ends_at))"#,
+        gone
+    )
+    .execute(tx)
+    .await?;
+    Ok(())
 }
