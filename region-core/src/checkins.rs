@@ -408,7 +408,7 @@ async fn conflicts(
     ApiPath(raw): ApiPath<String>,
     ApiQuery(q): ApiQuery<ConflictsQuery>,
 ) -> Result<axum::Json<Conflicts>, ApiError> {
-    let limit = crate::reports::limit(q.limit)?;
+    let limit = crate::paging::limit(q.limit)?;
     let mut conn = state.db.acquire().await?;
     let show = crate::reports::known_show(&mut conn, &op, &raw).await?;
     // One more than asked for says whether another page follows.

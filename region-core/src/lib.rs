@@ -26,7 +26,8 @@
 //!   not yet settled) and their refund actions; `diagnostics` the
 //!   shard's status, shows kept overlapping and the seat consistency
 //!   checks; `mail::admin` the mail queue (failed messages re-sent, a
-//!   confirmation sent again);
+//!   confirmation sent again); `paging` is how every operator list
+//!   reads its page size and cursor;
 //! - `show_cancel` cancels a show for its organiser: no new holds or
 //!   bookings, every booking cancelled with a full refund (a resumable job);
 //! - `retention` trims finished records after configurable horizons.
@@ -58,6 +59,7 @@ pub mod mail;
 pub mod notifier;
 pub mod outbox;
 pub mod ownership;
+pub mod paging;
 pub mod path_switch;
 pub mod payments;
 pub mod pool_sampler;

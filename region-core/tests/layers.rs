@@ -19,6 +19,7 @@ const PLACES: &[(&str, usize)] = &[
     // Pure cores and the shared vocabulary: no I/O.
     ("error", 1),
     ("backoff", 1),
+    ("paging", 1),
     ("http_log", 1),
     ("http_metrics", 1),
     ("db", 1),

@@ -1058,9 +1058,8 @@ async fn a_refund_backing_off_for_minutes_is_sent_now() {
     let (s, v) = post(&app, &path, &refunder, None).await;
     assert_eq!(s, 200, "{v}");
     assert_eq!(v["id"], id.as_str());
-    let now_due =
-        chrono::DateTime::parse_from_rfc3339(str_of(&v, "next_attempt_at")).expect("time");
-    assert!(now_due <= chrono::Utc::now() + Span::seconds(1), "{v}");
+    // (The answer is the refund as it stands: the worker, woken, may
+    // already have claimed it. What send-now wrote is in the audit row.)
     assert!(
         eventually(SOON, || async {
             refund_of(&app, number).await["status"] == "SUCCEEDED"
@@ -1085,6 +1084,10 @@ async fn a_refund_backing_off_for_minutes_is_sent_now() {
         sends[0]["before"]["next_attempt_at"],
         refund["next_attempt_at"]
     );
+    let made_due =
+        chrono::DateTime::parse_from_rfc3339(str_of(&sends[0]["after"], "next_attempt_at"))
+            .expect("time");
+    assert!(made_due < due, "due now, not in minutes: {}", sends[0]);
     app.stop().await;
 }
 

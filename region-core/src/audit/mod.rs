@@ -19,12 +19,10 @@ pub fn router() -> Router<AppState> {
     Router::new().route("/v1/operator/audit", get(list))
 }
 
-/// Largest page.
-const MAX_LIMIT: i64 = 500;
-
+/// The log's query: filters and the page.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct Query {
+pub struct Query {
     target_kind: Option<String>,
     target_id: Option<String>,
     actor: Option<String>,
@@ -35,24 +33,27 @@ struct Query {
 
 /// A page of the log.
 #[derive(Debug, Serialize)]
-struct Page {
+pub struct Page {
     entries: Vec<Record>,
     /// Pass as `before` for the next (older) page; absent on the last.
     next: Option<i64>,
 }
 
-async fn list(
-    State(state): State<AppState>,
-    op: ReadOperator,
-    ApiQuery(q): ApiQuery<Query>,
-) -> Result<ApiJson<Page>, ApiError> {
-    let limit = q.limit.unwrap_or(100);
-    if !(1..=MAX_LIMIT).contains(&limit) {
-        return Err(ApiError::unprocessable(
-            "invalid_limit",
-            format!("limit must be 1..={MAX_LIMIT}"),
-        ));
+impl Page {
+    /// The page of `entries` read with `filter`.
+    pub fn of(entries: Vec<Record>, filter: &Filter) -> Self {
+        let next = (entries.len() as i64 == filter.limit)
+            .then(|| entries.last().map(|e| e.id))
+            .flatten();
+        Self { entries, next }
     }
+}
+
+/// `q` checked (a 422 saying what is wrong), as the filter of a reader
+/// whose token reaches `cities` (`None`: every city). The shard's log and
+/// the global catalog's (`crate::global_catalog`) read the same query.
+pub fn checked(q: Query, cities: Option<Vec<String>>) -> Result<Filter, ApiError> {
+    let limit = crate::paging::limit(q.limit)?;
     if q.target_id.is_some() && q.target_kind.is_none() {
         return Err(ApiError::unprocessable(
             "invalid_filter",
@@ -75,18 +76,23 @@ async fn list(
             "before must be a positive id from a previous page's next",
         ));
     }
-    let filter = Filter {
-        cities: op.city_filter(),
+    Ok(Filter {
+        cities,
         target_kind: q.target_kind,
         target_id: q.target_id,
         actor: q.actor,
         before_id: q.before,
         limit,
-    };
+    })
+}
+
+async fn list(
+    State(state): State<AppState>,
+    op: ReadOperator,
+    ApiQuery(q): ApiQuery<Query>,
+) -> Result<ApiJson<Page>, ApiError> {
+    let filter = checked(q, op.city_filter())?;
     let mut conn = state.db.acquire().await?;
     let entries = store::list(&mut conn, &filter).await?;
-    let next = (entries.len() as i64 == limit)
-        .then(|| entries.last().map(|e| e.id))
-        .flatten();
-    Ok(ApiJson(Page { entries, next }))
+    Ok(ApiJson(Page::of(entries, &filter)))
 }

@@ -10,11 +10,6 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use uuid::Uuid;
 
-/// Largest page.
-const MAX_LIMIT: i64 = 500;
-/// Page size when none is asked for.
-const DEFAULT_LIMIT: i64 = 100;
-
 /// A page of a list.
 #[derive(Debug, Serialize)]
 pub(super) struct Page<T> {
@@ -33,18 +28,7 @@ impl<T> Page<T> {
     }
 }
 
-/// The page size: 422 `invalid_limit` outside 1-500.
-pub(super) fn limit(given: Option<i64>) -> Result<i64, ApiError> {
-    let limit = given.unwrap_or(DEFAULT_LIMIT);
-    if (1..=MAX_LIMIT).contains(&limit) {
-        Ok(limit)
-    } else {
-        Err(ApiError::unprocessable(
-            "invalid_limit",
-            format!("limit must be 1..={MAX_LIMIT}"),
-        ))
-    }
-}
+pub(super) use crate::paging::limit;
 
 fn invalid_cursor() -> ApiError {
     ApiError::unprocessable(
@@ -102,6 +86,6 @@ mod tests {
             );
         }
         assert_eq!(limit(Some(0)).expect_err("0").code(), "invalid_limit");
-        assert_eq!(limit(None).expect("default"), DEFAULT_LIMIT);
+        assert_eq!(limit(None).expect("default"), crate::paging::DEFAULT_LIMIT);
     }
 }

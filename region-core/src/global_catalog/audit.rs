@@ -7,10 +7,10 @@
 
 use super::CatalogState;
 use crate::audit::store::{Entry, Record};
+use crate::audit::{Page, Query};
 use crate::auth::{Operator, ReadOperator};
 use crate::error::{ApiError, ApiJson, ApiQuery};
 use axum::extract::State;
-use serde::{Deserialize, Serialize};
 use sqlx::PgConnection;
 
 /// Appends `entry` as done by `who`, on the write's transaction.
@@ -36,59 +36,14 @@ pub(super) async fn record(
     Ok(())
 }
 
-/// Largest page.
-const MAX_LIMIT: i64 = 500;
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct Query {
-    target_kind: Option<String>,
-    target_id: Option<String>,
-    actor: Option<String>,
-    /// The previous page's `next`.
-    before: Option<i64>,
-    limit: Option<i64>,
-}
-
-/// A page of the log.
-#[derive(Debug, Serialize)]
-pub(super) struct Page {
-    entries: Vec<Record>,
-    /// Pass as `before` for the next (older) page; absent on the last.
-    next: Option<i64>,
-}
-
 /// `GET /v1/operator/audit`: rows without a city (titles) and those of
-/// the token's cities (listings).
+/// the token's cities (listings); the shard's log's query and page.
 pub(super) async fn list(
     State(state): State<CatalogState>,
     op: ReadOperator,
     ApiQuery(q): ApiQuery<Query>,
 ) -> Result<ApiJson<Page>, ApiError> {
-    let limit = q.limit.unwrap_or(100);
-    if !(1..=MAX_LIMIT).contains(&limit) {
-        return Err(ApiError::unprocessable(
-            "invalid_limit",
-            format!("limit must be 1..={MAX_LIMIT}"),
-        ));
-    }
-    if q.before.is_some_and(|b| b < 1) {
-        return Err(ApiError::unprocessable(
-            "invalid_cursor",
-            "before must be a positive id from a previous page's next",
-        ));
-    }
-    for (field, v) in [
-        ("target_kind", &q.target_kind),
-        ("target_id", &q.target_id),
-        ("actor", &q.actor),
-    ] {
-        if let Some(v) = v {
-            shared::text::check_line(field, v, 200)
-                .map_err(|e| ApiError::unprocessable("invalid_field", e.to_string()))?;
-        }
-    }
-    let cities = op.city_filter();
+    let f = crate::audit::checked(q, op.city_filter())?;
     let entries = sqlx::query_as!(
         Record,
         r#"SELECT id, at, actor, action, target_kind, target_id, city_code AS city, before, after
@@ -100,17 +55,14 @@ pub(super) async fn list(
               AND ($5::bigint IS NULL OR id < $5)
             ORDER BY id DESC
             LIMIT $6"#,
-        cities.as_deref(),
-        q.target_kind,
-        q.target_id,
-        q.actor,
-        q.before,
-        limit,
+        f.cities.as_deref(),
+        f.target_kind,
+        f.target_id,
+        f.actor,
+        f.before_id,
+        f.limit,
     )
     .fetch_all(&state.db)
     .await?;
-    let next = (entries.len() as i64 == limit)
-        .then(|| entries.last().map(|e| e.id))
-        .flatten();
-    Ok(ApiJson(Page { entries, next }))
+    Ok(ApiJson(Page::of(entries, &f)))
 }

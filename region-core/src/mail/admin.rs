@@ -18,7 +18,8 @@ use crate::bookings::{self, store::BookingStatus};
 use crate::error::{ApiError, ApiJson, ApiPath, ApiQuery};
 use crate::mail::compose::EVENT_TYPES;
 use crate::ownership::{self, Owned};
-use crate::reports::{known_show, limit};
+use crate::paging::limit;
+use crate::reports::known_show;
 use crate::state::AppState;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -86,18 +87,7 @@ async fn list(
         }
     };
     let kind = kind(q.kind.as_deref())?;
-    let after = q
-        .after
-        .as_deref()
-        .map(|a| {
-            Uuid::parse_str(a).map_err(|_| {
-                ApiError::bad_request(
-                    "invalid_cursor",
-                    "after must be the next_after of the previous page (an event id)",
-                )
-            })
-        })
-        .transpose()?;
+    let after = crate::paging::id_after(q.after.as_deref(), "an event id")?;
     let mut conn = state.db.acquire().await?;
     let show = match q.show_id.as_deref() {
         Some(raw) => Some(known_show(&mut conn, &op, raw).await?),

@@ -55,22 +55,7 @@ pub fn router() -> Router<AppState> {
         .route("/v1/operator/payments", get(list_payments))
 }
 
-/// Largest page of a list.
-const MAX_LIMIT: i64 = 500;
-/// The page of a list when none is asked for.
-const DEFAULT_LIMIT: i64 = 100;
-
-/// The page size `raw` asks for: 1..=500, 100 when absent; 422 otherwise.
-pub(crate) fn limit(raw: Option<i64>) -> Result<i64, ApiError> {
-    let limit = raw.unwrap_or(DEFAULT_LIMIT);
-    if !(1..=MAX_LIMIT).contains(&limit) {
-        return Err(ApiError::unprocessable(
-            "invalid_limit",
-            format!("limit must be 1..={MAX_LIMIT}"),
-        ));
-    }
-    Ok(limit)
-}
+pub(crate) use crate::paging::limit;
 
 /// A booking as an operator sees it.
 #[derive(Debug, Serialize)]
@@ -201,18 +186,7 @@ async fn show_bookings(
 ) -> Result<ApiJson<ShowBookings>, ApiError> {
     let limit = limit(q.limit)?;
     let status = q.status.as_deref().map(booking_status).transpose()?;
-    let after = q
-        .after
-        .as_deref()
-        .map(|a| {
-            Uuid::parse_str(a).map_err(|_| {
-                ApiError::bad_request(
-                    "invalid_cursor",
-                    "after must be the next_after of the previous page (a booking id)",
-                )
-            })
-        })
-        .transpose()?;
+    let after = crate::paging::id_after(q.after.as_deref(), "a booking id")?;
     let mut conn = state.db.acquire().await?;
     let show = known_show(&mut conn, &op, &raw).await?;
     if let Some(after) = after {
@@ -506,18 +480,7 @@ async fn list_payments(
             ))
         }
     }
-    let after = q
-        .after
-        .as_deref()
-        .map(|a| {
-            Uuid::parse_str(a).map_err(|_| {
-                ApiError::bad_request(
-                    "invalid_cursor",
-                    "after must be the next_after of the previous page (a payment id)",
-                )
-            })
-        })
-        .transpose()?;
+    let after = crate::paging::id_after(q.after.as_deref(), "a payment id")?;
     let mut conn = state.db.acquire().await?;
     if let Some(after) = after {
         if !store::payment_exists(&mut conn, after).await? {
