@@ -449,6 +449,10 @@ pub struct EdgeOptions {
     /// (`REGION_EDGE_UPSTASH_URL`), so their own catalog writes bump the
     /// edge's catalog versions.
     pub region_bumps_edge: bool,
+    /// The SMTP server the region cores send buyers' e-mail to (unset:
+    /// none is sent), polled fast and given up after one refusal so a
+    /// test sees a failed message within a second or so.
+    pub smtp_url: Option<String>,
 }
 
 impl EdgeOptions {
@@ -460,7 +464,14 @@ impl EdgeOptions {
             replicas: 1,
             catalog: false,
             region_bumps_edge: false,
+            smtp_url: None,
         }
+    }
+
+    /// With region cores that send e-mail to `smtp_url`.
+    pub fn smtp(mut self, smtp_url: impl Into<String>) -> Self {
+        self.smtp_url = Some(smtp_url.into());
+        self
     }
 
     /// With region cores that bump the edge's catalog versions themselves.
@@ -576,6 +587,13 @@ impl EdgeStack {
                 settings.edge_key_prefix = key_prefix.clone();
             }
             settings.admission_keys = vec![ADMISSION_KEY.into()];
+            if let Some(url) = &opts.smtp_url {
+                settings.mail.smtp_url = Some(url.clone());
+                settings.mail.mail_poll_ms = 100;
+                settings.mail.mail_backoff_base_ms = 100;
+                settings.mail.mail_backoff_max_secs = 1;
+                settings.mail.mail_max_permanent_failures = 1;
+            }
             // Each city its own shard: booking numbers must not collide.
             settings.shard_code = city.to_uppercase();
             let app = TestApp::spawn(settings).await?;

@@ -5,8 +5,9 @@
 //! a booking — whose seat map and counts follow a hold made meanwhile
 //! through the API, without a reload — then to the show's sale, refused
 //! once (the error summary takes focus) and saved as a flash sale, then
-//! to the reports form and its totals; an unknown city is the console's
-//! own 404. axe-core finds no serious or
+//! to the reports form and its totals, the shard's health and its
+//! consistency checks, and the e-mail a refusing mail server would not
+//! take; an unknown city is the console's own 404. axe-core finds no serious or
 //! critical violation on any page, and every page is screenshotted at
 //! 1280 and 360 px (target/screenshots/ops-*).
 
@@ -120,7 +121,13 @@ async fn look(b: &Client, name: &str) -> anyhow::Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_operator_signs_in_and_finds_a_show_and_the_reports_by_keyboard() {
-    let stack = EdgeStack::start(EdgeOptions::cities(&[CITY]))
+    // A mail server refusing every message: the buyers' confirmations
+    // fail, for the failed e-mail page.
+    let dir = std::env::temp_dir().join(format!("mail-{}", uuid::Uuid::new_v4().simple()));
+    let refusing = testkit::mail::MailCatcher::start_refusing_in(&dir, 0)
+        .await
+        .expect("refusing SMTP server");
+    let stack = EdgeStack::start(EdgeOptions::cities(&[CITY]).smtp(refusing.smtp_url()))
         .await
         .expect("stack");
     let app = stack.region(CITY).app();
@@ -350,6 +357,37 @@ async fn an_operator_signs_in_and_finds_a_show_and_the_reports_by_keyboard() {
         .await
         .unwrap();
     look(&b, "booking").await.unwrap();
+    // The shard's health, then its consistency checks run by keyboard.
+    b.goto(&format!("{base}/ops/c/{CITY}/health"))
+        .await
+        .unwrap();
+    let page = b.source().await.unwrap();
+    assert!(page.contains("Background work"), "{page}");
+    look(&b, "health").await.unwrap();
+    tab_to_text(&b, "Run the consistency checks").await.unwrap();
+    enter_and_wait(&b, "check=1").await.unwrap();
+    let page = b.source().await.unwrap();
+    assert!(page.contains("id=\"check-ok\""), "{page}");
+    look(&b, "health-check").await.unwrap();
+    // The failed e-mail page: the two refused confirmations.
+    let failed = e2e::eventually(Duration::from_secs(20), || async {
+        let (_, v) = app
+            .send(
+                reqwest::Method::GET,
+                "/v1/operator/mail?state=failed",
+                Some(&platform),
+                None,
+            )
+            .await
+            .expect("mail");
+        v["messages"].as_array().map_or(0, Vec::len) >= 2
+    })
+    .await;
+    assert!(failed, "the refused confirmations");
+    b.goto(&format!("{base}/ops/c/{CITY}/mail")).await.unwrap();
+    let page = b.source().await.unwrap();
+    assert!(page.contains("Send again"), "{page}");
+    look(&b, "mail").await.unwrap();
     b.goto(&format!("{base}/ops/c/{CITY}/shows/{show}/cancel"))
         .await
         .unwrap();
@@ -364,4 +402,5 @@ async fn an_operator_signs_in_and_finds_a_show_and_the_reports_by_keyboard() {
     look(&b, "not-found").await.unwrap();
     b.close().await.ok();
     stack.stop().await;
+    refusing.stop().await;
 }

@@ -668,3 +668,290 @@ async fn an_operator_runs_a_city_from_the_console() {
     assert_eq!(b.get("/ops").await.status, 303);
     stack.stop().await;
 }
+
+/// Whether the SMTP server holds `n` messages within 20 s.
+async fn arrived(server: &testkit::mail::MailCatcher, n: usize) -> bool {
+    eventually(Duration::from_secs(20), || async {
+        server.messages().map(|m| m.len() >= n).unwrap_or(false)
+    })
+    .await
+}
+
+/// The failed messages' rows as the region lists them to the platform.
+async fn failed_mail(app: &TestApp) -> Vec<Value> {
+    region_get(app, "/v1/operator/mail?state=failed").await["messages"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+}
+
+/// The health page (the shard's status; the consistency checks, OK and
+/// then on a corrupted seat) and the failed e-mail page against a real
+/// SMTP server that refuses every message for good: listed, sent again
+/// one by one and all at once once a server takes mail, through forms
+/// that refuse a missing or wrong CSRF token and a token without the
+/// `sales` scope; a booking's confirmation sent again from its page.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operator_checks_the_shard_and_sends_refused_mail_again() {
+    let dir = std::env::temp_dir().join(format!("mail-{}", uuid::Uuid::new_v4().simple()));
+    let refusing = testkit::mail::MailCatcher::start_refusing_in(&dir, 0)
+        .await
+        .expect("refusing SMTP server");
+    let port = refusing.port();
+    let stack = EdgeStack::start(EdgeOptions::cities(&[CITY]).smtp(refusing.smtp_url()))
+        .await
+        .expect("edge stack");
+    let app = stack.region(CITY).app();
+    let show = app
+        .seed_show_in(CITY, 2, 5, chrono::Duration::days(3), SaleMode::Open)
+        .await
+        .expect("show");
+    let ann = app.buy("ann@example.com", &show, &["A1"]).await;
+    let ann_number = ann["number"].as_str().expect("number").to_owned();
+    app.buy("bob@example.com", &show, &["A2"]).await;
+    let refused = eventually(Duration::from_secs(20), || async {
+        failed_mail(app).await.len() == 2
+    })
+    .await;
+    assert!(
+        refused,
+        "two refused confirmations: {:?}",
+        failed_mail(app).await
+    );
+
+    let mut b = Browser::new(&stack, "10.9.2.1");
+    let token = operator_token("ops-sue", CITY, vec![Scope::Read, Scope::Sales], 3600);
+    assert_eq!(sign_in(&mut b, &token).await.status, 303);
+
+    // The health page, linked from every page of the city.
+    let day = b.get(&format!("/ops/c/{CITY}")).await;
+    assert!(day.body.contains("href=\"/ops/c/mum/health\">Health</a>"));
+    assert!(day.body.contains("href=\"/ops/c/mum/mail\">E-mail</a>"));
+    let health = b.get(&format!("/ops/c/{CITY}/health")).await;
+    assert_eq!(health.status, 200, "{}", health.body);
+    health.assert_html();
+    let shard = region_get(app, "/v1/operator/shard").await;
+    assert_eq!(shard["mail"]["failed"], 2, "{shard}");
+    for said in [
+        "<h2 id=\"shard-heading\">Shard status</h2>",
+        "<caption>Background work</caption>",
+        "href=\"/ops/c/mum/mail\">E-mail given up</a></th><td>2</td>",
+        "Refunds the gateway refused</a></th><td>0</td><td>—</td><td>OK</td>",
+        "<h3>Hold path</h3>",
+        "name=\"check\" value=\"1\"",
+    ] {
+        assert!(health.body.contains(said), "{said}: {}", health.body);
+    }
+    let replica = shard["answered_by"]["replica"].as_str().expect("replica");
+    assert!(health
+        .body
+        .contains(&format!("replica <strong>{replica}</strong>")));
+    assert!(!health.body.contains("id=\"check-result\""), "not run yet");
+
+    // The consistency checks: the city's shows, then one show (Redis too).
+    let all = b
+        .get(&format!("/ops/c/{CITY}/health?show_id=&check=1"))
+        .await;
+    assert_eq!(all.status, 200, "{}", all.body);
+    assert!(
+        all.body
+            .contains("<strong>OK:</strong> no problem found in every show of your cities"),
+        "{}",
+        all.body
+    );
+    let one = b
+        .get(&format!("/ops/c/{CITY}/health?show_id={show}&check=1"))
+        .await;
+    assert_eq!(one.status, 200, "{}", one.body);
+    assert!(one.body.contains("id=\"check-ok\""), "{}", one.body);
+    assert!(
+        one.body.contains("Redis agrees with Postgres on all")
+            || one.body.contains("Redis was not compared"),
+        "{}",
+        one.body
+    );
+    // The negative control: a sold seat made free behind the API.
+    sqlx::query(
+        "UPDATE show_seats SET status = 'AVAILABLE', booking_id = NULL
+          WHERE show_id = $1::uuid
+            AND seat_id = (SELECT ss.seat_id FROM show_seats ss JOIN seats s ON s.id = ss.seat_id
+                            WHERE ss.show_id = $1::uuid AND s.label = 'A2')",
+    )
+    .bind(&show)
+    .execute(&app.db)
+    .await
+    .expect("unbook A2");
+    let bad = b
+        .get(&format!("/ops/c/{CITY}/health?show_id=&check=1"))
+        .await;
+    assert_eq!(bad.status, 200, "{}", bad.body);
+    bad.assert_html();
+    assert!(bad.body.contains("id=\"check-problems\""), "{}", bad.body);
+    assert!(
+        bad.body
+            .contains("<caption>Seats and bookings that disagree (1)</caption>"),
+        "{}",
+        bad.body
+    );
+    assert!(bad.body.contains("<th scope=\"row\">A2</th>"));
+    assert!(bad.body.contains("booking seat not booked"));
+    let wrong_show = b
+        .get(&format!("/ops/c/{CITY}/health?show_id=nope&check=1"))
+        .await;
+    assert_eq!(wrong_show.status, 400, "{}", wrong_show.body);
+    wrong_show.assert_html();
+
+    // The failed e-mail page: both messages, the server's answer, a form
+    // each and one for all.
+    let mail_path = format!("/ops/c/{CITY}/mail");
+    let resend = format!("/ops/c/{CITY}/mail/resend");
+    let list = b.get(&mail_path).await;
+    assert_eq!(list.status, 200, "{}", list.body);
+    list.assert_html();
+    let failed = failed_mail(app).await;
+    let event = |who: &str| {
+        failed
+            .iter()
+            .find(|m| m["recipient"] == who)
+            .and_then(|m| m["event_id"].as_str())
+            .expect("a failed message")
+            .to_owned()
+    };
+    let (ann_event, bob_event) = (event("ann@example.com"), event("bob@example.com"));
+    for said in [
+        "ann@example.com",
+        "bob@example.com",
+        "(554)",
+        &format!("name=\"event_id\" value=\"{ann_event}\""),
+        &format!("name=\"event_id\" value=\"{bob_event}\""),
+        "name=\"all\" value=\"1\"",
+        &format!("href=\"/ops/c/{CITY}/bookings?number={ann_number}\""),
+    ] {
+        assert!(list.body.contains(said), "{said}: {}", list.body);
+    }
+    let csrf = list.field("csrf");
+    // Forged or without the token: 403, nothing is re-sent.
+    let none = b.post(&resend, &[("event_id", &ann_event)]).await;
+    assert_eq!(none.status, 403, "{}", none.body);
+    none.assert_html();
+    let forged = b.post(&resend, &[("csrf", "forged"), ("all", "1")]).await;
+    assert_eq!(forged.status, 403, "{}", forged.body);
+    let elsewhere = b
+        .post_from(
+            "https://evil.example",
+            &resend,
+            &[("csrf", &csrf), ("all", "1")],
+        )
+        .await;
+    assert_eq!(elsewhere.status, 403, "{}", elsewhere.body);
+    let nothing = b.post(&resend, &[("csrf", &csrf)]).await;
+    assert_eq!(nothing.status, 422, "{}", nothing.body);
+    nothing.assert_html();
+    assert_eq!(failed_mail(app).await.len(), 2);
+
+    // A read-only token sees the list but no form, and its post is
+    // refused at the edge saying why.
+    let mut reader = Browser::new(&stack, "10.9.2.2");
+    let read_only = operator_token("ops-reader", CITY, vec![Scope::Read], 3600);
+    assert_eq!(sign_in(&mut reader, &read_only).await.status, 303);
+    let seen = reader.get(&mail_path).await;
+    assert_eq!(seen.status, 200, "{}", seen.body);
+    assert!(seen.body.contains("ann@example.com"));
+    assert!(seen.body.contains("id=\"scope-notice\""), "{}", seen.body);
+    assert!(!seen.body.contains(&format!("action=\"{resend}\"")));
+    let rcsrf = seen.field("csrf");
+    let no_scope = reader
+        .post(&resend, &[("csrf", &rcsrf), ("event_id", &ann_event)])
+        .await;
+    assert_eq!(no_scope.status, 403, "{}", no_scope.body);
+    no_scope.assert_html();
+    assert!(
+        no_scope
+            .body
+            .contains("Sending e-mail again needs an operator token with the sales scope"),
+        "{}",
+        no_scope.body
+    );
+    // Its health page: the status and the checks need no scope.
+    assert_eq!(
+        reader.get(&format!("/ops/c/{CITY}/health")).await.status,
+        200
+    );
+    assert_eq!(failed_mail(app).await.len(), 2);
+
+    // The cause is fixed: a server that takes mail, on the same port.
+    refusing.stop().await;
+    let server = testkit::mail::MailCatcher::start_in(&dir, port)
+        .await
+        .expect("a server taking mail");
+    let sent = b
+        .post(&resend, &[("csrf", &csrf), ("event_id", &ann_event)])
+        .await;
+    assert_eq!(sent.status, 303, "{}", sent.body);
+    assert_eq!(sent.location(), format!("{mail_path}?sent=1"));
+    let after = b.get(sent.location()).await;
+    assert!(
+        after.body.contains("1 message will be sent again now."),
+        "{}",
+        after.body
+    );
+    assert!(!after.body.contains(&format!("value=\"{ann_event}\"")));
+    assert!(arrived(&server, 1).await, "ann's confirmation arrives");
+    // Sent again while it is no longer failed: the region's 409 as a page.
+    let twice = b
+        .post(&resend, &[("csrf", &csrf), ("event_id", &ann_event)])
+        .await;
+    assert_eq!(twice.status, 409, "{}", twice.body);
+    twice.assert_html();
+    // All the rest (bob's), then nothing left.
+    let all = b.post(&resend, &[("csrf", &csrf), ("all", "1")]).await;
+    assert_eq!(all.status, 303, "{}", all.body);
+    assert_eq!(all.location(), format!("{mail_path}?sent=1"));
+    assert!(arrived(&server, 2).await, "bob's confirmation arrives");
+    let empty = b.post(&resend, &[("csrf", &csrf), ("all", "1")]).await;
+    assert_eq!(empty.location(), format!("{mail_path}?sent=0"));
+    let page = b.get(empty.location()).await;
+    assert!(page.body.contains("id=\"no-mail\""), "{}", page.body);
+    assert!(page.body.contains("Nothing was sent again"));
+
+    // A booking's confirmation again, from its page (scope sales).
+    let booking_path = format!("/ops/c/{CITY}/bookings?number={ann_number}");
+    let again = format!("/ops/c/{CITY}/bookings/{ann_number}/resend-confirmation");
+    let found = b.get(&booking_path).await;
+    assert_eq!(found.status, 200, "{}", found.body);
+    assert!(
+        found.body.contains(&format!("action=\"{again}\"")),
+        "{}",
+        found.body
+    );
+    assert_eq!(b.post(&again, &[]).await.status, 403);
+    let queued = b.post(&again, &[("csrf", &csrf)]).await;
+    assert_eq!(queued.status, 303, "{}", queued.body);
+    assert_eq!(queued.location(), format!("{booking_path}&done=resent"));
+    let said = b.get(queued.location()).await;
+    assert!(
+        said.body
+            .contains("The confirmation will be sent again now"),
+        "{}",
+        said.body
+    );
+    assert!(arrived(&server, 3).await, "the new confirmation arrives");
+    let seen = reader.get(&booking_path).await;
+    assert!(seen.body.contains("id=\"scope-notice\""), "{}", seen.body);
+    assert!(!seen.body.contains(&format!("action=\"{again}\"")));
+    let denied = reader.post(&again, &[("csrf", &rcsrf)]).await;
+    assert_eq!(denied.status, 403, "{}", denied.body);
+
+    // Another city's token: these pages are 403s saying so.
+    let mut other = Browser::new(&stack, "10.9.2.3");
+    let del = operator_token("ops-del", "del", vec![Scope::Read, Scope::Sales], 3600);
+    assert_eq!(sign_in(&mut other, &del).await.status, 303);
+    for path in [format!("/ops/c/{CITY}/health"), mail_path.clone()] {
+        let refused = other.get(&path).await;
+        assert_eq!(refused.status, 403, "{path}: {}", refused.body);
+        refused.assert_html();
+        assert!(refused.body.contains("does not reach the city mum"));
+    }
+    server.stop().await;
+    stack.stop().await;
+}

@@ -16,12 +16,15 @@ use super::pages::{city_list, page, redirect, today};
 use super::region::{self, Upstream};
 use crate::error::EdgeError;
 use crate::pages::ops::data::{
-    region_message, BookingLookup, Occupancy, RefundList, SalesReport, ShowBookings,
+    region_message, BookingLookup, Integrity, MailList, Occupancy, RefundList, Resent, SalesReport,
+    ShardStatus, ShowBookings,
 };
+use crate::pages::ops::health::{self, HealthPage};
+use crate::pages::ops::mail::{self, MailPage};
 use crate::pages::ops::render::{self, Console, ShowPage};
 use crate::pages::ops::sale::{self, SaleForm};
 use crate::pages::ops::session::{self, Operator, OPS_COOKIE};
-use crate::pages::ops::{OpsRoute, ReportAsk};
+use crate::pages::ops::{plain_ref, IntegrityAsk, OpsRoute, ReportAsk};
 use crate::pages::{form, session::cookie};
 use crate::rate_limit::RouteClass;
 use crate::waiting_room::SaleWrite;
@@ -258,14 +261,7 @@ async fn signed_route(
         }
         OpsRoute::SaveSale { city, show } => {
             let fields = checked_form(req, call, s).await?;
-            if !s.op.grant.allows(Scope::Sales) {
-                let scopes: Vec<&str> = s.op.grant.scopes.iter().map(|x| x.as_str()).collect();
-                return Err(EdgeError::new(
-                    403,
-                    "scope_forbidden",
-                    sale::scope_refusal(&scopes),
-                ));
-            }
+            needs_sales(s, "Changing a sale")?;
             let (sh, stored) = sale_reads(call, s, &city, &show).await?;
             let form = SaleForm::from_fields(&fields);
             let set = match form.check(&sh) {
@@ -294,7 +290,11 @@ async fn signed_route(
                 Err(up) => Err(region_error(&up)),
             }
         }
-        OpsRoute::Booking { city, number } => {
+        OpsRoute::Booking {
+            city,
+            number,
+            resent,
+        } => {
             let found = match &number {
                 None => None,
                 Some(n) => {
@@ -321,8 +321,80 @@ async fn signed_route(
                 &city,
                 number.as_deref(),
                 found.as_ref(),
+                resent,
             );
             page(call, 200, html, &[])
+        }
+        OpsRoute::ResendConfirmation { city, booking } => {
+            checked_form(req, call, s).await?;
+            needs_sales(s, "Sending a confirmation again")?;
+            let path = format!("/v1/operator/bookings/{booking}/resend-confirmation");
+            let up = send(call, s, &city, Method::Post, &path, None).await?;
+            if up.status != 202 {
+                return Err(region_error(&up));
+            }
+            redirect(
+                &format!("/ops/c/{city}/bookings?number={booking}&done=resent"),
+                &[],
+            )
+        }
+        OpsRoute::Health { city, check } => health_page(call, s, &city, check.as_ref()).await,
+        OpsRoute::Mail { city, after, sent } => {
+            let list = failed_mail(call, s, &city, after.as_deref(), 100).await?;
+            let html = mail::render(
+                &s.console(Some(&city)),
+                &MailPage {
+                    city: &city,
+                    messages: &list.messages,
+                    next_after: list.next_after.as_deref(),
+                    after: after.as_deref(),
+                    can_send: s.op.grant.allows(Scope::Sales),
+                    sent,
+                },
+            );
+            page(call, 200, html, &[])
+        }
+        OpsRoute::ResendMail { city } => {
+            let fields = checked_form(req, call, s).await?;
+            needs_sales(s, "Sending e-mail again")?;
+            let ids: Vec<String> = match (form::get(&fields, "event_id"), form::get(&fields, "all"))
+            {
+                (Some(id), _) => vec![plain_ref(id)
+                    .ok_or_else(|| EdgeError::new(400, "invalid_event_id", "not a message id"))?],
+                // All of this city's failed messages (the region's filter
+                // would take every city of the token's on this shard).
+                (None, Some(_)) => failed_mail(call, s, &city, None, 500)
+                    .await?
+                    .messages
+                    .into_iter()
+                    .map(|m| m.event_id)
+                    .collect(),
+                (None, None) => {
+                    return Err(EdgeError::new(
+                        422,
+                        "invalid_body",
+                        "Choose a message to send again, or all of them.",
+                    ))
+                }
+            };
+            if ids.is_empty() {
+                return redirect(&format!("/ops/c/{city}/mail?sent=0"), &[]);
+            }
+            let body = serde_json::json!({ "event_ids": ids });
+            let up = send(
+                call,
+                s,
+                &city,
+                Method::Post,
+                "/v1/operator/mail/resend",
+                Some(&body),
+            )
+            .await?;
+            if up.status != 200 {
+                return Err(region_error(&up));
+            }
+            let done: Resent = serde_json::from_slice(&up.body).or_internal("resend")?;
+            redirect(&format!("/ops/c/{city}/mail?sent={}", done.resent), &[])
         }
         OpsRoute::Reports { city, ask } => reports(call, s, &city, ask.as_ref()).await,
         OpsRoute::Refunds { city, done } => {
@@ -364,6 +436,74 @@ async fn signed_route(
             redirect(&format!("/ops/c/{city}/refunds?done=settled"), &[])
         }
     }
+}
+
+/// A write that needs the `sales` scope: refused at the edge, saying
+/// why, before the region is asked.
+fn needs_sales(s: &Signed, what: &str) -> Result<(), EdgeError> {
+    if s.op.grant.allows(Scope::Sales) {
+        return Ok(());
+    }
+    let scopes: Vec<&str> = s.op.grant.scopes.iter().map(|x| x.as_str()).collect();
+    Err(EdgeError::new(
+        403,
+        "scope_forbidden",
+        render::needs_sales(what, &scopes),
+    ))
+}
+
+/// The health page: the shard's status (its refusal shown on the page:
+/// a token not reaching every city of the shard still runs the checks)
+/// and the consistency checks when asked for.
+async fn health_page(call: &Call, s: &Signed, city: &str, check: Option<&IntegrityAsk>) -> Handled {
+    let checks = async {
+        match check {
+            Some(ask) => read::<Integrity>(call, s, city, &ask.region_path())
+                .await
+                .map(Some),
+            None => Ok(None),
+        }
+    };
+    let (shard, checks) = futures::future::join(
+        send(call, s, city, Method::Get, "/v1/operator/shard", None),
+        checks,
+    )
+    .await;
+    let shard = shard?;
+    let status: Result<ShardStatus, String> = match shard.status {
+        200 => Ok(serde_json::from_slice(&shard.body).or_internal("shard")?),
+        403 => Err(region_error(&shard).message),
+        _ => return Err(region_error(&shard)),
+    };
+    let checks = checks?;
+    let html = health::render(
+        &s.console(Some(city)),
+        &HealthPage {
+            city,
+            shard: status.as_ref().map_err(String::as_str),
+            checks: check.zip(checks.as_ref()),
+        },
+    );
+    page(call, 200, html, &[])
+}
+
+/// One page of `city`'s failed messages (the region lists the token's
+/// cities; a message naming no booking has no city and is shown too).
+async fn failed_mail(
+    call: &Call,
+    s: &Signed,
+    city: &str,
+    after: Option<&str>,
+    limit: u32,
+) -> Result<MailList, EdgeError> {
+    let mut path = format!("/v1/operator/mail?state=failed&limit={limit}");
+    if let Some(a) = after {
+        path.push_str(&format!("&after={a}"));
+    }
+    let mut list: MailList = read(call, s, city, &path).await?;
+    list.messages
+        .retain(|m| m.city.as_deref().is_none_or(|c| c == city));
+    Ok(list)
 }
 
 // ---------------------------------------------------------- sign-in

@@ -16,16 +16,22 @@
 //! | `Cancellation` | `GET /ops/c/{city}/shows/{id}/cancellation` | the cancellation's progress |
 //! | `Sale` | `GET /ops/c/{city}/shows/{id}/sale?done=` | the show's sale, and the form to change it |
 //! | `SaveSale` | `POST /ops/c/{city}/shows/{id}/sale` | change it (scope `sales`) |
-//! | `Booking` | `GET /ops/c/{city}/bookings?number=` | a booking by number or id |
+//! | `Booking` | `GET /ops/c/{city}/bookings?number=&done=` | a booking by number or id |
+//! | `ResendConfirmation` | `POST /ops/c/{city}/bookings/{ref}/resend-confirmation` | its confirmation again (scope `sales`) |
 //! | `Reports` | `GET /ops/c/{city}/reports?from=&to=&group=&format=` | sales totals, or the CSV |
 //! | `Refunds` | `GET /ops/c/{city}/refunds` | FAILED and PENDING refunds |
 //! | `Retry` | `POST /ops/c/{city}/refunds/{id}/retry` | send a FAILED refund again |
 //! | `Settle` | `POST /ops/c/{city}/refunds/{id}/settle` | record a refund paid by hand |
+//! | `Health` | `GET /ops/c/{city}/health?check=&show_id=` | the shard's status; the consistency checks |
+//! | `Mail` | `GET /ops/c/{city}/mail?after=&sent=` | e-mail the SMTP server refused for good |
+//! | `ResendMail` | `POST /ops/c/{city}/mail/resend` | send one (`event_id`) or all (`all`) again (scope `sales`) |
 //!
 //! Every error under `/ops`, a path that is no page included, is a
 //! console page ([`is_console_path`]).
 
 pub mod data;
+pub mod health;
+pub mod mail;
 pub mod render;
 pub mod sale;
 pub mod session;
@@ -102,12 +108,21 @@ pub enum OpsRoute {
         /// Show id.
         show: String,
     },
-    /// `GET /ops/c/{city}/bookings?number=`.
+    /// `GET /ops/c/{city}/bookings?number=&done=`.
     Booking {
         /// City code.
         city: String,
         /// The number or id asked for (`None`: the empty form).
         number: Option<String>,
+        /// Its confirmation was just queued again (`done=resent`).
+        resent: bool,
+    },
+    /// `POST /ops/c/{city}/bookings/{ref}/resend-confirmation`.
+    ResendConfirmation {
+        /// City code.
+        city: String,
+        /// The booking's number or id.
+        booking: String,
     },
     /// `GET /ops/c/{city}/reports?from=&to=&group=&format=`.
     Reports {
@@ -137,6 +152,45 @@ pub enum OpsRoute {
         /// Refund id.
         refund: String,
     },
+    /// `GET /ops/c/{city}/health?check=&show_id=`.
+    Health {
+        /// City code.
+        city: String,
+        /// The consistency checks asked for (`None`: not run).
+        check: Option<IntegrityAsk>,
+    },
+    /// `GET /ops/c/{city}/mail?after=&sent=`.
+    Mail {
+        /// City code.
+        city: String,
+        /// The page's cursor (`None`: the newest).
+        after: Option<String>,
+        /// How many were just sent again, for the status line.
+        sent: Option<u32>,
+    },
+    /// `POST /ops/c/{city}/mail/resend`.
+    ResendMail {
+        /// City code.
+        city: String,
+    },
+}
+
+/// The consistency checks asked for from the health page.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IntegrityAsk {
+    /// One show (then Redis is compared too); `None`: every show of the
+    /// token's cities.
+    pub show: Option<String>,
+}
+
+impl IntegrityAsk {
+    /// The region core's path for these checks.
+    pub fn region_path(&self) -> String {
+        match &self.show {
+            Some(s) => format!("/v1/operator/integrity?show_id={s}"),
+            None => "/v1/operator/integrity".to_owned(),
+        }
+    }
 }
 
 /// A sales report asked for from the reports form.
@@ -179,7 +233,11 @@ impl OpsRoute {
             | Self::Reports { city, .. }
             | Self::Refunds { city, .. }
             | Self::Retry { city, .. }
-            | Self::Settle { city, .. } => Some(city),
+            | Self::Settle { city, .. }
+            | Self::ResendConfirmation { city, .. }
+            | Self::Health { city, .. }
+            | Self::Mail { city, .. }
+            | Self::ResendMail { city } => Some(city),
         }
     }
 }
@@ -347,7 +405,7 @@ pub fn classify(
             )
         }
         ["c", c, "bookings"] => {
-            let f = query_fields(query, &["number"])?;
+            let f = query_fields(query, &["number", "done"])?;
             let number = form::get(&f, "number")
                 .map(str::trim)
                 .filter(|n| !n.is_empty())
@@ -355,8 +413,45 @@ pub fn classify(
             get(OpsRoute::Booking {
                 city: city(c)?,
                 number,
+                resent: form::get(&f, "done") == Some("resent"),
             })
         }
+        ["c", c, "bookings", n, "resend-confirmation"] => post(OpsRoute::ResendConfirmation {
+            city: city(c)?,
+            booking: plain_ref(n).ok_or_else(|| {
+                EdgeError::new(400, "invalid_booking_id", "not a booking number or id")
+            })?,
+        }),
+        ["c", c, "health"] => {
+            let f = query_fields(query, &["check", "show_id"])?;
+            let check = match form::get(&f, "check") {
+                None => None,
+                Some(_) => Some(IntegrityAsk {
+                    show: form::get(&f, "show_id")
+                        .map(str::trim)
+                        .filter(|s| !s.is_empty())
+                        .map(show_id)
+                        .transpose()?,
+                }),
+            };
+            get(OpsRoute::Health {
+                city: city(c)?,
+                check,
+            })
+        }
+        ["c", c, "mail"] => {
+            let f = query_fields(query, &["after", "sent"])?;
+            let after = match form::get(&f, "after") {
+                None => None,
+                Some(a) => Some(plain_ref(a).ok_or_else(|| bad_query("after must be an id"))?),
+            };
+            get(OpsRoute::Mail {
+                city: city(c)?,
+                after,
+                sent: form::get(&f, "sent").and_then(|n| n.parse().ok()),
+            })
+        }
+        ["c", c, "mail", "resend"] => post(OpsRoute::ResendMail { city: city(c)? }),
         ["c", c, "reports"] => get(OpsRoute::Reports {
             city: city(c)?,
             ask: reports_ask(query)?,
@@ -482,5 +577,82 @@ mod tests {
             "invalid_show_id"
         );
         assert_eq!(route("GET", "/ops/nothing").unwrap_err().code, "no_route");
+    }
+
+    #[test]
+    fn health_mail_and_resend_routes() {
+        assert_eq!(
+            route("GET", "/ops/c/mum/health").unwrap(),
+            OpsRoute::Health {
+                city: "mum".into(),
+                check: None
+            }
+        );
+        let r = route("GET", "/ops/c/mum/health?check=1&show_id=").unwrap();
+        let OpsRoute::Health {
+            check: Some(ask), ..
+        } = r
+        else {
+            panic!("{r:?}")
+        };
+        assert_eq!(ask.region_path(), "/v1/operator/integrity");
+        let r = route("GET", &format!("/ops/c/mum/health?check=1&show_id={SHOW}")).unwrap();
+        let OpsRoute::Health {
+            check: Some(ask), ..
+        } = r
+        else {
+            panic!("{r:?}")
+        };
+        assert_eq!(
+            ask.region_path(),
+            format!("/v1/operator/integrity?show_id={SHOW}")
+        );
+        assert_eq!(
+            route("GET", "/ops/c/mum/health?check=1&show_id=nope")
+                .unwrap_err()
+                .code,
+            "invalid_show_id"
+        );
+        assert_eq!(
+            route("GET", "/ops/c/mum/mail?sent=2").unwrap(),
+            OpsRoute::Mail {
+                city: "mum".into(),
+                after: None,
+                sent: Some(2)
+            }
+        );
+        assert_eq!(
+            route("GET", "/ops/c/mum/mail?after=a%2fb")
+                .unwrap_err()
+                .code,
+            "bad_query"
+        );
+        assert_eq!(
+            route("POST", "/ops/c/mum/mail/resend").unwrap(),
+            OpsRoute::ResendMail { city: "mum".into() }
+        );
+        assert_eq!(
+            route("GET", "/ops/c/mum/mail/resend").unwrap_err().code,
+            "method_not_allowed"
+        );
+        assert_eq!(
+            route("POST", "/ops/c/mum/bookings/BMS1/resend-confirmation").unwrap(),
+            OpsRoute::ResendConfirmation {
+                city: "mum".into(),
+                booking: "BMS1".into()
+            }
+        );
+        assert_eq!(
+            route("GET", "/ops/c/mum/bookings?number=BMS1&done=resent").unwrap(),
+            OpsRoute::Booking {
+                city: "mum".into(),
+                number: Some("BMS1".into()),
+                resent: true
+            }
+        );
+        assert_eq!(
+            route("GET", "/ops/c/xyz/health").unwrap_err().code,
+            "unknown_city"
+        );
     }
 }

@@ -35,7 +35,8 @@ fn header(c: &Console<'_>) -> String {
         let _ = write!(
             nav,
             "<a href=\"/ops/c/{city}\">Shows</a><a href=\"/ops/c/{city}/bookings\">Find a booking</a>\
-             <a href=\"/ops/c/{city}/reports\">Reports</a><a href=\"/ops/c/{city}/refunds\">Refunds</a>"
+             <a href=\"/ops/c/{city}/reports\">Reports</a><a href=\"/ops/c/{city}/refunds\">Refunds</a>\
+             <a href=\"/ops/c/{city}/mail\">E-mail</a><a href=\"/ops/c/{city}/health\">Health</a>"
         );
     }
     match c.op {
@@ -71,7 +72,7 @@ pub(super) fn page(c: &Console<'_>, title: &str, main: String, status: Option<St
 }
 
 /// An RFC 3339 instant, shortened for a table (`2026-12-05 10:00 UTC`).
-fn when(s: &str) -> String {
+pub(super) fn when(s: &str) -> String {
     let utc = s.ends_with('Z');
     let short: String = s.chars().take(16).collect::<String>().replace('T', " ");
     escape(&if utc { format!("{short} UTC") } else { short })
@@ -79,15 +80,44 @@ fn when(s: &str) -> String {
 
 /// A box that scrolls sideways on a narrow screen: a named region that
 /// takes focus, so a keyboard can scroll it too.
-fn scroll_box(label: &str, inner: &str) -> String {
+pub(super) fn scroll_box(label: &str, inner: &str) -> String {
     format!(
         "<div class=\"grid-wrap\" role=\"region\" aria-label=\"{}\" tabindex=\"0\">\n{inner}</div>\n",
         escape(label)
     )
 }
 
-fn words(status: &str) -> String {
+pub(super) fn words(status: &str) -> String {
     escape(&status.to_lowercase().replace('_', " "))
+}
+
+/// The scopes of the signed-in operator's token, in its words.
+pub(super) fn scope_words(c: &Console<'_>) -> Vec<&'static str> {
+    c.op.map(|op| op.grant.scopes.iter().map(|s| s.as_str()).collect())
+        .unwrap_or_default()
+}
+
+/// Why a token allowing only `scopes` may not do `what` (the message of
+/// a post's 403 without the `sales` scope).
+pub fn needs_sales(what: &str, scopes: &[&str]) -> String {
+    format!(
+        "{what} needs an operator token with the sales scope; yours allows {}. \
+         Ask for one with --scope sales.",
+        scopes.join(", ")
+    )
+}
+
+/// Where a form needing the `sales` scope would be: why it is not
+/// (`then`: what signing in with such a token lets the operator do).
+pub(super) fn sales_notice(c: &Console<'_>, what: &str, then: &str) -> String {
+    format!(
+        "<p class=\"notice\" id=\"scope-notice\">{} needs an operator token with the \
+         <strong>sales</strong> scope; yours allows {}. Ask for one with <code>--scope sales</code> \
+         {}.</p>\n",
+        escape(what),
+        escape(&scope_words(c).join(", ")),
+        escape(then)
+    )
 }
 
 // ------------------------------------------------------------ sign-in
@@ -489,12 +519,14 @@ pub fn cancellation(
 
 // ----------------------------------------------------------- bookings
 
-/// The booking lookup: the form, and the booking when one was asked for.
+/// The booking lookup: the form, and the booking when one was asked for
+/// (`resent`: its confirmation was just queued again).
 pub fn booking(
     c: &Console<'_>,
     city: &str,
     number: Option<&str>,
     found: Option<&BookingLookup>,
+    resent: bool,
 ) -> String {
     let ec = escape(city);
     let mut main = format!(
@@ -546,8 +578,43 @@ pub fn booking(
                 }
             }
         }
+        if b.status == "CONFIRMED" {
+            main.push_str(&resend_confirmation(c, city, &b.number));
+        }
     }
-    page(c, "Find a booking", main, None)
+    let status = resent.then(|| {
+        "The confirmation will be sent again now, as a new message with the tickets as they are today."
+            .to_owned()
+    });
+    page(c, "Find a booking", main, status)
+}
+
+/// A confirmed booking's "send the confirmation again" form (scope
+/// `sales`; without it, why not).
+fn resend_confirmation(c: &Console<'_>, city: &str, number: &str) -> String {
+    let mut out = String::from(
+        "<h3>Confirmation e-mail</h3>\n<p>Sends the buyer a new confirmation, its tickets signed with \
+         today's key (after a key rotation, this is how a buyer gets codes that open the doors).</p>\n",
+    );
+    let can =
+        c.op.is_some_and(|op| op.grant.allows(shared::token::Scope::Sales));
+    if can {
+        let _ = writeln!(
+            out,
+            "<form method=\"post\" action=\"/ops/c/{}/bookings/{}/resend-confirmation\">{}\
+             <p><button type=\"submit\">Send the confirmation again</button></p></form>",
+            escape(city),
+            escape(number),
+            csrf_field(c.csrf)
+        );
+    } else {
+        out.push_str(&sales_notice(
+            c,
+            "Sending a confirmation again",
+            "and sign in with it to send it",
+        ));
+    }
+    out
 }
 
 // ------------------------------------------------------------ reports
@@ -910,10 +977,36 @@ mod tests {
             "refund": { "id": "r", "status": "FAILED", "amount_minor": 25000, "attempts": 2 }
         }))
         .unwrap();
-        let html = booking(&console(&op), "mum", Some("BMS\"1"), Some(&lookup));
+        let html = booking(&console(&op), "mum", Some("BMS\"1"), Some(&lookup), false);
         assert_page_rules(&html);
         assert!(html.contains("Booking BMS&lt;1&gt;") && html.contains("value=\"BMS&quot;1\""));
         assert!(html.contains("failed") && html.contains("/ops/c/mum/refunds"));
+        assert!(!html.contains("resend-confirmation") && !html.contains("scope-notice"));
+        // A confirmed booking: its confirmation again, with the scope.
+        let mut confirmed = lookup.clone();
+        confirmed.booking.status = "CONFIRMED".into();
+        confirmed.booking.number = "BMS2".into();
+        let html = booking(&console(&op), "mum", Some("BMS2"), Some(&confirmed), true);
+        assert_page_rules(&html);
+        assert!(html.contains("id=\"scope-notice\">Sending a confirmation again needs"));
+        assert!(html.contains("The confirmation will be sent again now"));
+        let seller = Operator {
+            sub: "ops".into(),
+            grant: Grant::new(vec!["mum".into()], vec![Scope::Sales]).unwrap(),
+            exp: 0,
+        };
+        let html = booking(
+            &console(&seller),
+            "mum",
+            Some("BMS2"),
+            Some(&confirmed),
+            false,
+        );
+        assert_page_rules(&html);
+        assert!(html.contains(
+            "<form method=\"post\" action=\"/ops/c/mum/bookings/BMS2/resend-confirmation\">"
+        ));
+        assert!(html.contains("Send the confirmation again</button>"));
         let e = error(
             &Console {
                 op: Some(&op),

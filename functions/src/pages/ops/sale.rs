@@ -488,16 +488,11 @@ pub fn render(c: &Console<'_>, p: &SalePage<'_>) -> String {
     if p.can_write {
         main.push_str(&form(c, p));
     } else {
-        let scopes: Vec<&str> =
-            c.op.map(|op| op.grant.scopes.iter().map(|s| s.as_str()).collect())
-                .unwrap_or_default();
-        let _ = writeln!(
-            main,
-            "<p class=\"notice\" id=\"scope-notice\">Changing a sale needs an operator token with the \
-             <strong>sales</strong> scope; yours allows {}. Ask for one with <code>--scope sales</code> \
-             and sign in with it to change this sale.</p>",
-            escape(&scopes.join(", "))
-        );
+        main.push_str(&super::render::sales_notice(
+            c,
+            "Changing a sale",
+            "and sign in with it to change this sale",
+        ));
     }
     let title = format!(
         "{}Sale of {}",
@@ -506,15 +501,6 @@ pub fn render(c: &Console<'_>, p: &SalePage<'_>) -> String {
     );
     let status = p.saved.then(|| saved_line(p));
     page(c, &title, main, status)
-}
-
-/// The 403 of a post without the `sales` scope.
-pub fn scope_refusal(scopes: &[&str]) -> String {
-    format!(
-        "Changing a sale needs an operator token with the sales scope; yours allows {}. \
-         Ask for one with --scope sales.",
-        scopes.join(", ")
-    )
 }
 
 #[cfg(test)]
@@ -722,6 +708,9 @@ mod tests {
         assert!(html.contains("yours allows read."));
         assert!(html.contains("<strong>Open sale.</strong>"));
         assert!(html.contains("Saved: an open sale"));
-        assert!(scope_refusal(&["read"]).contains("sales scope"));
+        assert!(
+            super::super::render::needs_sales("Changing a sale", &["read"])
+                .contains("Changing a sale needs an operator token with the sales scope")
+        );
     }
 }
