@@ -284,25 +284,13 @@ pub(super) async fn patch_show(
         )
         .execute(&mut *tx)
         .await
-        .map_err(|e| {
-            if crate::db::constraint_of(&e) == Some("shows_no_overlap") {
-                ApiError::conflict(
-                    "show_overlaps",
-                    "another show plays on this screen at that time",
-                )
-            } else {
-                e.into()
-            }
-        })?;
+        .map_err(super::shows::overlap_refusal)?;
         // The constraint leaves out shows kept from before it; a move
         // must not land on one of those either.
         if overlaps_any(&mut tx, id).await? {
-            return Err(ApiError::conflict(
-                "show_overlaps",
-                "another show plays on this screen at that time",
-            ));
+            return Err(super::shows::show_overlaps());
         }
-        recheck_overlaps(&mut tx, id).await?;
+        recheck_overlaps(&mut tx, id, None).await?;
         moved = true;
     }
     if let Some(p) = &req.refund_policy {
@@ -367,7 +355,7 @@ pub(super) async fn delete_show(
     sqlx::query!("DELETE FROM show_cancellations WHERE show_id = $1", id)
         .execute(&mut *tx)
         .await?;
-    recheck_overlaps_after_delete(&mut tx, id).await?;
+    recheck_overlaps(&mut tx, id, Some(id)).await?;
     sqlx::query!("DELETE FROM shows WHERE id = $1", id)
         .execute(&mut *tx)
         .await?;
@@ -404,38 +392,25 @@ async fn overlaps_any(tx: &mut sqlx::PgConnection, show: Uuid) -> Result<bool, s
 /// Shows of `show`'s screen that were kept overlapping when the overlap
 /// constraint came, and overlap nothing any more, join the constraint:
 /// they leave `GET /v1/operator/shows/overlaps` once an operator has
-/// moved or deleted what they overlapped. One that still overlaps stays
-/// out (the filter), so this never fails on the constraint.
-async fn recheck_overlaps(tx: &mut sqlx::PgConnection, show: Uuid) -> Result<(), sqlx::Error> {
+/// moved or deleted what they overlapped. `gone` is a show being deleted
+/// in this transaction (right after), which no longer counts. One that
+/// still overlaps stays out (the filter), so this never fails on the
+/// constraint.
+async fn recheck_overlaps(
+    tx: &mut sqlx::PgConnection,
+    show: Uuid,
+    gone: Option<Uuid>,
+) -> Result<(), sqlx::Error> {
     sqlx::query!(
         r#"UPDATE shows s SET overlap_checked = true
-            WHERE NOT s.overlap_checked
+            WHERE NOT s.overlap_checked AND s.id IS DISTINCT FROM $2
               AND s.screen_id = (SELECT screen_id FROM shows WHERE id = $1)
               AND NOT EXISTS (
                     SELECT 1 FROM shows o
                      WHERE o.screen_id = s.screen_id AND o.id <> s.id
+                       AND o.id IS DISTINCT FROM $2
                        AND tstzrange(o.starts_at, o.ends_at) && tstzrange(s.starts_at, s.ends_at))"#,
-        show
-    )
-    .execute(tx)
-    .await?;
-    Ok(())
-}
-
-/// As [`recheck_overlaps`], for the shows of a screen whose show `gone`
-/// is being deleted (in this transaction, right after).
-async fn recheck_overlaps_after_delete(
-    tx: &mut sqlx::PgConnection,
-    gone: Uuid,
-) -> Result<(), sqlx::Error> {
-    sqlx::query!(
-        r#"UPDATE shows s SET overlap_checked = true
-            WHERE NOT s.overlap_checked AND s.id <> $1
-              AND s.screen_id = (SELECT screen_id FROM shows WHERE id = $1)
-              AND NOT EXISTS (
-                    SELECT 1 FROM shows o
-                     WHERE o.screen_id = s.screen_id AND o.id <> s.id AND o.id <> $1
-                       AND tstzrange(o.starts_at, o.ends_at) && tstzrange(s.starts_at, s.ends_at))"#,
+        show,
         gone
     )
     .execute(tx)

@@ -87,18 +87,9 @@ pub(super) async fn create_show(
     )
     .execute(&mut *tx)
     .await
-    .map_err(|e| {
-        // The screen is taken then: the exclusion constraint is the last
-        // word, whatever raced with this request.
-        if crate::db::constraint_of(&e) == Some("shows_no_overlap") {
-            ApiError::conflict(
-                "show_overlaps",
-                "another show plays on this screen at that time",
-            )
-        } else {
-            e.into()
-        }
-    })?;
+    // The screen is taken then: the exclusion constraint is the last
+    // word, whatever raced with this request.
+    .map_err(overlap_refusal)?;
     // Creating a show materialises one row per seat: the rows that holds
     // and bookings lock.
     sqlx::query!(
@@ -422,6 +413,24 @@ pub(super) async fn list_shows(
         date: q.date,
         shows,
     }))
+}
+
+/// 409 `show_overlaps`: the screen plays another show then.
+pub(super) fn show_overlaps() -> ApiError {
+    ApiError::conflict(
+        "show_overlaps",
+        "another show plays on this screen at that time",
+    )
+}
+
+/// A write to `shows` refused by the overlap constraint, as
+/// [`show_overlaps`]; any other error as it is.
+pub(super) fn overlap_refusal(e: sqlx::Error) -> ApiError {
+    if crate::db::constraint_of(&e) == Some("shows_no_overlap") {
+        show_overlaps()
+    } else {
+        e.into()
+    }
 }
 
 #[cfg(test)]
